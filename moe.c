@@ -1,0 +1,254 @@
+// moe.c: DeepSeekMoE (DeepSeek-V3 §2.1.2, eqs. 12-16; transformers' DeepseekV3MoE).
+//
+//   h'_t = h_t + sum_{i<N_s} FFN_i^(s)(h_t) + sum_{i<N_r} g_{i,t} FFN_i^(r)(h_t)      (eq. 12)
+//   s_{i,t} = sigmoid(u_t . e_i)                                                       (eq. 15)
+//   g'_{i,t} = s_{i,t} if s_{i,t} + b_i is in the top K_r (within the kept groups), else 0 (16)
+//   g_{i,t} = g'_{i,t} / sum_j g'_{j,t}   (norm_topk_prob), then * routed_scaling_factor (13)
+//
+// The shared experts are an ordinary SwiGLU MLP and are run by block_forward in r1.c; this file
+// holds the router and the routed experts. Tokens are sorted by expert (a counting sort in token
+// order) so that each expert runs one matmul over exactly the tokens routed to it: cost follows
+// the activated parameters, not the total.
+#include "r1.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------------------------
+// Router
+// ----------------------------------------------------------------------------------------------
+
+// Index of the largest value among allowed entries; ties go to the lowest index.
+static int argmax_allowed(const float *v, const unsigned char *allowed, int n) {
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (allowed[i] && (best < 0 || v[i] > v[best])) best = i;
+    return best;
+}
+
+// logits (E) -> s (E) sigmoid scores; idx (K), w (K): the chosen experts and their weights.
+// The bias b_i (e_score_correction_bias) is added for SELECTION only; w uses the unbiased s.
+void moe_route_token(const Config *c, const float *logits, const float *bias, float *s,
+                     int *idx, float *w) {
+    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int G = c->n_group, per_group = E / G;
+    float choice[E];            // s + b: the selection score
+    unsigned char allowed[E];   // experts still eligible
+    for (int e = 0; e < E; e++) {
+        s[e] = 1.0f / (1.0f + expf(-logits[e]));
+        choice[e] = s[e] + bias[e];
+        allowed[e] = 1;
+    }
+    if (G > 1) {
+        // group-limited routing: score each group by the sum of its two best choices, keep the
+        // topk_group best groups. Experts of the other groups are excluded outright (as -inf in
+        // DeepSeek's inference code; transformers fills 0.0, which differs only if a kept
+        // expert's biased score is negative).
+        float group_score[G];
+        unsigned char group_ok[G], kept[G];
+        for (int g = 0; g < G; g++) {
+            const float *cg = choice + g * per_group;
+            float best = -INFINITY, second = -INFINITY;
+            for (int i = 0; i < per_group; i++) {
+                if (cg[i] > best) { second = best; best = cg[i]; }
+                else if (cg[i] > second) second = cg[i];
+            }
+            group_score[g] = best + second;
+            group_ok[g] = 1;
+            kept[g] = 0;
+        }
+        for (int r = 0; r < c->topk_group; r++) {
+            int g = argmax_allowed(group_score, group_ok, G);
+            kept[g] = 1;
+            group_ok[g] = 0;
+        }
+        for (int e = 0; e < E; e++) allowed[e] = kept[e / per_group];
+    }
+    // top-K experts by choice among the allowed ones
+    float sum = 0.0f;
+    for (int k = 0; k < K; k++) {
+        int e = argmax_allowed(choice, allowed, E);
+        allowed[e] = 0;
+        idx[k] = e;
+        w[k] = s[e];
+        sum += s[e];
+    }
+    for (int k = 0; k < K; k++) {
+        if (c->norm_topk_prob) w[k] /= sum + 1e-20f;
+        w[k] *= c->routed_scaling_factor;
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Forward
+// ----------------------------------------------------------------------------------------------
+
+// Sorts the (token, k) pairs by expert, keeping token order inside each expert (counting sort).
+static void sort_by_expert(const Config *c, LayerActs *a, int N) {
+    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int *start = a->expert_start;
+    memset(start, 0, (size_t)(E + 1) * sizeof(int));
+    for (int p = 0; p < N * K; p++) start[a->topk_idx[p] + 1]++;
+    for (int e = 0; e < E; e++) start[e + 1] += start[e];
+    int fill[E];
+    for (int e = 0; e < E; e++) fill[e] = start[e];
+    for (int p = 0; p < N * K; p++) {
+        int row = fill[a->topk_idx[p]]++;
+        a->slot_of[p] = row;
+        a->slot_pair[row] = p;
+    }
+}
+
+// out (N,D) += sum_k w[t,k] Expert_{idx[t,k]}(inp[t]).  inp (N,D) is RMSNorm(x_mid).
+void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out, int N) {
+    const Config *c = &m->cfg;
+    const LayerParams *lp = &m->p.layers[layer];
+    int E = c->n_routed_experts, K = c->num_experts_per_tok, D = c->hidden_size;
+    int Im = c->moe_intermediate_size;
+    // 1. router: logits (N,E) = inp @ gate.weight^T, then per-token selection
+    matmul_forward(a->scores, inp, lp->router, N, D, E, 0, m->wt_scratch);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        float logits[E];
+        memcpy(logits, a->scores + (size_t)t * E, (size_t)E * sizeof(float));
+        moe_route_token(c, logits, lp->router_bias, a->scores + (size_t)t * E,
+                        a->topk_idx + (size_t)t * K, a->topk_w + (size_t)t * K);
+    }
+    // 2. group the (token, k) pairs by expert and gather their inputs
+    sort_by_expert(c, a, N);
+    long *load = m->expert_load + (size_t)layer * E;
+    for (int e = 0; e < E; e++) load[e] += a->expert_start[e + 1] - a->expert_start[e];
+#pragma omp parallel for schedule(static)
+    for (int row = 0; row < N * K; row++)
+        memcpy(a->ex_in + (size_t)row * D, inp + (size_t)(a->slot_pair[row] / K) * D,
+               (size_t)D * sizeof(float));
+    // 3. each expert over its own rows
+    for (int e = 0; e < E; e++) {
+        int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
+        size_t mat = (size_t)Im * D;
+        swiglu_forward(a->ex_out + (size_t)r0 * D, a->ex_in + (size_t)r0 * D,
+                       lp->experts_gate + e * mat, lp->experts_up + e * mat,
+                       lp->experts_down + e * mat, a->ex_g + (size_t)r0 * Im,
+                       a->ex_u + (size_t)r0 * Im, a->ex_h + (size_t)r0 * Im, n, D, Im, 0,
+                       m->wt_scratch);
+    }
+    // 4. combine: out[t] += sum_k g_{k,t} * expert output, in k order
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        float *o = out + (size_t)t * D;
+        for (int k = 0; k < K; k++) {
+            float g = a->topk_w[(size_t)t * K + k];
+            const float *y = a->ex_out + (size_t)a->slot_of[(size_t)t * K + k] * D;
+            for (int i = 0; i < D; i++) o[i] += g * y[i];
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Backward
+// ----------------------------------------------------------------------------------------------
+// The selection (which experts) is not differentiated; the gradient reaches the router through
+// the weights g_{k,t} of the selected experts. The bias gets no gradient.
+
+// dw (K): gradient of the final weights of one token -> dlogits (E) of its router row.
+static void router_backward_token(const Config *c, const float *s, const int *idx,
+                                  const float *dw, float *dlogits) {
+    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    float rsf = c->routed_scaling_factor;
+    float ds[K];
+    if (c->norm_topk_prob) {
+        // w_k = rsf * s_k / S, S = sum_j s_j (+1e-20):  dL/ds_j = rsf (dw_j - sum_k dw_k w'_k) / S
+        float S = 1e-20f, dot = 0.0f;
+        for (int k = 0; k < K; k++) S += s[idx[k]];
+        for (int k = 0; k < K; k++) dot += dw[k] * s[idx[k]];
+        for (int k = 0; k < K; k++) ds[k] = rsf * (dw[k] / S - dot / (S * S));
+    } else {
+        for (int k = 0; k < K; k++) ds[k] = rsf * dw[k];
+    }
+    for (int e = 0; e < E; e++) dlogits[e] = 0.0f;
+    for (int k = 0; k < K; k++) {
+        float se = s[idx[k]];
+        dlogits[idx[k]] += ds[k] * se * (1.0f - se);  // sigmoid'
+    }
+}
+
+void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const float *dout,
+                  float *dinp, int N) {
+    const Config *c = &m->cfg;
+    const LayerParams *lp = &m->p.layers[layer], *glp = &m->g.layers[layer];
+    Grads *s = &m->scratch;
+    int E = c->n_routed_experts, K = c->num_experts_per_tok, D = c->hidden_size;
+    int Im = c->moe_intermediate_size;
+    float *dw = s->t3;        // (N, K)  gradient of the gate weights
+    float *dlogits = s->t4;   // (N, E)
+    float *dex_out = s->dex, *dex_in = s->dex2;
+    // 1. through the weighted sum: dw[t,k] = dout[t] . y ; dy = w[t,k] * dout[t]
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *d = dout + (size_t)t * D;
+        for (int k = 0; k < K; k++) {
+            int row = a->slot_of[(size_t)t * K + k];
+            const float *y = a->ex_out + (size_t)row * D;
+            float g = a->topk_w[(size_t)t * K + k], acc = 0.0f;
+            float *dy = dex_out + (size_t)row * D;
+            for (int i = 0; i < D; i++) {
+                acc += d[i] * y[i];
+                dy[i] = g * d[i];
+            }
+            dw[(size_t)t * K + k] = acc;
+        }
+    }
+    // 2. each expert
+    memset(dex_in, 0, (size_t)N * K * D * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
+        size_t mat = (size_t)Im * D;
+        swiglu_backward(dex_in + (size_t)r0 * D, glp->experts_gate + e * mat,
+                        glp->experts_up + e * mat, glp->experts_down + e * mat,
+                        dex_out + (size_t)r0 * D, a->ex_in + (size_t)r0 * D,
+                        lp->experts_gate + e * mat, lp->experts_up + e * mat,
+                        lp->experts_down + e * mat, a->ex_g + (size_t)r0 * Im,
+                        a->ex_u + (size_t)r0 * Im, a->ex_h + (size_t)r0 * Im, n, D, Im,
+                        s->dex3 + (size_t)r0 * Im, s->dex4 + (size_t)r0 * Im);
+    }
+    // 3. scatter back to tokens (k order) and route the weight gradient into the router
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        float *di = dinp + (size_t)t * D;
+        for (int k = 0; k < K; k++) {
+            const float *src = dex_in + (size_t)a->slot_of[(size_t)t * K + k] * D;
+            for (int i = 0; i < D; i++) di[i] += src[i];
+        }
+        router_backward_token(c, a->scores + (size_t)t * E, a->topk_idx + (size_t)t * K,
+                              dw + (size_t)t * K, dlogits + (size_t)t * E);
+    }
+    matmul_backward(dinp, glp->router, dlogits, inp, lp->router, N, D, E);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Auxiliary-loss-free load balancing (DeepSeek-V3 §2.1.2)
+// ----------------------------------------------------------------------------------------------
+
+// After a training step: b_i += gamma * sign(mean_j c_j - c_i), with c_i the tokens routed to
+// expert i since the last reset. Overloaded experts become less attractive to the selection.
+void moe_update_bias(Model *m, float gamma) {
+    const Config *c = &m->cfg;
+    int E = c->n_routed_experts;
+    for (int l = c->first_k_dense_replace; l < c->num_hidden_layers; l++) {
+        const long *load = m->expert_load + (size_t)l * E;
+        double mean = 0.0;
+        for (int e = 0; e < E; e++) mean += load[e];
+        mean /= E;
+        float *b = m->p.layers[l].router_bias;
+        for (int e = 0; e < E; e++) {
+            float sign = load[e] < mean ? 1.0f : load[e] > mean ? -1.0f : 0.0f;
+            b[e] += gamma * sign;
+        }
+    }
+}
+
+void moe_reset_load(Model *m) {
+    memset(m->expert_load, 0,
+           (size_t)m->cfg.num_hidden_layers * m->cfg.n_routed_experts * sizeof(long));
+}

@@ -1,0 +1,3134 @@
+// r1.c: the DeepSeek-R1 system in plain C. The dense half of the model and the driver.
+//
+// Contents, in the order a token travels:
+//    1. Config: presets, validation
+//    2. The parameter table (Hugging Face names -> one float buffer)
+//    3. Random numbers
+//    4. Kernels: matmul, RMSNorm, RoPE/YaRN, SwiGLU
+//    5. MLA: Multi-head Latent Attention, forward and backward
+//    6. The block and the whole model (embedding, blocks, final norm, lm_head)
+//    7. Loss heads (cross-entropy)
+//    8. AdamW
+//    9. Generation: latent KV cache, absorbed attention, sampling
+//   10. JSON and safetensors
+//   11. config.json and checkpoints
+//   12. Parameter counting, `info`
+//   13. Command-line interface
+//   14. `train`
+//   15. `bench`
+//   16. main
+// DeepSeekMoE (router, experts, load balancing) is in moe.c.
+#define _POSIX_C_SOURCE 200809L
+#include "r1.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
+// ==============================================================================================
+// 3. Random numbers: one RNG type with explicit state (xorshift64*, Box-Muller normals)
+// ==============================================================================================
+
+void rng_seed(Rng *r, uint64_t seed) {
+    // splitmix64 of the seed, so that seeds 0, 1, 2 ... give unrelated streams
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    r->state = (z ^ (z >> 31)) | 1;
+}
+
+uint64_t rng_next(Rng *r) {
+    r->state ^= r->state >> 12;
+    r->state ^= r->state << 25;
+    r->state ^= r->state >> 27;
+    return r->state * 0x2545F4914F6CDD1Dull;
+}
+
+float rng_uniform(Rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)); }
+
+float rng_normal(Rng *r) {
+    double u1 = ((rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);  // (0, 1]
+    double u2 = (rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+
+// ==============================================================================================
+// 4. Kernels: matmul, RMSNorm, RoPE, SwiGLU
+// ==============================================================================================
+// Determinism: every output element is computed by exactly one thread, summing in a fixed
+// order, so results are bit-identical for any OMP_NUM_THREADS.
+
+#define MM_TILE_T 4   // tokens per tile
+#define MM_TILE_O 64  // output features per tile
+
+// out (N,OC) = inp (N,C) @ W^T with W (OC,C). W is first transposed into wt (C,OC) so that the
+// inner loop is a contiguous multiply-add over output features, which the compiler vectorises
+// without reordering any sum: out[t][o] accumulates over c = 0..C-1 in order.
+void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
+                    int accumulate, float *wt) {
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = W[(size_t)o * C + c];
+    int n_tt = (N + MM_TILE_T - 1) / MM_TILE_T, n_to = (OC + MM_TILE_O - 1) / MM_TILE_O;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int tt = 0; tt < n_tt; tt++) {
+        for (int to = 0; to < n_to; to++) {
+            int t0 = tt * MM_TILE_T, o0 = to * MM_TILE_O;
+            int nt = N - t0 < MM_TILE_T ? N - t0 : MM_TILE_T;
+            int no = OC - o0 < MM_TILE_O ? OC - o0 : MM_TILE_O;
+            float acc[MM_TILE_T][MM_TILE_O];
+            for (int i = 0; i < nt; i++)
+                for (int j = 0; j < no; j++)
+                    acc[i][j] = accumulate ? out[(size_t)(t0 + i) * OC + o0 + j] : 0.0f;
+            for (int c = 0; c < C; c++) {
+                const float *wrow = wt + (size_t)c * OC + o0;
+                for (int i = 0; i < nt; i++) {
+                    float a = inp[(size_t)(t0 + i) * C + c];
+                    for (int j = 0; j < no; j++) acc[i][j] += a * wrow[j];
+                }
+            }
+            for (int i = 0; i < nt; i++)
+                for (int j = 0; j < no; j++) out[(size_t)(t0 + i) * OC + o0 + j] = acc[i][j];
+        }
+    }
+}
+
+// dinp (N,C) += dout (N,OC) @ W        (each token row by one thread, sum over o in order)
+// dW (OC,C)  += dout^T @ inp           (each row of dW by one thread, sum over t in order)
+void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
+                     int N, int C, int OC) {
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int t = 0; t < N; t++) {
+            float *di = dinp + (size_t)t * C;
+            const float *d = dout + (size_t)t * OC;
+            for (int o = 0; o < OC; o++) {
+                float g = d[o];
+                const float *wrow = W + (size_t)o * C;
+                for (int c = 0; c < C; c++) di[c] += g * wrow[c];
+            }
+        }
+    }
+    if (dW) {
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < OC; o++) {
+            float *dw = dW + (size_t)o * C;
+            for (int t = 0; t < N; t++) {
+                float g = dout[(size_t)t * OC + o];
+                if (g == 0.0f) continue;  // masked positions contribute nothing
+                const float *x = inp + (size_t)t * C;
+                for (int c = 0; c < C; c++) dw[c] += g * x[c];
+            }
+        }
+    }
+}
+
+// out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
+static void matvec(float *out, const float *x, const float *W, int C, int OC) {
+#pragma omp parallel for schedule(static) if (OC >= 256)
+    for (int o = 0; o < OC; o++) {
+        const float *w = W + (size_t)o * C;
+        float lanes[8] = {0};  // 8 independent partial sums: vectorisable, fixed order
+        int c = 0;
+        for (; c + 8 <= C; c += 8)
+            for (int l = 0; l < 8; l++) lanes[l] += w[c + l] * x[c + l];
+        float s = 0.0f;
+        for (; c < C; c++) s += w[c] * x[c];
+        out[o] = s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                      ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+    }
+}
+
+// RMSNorm (Zhang & Sennrich 2019): out (N,C) = inp * rstd * w,  rstd = 1/sqrt(mean(inp^2) + eps)
+// Rows of inp are `stride` floats apart (C, or more when normalising the head of a wider row).
+static void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride,
+                            const float *w, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *x = inp + (size_t)t * stride;
+        float ss = 0.0f;
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        rstd[t] = r;
+        float *y = out + (size_t)t * C;
+        for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * r);
+    }
+}
+
+// With n = inp * rstd: dinp += rstd * (w*dout - n * mean(w*dout*n)),  dw += sum_t dout * n.
+// dinp and inp rows are `stride` floats apart, dout rows C.
+static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                             int stride, const float *w, const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *x = inp + (size_t)t * stride, *dy = dout + (size_t)t * C;
+        float r = rstd[t], dot = 0.0f;
+        for (int c = 0; c < C; c++) dot += w[c] * dy[c] * x[c] * r;
+        dot /= C;
+        float *dx = dinp + (size_t)t * stride;
+        for (int c = 0; c < C; c++) dx[c] += r * (w[c] * dy[c] - x[c] * r * dot);
+    }
+    if (dw) {
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++) {
+            float s = 0.0f;
+            for (int t = 0; t < N; t++) s += dout[(size_t)t * C + c] * inp[(size_t)t * stride + c] * rstd[t];
+            dw[c] += s;
+        }
+    }
+}
+
+// Interleaved RoPE (rope_interleave, DeepSeek-V3's layout): the pairs (x[2i], x[2i+1]) of the
+// dr rope dims rotate by angle pos * inv_freq[i]. transformers first permutes to [evens | odds]
+// and rotates halves; q and k get the same permutation, so the dot products (all attention sees)
+// are identical. With interleave = 0 the pairs are (x[i], x[i + dr/2]) (LLaMA's rotate_half).
+// vec (dr) at position pos; sign = +1 forward, -1 backward (rotation by -angle = transpose).
+static void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row,
+                        float sign, int interleave) {
+    int half = dr / 2;
+    for (int i = 0; i < half; i++) {
+        int a = interleave ? 2 * i : i, b = interleave ? 2 * i + 1 : i + half;
+        float c = cos_row[i], s = sign * sin_row[i];
+        float x0 = vec[a], x1 = vec[b];
+        vec[a] = x0 * c - x1 * s;
+        vec[b] = x1 * c + x0 * s;
+    }
+}
+// The YaRN attention factor is folded into cos/sin, so a rotation can scale: the transpose of
+// [c -s; s c] is [c s; -s c], which is what sign = -1 gives, with the same scale.
+
+static inline float silu(float z) { return z / (1.0f + expf(-z)); }
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+
+// SwiGLU (Shazeer 2020): out (N,D) = down(silu(gate(x)) * up(x)); g,u,h (N,I) saved.
+void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
+                    const float *Wd, float *g, float *u, float *h, int N, int D, int I,
+                    int accumulate, float *wt) {
+    if (N == 0) return;
+    matmul_forward(g, x, Wg, N, D, I, 0, wt);
+    matmul_forward(u, x, Wu, N, D, I, 0, wt);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < (size_t)N * I; i++) h[i] = silu(g[i]) * u[i];
+    matmul_forward(out, h, Wd, N, I, D, accumulate, wt);
+}
+
+// silu'(z) = s(z) * (1 + z * (1 - s(z))) with s the logistic sigmoid.
+void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
+                     const float *x, const float *Wg, const float *Wu, const float *Wd,
+                     const float *g, const float *u, const float *h, int N, int D, int I,
+                     float *dh, float *dgu) {
+    if (N == 0) return;
+    memset(dh, 0, (size_t)N * I * sizeof(float));
+    matmul_backward(dh, dWd, dout, h, Wd, N, I, D);       // dh = dout @ Wd
+    float *dg = dh, *du = dgu;                             // dg overwrites dh in place
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < (size_t)N * I; i++) {
+        float s = sigmoidf(g[i]);
+        du[i] = dh[i] * g[i] * s;
+        dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    }
+    matmul_backward(dx, dWg, dg, x, Wg, N, D, I);
+    matmul_backward(dx, dWu, du, x, Wu, N, D, I);
+}
+// ==============================================================================================
+// 1. Config: presets, validation
+// ==============================================================================================
+
+// The presets are plain tables: copy one, change a number, and run `./r1 info --config NAME`.
+typedef struct {
+    const char *name;
+    const char *what;
+    Config c;
+} Preset;
+
+static const Preset PRESETS[] = {
+    {"deepseek-v3", "the real 671B DeepSeek-V3 shape (for `info` only: it does not fit a laptop)",
+     {.vocab_size = 129280, .hidden_size = 7168, .intermediate_size = 18432,
+      .moe_intermediate_size = 2048, .num_hidden_layers = 61, .first_k_dense_replace = 3,
+      .n_routed_experts = 256, .num_experts_per_tok = 8, .n_shared_experts = 1, .n_group = 8,
+      .topk_group = 4, .norm_topk_prob = 1, .routed_scaling_factor = 2.5f,
+      .num_attention_heads = 128, .q_lora_rank = 1536, .kv_lora_rank = 512,
+      .qk_nope_head_dim = 128, .qk_rope_head_dim = 64, .v_head_dim = 128, .rms_norm_eps = 1e-6f, .rope_interleave = 1,
+      .rope_theta = 10000.0f, .rope_yarn = 1, .rope_factor = 40.0f,
+      .rope_original_max_position_embeddings = 4096, .rope_beta_fast = 32.0f,
+      .rope_beta_slow = 1.0f, .rope_mscale = 1.0f, .rope_mscale_all_dim = 1.0f,
+      .max_position_embeddings = 163840, .tie_word_embeddings = 0, .initializer_range = 0.006f,
+      .bos_token_id = 0, .eos_token_id = 1}},
+    {"r1-61", "the true 61-block structure (3 dense + 58 MoE) at widths a laptop trains",
+     {.vocab_size = 1024, .hidden_size = 128, .intermediate_size = 384,
+      .moe_intermediate_size = 64, .num_hidden_layers = 61, .first_k_dense_replace = 3,
+      .n_routed_experts = 16, .num_experts_per_tok = 2, .n_shared_experts = 1, .n_group = 4,
+      .topk_group = 2, .norm_topk_prob = 1, .routed_scaling_factor = 2.5f,
+      .num_attention_heads = 4, .q_lora_rank = 64, .kv_lora_rank = 32, .qk_nope_head_dim = 32,
+      .qk_rope_head_dim = 16, .v_head_dim = 32, .rms_norm_eps = 1e-6f, .rope_interleave = 1, .rope_theta = 10000.0f,
+      .max_position_embeddings = 512, .initializer_range = 0.006f, .bos_token_id = 0,
+      .eos_token_id = 1}},
+    {"small", "the default for experiments: 6 blocks (1 dense + 5 MoE), trains in minutes",
+     {.vocab_size = 1024, .hidden_size = 128, .intermediate_size = 384,
+      .moe_intermediate_size = 96, .num_hidden_layers = 6, .first_k_dense_replace = 1,
+      .n_routed_experts = 8, .num_experts_per_tok = 2, .n_shared_experts = 1, .n_group = 2,
+      .topk_group = 1, .norm_topk_prob = 1, .routed_scaling_factor = 2.5f,
+      .num_attention_heads = 4, .q_lora_rank = 64, .kv_lora_rank = 32, .qk_nope_head_dim = 32,
+      .qk_rope_head_dim = 16, .v_head_dim = 32, .rms_norm_eps = 1e-6f, .rope_interleave = 1, .rope_theta = 10000.0f,
+      .max_position_embeddings = 512, .initializer_range = 0.006f, .bos_token_id = 0,
+      .eos_token_id = 1}},
+    {"tiny", "for tests and gdb: the shape of tests/fixtures/hf-tiny",
+     {.vocab_size = 64, .hidden_size = 32, .intermediate_size = 64, .moe_intermediate_size = 16,
+      .num_hidden_layers = 5, .first_k_dense_replace = 3, .n_routed_experts = 8,
+      .num_experts_per_tok = 2, .n_shared_experts = 1, .n_group = 2, .topk_group = 1,
+      .norm_topk_prob = 1, .routed_scaling_factor = 2.5f, .num_attention_heads = 4,
+      .q_lora_rank = 16, .kv_lora_rank = 16, .qk_nope_head_dim = 8, .qk_rope_head_dim = 4,
+      .v_head_dim = 8, .rms_norm_eps = 1e-6f, .rope_interleave = 1, .rope_theta = 10000.0f,
+      .max_position_embeddings = 64, .initializer_range = 0.02f, .bos_token_id = 0,
+      .eos_token_id = 1}},
+};
+#define N_PRESETS ((int)(sizeof(PRESETS) / sizeof(PRESETS[0])))
+
+int config_preset(const char *name, Config *c, char *err) {
+    for (int i = 0; i < N_PRESETS; i++) {
+        if (strcmp(PRESETS[i].name, name) == 0) {
+            *c = PRESETS[i].c;
+            return 0;
+        }
+    }
+    snprintf(err, R1_ERR_LEN, "unknown preset '%s' (try: deepseek-v3, r1-61, small, tiny)", name);
+    return -1;
+}
+
+void config_list_presets(FILE *f) {
+    for (int i = 0; i < N_PRESETS; i++) fprintf(f, "  %-12s %s\n", PRESETS[i].name, PRESETS[i].what);
+}
+
+int config_validate(const Config *c, char *err) {
+#define NEED(cond, ...)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            snprintf(err, R1_ERR_LEN, "config: " __VA_ARGS__);                                     \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+    NEED(c->vocab_size > 0, "vocab_size must be > 0 (got %d)", c->vocab_size);
+    NEED(c->hidden_size > 0, "hidden_size must be > 0 (got %d)", c->hidden_size);
+    NEED(c->num_hidden_layers > 0, "num_hidden_layers must be > 0 (got %d)", c->num_hidden_layers);
+    NEED(c->first_k_dense_replace >= 0, "first_k_dense_replace must be >= 0");
+    int has_dense = c->first_k_dense_replace > 0;
+    int has_moe = c->first_k_dense_replace < c->num_hidden_layers;
+    NEED(!has_dense || c->intermediate_size > 0, "intermediate_size must be > 0 (got %d)",
+         c->intermediate_size);
+    if (has_moe) {
+        NEED(c->n_routed_experts > 0, "n_routed_experts must be > 0 (got %d)", c->n_routed_experts);
+        NEED(c->moe_intermediate_size > 0, "moe_intermediate_size must be > 0 (got %d)",
+             c->moe_intermediate_size);
+        NEED(c->num_experts_per_tok > 0 && c->num_experts_per_tok <= c->n_routed_experts,
+             "num_experts_per_tok (%d) must be in 1..n_routed_experts (%d)",
+             c->num_experts_per_tok, c->n_routed_experts);
+        NEED(c->n_shared_experts >= 0, "n_shared_experts must be >= 0");
+        NEED(c->n_group > 0 && c->n_routed_experts % c->n_group == 0,
+             "n_routed_experts (%d) must be divisible by n_group (%d)", c->n_routed_experts,
+             c->n_group);
+        NEED(c->topk_group > 0 && c->topk_group <= c->n_group,
+             "topk_group (%d) must be in 1..n_group (%d)", c->topk_group, c->n_group);
+        int per_group = c->n_routed_experts / c->n_group;
+        NEED(per_group * c->topk_group >= c->num_experts_per_tok,
+             "topk_group (%d) groups of %d experts cannot hold num_experts_per_tok (%d)",
+             c->topk_group, per_group, c->num_experts_per_tok);
+        NEED(c->n_group == 1 || per_group >= 2,
+             "each group needs >= 2 experts (group score = sum of its top-2), got %d", per_group);
+        NEED(c->routed_scaling_factor > 0, "routed_scaling_factor must be > 0");
+    }
+    NEED(c->num_attention_heads > 0, "num_attention_heads must be > 0");
+    NEED(c->q_lora_rank >= 0, "q_lora_rank must be >= 0 (0 = null)");
+    NEED(c->kv_lora_rank > 0, "kv_lora_rank must be > 0 (got %d)", c->kv_lora_rank);
+    NEED(c->qk_nope_head_dim > 0, "qk_nope_head_dim must be > 0");
+    NEED(c->qk_rope_head_dim > 0 && c->qk_rope_head_dim % 2 == 0,
+         "qk_rope_head_dim must be even and > 0 (got %d)", c->qk_rope_head_dim);
+    NEED(c->v_head_dim > 0, "v_head_dim must be > 0");
+    NEED(c->rms_norm_eps > 0, "rms_norm_eps must be > 0");
+    NEED(c->rope_theta > 1, "rope_theta must be > 1");
+    NEED(c->max_position_embeddings > 0, "max_position_embeddings must be > 0");
+    if (c->rope_yarn) {
+        NEED(c->rope_factor >= 1, "rope_scaling.factor must be >= 1 (got %g)", c->rope_factor);
+        NEED(c->rope_original_max_position_embeddings > 0,
+             "rope_scaling.original_max_position_embeddings must be > 0");
+        NEED(c->rope_beta_fast > 0 && c->rope_beta_slow > 0, "YaRN betas must be > 0");
+    }
+    NEED(c->initializer_range >= 0, "initializer_range must be >= 0");
+    return 0;
+#undef NEED
+}
+
+// ==============================================================================================
+// 2. The parameter table: one ParamInfo per Hugging Face tensor, all in one buffer
+// ==============================================================================================
+
+typedef struct {
+    ParamInfo *t;
+    int n, cap;
+    size_t offset;
+} TableBuilder;
+
+static void table_add(TableBuilder *tb, const char *name, int rows, int cols, int trainable,
+                      int expert) {
+    if (tb->n == tb->cap) {
+        tb->cap = tb->cap ? 2 * tb->cap : 64;
+        tb->t = realloc(tb->t, (size_t)tb->cap * sizeof(ParamInfo));
+        if (!tb->t) { fprintf(stderr, "r1: out of memory\n"); exit(1); }
+    }
+    ParamInfo *p = &tb->t[tb->n++];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    p->ndim = cols ? 2 : 1;
+    p->shape[0] = rows;
+    p->shape[1] = cols;
+    p->numel = (size_t)rows * (cols ? (size_t)cols : 1);
+    p->offset = tb->offset;
+    p->trainable = trainable;
+    p->decay = cols ? 1 : 0;   // weight decay on matrices only
+    p->expert = expert;
+    tb->offset += p->numel;
+}
+
+// Builds the table in a fixed order. The routed experts of a layer are laid out as
+// [gate_proj of experts 0..E-1][up_proj of 0..E-1][down_proj of 0..E-1], so that expert e's
+// gate matrix is simply experts_gate + e * Im * D.
+static void build_table(const Config *c, TableBuilder *tb) {
+    int D = c->hidden_size, H = c->num_attention_heads;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    int dq = c->q_lora_rank, dc = c->kv_lora_rank, E = c->n_routed_experts;
+    int Im = c->moe_intermediate_size, Is = c->moe_intermediate_size * c->n_shared_experts;
+    char nm[96];
+    table_add(tb, "model.embed_tokens.weight", c->vocab_size, D, 1, 0);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+#define NAME(fmt) (snprintf(nm, sizeof(nm), "model.layers.%d." fmt, l), nm)
+        table_add(tb, NAME("input_layernorm.weight"), D, 0, 1, 0);
+        if (dq > 0) {
+            table_add(tb, NAME("self_attn.q_a_proj.weight"), dq, D, 1, 0);
+            table_add(tb, NAME("self_attn.q_a_layernorm.weight"), dq, 0, 1, 0);
+            table_add(tb, NAME("self_attn.q_b_proj.weight"), H * (dn + dr), dq, 1, 0);
+        } else {
+            table_add(tb, NAME("self_attn.q_proj.weight"), H * (dn + dr), D, 1, 0);
+        }
+        table_add(tb, NAME("self_attn.kv_a_proj_with_mqa.weight"), dc + dr, D, 1, 0);
+        table_add(tb, NAME("self_attn.kv_a_layernorm.weight"), dc, 0, 1, 0);
+        table_add(tb, NAME("self_attn.kv_b_proj.weight"), H * (dn + dv), dc, 1, 0);
+        table_add(tb, NAME("self_attn.o_proj.weight"), D, H * dv, 1, 0);
+        table_add(tb, NAME("post_attention_layernorm.weight"), D, 0, 1, 0);
+        if (l < c->first_k_dense_replace) {
+            table_add(tb, NAME("mlp.gate_proj.weight"), c->intermediate_size, D, 1, 0);
+            table_add(tb, NAME("mlp.up_proj.weight"), c->intermediate_size, D, 1, 0);
+            table_add(tb, NAME("mlp.down_proj.weight"), D, c->intermediate_size, 1, 0);
+        } else {
+            table_add(tb, NAME("mlp.gate.weight"), E, D, 1, 0);
+            table_add(tb, NAME("mlp.gate.e_score_correction_bias"), E, 0, 0, 0);
+            tb->t[tb->n - 1].decay = 0;
+            if (Is > 0) {
+                table_add(tb, NAME("mlp.shared_experts.gate_proj.weight"), Is, D, 1, 0);
+                table_add(tb, NAME("mlp.shared_experts.up_proj.weight"), Is, D, 1, 0);
+                table_add(tb, NAME("mlp.shared_experts.down_proj.weight"), D, Is, 1, 0);
+            }
+            const char *kinds[3] = {"gate_proj", "up_proj", "down_proj"};
+            for (int k = 0; k < 3; k++) {
+                for (int e = 0; e < E; e++) {
+                    snprintf(nm, sizeof(nm), "model.layers.%d.mlp.experts.%d.%s.weight", l, e,
+                             kinds[k]);
+                    if (k < 2) table_add(tb, nm, Im, D, 1, 1);
+                    else table_add(tb, nm, D, Im, 1, 1);
+                }
+            }
+        }
+#undef NAME
+    }
+    table_add(tb, "model.norm.weight", D, 0, 1, 0);
+    if (!c->tie_word_embeddings) table_add(tb, "lm_head.weight", c->vocab_size, D, 1, 0);
+}
+
+static float *find_in(float *base, ParamInfo *t, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0) return base + t[i].offset;
+    return NULL;
+}
+
+ParamInfo *model_find_param(Model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->table[i].name, name) == 0) return &m->table[i];
+    return NULL;
+}
+
+// Points the per-layer views at a buffer laid out by the table (params or grads).
+static void point_views(Model *m, float *base, ParamPointers *pp) {
+    const Config *c = &m->cfg;
+    char nm[96];
+    ParamInfo *t = m->table;
+    int n = m->n_tensors;
+    pp->embed_tokens = find_in(base, t, n, "model.embed_tokens.weight");
+    pp->norm = find_in(base, t, n, "model.norm.weight");
+    pp->lm_head = c->tie_word_embeddings ? pp->embed_tokens : find_in(base, t, n, "lm_head.weight");
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        LayerParams *lp = &pp->layers[l];
+        memset(lp, 0, sizeof(*lp));
+#define AT(fmt) (snprintf(nm, sizeof(nm), "model.layers.%d." fmt, l), find_in(base, t, n, nm))
+        lp->input_layernorm = AT("input_layernorm.weight");
+        lp->q_a_proj = AT("self_attn.q_a_proj.weight");
+        lp->q_a_layernorm = AT("self_attn.q_a_layernorm.weight");
+        lp->q_b_proj = c->q_lora_rank > 0 ? AT("self_attn.q_b_proj.weight")
+                                          : AT("self_attn.q_proj.weight");
+        lp->kv_a_proj_with_mqa = AT("self_attn.kv_a_proj_with_mqa.weight");
+        lp->kv_a_layernorm = AT("self_attn.kv_a_layernorm.weight");
+        lp->kv_b_proj = AT("self_attn.kv_b_proj.weight");
+        lp->o_proj = AT("self_attn.o_proj.weight");
+        lp->post_attention_layernorm = AT("post_attention_layernorm.weight");
+        if (l < c->first_k_dense_replace) {
+            lp->mlp_gate = AT("mlp.gate_proj.weight");
+            lp->mlp_up = AT("mlp.up_proj.weight");
+            lp->mlp_down = AT("mlp.down_proj.weight");
+        } else {
+            lp->mlp_gate = AT("mlp.shared_experts.gate_proj.weight");
+            lp->mlp_up = AT("mlp.shared_experts.up_proj.weight");
+            lp->mlp_down = AT("mlp.shared_experts.down_proj.weight");
+            lp->router = AT("mlp.gate.weight");
+            lp->router_bias = AT("mlp.gate.e_score_correction_bias");
+            lp->experts_gate = AT("mlp.experts.0.gate_proj.weight");
+            lp->experts_up = AT("mlp.experts.0.up_proj.weight");
+            lp->experts_down = AT("mlp.experts.0.down_proj.weight");
+        }
+#undef AT
+    }
+}
+
+static void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "r1: out of memory (%zu x %zu bytes)\n", n, size);
+        exit(1);
+    }
+    return p;
+}
+
+// YaRN (Peng et al. 2023) as transformers computes it for DeepSeek-V3:
+// m(s, mscale) = 0.1 * mscale * ln(s) + 1 for s > 1, else 1.
+static double yarn_mscale(double scale, double mscale) {
+    return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+// The factor s used for the frequencies and the attention factor.
+static double yarn_effective_factor(const Config *c) { return c->rope_factor; }
+
+// cos and sin are multiplied by m(s, mscale) / m(s, mscale_all_dim) (1 for DeepSeek-V3);
+// when either is absent (0), by m(s, 1).
+static double yarn_attention_factor(const Config *c) {
+    double f = yarn_effective_factor(c);
+    if (c->rope_mscale > 0 && c->rope_mscale_all_dim > 0)
+        return yarn_mscale(f, c->rope_mscale) / yarn_mscale(f, c->rope_mscale_all_dim);
+    return yarn_mscale(f, 1.0);
+}
+
+// RoPE tables with YaRN (transformers' _compute_yarn_parameters; YaRN paper §3).
+static void rope_init(Model *m) {
+    const Config *c = &m->cfg;
+    int half = c->qk_rope_head_dim / 2, P = c->max_position_embeddings;
+    double d = c->qk_rope_head_dim, theta = c->rope_theta;
+    double *inv_freq = xcalloc((size_t)half, sizeof(double));
+    double attention_factor = 1.0;
+    for (int i = 0; i < half; i++) inv_freq[i] = 1.0 / pow(theta, (2.0 * i) / d);
+    if (c->rope_yarn) {
+        double f = yarn_effective_factor(c);
+        double L0 = c->rope_original_max_position_embeddings;
+        // the dimension index at which a frequency makes n full turns over L0 positions
+        double lo = floor(d * log(L0 / (c->rope_beta_fast * 2 * M_PI)) / (2 * log(theta)));
+        double hi = ceil(d * log(L0 / (c->rope_beta_slow * 2 * M_PI)) / (2 * log(theta)));
+        if (lo < 0) lo = 0;
+        if (hi > d - 1) hi = d - 1;
+        if (lo == hi) hi += 0.001;
+        for (int i = 0; i < half; i++) {
+            double ramp = (i - lo) / (hi - lo);
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            // ramp = 0: high frequency, kept (extrapolation); ramp = 1: divided by f
+            inv_freq[i] = inv_freq[i] / f * ramp + inv_freq[i] * (1 - ramp);
+        }
+        attention_factor = yarn_attention_factor(c);
+    }
+    m->rope_cos = xcalloc((size_t)P * half, sizeof(float));
+    m->rope_sin = xcalloc((size_t)P * half, sizeof(float));
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < half; i++) {
+            float angle = (float)p * (float)inv_freq[i];   // float32 as transformers computes it
+            m->rope_cos[(size_t)p * half + i] = (float)(cosf(angle) * attention_factor);
+            m->rope_sin[(size_t)p * half + i] = (float)(sinf(angle) * attention_factor);
+        }
+    free(inv_freq);
+    m->attn_scale = (float)(1.0 / sqrt((double)(c->qk_nope_head_dim + c->qk_rope_head_dim)));
+    if (c->rope_yarn) {
+        double ms = yarn_mscale(c->rope_factor, c->rope_mscale_all_dim);
+        m->attn_scale = (float)(m->attn_scale * ms * ms);
+    }
+}
+
+int model_create(Model *m, const Config *c, char *err) {
+    memset(m, 0, sizeof(*m));
+    if (config_validate(c, err)) return -1;
+    m->cfg = *c;
+    TableBuilder tb = {0};
+    build_table(c, &tb);
+    m->table = tb.t;
+    m->n_tensors = tb.n;
+    m->n_params = tb.offset;
+    double bytes = (double)m->n_params * sizeof(float);
+    if (bytes > 64e9) {
+        snprintf(err, R1_ERR_LEN, "config: %.1fB parameters (%.0f GB) is too large to allocate; "
+                 "use `./r1 info` for this shape", m->n_params / 1e9, bytes / 1e9);
+        free(m->table);
+        m->table = NULL;
+        return -1;
+    }
+    m->params = xcalloc(m->n_params, sizeof(float));
+    m->p.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
+    point_views(m, m->params, &m->p);
+    m->expert_load = xcalloc((size_t)c->num_hidden_layers * (size_t)(c->n_routed_experts + 1),
+                             sizeof(long));
+    rope_init(m);
+    return 0;
+}
+
+void model_init_random(Model *m, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < m->n_tensors; i++) {
+        ParamInfo *p = &m->table[i];
+        float *w = m->params + p->offset;
+        if (strstr(p->name, "e_score_correction_bias")) {
+            for (size_t j = 0; j < p->numel; j++) w[j] = 0.0f;
+        } else if (p->ndim == 1) {
+            for (size_t j = 0; j < p->numel; j++) w[j] = 1.0f;   // RMSNorm weights
+        } else {
+            for (size_t j = 0; j < p->numel; j++) w[j] = m->cfg.initializer_range * rng_normal(&rng);
+        }
+    }
+}
+
+// Widest per-token row any scratch buffer must hold.
+static int max_width(const Config *c) {
+    int H = c->num_attention_heads;
+    int w = c->hidden_size;
+    int cand[] = {H * (c->qk_nope_head_dim + c->qk_rope_head_dim),
+                  H * (c->qk_nope_head_dim + c->qk_rope_head_dim),
+                  H * (c->qk_nope_head_dim + c->v_head_dim), H * c->v_head_dim,
+                  c->intermediate_size, c->moe_intermediate_size * c->n_shared_experts,
+                  c->moe_intermediate_size, c->q_lora_rank, c->kv_lora_rank + c->qk_rope_head_dim,
+                  c->n_routed_experts};
+    for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
+        if (cand[i] > w) w = cand[i];
+    return w;
+}
+
+// Carves `count` floats out of a running pointer (the one-allocation-per-kind layout).
+static float *carve(float **cursor, size_t count) {
+    float *p = *cursor;
+    *cursor += count;
+    return p;
+}
+static int *carve_int(int **cursor, size_t count) {
+    int *p = *cursor;
+    *cursor += count;
+    return p;
+}
+
+// Lays out (or, with base == NULL, just counts) the activations for B x T tokens.
+static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, int *ibase,
+                          size_t *n_int) {
+    size_t N = (size_t)B * T, D = c->hidden_size, H = c->num_attention_heads;
+    size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    size_t dq = c->q_lora_rank, dc = c->kv_lora_rank, E = c->n_routed_experts;
+    size_t K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
+    float *cur = base;
+    int *icur = ibase;
+    a->B = B;
+    a->T = T;
+    a->x_final = carve(&cur, N * D);
+    a->ln_f = carve(&cur, N * D);
+    a->ln_f_rstd = carve(&cur, N);
+    a->logits = carve(&cur, N * c->vocab_size);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        LayerActs *la = &a->layers[l];
+        int moe = l >= c->first_k_dense_replace;
+        size_t I = moe ? Im * c->n_shared_experts : (size_t)c->intermediate_size;
+        la->x_in = carve(&cur, N * D);
+        la->ln1 = carve(&cur, N * D);
+        la->ln1_rstd = carve(&cur, N);
+        la->q_a = carve(&cur, N * dq);
+        la->q_a_ln = carve(&cur, N * dq);
+        la->q_a_rstd = carve(&cur, N);
+        la->q = carve(&cur, N * H * (dn + dr));
+        la->kv_a = carve(&cur, N * (dc + dr));
+        la->c_kv = carve(&cur, N * dc);
+        la->c_kv_rstd = carve(&cur, N);
+        la->kv = carve(&cur, N * H * (dn + dv));
+        la->att = carve(&cur, (size_t)B * H * T * T);
+        la->att_out = carve(&cur, N * H * dv);
+        la->x_mid = carve(&cur, N * D);
+        la->ln2 = carve(&cur, N * D);
+        la->ln2_rstd = carve(&cur, N);
+        la->mlp_g = carve(&cur, N * I);
+        la->mlp_u = carve(&cur, N * I);
+        la->mlp_h = carve(&cur, N * I);
+        if (moe) {
+            la->scores = carve(&cur, N * E);
+            la->topk_w = carve(&cur, N * K);
+            la->ex_in = carve(&cur, N * K * D);
+            la->ex_g = carve(&cur, N * K * Im);
+            la->ex_u = carve(&cur, N * K * Im);
+            la->ex_h = carve(&cur, N * K * Im);
+            la->ex_out = carve(&cur, N * K * D);
+            la->topk_idx = carve_int(&icur, N * K);
+            la->slot_of = carve_int(&icur, N * K);
+            la->slot_pair = carve_int(&icur, N * K);
+            la->expert_start = carve_int(&icur, E + 1);
+        }
+    }
+    *n_int = (size_t)(icur - ibase);
+    return (size_t)(cur - base);
+}
+
+int model_alloc_training(Model *m, int B, int T, char *err) {
+    const Config *c = &m->cfg;
+    if (B <= 0 || T <= 0) {
+        snprintf(err, R1_ERR_LEN, "batch %d x %d: both must be > 0", B, T);
+        return -1;
+    }
+    if (T > c->max_position_embeddings) {
+        snprintf(err, R1_ERR_LEN, "sequence length %d exceeds max_position_embeddings %d", T,
+                 c->max_position_embeddings);
+        return -1;
+    }
+    if (!m->grads) {
+        m->grads = xcalloc(m->n_params, sizeof(float));
+        m->adam_m = xcalloc(m->n_params, sizeof(float));
+        m->adam_v = xcalloc(m->n_params, sizeof(float));
+        m->g.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
+        point_views(m, m->grads, &m->g);
+    }
+    // activations: count, then allocate once and lay out
+    free(m->acts.buffer);
+    free(m->acts.ibuffer);
+    free(m->acts.layers);
+    m->acts.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerActs));
+    size_t n_int = 0;
+    Acts probe = m->acts;
+    size_t n_float = layout_acts(c, &probe, B, T, NULL, NULL, &n_int);
+    m->acts.buffer = xcalloc(n_float, sizeof(float));
+    m->acts.ibuffer = xcalloc(n_int, sizeof(int));
+    layout_acts(c, &m->acts, B, T, m->acts.buffer, m->acts.ibuffer, &n_int);
+    // backward scratch
+    size_t N = (size_t)B * T, W = (size_t)max_width(c), D = c->hidden_size;
+    size_t H = c->num_attention_heads, K = c->num_experts_per_tok;
+    size_t Im = c->moe_intermediate_size, exw = D > Im ? D : Im;
+    Grads *s = &m->scratch;
+    free(s->buffer);
+    size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * T +
+                   (size_t)B * H * T * c->qk_rope_head_dim + 4 * N * K * exw;
+    s->buffer = xcalloc(total, sizeof(float));
+    float *cur = s->buffer;
+    s->dx = carve(&cur, N * D);
+    s->dln = carve(&cur, N * D);
+    s->t1 = carve(&cur, N * W);
+    s->t2 = carve(&cur, N * W);
+    s->t3 = carve(&cur, N * W);
+    s->t4 = carve(&cur, N * W);
+    s->datt = carve(&cur, (size_t)B * H * T * T);
+    s->dk_pe_h = carve(&cur, (size_t)B * H * T * c->qk_rope_head_dim);
+    s->dex = carve(&cur, N * K * exw);
+    s->dex2 = carve(&cur, N * K * exw);
+    s->dex3 = carve(&cur, N * K * exw);
+    s->dex4 = carve(&cur, N * K * exw);
+    // transposed-weight scratch: the largest matrix
+    size_t biggest = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->table[i].numel > biggest) biggest = m->table[i].numel;
+    if (m->wt_scratch_size < biggest) {
+        free(m->wt_scratch);
+        m->wt_scratch = xcalloc(biggest, sizeof(float));
+        m->wt_scratch_size = biggest;
+    }
+    return 0;
+}
+
+void model_free(Model *m) {
+    free(m->table);
+    free(m->params);
+    free(m->grads);
+    free(m->adam_m);
+    free(m->adam_v);
+    free(m->p.layers);
+    free(m->g.layers);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    free(m->acts.buffer);
+    free(m->acts.ibuffer);
+    free(m->acts.layers);
+    free(m->scratch.buffer);
+    free(m->wt_scratch);
+    free(m->expert_load);
+    memset(m, 0, sizeof(*m));
+}
+
+void model_zero_grad(Model *m) {
+    if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+}
+// ==============================================================================================
+// 5. MLA: Multi-head Latent Attention (DeepSeek-V2 §2.1, eqs. 37-47; DeepSeek-V3 eqs. 1-11)
+// ==============================================================================================
+// Training path, "naive" form: the latent c_kv is expanded by kv_b_proj into per-head k_nope and
+// v, then ordinary causal softmax attention. Generation uses the absorbed form (section 9).
+
+// Causal attention for one (batch, head). Scores (DeepSeek-V3 eq. 10):
+//   s[i,j] = (q_nope[i] . k_nope[j] + q_pe[i] . k_pe[j]) * scale,  j <= i
+// q (N, H, dn+dr); kv (N, H, dn+dv); kv_a (N, dc+dr) holds the shared k_pe in its last dr.
+static void attention_forward_head(const Model *m, LayerActs *a, int B, int T, int b, int h) {
+    const Config *c = &m->cfg;
+    int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int dv = c->v_head_dim, dc = c->kv_lora_rank;
+    int qw = dn + dr, kvw = dn + dv, kaw = dc + dr;
+    (void)B;
+    for (int i = 0; i < T; i++) {
+        const float *q = a->q + ((size_t)(b * T + i) * H + h) * qw;
+        float *p = a->att + (((size_t)b * H + h) * T + i) * T;
+        float maxs = -INFINITY;
+        for (int j = 0; j <= i; j++) {
+            const float *k_nope = a->kv + ((size_t)(b * T + j) * H + h) * kvw;
+            const float *k_pe = a->kv_a + (size_t)(b * T + j) * kaw + dc;
+            float s = 0.0f, s_pe = 0.0f;
+            for (int d = 0; d < dn; d++) s += q[d] * k_nope[d];
+            for (int d = 0; d < dr; d++) s_pe += q[dn + d] * k_pe[d];
+            p[j] = (s + s_pe) * m->attn_scale;
+            if (p[j] > maxs) maxs = p[j];
+        }
+        float sum = 0.0f;
+        for (int j = 0; j <= i; j++) {
+            p[j] = expf(p[j] - maxs);
+            sum += p[j];
+        }
+        for (int j = 0; j <= i; j++) p[j] /= sum;
+        for (int j = i + 1; j < T; j++) p[j] = 0.0f;
+        // o[i] = sum_j p[j] v[j]
+        float *o = a->att_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv;
+        for (int d = 0; d < dv; d++) o[d] = 0.0f;
+        for (int j = 0; j <= i; j++) {
+            const float *v = a->kv + ((size_t)(b * T + j) * H + h) * kvw + dn;
+            for (int d = 0; d < dv; d++) o[d] += p[j] * v[d];
+        }
+    }
+}
+
+// Backward of one (batch, head). Softmax: ds = p * (dp - sum_j p dp). Writes this head's slices
+// of dq (N,H,dn+dr) and dkv (N,H,dn+dv), and its own k_pe contribution dk_pe_h (B,H,T,dr); the
+// heads are summed afterwards in a fixed order, so no two threads write the same float.
+static void attention_backward_head(const Model *m, LayerActs *a, const float *datt_out,
+                                    float *dq, float *dkv, float *dk_pe_h, int B, int T, int b,
+                                    int h) {
+    const Config *c = &m->cfg;
+    int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int dv = c->v_head_dim, dc = c->kv_lora_rank;
+    int qw = dn + dr, kvw = dn + dv, kaw = dc + dr;
+    float *dkpe = dk_pe_h + (((size_t)b * H + h) * T) * dr;
+    float *dp = m->scratch.datt + (((size_t)b * H + h) * T) * T;  // one row of T per head
+    (void)B;
+    for (int i = 0; i < T; i++) {
+        const float *q = a->q + ((size_t)(b * T + i) * H + h) * qw;
+        float *dqi = dq + ((size_t)(b * T + i) * H + h) * qw;
+        const float *p = a->att + (((size_t)b * H + h) * T + i) * T;
+        const float *dout = datt_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv;
+        float dot = 0.0f;
+        for (int j = 0; j <= i; j++) {
+            const float *v = a->kv + ((size_t)(b * T + j) * H + h) * kvw + dn;
+            float *dvj = dkv + ((size_t)(b * T + j) * H + h) * kvw + dn;
+            float s = 0.0f;
+            for (int d = 0; d < dv; d++) {
+                s += dout[d] * v[d];
+                dvj[d] += p[j] * dout[d];
+            }
+            dp[j] = s;
+            dot += p[j] * s;
+        }
+        for (int j = 0; j <= i; j++) {
+            float ds = p[j] * (dp[j] - dot) * m->attn_scale;
+            const float *k_nope = a->kv + ((size_t)(b * T + j) * H + h) * kvw;
+            const float *k_pe = a->kv_a + (size_t)(b * T + j) * kaw + dc;
+            float *dk_nope = dkv + ((size_t)(b * T + j) * H + h) * kvw;
+            for (int d = 0; d < dn; d++) {
+                dqi[d] += ds * k_nope[d];
+                dk_nope[d] += ds * q[d];
+            }
+            for (int d = 0; d < dr; d++) {
+                dqi[dn + d] += ds * k_pe[d];
+                dkpe[(size_t)j * dr + d] += ds * q[dn + d];
+            }
+        }
+    }
+}
+
+// Applies RoPE (sign +1) or its transpose (sign -1) to the rope part of every head of q-like
+// rows (N, H, w) where the rope dims are the last dr of each head's w.
+static void rope_rows(const Model *m, float *x, int N, int T, int heads, int w, int off,
+                      float sign) {
+    int dr = m->cfg.qk_rope_head_dim, half = dr / 2;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        int pos = t % T;
+        for (int h = 0; h < heads; h++)
+            rope_rotate(x + ((size_t)t * heads + h) * w + off, dr, m->rope_cos + (size_t)pos * half,
+                        m->rope_sin + (size_t)pos * half, sign,
+                        m->cfg.rope_interleave);
+    }
+}
+
+// ln1 (N,D) -> a->att_out (N, H*dv); the caller applies o_proj.
+static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, int T) {
+    const Config *c = &m->cfg;
+    int N = B * T, D = c->hidden_size, H = c->num_attention_heads;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    int dq = c->q_lora_rank, dc = c->kv_lora_rank;
+    float *wt = m->wt_scratch;
+    // queries: q = q_b_proj(RMSNorm(q_a_proj(h)))   (V3 eqs. 6-8), or q_proj(h) when dq is 0
+    if (dq > 0) {
+        matmul_forward(a->q_a, a->ln1, lp->q_a_proj, N, D, dq, 0, wt);
+        rmsnorm_forward(a->q_a_ln, a->q_a_rstd, a->q_a, dq, lp->q_a_layernorm, N, dq,
+                        c->rms_norm_eps);
+        matmul_forward(a->q, a->q_a_ln, lp->q_b_proj, N, dq, H * (dn + dr), 0, wt);
+    } else {
+        matmul_forward(a->q, a->ln1, lp->q_b_proj, N, D, H * (dn + dr), 0, wt);
+    }
+    // keys and values: [c_kv | k_pe] = kv_a_proj_with_mqa(h)   (V3 eqs. 1, 3)
+    matmul_forward(a->kv_a, a->ln1, lp->kv_a_proj_with_mqa, N, D, dc + dr, 0, wt);
+    rmsnorm_forward(a->c_kv, a->c_kv_rstd, a->kv_a, dc + dr, lp->kv_a_layernorm, N, dc,
+                    c->rms_norm_eps);
+    // [k_nope | v] per head = kv_b_proj(c_kv)   (V3 eqs. 2, 5: W^UK and W^UV stacked)
+    matmul_forward(a->kv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv), 0, wt);
+    // decoupled RoPE: q_pe per head, k_pe shared by all heads (V3 eqs. 3, 7)
+    rope_rows(m, a->q, N, T, H, dn + dr, dn, 1.0f);
+    rope_rows(m, a->kv_a, N, T, 1, dc + dr, dc, 1.0f);
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) attention_forward_head(m, a, B, T, b, h);
+}
+
+// Gradient of the MLA input: dln (N,D) += ...; datt_out (N,H*dv) is the gradient of att_out.
+static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp, LayerActs *a,
+                         const float *datt_out, float *dln, int B, int T) {
+    const Config *c = &m->cfg;
+    Grads *s = &m->scratch;
+    int N = B * T, D = c->hidden_size, H = c->num_attention_heads;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    int dq = c->q_lora_rank, dc = c->kv_lora_rank;
+    float *dqv = s->t2, *dkv = s->t3, *dkv_a = s->t4;
+    memset(dqv, 0, (size_t)N * H * (dn + dr) * sizeof(float));
+    memset(dkv, 0, (size_t)N * H * (dn + dv) * sizeof(float));
+    memset(s->dk_pe_h, 0, (size_t)B * H * T * dr * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            attention_backward_head(m, a, datt_out, dqv, dkv, s->dk_pe_h, B, T, b, h);
+    // the shared rope key: sum the heads' contributions in order h = 0..H-1
+    memset(dkv_a, 0, (size_t)N * (dc + dr) * sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        int b = t / T, j = t % T;
+        float *dst = dkv_a + (size_t)t * (dc + dr) + dc;
+        for (int h = 0; h < H; h++) {
+            const float *src = s->dk_pe_h + (((size_t)b * H + h) * T + j) * dr;
+            for (int d = 0; d < dr; d++) dst[d] += src[d];
+        }
+    }
+    rope_rows(m, dkv_a, N, T, 1, dc + dr, dc, -1.0f);
+    rope_rows(m, dqv, N, T, H, dn + dr, dn, -1.0f);
+    // kv path: kv_b_proj, kv_a_layernorm, kv_a_proj_with_mqa
+    float *dc_kv = s->t1;  // t1 held datt_out, which the attention backward has consumed
+    memset(dc_kv, 0, (size_t)N * dc * sizeof(float));
+    matmul_backward(dc_kv, glp->kv_b_proj, dkv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv));
+    rmsnorm_backward(dkv_a, glp->kv_a_layernorm, dc_kv, a->kv_a, dc + dr, lp->kv_a_layernorm,
+                     a->c_kv_rstd, N, dc);
+    matmul_backward(dln, glp->kv_a_proj_with_mqa, dkv_a, a->ln1, lp->kv_a_proj_with_mqa, N, D,
+                    dc + dr);
+    // q path
+    if (dq > 0) {
+        float *dq_a_ln = s->t1, *dq_a = s->t4;
+        memset(dq_a_ln, 0, (size_t)N * dq * sizeof(float));
+        memset(dq_a, 0, (size_t)N * dq * sizeof(float));
+        matmul_backward(dq_a_ln, glp->q_b_proj, dqv, a->q_a_ln, lp->q_b_proj, N, dq,
+                        H * (dn + dr));
+        rmsnorm_backward(dq_a, glp->q_a_layernorm, dq_a_ln, a->q_a, dq, lp->q_a_layernorm,
+                         a->q_a_rstd, N, dq);
+        matmul_backward(dln, glp->q_a_proj, dq_a, a->ln1, lp->q_a_proj, N, D, dq);
+    } else {
+        matmul_backward(dln, glp->q_b_proj, dqv, a->ln1, lp->q_b_proj, N, D, H * (dn + dr));
+    }
+}
+
+// ==============================================================================================
+// 6. The block and the whole model
+// ==============================================================================================
+// x_out = x_mid + FFN(RMSNorm(x_mid)),  x_mid = x_in + o_proj(MLA(RMSNorm(x_in)))
+
+static int is_moe_layer(const Config *c, int l) { return l >= c->first_k_dense_replace; }
+
+static int ffn_width(const Config *c, int l) {
+    return is_moe_layer(c, l) ? c->moe_intermediate_size * c->n_shared_experts
+                              : c->intermediate_size;
+}
+
+static void block_forward(Model *m, int l, float *x_out, int B, int T) {
+    const Config *c = &m->cfg;
+    const LayerParams *lp = &m->p.layers[l];
+    LayerActs *a = &m->acts.layers[l];
+    int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
+    size_t bytes = (size_t)N * D * sizeof(float);
+    rmsnorm_forward(a->ln1, a->ln1_rstd, a->x_in, D, lp->input_layernorm, N, D, c->rms_norm_eps);
+    mla_forward(m, lp, a, B, T);
+    memcpy(a->x_mid, a->x_in, bytes);  // residual: x_mid = x_in + o_proj(att_out)
+    matmul_forward(a->x_mid, a->att_out, lp->o_proj, N, c->num_attention_heads * c->v_head_dim,
+                   D, 1, m->wt_scratch);
+    rmsnorm_forward(a->ln2, a->ln2_rstd, a->x_mid, D, lp->post_attention_layernorm, N, D,
+                    c->rms_norm_eps);
+    memcpy(x_out, a->x_mid, bytes);    // residual: x_out = x_mid + FFN(ln2)
+    if (I > 0)  // dense MLP, or the shared experts of a MoE layer
+        swiglu_forward(x_out, a->ln2, lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u,
+                       a->mlp_h, N, D, I, 1, m->wt_scratch);
+    if (is_moe_layer(c, l)) moe_forward(m, l, a, a->ln2, x_out, N);
+}
+
+// dx (N,D) holds the gradient of x_out on entry and of x_in on return.
+static void block_backward(Model *m, int l, int B, int T) {
+    const Config *c = &m->cfg;
+    const LayerParams *lp = &m->p.layers[l], *glp = &m->g.layers[l];
+    LayerActs *a = &m->acts.layers[l];
+    Grads *s = &m->scratch;
+    int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
+    int H = c->num_attention_heads, dv = c->v_head_dim;
+    // FFN
+    memset(s->dln, 0, (size_t)N * D * sizeof(float));
+    if (I > 0)
+        swiglu_backward(s->dln, glp->mlp_gate, glp->mlp_up, glp->mlp_down, s->dx, a->ln2,
+                        lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u, a->mlp_h, N,
+                        D, I, s->t1, s->t2);
+    if (is_moe_layer(c, l)) moe_backward(m, l, a, a->ln2, s->dx, s->dln, N);
+    rmsnorm_backward(s->dx, glp->post_attention_layernorm, s->dln, a->x_mid, D,
+                     lp->post_attention_layernorm, a->ln2_rstd, N, D);
+    // attention: o_proj, then MLA
+    float *datt_out = s->t1;
+    memset(datt_out, 0, (size_t)N * H * dv * sizeof(float));
+    matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, H * dv, D);
+    memset(s->dln, 0, (size_t)N * D * sizeof(float));
+    mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);
+    rmsnorm_backward(s->dx, glp->input_layernorm, s->dln, a->x_in, D, lp->input_layernorm,
+                     a->ln1_rstd, N, D);
+}
+
+void model_forward(Model *m, const int *ids, int B, int T) {
+    const Config *c = &m->cfg;
+    int N = B * T, D = c->hidden_size, L = c->num_hidden_layers;
+    Acts *a = &m->acts;
+    // embedding: x[t] = embed_tokens[ids[t]]
+    float *x0 = a->layers[0].x_in;
+    for (int t = 0; t < N; t++)
+        memcpy(x0 + (size_t)t * D, m->p.embed_tokens + (size_t)ids[t] * D, D * sizeof(float));
+    for (int l = 0; l < L; l++) {
+        float *x_out = l + 1 < L ? a->layers[l + 1].x_in : a->x_final;
+        block_forward(m, l, x_out, B, T);
+    }
+    rmsnorm_forward(a->ln_f, a->ln_f_rstd, a->x_final, D, m->p.norm, N, D, c->rms_norm_eps);
+    matmul_forward(a->logits, a->ln_f, m->p.lm_head, N, D, c->vocab_size, 0, m->wt_scratch);
+}
+
+void model_backward(Model *m, const int *ids, const float *dlogits) {
+    const Config *c = &m->cfg;
+    Acts *a = &m->acts;
+    Grads *s = &m->scratch;
+    int B = a->B, T = a->T, N = B * T, D = c->hidden_size;
+    // LM head and final norm
+    memset(s->dln, 0, (size_t)N * D * sizeof(float));
+    matmul_backward(s->dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, c->vocab_size);
+    memset(s->dx, 0, (size_t)N * D * sizeof(float));
+    rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D);
+    for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);
+    // embedding: rows of repeated tokens add up, in token order
+    for (int t = 0; t < N; t++) {
+        float *g = m->g.embed_tokens + (size_t)ids[t] * D;
+        const float *d = s->dx + (size_t)t * D;
+        for (int i = 0; i < D; i++) g[i] += d[i];
+    }
+}
+
+// ==============================================================================================
+// 7. Loss heads
+// ==============================================================================================
+
+// Mean next-token cross-entropy. Position t of sequence b predicts ids[b, t+1]; it counts when
+// mask is NULL or mask[b, t+1] != 0. dlogits (B,T,V) = (softmax - onehot) / count, 0 elsewhere.
+float cross_entropy_forward_backward(const float *logits, const int *ids, const float *mask,
+                                     int B, int T, int V, float *dlogits) {
+    int N = B * T;
+    float *row_loss = xcalloc((size_t)N, sizeof(float));
+    int count = 0;
+    for (int t = 0; t < N; t++)
+        if (t % T != T - 1 && (!mask || mask[t + 1] != 0.0f)) count++;
+    float inv = count ? 1.0f / count : 0.0f;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *z = logits + (size_t)t * V;
+        float *dz = dlogits ? dlogits + (size_t)t * V : NULL;
+        int counts = t % T != T - 1 && (!mask || mask[t + 1] != 0.0f);
+        if (!counts) {
+            if (dz) memset(dz, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        int target = ids[t + 1];
+        float maxz = z[0];
+        for (int v = 1; v < V; v++) if (z[v] > maxz) maxz = z[v];
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += exp((double)(z[v] - maxz));
+        double logsum = log(sum) + maxz;
+        row_loss[t] = (float)(logsum - z[target]);
+        if (dz) {
+            for (int v = 0; v < V; v++) dz[v] = (float)exp(z[v] - logsum) * inv;
+            dz[target] -= inv;
+        }
+    }
+    double total = 0.0;
+    for (int t = 0; t < N; t++) total += row_loss[t];  // fixed order
+    free(row_loss);
+    return count ? (float)(total / count) : 0.0f;
+}
+
+// ==============================================================================================
+// 8. AdamW (Loshchilov & Hutter 2019) with global-norm clipping; DeepSeek-V3 §4.2 settings
+// ==============================================================================================
+
+AdamWConfig adamw_defaults(void) {
+    AdamWConfig oc = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
+                      .weight_decay = 0.1f, .grad_clip = 1.0f};
+    return oc;
+}
+
+float adamw_step(Model *m, const AdamWConfig *oc) {
+    double sumsq = 0.0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        ParamInfo *p = &m->table[i];
+        if (!p->trainable) continue;
+        const float *g = m->grads + p->offset;
+        for (size_t j = 0; j < p->numel; j++) sumsq += (double)g[j] * g[j];
+    }
+    float norm = (float)sqrt(sumsq);
+    float clip = (oc->grad_clip > 0 && norm > oc->grad_clip) ? oc->grad_clip / norm : 1.0f;
+    m->adam_step++;
+    float bc1 = 1.0f - powf(oc->beta1, (float)m->adam_step);
+    float bc2 = 1.0f - powf(oc->beta2, (float)m->adam_step);
+    for (int i = 0; i < m->n_tensors; i++) {
+        ParamInfo *p = &m->table[i];
+        if (!p->trainable) continue;
+        float wd = p->decay ? oc->weight_decay : 0.0f;
+        float *w = m->params + p->offset, *g = m->grads + p->offset;
+        float *mm = m->adam_m + p->offset, *vv = m->adam_v + p->offset;
+#pragma omp parallel for schedule(static) if (p->numel > 4096)
+        for (size_t j = 0; j < p->numel; j++) {
+            float gj = g[j] * clip;
+            mm[j] = oc->beta1 * mm[j] + (1.0f - oc->beta1) * gj;
+            vv[j] = oc->beta2 * vv[j] + (1.0f - oc->beta2) * gj * gj;
+            float mhat = mm[j] / bc1, vhat = vv[j] / bc2;
+            w[j] -= oc->lr * (mhat / (sqrtf(vhat) + oc->eps) + wd * w[j]);
+        }
+    }
+    return norm;
+}
+// ==============================================================================================
+// 9. Generation: one token at a time with the latent KV cache and absorbed attention
+// ==============================================================================================
+// DeepSeek-V2 §2.1.2: since k_nope[h,j] = W_UK[h] c_kv[j] and v[h,j] = W_UV[h] c_kv[j],
+//   q_nope[h] . k_nope[h,j] = (W_UK[h]^T q_nope[h]) . c_kv[j]         (W_UK absorbed into q)
+//   o[h] = sum_j p_j v[h,j] = W_UV[h] (sum_j p_j c_kv[j])               (W_UV absorbed into out)
+// so the cache keeps only c_kv (dc floats) and the shared rotated k_pe (dr floats) per position
+// and layer: (dc + dr) floats against 2 * H * dn for standard multi-head attention.
+
+int decode_state_create(DecodeState *s, const Model *m, int max_T, char *err) {
+    const Config *c = &m->cfg;
+    memset(s, 0, sizeof(*s));
+    if (max_T <= 0 || max_T > c->max_position_embeddings) {
+        snprintf(err, R1_ERR_LEN, "context of %d tokens: must be in 1..%d (max_position_embeddings)",
+                 max_T, c->max_position_embeddings);
+        return -1;
+    }
+    size_t L = c->num_hidden_layers, D = c->hidden_size, H = c->num_attention_heads;
+    size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    size_t dc = c->kv_lora_rank, W = (size_t)max_width(c);
+    s->max_T = max_T;
+    s->c_kv = xcalloc(L * max_T * dc, sizeof(float));
+    s->k_pe = xcalloc(L * max_T * dr, sizeof(float));
+    s->x = xcalloc(D, sizeof(float));
+    s->xb = xcalloc(W > D ? W : D, sizeof(float));
+    s->xb2 = xcalloc(W > D ? W : D, sizeof(float));
+    s->q_a = xcalloc(W, sizeof(float));
+    s->q = xcalloc(H * (dn + dr), sizeof(float));
+    s->q_abs = xcalloc(H * dc, sizeof(float));
+    s->att = xcalloc(H * (size_t)max_T, sizeof(float));
+    s->o_lat = xcalloc(H * dc, sizeof(float));
+    s->o = xcalloc(H * dv, sizeof(float));
+    s->h1 = xcalloc(W, sizeof(float));
+    s->h2 = xcalloc(W, sizeof(float));
+    s->h3 = xcalloc(W > D ? W : D, sizeof(float));
+    s->logits = xcalloc((size_t)c->vocab_size, sizeof(float));
+    s->scores = xcalloc((size_t)c->n_routed_experts + 1, sizeof(float));
+    return 0;
+}
+
+void decode_state_free(DecodeState *s) {
+    float *bufs[] = {s->c_kv, s->k_pe, s->x, s->xb, s->xb2, s->q_a, s->q, s->q_abs, s->att,
+                     s->o_lat, s->o, s->h1, s->h2, s->h3, s->logits, s->scores};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    memset(s, 0, sizeof(*s));
+}
+
+// out (D) += SwiGLU(x) for one token; h1, h2 (I) scratch.
+static void swiglu_token(float *out, const float *x, const float *Wg, const float *Wu,
+                         const float *Wd, int D, int I, float scale, float *h1, float *h2,
+                         float *tmp) {
+    matvec(h1, x, Wg, D, I);
+    matvec(h2, x, Wu, D, I);
+    for (int i = 0; i < I; i++) h1[i] = silu(h1[i]) * h2[i];
+    matvec(tmp, h1, Wd, I, D);
+    for (int i = 0; i < D; i++) out[i] += scale * tmp[i];
+}
+
+// Absorbed MLA for one token at position pos of layer l. xb (D) is RMSNorm(x); the result
+// (before o_proj) goes to s->o (H*dv).
+static void mla_decode(const Model *m, const LayerParams *lp, DecodeState *s, int l, int pos) {
+    const Config *c = &m->cfg;
+    int D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim;
+    int dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = c->q_lora_rank, dc = c->kv_lora_rank;
+    int half = dr / 2;
+    const float *cosr = m->rope_cos + (size_t)pos * half, *sinr = m->rope_sin + (size_t)pos * half;
+    float rstd;
+    if (dq > 0) {
+        matvec(s->q_a, s->xb, lp->q_a_proj, D, dq);
+        rmsnorm_forward(s->q_a, &rstd, s->q_a, dq, lp->q_a_layernorm, 1, dq, c->rms_norm_eps);
+        matvec(s->q, s->q_a, lp->q_b_proj, dq, H * (dn + dr));
+    } else {
+        matvec(s->q, s->xb, lp->q_b_proj, D, H * (dn + dr));
+    }
+    // the cache entry of this position: normalised c_kv and the rotated shared k_pe
+    float *kv_a = s->h1;  // (dc + dr)
+    matvec(kv_a, s->xb, lp->kv_a_proj_with_mqa, D, dc + dr);
+    float *c_kv = s->c_kv + ((size_t)l * s->max_T + pos) * dc;
+    float *k_pe = s->k_pe + ((size_t)l * s->max_T + pos) * dr;
+    rmsnorm_forward(c_kv, &rstd, kv_a, dc + dr, lp->kv_a_layernorm, 1, dc, c->rms_norm_eps);
+    memcpy(k_pe, kv_a + dc, (size_t)dr * sizeof(float));
+    rope_rotate(k_pe, dr, cosr, sinr, 1.0f, c->rope_interleave);
+    const float *cache_c = s->c_kv + (size_t)l * s->max_T * dc;
+    const float *cache_k = s->k_pe + (size_t)l * s->max_T * dr;
+#pragma omp parallel for schedule(static) if (H >= 4 && pos >= 64)
+    for (int h = 0; h < H; h++) {
+        float *qh = s->q + (size_t)h * (dn + dr);
+        rope_rotate(qh + dn, dr, cosr, sinr, 1.0f, c->rope_interleave);
+        // q_abs (dc) = W_UK[h]^T q_nope[h]; W_UK[h] is rows h*(dn+dv) .. +dn of kv_b_proj
+        float *qa = s->q_abs + (size_t)h * dc;
+        const float *W = lp->kv_b_proj + (size_t)h * (dn + dv) * dc;
+        for (int i = 0; i < dc; i++) qa[i] = 0.0f;
+        for (int d = 0; d < dn; d++)
+            for (int i = 0; i < dc; i++) qa[i] += qh[d] * W[(size_t)d * dc + i];
+        // scores over the cache, softmax
+        float *p = s->att + (size_t)h * s->max_T, maxs = -INFINITY;
+        for (int j = 0; j <= pos; j++) {
+            float a = 0.0f, b = 0.0f;
+            for (int i = 0; i < dc; i++) a += qa[i] * cache_c[(size_t)j * dc + i];
+            for (int i = 0; i < dr; i++) b += qh[dn + i] * cache_k[(size_t)j * dr + i];
+            p[j] = (a + b) * m->attn_scale;
+            if (p[j] > maxs) maxs = p[j];
+        }
+        float sum = 0.0f;
+        for (int j = 0; j <= pos; j++) sum += (p[j] = expf(p[j] - maxs));
+        // o_lat (dc) = sum_j p_j c_kv[j];  o (dv) = W_UV[h] o_lat
+        float *ol = s->o_lat + (size_t)h * dc;
+        for (int i = 0; i < dc; i++) ol[i] = 0.0f;
+        for (int j = 0; j <= pos; j++) {
+            float w = p[j] / sum;
+            for (int i = 0; i < dc; i++) ol[i] += w * cache_c[(size_t)j * dc + i];
+        }
+        const float *Wv = W + (size_t)dn * dc;
+        for (int d = 0; d < dv; d++) {
+            float acc = 0.0f;
+            for (int i = 0; i < dc; i++) acc += Wv[(size_t)d * dc + i] * ol[i];
+            s->o[(size_t)h * dv + d] = acc;
+        }
+    }
+}
+
+// The FFN of layer l for one token: x (D) += FFN(xb).
+static void ffn_decode(const Model *m, const LayerParams *lp, DecodeState *s, int l) {
+    const Config *c = &m->cfg;
+    int D = c->hidden_size, I = ffn_width(c, l);
+    if (I > 0) swiglu_token(s->x, s->xb, lp->mlp_gate, lp->mlp_up, lp->mlp_down, D, I, 1.0f,
+                            s->h1, s->h2, s->h3);
+    if (!is_moe_layer(c, l)) return;
+    int E = c->n_routed_experts, K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
+    int idx[K];
+    float w[K];
+    float *logits = s->xb2;
+    matvec(logits, s->xb, lp->router, D, E);
+    moe_route_token(c, logits, lp->router_bias, s->scores, idx, w);
+    size_t mat = (size_t)Im * D;
+    for (int k = 0; k < K; k++)
+        swiglu_token(s->x, s->xb, lp->experts_gate + idx[k] * mat, lp->experts_up + idx[k] * mat,
+                     lp->experts_down + idx[k] * mat, D, Im, w[k], s->h1, s->h2, s->h3);
+}
+
+void decode_step(const Model *m, DecodeState *s, int token, int pos) {
+    const Config *c = &m->cfg;
+    int D = c->hidden_size, H = c->num_attention_heads, dv = c->v_head_dim;
+    float rstd;
+    memcpy(s->x, m->p.embed_tokens + (size_t)token * D, (size_t)D * sizeof(float));
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const LayerParams *lp = &m->p.layers[l];
+        rmsnorm_forward(s->xb, &rstd, s->x, D, lp->input_layernorm, 1, D, c->rms_norm_eps);
+        mla_decode(m, lp, s, l, pos);
+        matvec(s->h3, s->o, lp->o_proj, H * dv, D);
+        for (int i = 0; i < D; i++) s->x[i] += s->h3[i];
+        rmsnorm_forward(s->xb, &rstd, s->x, D, lp->post_attention_layernorm, 1, D,
+                        c->rms_norm_eps);
+        ffn_decode(m, lp, s, l);
+    }
+    rmsnorm_forward(s->xb, &rstd, s->x, D, m->p.norm, 1, D, c->rms_norm_eps);
+    matvec(s->logits, s->xb, m->p.lm_head, D, c->vocab_size);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Sampling: greedy, temperature, top-p (Holtzman et al. 2020)
+// ----------------------------------------------------------------------------------------------
+
+typedef struct { float p; int id; } TokenProb;
+static int by_prob_desc(const void *a, const void *b) {
+    const TokenProb *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->id - y->id;  // ties: lower id first, so the order is total and deterministic
+}
+
+int sample_token(const float *logits, int V, float temperature, float top_p, Rng *rng,
+                 float *probs) {
+    int best = 0;
+    for (int v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
+    if (temperature <= 0.0f) return best;
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) sum += (probs[v] = expf((logits[v] - logits[best]) / temperature));
+    for (int v = 0; v < V; v++) probs[v] = (float)(probs[v] / sum);
+    float r = rng_uniform(rng);
+    if (top_p >= 1.0f) {
+        float cdf = 0.0f;
+        for (int v = 0; v < V; v++) if (r < (cdf += probs[v])) return v;
+        return best;
+    }
+    // nucleus: the smallest set of most likely tokens whose mass reaches top_p
+    TokenProb *order = xcalloc((size_t)V, sizeof(TokenProb));
+    for (int v = 0; v < V; v++) order[v] = (TokenProb){probs[v], v};
+    qsort(order, (size_t)V, sizeof(TokenProb), by_prob_desc);
+    float mass = 0.0f;
+    int n = 0;
+    while (n < V && (n == 0 || mass < top_p)) mass += order[n++].p;
+    float cdf = 0.0f;
+    int pick = order[0].id;
+    for (int i = 0; i < n; i++) {
+        if (r * mass < (cdf += order[i].p)) { pick = order[i].id; break; }
+    }
+    free(order);
+    return pick;
+}
+// ==============================================================================================
+// 10. JSON and safetensors
+// ==============================================================================================
+
+// ----------------------------------------------------------------------------------------------
+// Errors and a growable byte buffer
+// ----------------------------------------------------------------------------------------------
+
+// Formats one line into err (R1_ERR_LEN bytes) and returns -1, so that callers can write
+// `return fail(err, "...")`. err may be NULL when the caller does not want the message.
+static int fail(char *err, const char *fmt, ...) {
+    if (err != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, R1_ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+// Bytes appended one piece at a time (JSON strings, the safetensors header). On allocation
+// failure `oom` is set and further appends do nothing; check it once at the end.
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int oom;
+} ByteBuf;
+
+static void bytebuf_append(ByteBuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (n > SIZE_MAX - b->len - 1) { b->oom = 1; return; }
+    if (b->len + n + 1 > b->cap) { // +1 keeps room for a terminating NUL
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1) cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+        char *data = realloc(b->data, cap);
+        if (data == NULL) { b->oom = 1; return; }
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void bytebuf_putc(ByteBuf *b, char c) { bytebuf_append(b, &c, 1); }
+static void bytebuf_puts(ByteBuf *b, const char *s) { bytebuf_append(b, s, strlen(s)); }
+
+static void bytebuf_printf(ByteBuf *b, const char *fmt, ...) {
+    char tmp[128]; // only used for numbers
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp) { b->oom = 1; return; }
+    bytebuf_append(b, tmp, (size_t)n);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Whole files
+// ----------------------------------------------------------------------------------------------
+
+// Reads in growing chunks rather than asking for the size first, so that pipes and /dev/stdin
+// work too, and a directory fails on the read with EISDIR.
+char *read_file(const char *path, size_t *size, char *err) {
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) { fail(err, "%s: %s", path, strerror(errno)); return NULL; }
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        if (len + 1 >= cap) { // grow, keeping one byte for the terminating NUL
+            char *bigger = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (bigger == NULL) { free(buf); buf = NULL; break; }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - 1 - len, fp);
+        len += got;
+        if (got == 0) break;
+    }
+    if (buf == NULL) { fclose(fp); fail(err, "%s: out of memory", path); return NULL; }
+    if (ferror(fp)) {
+        int e = errno;
+        free(buf);
+        fclose(fp);
+        fail(err, "%s: %s", path, strerror(e));
+        return NULL;
+    }
+    fclose(fp);
+    buf[len] = '\0';
+    if (size != NULL) *size = len;
+    return buf;
+}
+
+// ----------------------------------------------------------------------------------------------
+// JSON (RFC 8259), parsed into a tree of Json nodes (the struct is in r1.h)
+// ----------------------------------------------------------------------------------------------
+// A recursive-descent parser: one function per kind of value, each called with the position on
+// the value's first byte and leaving it just past the value's last byte. Strict:
+//   - no comments, no trailing commas, no NaN/Infinity, no leading zeros or '+' in numbers;
+//   - strings must be valid UTF-8 without raw control characters; escapes are decoded, \uXXXX
+//     (with UTF-16 surrogate pairs for code points above U+FFFF) into UTF-8;
+//   - "\u0000" is rejected because our strings are NUL-terminated;
+//   - numbers too large for a double (1e999) are rejected;
+//   - duplicate keys are kept in order; json_get returns the LAST one (as Python's json does).
+// Errors say where: "line L col C: what", with lines and columns counted from 1 and columns
+// counted in bytes.
+
+#define JSON_MAX_DEPTH 64
+
+typedef struct {
+    const char *text;
+    size_t len;
+    size_t pos; // the next byte to read
+    int depth;  // arrays and objects open around the current position
+    char *err;
+} JsonParser;
+
+static int json_fail(JsonParser *p, size_t at, const char *fmt, ...) {
+    if (p->err == NULL) return -1;
+    size_t line = 1, line_start = 0;
+    for (size_t i = 0; i < at && i < p->len; i++) {
+        if (p->text[i] == '\n') { line++; line_start = i + 1; }
+    }
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(p->err, R1_ERR_LEN, "line %zu col %zu: %s", line, at - line_start + 1, what);
+    return -1;
+}
+
+// "'x'" for printable ASCII, "byte 0xNN" otherwise, for messages about unexpected input.
+static const char *json_describe_byte(unsigned char c, char out[16]) {
+    if (c >= 0x20 && c < 0x7f) snprintf(out, 16, "'%c'", c);
+    else snprintf(out, 16, "byte 0x%02x", c);
+    return out;
+}
+
+static int json_fail_unexpected(JsonParser *p, const char *expected) {
+    char what[16];
+    if (p->pos >= p->len) return json_fail(p, p->pos, "unexpected end of input, expected %s", expected);
+    return json_fail(p, p->pos, "unexpected %s, expected %s",
+                     json_describe_byte((unsigned char)p->text[p->pos], what), expected);
+}
+
+static int json_is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static void json_skip_whitespace(JsonParser *p) {
+    while (p->pos < p->len) {
+        char c = p->text[p->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        p->pos++;
+    }
+}
+
+// Frees what a node owns (not the node itself: nodes live inside their parent's items array).
+static void json_free_contents(Json *j) {
+    free(j->string);
+    for (int i = 0; i < j->n; i++) {
+        json_free_contents(&j->items[i]);
+        if (j->keys != NULL) free(j->keys[i]);
+    }
+    free(j->keys);
+    free(j->items);
+    memset(j, 0, sizeof *j);
+}
+
+void json_free(Json *j) {
+    if (j == NULL) return;
+    json_free_contents(j);
+    free(j);
+}
+
+static int json_parse_value(JsonParser *p, Json *out);
+
+// Literals: true, false, null.
+static int json_parse_literal(JsonParser *p, const char *word, Json *out, JsonType type,
+                              double number) {
+    size_t start = p->pos, n = strlen(word);
+    for (size_t i = 0; i < n; i++) {
+        if (start + i >= p->len) return json_fail(p, p->len, "unexpected end of input in '%s'", word);
+        if (p->text[start + i] != word[i]) return json_fail(p, start, "invalid literal, expected '%s'", word);
+    }
+    p->pos = start + n;
+    out->type = type;
+    out->number = number;
+    return 0;
+}
+
+// number = [ "-" ] ( "0" | [1-9][0-9]* ) [ "." [0-9]+ ] [ ( "e" | "E" ) [ "+" | "-" ] [0-9]+ ]
+// The grammar is checked here; the value is then computed by strtod (which is stricter about
+// nothing we allow, and uses '.' as long as nobody calls setlocale()).
+static int json_parse_number(JsonParser *p, Json *out) {
+    const char *t = p->text;
+    size_t start = p->pos, i = p->pos, len = p->len;
+    if (t[i] == '-') i++;
+    if (i >= len) return json_fail(p, i, "unexpected end of input in number");
+    if (!json_is_digit(t[i])) return json_fail(p, i, "invalid number: digit expected after '-'");
+    if (t[i] == '0') {
+        i++;
+        if (i < len && json_is_digit(t[i])) return json_fail(p, start, "invalid number: leading zero");
+    } else {
+        while (i < len && json_is_digit(t[i])) i++;
+    }
+    if (i < len && t[i] == '.') {
+        i++;
+        if (i >= len) return json_fail(p, i, "unexpected end of input in number");
+        if (!json_is_digit(t[i])) return json_fail(p, i, "invalid number: digit expected after '.'");
+        while (i < len && json_is_digit(t[i])) i++;
+    }
+    if (i < len && (t[i] == 'e' || t[i] == 'E')) {
+        i++;
+        if (i < len && (t[i] == '+' || t[i] == '-')) i++;
+        if (i >= len) return json_fail(p, i, "unexpected end of input in number");
+        if (!json_is_digit(t[i])) return json_fail(p, i, "invalid number: digit expected in exponent");
+        while (i < len && json_is_digit(t[i])) i++;
+    }
+    // strtod needs a NUL-terminated copy: the text need not be terminated at len
+    size_t n = i - start;
+    char small[64];
+    char *copy = n < sizeof small ? small : malloc(n + 1);
+    if (copy == NULL) return json_fail(p, start, "out of memory");
+    memcpy(copy, t + start, n);
+    copy[n] = '\0';
+    double value = strtod(copy, NULL);
+    if (copy != small) free(copy);
+    if (!isfinite(value)) return json_fail(p, start, "number out of range");
+    out->type = JSON_NUMBER;
+    out->number = value;
+    p->pos = i;
+    return 0;
+}
+
+// Length of the valid UTF-8 sequence at s (at most avail bytes), or 0 if it is invalid:
+// overlong forms, UTF-16 surrogates (U+D800..DFFF) and code points above U+10FFFF are invalid.
+static size_t utf8_sequence_length(const unsigned char *s, size_t avail) {
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF; // allowed range of the second byte
+    size_t n;
+    if (c < 0x80) return 1;
+    else if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 0;
+    if (avail < n || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    }
+    return n;
+}
+
+static void utf8_encode(ByteBuf *b, uint32_t cp) {
+    char u[4];
+    size_t n;
+    if (cp < 0x80) { u[0] = (char)cp; n = 1; }
+    else if (cp < 0x800) { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | (cp >> 12)); u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    bytebuf_append(b, u, n);
+}
+
+// Four hex digits at p->pos (after "\u").
+static int json_parse_hex4(JsonParser *p, uint32_t *out) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        if (p->pos >= p->len) return json_fail(p, p->pos, "unexpected end of input in \\u escape");
+        char c = p->text[p->pos], what[16];
+        int d = json_is_digit(c) ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+              : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+        if (d < 0) return json_fail(p, p->pos, "invalid hex digit %s in \\u escape",
+                                    json_describe_byte((unsigned char)c, what));
+        v = v * 16 + (uint32_t)d;
+        p->pos++;
+    }
+    *out = v;
+    return 0;
+}
+
+// \uXXXX, or a UTF-16 surrogate pair \uD8xx\uDCxx for a code point above U+FFFF:
+// cp = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00). `at` is the backslash.
+static int json_parse_unicode_escape(JsonParser *p, ByteBuf *b, size_t at) {
+    uint32_t cp;
+    if (json_parse_hex4(p, &cp) != 0) return -1;
+    if (cp >= 0xDC00 && cp <= 0xDFFF) return json_fail(p, at, "unpaired low surrogate \\u%04X", (unsigned)cp);
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        size_t at_low = p->pos;
+        if (p->pos + 1 >= p->len || p->text[p->pos] != '\\' || p->text[p->pos + 1] != 'u')
+            return json_fail(p, at, "unpaired high surrogate \\u%04X", (unsigned)cp);
+        p->pos += 2;
+        uint32_t low;
+        if (json_parse_hex4(p, &low) != 0) return -1;
+        if (low < 0xDC00 || low > 0xDFFF)
+            return json_fail(p, at_low, "expected a low surrogate after \\u%04X", (unsigned)cp);
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+    }
+    if (cp == 0) return json_fail(p, at, "\\u0000 is not supported (strings are NUL-terminated)");
+    utf8_encode(b, cp);
+    return 0;
+}
+
+// One escape sequence at p->pos (on the backslash).
+static int json_parse_escape(JsonParser *p, ByteBuf *b) {
+    size_t at = p->pos;
+    if (at + 1 >= p->len) return json_fail(p, p->len, "unexpected end of input in string");
+    char e = p->text[at + 1], what[16];
+    p->pos = at + 2;
+    switch (e) {
+    case '"': bytebuf_putc(b, '"'); return 0;
+    case '\\': bytebuf_putc(b, '\\'); return 0;
+    case '/': bytebuf_putc(b, '/'); return 0;
+    case 'b': bytebuf_putc(b, '\b'); return 0;
+    case 'f': bytebuf_putc(b, '\f'); return 0;
+    case 'n': bytebuf_putc(b, '\n'); return 0;
+    case 'r': bytebuf_putc(b, '\r'); return 0;
+    case 't': bytebuf_putc(b, '\t'); return 0;
+    case 'u': return json_parse_unicode_escape(p, b, at);
+    default: return json_fail(p, at, "invalid escape: backslash followed by %s",
+                              json_describe_byte((unsigned char)e, what));
+    }
+}
+
+// A string literal at p->pos (on the opening quote) -> a malloc'd, NUL-terminated UTF-8 string.
+static int json_parse_string(JsonParser *p, char **out) {
+    ByteBuf b = {0};
+    p->pos++; // the opening quote
+    for (;;) {
+        if (p->pos >= p->len) { free(b.data); return json_fail(p, p->pos, "unexpected end of input in string"); }
+        unsigned char c = (unsigned char)p->text[p->pos];
+        if (c == '"') { p->pos++; break; }
+        if (c < 0x20) {
+            free(b.data);
+            return json_fail(p, p->pos, "control character 0x%02x in string (must be escaped)", c);
+        }
+        if (c == '\\') {
+            if (json_parse_escape(p, &b) != 0) { free(b.data); return -1; }
+            continue;
+        }
+        size_t n = utf8_sequence_length((const unsigned char *)p->text + p->pos, p->len - p->pos);
+        if (n == 0) { free(b.data); return json_fail(p, p->pos, "invalid UTF-8 in string"); }
+        bytebuf_append(&b, p->text + p->pos, n);
+        p->pos += n;
+    }
+    bytebuf_append(&b, "", 0); // makes sure even "" gets an allocation (and its NUL)
+    if (b.oom) { free(b.data); return json_fail(p, p->pos, "out of memory"); }
+    *out = b.data;
+    return 0;
+}
+
+// Makes room for one more item (and key, for objects) in a container with capacity *cap.
+static int json_grow(JsonParser *p, Json *j, int *cap) {
+    if (j->n < *cap) return 0;
+    if (*cap > INT_MAX / 2) return json_fail(p, p->pos, "too many items");
+    int new_cap = *cap ? *cap * 2 : 4;
+    Json *items = realloc(j->items, (size_t)new_cap * sizeof *items);
+    if (items == NULL) return json_fail(p, p->pos, "out of memory");
+    j->items = items;
+    if (j->type == JSON_OBJECT) {
+        char **keys = realloc(j->keys, (size_t)new_cap * sizeof *keys);
+        if (keys == NULL) return json_fail(p, p->pos, "out of memory");
+        j->keys = keys;
+    }
+    *cap = new_cap;
+    return 0;
+}
+
+// After an item: ',' (more to come, returns 1) or the closing bracket (returns 0), else -1.
+static int json_after_item(JsonParser *p, char close) {
+    json_skip_whitespace(p);
+    if (p->pos < p->len && p->text[p->pos] == ',') { p->pos++; return 1; }
+    if (p->pos < p->len && p->text[p->pos] == close) { p->pos++; return 0; }
+    return json_fail_unexpected(p, close == ']' ? "',' or ']'" : "',' or '}'");
+}
+
+// array = "[" [ value *( "," value ) ] "]"
+static int json_parse_array(JsonParser *p, Json *out) {
+    out->type = JSON_ARRAY;
+    p->pos++; // '['
+    json_skip_whitespace(p);
+    if (p->pos < p->len && p->text[p->pos] == ']') { p->pos++; return 0; }
+    int cap = 0, more = 1;
+    while (more) {
+        if (json_grow(p, out, &cap) != 0) goto fail;
+        if (json_parse_value(p, &out->items[out->n]) != 0) goto fail;
+        out->n++;
+        more = json_after_item(p, ']');
+        if (more < 0) goto fail;
+    }
+    return 0;
+fail:
+    json_free_contents(out);
+    return -1;
+}
+
+// object = "{" [ string ":" value *( "," string ":" value ) ] "}"
+static int json_parse_object(JsonParser *p, Json *out) {
+    out->type = JSON_OBJECT;
+    p->pos++; // '{'
+    json_skip_whitespace(p);
+    if (p->pos < p->len && p->text[p->pos] == '}') { p->pos++; return 0; }
+    int cap = 0, more = 1;
+    while (more) {
+        char *key = NULL;
+        if (json_grow(p, out, &cap) != 0) goto fail;
+        json_skip_whitespace(p);
+        if (p->pos >= p->len || p->text[p->pos] != '"') { json_fail_unexpected(p, "a string key"); goto fail; }
+        if (json_parse_string(p, &key) != 0) goto fail;
+        json_skip_whitespace(p);
+        if (p->pos >= p->len || p->text[p->pos] != ':') {
+            json_fail_unexpected(p, "':'");
+            free(key);
+            goto fail;
+        }
+        p->pos++;
+        if (json_parse_value(p, &out->items[out->n]) != 0) { free(key); goto fail; }
+        out->keys[out->n++] = key;
+        more = json_after_item(p, '}');
+        if (more < 0) goto fail;
+    }
+    return 0;
+fail:
+    json_free_contents(out);
+    return -1;
+}
+
+// value = object | array | string | number | "true" | "false" | "null", with whitespace around.
+static int json_parse_value(JsonParser *p, Json *out) {
+    memset(out, 0, sizeof *out); // JSON_NULL, nothing owned
+    json_skip_whitespace(p);
+    if (p->pos >= p->len) return json_fail(p, p->pos, "unexpected end of input, expected a value");
+    char c = p->text[p->pos];
+    if (c == '{' || c == '[') {
+        if (p->depth >= JSON_MAX_DEPTH) return json_fail(p, p->pos, "nesting deeper than %d", JSON_MAX_DEPTH);
+        p->depth++;
+        int rc = c == '{' ? json_parse_object(p, out) : json_parse_array(p, out);
+        p->depth--;
+        return rc;
+    }
+    if (c == '"') {
+        if (json_parse_string(p, &out->string) != 0) return -1;
+        out->type = JSON_STRING;
+        return 0;
+    }
+    if (c == 't') return json_parse_literal(p, "true", out, JSON_BOOL, 1);
+    if (c == 'f') return json_parse_literal(p, "false", out, JSON_BOOL, 0);
+    if (c == 'n') return json_parse_literal(p, "null", out, JSON_NULL, 0);
+    if (c == '-' || json_is_digit(c)) return json_parse_number(p, out);
+    return json_fail_unexpected(p, "a value");
+}
+
+Json *json_parse(const char *text, size_t len, char *err) {
+    JsonParser p = {.text = text, .len = text != NULL ? len : 0, .err = err};
+    Json *root = malloc(sizeof *root);
+    if (root == NULL) { json_fail(&p, 0, "out of memory"); return NULL; }
+    if (json_parse_value(&p, root) != 0) { free(root); return NULL; }
+    json_skip_whitespace(&p);
+    if (p.pos < p.len) {
+        char what[16];
+        json_fail(&p, p.pos, "unexpected %s after the JSON value",
+                  json_describe_byte((unsigned char)p.text[p.pos], what));
+        json_free(root);
+        return NULL;
+    }
+    return root;
+}
+
+Json *json_get(const Json *obj, const char *key) {
+    if (obj == NULL || obj->type != JSON_OBJECT || key == NULL) return NULL;
+    for (int i = obj->n - 1; i >= 0; i--) { // from the end: the last duplicate wins
+        if (strcmp(obj->keys[i], key) == 0) return &obj->items[i];
+    }
+    return NULL;
+}
+
+// The JSON spelling of one byte inside a string literal ("\\n", "\\u0001", or the byte itself).
+// Bytes >= 0x80 are passed through: the string is assumed to be UTF-8 already.
+static const char *json_escape_byte(unsigned char c, char out[8]) {
+    switch (c) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '\b': return "\\b";
+    case '\f': return "\\f";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+    default:
+        if (c < 0x20) snprintf(out, 8, "\\u%04x", c);
+        else { out[0] = (char)c; out[1] = '\0'; }
+        return out;
+    }
+}
+
+void json_write_string(FILE *f, const char *s) {
+    char tmp[8];
+    fputc('"', f);
+    for (const char *c = s != NULL ? s : ""; *c; c++) fputs(json_escape_byte((unsigned char)*c, tmp), f);
+    fputc('"', f);
+}
+
+static void bytebuf_append_json_string(ByteBuf *b, const char *s) {
+    char tmp[8];
+    bytebuf_putc(b, '"');
+    for (const char *c = s; *c; c++) bytebuf_puts(b, json_escape_byte((unsigned char)*c, tmp));
+    bytebuf_putc(b, '"');
+}
+
+// ----------------------------------------------------------------------------------------------
+// safetensors (https://github.com/huggingface/safetensors), the Hugging Face checkpoint format
+// ----------------------------------------------------------------------------------------------
+//   bytes [0, 8)       N, the length of the header, unsigned 64-bit little-endian
+//   bytes [8, 8+N)     the header: a UTF-8 JSON object, which may be padded with trailing spaces
+//                        {"__metadata__": {"format": "pt"},                        (optional)
+//                         "model.norm.weight": {"dtype": "F32", "shape": [64],
+//                                               "data_offsets": [0, 256]}, ...}
+//   bytes [8+N, EOF)   the data section. A tensor's bytes are [begin, end) of it, row-major,
+//                      little-endian, and end - begin = product(shape) * sizeof(dtype).
+// We read whole files into memory (ours are small) and keep only the data section.
+// The writer pads N to a multiple of 8 so the data section starts 8-byte aligned in the file.
+
+#define ST_MAX_HEADER (100u * 1000u * 1000u) // a header beyond 100 MB is corrupt, not big
+#define ST_MAX_DIMS 4
+
+static const struct {
+    const char *name;
+    int size;
+} st_dtypes[] = {
+    {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8},
+    {"I32", 4}, {"I16", 2}, {"I8", 1},  {"U8", 1},   {"BOOL", 1},
+};
+
+// Bytes per element of a dtype name, 0 if we do not know it.
+static int st_dtype_size(const char *dtype) {
+    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++) {
+        if (strcmp(dtype, st_dtypes[i].name) == 0) return st_dtypes[i].size;
+    }
+    return 0;
+}
+
+static uint64_t read_le64(const unsigned char *b) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
+    return v;
+}
+
+static void write_le64(unsigned char *b, uint64_t v) {
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
+}
+
+// Bytes of a tensor with this shape and element size, or UINT64_MAX if that overflows.
+static uint64_t st_nbytes(const int64_t *shape, int ndim, int elem_size) {
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 0) return 0;
+    }
+    uint64_t n = (uint64_t)elem_size;
+    for (int i = 0; i < ndim; i++) {
+        uint64_t d = (uint64_t)shape[i];
+        if (n > UINT64_MAX / d) return UINT64_MAX;
+        n *= d;
+    }
+    return n;
+}
+
+// A JSON number that is a whole number in [0, 2^53] (all exact in a double), else -1.
+static int64_t json_as_count(const Json *j) {
+    if (j == NULL || j->type != JSON_NUMBER) return -1;
+    double v = j->number;
+    if (!(v >= 0 && v <= 9007199254740992.0) || v != floor(v)) return -1;
+    return (int64_t)v;
+}
+
+// "<path>: tensor "<name>": what" into err; returns -1.
+static int st_fail_tensor(char *err, const char *path, const char *name, const char *fmt, ...) {
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return fail(err, "%s: tensor \"%.100s\": %s", path, name, what);
+}
+
+// Checks one header entry {"dtype": .., "shape": [..], "data_offsets": [begin, end]} and fills t.
+static int st_parse_tensor(const char *path, const char *name, const Json *info,
+                           size_t data_size, StTensor *t, char *err) {
+    if (strlen(name) >= sizeof t->name)
+        return st_fail_tensor(err, path, name, "name is longer than %zu bytes", sizeof t->name - 1);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    if (info->type != JSON_OBJECT) return st_fail_tensor(err, path, name, "entry is not a JSON object");
+
+    const Json *dtype = json_get(info, "dtype");
+    if (dtype == NULL) return st_fail_tensor(err, path, name, "missing \"dtype\"");
+    if (dtype->type != JSON_STRING) return st_fail_tensor(err, path, name, "\"dtype\" is not a string");
+    int elem_size = st_dtype_size(dtype->string);
+    if (elem_size == 0) return st_fail_tensor(err, path, name, "unknown dtype \"%.16s\"", dtype->string);
+    snprintf(t->dtype, sizeof t->dtype, "%s", dtype->string);
+
+    const Json *shape = json_get(info, "shape");
+    if (shape == NULL) return st_fail_tensor(err, path, name, "missing \"shape\"");
+    if (shape->type != JSON_ARRAY) return st_fail_tensor(err, path, name, "\"shape\" is not an array");
+    if (shape->n > ST_MAX_DIMS)
+        return st_fail_tensor(err, path, name, "shape has %d dims, at most %d are supported", shape->n, ST_MAX_DIMS);
+    t->ndim = shape->n;
+    for (int i = 0; i < shape->n; i++) {
+        t->shape[i] = json_as_count(&shape->items[i]);
+        if (t->shape[i] < 0) return st_fail_tensor(err, path, name, "shape[%d] is not an integer in [0, 2^53]", i);
+    }
+
+    const Json *offsets = json_get(info, "data_offsets");
+    if (offsets == NULL) return st_fail_tensor(err, path, name, "missing \"data_offsets\"");
+    if (offsets->type != JSON_ARRAY || offsets->n != 2)
+        return st_fail_tensor(err, path, name, "\"data_offsets\" is not an array [begin, end]");
+    int64_t begin = json_as_count(&offsets->items[0]), end = json_as_count(&offsets->items[1]);
+    if (begin < 0 || end < 0)
+        return st_fail_tensor(err, path, name, "\"data_offsets\" are not integers in [0, 2^53]");
+    if (begin > end)
+        return st_fail_tensor(err, path, name, "data_offsets [%" PRId64 ", %" PRId64 "]: begin > end", begin, end);
+    if ((uint64_t)end > data_size)
+        return st_fail_tensor(err, path, name, "data_offsets end %" PRId64 " is past the data section (%zu bytes)",
+                              end, data_size);
+    t->begin = (size_t)begin;
+    t->end = (size_t)end;
+
+    uint64_t expected = st_nbytes(t->shape, t->ndim, elem_size);
+    if (expected != (uint64_t)(end - begin)) {
+        char dims[128] = "", need[32] = "more than 2^64";
+        for (int i = 0; i < t->ndim; i++) {
+            size_t used = strlen(dims);
+            snprintf(dims + used, sizeof dims - used, "%s%" PRId64, i ? ", " : "", t->shape[i]);
+        }
+        if (expected != UINT64_MAX) snprintf(need, sizeof need, "%" PRIu64, expected);
+        return st_fail_tensor(err, path, name, "shape [%s] of %s needs %s bytes but data_offsets hold %" PRId64,
+                              dims, t->dtype, need, end - begin);
+    }
+    return 0;
+}
+
+static int st_compare_strings(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int st_compare_by_name(const void *a, const void *b) {
+    return strcmp((*(const StTensor *const *)a)->name, (*(const StTensor *const *)b)->name);
+}
+
+static int st_compare_by_begin(const void *a, const void *b) {
+    const StTensor *x = *(const StTensor *const *)a, *y = *(const StTensor *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
+}
+
+// No two tensors may share a name, or a byte of the data section.
+static int st_check_names_and_overlaps(const char *path, const StFile *f, char *err) {
+    if (f->n < 2) return 0;
+    const StTensor **order = malloc((size_t)f->n * sizeof *order);
+    if (order == NULL) return fail(err, "%s: out of memory", path);
+    for (int i = 0; i < f->n; i++) order[i] = &f->t[i];
+    int rc = 0;
+    qsort(order, (size_t)f->n, sizeof *order, st_compare_by_name);
+    for (int i = 1; i < f->n && rc == 0; i++) {
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+            rc = st_fail_tensor(err, path, order[i]->name, "appears twice in the header");
+    }
+    qsort(order, (size_t)f->n, sizeof *order, st_compare_by_begin);
+    const StTensor *prev = NULL; // the non-empty tensor that ends last so far
+    for (int i = 0; i < f->n && rc == 0; i++) {
+        const StTensor *t = order[i];
+        if (t->begin == t->end) continue;
+        if (prev != NULL && t->begin < prev->end)
+            rc = st_fail_tensor(err, path, t->name, "data_offsets overlap those of \"%.100s\"", prev->name);
+        if (prev == NULL || t->end > prev->end) prev = t;
+    }
+    free(order);
+    return rc;
+}
+
+// "__metadata__" must map strings to strings.
+static int st_check_metadata(const char *path, const Json *meta, char *err) {
+    if (meta->type != JSON_OBJECT) return fail(err, "%s: \"__metadata__\" is not a JSON object", path);
+    for (int i = 0; i < meta->n; i++) {
+        if (meta->items[i].type != JSON_STRING)
+            return fail(err, "%s: \"__metadata__\" value of \"%.100s\" is not a string", path, meta->keys[i]);
+    }
+    return 0;
+}
+
+// Fills f->t from a parsed header; data_size is the size of the data section.
+static int st_parse_header(const char *path, const Json *header, size_t data_size, StFile *f,
+                           char *err) {
+    if (header->type != JSON_OBJECT) return fail(err, "%s: header is not a JSON object", path);
+    int n_tensors = 0;
+    for (int i = 0; i < header->n; i++) {
+        if (strcmp(header->keys[i], "__metadata__") == 0) {
+            if (st_check_metadata(path, &header->items[i], err) != 0) return -1;
+        } else {
+            n_tensors++;
+        }
+    }
+    f->t = calloc(n_tensors > 0 ? (size_t)n_tensors : 1, sizeof *f->t);
+    if (f->t == NULL) return fail(err, "%s: out of memory", path);
+    for (int i = 0; i < header->n; i++) {
+        if (strcmp(header->keys[i], "__metadata__") == 0) continue;
+        if (st_parse_tensor(path, header->keys[i], &header->items[i], data_size, &f->t[f->n], err) != 0)
+            return -1;
+        f->n++;
+    }
+    return st_check_names_and_overlaps(path, f, err);
+}
+
+int st_read(const char *path, StFile *f, char *err) {
+    memset(f, 0, sizeof *f);
+    size_t size;
+    unsigned char *buf = (unsigned char *)read_file(path, &size, err);
+    if (buf == NULL) return -1;
+    Json *header = NULL;
+    if (size < 8) {
+        fail(err, "%s: file is %zu bytes, too short for the 8-byte header length", path, size);
+        goto fail;
+    }
+    uint64_t header_len = read_le64(buf);
+    if (header_len > ST_MAX_HEADER) {
+        fail(err, "%s: header length %" PRIu64 " is absurd (more than 100 MB)", path, header_len);
+        goto fail;
+    }
+    if (header_len > size - 8) {
+        fail(err, "%s: header length %" PRIu64 " runs past the end of the file (%zu bytes)", path,
+             header_len, size);
+        goto fail;
+    }
+    char json_err[R1_ERR_LEN];
+    header = json_parse((const char *)buf + 8, (size_t)header_len, json_err);
+    if (header == NULL) {
+        fail(err, "%s: header is not valid JSON: %s", path, json_err);
+        goto fail;
+    }
+    size_t data_start = 8 + (size_t)header_len, data_size = size - data_start;
+    if (st_parse_header(path, header, data_size, f, err) != 0) goto fail;
+    json_free(header);
+    // keep only the data section: move it to the front of the buffer
+    memmove(buf, buf + data_start, data_size);
+    f->data = buf;
+    f->data_size = data_size;
+    return 0;
+fail:
+    json_free(header);
+    free(buf);
+    free(f->t);
+    memset(f, 0, sizeof *f);
+    return -1;
+}
+
+void st_free(StFile *f) {
+    if (f == NULL) return;
+    free(f->t);
+    free(f->data);
+    memset(f, 0, sizeof *f);
+}
+
+StTensor *st_find(StFile *f, const char *name) {
+    for (int i = 0; i < f->n; i++) {
+        if (strcmp(f->t[i].name, name) == 0) return &f->t[i];
+    }
+    return NULL;
+}
+
+// Checks what st_write is asked to write (so that st_read will accept the file) and computes
+// each tensor's byte size.
+static int st_check_writes(const char *path, const StWrite *tensors, int n, const char **metadata,
+                           int n_meta, uint64_t *nbytes, char *err) {
+    if (n < 0 || n_meta < 0 || (n > 0 && tensors == NULL) || (n_meta > 0 && metadata == NULL))
+        return fail(err, "%s: bad arguments to st_write", path);
+    for (int i = 0; i < 2 * n_meta; i++) {
+        if (metadata[i] == NULL) return fail(err, "%s: metadata string %d is NULL", path, i);
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const StWrite *t = &tensors[i];
+        if (t->name == NULL) return fail(err, "%s: tensor %d has no name", path, i);
+        if (strlen(t->name) >= sizeof ((StTensor *)0)->name)
+            return st_fail_tensor(err, path, t->name, "name is longer than %zu bytes", sizeof ((StTensor *)0)->name - 1);
+        if (strcmp(t->name, "__metadata__") == 0) return st_fail_tensor(err, path, t->name, "reserved name");
+        int elem_size = t->dtype != NULL ? st_dtype_size(t->dtype) : 0;
+        if (elem_size == 0) return st_fail_tensor(err, path, t->name, "unknown dtype \"%.16s\"", t->dtype ? t->dtype : "");
+        if (t->ndim < 0 || t->ndim > ST_MAX_DIMS) return st_fail_tensor(err, path, t->name, "ndim %d is not in [0, 4]", t->ndim);
+        for (int d = 0; d < t->ndim; d++) {
+            if (t->shape[d] < 0) return st_fail_tensor(err, path, t->name, "shape[%d] is negative", d);
+        }
+        nbytes[i] = st_nbytes(t->shape, t->ndim, elem_size);
+        if (nbytes[i] > SIZE_MAX / 2 || total + nbytes[i] > SIZE_MAX / 2)
+            return st_fail_tensor(err, path, t->name, "too large");
+        if (nbytes[i] > 0 && t->data == NULL) return st_fail_tensor(err, path, t->name, "data is NULL");
+        total += nbytes[i];
+    }
+    if (n < 2) return 0;
+    const char **names = malloc((size_t)n * sizeof *names);
+    if (names == NULL) return fail(err, "%s: out of memory", path);
+    for (int i = 0; i < n; i++) names[i] = tensors[i].name;
+    int rc = 0;
+    qsort(names, (size_t)n, sizeof *names, st_compare_strings);
+    for (int i = 1; i < n && rc == 0; i++) {
+        if (strcmp(names[i - 1], names[i]) == 0) rc = st_fail_tensor(err, path, names[i], "appears twice");
+    }
+    free(names);
+    return rc;
+}
+
+// The header: {"__metadata__":{...},"<name>":{"dtype":..,"shape":[..],"data_offsets":[b,e]},...}
+// with tensors in the given order and their data contiguous, padded with spaces to a multiple
+// of 8 bytes.
+static void st_build_header(ByteBuf *b, const StWrite *tensors, int n, const char **metadata,
+                            int n_meta, const uint64_t *nbytes) {
+    bytebuf_putc(b, '{');
+    if (n_meta > 0) {
+        bytebuf_puts(b, "\"__metadata__\":{");
+        for (int i = 0; i < n_meta; i++) {
+            if (i > 0) bytebuf_putc(b, ',');
+            bytebuf_append_json_string(b, metadata[2 * i]);
+            bytebuf_putc(b, ':');
+            bytebuf_append_json_string(b, metadata[2 * i + 1]);
+        }
+        bytebuf_putc(b, '}');
+    }
+    uint64_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        const StWrite *t = &tensors[i];
+        if (i > 0 || n_meta > 0) bytebuf_putc(b, ',');
+        bytebuf_append_json_string(b, t->name);
+        bytebuf_puts(b, ":{\"dtype\":");
+        bytebuf_append_json_string(b, t->dtype);
+        bytebuf_puts(b, ",\"shape\":[");
+        for (int d = 0; d < t->ndim; d++) bytebuf_printf(b, "%s%" PRId64, d ? "," : "", t->shape[d]);
+        bytebuf_printf(b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", offset, offset + nbytes[i]);
+        offset += nbytes[i];
+    }
+    bytebuf_putc(b, '}');
+    while (b->len % 8 != 0) bytebuf_putc(b, ' ');
+}
+
+// Writes the length, header and data to fp, and makes sure they reach the disk. Returns 0, or
+// -1 with errno set.
+static int st_write_stream(FILE *fp, const ByteBuf *header, const StWrite *tensors, int n,
+                           const uint64_t *nbytes) {
+    unsigned char len[8];
+    write_le64(len, header->len);
+    if (fwrite(len, 1, 8, fp) != 8) return -1;
+    if (fwrite(header->data, 1, header->len, fp) != header->len) return -1;
+    for (int i = 0; i < n; i++) {
+        if (nbytes[i] > 0 && fwrite(tensors[i].data, 1, (size_t)nbytes[i], fp) != (size_t)nbytes[i]) return -1;
+    }
+    if (fflush(fp) != 0) return -1;
+    if (fsync(fileno(fp)) != 0) return -1;
+    return 0;
+}
+
+// Atomic: the file is written to "<path>.tmp", synced, and renamed onto path, so a crash or a
+// full disk leaves either the old file or the new one, never half of one.
+int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
+             char *err) {
+    uint64_t *nbytes = calloc(n > 0 ? (size_t)n : 1, sizeof *nbytes);
+    if (nbytes == NULL) return fail(err, "%s: out of memory", path);
+    if (st_check_writes(path, tensors, n, metadata, n_meta, nbytes, err) != 0) { free(nbytes); return -1; }
+    ByteBuf header = {0};
+    st_build_header(&header, tensors, n, metadata, n_meta, nbytes);
+    size_t path_len = strlen(path);
+    char *tmp = malloc(path_len + 5);
+    if (header.oom || tmp == NULL) {
+        free(nbytes); free(header.data); free(tmp);
+        return fail(err, "%s: out of memory", path);
+    }
+    memcpy(tmp, path, path_len);
+    memcpy(tmp + path_len, ".tmp", 5);
+
+    int rc = 0;
+    FILE *fp = fopen(tmp, "wb");
+    if (fp == NULL) {
+        rc = fail(err, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    } else {
+        int failed = st_write_stream(fp, &header, tensors, n, nbytes) != 0;
+        int e = errno;
+        if (fclose(fp) != 0 && !failed) { failed = 1; e = errno; }
+        if (failed) rc = fail(err, "%s: cannot write %s: %s", path, tmp, strerror(e));
+        else if (rename(tmp, path) != 0) rc = fail(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
+        if (rc != 0) remove(tmp);
+    }
+    free(tmp);
+    free(header.data);
+    free(nbytes);
+    return rc;
+}
+// ==============================================================================================
+// 11. config.json and checkpoints (Hugging Face hub layout)
+// ==============================================================================================
+
+// Reads an optional integer field; -1 on a value that is not an integer in [lo, hi].
+static int json_int_field(const Json *obj, const char *key, int *out, int lo, int hi, char *err) {
+    const Json *v = json_get(obj, key);
+    if (!v) return 0;
+    if (v->type == JSON_BOOL) {  // true/false where an integer is expected: reject
+        snprintf(err, R1_ERR_LEN, "config.json: %s must be an integer, got a boolean", key);
+        return -1;
+    }
+    if (v->type != JSON_NUMBER || v->number != floor(v->number) || v->number < lo ||
+        v->number > hi) {
+        snprintf(err, R1_ERR_LEN, "config.json: %s must be an integer in %d..%d", key, lo, hi);
+        return -1;
+    }
+    *out = (int)v->number;
+    return 0;
+}
+
+static int json_float_field(const Json *obj, const char *key, float *out, char *err) {
+    const Json *v = json_get(obj, key);
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type != JSON_NUMBER || !isfinite(v->number)) {
+        snprintf(err, R1_ERR_LEN, "config.json: %s must be a number", key);
+        return -1;
+    }
+    *out = (float)v->number;
+    return 0;
+}
+
+static int json_bool_field(const Json *obj, const char *key, int *out, char *err) {
+    const Json *v = json_get(obj, key);
+    if (!v) return 0;
+    if (v->type != JSON_BOOL) {
+        snprintf(err, R1_ERR_LEN, "config.json: %s must be true or false", key);
+        return -1;
+    }
+    *out = v->number != 0;
+    return 0;
+}
+
+// rope parameters: transformers 5 writes {"rope_type": "yarn"|"default", "rope_theta": ...,
+// "factor": ...}; the hub writes "rope_theta" at the top level and "rope_scaling": {"type": ...}.
+static int parse_rope(const Json *root, Config *c, char *err) {
+    const Json *rp = json_get(root, "rope_parameters");
+    if (!rp || rp->type == JSON_NULL) rp = json_get(root, "rope_scaling");
+    if (json_float_field(root, "rope_theta", &c->rope_theta, err)) return -1;
+    c->rope_yarn = 0;
+    if (!rp || rp->type == JSON_NULL) return 0;
+    if (rp->type != JSON_OBJECT) {
+        snprintf(err, R1_ERR_LEN, "config.json: rope_parameters / rope_scaling must be an object");
+        return -1;
+    }
+    if (json_float_field(rp, "rope_theta", &c->rope_theta, err)) return -1;
+    const Json *type = json_get(rp, "rope_type");
+    if (!type) type = json_get(rp, "type");
+    const char *kind = type && type->type == JSON_STRING ? type->string : "default";
+    if (strcmp(kind, "default") == 0) return 0;
+    if (strcmp(kind, "yarn") != 0) {
+        snprintf(err, R1_ERR_LEN, "config.json: rope type '%s' is not supported (default, yarn)",
+                 kind);
+        return -1;
+    }
+    c->rope_yarn = 1;
+    c->rope_factor = 1.0f;
+    c->rope_original_max_position_embeddings = 0;
+    c->rope_beta_fast = 32.0f;
+    c->rope_beta_slow = 1.0f;
+    c->rope_mscale = 0.0f;        // 0 = absent
+    c->rope_mscale_all_dim = 0.0f;
+    if (json_float_field(rp, "factor", &c->rope_factor, err) ||
+        json_int_field(rp, "original_max_position_embeddings",
+                       &c->rope_original_max_position_embeddings, 1, 1 << 30, err) ||
+        json_float_field(rp, "beta_fast", &c->rope_beta_fast, err) ||
+        json_float_field(rp, "beta_slow", &c->rope_beta_slow, err) ||
+        json_float_field(rp, "mscale", &c->rope_mscale, err) ||
+        json_float_field(rp, "mscale_all_dim", &c->rope_mscale_all_dim, err))
+        return -1;
+    if (c->rope_original_max_position_embeddings == 0)
+        c->rope_original_max_position_embeddings = c->max_position_embeddings;
+    return 0;
+}
+
+int config_from_json(const char *text, Config *c, char *err) {
+    char jerr[R1_ERR_LEN];
+    Json *root = json_parse(text, strlen(text), jerr);
+    if (!root) {
+        snprintf(err, R1_ERR_LEN, "config.json: %s", jerr);
+        return -1;
+    }
+    int rc = -1;
+    if (root->type != JSON_OBJECT) {
+        snprintf(err, R1_ERR_LEN, "config.json: not a JSON object");
+        goto done;
+    }
+    const Json *mt = json_get(root, "model_type");
+    if (mt && (mt->type != JSON_STRING || strcmp(mt->string, "deepseek_v3") != 0)) {
+        snprintf(err, R1_ERR_LEN, "config.json: model_type must be \"deepseek_v3\"");
+        goto done;
+    }
+    const Json *act = json_get(root, "hidden_act");
+    if (act && (act->type != JSON_STRING || strcmp(act->string, "silu") != 0)) {
+        snprintf(err, R1_ERR_LEN, "config.json: hidden_act must be \"silu\"");
+        goto done;
+    }
+    // defaults: transformers' DeepseekV3Config defaults where a key is absent
+    Config d = {0};
+    config_preset("deepseek-v3", &d, err);
+    d.rope_yarn = 0;
+    d.initializer_range = 0.02f;
+    d.tie_word_embeddings = 0;
+    *c = d;
+    const int BIG = 1 << 30;
+    int q_null = 0;
+    const Json *q = json_get(root, "q_lora_rank");
+    if (q && q->type == JSON_NULL) q_null = 1;
+    int attention_bias = 0, interleave = 1;
+    if (json_int_field(root, "vocab_size", &c->vocab_size, 1, BIG, err) ||
+        json_int_field(root, "hidden_size", &c->hidden_size, 1, BIG, err) ||
+        json_int_field(root, "intermediate_size", &c->intermediate_size, 0, BIG, err) ||
+        json_int_field(root, "moe_intermediate_size", &c->moe_intermediate_size, 0, BIG, err) ||
+        json_int_field(root, "num_hidden_layers", &c->num_hidden_layers, 1, 100000, err) ||
+        json_int_field(root, "first_k_dense_replace", &c->first_k_dense_replace, 0, BIG, err) ||
+        json_int_field(root, "n_routed_experts", &c->n_routed_experts, 0, 1 << 16, err) ||
+        json_int_field(root, "num_experts_per_tok", &c->num_experts_per_tok, 0, 1 << 16, err) ||
+        json_int_field(root, "n_shared_experts", &c->n_shared_experts, 0, 1 << 16, err) ||
+        json_int_field(root, "n_group", &c->n_group, 1, 1 << 16, err) ||
+        json_int_field(root, "topk_group", &c->topk_group, 1, 1 << 16, err) ||
+        json_bool_field(root, "norm_topk_prob", &c->norm_topk_prob, err) ||
+        json_float_field(root, "routed_scaling_factor", &c->routed_scaling_factor, err) ||
+        json_int_field(root, "num_attention_heads", &c->num_attention_heads, 1, 1 << 16, err) ||
+        (!q_null && json_int_field(root, "q_lora_rank", &c->q_lora_rank, 1, BIG, err)) ||
+        json_int_field(root, "kv_lora_rank", &c->kv_lora_rank, 1, BIG, err) ||
+        json_int_field(root, "qk_nope_head_dim", &c->qk_nope_head_dim, 1, BIG, err) ||
+        json_int_field(root, "qk_rope_head_dim", &c->qk_rope_head_dim, 1, BIG, err) ||
+        json_int_field(root, "v_head_dim", &c->v_head_dim, 1, BIG, err) ||
+        json_float_field(root, "rms_norm_eps", &c->rms_norm_eps, err) ||
+        json_int_field(root, "max_position_embeddings", &c->max_position_embeddings, 1, BIG,
+                       err) ||
+        json_bool_field(root, "tie_word_embeddings", &c->tie_word_embeddings, err) ||
+        json_float_field(root, "initializer_range", &c->initializer_range, err) ||
+        json_bool_field(root, "attention_bias", &attention_bias, err) ||
+        json_bool_field(root, "rope_interleave", &interleave, err))
+        goto done;
+    if (q_null) c->q_lora_rank = 0;
+    c->rope_interleave = interleave;
+    const Json *bos = json_get(root, "bos_token_id"), *eos = json_get(root, "eos_token_id");
+    if (bos && bos->type == JSON_NUMBER) c->bos_token_id = (int)bos->number;
+    if (eos && eos->type == JSON_NUMBER) c->eos_token_id = (int)eos->number;
+    if (attention_bias) {
+        snprintf(err, R1_ERR_LEN, "config.json: attention_bias true is not supported");
+        goto done;
+    }
+    if (parse_rope(root, c, err)) goto done;
+    rc = config_validate(c, err);
+done:
+    json_free(root);
+    return rc;
+}
+
+// Writes text to path atomically: path.tmp, then rename.
+static int write_text_atomic(const char *path, const char *text, char *err) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        snprintf(err, R1_ERR_LEN, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n;
+    ok = (fflush(f) == 0) && ok;
+    ok = (fsync(fileno(f)) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(err, R1_ERR_LEN, "%s: %s", path, strerror(errno));
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+// config.json in the transformers-5 layout (rope_parameters), which DeepseekV3ForCausalLM loads.
+int config_write_json(const Config *c, const char *path, char *err) {
+    char buf[8192];
+    char q[32], rope[1024];
+    if (c->q_lora_rank > 0) snprintf(q, sizeof(q), "%d", c->q_lora_rank);
+    else snprintf(q, sizeof(q), "null");
+    if (c->rope_yarn)
+        snprintf(rope, sizeof(rope),
+                 "{\"rope_type\": \"yarn\", \"rope_theta\": %.9g, \"factor\": %.9g, "
+                 "\"original_max_position_embeddings\": %d, \"beta_fast\": %.9g, "
+                 "\"beta_slow\": %.9g, \"mscale\": %.9g, \"mscale_all_dim\": %.9g}",
+                 c->rope_theta, c->rope_factor, c->rope_original_max_position_embeddings,
+                 c->rope_beta_fast, c->rope_beta_slow, c->rope_mscale, c->rope_mscale_all_dim);
+    else
+        snprintf(rope, sizeof(rope), "{\"rope_type\": \"default\", \"rope_theta\": %.9g}",
+                 c->rope_theta);
+    snprintf(buf, sizeof(buf),
+             "{\n  \"architectures\": [\"DeepseekV3ForCausalLM\"],\n"
+             "  \"model_type\": \"deepseek_v3\",\n  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n"
+             "  \"intermediate_size\": %d,\n  \"moe_intermediate_size\": %d,\n"
+             "  \"num_hidden_layers\": %d,\n  \"first_k_dense_replace\": %d,\n"
+             "  \"n_routed_experts\": %d,\n  \"num_experts_per_tok\": %d,\n"
+             "  \"n_shared_experts\": %d,\n  \"n_group\": %d,\n  \"topk_group\": %d,\n"
+             "  \"norm_topk_prob\": %s,\n  \"routed_scaling_factor\": %.9g,\n"
+             "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n"
+             "  \"q_lora_rank\": %s,\n  \"kv_lora_rank\": %d,\n  \"qk_nope_head_dim\": %d,\n"
+             "  \"qk_rope_head_dim\": %d,\n  \"v_head_dim\": %d,\n  \"head_dim\": %d,\n"
+             "  \"rms_norm_eps\": %.9g,\n  \"rope_interleave\": %s,\n  \"rope_parameters\": %s,\n"
+             "  \"max_position_embeddings\": %d,\n  \"tie_word_embeddings\": %s,\n"
+             "  \"initializer_range\": %.9g,\n  \"hidden_act\": \"silu\",\n"
+             "  \"attention_bias\": false,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
+             "  \"torch_dtype\": \"float32\"\n}\n",
+             c->vocab_size, c->hidden_size, c->intermediate_size, c->moe_intermediate_size,
+             c->num_hidden_layers, c->first_k_dense_replace, c->n_routed_experts,
+             c->num_experts_per_tok, c->n_shared_experts, c->n_group, c->topk_group,
+             c->norm_topk_prob ? "true" : "false", c->routed_scaling_factor,
+             c->num_attention_heads, c->num_attention_heads, q, c->kv_lora_rank,
+             c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim, c->qk_rope_head_dim,
+             c->rms_norm_eps, c->rope_interleave ? "true" : "false", rope,
+             c->max_position_embeddings, c->tie_word_embeddings ? "true" : "false",
+             c->initializer_range, c->bos_token_id, c->eos_token_id);
+    return write_text_atomic(path, buf, err);
+}
+
+static int make_dir(const char *dir, char *err) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, R1_ERR_LEN, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int checkpoint_load(Model *m, const char *dir, char *err) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    char *text = read_file(path, NULL, err);
+    if (!text) return -1;
+    Config c;
+    char cerr[R1_ERR_LEN];
+    int rc = config_from_json(text, &c, cerr);
+    free(text);
+    if (rc) {
+        snprintf(err, R1_ERR_LEN, "%s/%s", dir, cerr);
+        return -1;
+    }
+    if (model_create(m, &c, err)) return -1;
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    StFile f;
+    if (st_read(path, &f, err)) {
+        model_free(m);
+        return -1;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        ParamInfo *p = &m->table[i];
+        StTensor *t = st_find(&f, p->name);
+        const char *why = NULL;
+        char detail[256] = "";
+        if (!t) why = "missing";
+        else if (strcmp(t->dtype, "F32") != 0) {
+            snprintf(detail, sizeof(detail), "dtype %s, expected F32", t->dtype);
+            why = detail;
+        } else if (t->ndim != p->ndim || t->shape[0] != p->shape[0] ||
+                   (p->ndim == 2 && t->shape[1] != p->shape[1])) {
+            snprintf(detail, sizeof(detail), "shape [%lld%s%lld], expected [%d%s%d]",
+                     (long long)t->shape[0], t->ndim > 1 ? ", " : "",
+                     t->ndim > 1 ? (long long)t->shape[1] : 0LL, p->shape[0],
+                     p->ndim > 1 ? ", " : "", p->ndim > 1 ? p->shape[1] : 0);
+            if (t->ndim < 2) detail[strlen(detail)] = 0;
+            why = detail;
+        }
+        if (why) {
+            snprintf(err, R1_ERR_LEN, "%s: tensor %s: %s", path, p->name, why);
+            st_free(&f);
+            model_free(m);
+            return -1;
+        }
+        memcpy(m->params + p->offset, f.data + t->begin, p->numel * sizeof(float));
+    }
+    st_free(&f);
+    return 0;
+}
+
+int checkpoint_save(const Model *m, const char *dir, char *err) {
+    if (make_dir(dir, err)) return -1;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    if (config_write_json(&m->cfg, path, err)) return -1;
+    StWrite *w = xcalloc((size_t)m->n_tensors, sizeof(StWrite));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamInfo *p = &m->table[i];
+        w[i] = (StWrite){.name = p->name, .dtype = "F32", .ndim = p->ndim,
+                         .shape = {p->shape[0], p->shape[1]},
+                         .data = m->params + p->offset};
+    }
+    const char *meta[] = {"format", "pt"};
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    int rc = st_write(path, w, m->n_tensors, meta, 1, err);
+    free(w);
+    return rc;
+}
+// ==============================================================================================
+// 12. Parameter counting, `info`
+// ==============================================================================================
+
+void count_params(const Config *c, ParamCount *pc) {
+    memset(pc, 0, sizeof(*pc));
+    double D = c->hidden_size, V = c->vocab_size, H = c->num_attention_heads;
+    double dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    double dq = c->q_lora_rank, dc = c->kv_lora_rank, E = c->n_routed_experts;
+    double K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
+    double Is = Im * c->n_shared_experts;
+    int L = c->num_hidden_layers;
+    int dense = c->first_k_dense_replace < L ? c->first_k_dense_replace : L, moe = L - dense;
+    pc->embed = V * D;
+    pc->head = c->tie_word_embeddings ? 0 : V * D;
+    double q = dq > 0 ? D * dq + dq + dq * H * (dn + dr) : D * H * (dn + dr);
+    double attn = q + D * (dc + dr) + dc + dc * H * (dn + dv) + H * dv * D;
+    pc->attention = L * attn;
+    pc->norms = 2.0 * D * L + D;
+    pc->dense_mlp = dense * 3.0 * D * c->intermediate_size;
+    pc->router = moe * (E * D + E);
+    pc->shared = moe * 3.0 * D * Is;
+    pc->routed = moe * E * 3.0 * D * Im;
+    pc->total = pc->embed + pc->head + pc->attention + pc->norms + pc->dense_mlp + pc->router +
+                pc->shared + pc->routed;
+    pc->activated = pc->total - pc->routed + (E > 0 ? pc->routed * K / E : 0);
+}
+
+static void print_count(const char *what, double n, double total) {
+    printf("  %-28s %16.0f  %8.3fB  %5.1f%%\n", what, n, n / 1e9, 100.0 * n / total);
+}
+
+static void print_info(const Config *c, const char *name) {
+    ParamCount pc;
+    count_params(c, &pc);
+    int L = c->num_hidden_layers;
+    int dense = c->first_k_dense_replace < L ? c->first_k_dense_replace : L;
+    printf("model: %s\n", name);
+    printf("architecture: DeepSeek-V3 decoder, %d blocks (%d dense SwiGLU + %d DeepSeekMoE), "
+           "hidden %d, vocab %d\n", L, dense, L - dense, c->hidden_size, c->vocab_size);
+    printf("  MLA: %d heads, q_lora_rank %s%d, kv_lora_rank %d, qk_nope %d + qk_rope %d, v %d, "
+           "rope theta %g%s\n", c->num_attention_heads, c->q_lora_rank ? "" : "null/",
+           c->q_lora_rank, c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim,
+           c->v_head_dim, c->rope_theta, c->rope_yarn ? " with YaRN" : "");
+    if (c->rope_yarn)
+        printf("  YaRN: factor %g, original context %d -> %d\n", c->rope_factor,
+               c->rope_original_max_position_embeddings, c->max_position_embeddings);
+    if (L > dense)
+        printf("  MoE: %d routed experts (width %d), top-%d, %d shared, %d groups keep %d, "
+               "norm_topk_prob %s, routed scaling %g\n", c->n_routed_experts,
+               c->moe_intermediate_size, c->num_experts_per_tok, c->n_shared_experts, c->n_group,
+               c->topk_group, c->norm_topk_prob ? "true" : "false", c->routed_scaling_factor);
+    printf("parameters: total %.0f (%.2fB), activated per token %.0f (%.2fB, %.1f%%)\n",
+           pc.total, pc.total / 1e9, pc.activated, pc.activated / 1e9,
+           100.0 * pc.activated / pc.total);
+    print_count("embedding", pc.embed, pc.total);
+    print_count("lm_head", pc.head, pc.total);
+    print_count("attention (MLA)", pc.attention, pc.total);
+    print_count("RMSNorm weights", pc.norms, pc.total);
+    print_count("dense MLPs", pc.dense_mlp, pc.total);
+    print_count("MoE routers", pc.router, pc.total);
+    print_count("MoE shared experts", pc.shared, pc.total);
+    print_count("MoE routed experts", pc.routed, pc.total);
+    // KV cache per token (float32 here; DeepSeek-V3 stores it in FP8/BF16)
+    double H = c->num_attention_heads, dc = c->kv_lora_rank, dr = c->qk_rope_head_dim;
+    double mla = (dc + dr) * L;
+    double mha = H * (c->qk_nope_head_dim + dr + c->v_head_dim) * L;
+    printf("KV cache per token: MLA keeps c_kv + k_pe = %.0f + %.0f floats per layer = %.0f "
+           "floats (%.0f bytes f32, %.0f bytes bf16)\n", dc, dr, mla, 4 * mla, 2 * mla);
+    printf("  standard multi-head attention with these heads: H*(dn+dr+dv) = %.0f per layer = "
+           "%.0f floats; MLA is %.1fx smaller\n", mha / L, mha, mha / mla);
+}
+
+// ==============================================================================================
+// 13. Command-line interface
+// ==============================================================================================
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "r1: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+// Finds "--name value" in argv; NULL if absent. A flag at the end with no value is an error.
+static const char *arg_str(int argc, char **argv, const char *name, const char *fallback) {
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) {
+            if (i + 1 >= argc) die("%s needs a value", name);
+            return argv[i + 1];
+        }
+    return fallback;
+}
+
+static int arg_flag(int argc, char **argv, const char *name) {
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) return 1;
+    return 0;
+}
+
+static long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi) {
+    const char *s = arg_str(argc, argv, name, NULL);
+    if (!s) return fallback;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        die("%s: '%s' is not an integer in %ld..%ld", name, s, lo, hi);
+    return v;
+}
+
+static double arg_double(int argc, char **argv, const char *name, double fallback, double lo,
+                         double hi) {
+    const char *s = arg_str(argc, argv, name, NULL);
+    if (!s) return fallback;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || end == s || !(v >= lo && v <= hi))
+        die("%s: '%s' is not a number in %g..%g", name, s, lo, hi);
+    return v;
+}
+
+// Checks that every flag given is one the command knows (so typos fail loudly).
+static void check_flags(int argc, char **argv, const char *const *known, const char *const *bools) {
+    for (int i = 2; i < argc; i++) {
+        int ok = 0;
+        for (const char *const *k = known; *k; k++)
+            if (strcmp(argv[i], *k) == 0) { ok = 1; i++; break; }
+        for (const char *const *k = bools; !ok && *k; k++)
+            if (strcmp(argv[i], *k) == 0) ok = 1;
+        if (!ok) die("%s: unknown argument '%s' (see ./r1 help)", argv[1], argv[i]);
+    }
+}
+
+static void load_model_or_die(Model *m, const char *dir) {
+    char err[R1_ERR_LEN];
+    if (checkpoint_load(m, dir, err)) die("%s", err);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmd_info(int argc, char **argv) {
+    static const char *const known[] = {"--config", "--model", NULL}, *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--config", NULL);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    char err[R1_ERR_LEN];
+    Config c;
+    if (dir) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/config.json", dir);
+        char *text = read_file(path, NULL, err);
+        if (!text) die("%s", err);
+        if (config_from_json(text, &c, err)) die("%s/%s", dir, err);
+        free(text);
+        print_info(&c, dir);
+        return 0;
+    }
+    if (!preset) preset = "small";
+    if (config_preset(preset, &c, err) || config_validate(&c, err)) die("%s", err);
+    print_info(&c, preset);
+    return 0;
+}
+
+// Reads input_ids [B,T] (int32 or int64) from a safetensors file and checks every id.
+static int *read_input_ids(const char *path, const Config *c, int *B, int *T) {
+    char err[R1_ERR_LEN];
+    StFile f;
+    if (st_read(path, &f, err)) die("%s", err);
+    StTensor *t = st_find(&f, "input_ids");
+    if (!t) die("%s: no tensor 'input_ids'", path);
+    if (t->ndim != 2 || t->shape[0] <= 0 || t->shape[1] <= 0)
+        die("%s: input_ids must have shape [B, T] with B, T > 0", path);
+    int is64 = strcmp(t->dtype, "I64") == 0;
+    if (!is64 && strcmp(t->dtype, "I32") != 0)
+        die("%s: input_ids has dtype %s, expected I32 or I64", path, t->dtype);
+    if (t->shape[1] > c->max_position_embeddings)
+        die("%s: %lld tokens per sequence exceed max_position_embeddings %d", path,
+            (long long)t->shape[1], c->max_position_embeddings);
+    if (t->shape[0] * t->shape[1] > (1 << 24)) die("%s: input_ids too large", path);
+    *B = (int)t->shape[0];
+    *T = (int)t->shape[1];
+    int n = *B * *T, *ids = xcalloc((size_t)n, sizeof(int));
+    for (int i = 0; i < n; i++) {
+        int64_t v;
+        if (is64) memcpy(&v, f.data + t->begin + 8 * (size_t)i, 8);
+        else {
+            int32_t v32;
+            memcpy(&v32, f.data + t->begin + 4 * (size_t)i, 4);
+            v = v32;
+        }
+        if (v < 0 || v >= c->vocab_size)
+            die("%s: input_ids[%d] = %lld is out of range 0..%d", path, i, (long long)v,
+                c->vocab_size - 1);
+        ids[i] = (int)v;
+    }
+    st_free(&f);
+    return ids;
+}
+
+static int cmd_forward(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--input", "--out", NULL};
+    static const char *const bools[] = {"--backward", NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    const char *in = arg_str(argc, argv, "--input", NULL);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (!dir || !in || !out) die("forward: needs --model DIR --input IN --out OUT");
+    int backward = arg_flag(argc, argv, "--backward");
+    Model m;
+    load_model_or_die(&m, dir);
+    int B, T;
+    int *ids = read_input_ids(in, &m.cfg, &B, &T);
+    char err[R1_ERR_LEN];
+    if (model_alloc_training(&m, B, T, err)) die("%s", err);
+    model_forward(&m, ids, B, T);
+    int V = m.cfg.vocab_size;
+    float *dlogits = backward ? xcalloc((size_t)B * T * V, sizeof(float)) : NULL;
+    float loss = cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, V, dlogits);
+    if (backward) {
+        model_zero_grad(&m);
+        model_backward(&m, ids, dlogits);
+    }
+    // outputs: logits, loss, and grad.<name> for every trainable tensor
+    int n = 2 + (backward ? m.n_tensors : 0), k = 0;
+    StWrite *w = xcalloc((size_t)n, sizeof(StWrite));
+    char (*names)[128] = xcalloc((size_t)n, 128);
+    w[k++] = (StWrite){"logits", "F32", 3, {B, T, V}, m.acts.logits};
+    w[k++] = (StWrite){"loss", "F32", 1, {1}, &loss};
+    for (int i = 0; backward && i < m.n_tensors; i++) {
+        ParamInfo *p = &m.table[i];
+        if (!p->trainable) continue;
+        snprintf(names[k], 128, "grad.%s", p->name);
+        w[k] = (StWrite){names[k], "F32", p->ndim, {p->shape[0], p->shape[1]},
+                         m.grads + p->offset};
+        k++;
+    }
+    if (st_write(out, w, k, NULL, 0, err)) die("%s", err);
+    printf("loss %.6f (B=%d, T=%d)%s -> %s\n", loss, B, T, backward ? " with gradients" : "", out);
+    free(w);
+    free(names);
+    free(dlogits);
+    free(ids);
+    model_free(&m);
+    return 0;
+}
+
+// Parses "37 43 12" (spaces or commas) into ids, each checked against the vocabulary.
+static int parse_ids(const char *s, int V, int *ids, int cap) {
+    int n = 0;
+    while (*s) {
+        while (*s == ' ' || *s == ',' || *s == '\t') s++;
+        if (!*s) break;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno) die("--prompt-ids: '%s' is not a list of integers", s);
+        if (v < 0 || v >= V) die("--prompt-ids: token id %ld is out of range 0..%d", v, V - 1);
+        if (n == cap) die("--prompt-ids: more than %d ids", cap);
+        ids[n++] = (int)v;
+        s = end;
+    }
+    if (n == 0) die("--prompt-ids: empty prompt");
+    return n;
+}
+
+static int cmd_sample(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--prompt-ids", "--max-new-tokens",
+                                        "--temperature", "--top-p", "--seed", NULL};
+    static const char *const bools[] = {"--print-ids", NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    const char *prompt = arg_str(argc, argv, "--prompt-ids", NULL);
+    if (!dir || !prompt) die("sample: needs --model DIR --prompt-ids \"1 2 3\"");
+    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 32, 0, 1 << 20);
+    float temperature = (float)arg_double(argc, argv, "--temperature", 0.0, 0.0, 100.0);
+    float top_p = (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    Model m;
+    load_model_or_die(&m, dir);
+    int ctx = m.cfg.max_position_embeddings;
+    int *ids = xcalloc((size_t)ctx + 1, sizeof(int));
+    int n = parse_ids(prompt, m.cfg.vocab_size, ids, ctx);
+    if (n > ctx) die("prompt of %d tokens is longer than the context (%d)", n, ctx);
+    int total = n + max_new;
+    if (total > ctx) {
+        fprintf(stderr, "r1: note: stopping at the context length %d\n", ctx);
+        total = ctx;
+    }
+    char err[R1_ERR_LEN];
+    DecodeState s;
+    if (decode_state_create(&s, &m, total, err)) die("%s", err);
+    Rng rng;
+    rng_seed(&rng, seed);
+    float *probs = xcalloc((size_t)m.cfg.vocab_size, sizeof(float));
+    int len = n;
+    for (int pos = 0; len < total; pos++) {
+        decode_step(&m, &s, ids[pos], pos);  // feeds ids[pos]; s.logits predict position pos+1
+        if (pos + 1 < len) continue;          // still reading the prompt
+        int next = sample_token(s.logits, m.cfg.vocab_size, temperature, top_p, &rng, probs);
+        ids[len++] = next;
+        if (next == m.cfg.eos_token_id) break;
+    }
+    for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
+    printf("\n");
+    free(probs);
+    free(ids);
+    decode_state_free(&s);
+    model_free(&m);
+    return 0;
+}
+// ==============================================================================================
+// 14. `train`: a short pretraining run on a synthetic stream (loss must fall)
+// ==============================================================================================
+// Each sequence is an arithmetic progression modulo V: a random start s and step d, then
+// s, s+d, s+2d, ... The first two tokens fix d, so the model must learn to attend back to them:
+// the loss falls from ln(V) towards 0 as it does.
+
+static void synthetic_batch(Rng *rng, int *ids, int B, int T, int V) {
+    int span = V < 64 ? V : 64;  // a smaller alphabet keeps the task learnable in few steps
+    for (int b = 0; b < B; b++) {
+        int s = (int)(rng_next(rng) % (uint64_t)span), d = 1 + (int)(rng_next(rng) % 7);
+        for (int t = 0; t < T; t++) ids[b * T + t] = (s + t * d) % span;
+    }
+}
+
+// One optimisation step: forward, loss head, backward, AdamW, bias update. Returns the loss.
+static float train_step(Model *m, const int *ids, const float *mask, float *dlogits,
+                        const AdamWConfig *oc, float gamma, float *grad_norm) {
+    int B = m->acts.B, T = m->acts.T, V = m->cfg.vocab_size;
+    model_forward(m, ids, B, T);
+    float loss = cross_entropy_forward_backward(m->acts.logits, ids, mask, B, T, V, dlogits);
+    model_zero_grad(m);
+    model_backward(m, ids, dlogits);
+    float norm = adamw_step(m, oc);
+    if (grad_norm) *grad_norm = norm;
+    moe_update_bias(m, gamma);  // DeepSeek-V3's auxiliary-loss-free balancing, after each step
+    moe_reset_load(m);
+    return loss;
+}
+
+static int cmd_train(int argc, char **argv) {
+    static const char *const known[] = {"--config", "--steps", "--batch", "--seq", "--lr",
+                                        "--seed", "--out", "--gamma", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--config", "small");
+    int steps = (int)arg_long(argc, argv, "--steps", 60, 1, 1000000);
+    int B = (int)arg_long(argc, argv, "--batch", 8, 1, 4096);
+    int T = (int)arg_long(argc, argv, "--seq", 64, 2, 1 << 20);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    AdamWConfig oc = adamw_defaults();
+    oc.lr = (float)arg_double(argc, argv, "--lr", 3e-3, 0.0, 10.0);
+    float gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0.0, 1.0);
+    char err[R1_ERR_LEN];
+    Config c;
+    if (config_preset(preset, &c, err)) die("%s", err);
+    Model m;
+    if (model_create(&m, &c, err) || model_alloc_training(&m, B, T, err)) die("%s", err);
+    model_init_random(&m, seed);
+    Rng rng;
+    rng_seed(&rng, seed + 1);
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    float *dlogits = xcalloc((size_t)B * T * c.vocab_size, sizeof(float));
+    printf("training preset '%s' (%.2fM parameters) on %d x %d tokens per step, seed %llu\n",
+           preset, m.n_params / 1e6, B, T, (unsigned long long)seed);
+    double t0 = now_seconds();
+    for (int step = 1; step <= steps; step++) {
+        synthetic_batch(&rng, ids, B, T, c.vocab_size);
+        float norm;
+        float loss = train_step(&m, ids, NULL, dlogits, &oc, gamma, &norm);
+        if (step == 1 || step % 10 == 0 || step == steps)
+            printf("step %4d  loss %.4f  grad norm %.3f  %.0f tokens/s\n", step, loss, norm,
+                   (double)step * B * T / (now_seconds() - t0));
+    }
+    if (out) {
+        if (checkpoint_save(&m, out, err)) die("%s", err);
+        printf("saved %s\n", out);
+    }
+    free(ids);
+    free(dlogits);
+    model_free(&m);
+    return 0;
+}
+
+// ==============================================================================================
+// 15. `bench`: forward, backward, training step, generation; tokens/s and GFLOP/s
+// ==============================================================================================
+
+// Matmul FLOPs per token of one forward: 2 per activated weight (not the embedding lookup),
+// plus attention: 2 * H * (dn + dr + dv) per attended position, (T+1)/2 positions on average.
+static double forward_flops_per_token(const Config *c, int T) {
+    ParamCount pc;
+    count_params(c, &pc);
+    double weights = pc.activated - pc.embed - pc.norms + (c->tie_word_embeddings ? pc.embed : 0);
+    double att = 2.0 * c->num_attention_heads *
+                 (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim) * (T + 1) / 2.0;
+    return 2.0 * weights + att * c->num_hidden_layers;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;  // kilobytes on Linux
+}
+
+// Times training phases for one config; prints one line per phase.
+static void bench_training(const char *label, const Config *c, int B, int T, int steps) {
+    char err[R1_ERR_LEN];
+    Model m;
+    if (model_create(&m, c, err) || model_alloc_training(&m, B, T, err)) die("%s", err);
+    model_init_random(&m, 1);
+    Rng rng;
+    rng_seed(&rng, 2);
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    float *dlogits = xcalloc((size_t)B * T * c->vocab_size, sizeof(float));
+    synthetic_batch(&rng, ids, B, T, c->vocab_size);
+    AdamWConfig oc = adamw_defaults();
+    train_step(&m, ids, NULL, dlogits, &oc, 1e-3f, NULL);  // warm-up
+    double fwd = 0, bwd = 0, step_time = 0;
+    for (int s = 0; s < steps; s++) {
+        double t0 = now_seconds();
+        model_forward(&m, ids, B, T);
+        cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, c->vocab_size, dlogits);
+        double t1 = now_seconds();
+        model_zero_grad(&m);
+        model_backward(&m, ids, dlogits);
+        double t2 = now_seconds();
+        adamw_step(&m, &oc);
+        moe_update_bias(&m, 1e-3f);
+        moe_reset_load(&m);
+        double t3 = now_seconds();
+        fwd += t1 - t0;
+        bwd += t2 - t1;
+        step_time += t3 - t0;
+    }
+    double tokens = (double)B * T * steps, f = forward_flops_per_token(c, T);
+    printf("%-22s forward   %9.0f tokens/s  %6.2f GFLOP/s\n", label, tokens / fwd,
+           f * tokens / fwd / 1e9);
+    printf("%-22s backward  %9.0f tokens/s  %6.2f GFLOP/s\n", label, tokens / bwd,
+           2 * f * tokens / bwd / 1e9);
+    printf("%-22s train step %8.0f tokens/s  %6.2f GFLOP/s  %.3f s/step  peak memory %.0f MB\n",
+           label, tokens / step_time, 3 * f * tokens / step_time / 1e9, step_time / steps,
+           peak_rss_mb());
+    fflush(stdout);
+    free(ids);
+    free(dlogits);
+    model_free(&m);
+}
+
+// Generation of n_new tokens after a 1-token prompt: latent cache vs recomputing the prefix.
+static void bench_generation(const char *label, const Config *c, int n_new, int recompute) {
+    char err[R1_ERR_LEN];
+    Model m;
+    if (model_create(&m, c, err)) die("%s", err);
+    model_init_random(&m, 1);
+    DecodeState s;
+    if (decode_state_create(&s, &m, n_new + 1, err)) die("%s", err);
+    int *ids = xcalloc((size_t)n_new + 1, sizeof(int));
+    double t0 = now_seconds();
+    for (int pos = 0; pos < n_new; pos++) {
+        decode_step(&m, &s, ids[pos], pos);
+        ids[pos + 1] = sample_token(s.logits, c->vocab_size, 0.0f, 1.0f, NULL, NULL);
+    }
+    double cached = now_seconds() - t0;
+    printf("%-22s generate  %9.0f tokens/s  (%d tokens, latent KV cache, absorbed MLA)\n", label,
+           n_new / cached, n_new);
+    if (recompute) {
+        // the same tokens, recomputing the whole prefix with the training forward every time
+        if (model_alloc_training(&m, 1, n_new, err)) die("%s", err);
+        t0 = now_seconds();
+        for (int len = 1; len <= n_new; len++) {
+            m.acts.T = len;
+            model_forward(&m, ids, 1, len);
+        }
+        double naive = now_seconds() - t0;
+        printf("%-22s generate  %9.0f tokens/s  without a cache (full prefix each token): "
+               "cache is %.1fx faster\n", label, n_new / naive, naive / cached);
+    }
+    fflush(stdout);
+    free(ids);
+    decode_state_free(&s);
+    model_free(&m);
+}
+
+// Runs fn in a child process so that each case's peak memory is its own.
+static void in_child(void (*fn)(void *), void *arg) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("bench: fork: %s", strerror(errno));
+    if (pid == 0) {
+        fn(arg);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("bench: a case failed");
+}
+
+typedef struct {
+    const char *label;
+    Config c;
+    int B, T, steps, gen, recompute;
+} BenchCase;
+
+static void run_bench_case(void *arg) {
+    BenchCase *bc = arg;
+    if (bc->steps > 0) bench_training(bc->label, &bc->c, bc->B, bc->T, bc->steps);
+    if (bc->gen > 0) bench_generation(bc->label, &bc->c, bc->gen, bc->recompute);
+}
+
+static int cmd_bench(int argc, char **argv) {
+    static const char *const known[] = {"--preset", "--batch", "--seq", "--steps", NULL};
+    static const char *const bools[] = {"--quick", NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--preset", "small");
+    int B = (int)arg_long(argc, argv, "--batch", 8, 1, 4096);
+    int T = (int)arg_long(argc, argv, "--seq", 256, 2, 1 << 20);
+    int steps = (int)arg_long(argc, argv, "--steps", 3, 1, 1000);
+    int quick = arg_flag(argc, argv, "--quick");
+    char err[R1_ERR_LEN];
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+#else
+    int threads = 1;
+#endif
+    printf("r1 bench: %d thread(s), batch %d x %d tokens, %d timed steps after 1 warm-up\n",
+           threads, B, T, steps);
+    BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = 256, .recompute = 1};
+    if (config_preset(preset, &bc.c, err)) die("%s", err);
+    in_child(run_bench_case, &bc);
+    if (quick) return 0;
+    // cost follows activated parameters: twice the routed experts at the same top-k
+    BenchCase wide = bc;
+    wide.label = "small, 2x experts";
+    wide.gen = 0;
+    wide.c.n_routed_experts *= 2;
+    wide.c.n_group *= 1;
+    in_child(run_bench_case, &wide);
+    // the 61-block structure at the issue's batch: memory must stay under 4 GB
+    BenchCase deep = {.label = "r1-61", .B = 8, .T = 256, .steps = 1, .gen = 64};
+    if (config_preset("r1-61", &deep.c, err)) die("%s", err);
+    in_child(run_bench_case, &deep);
+    return 0;
+}
+// ==============================================================================================
+// 16. main
+// ==============================================================================================
+
+static void usage(void) {
+    printf("r1: the DeepSeek-R1 system in plain C\n\n"
+           "  ./r1 info    --config NAME | --model DIR    architecture, parameter counts, KV cache\n"
+           "  ./r1 forward --model DIR --input IN.safetensors --out OUT.safetensors [--backward]\n"
+           "  ./r1 sample  --model DIR --prompt-ids \"37 43 12\" [--max-new-tokens N]\n"
+           "               [--temperature T] [--top-p P] [--seed S] [--print-ids]\n"
+           "  ./r1 train   [--config small] [--steps N] [--batch B] [--seq T] [--lr LR]\n"
+           "               [--gamma G] [--seed S] [--out DIR]\n"
+           "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
+           "presets:\n");
+    config_list_presets(stdout);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage();
+        return argc < 2 ? 1 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
+    if (strcmp(cmd, "forward") == 0) return cmd_forward(argc, argv);
+    if (strcmp(cmd, "sample") == 0) return cmd_sample(argc, argv);
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    die("unknown command '%s' (see ./r1 help)", cmd);
+    return 1;
+}

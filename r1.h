@@ -1,0 +1,364 @@
+// r1.h: the one header of r1.c, the DeepSeek-R1 system in plain C.
+//
+// Where things live:
+//   r1.c   the dense half and the driver: kernels (matmul, RMSNorm, RoPE/YaRN, softmax),
+//          MLA attention, SwiGLU MLP, the block, LM head, cross-entropy, AdamW, JSON and
+//          safetensors I/O, checkpoints, generation with the latent KV cache, the CLI.
+//   moe.c  DeepSeekMoE: router, shared + routed experts, load statistics, bias update.
+//   grpo.c tasks, rewards, GRPO (later issues).
+//
+// Conventions (see tutorial/01-architecture.md):
+//   - All parameters live in one float buffer described by a table of ParamInfo whose names are
+//     the Hugging Face hub names. Gradients and AdamW moments mirror that buffer exactly.
+//   - Every op is a *_forward / *_backward pair; backward ACCUMULATES (+=) into gradients.
+//   - Shapes in comments: N = B*T tokens, D = hidden_size, H = num_attention_heads,
+//     dn = qk_nope_head_dim, dr = qk_rope_head_dim, dv = v_head_dim, dc = kv_lora_rank,
+//     dq = q_lora_rank, E = n_routed_experts, K = num_experts_per_tok.
+//   - Functions that read input which may be wrong return 0 on success and -1 on failure, with
+//     a one-line message in `err` (R1_ERR_LEN bytes). The CLI prints "r1: <err>" and exits 1.
+#ifndef R1_H
+#define R1_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define R1_ERR_LEN 512
+
+// ----------------------------------------------------------------------------------------------
+// Config: field names as in transformers' DeepseekV3Config
+// ----------------------------------------------------------------------------------------------
+typedef struct {
+    int vocab_size;              // V
+    int hidden_size;             // D
+    int intermediate_size;       // width of the dense SwiGLU MLPs
+    int moe_intermediate_size;   // width of each routed expert
+    int num_hidden_layers;       // L
+    int first_k_dense_replace;   // layers l < this use the dense MLP, the rest MoE
+    int n_routed_experts;        // E (N_r in the paper)
+    int num_experts_per_tok;     // K (K_r)
+    int n_shared_experts;        // shared expert width = moe_intermediate_size * this
+    int n_group;                 // experts are split into n_group groups ...
+    int topk_group;              // ... and a token may only use experts of topk_group groups
+    int norm_topk_prob;          // 1: normalise the K selected weights to sum 1
+    float routed_scaling_factor; // multiplies the routed weights
+    int num_attention_heads;     // H
+    int q_lora_rank;             // dq; 0 means "null" in config.json: plain q_proj
+    int kv_lora_rank;            // dc, the cached latent
+    int qk_nope_head_dim;        // dn
+    int qk_rope_head_dim;        // dr
+    int v_head_dim;              // dv
+    float rms_norm_eps;
+    float rope_theta;
+    int rope_interleave;         // 1: RoPE rotates pairs (x[2i], x[2i+1]) (DeepSeek-V3), 0: halves
+    int rope_yarn;               // 1: YaRN rope scaling is on
+    float rope_factor;           // YaRN s
+    int rope_original_max_position_embeddings;
+    float rope_beta_fast, rope_beta_slow;
+    float rope_mscale, rope_mscale_all_dim;
+    int max_position_embeddings;
+    int tie_word_embeddings;     // 1: lm_head shares model.embed_tokens (not used by DeepSeek-V3)
+    float initializer_range;     // std of the random init (DeepSeek-V3: 0.006)
+    int bos_token_id, eos_token_id;
+} Config;
+
+// Fills `c` with a named preset ("deepseek-v3", "r1-61", "tiny", ...). -1 if unknown.
+int config_preset(const char *name, Config *c, char *err);
+// Prints the preset names, one per line.
+void config_list_presets(FILE *f);
+// Checks that a config can work (sizes > 0, top-k <= experts, groups divide experts, ...).
+int config_validate(const Config *c, char *err);
+// Parses config.json text in either layout (transformers' rope_parameters or the hub's
+// rope_theta + rope_scaling). Unknown keys are ignored; a known key with a bad value fails.
+int config_from_json(const char *text, Config *c, char *err);
+// Writes config.json text (hub layout, loadable by transformers' DeepseekV3ForCausalLM).
+int config_write_json(const Config *c, const char *path, char *err);
+
+// ----------------------------------------------------------------------------------------------
+// Parameter table: one entry per Hugging Face tensor
+// ----------------------------------------------------------------------------------------------
+typedef struct {
+    char name[96];     // hub name, e.g. "model.layers.3.mlp.experts.5.up_proj.weight"
+    int ndim;          // 1 or 2
+    int shape[2];      // [out, in] for matrices (W x means x @ W^T)
+    size_t offset;     // into Model.params (floats)
+    size_t numel;
+    int trainable;     // 0 for e_score_correction_bias (updated by the balancing rule, no grad)
+    int decay;         // 1: AdamW weight decay applies (matrices)
+    int expert;        // 1: a routed expert's weight (counted as activated only K/E of the time)
+} ParamInfo;
+
+// Pointers into the parameter (or gradient) buffer for one block.
+typedef struct {
+    float *input_layernorm;          // (D)
+    float *q_a_proj;                 // (dq, D)          NULL when q_lora_rank is 0
+    float *q_a_layernorm;            // (dq)
+    float *q_b_proj;                 // (H*(dn+dr), dq)  or q_proj (H*(dn+dr), D)
+    float *kv_a_proj_with_mqa;       // (dc+dr, D)
+    float *kv_a_layernorm;           // (dc)
+    float *kv_b_proj;                // (H*(dn+dv), dc)
+    float *o_proj;                   // (D, H*dv)
+    float *post_attention_layernorm; // (D)
+    // dense MLP (l < first_k_dense_replace) or the shared experts of a MoE layer
+    float *mlp_gate, *mlp_up, *mlp_down; // (I, D), (I, D), (D, I)
+    // MoE only
+    float *router;                   // gate.weight (E, D)
+    float *router_bias;              // gate.e_score_correction_bias (E)
+    float *experts_gate;             // E consecutive (Im, D) matrices
+    float *experts_up;               // E consecutive (Im, D)
+    float *experts_down;             // E consecutive (D, Im)
+} LayerParams;
+
+typedef struct {
+    float *embed_tokens; // (V, D)
+    float *norm;         // (D)
+    float *lm_head;      // (V, D)  (== embed_tokens when tied)
+    LayerParams *layers; // [L]
+} ParamPointers;
+
+// ----------------------------------------------------------------------------------------------
+// Activations saved by the training forward for the backward (one allocation, B x T tokens)
+// ----------------------------------------------------------------------------------------------
+typedef struct {
+    float *x_in;      // (N, D)     residual stream entering the block
+    float *ln1;       // (N, D)     RMSNorm(x_in; input_layernorm)
+    float *ln1_rstd;  // (N)
+    float *q_a;       // (N, dq)    q_a_proj(ln1)
+    float *q_a_ln;    // (N, dq)    RMSNorm(q_a; q_a_layernorm)
+    float *q_a_rstd;  // (N)
+    float *q;         // (N, H, dn+dr)  q_nope | q_pe (after RoPE)
+    float *kv_a;      // (N, dc+dr)     c_kv (before its norm) | k_pe (after RoPE)
+    float *c_kv;      // (N, dc)        RMSNorm(c_kv; kv_a_layernorm): what the cache keeps
+    float *c_kv_rstd; // (N)
+    float *kv;        // (N, H, dn+dv)  k_nope | v  = kv_b_proj(c_kv)
+    float *att;       // (B, H, T, T)   softmax probabilities (causal)
+    float *att_out;   // (N, H*dv)      attention output before o_proj
+    float *x_mid;     // (N, D)         residual after attention
+    float *ln2;       // (N, D)
+    float *ln2_rstd;  // (N)
+    // FFN: dense MLP or shared experts (SwiGLU)
+    float *mlp_g;     // (N, I)  gate_proj(ln2)
+    float *mlp_u;     // (N, I)  up_proj(ln2)
+    float *mlp_h;     // (N, I)  silu(g) * u
+    // MoE routing (see moe.c)
+    float *scores;    // (N, E)  s = sigmoid(router logits)
+    int *topk_idx;    // (N, K)  selected experts
+    float *topk_w;    // (N, K)  their gate weights (normalised, scaled)
+    int *slot_of;     // (N, K)  row of (token, k) in the expert-sorted buffers below
+    int *slot_pair;   // (N*K)   (token * K + k) of each expert-sorted row
+    int *expert_start;// (E+1)   rows of expert e are [expert_start[e], expert_start[e+1])
+    float *ex_in;     // (N*K, D)   ln2 rows gathered in expert order
+    float *ex_g, *ex_u, *ex_h; // (N*K, Im)
+    float *ex_out;    // (N*K, D)   expert outputs before weighting
+} LayerActs;
+
+typedef struct {
+    int B, T;
+    float *x_final;    // (N, D)  residual after the last block
+    float *ln_f;       // (N, D)
+    float *ln_f_rstd;  // (N)
+    float *logits;     // (N, V)
+    LayerActs *layers; // [L]
+    float *buffer;     // the one float allocation behind all of the above
+    int *ibuffer;      // the one int allocation
+} Acts;
+
+// Scratch for the backward pass (gradients of activations, reused block after block).
+typedef struct {
+    float *dx;       // (N, D) gradient of the residual stream
+    float *dln;      // (N, D) gradient of a normalised block input
+    float *t1, *t2, *t3, *t4; // (N, Wmax) general buffers; Wmax = widest per-token row
+    float *datt;     // (B, H, T, T)
+    float *dk_pe_h;  // (B, H, T, dr) per-head contributions to the shared rope key
+    float *dex, *dex2, *dex3, *dex4; // (N*K, max(D, Im)) routed-expert buffers
+    float *buffer;   // the one allocation behind all of the above
+} Grads;
+
+// ----------------------------------------------------------------------------------------------
+// The model
+// ----------------------------------------------------------------------------------------------
+typedef struct {
+    Config cfg;
+    int n_tensors;
+    ParamInfo *table;
+    size_t n_params;
+    float *params;        // (n_params)
+    float *grads;         // (n_params) or NULL until model_alloc_training
+    float *adam_m, *adam_v;
+    long adam_step;
+    ParamPointers p;      // views into params
+    ParamPointers g;      // views into grads
+    float *rope_cos, *rope_sin; // (max_position_embeddings, dr/2), YaRN attention factor folded in
+    float attn_scale;     // softmax scale (dn+dr)^-0.5, times mscale^2 under YaRN
+    Acts acts;
+    Grads scratch;
+    float *wt_scratch;    // transposed-weight scratch for matmul_forward
+    size_t wt_scratch_size;
+    long *expert_load;    // (L, E) tokens routed to each expert since the last reset
+} Model;
+
+// Builds the parameter table and allocates params (zeroed). Does not allocate activations.
+int model_create(Model *m, const Config *c, char *err);
+void model_free(Model *m);
+// Random init: normal(0, initializer_range) for matrices, 1 for norms, 0 for the router bias.
+void model_init_random(Model *m, uint64_t seed);
+// Allocates grads, AdamW moments and activations for batches of B x T tokens.
+int model_alloc_training(Model *m, int B, int T, char *err);
+// Training forward: ids (B,T) -> acts.logits (B,T,V).
+void model_forward(Model *m, const int *ids, int B, int T);
+// Backward from dlogits (B,T,V); accumulates into m->grads.
+void model_backward(Model *m, const int *ids, const float *dlogits);
+void model_zero_grad(Model *m);
+// Looks up a tensor by hub name; NULL if absent.
+ParamInfo *model_find_param(Model *m, const char *name);
+
+// Parameter counting (works for any config, allocates nothing). Activated = per token.
+typedef struct {
+    double total, activated;
+    double embed, head, attention, dense_mlp, router, shared, routed, norms;
+} ParamCount;
+void count_params(const Config *c, ParamCount *pc);
+
+// ----------------------------------------------------------------------------------------------
+// Loss heads: logits -> scalar loss and dlogits
+// ----------------------------------------------------------------------------------------------
+// Mean next-token cross-entropy: position t predicts ids[t+1]; mask (B,T) optional (NULL = all)
+// selects which targets count (mask[b,t+1] for the prediction made at t). dlogits may be NULL.
+float cross_entropy_forward_backward(const float *logits, const int *ids, const float *mask,
+                                     int B, int T, int V, float *dlogits);
+
+// ----------------------------------------------------------------------------------------------
+// Optimizer
+// ----------------------------------------------------------------------------------------------
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay, grad_clip;
+} AdamWConfig;
+AdamWConfig adamw_defaults(void);      // DeepSeek-V3: betas 0.9/0.95, wd 0.1, clip 1.0
+// Clips by global norm (if grad_clip > 0), then one AdamW step. Returns the norm before clipping.
+float adamw_step(Model *m, const AdamWConfig *oc);
+
+// ----------------------------------------------------------------------------------------------
+// DeepSeekMoE (moe.c)
+// ----------------------------------------------------------------------------------------------
+// ln2 (N,D) -> out (N,D) += sum_k w_k Expert_k(ln2) (shared experts are added by the caller).
+void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out, int N);
+// dout (N,D) -> dinp (N,D) += ..., router and expert weight gradients.
+void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const float *dout,
+                  float *dinp, int N);
+// Router for one token: scores s (E) from logits, group-limited top-k with the bias used for
+// selection only, weights normalised and scaled. idx (K), w (K).
+void moe_route_token(const Config *c, const float *logits, const float *bias, float *s,
+                     int *idx, float *w);
+// Auxiliary-loss-free balancing (DeepSeek-V3 §2.1.2): b_i += gamma * sign(mean load - load_i).
+void moe_update_bias(Model *m, float gamma);
+void moe_reset_load(Model *m);
+
+// ----------------------------------------------------------------------------------------------
+// Kernels shared by r1.c and moe.c
+// ----------------------------------------------------------------------------------------------
+// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T, W (OC,C). Uses m->wt_scratch.
+void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
+                    int accumulate, float *wt_scratch);
+// dinp (N,C) += dout (N,OC) @ W;  dW (OC,C) += dout^T @ inp. Either output may be NULL.
+void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
+                     int N, int C, int OC);
+// SwiGLU MLP: out (N,D) (=, or += when accumulate) down(silu(gate(x)) * up(x)); saves g,u,h.
+void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
+                    const float *Wd, float *g, float *u, float *h, int N, int D, int I,
+                    int accumulate, float *wt_scratch);
+// dx (N,D) += ...; dWg, dWu, dWd += ...; scratch (N,I) x 2.
+void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
+                     const float *x, const float *Wg, const float *Wu, const float *Wd,
+                     const float *g, const float *u, const float *h, int N, int D, int I,
+                     float *dh_scratch, float *dgu_scratch);
+
+// ----------------------------------------------------------------------------------------------
+// Generation with the latent KV cache (absorbed MLA)
+// ----------------------------------------------------------------------------------------------
+typedef struct {
+    int max_T;
+    float *c_kv;  // (L, max_T, dc)  normalised latent per position
+    float *k_pe;  // (L, max_T, dr)  rotated shared rope key per position
+    // per-token scratch
+    float *x, *xb, *xb2, *q_a, *q, *q_abs, *att, *o_lat, *o, *h1, *h2, *h3, *logits, *scores;
+} DecodeState;
+int decode_state_create(DecodeState *s, const Model *m, int max_T, char *err);
+void decode_state_free(DecodeState *s);
+// One token at position pos: fills s->logits (V). Uses and extends the cache.
+void decode_step(const Model *m, DecodeState *s, int token, int pos);
+
+typedef struct { uint64_t state; } Rng;
+void rng_seed(Rng *r, uint64_t seed);
+uint64_t rng_next(Rng *r);
+float rng_uniform(Rng *r);  // [0, 1)
+float rng_normal(Rng *r);
+
+// Picks the next token: argmax when temperature == 0, else softmax(logits/temperature) with
+// top-p (nucleus) truncation. probs_scratch (V).
+int sample_token(const float *logits, int V, float temperature, float top_p, Rng *rng,
+                 float *probs_scratch);
+
+// ----------------------------------------------------------------------------------------------
+// JSON (a small DOM parser: enough for config.json, safetensors headers, JSON Lines)
+// ----------------------------------------------------------------------------------------------
+typedef enum { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT } JsonType;
+typedef struct Json {
+    JsonType type;
+    double number;        // JSON_NUMBER (and JSON_BOOL: 0 or 1)
+    char *string;         // JSON_STRING: UTF-8, escapes decoded, NUL-terminated
+    int n;                // JSON_ARRAY / JSON_OBJECT: number of items
+    char **keys;          // JSON_OBJECT: n keys
+    struct Json *items;   // n values
+} Json;
+// Parses text[0..len); on error returns NULL with "line L col C: what" in err. Rejects trailing
+// garbage, nesting deeper than 64, invalid escapes and invalid numbers.
+Json *json_parse(const char *text, size_t len, char *err);
+void json_free(Json *j);
+Json *json_get(const Json *obj, const char *key);  // NULL if obj is not an object or lacks key
+// Writes s as a JSON string literal (with quotes and escapes) to f.
+void json_write_string(FILE *f, const char *s);
+
+// ----------------------------------------------------------------------------------------------
+// safetensors and checkpoints
+// ----------------------------------------------------------------------------------------------
+typedef struct {
+    char name[160];
+    char dtype[8];     // "F32", "I32", "I64", ...
+    int ndim;
+    int64_t shape[4];
+    size_t begin, end; // byte range in the data section
+} StTensor;
+
+typedef struct {
+    int n;
+    StTensor *t;
+    unsigned char *data;  // the data section
+    size_t data_size;
+} StFile;
+
+// Reads and validates a whole safetensors file (header JSON, dtypes, offsets in range, sizes
+// consistent with shapes). Returns -1 with a message naming the file and tensor otherwise.
+int st_read(const char *path, StFile *f, char *err);
+void st_free(StFile *f);
+StTensor *st_find(StFile *f, const char *name);
+
+// A tensor to write.
+typedef struct {
+    const char *name;
+    const char *dtype; // "F32" or "I32"
+    int ndim;
+    int64_t shape[4];
+    const void *data;
+} StWrite;
+// Writes atomically: path.tmp, fsync, rename. metadata may be NULL (pairs of strings, n_meta).
+int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
+             char *err);
+
+// Checkpoint directory: config.json + model.safetensors (hub names).
+int checkpoint_load(Model *m, const char *dir, char *err);   // creates the model
+int checkpoint_save(const Model *m, const char *dir, char *err);
+
+// Reads a whole file into a NUL-terminated buffer.
+char *read_file(const char *path, size_t *size, char *err);
+
+#endif
