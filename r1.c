@@ -527,13 +527,11 @@ static double yarn_mscale(double scale, double mscale) {
     return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
 }
 
-// The factor s used for the frequencies and the attention factor.
-static double yarn_effective_factor(const Config *c) { return c->rope_factor; }
-
-// cos and sin are multiplied by m(s, mscale) / m(s, mscale_all_dim) (1 for DeepSeek-V3);
-// when either is absent (0), by m(s, 1).
+// cos and sin are multiplied by the attention factor: the configured one if given, else
+// m(s, mscale) / m(s, mscale_all_dim) when both are set (1 for DeepSeek-V3), else m(s, 1).
 static double yarn_attention_factor(const Config *c) {
-    double f = yarn_effective_factor(c);
+    double f = c->rope_factor;
+    if (c->rope_attention_factor > 0) return c->rope_attention_factor;
     if (c->rope_mscale > 0 && c->rope_mscale_all_dim > 0)
         return yarn_mscale(f, c->rope_mscale) / yarn_mscale(f, c->rope_mscale_all_dim);
     return yarn_mscale(f, 1.0);
@@ -548,7 +546,8 @@ static void rope_init(Model *m) {
     double attention_factor = 1.0;
     for (int i = 0; i < half; i++) inv_freq[i] = 1.0 / pow(theta, (2.0 * i) / d);
     if (c->rope_yarn) {
-        double f = yarn_effective_factor(c);
+        double f = c->rope_factor;  // used as given (transformers 5.17 only warns on a mismatch
+        // with max_position_embeddings / original_max_position_embeddings)
         double L0 = c->rope_original_max_position_embeddings;
         // the dimension index at which a frequency makes n full turns over L0 positions
         double lo = floor(d * log(L0 / (c->rope_beta_fast * 2 * M_PI)) / (2 * log(theta)));
@@ -574,7 +573,7 @@ static void rope_init(Model *m) {
         }
     free(inv_freq);
     m->attn_scale = (float)(1.0 / sqrt((double)(c->qk_nope_head_dim + c->qk_rope_head_dim)));
-    if (c->rope_yarn) {
+    if (c->rope_yarn) {  // the softmax scale reads mscale_all_dim only (0 = absent: no change)
         double ms = yarn_mscale(c->rope_factor, c->rope_mscale_all_dim);
         m->attn_scale = (float)(m->attn_scale * ms * ms);
     }
@@ -2288,9 +2287,12 @@ static int json_bool_field(const Json *obj, const char *key, int *out, char *err
 
 // rope parameters: transformers 5 writes {"rope_type": "yarn"|"default", "rope_theta": ...,
 // "factor": ...}; the hub writes "rope_theta" at the top level and "rope_scaling": {"type": ...}.
+// As in transformers, a non-null rope_scaling wins over rope_parameters, and rope_theta comes
+// from the rope dict, else the top level, else 10000.
 static int parse_rope(const Json *root, Config *c, char *err) {
-    const Json *rp = json_get(root, "rope_parameters");
-    if (!rp || rp->type == JSON_NULL) rp = json_get(root, "rope_scaling");
+    const Json *rp = json_get(root, "rope_scaling");
+    if (!rp || rp->type == JSON_NULL) rp = json_get(root, "rope_parameters");
+    c->rope_theta = 10000.0f;
     if (json_float_field(root, "rope_theta", &c->rope_theta, err)) return -1;
     c->rope_yarn = 0;
     if (!rp || rp->type == JSON_NULL) return 0;
@@ -2315,14 +2317,22 @@ static int parse_rope(const Json *root, Config *c, char *err) {
     c->rope_beta_slow = 1.0f;
     c->rope_mscale = 0.0f;        // 0 = absent
     c->rope_mscale_all_dim = 0.0f;
+    c->rope_attention_factor = 0.0f;
+    if (!json_get(rp, "factor")) {
+        snprintf(err, R1_ERR_LEN, "config.json: YaRN rope scaling needs a factor");
+        return -1;
+    }
     if (json_float_field(rp, "factor", &c->rope_factor, err) ||
         json_int_field(rp, "original_max_position_embeddings",
                        &c->rope_original_max_position_embeddings, 1, 1 << 30, err) ||
         json_float_field(rp, "beta_fast", &c->rope_beta_fast, err) ||
         json_float_field(rp, "beta_slow", &c->rope_beta_slow, err) ||
         json_float_field(rp, "mscale", &c->rope_mscale, err) ||
-        json_float_field(rp, "mscale_all_dim", &c->rope_mscale_all_dim, err))
+        json_float_field(rp, "mscale_all_dim", &c->rope_mscale_all_dim, err) ||
+        json_float_field(rp, "attention_factor", &c->rope_attention_factor, err))
         return -1;
+    if (c->rope_beta_fast == 0) c->rope_beta_fast = 32.0f;  // transformers: `or 32`, `or 1`
+    if (c->rope_beta_slow == 0) c->rope_beta_slow = 1.0f;
     if (c->rope_original_max_position_embeddings == 0)
         c->rope_original_max_position_embeddings = c->max_position_embeddings;
     return 0;
@@ -2345,9 +2355,19 @@ int config_from_json(const char *text, Config *c, char *err) {
         snprintf(err, R1_ERR_LEN, "config.json: model_type must be \"deepseek_v3\"");
         goto done;
     }
-    const Json *act = json_get(root, "hidden_act");
-    if (act && (act->type != JSON_STRING || strcmp(act->string, "silu") != 0)) {
-        snprintf(err, R1_ERR_LEN, "config.json: hidden_act must be \"silu\"");
+    // string keys the model depends on: absent is fine, another value is not
+    static const char *const fixed[][2] = {{"hidden_act", "silu"}, {"scoring_func", "sigmoid"},
+                                           {"topk_method", "noaux_tc"}};
+    for (int i = 0; i < 3; i++) {
+        const Json *v = json_get(root, fixed[i][0]);
+        if (v && (v->type != JSON_STRING || strcmp(v->string, fixed[i][1]) != 0)) {
+            snprintf(err, R1_ERR_LEN, "config.json: %s must be \"%s\"", fixed[i][0], fixed[i][1]);
+            goto done;
+        }
+    }
+    const Json *freq = json_get(root, "moe_layer_freq");
+    if (freq && (freq->type != JSON_NUMBER || freq->number != 1)) {
+        snprintf(err, R1_ERR_LEN, "config.json: moe_layer_freq must be 1");
         goto done;
     }
     // defaults: transformers' DeepseekV3Config defaults where a key is absent

@@ -55,7 +55,8 @@ typedef struct {
     float rope_factor;           // YaRN s
     int rope_original_max_position_embeddings;
     float rope_beta_fast, rope_beta_slow;
-    float rope_mscale, rope_mscale_all_dim;
+    float rope_mscale, rope_mscale_all_dim; // 0 = absent
+    float rope_attention_factor;  // 0 = absent (computed from the mscales)
     int max_position_embeddings;
     int tie_word_embeddings;     // 1: lm_head shares model.embed_tokens (not used by DeepSeek-V3)
     float initializer_range;     // std of the random init (DeepSeek-V3: 0.006)
