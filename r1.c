@@ -3110,10 +3110,11 @@ static int cmd_bench(int argc, char **argv) {
     if (quick) return 0;
     // cost follows activated parameters: twice the routed experts at the same top-k
     BenchCase wide = bc;
-    wide.label = "small, 2x experts";
+    char wide_label[64];
+    snprintf(wide_label, sizeof(wide_label), "%s, 2x experts", preset);
+    wide.label = wide_label;
     wide.gen = 0;
     wide.c.n_routed_experts *= 2;
-    wide.c.n_group *= 1;
     in_child(run_bench_case, &wide);
     // the 61-block structure at the batch: memory must stay under 4 GB
     BenchCase deep = {.label = "r1-61", .B = 8, .T = 256, .steps = 1, .gen = 64};
@@ -3122,9 +3123,10 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 // ==============================================================================================
-// 16. main
+// 16. main (left out when a test includes this file with R1_TEST)
 // ==============================================================================================
 
+#ifndef R1_TEST
 static void usage(void) {
     printf("r1: the DeepSeek-R1 system in plain C\n\n"
            "  ./r1 info    --config NAME | --model DIR    architecture, parameter counts, KV cache\n"
@@ -3152,3 +3154,4 @@ int main(int argc, char **argv) {
     die("unknown command '%s' (see ./r1 help)", cmd);
     return 1;
 }
+#endif
