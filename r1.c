@@ -1361,8 +1361,8 @@ int sample_token(const float *logits, int V, float temperature, float top_p, Rng
 // ----------------------------------------------------------------------------------------------
 
 // Formats one line into err (R1_ERR_LEN bytes) and returns -1, so that callers can write
-// `return fail(err, "...")`. err may be NULL when the caller does not want the message.
-static int fail(char *err, const char *fmt, ...) {
+// `return io_fail(err, "...")`. err may be NULL when the caller does not want the message.
+static int io_fail(char *err, const char *fmt, ...) {
     if (err != NULL) {
         va_list ap;
         va_start(ap, fmt);
@@ -1417,7 +1417,7 @@ static void bytebuf_printf(ByteBuf *b, const char *fmt, ...) {
 // work too, and a directory fails on the read with EISDIR.
 char *read_file(const char *path, size_t *size, char *err) {
     FILE *fp = fopen(path, "rb");
-    if (fp == NULL) { fail(err, "%s: %s", path, strerror(errno)); return NULL; }
+    if (fp == NULL) { io_fail(err, "%s: %s", path, strerror(errno)); return NULL; }
     size_t len = 0, cap = 1 << 16;
     char *buf = malloc(cap);
     while (buf != NULL) {
@@ -1431,12 +1431,12 @@ char *read_file(const char *path, size_t *size, char *err) {
         len += got;
         if (got == 0) break;
     }
-    if (buf == NULL) { fclose(fp); fail(err, "%s: out of memory", path); return NULL; }
+    if (buf == NULL) { fclose(fp); io_fail(err, "%s: out of memory", path); return NULL; }
     if (ferror(fp)) {
         int e = errno;
         free(buf);
         fclose(fp);
-        fail(err, "%s: %s", path, strerror(e));
+        io_fail(err, "%s: %s", path, strerror(e));
         return NULL;
     }
     fclose(fp);
@@ -1933,7 +1933,17 @@ static int st_fail_tensor(char *err, const char *path, const char *name, const c
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return fail(err, "%s: tensor \"%.100s\": %s", path, name, what);
+    return io_fail(err, "%s: tensor \"%.100s\": %s", path, name, what);
+}
+
+// "2, 3" for messages.
+static const char *st_format_shape(const StTensor *t, char out[128]) {
+    out[0] = '\0';
+    for (int i = 0; i < t->ndim; i++) {
+        size_t used = strlen(out);
+        snprintf(out + used, 128 - used, "%s%" PRId64, i ? ", " : "", t->shape[i]);
+    }
+    return out;
 }
 
 // Checks one header entry {"dtype": .., "shape": [..], "data_offsets": [begin, end]} and fills t.
@@ -1979,14 +1989,10 @@ static int st_parse_tensor(const char *path, const char *name, const Json *info,
 
     uint64_t expected = st_nbytes(t->shape, t->ndim, elem_size);
     if (expected != (uint64_t)(end - begin)) {
-        char dims[128] = "", need[32] = "more than 2^64";
-        for (int i = 0; i < t->ndim; i++) {
-            size_t used = strlen(dims);
-            snprintf(dims + used, sizeof dims - used, "%s%" PRId64, i ? ", " : "", t->shape[i]);
-        }
+        char dims[128], need[32] = "more than 2^64";
         if (expected != UINT64_MAX) snprintf(need, sizeof need, "%" PRIu64, expected);
         return st_fail_tensor(err, path, name, "shape [%s] of %s needs %s bytes but data_offsets hold %" PRId64,
-                              dims, t->dtype, need, end - begin);
+                              st_format_shape(t, dims), t->dtype, need, end - begin);
     }
     return 0;
 }
@@ -2008,7 +2014,7 @@ static int st_compare_by_begin(const void *a, const void *b) {
 static int st_check_names_and_overlaps(const char *path, const StFile *f, char *err) {
     if (f->n < 2) return 0;
     const StTensor **order = malloc((size_t)f->n * sizeof *order);
-    if (order == NULL) return fail(err, "%s: out of memory", path);
+    if (order == NULL) return io_fail(err, "%s: out of memory", path);
     for (int i = 0; i < f->n; i++) order[i] = &f->t[i];
     int rc = 0;
     qsort(order, (size_t)f->n, sizeof *order, st_compare_by_name);
@@ -2031,10 +2037,10 @@ static int st_check_names_and_overlaps(const char *path, const StFile *f, char *
 
 // "__metadata__" must map strings to strings.
 static int st_check_metadata(const char *path, const Json *meta, char *err) {
-    if (meta->type != JSON_OBJECT) return fail(err, "%s: \"__metadata__\" is not a JSON object", path);
+    if (meta->type != JSON_OBJECT) return io_fail(err, "%s: \"__metadata__\" is not a JSON object", path);
     for (int i = 0; i < meta->n; i++) {
         if (meta->items[i].type != JSON_STRING)
-            return fail(err, "%s: \"__metadata__\" value of \"%.100s\" is not a string", path, meta->keys[i]);
+            return io_fail(err, "%s: \"__metadata__\" value of \"%.100s\" is not a string", path, meta->keys[i]);
     }
     return 0;
 }
@@ -2042,7 +2048,7 @@ static int st_check_metadata(const char *path, const Json *meta, char *err) {
 // Fills f->t from a parsed header; data_size is the size of the data section.
 static int st_parse_header(const char *path, const Json *header, size_t data_size, StFile *f,
                            char *err) {
-    if (header->type != JSON_OBJECT) return fail(err, "%s: header is not a JSON object", path);
+    if (header->type != JSON_OBJECT) return io_fail(err, "%s: header is not a JSON object", path);
     int n_tensors = 0;
     for (int i = 0; i < header->n; i++) {
         if (strcmp(header->keys[i], "__metadata__") == 0) {
@@ -2052,7 +2058,7 @@ static int st_parse_header(const char *path, const Json *header, size_t data_siz
         }
     }
     f->t = calloc(n_tensors > 0 ? (size_t)n_tensors : 1, sizeof *f->t);
-    if (f->t == NULL) return fail(err, "%s: out of memory", path);
+    if (f->t == NULL) return io_fail(err, "%s: out of memory", path);
     for (int i = 0; i < header->n; i++) {
         if (strcmp(header->keys[i], "__metadata__") == 0) continue;
         if (st_parse_tensor(path, header->keys[i], &header->items[i], data_size, &f->t[f->n], err) != 0)
@@ -2069,23 +2075,23 @@ int st_read(const char *path, StFile *f, char *err) {
     if (buf == NULL) return -1;
     Json *header = NULL;
     if (size < 8) {
-        fail(err, "%s: file is %zu bytes, too short for the 8-byte header length", path, size);
+        io_fail(err, "%s: file is %zu bytes, too short for the 8-byte header length", path, size);
         goto fail;
     }
     uint64_t header_len = read_le64(buf);
     if (header_len > ST_MAX_HEADER) {
-        fail(err, "%s: header length %" PRIu64 " is absurd (more than 100 MB)", path, header_len);
+        io_fail(err, "%s: header length %" PRIu64 " is absurd (more than 100 MB)", path, header_len);
         goto fail;
     }
     if (header_len > size - 8) {
-        fail(err, "%s: header length %" PRIu64 " runs past the end of the file (%zu bytes)", path,
+        io_fail(err, "%s: header length %" PRIu64 " runs past the end of the file (%zu bytes)", path,
              header_len, size);
         goto fail;
     }
     char json_err[R1_ERR_LEN];
     header = json_parse((const char *)buf + 8, (size_t)header_len, json_err);
     if (header == NULL) {
-        fail(err, "%s: header is not valid JSON: %s", path, json_err);
+        io_fail(err, "%s: header is not valid JSON: %s", path, json_err);
         goto fail;
     }
     size_t data_start = 8 + (size_t)header_len, data_size = size - data_start;
@@ -2123,14 +2129,14 @@ StTensor *st_find(StFile *f, const char *name) {
 static int st_check_writes(const char *path, const StWrite *tensors, int n, const char **metadata,
                            int n_meta, uint64_t *nbytes, char *err) {
     if (n < 0 || n_meta < 0 || (n > 0 && tensors == NULL) || (n_meta > 0 && metadata == NULL))
-        return fail(err, "%s: bad arguments to st_write", path);
+        return io_fail(err, "%s: bad arguments to st_write", path);
     for (int i = 0; i < 2 * n_meta; i++) {
-        if (metadata[i] == NULL) return fail(err, "%s: metadata string %d is NULL", path, i);
+        if (metadata[i] == NULL) return io_fail(err, "%s: metadata string %d is NULL", path, i);
     }
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
         const StWrite *t = &tensors[i];
-        if (t->name == NULL) return fail(err, "%s: tensor %d has no name", path, i);
+        if (t->name == NULL) return io_fail(err, "%s: tensor %d has no name", path, i);
         if (strlen(t->name) >= sizeof ((StTensor *)0)->name)
             return st_fail_tensor(err, path, t->name, "name is longer than %zu bytes", sizeof ((StTensor *)0)->name - 1);
         if (strcmp(t->name, "__metadata__") == 0) return st_fail_tensor(err, path, t->name, "reserved name");
@@ -2148,7 +2154,7 @@ static int st_check_writes(const char *path, const StWrite *tensors, int n, cons
     }
     if (n < 2) return 0;
     const char **names = malloc((size_t)n * sizeof *names);
-    if (names == NULL) return fail(err, "%s: out of memory", path);
+    if (names == NULL) return io_fail(err, "%s: out of memory", path);
     for (int i = 0; i < n; i++) names[i] = tensors[i].name;
     int rc = 0;
     qsort(names, (size_t)n, sizeof *names, st_compare_strings);
@@ -2212,7 +2218,7 @@ static int st_write_stream(FILE *fp, const ByteBuf *header, const StWrite *tenso
 int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
              char *err) {
     uint64_t *nbytes = calloc(n > 0 ? (size_t)n : 1, sizeof *nbytes);
-    if (nbytes == NULL) return fail(err, "%s: out of memory", path);
+    if (nbytes == NULL) return io_fail(err, "%s: out of memory", path);
     if (st_check_writes(path, tensors, n, metadata, n_meta, nbytes, err) != 0) { free(nbytes); return -1; }
     ByteBuf header = {0};
     st_build_header(&header, tensors, n, metadata, n_meta, nbytes);
@@ -2220,7 +2226,7 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
     char *tmp = malloc(path_len + 5);
     if (header.oom || tmp == NULL) {
         free(nbytes); free(header.data); free(tmp);
-        return fail(err, "%s: out of memory", path);
+        return io_fail(err, "%s: out of memory", path);
     }
     memcpy(tmp, path, path_len);
     memcpy(tmp + path_len, ".tmp", 5);
@@ -2228,13 +2234,13 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
     int rc = 0;
     FILE *fp = fopen(tmp, "wb");
     if (fp == NULL) {
-        rc = fail(err, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        rc = io_fail(err, "%s: cannot create %s: %s", path, tmp, strerror(errno));
     } else {
         int failed = st_write_stream(fp, &header, tensors, n, nbytes) != 0;
         int e = errno;
         if (fclose(fp) != 0 && !failed) { failed = 1; e = errno; }
-        if (failed) rc = fail(err, "%s: cannot write %s: %s", path, tmp, strerror(e));
-        else if (rename(tmp, path) != 0) rc = fail(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
+        if (failed) rc = io_fail(err, "%s: cannot write %s: %s", path, tmp, strerror(e));
+        else if (rename(tmp, path) != 0) rc = io_fail(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
         if (rc != 0) remove(tmp);
     }
     free(tmp);
@@ -2242,6 +2248,7 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
     free(nbytes);
     return rc;
 }
+
 // ==============================================================================================
 // 11. config.json and checkpoints (Hugging Face hub layout)
 // ==============================================================================================
