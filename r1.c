@@ -75,69 +75,103 @@ float rng_normal(Rng *r) {
 // Determinism: every output element is computed by exactly one thread, summing in a fixed
 // order, so results are bit-identical for any OMP_NUM_THREADS.
 
-#define MM_TILE_T 4   // tokens per tile
-#define MM_TILE_O 64  // output features per tile
+// All three products of training (forward, gradient of the input, gradient of the weight)
+// run on one kernel, matmul_nn: out (N,M) (=, or += when accumulate) A (N,K) @ b (K,M), where A
+// is read through strides, a(i,k) = a[i*ars + k*aks], so that it can be a transposed view.
+// Each 6x16 tile of out is accumulated in registers over k = 0..K-1 in order: the inner loop is
+// a multiply-add over 16 contiguous floats of a row of b, which the compiler vectorises without
+// reordering any sum.
+#define MM_ROWS 6
+#define MM_COLS 16
 
-// out (N,OC) = inp (N,C) @ W^T with W (OC,C). W is first transposed into wt (C,OC) so that the
-// inner loop is a contiguous multiply-add over output features, which the compiler vectorises
-// without reordering any sum: out[t][o] accumulates over c = 0..C-1 in order.
-void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
-                    int accumulate, float *wt) {
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++)
-        for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = W[(size_t)o * C + c];
-    int n_tt = (N + MM_TILE_T - 1) / MM_TILE_T, n_to = (OC + MM_TILE_O - 1) / MM_TILE_O;
+// One full 6x16 tile. Six named accumulator rows (rather than acc[6][16]) let the compiler keep
+// them in vector registers.
+static void matmul_tile(float *out, int M, const float *a, int ars, int aks, const float *b,
+                        int K, int accumulate) {
+    float acc0[MM_COLS], acc1[MM_COLS], acc2[MM_COLS], acc3[MM_COLS], acc4[MM_COLS],
+        acc5[MM_COLS];
+    for (int j = 0; j < MM_COLS; j++) {
+        acc0[j] = accumulate ? out[j] : 0.0f;
+        acc1[j] = accumulate ? out[M + j] : 0.0f;
+        acc2[j] = accumulate ? out[2 * M + j] : 0.0f;
+        acc3[j] = accumulate ? out[3 * M + j] : 0.0f;
+        acc4[j] = accumulate ? out[4 * M + j] : 0.0f;
+        acc5[j] = accumulate ? out[5 * M + j] : 0.0f;
+    }
+    for (int k = 0; k < K; k++) {
+        const float *brow = b + (size_t)k * M;
+        const float *ak = a + (size_t)k * aks;
+        float x0 = ak[0], x1 = ak[ars], x2 = ak[2 * ars], x3 = ak[3 * ars], x4 = ak[4 * ars],
+              x5 = ak[5 * ars];
+        for (int j = 0; j < MM_COLS; j++) {
+            float w = brow[j];
+            acc0[j] += x0 * w;
+            acc1[j] += x1 * w;
+            acc2[j] += x2 * w;
+            acc3[j] += x3 * w;
+            acc4[j] += x4 * w;
+            acc5[j] += x5 * w;
+        }
+    }
+    for (int j = 0; j < MM_COLS; j++) {
+        out[j] = acc0[j];
+        out[M + j] = acc1[j];
+        out[2 * M + j] = acc2[j];
+        out[3 * M + j] = acc3[j];
+        out[4 * M + j] = acc4[j];
+        out[5 * M + j] = acc5[j];
+    }
+}
+
+// A partial tile at the bottom or right edge: the same sums, plain loops.
+static void matmul_tile_edge(float *out, int M, const float *a, int ars, int aks, const float *b,
+                             int K, int rows, int cols, int accumulate) {
+    for (int i = 0; i < rows; i++) {
+        float acc[MM_COLS];
+        for (int j = 0; j < cols; j++) acc[j] = accumulate ? out[(size_t)i * M + j] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            float x = a[(size_t)i * ars + (size_t)k * aks];
+            const float *brow = b + (size_t)k * M;
+            for (int j = 0; j < cols; j++) acc[j] += x * brow[j];
+        }
+        for (int j = 0; j < cols; j++) out[(size_t)i * M + j] = acc[j];
+    }
+}
+
+static void matmul_nn(float *out, const float *a, int ars, int aks, const float *b, int N, int K,
+                      int M, int accumulate) {
+    int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, col_tiles = (M + MM_COLS - 1) / MM_COLS;
 #pragma omp parallel for collapse(2) schedule(static)
-    for (int tt = 0; tt < n_tt; tt++) {
-        for (int to = 0; to < n_to; to++) {
-            int t0 = tt * MM_TILE_T, o0 = to * MM_TILE_O;
-            int nt = N - t0 < MM_TILE_T ? N - t0 : MM_TILE_T;
-            int no = OC - o0 < MM_TILE_O ? OC - o0 : MM_TILE_O;
-            float acc[MM_TILE_T][MM_TILE_O];
-            for (int i = 0; i < nt; i++)
-                for (int j = 0; j < no; j++)
-                    acc[i][j] = accumulate ? out[(size_t)(t0 + i) * OC + o0 + j] : 0.0f;
-            for (int c = 0; c < C; c++) {
-                const float *wrow = wt + (size_t)c * OC + o0;
-                for (int i = 0; i < nt; i++) {
-                    float a = inp[(size_t)(t0 + i) * C + c];
-                    for (int j = 0; j < no; j++) acc[i][j] += a * wrow[j];
-                }
-            }
-            for (int i = 0; i < nt; i++)
-                for (int j = 0; j < no; j++) out[(size_t)(t0 + i) * OC + o0 + j] = acc[i][j];
+    for (int rt = 0; rt < row_tiles; rt++) {
+        for (int ct = 0; ct < col_tiles; ct++) {
+            int r0 = rt * MM_ROWS, c0 = ct * MM_COLS;
+            int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS, cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
+            float *o = out + (size_t)r0 * M + c0;
+            const float *ap = a + (size_t)r0 * ars;
+            if (rows == MM_ROWS && cols == MM_COLS) matmul_tile(o, M, ap, ars, aks, b + c0, K, accumulate);
+            else matmul_tile_edge(o, M, ap, ars, aks, b + c0, K, rows, cols, accumulate);
         }
     }
 }
 
-// dinp (N,C) += dout (N,OC) @ W        (each token row by one thread, sum over o in order)
-// dW (OC,C)  += dout^T @ inp           (each row of dW by one thread, sum over t in order)
+// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T with W (OC,C) as stored by PyTorch.
+// W is first transposed into wt (C,OC) so that matmul_nn reads contiguous rows.
+void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
+                    int accumulate, float *wt) {
+    if (N == 0) return;
+#pragma omp parallel for schedule(static) if ((size_t)C * OC > 65536)
+    for (int c = 0; c < C; c++)
+        for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = W[(size_t)o * C + c];
+    matmul_nn(out, inp, C, 1, wt, N, C, OC, accumulate);
+}
+
+// dinp (N,C) += dout (N,OC) @ W         (sum over o in order)
+// dW (OC,C)  += dout^T @ inp            (sum over t in order; dout^T is a strided view)
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
                      int N, int C, int OC) {
-    if (dinp) {
-#pragma omp parallel for schedule(static)
-        for (int t = 0; t < N; t++) {
-            float *di = dinp + (size_t)t * C;
-            const float *d = dout + (size_t)t * OC;
-            for (int o = 0; o < OC; o++) {
-                float g = d[o];
-                const float *wrow = W + (size_t)o * C;
-                for (int c = 0; c < C; c++) di[c] += g * wrow[c];
-            }
-        }
-    }
-    if (dW) {
-#pragma omp parallel for schedule(static)
-        for (int o = 0; o < OC; o++) {
-            float *dw = dW + (size_t)o * C;
-            for (int t = 0; t < N; t++) {
-                float g = dout[(size_t)t * OC + o];
-                if (g == 0.0f) continue;  // masked positions contribute nothing
-                const float *x = inp + (size_t)t * C;
-                for (int c = 0; c < C; c++) dw[c] += g * x[c];
-            }
-        }
-    }
+    if (N == 0) return;
+    if (dinp) matmul_nn(dinp, dout, OC, 1, W, N, OC, C, 1);
+    if (dW) matmul_nn(dW, dout, 1, OC, inp, OC, N, C, 1);
 }
 
 // out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
