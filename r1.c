@@ -773,7 +773,9 @@ int model_alloc_training(Model *m, int B, int T, char *err) {
     size_t Im = c->moe_intermediate_size, exw = D > Im ? D : Im;
     Grads *s = &m->scratch;
     free(s->buffer);
-    size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * T +
+    size_t att_tmp = (size_t)B * H * T * 4 *
+                     (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
+    size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * T + att_tmp +
                    (size_t)B * H * T * c->qk_rope_head_dim + 4 * N * K * exw;
     s->buffer = xcalloc(total, sizeof(float));
     float *cur = s->buffer;
@@ -784,6 +786,7 @@ int model_alloc_training(Model *m, int B, int T, char *err) {
     s->t3 = carve(&cur, N * W);
     s->t4 = carve(&cur, N * W);
     s->datt = carve(&cur, (size_t)B * H * T * T);
+    s->att_tmp = carve(&cur, att_tmp);
     s->dk_pe_h = carve(&cur, (size_t)B * H * T * c->qk_rope_head_dim);
     s->dex = carve(&cur, N * K * exw);
     s->dex2 = carve(&cur, N * K * exw);
@@ -829,89 +832,122 @@ void model_zero_grad(Model *m) {
 // Training path, "naive" form: the latent c_kv is expanded by kv_b_proj into per-head k_nope and
 // v, then ordinary causal softmax attention. Generation uses the absorbed form (section 9).
 
-// Causal attention for one (batch, head). Scores (DeepSeek-V3 eq. 10):
-//   s[i,j] = (q_nope[i] . k_nope[j] + q_pe[i] . k_pe[j]) * scale,  j <= i
+// Causal attention for one (batch, head), written as matrix products so that it runs on the
+// matmul kernel (one thread per (b, h): the products inside run serially, in a fixed order).
+// Scores (DeepSeek-V3 eq. 10), with Q = [q_nope | q_pe] and K = [k_nope | k_pe] (T, dn+dr):
+//   S = Q K^T * scale,  P = softmax over j <= i (causal),  O = P V
 // q (N, H, dn+dr); kv (N, H, dn+dv); kv_a (N, dc+dr) holds the shared k_pe in its last dr.
-static void attention_forward_head(const Model *m, LayerActs *a, int B, int T, int b, int h) {
+// The positions j > i are computed and then zeroed: simpler than triangular tiles, 2x the work.
+
+// Per-(b, h) scratch in s->att_tmp: room for four (T, dn+dr) and four (T, dv) matrices.
+static float *head_scratch(const Model *m, int T, int b, int h) {
+    const Config *c = &m->cfg;
+    size_t per = (size_t)T * 4 * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
+    return m->scratch.att_tmp + ((size_t)b * c->num_attention_heads + h) * per;
+}
+
+// K (T, dn+dr) of head h: its k_nope from kv and the shared k_pe from kv_a.
+static void gather_keys(const Model *m, const LayerActs *a, int T, int b, int h, float *K) {
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, dc = c->kv_lora_rank;
-    int qw = dn + dr, kvw = dn + dv, kaw = dc + dr;
-    (void)B;
-    for (int i = 0; i < T; i++) {
-        const float *q = a->q + ((size_t)(b * T + i) * H + h) * qw;
-        float *p = a->att + (((size_t)b * H + h) * T + i) * T;
-        float maxs = -INFINITY;
-        for (int j = 0; j <= i; j++) {
-            const float *k_nope = a->kv + ((size_t)(b * T + j) * H + h) * kvw;
-            const float *k_pe = a->kv_a + (size_t)(b * T + j) * kaw + dc;
-            float s = 0.0f, s_pe = 0.0f;
-            for (int d = 0; d < dn; d++) s += q[d] * k_nope[d];
-            for (int d = 0; d < dr; d++) s_pe += q[dn + d] * k_pe[d];
-            p[j] = (s + s_pe) * m->attn_scale;
-            if (p[j] > maxs) maxs = p[j];
-        }
-        float sum = 0.0f;
-        for (int j = 0; j <= i; j++) {
-            p[j] = expf(p[j] - maxs);
-            sum += p[j];
-        }
-        for (int j = 0; j <= i; j++) p[j] /= sum;
-        for (int j = i + 1; j < T; j++) p[j] = 0.0f;
-        // o[i] = sum_j p[j] v[j]
-        float *o = a->att_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv;
-        for (int d = 0; d < dv; d++) o[d] = 0.0f;
-        for (int j = 0; j <= i; j++) {
-            const float *v = a->kv + ((size_t)(b * T + j) * H + h) * kvw + dn;
-            for (int d = 0; d < dv; d++) o[d] += p[j] * v[d];
-        }
+    for (int j = 0; j < T; j++) {
+        memcpy(K + (size_t)j * (dn + dr), a->kv + ((size_t)(b * T + j) * H + h) * (dn + dv),
+               (size_t)dn * sizeof(float));
+        memcpy(K + (size_t)j * (dn + dr) + dn, a->kv_a + (size_t)(b * T + j) * (dc + dr) + dc,
+               (size_t)dr * sizeof(float));
     }
 }
 
-// Backward of one (batch, head). Softmax: ds = p * (dp - sum_j p dp). Writes this head's slices
-// of dq (N,H,dn+dr) and dkv (N,H,dn+dv), and its own k_pe contribution dk_pe_h (B,H,T,dr); the
-// heads are summed afterwards in a fixed order, so no two threads write the same float.
-static void attention_backward_head(const Model *m, LayerActs *a, const float *datt_out,
-                                    float *dq, float *dkv, float *dk_pe_h, int B, int T, int b,
-                                    int h) {
+// V (T, dv) of head h.
+static void gather_values(const Model *m, const LayerActs *a, int T, int b, int h, float *V) {
+    const Config *c = &m->cfg;
+    int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    for (int j = 0; j < T; j++)
+        memcpy(V + (size_t)j * dv, a->kv + ((size_t)(b * T + j) * H + h) * (dn + dv) + dn,
+               (size_t)dv * sizeof(float));
+}
+
+// dst (cols, rows) = src (rows, cols)^T
+static void transpose(float *dst, const float *src, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+}
+
+static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, int h) {
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
-    int dv = c->v_head_dim, dc = c->kv_lora_rank;
-    int qw = dn + dr, kvw = dn + dv, kaw = dc + dr;
-    float *dkpe = dk_pe_h + (((size_t)b * H + h) * T) * dr;
-    float *dp = m->scratch.datt + (((size_t)b * H + h) * T) * T;  // one row of T per head
-    (void)B;
+    int dv = c->v_head_dim, qk = dn + dr;
+    float *K = head_scratch(m, T, b, h), *Kt = K + (size_t)T * qk;
+    float *V = Kt + (size_t)T * qk, *O = V + (size_t)T * dv;
+    float *P = a->att + ((size_t)b * H + h) * T * T;
+    gather_keys(m, a, T, b, h, K);
+    transpose(Kt, K, T, qk);
+    // S (T,T) = Q K^T, with Q read in place: row i of Q is q[(b*T+i)*H + h]
+    const float *Q = a->q + ((size_t)b * T * H + h) * qk;
+    matmul_nn(P, Q, H * qk, 1, Kt, T, qk, T, 0);
     for (int i = 0; i < T; i++) {
-        const float *q = a->q + ((size_t)(b * T + i) * H + h) * qw;
-        float *dqi = dq + ((size_t)(b * T + i) * H + h) * qw;
-        const float *p = a->att + (((size_t)b * H + h) * T + i) * T;
-        const float *dout = datt_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv;
-        float dot = 0.0f;
+        float *p = P + (size_t)i * T, maxs = -INFINITY, sum = 0.0f;
         for (int j = 0; j <= i; j++) {
-            const float *v = a->kv + ((size_t)(b * T + j) * H + h) * kvw + dn;
-            float *dvj = dkv + ((size_t)(b * T + j) * H + h) * kvw + dn;
-            float s = 0.0f;
-            for (int d = 0; d < dv; d++) {
-                s += dout[d] * v[d];
-                dvj[d] += p[j] * dout[d];
-            }
-            dp[j] = s;
-            dot += p[j] * s;
+            p[j] *= m->attn_scale;
+            if (p[j] > maxs) maxs = p[j];
         }
-        for (int j = 0; j <= i; j++) {
-            float ds = p[j] * (dp[j] - dot) * m->attn_scale;
-            const float *k_nope = a->kv + ((size_t)(b * T + j) * H + h) * kvw;
-            const float *k_pe = a->kv_a + (size_t)(b * T + j) * kaw + dc;
-            float *dk_nope = dkv + ((size_t)(b * T + j) * H + h) * kvw;
-            for (int d = 0; d < dn; d++) {
-                dqi[d] += ds * k_nope[d];
-                dk_nope[d] += ds * q[d];
-            }
-            for (int d = 0; d < dr; d++) {
-                dqi[dn + d] += ds * k_pe[d];
-                dkpe[(size_t)j * dr + d] += ds * q[dn + d];
-            }
-        }
+        for (int j = 0; j <= i; j++) sum += (p[j] = expf(p[j] - maxs));
+        for (int j = 0; j <= i; j++) p[j] /= sum;
+        for (int j = i + 1; j < T; j++) p[j] = 0.0f;
+    }
+    // O (T, dv) = P V, then into att_out (N, H*dv) at head h
+    gather_values(m, a, T, b, h, V);
+    matmul_nn(O, P, T, 1, V, T, T, dv, 0);
+    for (int i = 0; i < T; i++)
+        memcpy(a->att_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv, O + (size_t)i * dv,
+               (size_t)dv * sizeof(float));
+}
+
+// Backward of one (batch, head):
+//   dP = dO V^T,  dV = P^T dO,  dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK = dS^T Q
+// Writes this head's slices of dq (N,H,dn+dr) and dkv (N,H,dn+dv), and its own k_pe
+// contribution dk_pe_h (B,H,T,dr); the heads are summed afterwards in a fixed order, so no two
+// threads ever write the same float.
+static void attention_backward_head(const Model *m, LayerActs *a, const float *datt_out,
+                                    float *dq, float *dkv, float *dk_pe_h, int T, int b, int h) {
+    const Config *c = &m->cfg;
+    int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int dv = c->v_head_dim, qk = dn + dr;
+    float *K = head_scratch(m, T, b, h), *Qc = K + (size_t)T * qk;
+    float *dQ = Qc + (size_t)T * qk, *dK = dQ + (size_t)T * qk;
+    float *V = dK + (size_t)T * qk, *Vt = V + (size_t)T * dv;
+    float *dO = Vt + (size_t)T * dv, *dV = dO + (size_t)T * dv;
+    const float *P = a->att + ((size_t)b * H + h) * T * T;
+    float *dP = m->scratch.datt + ((size_t)b * H + h) * T * T;
+    for (int i = 0; i < T; i++) {
+        memcpy(dO + (size_t)i * dv, datt_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv,
+               (size_t)dv * sizeof(float));
+        memcpy(Qc + (size_t)i * qk, a->q + ((size_t)(b * T + i) * H + h) * qk,
+               (size_t)qk * sizeof(float));
+    }
+    gather_values(m, a, T, b, h, V);
+    transpose(Vt, V, T, dv);
+    matmul_nn(dP, dO, dv, 1, Vt, T, dv, T, 0);    // dP (T,T) = dO V^T
+    matmul_nn(dV, P, 1, T, dO, T, T, dv, 0);      // dV (T,dv) = P^T dO
+    for (int i = 0; i < T; i++) {                 // softmax backward, in place: dP -> dS
+        float *dp = dP + (size_t)i * T, dot = 0.0f;
+        const float *p = P + (size_t)i * T;
+        for (int j = 0; j <= i; j++) dot += p[j] * dp[j];
+        for (int j = 0; j <= i; j++) dp[j] = p[j] * (dp[j] - dot) * m->attn_scale;
+        for (int j = i + 1; j < T; j++) dp[j] = 0.0f;
+    }
+    gather_keys(m, a, T, b, h, K);
+    matmul_nn(dQ, dP, T, 1, K, T, T, qk, 0);      // dQ (T,qk) = dS K
+    matmul_nn(dK, dP, 1, T, Qc, T, T, qk, 0);     // dK (T,qk) = dS^T Q
+    float *dkpe = dk_pe_h + ((size_t)b * H + h) * T * dr;
+    for (int i = 0; i < T; i++) {
+        float *dqi = dq + ((size_t)(b * T + i) * H + h) * qk;
+        float *dkvi = dkv + ((size_t)(b * T + i) * H + h) * (dn + dv);
+        for (int d = 0; d < qk; d++) dqi[d] += dQ[(size_t)i * qk + d];
+        for (int d = 0; d < dn; d++) dkvi[d] += dK[(size_t)i * qk + d];
+        for (int d = 0; d < dv; d++) dkvi[dn + d] += dV[(size_t)i * dv + d];
+        for (int d = 0; d < dr; d++) dkpe[(size_t)i * dr + d] += dK[(size_t)i * qk + dn + d];
     }
 }
 
@@ -957,7 +993,7 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
     rope_rows(m, a->kv_a, N, T, 1, dc + dr, dc, 1.0f);
 #pragma omp parallel for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) attention_forward_head(m, a, B, T, b, h);
+        for (int h = 0; h < H; h++) attention_forward_head(m, a, T, b, h);
 }
 
 // Gradient of the MLA input: dln (N,D) += ...; datt_out (N,H*dv) is the gradient of att_out.
@@ -975,7 +1011,7 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
 #pragma omp parallel for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
-            attention_backward_head(m, a, datt_out, dqv, dkv, s->dk_pe_h, B, T, b, h);
+            attention_backward_head(m, a, datt_out, dqv, dkv, s->dk_pe_h, T, b, h);
     // the shared rope key: sum the heads' contributions in order h = 0..H-1
     memset(dkv_a, 0, (size_t)N * (dc + dr) * sizeof(float));
 #pragma omp parallel for schedule(static)

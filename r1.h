@@ -170,6 +170,7 @@ typedef struct {
     float *dln;      // (N, D) gradient of a normalised block input
     float *t1, *t2, *t3, *t4; // (N, Wmax) general buffers; Wmax = widest per-token row
     float *datt;     // (B, H, T, T)
+    float *att_tmp;  // (B, H, T, 4*(dn+dr+dv)) per-head gathered Q, K, V and their gradients
     float *dk_pe_h;  // (B, H, T, dr) per-head contributions to the shared rope key
     float *dex, *dex2, *dex3, *dex4; // (N*K, max(D, Im)) routed-expert buffers
     float *buffer;   // the one allocation behind all of the above
