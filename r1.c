@@ -2524,22 +2524,40 @@ static int write_text_atomic(const char *path, const char *text, char *err) {
     return 0;
 }
 
+// The shortest decimal that reads back as the same float (0.707, not 0.707000017).
+static const char *float_text(float v, char buf[32]) {
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, 32, "%.*g", digits, v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");  // keep it a JSON float: 1.0, not 1
+    return buf;
+}
+
 // config.json in the transformers-5 layout (rope_parameters), which DeepseekV3ForCausalLM loads.
 int config_write_json(const Config *c, const char *path, char *err) {
     char buf[8192];
     char q[32], rope[1024];
     if (c->q_lora_rank > 0) snprintf(q, sizeof(q), "%d", c->q_lora_rank);
     else snprintf(q, sizeof(q), "null");
-    if (c->rope_yarn)
-        snprintf(rope, sizeof(rope),
-                 "{\"rope_type\": \"yarn\", \"rope_theta\": %.9g, \"factor\": %.9g, "
-                 "\"original_max_position_embeddings\": %d, \"beta_fast\": %.9g, "
-                 "\"beta_slow\": %.9g, \"mscale\": %.9g, \"mscale_all_dim\": %.9g}",
-                 c->rope_theta, c->rope_factor, c->rope_original_max_position_embeddings,
-                 c->rope_beta_fast, c->rope_beta_slow, c->rope_mscale, c->rope_mscale_all_dim);
-    else
-        snprintf(rope, sizeof(rope), "{\"rope_type\": \"default\", \"rope_theta\": %.9g}",
-                 c->rope_theta);
+    char f1[32], f2[32], f3[32], f4[32], f5[32], f6[32], f7[32];
+    if (c->rope_yarn) {
+        int n = snprintf(rope, sizeof(rope),
+                 "{\"rope_type\": \"yarn\", \"rope_theta\": %s, \"factor\": %s, "
+                 "\"original_max_position_embeddings\": %d, \"beta_fast\": %s, "
+                 "\"beta_slow\": %s, \"mscale\": %s, \"mscale_all_dim\": %s",
+                 float_text(c->rope_theta, f1), float_text(c->rope_factor, f2),
+                 c->rope_original_max_position_embeddings, float_text(c->rope_beta_fast, f3),
+                 float_text(c->rope_beta_slow, f4), float_text(c->rope_mscale, f5),
+                 float_text(c->rope_mscale_all_dim, f6));
+        if (c->rope_attention_factor > 0)
+            n += snprintf(rope + n, sizeof(rope) - n, ", \"attention_factor\": %s",
+                          float_text(c->rope_attention_factor, f7));
+        snprintf(rope + n, sizeof(rope) - n, "}");
+    } else {
+        snprintf(rope, sizeof(rope), "{\"rope_type\": \"default\", \"rope_theta\": %s}",
+                 float_text(c->rope_theta, f1));
+    }
     snprintf(buf, sizeof(buf),
              "{\n  \"architectures\": [\"DeepseekV3ForCausalLM\"],\n"
              "  \"model_type\": \"deepseek_v3\",\n  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n"
@@ -2547,24 +2565,24 @@ int config_write_json(const Config *c, const char *path, char *err) {
              "  \"num_hidden_layers\": %d,\n  \"first_k_dense_replace\": %d,\n"
              "  \"n_routed_experts\": %d,\n  \"num_experts_per_tok\": %d,\n"
              "  \"n_shared_experts\": %d,\n  \"n_group\": %d,\n  \"topk_group\": %d,\n"
-             "  \"norm_topk_prob\": %s,\n  \"routed_scaling_factor\": %.9g,\n"
+             "  \"norm_topk_prob\": %s,\n  \"routed_scaling_factor\": %s,\n"
              "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n"
              "  \"q_lora_rank\": %s,\n  \"kv_lora_rank\": %d,\n  \"qk_nope_head_dim\": %d,\n"
              "  \"qk_rope_head_dim\": %d,\n  \"v_head_dim\": %d,\n  \"head_dim\": %d,\n"
-             "  \"rms_norm_eps\": %.9g,\n  \"rope_interleave\": %s,\n  \"rope_parameters\": %s,\n"
+             "  \"rms_norm_eps\": %s,\n  \"rope_interleave\": %s,\n  \"rope_parameters\": %s,\n"
              "  \"max_position_embeddings\": %d,\n  \"tie_word_embeddings\": %s,\n"
-             "  \"initializer_range\": %.9g,\n  \"hidden_act\": \"silu\",\n"
+             "  \"initializer_range\": %s,\n  \"hidden_act\": \"silu\",\n"
              "  \"attention_bias\": false,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
              "  \"torch_dtype\": \"float32\"\n}\n",
              c->vocab_size, c->hidden_size, c->intermediate_size, c->moe_intermediate_size,
              c->num_hidden_layers, c->first_k_dense_replace, c->n_routed_experts,
              c->num_experts_per_tok, c->n_shared_experts, c->n_group, c->topk_group,
-             c->norm_topk_prob ? "true" : "false", c->routed_scaling_factor,
+             c->norm_topk_prob ? "true" : "false", float_text(c->routed_scaling_factor, f2),
              c->num_attention_heads, c->num_attention_heads, q, c->kv_lora_rank,
              c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim, c->qk_rope_head_dim,
-             c->rms_norm_eps, c->rope_interleave ? "true" : "false", rope,
+             float_text(c->rms_norm_eps, f3), c->rope_interleave ? "true" : "false", rope,
              c->max_position_embeddings, c->tie_word_embeddings ? "true" : "false",
-             c->initializer_range, c->bos_token_id, c->eos_token_id);
+             float_text(c->initializer_range, f4), c->bos_token_id, c->eos_token_id);
     return write_text_atomic(path, buf, err);
 }
 
@@ -2994,10 +3012,11 @@ static float train_step(Model *m, const int *ids, const float *mask, float *dlog
 
 static int cmd_train(int argc, char **argv) {
     static const char *const known[] = {"--config", "--steps", "--batch", "--seq", "--lr",
-                                        "--seed", "--out", "--gamma", NULL};
+                                        "--seed", "--out", "--gamma", "--init", NULL};
     static const char *const bools[] = {NULL};
     check_flags(argc, argv, known, bools);
     const char *preset = arg_str(argc, argv, "--config", "small");
+    const char *init = arg_str(argc, argv, "--init", NULL);  // start from a checkpoint
     int steps = (int)arg_long(argc, argv, "--steps", 60, 1, 1000000);
     int B = (int)arg_long(argc, argv, "--batch", 8, 1, 4096);
     int T = (int)arg_long(argc, argv, "--seq", 64, 2, 1 << 20);
@@ -3008,10 +3027,16 @@ static int cmd_train(int argc, char **argv) {
     float gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0.0, 1.0);
     char err[R1_ERR_LEN];
     Config c;
-    if (config_preset(preset, &c, err)) die("%s", err);
     Model m;
-    if (model_create(&m, &c, err) || model_alloc_training(&m, B, T, err)) die("%s", err);
-    model_init_random(&m, seed);
+    if (init) {
+        load_model_or_die(&m, init);
+        c = m.cfg;
+        preset = init;
+    } else {
+        if (config_preset(preset, &c, err) || model_create(&m, &c, err)) die("%s", err);
+        model_init_random(&m, seed);
+    }
+    if (model_alloc_training(&m, B, T, err)) die("%s", err);
     Rng rng;
     rng_seed(&rng, seed + 1);
     int *ids = xcalloc((size_t)B * T, sizeof(int));
@@ -3210,7 +3235,7 @@ static void usage(void) {
            "  ./r1 forward --model DIR --input IN.safetensors --out OUT.safetensors [--backward]\n"
            "  ./r1 sample  --model DIR --prompt-ids \"37 43 12\" [--max-new-tokens N]\n"
            "               [--temperature T] [--top-p P] [--seed S] [--print-ids]\n"
-           "  ./r1 train   [--config small] [--steps N] [--batch B] [--seq T] [--lr LR]\n"
+           "  ./r1 train   [--config small | --init DIR] [--steps N] [--batch B] [--seq T] [--lr LR]\n"
            "               [--gamma G] [--seed S] [--out DIR]\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
            "presets:\n");
