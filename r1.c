@@ -2586,8 +2586,20 @@ int config_write_json(const Config *c, const char *path, char *err) {
     return write_text_atomic(path, buf, err);
 }
 
+// mkdir -p: creates dir and any missing parents.
 static int make_dir(const char *dir, char *err) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            snprintf(err, R1_ERR_LEN, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
         snprintf(err, R1_ERR_LEN, "%s: %s", dir, strerror(errno));
         return -1;
     }
