@@ -115,6 +115,8 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
         moe_route_token(c, logits, lp->router_bias, a->scores + (size_t)t * E,
                         a->topk_idx + (size_t)t * K, a->topk_w + (size_t)t * K);
     }
+    if (m->balance_alpha > 0 && N == m->acts.B * m->acts.T)
+        m->balance_loss += moe_balance_loss(c, a, m->acts.B, m->acts.T, m->balance_alpha, NULL);
     // 2. group the (token, k) pairs by expert and gather their inputs
     sort_by_expert(c, a, N);
     long *load = m->expert_load + (size_t)layer * E;
@@ -223,7 +225,47 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
         router_backward_token(c, a->scores + (size_t)t * E, a->topk_idx + (size_t)t * K,
                               dw + (size_t)t * K, dlogits + (size_t)t * E);
     }
+    if (m->balance_alpha > 0)
+        moe_balance_loss(c, a, m->acts.B, m->acts.T, m->balance_alpha, dlogits);
     matmul_backward(dinp, glp->router, dlogits, inp, lp->router, N, D, E);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Sequence-wise balance loss (DeepSeek-V3 eqs. 17-20), a small complement to the bias rule
+// ----------------------------------------------------------------------------------------------
+//   f_i = N_r / (K_r T) * sum_t 1[expert i selected for token t]      (a count: no gradient)
+//   s'_{i,t} = s_{i,t} / sum_j s_{j,t},   P_i = (1/T) sum_t s'_{i,t}
+//   L_bal = alpha * sum_i f_i P_i          per sequence; we average over the B sequences.
+// dL/ds_{j,t} = alpha/B * (1/T) * (f_j - sum_i f_i s'_{i,t}) / S_t, then through the sigmoid.
+float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, float alpha,
+                       float *dlogits) {
+    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    double total = 0.0;
+    float f[E];
+    for (int b = 0; b < B; b++) {
+        for (int e = 0; e < E; e++) f[e] = 0.0f;
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < K; k++) f[a->topk_idx[((size_t)b * T + t) * K + k]] += 1.0f;
+        for (int e = 0; e < E; e++) f[e] *= (float)E / ((float)K * T);
+        double seq = 0.0;
+        for (int t = 0; t < T; t++) {
+            const float *s = a->scores + ((size_t)b * T + t) * E;
+            float S = 0.0f, fs = 0.0f;
+            for (int e = 0; e < E; e++) S += s[e];
+            for (int e = 0; e < E; e++) {
+                seq += (double)f[e] * s[e] / S / T;
+                fs += f[e] * s[e] / S;
+            }
+            if (!dlogits) continue;
+            float *dl = dlogits + ((size_t)b * T + t) * E;
+            for (int e = 0; e < E; e++) {
+                float ds = alpha / B / T * (f[e] - fs) / S;
+                dl[e] += ds * s[e] * (1.0f - s[e]);
+            }
+        }
+        total += seq;
+    }
+    return (float)(alpha * total / B);
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -42,245 +43,6 @@
 #define M_PI 3.14159265358979323846
 #endif
 
-// ==============================================================================================
-// 3. Random numbers: one RNG type with explicit state (xorshift64*, Box-Muller normals)
-// ==============================================================================================
-
-void rng_seed(Rng *r, uint64_t seed) {
-    // splitmix64 of the seed, so that seeds 0, 1, 2 ... give unrelated streams
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    r->state = (z ^ (z >> 31)) | 1;
-}
-
-uint64_t rng_next(Rng *r) {
-    r->state ^= r->state >> 12;
-    r->state ^= r->state << 25;
-    r->state ^= r->state >> 27;
-    return r->state * 0x2545F4914F6CDD1Dull;
-}
-
-float rng_uniform(Rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)); }
-
-float rng_normal(Rng *r) {
-    double u1 = ((rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);  // (0, 1]
-    double u2 = (rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
-}
-
-// ==============================================================================================
-// 4. Kernels: matmul, RMSNorm, RoPE, SwiGLU
-// ==============================================================================================
-// Determinism: every output element is computed by exactly one thread, summing in a fixed
-// order, so results are bit-identical for any OMP_NUM_THREADS.
-
-// All three products of training (forward, gradient of the input, gradient of the weight)
-// run on one kernel, matmul_nn: out (N,M) (=, or += when accumulate) A (N,K) @ b (K,M), where A
-// is read through strides, a(i,k) = a[i*ars + k*aks], so that it can be a transposed view.
-// Each 6x16 tile of out is accumulated in registers over k = 0..K-1 in order: the inner loop is
-// a multiply-add over 16 contiguous floats of a row of b, which the compiler vectorises without
-// reordering any sum.
-#define MM_ROWS 6
-#define MM_COLS 16
-
-// One full 6x16 tile. Six named accumulator rows (rather than acc[6][16]) let the compiler keep
-// them in vector registers.
-static void matmul_tile(float *out, int M, const float *a, int ars, int aks, const float *b,
-                        int K, int accumulate) {
-    float acc0[MM_COLS], acc1[MM_COLS], acc2[MM_COLS], acc3[MM_COLS], acc4[MM_COLS],
-        acc5[MM_COLS];
-    for (int j = 0; j < MM_COLS; j++) {
-        acc0[j] = accumulate ? out[j] : 0.0f;
-        acc1[j] = accumulate ? out[M + j] : 0.0f;
-        acc2[j] = accumulate ? out[2 * M + j] : 0.0f;
-        acc3[j] = accumulate ? out[3 * M + j] : 0.0f;
-        acc4[j] = accumulate ? out[4 * M + j] : 0.0f;
-        acc5[j] = accumulate ? out[5 * M + j] : 0.0f;
-    }
-    for (int k = 0; k < K; k++) {
-        const float *brow = b + (size_t)k * M;
-        const float *ak = a + (size_t)k * aks;
-        float x0 = ak[0], x1 = ak[ars], x2 = ak[2 * ars], x3 = ak[3 * ars], x4 = ak[4 * ars],
-              x5 = ak[5 * ars];
-        for (int j = 0; j < MM_COLS; j++) {
-            float w = brow[j];
-            acc0[j] += x0 * w;
-            acc1[j] += x1 * w;
-            acc2[j] += x2 * w;
-            acc3[j] += x3 * w;
-            acc4[j] += x4 * w;
-            acc5[j] += x5 * w;
-        }
-    }
-    for (int j = 0; j < MM_COLS; j++) {
-        out[j] = acc0[j];
-        out[M + j] = acc1[j];
-        out[2 * M + j] = acc2[j];
-        out[3 * M + j] = acc3[j];
-        out[4 * M + j] = acc4[j];
-        out[5 * M + j] = acc5[j];
-    }
-}
-
-// A partial tile at the bottom or right edge: the same sums, plain loops.
-static void matmul_tile_edge(float *out, int M, const float *a, int ars, int aks, const float *b,
-                             int K, int rows, int cols, int accumulate) {
-    for (int i = 0; i < rows; i++) {
-        float acc[MM_COLS];
-        for (int j = 0; j < cols; j++) acc[j] = accumulate ? out[(size_t)i * M + j] : 0.0f;
-        for (int k = 0; k < K; k++) {
-            float x = a[(size_t)i * ars + (size_t)k * aks];
-            const float *brow = b + (size_t)k * M;
-            for (int j = 0; j < cols; j++) acc[j] += x * brow[j];
-        }
-        for (int j = 0; j < cols; j++) out[(size_t)i * M + j] = acc[j];
-    }
-}
-
-static void matmul_nn(float *out, const float *a, int ars, int aks, const float *b, int N, int K,
-                      int M, int accumulate) {
-    int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, col_tiles = (M + MM_COLS - 1) / MM_COLS;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int rt = 0; rt < row_tiles; rt++) {
-        for (int ct = 0; ct < col_tiles; ct++) {
-            int r0 = rt * MM_ROWS, c0 = ct * MM_COLS;
-            int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS, cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
-            float *o = out + (size_t)r0 * M + c0;
-            const float *ap = a + (size_t)r0 * ars;
-            if (rows == MM_ROWS && cols == MM_COLS) matmul_tile(o, M, ap, ars, aks, b + c0, K, accumulate);
-            else matmul_tile_edge(o, M, ap, ars, aks, b + c0, K, rows, cols, accumulate);
-        }
-    }
-}
-
-// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T with W (OC,C) as stored by PyTorch.
-// W is first transposed into wt (C,OC) so that matmul_nn reads contiguous rows.
-void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
-                    int accumulate, float *wt) {
-    if (N == 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)C * OC > 65536)
-    for (int c = 0; c < C; c++)
-        for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = W[(size_t)o * C + c];
-    matmul_nn(out, inp, C, 1, wt, N, C, OC, accumulate);
-}
-
-// dinp (N,C) += dout (N,OC) @ W         (sum over o in order)
-// dW (OC,C)  += dout^T @ inp            (sum over t in order; dout^T is a strided view)
-void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
-                     int N, int C, int OC) {
-    if (N == 0) return;
-    if (dinp) matmul_nn(dinp, dout, OC, 1, W, N, OC, C, 1);
-    if (dW) matmul_nn(dW, dout, 1, OC, inp, OC, N, C, 1);
-}
-
-// out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
-static void matvec(float *out, const float *x, const float *W, int C, int OC) {
-#pragma omp parallel for schedule(static) if (OC >= 256)
-    for (int o = 0; o < OC; o++) {
-        const float *w = W + (size_t)o * C;
-        float lanes[8] = {0};  // 8 independent partial sums: vectorisable, fixed order
-        int c = 0;
-        for (; c + 8 <= C; c += 8)
-            for (int l = 0; l < 8; l++) lanes[l] += w[c + l] * x[c + l];
-        float s = 0.0f;
-        for (; c < C; c++) s += w[c] * x[c];
-        out[o] = s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                      ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
-    }
-}
-
-// RMSNorm (Zhang & Sennrich 2019): out (N,C) = inp * rstd * w,  rstd = 1/sqrt(mean(inp^2) + eps)
-// Rows of inp are `stride` floats apart (C, or more when normalising the head of a wider row).
-static void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride,
-                            const float *w, int N, int C, float eps) {
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; t++) {
-        const float *x = inp + (size_t)t * stride;
-        float ss = 0.0f;
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / C + eps);
-        rstd[t] = r;
-        float *y = out + (size_t)t * C;
-        for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * r);
-    }
-}
-
-// With n = inp * rstd: dinp += rstd * (w*dout - n * mean(w*dout*n)),  dw += sum_t dout * n.
-// dinp and inp rows are `stride` floats apart, dout rows C.
-static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
-                             int stride, const float *w, const float *rstd, int N, int C) {
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; t++) {
-        const float *x = inp + (size_t)t * stride, *dy = dout + (size_t)t * C;
-        float r = rstd[t], dot = 0.0f;
-        for (int c = 0; c < C; c++) dot += w[c] * dy[c] * x[c] * r;
-        dot /= C;
-        float *dx = dinp + (size_t)t * stride;
-        for (int c = 0; c < C; c++) dx[c] += r * (w[c] * dy[c] - x[c] * r * dot);
-    }
-    if (dw) {
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < C; c++) {
-            float s = 0.0f;
-            for (int t = 0; t < N; t++) s += dout[(size_t)t * C + c] * inp[(size_t)t * stride + c] * rstd[t];
-            dw[c] += s;
-        }
-    }
-}
-
-// Interleaved RoPE (rope_interleave, DeepSeek-V3's layout): the pairs (x[2i], x[2i+1]) of the
-// dr rope dims rotate by angle pos * inv_freq[i]. transformers first permutes to [evens | odds]
-// and rotates halves; q and k get the same permutation, so the dot products (all attention sees)
-// are identical. With interleave = 0 the pairs are (x[i], x[i + dr/2]) (LLaMA's rotate_half).
-// vec (dr) at position pos; sign = +1 forward, -1 backward (rotation by -angle = transpose).
-static void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row,
-                        float sign, int interleave) {
-    int half = dr / 2;
-    for (int i = 0; i < half; i++) {
-        int a = interleave ? 2 * i : i, b = interleave ? 2 * i + 1 : i + half;
-        float c = cos_row[i], s = sign * sin_row[i];
-        float x0 = vec[a], x1 = vec[b];
-        vec[a] = x0 * c - x1 * s;
-        vec[b] = x1 * c + x0 * s;
-    }
-}
-// The YaRN attention factor is folded into cos/sin, so a rotation can scale: the transpose of
-// [c -s; s c] is [c s; -s c], which is what sign = -1 gives, with the same scale.
-
-static inline float silu(float z) { return z / (1.0f + expf(-z)); }
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
-
-// SwiGLU (Shazeer 2020): out (N,D) = down(silu(gate(x)) * up(x)); g,u,h (N,I) saved.
-void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
-                    const float *Wd, float *g, float *u, float *h, int N, int D, int I,
-                    int accumulate, float *wt) {
-    if (N == 0) return;
-    matmul_forward(g, x, Wg, N, D, I, 0, wt);
-    matmul_forward(u, x, Wu, N, D, I, 0, wt);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < (size_t)N * I; i++) h[i] = silu(g[i]) * u[i];
-    matmul_forward(out, h, Wd, N, I, D, accumulate, wt);
-}
-
-// silu'(z) = s(z) * (1 + z * (1 - s(z))) with s the logistic sigmoid.
-void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
-                     const float *x, const float *Wg, const float *Wu, const float *Wd,
-                     const float *g, const float *u, const float *h, int N, int D, int I,
-                     float *dh, float *dgu) {
-    if (N == 0) return;
-    memset(dh, 0, (size_t)N * I * sizeof(float));
-    matmul_backward(dh, dWd, dout, h, Wd, N, I, D);       // dh = dout @ Wd
-    float *dg = dh, *du = dgu;                             // dg overwrites dh in place
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < (size_t)N * I; i++) {
-        float s = sigmoidf(g[i]);
-        du[i] = dh[i] * g[i] * s;
-        dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
-    }
-    matmul_backward(dx, dWg, dg, x, Wg, N, D, I);
-    matmul_backward(dx, dWu, du, x, Wu, N, D, I);
-}
 // ==============================================================================================
 // 1. Config: presets, validation
 // ==============================================================================================
@@ -827,6 +589,245 @@ void model_zero_grad(Model *m) {
     if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
 }
 // ==============================================================================================
+// 3. Random numbers: one RNG type with explicit state (xorshift64*, Box-Muller normals)
+// ==============================================================================================
+
+void rng_seed(Rng *r, uint64_t seed) {
+    // splitmix64 of the seed, so that seeds 0, 1, 2 ... give unrelated streams
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    r->state = (z ^ (z >> 31)) | 1;
+}
+
+uint64_t rng_next(Rng *r) {
+    r->state ^= r->state >> 12;
+    r->state ^= r->state << 25;
+    r->state ^= r->state >> 27;
+    return r->state * 0x2545F4914F6CDD1Dull;
+}
+
+float rng_uniform(Rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)); }
+
+float rng_normal(Rng *r) {
+    double u1 = ((rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);  // (0, 1]
+    double u2 = (rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+
+// ==============================================================================================
+// 4. Kernels: matmul, RMSNorm, RoPE, SwiGLU
+// ==============================================================================================
+// Determinism: every output element is computed by exactly one thread, summing in a fixed
+// order, so results are bit-identical for any OMP_NUM_THREADS.
+
+// All three products of training (forward, gradient of the input, gradient of the weight)
+// run on one kernel, matmul_nn: out (N,M) (=, or += when accumulate) A (N,K) @ b (K,M), where A
+// is read through strides, a(i,k) = a[i*ars + k*aks], so that it can be a transposed view.
+// Each 6x16 tile of out is accumulated in registers over k = 0..K-1 in order: the inner loop is
+// a multiply-add over 16 contiguous floats of a row of b, which the compiler vectorises without
+// reordering any sum.
+#define MM_ROWS 6
+#define MM_COLS 16
+
+// One full 6x16 tile. Six named accumulator rows (rather than acc[6][16]) let the compiler keep
+// them in vector registers.
+static void matmul_tile(float *out, int M, const float *a, int ars, int aks, const float *b,
+                        int K, int accumulate) {
+    float acc0[MM_COLS], acc1[MM_COLS], acc2[MM_COLS], acc3[MM_COLS], acc4[MM_COLS],
+        acc5[MM_COLS];
+    for (int j = 0; j < MM_COLS; j++) {
+        acc0[j] = accumulate ? out[j] : 0.0f;
+        acc1[j] = accumulate ? out[M + j] : 0.0f;
+        acc2[j] = accumulate ? out[2 * M + j] : 0.0f;
+        acc3[j] = accumulate ? out[3 * M + j] : 0.0f;
+        acc4[j] = accumulate ? out[4 * M + j] : 0.0f;
+        acc5[j] = accumulate ? out[5 * M + j] : 0.0f;
+    }
+    for (int k = 0; k < K; k++) {
+        const float *brow = b + (size_t)k * M;
+        const float *ak = a + (size_t)k * aks;
+        float x0 = ak[0], x1 = ak[ars], x2 = ak[2 * ars], x3 = ak[3 * ars], x4 = ak[4 * ars],
+              x5 = ak[5 * ars];
+        for (int j = 0; j < MM_COLS; j++) {
+            float w = brow[j];
+            acc0[j] += x0 * w;
+            acc1[j] += x1 * w;
+            acc2[j] += x2 * w;
+            acc3[j] += x3 * w;
+            acc4[j] += x4 * w;
+            acc5[j] += x5 * w;
+        }
+    }
+    for (int j = 0; j < MM_COLS; j++) {
+        out[j] = acc0[j];
+        out[M + j] = acc1[j];
+        out[2 * M + j] = acc2[j];
+        out[3 * M + j] = acc3[j];
+        out[4 * M + j] = acc4[j];
+        out[5 * M + j] = acc5[j];
+    }
+}
+
+// A partial tile at the bottom or right edge: the same sums, plain loops.
+static void matmul_tile_edge(float *out, int M, const float *a, int ars, int aks, const float *b,
+                             int K, int rows, int cols, int accumulate) {
+    for (int i = 0; i < rows; i++) {
+        float acc[MM_COLS];
+        for (int j = 0; j < cols; j++) acc[j] = accumulate ? out[(size_t)i * M + j] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            float x = a[(size_t)i * ars + (size_t)k * aks];
+            const float *brow = b + (size_t)k * M;
+            for (int j = 0; j < cols; j++) acc[j] += x * brow[j];
+        }
+        for (int j = 0; j < cols; j++) out[(size_t)i * M + j] = acc[j];
+    }
+}
+
+static void matmul_nn(float *out, const float *a, int ars, int aks, const float *b, int N, int K,
+                      int M, int accumulate) {
+    int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, col_tiles = (M + MM_COLS - 1) / MM_COLS;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int rt = 0; rt < row_tiles; rt++) {
+        for (int ct = 0; ct < col_tiles; ct++) {
+            int r0 = rt * MM_ROWS, c0 = ct * MM_COLS;
+            int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS, cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
+            float *o = out + (size_t)r0 * M + c0;
+            const float *ap = a + (size_t)r0 * ars;
+            if (rows == MM_ROWS && cols == MM_COLS) matmul_tile(o, M, ap, ars, aks, b + c0, K, accumulate);
+            else matmul_tile_edge(o, M, ap, ars, aks, b + c0, K, rows, cols, accumulate);
+        }
+    }
+}
+
+// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T with W (OC,C) as stored by PyTorch.
+// W is first transposed into wt (C,OC) so that matmul_nn reads contiguous rows.
+void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
+                    int accumulate, float *wt) {
+    if (N == 0) return;
+#pragma omp parallel for schedule(static) if ((size_t)C * OC > 65536)
+    for (int c = 0; c < C; c++)
+        for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = W[(size_t)o * C + c];
+    matmul_nn(out, inp, C, 1, wt, N, C, OC, accumulate);
+}
+
+// dinp (N,C) += dout (N,OC) @ W         (sum over o in order)
+// dW (OC,C)  += dout^T @ inp            (sum over t in order; dout^T is a strided view)
+void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
+                     int N, int C, int OC) {
+    if (N == 0) return;
+    if (dinp) matmul_nn(dinp, dout, OC, 1, W, N, OC, C, 1);
+    if (dW) matmul_nn(dW, dout, 1, OC, inp, OC, N, C, 1);
+}
+
+// out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
+static void matvec(float *out, const float *x, const float *W, int C, int OC) {
+#pragma omp parallel for schedule(static) if (OC >= 256)
+    for (int o = 0; o < OC; o++) {
+        const float *w = W + (size_t)o * C;
+        float lanes[8] = {0};  // 8 independent partial sums: vectorisable, fixed order
+        int c = 0;
+        for (; c + 8 <= C; c += 8)
+            for (int l = 0; l < 8; l++) lanes[l] += w[c + l] * x[c + l];
+        float s = 0.0f;
+        for (; c < C; c++) s += w[c] * x[c];
+        out[o] = s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                      ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+    }
+}
+
+// RMSNorm (Zhang & Sennrich 2019): out (N,C) = inp * rstd * w,  rstd = 1/sqrt(mean(inp^2) + eps)
+// Rows of inp are `stride` floats apart (C, or more when normalising the head of a wider row).
+static void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride,
+                            const float *w, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *x = inp + (size_t)t * stride;
+        float ss = 0.0f;
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        rstd[t] = r;
+        float *y = out + (size_t)t * C;
+        for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * r);
+    }
+}
+
+// With n = inp * rstd: dinp += rstd * (w*dout - n * mean(w*dout*n)),  dw += sum_t dout * n.
+// dinp and inp rows are `stride` floats apart, dout rows C.
+static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                             int stride, const float *w, const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        const float *x = inp + (size_t)t * stride, *dy = dout + (size_t)t * C;
+        float r = rstd[t], dot = 0.0f;
+        for (int c = 0; c < C; c++) dot += w[c] * dy[c] * x[c] * r;
+        dot /= C;
+        float *dx = dinp + (size_t)t * stride;
+        for (int c = 0; c < C; c++) dx[c] += r * (w[c] * dy[c] - x[c] * r * dot);
+    }
+    if (dw) {
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++) {
+            float s = 0.0f;
+            for (int t = 0; t < N; t++) s += dout[(size_t)t * C + c] * inp[(size_t)t * stride + c] * rstd[t];
+            dw[c] += s;
+        }
+    }
+}
+
+// Interleaved RoPE (rope_interleave, DeepSeek-V3's layout): the pairs (x[2i], x[2i+1]) of the
+// dr rope dims rotate by angle pos * inv_freq[i]. transformers first permutes to [evens | odds]
+// and rotates halves; q and k get the same permutation, so the dot products (all attention sees)
+// are identical. With interleave = 0 the pairs are (x[i], x[i + dr/2]) (LLaMA's rotate_half).
+// vec (dr) at position pos; sign = +1 forward, -1 backward (rotation by -angle = transpose).
+static void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row,
+                        float sign, int interleave) {
+    int half = dr / 2;
+    for (int i = 0; i < half; i++) {
+        int a = interleave ? 2 * i : i, b = interleave ? 2 * i + 1 : i + half;
+        float c = cos_row[i], s = sign * sin_row[i];
+        float x0 = vec[a], x1 = vec[b];
+        vec[a] = x0 * c - x1 * s;
+        vec[b] = x1 * c + x0 * s;
+    }
+}
+// The YaRN attention factor is folded into cos/sin, so a rotation can scale: the transpose of
+// [c -s; s c] is [c s; -s c], which is what sign = -1 gives, with the same scale.
+
+static inline float silu(float z) { return z / (1.0f + expf(-z)); }
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+
+// SwiGLU (Shazeer 2020): out (N,D) = down(silu(gate(x)) * up(x)); g,u,h (N,I) saved.
+void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
+                    const float *Wd, float *g, float *u, float *h, int N, int D, int I,
+                    int accumulate, float *wt) {
+    if (N == 0) return;
+    matmul_forward(g, x, Wg, N, D, I, 0, wt);
+    matmul_forward(u, x, Wu, N, D, I, 0, wt);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < (size_t)N * I; i++) h[i] = silu(g[i]) * u[i];
+    matmul_forward(out, h, Wd, N, I, D, accumulate, wt);
+}
+
+// silu'(z) = s(z) * (1 + z * (1 - s(z))) with s the logistic sigmoid.
+void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
+                     const float *x, const float *Wg, const float *Wu, const float *Wd,
+                     const float *g, const float *u, const float *h, int N, int D, int I,
+                     float *dh, float *dgu) {
+    if (N == 0) return;
+    memset(dh, 0, (size_t)N * I * sizeof(float));
+    matmul_backward(dh, dWd, dout, h, Wd, N, I, D);       // dh = dout @ Wd
+    float *dg = dh, *du = dgu;                             // dg overwrites dh in place
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < (size_t)N * I; i++) {
+        float s = sigmoidf(g[i]);
+        du[i] = dh[i] * g[i] * s;
+        dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    }
+    matmul_backward(dx, dWg, dg, x, Wg, N, D, I);
+    matmul_backward(dx, dWu, du, x, Wu, N, D, I);
+}
+// ==============================================================================================
 // 5. MLA: Multi-head Latent Attention (DeepSeek-V2 §2.1, eqs. 37-47; DeepSeek-V3 eqs. 1-11)
 // ==============================================================================================
 // Training path, "naive" form: the latent c_kv is expanded by kv_b_proj into per-head k_nope and
@@ -1111,6 +1112,7 @@ void model_forward(Model *m, const int *ids, int B, int T) {
     const Config *c = &m->cfg;
     int N = B * T, D = c->hidden_size, L = c->num_hidden_layers;
     Acts *a = &m->acts;
+    m->balance_loss = 0.0f;
     // embedding: x[t] = embed_tokens[ids[t]]
     float *x0 = a->layers[0].x_in;
     for (int t = 0; t < N; t++)
@@ -2608,6 +2610,7 @@ static int make_dir(const char *dir, char *err) {
 
 int checkpoint_load(Model *m, const char *dir, char *err) {
     char path[4096];
+    if (checkpoint_recover(dir, err)) return -1;
     snprintf(path, sizeof(path), "%s/config.json", dir);
     char *text = read_file(path, NULL, err);
     if (!text) return -1;
@@ -2656,11 +2659,107 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
     return 0;
 }
 
-int checkpoint_save(const Model *m, const char *dir, char *err) {
-    if (make_dir(dir, err)) return -1;
+// ----------------------------------------------------------------------------------------------
+// Saving a checkpoint as one atomic set of files
+// ----------------------------------------------------------------------------------------------
+
+// Finishes or discards an interrupted save (see r1.h). Safe to call on any directory.
+int checkpoint_recover(const char *dir, char *err) {
+    char staging[4096], path[4200], dest[4200];
+    snprintf(staging, sizeof(staging), "%s/.staging", dir);
+    DIR *d = opendir(staging);
+    if (!d) return 0;  // nothing interrupted
+    snprintf(path, sizeof(path), "%s/COMMIT", staging);
+    int committed = access(path, F_OK) == 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            strcmp(e->d_name, "COMMIT") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", staging, e->d_name);
+        snprintf(dest, sizeof(dest), "%s/%s", dir, e->d_name);
+        // roll forward a committed set; drop the files of an uncommitted one
+        if (committed ? rename(path, dest) != 0 : remove(path) != 0) {
+            snprintf(err, R1_ERR_LEN, "%s: %s", path, strerror(errno));
+            closedir(d);
+            return -1;
+        }
+    }
+    closedir(d);
+    snprintf(path, sizeof(path), "%s/COMMIT", staging);
+    remove(path);
+    if (rmdir(staging) != 0) {
+        snprintf(err, R1_ERR_LEN, "%s: %s", staging, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+// optimizer.safetensors: adam_m.<name>, adam_v.<name> for every trainable tensor, and
+// train_state (I64): [step, rng state bits, epoch, cursor, adam_step].
+static int save_train_state(const Model *m, const TrainState *ts, const char *path, char *err) {
+    int n = 0;
+    StWrite *w = xcalloc(2 * (size_t)m->n_tensors + 1, sizeof(StWrite));
+    char (*names)[128] = xcalloc(2 * (size_t)m->n_tensors, 128);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamInfo *p = &m->table[i];
+        if (!p->trainable) continue;
+        for (int k = 0; k < 2; k++) {
+            snprintf(names[n], 128, "%s.%s", k ? "adam_v" : "adam_m", p->name);
+            w[n] = (StWrite){names[n], "F32", p->ndim, {p->shape[0], p->shape[1]},
+                             (k ? m->adam_v : m->adam_m) + p->offset};
+            n++;
+        }
+    }
+    int64_t state[5] = {ts->step, (int64_t)ts->rng, ts->epoch, ts->cursor, m->adam_step};
+    w[n++] = (StWrite){"train_state", "I64", 1, {5}, state};
+    const char *meta[] = {"format", "r1.c optimizer state"};
+    int rc = st_write(path, w, n, meta, 1, err);
+    free(w);
+    free(names);
+    return rc;
+}
+
+int checkpoint_load_train_state(Model *m, TrainState *ts, const char *dir, char *err) {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/config.json", dir);
-    if (config_write_json(&m->cfg, path, err)) return -1;
+    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+    StFile f;
+    if (st_read(path, &f, err)) return -1;
+    int rc = -1;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamInfo *p = &m->table[i];
+        if (!p->trainable) continue;
+        for (int k = 0; k < 2; k++) {
+            char name[128];
+            snprintf(name, sizeof(name), "%s.%s", k ? "adam_v" : "adam_m", p->name);
+            StTensor *t = st_find(&f, name);
+            if (!t || strcmp(t->dtype, "F32") != 0 || t->end - t->begin != p->numel * 4) {
+                snprintf(err, R1_ERR_LEN, "%s: tensor %s is missing or has the wrong shape", path,
+                         name);
+                goto done;
+            }
+            memcpy((k ? m->adam_v : m->adam_m) + p->offset, f.data + t->begin, p->numel * 4);
+        }
+    }
+    StTensor *t = st_find(&f, "train_state");
+    if (!t || strcmp(t->dtype, "I64") != 0 || t->end - t->begin != 5 * 8) {
+        snprintf(err, R1_ERR_LEN, "%s: train_state is missing or malformed", path);
+        goto done;
+    }
+    int64_t state[5];
+    memcpy(state, f.data + t->begin, sizeof(state));
+    ts->step = state[0];
+    ts->rng = (uint64_t)state[1];
+    ts->epoch = state[2];
+    ts->cursor = state[3];
+    m->adam_step = state[4];
+    rc = 0;
+done:
+    st_free(&f);
+    return rc;
+}
+
+static int save_weights(const Model *m, const char *path, char *err) {
     StWrite *w = xcalloc((size_t)m->n_tensors, sizeof(StWrite));
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamInfo *p = &m->table[i];
@@ -2669,11 +2768,30 @@ int checkpoint_save(const Model *m, const char *dir, char *err) {
                          .data = m->params + p->offset};
     }
     const char *meta[] = {"format", "pt"};
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     int rc = st_write(path, w, m->n_tensors, meta, 1, err);
     free(w);
     return rc;
 }
+
+int checkpoint_save(const Model *m, const Tokenizer *tok, const TrainState *ts, const char *dir,
+                    char *err) {
+    char staging[4096], path[4200];
+    if (make_dir(dir, err) || checkpoint_recover(dir, err)) return -1;
+    snprintf(staging, sizeof(staging), "%s/.staging", dir);
+    if (make_dir(staging, err)) return -1;
+    snprintf(path, sizeof(path), "%s/config.json", staging);
+    if (config_write_json(&m->cfg, path, err)) return -1;
+    snprintf(path, sizeof(path), "%s/model.safetensors", staging);
+    if (save_weights(m, path, err)) return -1;
+    if (tok && tokenizer_save(tok, staging, err)) return -1;
+    snprintf(path, sizeof(path), "%s/optimizer.safetensors", staging);
+    if (ts && m->adam_m && save_train_state(m, ts, path, err)) return -1;
+    // the set is complete: commit it, then move it in
+    snprintf(path, sizeof(path), "%s/COMMIT", staging);
+    if (write_text_atomic(path, "complete\n", err)) return -1;
+    return checkpoint_recover(dir, err);
+}
+
 // ==============================================================================================
 // 12. Parameter counting, `info`
 // ==============================================================================================
@@ -3007,19 +3125,47 @@ static void synthetic_batch(Rng *rng, int *ids, int B, int T, int V) {
     }
 }
 
-// One optimisation step: forward, loss head, backward, AdamW, bias update. Returns the loss.
-static float train_step(Model *m, const int *ids, const float *mask, float *dlogits,
-                        const AdamWConfig *oc, float gamma, float *grad_norm) {
+typedef struct {
+    float loss;          // the loss head's value (mean cross-entropy)
+    float balance_loss;  // the sequence-wise balance loss (0 when alpha is 0)
+    float grad_norm;     // global gradient norm before clipping
+    float load_ratio;    // max / mean tokens per expert, averaged over the MoE layers (1 = even)
+} StepStats;
+
+// max/mean expert load of each MoE layer since the last reset, averaged over layers.
+static float expert_load_ratio(const Model *m) {
+    const Config *c = &m->cfg;
+    int E = c->n_routed_experts, n = 0;
+    double sum = 0.0;
+    for (int l = c->first_k_dense_replace; l < c->num_hidden_layers; l++) {
+        const long *load = m->expert_load + (size_t)l * E;
+        double mean = 0.0, max = 0.0;
+        for (int e = 0; e < E; e++) {
+            mean += load[e];
+            if (load[e] > max) max = load[e];
+        }
+        mean /= E;
+        if (mean > 0) { sum += max / mean; n++; }
+    }
+    return n ? (float)(sum / n) : 1.0f;
+}
+
+// One optimisation step: forward, loss head, backward, AdamW, then DeepSeek-V3's
+// auxiliary-loss-free bias update from this batch's expert loads.
+static StepStats train_step(Model *m, const int *ids, const float *mask, float *dlogits,
+                            const AdamWConfig *oc, float gamma) {
     int B = m->acts.B, T = m->acts.T, V = m->cfg.vocab_size;
+    StepStats st;
     model_forward(m, ids, B, T);
-    float loss = cross_entropy_forward_backward(m->acts.logits, ids, mask, B, T, V, dlogits);
+    st.loss = cross_entropy_forward_backward(m->acts.logits, ids, mask, B, T, V, dlogits);
+    st.balance_loss = m->balance_loss;
     model_zero_grad(m);
     model_backward(m, ids, dlogits);
-    float norm = adamw_step(m, oc);
-    if (grad_norm) *grad_norm = norm;
-    moe_update_bias(m, gamma);  // DeepSeek-V3's auxiliary-loss-free balancing, after each step
+    st.grad_norm = adamw_step(m, oc);
+    st.load_ratio = expert_load_ratio(m);
+    moe_update_bias(m, gamma);
     moe_reset_load(m);
-    return loss;
+    return st;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -3058,18 +3204,272 @@ static int cmd_train(int argc, char **argv) {
     double t0 = now_seconds();
     for (int step = 1; step <= steps; step++) {
         synthetic_batch(&rng, ids, B, T, c.vocab_size);
-        float norm;
-        float loss = train_step(&m, ids, NULL, dlogits, &oc, gamma, &norm);
+        StepStats st = train_step(&m, ids, NULL, dlogits, &oc, gamma);
         if (step == 1 || step % 10 == 0 || step == steps)
-            printf("step %4d  loss %.4f  grad norm %.3f  %.0f tokens/s\n", step, loss, norm,
-                   (double)step * B * T / (now_seconds() - t0));
+            printf("step %4d  loss %.4f  grad norm %.3f  %.0f tokens/s\n", step, st.loss,
+                   st.grad_norm, (double)step * B * T / (now_seconds() - t0));
     }
     if (out) {
-        if (checkpoint_save(&m, out, err)) die("%s", err);
+        if (checkpoint_save(&m, NULL, NULL, out, err)) die("%s", err);
         printf("saved %s\n", out);
     }
     free(ids);
     free(dlogits);
+    model_free(&m);
+    return 0;
+}
+
+// ==============================================================================================
+// 15. Pretraining: packed batches from a text corpus, the DeepSeek-V3 LR schedule, resumable
+// ==============================================================================================
+// DeepSeek-V3 §4.2: linear warmup (2K steps) to the peak LR, constant for ~2/3 of training,
+// cosine decay to 10% of the peak, and a short stretch at the end at the low rate. Scaled down:
+// warmup, constant until decay_start, cosine down to lr_min by the last step.
+
+typedef struct {
+    float lr_max, lr_min;
+    long warmup, decay_start, total;
+} LrSchedule;
+
+static float lr_at(const LrSchedule *s, long step) {  // step counts from 0
+    if (step < s->warmup) return s->lr_max * (float)(step + 1) / (float)s->warmup;
+    if (step < s->decay_start || s->total <= s->decay_start) return s->lr_max;
+    double progress = (double)(step - s->decay_start) / (double)(s->total - s->decay_start);
+    if (progress > 1) progress = 1;
+    return (float)(s->lr_min + 0.5 * (s->lr_max - s->lr_min) * (1 + cos(M_PI * progress)));
+}
+
+// The token stream: the corpus encoded once; documents (separated by blank lines) end with EOS.
+// The stream is cut into windows of T tokens; the last `heldout` windows are never trained on.
+typedef struct {
+    int *ids;
+    long n;                  // tokens
+    long n_windows, n_train; // windows of T tokens; the first n_train are for training
+    int T;
+    long *order;             // (n_train) the shuffled window order of epoch order_epoch
+    long order_epoch;
+} TokenData;
+
+// Encodes text, one document (blank-line separated) at a time, with EOS after each.
+static int *encode_corpus(const Tokenizer *tok, const char *text, size_t len, long *n_out) {
+    size_t cap = len + 16;
+    int *ids = xcalloc(cap, sizeof(int));
+    long n = 0;
+    size_t start = 0;
+    while (start < len) {
+        const char *hit = strstr(text + start, "\n\n");
+        size_t end = hit ? (size_t)(hit - text) : len;
+        if (end > start) {
+            int k = tokenizer_encode(tok, text + start, end - start, ids + n, (int)(cap - n - 1));
+            if (k < 0) die("corpus: a document did not fit the token buffer");
+            n += k;
+            ids[n++] = TOK_EOS;
+        }
+        start = end + 2;
+    }
+    *n_out = n;
+    return ids;
+}
+
+// The window order of an epoch is a function of (seed, epoch) alone, so a resumed run rebuilds
+// it from the TrainState without saving the permutation.
+static void shuffle_windows(TokenData *d, uint64_t seed, long epoch) {
+    Rng rng;
+    rng_seed(&rng, seed + 0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1));
+    for (long i = 0; i < d->n_train; i++) d->order[i] = i;
+    for (long i = d->n_train - 1; i > 0; i--) {  // Fisher-Yates
+        long j = (long)(rng_next(&rng) % (uint64_t)(i + 1));
+        long t = d->order[i];
+        d->order[i] = d->order[j];
+        d->order[j] = t;
+    }
+    d->order_epoch = epoch;
+}
+
+// Fills ids (B,T) with the next B training windows, moving to the next epoch at the end.
+static void next_batch(TokenData *d, TrainState *ts, int *ids, int B) {
+    for (int b = 0; b < B; b++) {
+        if (d->order_epoch != ts->epoch) shuffle_windows(d, ts->rng, ts->epoch);
+        long w = d->order[ts->cursor];
+        memcpy(ids + (size_t)b * d->T, d->ids + w * d->T, (size_t)d->T * sizeof(int));
+        if (++ts->cursor == d->n_train) {
+            ts->cursor = 0;
+            ts->epoch++;
+        }
+    }
+}
+
+// Mean loss over (up to max_batches of) the held-out windows.
+static float heldout_loss(Model *m, const TokenData *d, int *ids, int B, int max_batches) {
+    double sum = 0.0;
+    int batches = 0;
+    for (long w = d->n_train; w + B <= d->n_windows && batches < max_batches; w += B) {
+        memcpy(ids, d->ids + w * d->T, (size_t)B * d->T * sizeof(int));
+        model_forward(m, ids, B, d->T);
+        sum += cross_entropy_forward_backward(m->acts.logits, ids, NULL, B, d->T,
+                                              m->cfg.vocab_size, NULL);
+        batches++;
+    }
+    moe_reset_load(m);  // evaluation does not count towards the balancing statistics
+    return batches ? (float)(sum / batches) : NAN;
+}
+
+// A progress line: redrawn in place in a terminal, one plain line per report in a pipe.
+static void progress(int tty, long step, long total, const StepStats *st, float lr, double tps,
+                     double eta) {
+    char line[256];
+    snprintf(line, sizeof(line), "step %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | load max/mean "
+             "%.2f | ETA %dm%02ds", step, total, st->loss, lr, tps, st->load_ratio,
+             (int)eta / 60, (int)eta % 60);
+    if (tty) printf("\r%-100s", line);
+    else printf("%s\n", line);
+    fflush(stdout);
+}
+
+// Keeps the lines of metrics.jsonl whose "step" is <= step (used on resume), so that the file
+// reads as if the run had never stopped.
+static void truncate_metrics(const char *path, long step) {
+    char err[R1_ERR_LEN];
+    size_t size;
+    char *text = read_file(path, &size, err);
+    if (!text) return;
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        const char *at = strstr(line, "\"step\": ");
+        if (at && at < line + n && atol(at + 8) <= step) fwrite(line, 1, n, f);
+        line += n;
+    }
+    fclose(f);
+    free(text);
+}
+
+static int cmd_pretrain(int argc, char **argv) {
+    static const char *const known[] = {
+        "--config", "--data", "--tokenizer", "--out", "--steps", "--batch", "--seq", "--lr",
+        "--lr-min", "--warmup", "--decay-start", "--gamma", "--alpha", "--eval-every",
+        "--save-every", "--heldout", "--seed", NULL};
+    static const char *const bools[] = {"--resume", NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--config", "small");
+    const char *data_path = arg_str(argc, argv, "--data", NULL);
+    const char *tok_dir = arg_str(argc, argv, "--tokenizer", NULL);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (!data_path || !out) die("pretrain: needs --data FILE --out DIR");
+    int resume = arg_flag(argc, argv, "--resume");
+    long steps = arg_long(argc, argv, "--steps", 1000, 1, 100000000);
+    int B = (int)arg_long(argc, argv, "--batch", 16, 1, 4096);
+    int T = (int)arg_long(argc, argv, "--seq", 128, 2, 1 << 20);
+    LrSchedule sched = {.lr_max = (float)arg_double(argc, argv, "--lr", 3e-3, 0, 10),
+                        .total = steps};
+    sched.lr_min = (float)arg_double(argc, argv, "--lr-min", sched.lr_max * 0.1, 0, 10);
+    sched.warmup = arg_long(argc, argv, "--warmup", steps / 50 + 1, 1, steps);
+    sched.decay_start = arg_long(argc, argv, "--decay-start", steps * 2 / 3, 0, steps);
+    float gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0, 1);
+    float alpha = (float)arg_double(argc, argv, "--alpha", 1e-4, 0, 1);
+    long eval_every = arg_long(argc, argv, "--eval-every", 50, 1, 100000000);
+    long save_every = arg_long(argc, argv, "--save-every", 100, 1, 100000000);
+    double heldout = arg_double(argc, argv, "--heldout", 0.05, 0.0, 0.5);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    char err[R1_ERR_LEN], path[4096];
+    Model m;
+    Tokenizer tok;
+    TrainState ts = {0};
+    if (resume) {
+        // everything comes from the run directory: model, tokenizer, optimizer, data position
+        load_model_or_die(&m, out);
+        if (tokenizer_load(&tok, out, err)) die("%s", err);
+    } else {
+        Config c;
+        if (config_preset(preset, &c, err) || model_create(&m, &c, err)) die("%s", err);
+        model_init_random(&m, seed);
+        if (tok_dir) {
+            if (tokenizer_load(&tok, tok_dir, err)) die("%s", err);
+        }
+    }
+    if (T > m.cfg.max_position_embeddings)
+        die("pretrain: --seq %d exceeds max_position_embeddings %d", T,
+            m.cfg.max_position_embeddings);
+    size_t len;
+    char *text = read_file(data_path, &len, err);
+    if (!text) die("%s", err);
+    if (!resume && !tok_dir) {
+        double t0 = now_seconds();
+        if (tokenizer_train(&tok, text, len, m.cfg.vocab_size, err)) die("%s", err);
+        printf("trained a %d-token BPE tokenizer on %s in %.1f s\n", tok.vocab_size, data_path,
+               now_seconds() - t0);
+    }
+    if (tok.vocab_size > m.cfg.vocab_size)
+        die("pretrain: tokenizer has %d tokens, the model's vocab_size is %d", tok.vocab_size,
+            m.cfg.vocab_size);
+    TokenData d = {.T = T, .order_epoch = -1};
+    d.ids = encode_corpus(&tok, text, len, &d.n);
+    free(text);
+    d.n_windows = d.n / T;
+    d.n_train = d.n_windows - (long)(d.n_windows * heldout);
+    if (d.n_train < B) die("pretrain: %s has %ld tokens: too few for batches of %d x %d", data_path, d.n, B, T);
+    d.order = xcalloc((size_t)d.n_train, sizeof(long));
+    if (model_alloc_training(&m, B, T, err)) die("%s", err);
+    m.balance_alpha = alpha;
+    if (resume) {
+        if (checkpoint_load_train_state(&m, &ts, out, err)) die("%s", err);
+    } else {
+        ts.rng = seed;  // the data-order seed: epoch e is shuffled by rng_seed(seed + f(e))
+    }
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
+    if (make_dir(out, err)) die("%s", err);
+    if (resume) truncate_metrics(path, ts.step);
+    else remove(path);
+    FILE *metrics = fopen(path, "ab");
+    if (!metrics) die("%s: %s", path, strerror(errno));
+    AdamWConfig oc = adamw_defaults();
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    float *dlogits = xcalloc((size_t)B * T * m.cfg.vocab_size, sizeof(float));
+    int tty = isatty(fileno(stdout));
+    ParamCount pc;
+    count_params(&m.cfg, &pc);
+    printf("pretraining %s: %.2fM parameters (%.2fM activated), %ld tokens (%ld train windows, "
+           "%ld held out) of %d, batch %d x %d, steps %ld -> %ld\n", resume ? out : preset,
+           pc.total / 1e6, pc.activated / 1e6, d.n, d.n_train, d.n_windows - d.n_train, T, B, T, ts.step, steps);
+    double t0 = now_seconds();
+    long first = ts.step;
+    while (ts.step < steps) {
+        oc.lr = lr_at(&sched, ts.step);
+        next_batch(&d, &ts, ids, B);
+        StepStats st = train_step(&m, ids, NULL, dlogits, &oc, gamma);
+        ts.step++;
+        double elapsed = now_seconds() - t0, tps = (ts.step - first) * (double)B * T / elapsed;
+        double eta = elapsed / (ts.step - first) * (steps - ts.step);
+        float eval = NAN;
+        if (ts.step % eval_every == 0 || ts.step == steps) eval = heldout_loss(&m, &d, ids, B, 8);
+        fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"balance_loss\": %.6g, \"lr\": %.6g, "
+                "\"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"load_max_over_mean\": %.4f, "
+                "\"epoch\": %ld", ts.step, st.loss, st.balance_loss, oc.lr, st.grad_norm, tps,
+                st.load_ratio, ts.epoch);
+        if (!isnan(eval)) fprintf(metrics, ", \"heldout_loss\": %.6f", eval);
+        fprintf(metrics, "}\n");
+        fflush(metrics);
+        if (tty || ts.step % 10 == 0 || ts.step == steps || !isnan(eval))
+            progress(tty, ts.step, steps, &st, oc.lr, tps, eta);
+        if (!isnan(eval)) {
+            if (tty) printf("\n");
+            printf("step %ld: held-out loss %.4f\n", ts.step, eval);
+        }
+        if (ts.step % save_every == 0 || ts.step == steps) {
+            if (checkpoint_save(&m, &tok, &ts, out, err)) die("%s", err);
+        }
+    }
+    if (tty) printf("\n");
+    printf("base model saved in %s (config.json, model.safetensors, tokenizer.json, "
+           "optimizer.safetensors, metrics.jsonl)\n", out);
+    fclose(metrics);
+    free(ids);
+    free(dlogits);
+    free(d.ids);
+    free(d.order);
+    tokenizer_free(&tok);
     model_free(&m);
     return 0;
 }
@@ -3107,7 +3507,7 @@ static void bench_training(const char *label, const Config *c, int B, int T, int
     float *dlogits = xcalloc((size_t)B * T * c->vocab_size, sizeof(float));
     synthetic_batch(&rng, ids, B, T, c->vocab_size);
     AdamWConfig oc = adamw_defaults();
-    train_step(&m, ids, NULL, dlogits, &oc, 1e-3f, NULL);  // warm-up
+    train_step(&m, ids, NULL, dlogits, &oc, 1e-3f);  // warm-up
     double fwd = 0, bwd = 0, step_time = 0;
     for (int s = 0; s < steps; s++) {
         double t0 = now_seconds();
@@ -3249,6 +3649,9 @@ static void usage(void) {
            "               [--temperature T] [--top-p P] [--seed S] [--print-ids]\n"
            "  ./r1 train   [--config small | --init DIR] [--steps N] [--batch B] [--seq T] [--lr LR]\n"
            "               [--gamma G] [--seed S] [--out DIR]\n"
+           "  ./r1 pretrain --data FILE --out DIR [--config small] [--tokenizer DIR] [--steps N]\n"
+           "               [--batch B] [--seq T] [--lr LR] [--warmup N] [--gamma G] [--alpha A]\n"
+           "               [--eval-every N] [--save-every N] [--seed S] [--resume]\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
            "presets:\n");
     config_list_presets(stdout);
@@ -3264,6 +3667,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "forward") == 0) return cmd_forward(argc, argv);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc, argv);
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
+    if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     die("unknown command '%s' (see ./r1 help)", cmd);
     return 1;

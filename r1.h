@@ -197,6 +197,8 @@ typedef struct {
     float *wt_scratch;    // transposed-weight scratch for matmul_forward
     size_t wt_scratch_size;
     long *expert_load;    // (L, E) tokens routed to each expert since the last reset
+    float balance_alpha;  // sequence-wise balance loss weight alpha (DeepSeek-V3 eq. 17-20); 0 = off
+    float balance_loss;   // its value in the last forward (summed over MoE layers)
 } Model;
 
 // Builds the parameter table and allocates params (zeroed). Does not allocate activations.
@@ -251,6 +253,11 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
 // selection only, weights normalised and scaled. idx (K), w (K).
 void moe_route_token(const Config *c, const float *logits, const float *bias, float *s,
                      int *idx, float *w);
+// Sequence-wise balance loss of one MoE layer (DeepSeek-V3 eqs. 17-20) for the routing in a:
+// returns alpha * mean over sequences of sum_i f_i P_i. With dlogits (N,E) non-NULL, adds its
+// gradient with respect to the router logits.
+float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, float alpha,
+                       float *dlogits);
 // Auxiliary-loss-free balancing (DeepSeek-V3 §2.1.2): b_i += gamma * sign(mean load - load_i).
 void moe_update_bias(Model *m, float gamma);
 void moe_reset_load(Model *m);
@@ -356,11 +363,79 @@ typedef struct {
 int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
              char *err);
 
-// Checkpoint directory: config.json + model.safetensors (hub names).
-int checkpoint_load(Model *m, const char *dir, char *err);   // creates the model
-int checkpoint_save(const Model *m, const char *dir, char *err);
+
 
 // Reads a whole file into a NUL-terminated buffer.
 char *read_file(const char *path, size_t *size, char *err);
+
+// ----------------------------------------------------------------------------------------------
+// Tokenizer: byte-level BPE with single-digit pre-splitting and the DeepSeek-R1 special tokens
+// (r1.c, section "Tokenizer"). Saved as Hugging Face tokenizer.json + tokenizer_config.json.
+// ----------------------------------------------------------------------------------------------
+enum {
+    TOK_BOS = 0,         // <｜begin▁of▁sentence｜>
+    TOK_EOS = 1,         // <｜end▁of▁sentence｜>
+    TOK_PAD = 2,         // <｜▁pad▁｜>
+    TOK_USER = 3,        // <｜User｜>
+    TOK_ASSISTANT = 4,   // <｜Assistant｜>
+    TOK_THINK = 5,       // <think>
+    TOK_THINK_END = 6,   // </think>
+    TOK_ANSWER = 7,      // <answer>
+    TOK_ANSWER_END = 8,  // </answer>
+    TOK_N_SPECIAL = 9    // then 256 byte tokens, then one token per merge
+};
+
+typedef struct {
+    int vocab_size;          // specials + 256 bytes + merges
+    int n_merges;
+    int (*merges)[2];        // merge i joins tokens merges[i][0], merges[i][1] into token
+                             // TOK_N_SPECIAL + 256 + i; lower i = higher priority
+    unsigned char **bytes;   // bytes[id]: the raw bytes a token stands for (specials: their text)
+    int *len;                // len[id]
+    void *index;             // private lookup tables (pair -> merge rank), built on load/train
+} Tokenizer;
+
+// Trains on text: merges are learned inside pre-tokenized chunks (never across a digit, and
+// never across a space boundary). vocab_size includes specials and bytes.
+int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, char *err);
+// Encodes UTF-8 text (special-token strings in the text become their ids). Returns the number
+// of ids written, or -1 if more than cap would be needed.
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int *ids, int cap);
+// Decodes ids into a malloc'd NUL-terminated string (bytes of every token concatenated).
+char *tokenizer_decode(const Tokenizer *t, const int *ids, int n);
+// Writes dir/tokenizer.json and dir/tokenizer_config.json (with the chat template).
+int tokenizer_save(const Tokenizer *t, const char *dir, char *err);
+// Reads dir/tokenizer.json written by tokenizer_save.
+int tokenizer_load(Tokenizer *t, const char *dir, char *err);
+void tokenizer_free(Tokenizer *t);
+
+// ----------------------------------------------------------------------------------------------
+// Checkpoints (r1.c, section 11)
+// ----------------------------------------------------------------------------------------------
+// Where a training run stands, saved in optimizer.safetensors beside the model so that
+// `--resume` continues bit for bit.
+typedef struct {
+    long step;          // optimizer steps done
+    uint64_t rng;       // the data-order RNG state
+    long epoch, cursor; // position in the shuffled order of training windows
+} TrainState;
+
+// Checkpoint directory: config.json + model.safetensors (hub names) [+ tokenizer files]
+// [+ optimizer.safetensors]. Saving writes every file into DIR/.staging/ first, then an atomic
+// COMMIT marker, then moves them in; checkpoint_recover finishes a committed set or discards an
+// uncommitted one, so an interrupted save never loses the previous checkpoint.
+int checkpoint_load(Model *m, const char *dir, char *err);   // creates the model
+int checkpoint_save(const Model *m, const Tokenizer *tok, const TrainState *ts, const char *dir,
+                    char *err);
+int checkpoint_recover(const char *dir, char *err);
+// Loads the AdamW moments and the TrainState of dir/optimizer.safetensors into a model that has
+// its training buffers allocated.
+int checkpoint_load_train_state(Model *m, TrainState *ts, const char *dir, char *err);
+
+// ----------------------------------------------------------------------------------------------
+// The toy reasoning world: tasks, verifiers, datasets (grpo.c)
+// ----------------------------------------------------------------------------------------------
+// `./r1 data ...`: generates task sets and the pretraining corpus (JSON Lines / text).
+int cmd_data(int argc, char **argv);
 
 #endif
