@@ -1384,6 +1384,26 @@ void decode_step(const Model *m, DecodeState *s, int token, int pos) {
     matvec(s->logits, s->xb, m->p.lm_head, D, c->vocab_size);
 }
 
+// Continues ids: feeds ids[n_cached..n) into the cache (positions n_cached..n-1), then samples
+// until EOS, or until the sequence holds max_len tokens. Calls on_token (if given) for each new
+// token. Returns the new length; the cache then holds every position but the last token's.
+int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int max_len,
+             const SamplingConfig *sc, Rng *rng, float *probs,
+             void (*on_token)(int id, void *ctx), void *ctx) {
+    if (max_len > s->max_T) max_len = s->max_T;
+    int len = n;
+    for (int pos = n_cached; len < max_len; pos++) {
+        decode_step(m, s, ids[pos], pos);   // feeds ids[pos]; s->logits predict position pos+1
+        if (pos + 1 < len) continue;         // still reading the prompt
+        int next = sample_token(s->logits, m->cfg.vocab_size, sc->temperature, sc->top_p, rng,
+                                probs);
+        ids[len++] = next;
+        if (on_token) on_token(next, ctx);
+        if (next == m->cfg.eos_token_id) break;
+    }
+    return len;
+}
+
 // ----------------------------------------------------------------------------------------------
 // Sampling: greedy, temperature, top-p (Holtzman et al. 2020)
 // ----------------------------------------------------------------------------------------------
@@ -3057,7 +3077,7 @@ static int parse_ids(const char *s, int V, int *ids, int cap) {
         long v = strtol(s, &end, 10);
         if (end == s || errno) die("--prompt-ids: '%s' is not a list of integers", s);
         if (v < 0 || v >= V) die("--prompt-ids: token id %ld is out of range 0..%d", v, V - 1);
-        if (n == cap) die("--prompt-ids: more than %d ids", cap);
+        if (n == cap) die("--prompt-ids: the prompt is longer than the context (%d tokens)", cap);
         ids[n++] = (int)v;
         s = end;
     }
@@ -3065,51 +3085,153 @@ static int parse_ids(const char *s, int V, int *ids, int cap) {
     return n;
 }
 
+// Streams decoded text token by token.
+static void print_token(int id, void *ctx) {
+    const Tokenizer *tok = ctx;
+    if (id == TOK_EOS) return;
+    char *text = tokenizer_decode(tok, &id, 1);
+    if (text) fputs(text, stdout);
+    free(text);
+    fflush(stdout);
+}
+
+// The chat template of tokenizer_config.json: BOS <｜User｜>prompt<｜Assistant｜>, or the
+// R1-Zero template (DeepSeek-R1 Table 1), or the raw text.
+static int encode_prompt(const Tokenizer *tok, const char *template, const char *prompt, int *ids,
+                         int cap) {
+    char *text = NULL;
+    size_t len = strlen(prompt);
+    int n = 0;
+    if (cap < 4) return -1;
+    ids[n++] = TOK_BOS;
+    if (strcmp(template, "chat") == 0) {
+        ids[n++] = TOK_USER;
+        int k = tokenizer_encode(tok, prompt, len, ids + n, cap - n - 1);
+        if (k < 0) return -1;
+        n += k;
+        ids[n++] = TOK_ASSISTANT;
+        return n;
+    }
+    if (strcmp(template, "r1-zero") == 0) {
+        text = xcalloc(len + 1024, 1);
+        sprintf(text, "%s%s. Assistant:", R1_ZERO_TEMPLATE, prompt);
+        prompt = text;
+        len = strlen(text);
+    } else if (strcmp(template, "none") != 0) {
+        die("--template: '%s' is not chat, r1-zero or none", template);
+    }
+    int k = tokenizer_encode(tok, prompt, len, ids + n, cap - n);
+    free(text);
+    return k < 0 ? -1 : n + k;
+}
+
 static int cmd_sample(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--prompt-ids", "--max-new-tokens",
-                                        "--temperature", "--top-p", "--seed", NULL};
+    static const char *const known[] = {"--model", "--prompt-ids", "--prompt", "--template",
+                                        "--max-new-tokens", "--temperature", "--top-p", "--seed",
+                                        NULL};
     static const char *const bools[] = {"--print-ids", NULL};
     check_flags(argc, argv, known, bools);
     const char *dir = arg_str(argc, argv, "--model", NULL);
-    const char *prompt = arg_str(argc, argv, "--prompt-ids", NULL);
-    if (!dir || !prompt) die("sample: needs --model DIR --prompt-ids \"1 2 3\"");
-    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 32, 0, 1 << 20);
-    float temperature = (float)arg_double(argc, argv, "--temperature", 0.0, 0.0, 100.0);
-    float top_p = (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0);
+    const char *prompt_ids = arg_str(argc, argv, "--prompt-ids", NULL);
+    const char *prompt = arg_str(argc, argv, "--prompt", NULL);
+    const char *template = arg_str(argc, argv, "--template", "chat");
+    if (!dir || (!prompt_ids == !prompt))
+        die("sample: needs --model DIR and one of --prompt-ids \"1 2 3\" or --prompt TEXT");
+    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 64, 0, 1 << 20);
+    SamplingConfig sc = {(float)arg_double(argc, argv, "--temperature", 0.0, 0.0, 100.0),
+                         (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0)};
     uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    int print_ids = arg_flag(argc, argv, "--print-ids") || prompt_ids;
+    char err[R1_ERR_LEN];
     Model m;
     load_model_or_die(&m, dir);
     int ctx = m.cfg.max_position_embeddings;
     int *ids = xcalloc((size_t)ctx + 1, sizeof(int));
-    int n = parse_ids(prompt, m.cfg.vocab_size, ids, ctx);
-    if (n > ctx) die("prompt of %d tokens is longer than the context (%d)", n, ctx);
+    Tokenizer tok;
+    int have_tok = 0, n;
+    if (prompt) {
+        if (tokenizer_load(&tok, dir, err)) die("%s", err);
+        have_tok = 1;
+        n = encode_prompt(&tok, template, prompt, ids, ctx);
+        if (n < 0) die("the prompt is longer than the context (%d tokens)", ctx);
+    } else {
+        n = parse_ids(prompt_ids, m.cfg.vocab_size, ids, ctx);
+    }
     int total = n + max_new;
     if (total > ctx) {
         fprintf(stderr, "r1: note: stopping at the context length %d\n", ctx);
         total = ctx;
     }
-    char err[R1_ERR_LEN];
     DecodeState s;
     if (decode_state_create(&s, &m, total, err)) die("%s", err);
     Rng rng;
     rng_seed(&rng, seed);
     float *probs = xcalloc((size_t)m.cfg.vocab_size, sizeof(float));
-    int len = n;
-    for (int pos = 0; len < total; pos++) {
-        decode_step(&m, &s, ids[pos], pos);  // feeds ids[pos]; s.logits predict position pos+1
-        if (pos + 1 < len) continue;          // still reading the prompt
-        int next = sample_token(s.logits, m.cfg.vocab_size, temperature, top_p, &rng, probs);
-        ids[len++] = next;
-        if (next == m.cfg.eos_token_id) break;
+    int len = generate(&m, &s, ids, 0, n, total, &sc, &rng, probs,
+                       print_ids ? NULL : print_token, have_tok ? &tok : NULL);
+    if (print_ids) {
+        for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
     }
-    for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
     printf("\n");
+    if (have_tok) tokenizer_free(&tok);
     free(probs);
     free(ids);
     decode_state_free(&s);
     model_free(&m);
     return 0;
 }
+
+// An interactive conversation: each turn is appended to the same latent KV cache.
+static int cmd_chat(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--max-new-tokens", "--temperature", "--top-p",
+                                        "--seed", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    if (!dir) die("chat: needs --model DIR");
+    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 256, 1, 1 << 20);
+    SamplingConfig sc = {(float)arg_double(argc, argv, "--temperature", 0.6, 0.0, 100.0),
+                         (float)arg_double(argc, argv, "--top-p", 0.95, 1e-6, 1.0)};
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    char err[R1_ERR_LEN], line[4096];
+    Model m;
+    Tokenizer tok;
+    load_model_or_die(&m, dir);
+    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    int ctx = m.cfg.max_position_embeddings, len = 0, cached = 0;
+    int *ids = xcalloc((size_t)ctx + 1, sizeof(int));
+    DecodeState s;
+    if (decode_state_create(&s, &m, ctx, err)) die("%s", err);
+    Rng rng;
+    rng_seed(&rng, seed);
+    float *probs = xcalloc((size_t)m.cfg.vocab_size, sizeof(float));
+    ids[len++] = TOK_BOS;
+    printf("chat with %s (context %d tokens; an empty line or Ctrl-D ends)\n", dir, ctx);
+    while (printf("> "), fflush(stdout), fgets(line, sizeof(line), stdin)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0]) break;
+        int room = ctx - len - 2;
+        int k = room > 0 ? tokenizer_encode(&tok, line, strlen(line), ids + len + 1, room) : -1;
+        if (k < 0) {
+            printf("(the context is full)\n");
+            break;
+        }
+        ids[len] = TOK_USER;
+        len += 1 + k;
+        ids[len++] = TOK_ASSISTANT;
+        int end = len + max_new < ctx ? len + max_new : ctx;
+        len = generate(&m, &s, ids, cached, len, end, &sc, &rng, probs, print_token, &tok);
+        cached = len - 1;
+        printf("\n");
+    }
+    tokenizer_free(&tok);
+    free(probs);
+    free(ids);
+    decode_state_free(&s);
+    model_free(&m);
+    return 0;
+}
+
 // ==============================================================================================
 // 14. `train`: a short pretraining run on a synthetic stream (loss must fall)
 // ==============================================================================================
@@ -3645,8 +3767,10 @@ static void usage(void) {
     printf("r1: the DeepSeek-R1 system in plain C\n\n"
            "  ./r1 info    --config NAME | --model DIR    architecture, parameter counts, KV cache\n"
            "  ./r1 forward --model DIR --input IN.safetensors --out OUT.safetensors [--backward]\n"
-           "  ./r1 sample  --model DIR --prompt-ids \"37 43 12\" [--max-new-tokens N]\n"
-           "               [--temperature T] [--top-p P] [--seed S] [--print-ids]\n"
+           "  ./r1 sample  --model DIR (--prompt TEXT [--template chat|r1-zero|none] |\n"
+           "               --prompt-ids \"37 43 12\") [--max-new-tokens N] [--temperature T]\n"
+           "               [--top-p P] [--seed S] [--print-ids]\n"
+           "  ./r1 chat    --model DIR [--temperature T] [--top-p P]\n"
            "  ./r1 train   [--config small | --init DIR] [--steps N] [--batch B] [--seq T] [--lr LR]\n"
            "               [--gamma G] [--seed S] [--out DIR]\n"
            "  ./r1 pretrain --data FILE --out DIR [--config small] [--tokenizer DIR] [--steps N]\n"
@@ -3666,6 +3790,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
     if (strcmp(cmd, "forward") == 0) return cmd_forward(argc, argv);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc, argv);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);

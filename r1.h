@@ -327,6 +327,25 @@ Json *json_get(const Json *obj, const char *key);  // NULL if obj is not an obje
 // Writes s as a JSON string literal (with quotes and escapes) to f.
 void json_write_string(FILE *f, const char *s);
 
+typedef struct {
+    float temperature;  // 0: greedy
+    float top_p;        // 1: no nucleus truncation
+} SamplingConfig;
+
+// Continues ids: feeds ids[n_cached..n) into the cache, then samples until EOS or max_len
+// tokens. on_token (may be NULL) sees each new token. Returns the new length.
+int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int max_len,
+             const SamplingConfig *sc, Rng *rng, float *probs,
+             void (*on_token)(int id, void *ctx), void *ctx);
+
+// The R1-Zero prompt (DeepSeek-R1 Table 1); the user's question and ". Assistant:" follow.
+#define R1_ZERO_TEMPLATE                                                                          \
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "    \
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "    \
+    "provides the user with the answer. The reasoning process and answer are enclosed within "   \
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "        \
+    "process here </think> <answer> answer here </answer>. User: "
+
 // ----------------------------------------------------------------------------------------------
 // safetensors and checkpoints
 // ----------------------------------------------------------------------------------------------
