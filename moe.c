@@ -42,9 +42,10 @@ void moe_route_token(const Config *c, const float *logits, const float *bias, fl
     }
     if (G > 1) {
         // group-limited routing: score each group by the sum of its two best choices, keep the
-        // topk_group best groups. Experts of the other groups are excluded outright (as -inf in
-        // DeepSeek's inference code; transformers fills 0.0, which differs only if a kept
-        // expert's biased score is negative).
+        // topk_group best groups. Experts of the other groups are excluded outright (filled
+        // with -inf before the top-k, as in DeepSeek's inference code and transformers 5.17;
+        // some older transformers versions filled 0.0, which differs when a kept expert's
+        // biased score is negative: tests/fixtures/negbias checks this).
         float group_score[G];
         unsigned char group_ok[G], kept[G];
         for (int g = 0; g < G; g++) {

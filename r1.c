@@ -395,7 +395,7 @@ int model_create(Model *m, const Config *c, char *err) {
     m->params = xcalloc(m->n_params, sizeof(float));
     m->p.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
     point_views(m, m->params, &m->p);
-    m->expert_load = xcalloc((size_t)c->num_hidden_layers * (size_t)(c->n_routed_experts + 1),
+    m->expert_load = xcalloc((size_t)c->num_hidden_layers * (size_t)c->n_routed_experts,
                              sizeof(long));
     rope_init(m);
     return 0;
@@ -433,14 +433,15 @@ static int max_width(const Config *c) {
 }
 
 // Carves `count` floats out of a running pointer (the one-allocation-per-kind layout).
-static float *carve(float **cursor, size_t count) {
-    float *p = *cursor;
-    *cursor += count;
+// With base == NULL nothing is pointed at: only *used is counted (to size the allocation).
+static float *carve(float *base, size_t *used, size_t count) {
+    float *p = base ? base + *used : NULL;
+    *used += count;
     return p;
 }
-static int *carve_int(int **cursor, size_t count) {
-    int *p = *cursor;
-    *cursor += count;
+static int *carve_int(int *base, size_t *used, size_t count) {
+    int *p = base ? base + *used : NULL;
+    *used += count;
     return p;
 }
 
@@ -451,53 +452,52 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, i
     size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     size_t dq = c->q_lora_rank, dc = c->kv_lora_rank, E = c->n_routed_experts;
     size_t K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
-    float *cur = base;
-    int *icur = ibase;
+    size_t used = 0, iused = 0;
     a->B = B;
     a->T = T;
-    a->x_final = carve(&cur, N * D);
-    a->ln_f = carve(&cur, N * D);
-    a->ln_f_rstd = carve(&cur, N);
-    a->logits = carve(&cur, N * c->vocab_size);
+    a->x_final = carve(base, &used, N * D);
+    a->ln_f = carve(base, &used, N * D);
+    a->ln_f_rstd = carve(base, &used, N);
+    a->logits = carve(base, &used, N * c->vocab_size);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         LayerActs *la = &a->layers[l];
         int moe = l >= c->first_k_dense_replace;
         size_t I = moe ? Im * c->n_shared_experts : (size_t)c->intermediate_size;
-        la->x_in = carve(&cur, N * D);
-        la->ln1 = carve(&cur, N * D);
-        la->ln1_rstd = carve(&cur, N);
-        la->q_a = carve(&cur, N * dq);
-        la->q_a_ln = carve(&cur, N * dq);
-        la->q_a_rstd = carve(&cur, N);
-        la->q = carve(&cur, N * H * (dn + dr));
-        la->kv_a = carve(&cur, N * (dc + dr));
-        la->c_kv = carve(&cur, N * dc);
-        la->c_kv_rstd = carve(&cur, N);
-        la->kv = carve(&cur, N * H * (dn + dv));
-        la->att = carve(&cur, (size_t)B * H * T * T);
-        la->att_out = carve(&cur, N * H * dv);
-        la->x_mid = carve(&cur, N * D);
-        la->ln2 = carve(&cur, N * D);
-        la->ln2_rstd = carve(&cur, N);
-        la->mlp_g = carve(&cur, N * I);
-        la->mlp_u = carve(&cur, N * I);
-        la->mlp_h = carve(&cur, N * I);
+        la->x_in = carve(base, &used, N * D);
+        la->ln1 = carve(base, &used, N * D);
+        la->ln1_rstd = carve(base, &used, N);
+        la->q_a = carve(base, &used, N * dq);
+        la->q_a_ln = carve(base, &used, N * dq);
+        la->q_a_rstd = carve(base, &used, N);
+        la->q = carve(base, &used, N * H * (dn + dr));
+        la->kv_a = carve(base, &used, N * (dc + dr));
+        la->c_kv = carve(base, &used, N * dc);
+        la->c_kv_rstd = carve(base, &used, N);
+        la->kv = carve(base, &used, N * H * (dn + dv));
+        la->att = carve(base, &used, (size_t)B * H * T * T);
+        la->att_out = carve(base, &used, N * H * dv);
+        la->x_mid = carve(base, &used, N * D);
+        la->ln2 = carve(base, &used, N * D);
+        la->ln2_rstd = carve(base, &used, N);
+        la->mlp_g = carve(base, &used, N * I);
+        la->mlp_u = carve(base, &used, N * I);
+        la->mlp_h = carve(base, &used, N * I);
         if (moe) {
-            la->scores = carve(&cur, N * E);
-            la->topk_w = carve(&cur, N * K);
-            la->ex_in = carve(&cur, N * K * D);
-            la->ex_g = carve(&cur, N * K * Im);
-            la->ex_u = carve(&cur, N * K * Im);
-            la->ex_h = carve(&cur, N * K * Im);
-            la->ex_out = carve(&cur, N * K * D);
-            la->topk_idx = carve_int(&icur, N * K);
-            la->slot_of = carve_int(&icur, N * K);
-            la->slot_pair = carve_int(&icur, N * K);
-            la->expert_start = carve_int(&icur, E + 1);
+            la->scores = carve(base, &used, N * E);
+            la->topk_w = carve(base, &used, N * K);
+            la->ex_in = carve(base, &used, N * K * D);
+            la->ex_g = carve(base, &used, N * K * Im);
+            la->ex_u = carve(base, &used, N * K * Im);
+            la->ex_h = carve(base, &used, N * K * Im);
+            la->ex_out = carve(base, &used, N * K * D);
+            la->topk_idx = carve_int(ibase, &iused, N * K);
+            la->slot_of = carve_int(ibase, &iused, N * K);
+            la->slot_pair = carve_int(ibase, &iused, N * K);
+            la->expert_start = carve_int(ibase, &iused, E + 1);
         }
     }
-    *n_int = (size_t)(icur - ibase);
-    return (size_t)(cur - base);
+    *n_int = iused;
+    return used;
 }
 
 int model_alloc_training(Model *m, int B, int T, char *err) {
@@ -540,20 +540,21 @@ int model_alloc_training(Model *m, int B, int T, char *err) {
     size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * T + att_tmp +
                    (size_t)B * H * T * c->qk_rope_head_dim + 4 * N * K * exw;
     s->buffer = xcalloc(total, sizeof(float));
-    float *cur = s->buffer;
-    s->dx = carve(&cur, N * D);
-    s->dln = carve(&cur, N * D);
-    s->t1 = carve(&cur, N * W);
-    s->t2 = carve(&cur, N * W);
-    s->t3 = carve(&cur, N * W);
-    s->t4 = carve(&cur, N * W);
-    s->datt = carve(&cur, (size_t)B * H * T * T);
-    s->att_tmp = carve(&cur, att_tmp);
-    s->dk_pe_h = carve(&cur, (size_t)B * H * T * c->qk_rope_head_dim);
-    s->dex = carve(&cur, N * K * exw);
-    s->dex2 = carve(&cur, N * K * exw);
-    s->dex3 = carve(&cur, N * K * exw);
-    s->dex4 = carve(&cur, N * K * exw);
+    float *base = s->buffer;
+    size_t used = 0;
+    s->dx = carve(base, &used, N * D);
+    s->dln = carve(base, &used, N * D);
+    s->t1 = carve(base, &used, N * W);
+    s->t2 = carve(base, &used, N * W);
+    s->t3 = carve(base, &used, N * W);
+    s->t4 = carve(base, &used, N * W);
+    s->datt = carve(base, &used, (size_t)B * H * T * T);
+    s->att_tmp = carve(base, &used, att_tmp);
+    s->dk_pe_h = carve(base, &used, (size_t)B * H * T * c->qk_rope_head_dim);
+    s->dex = carve(base, &used, N * K * exw);
+    s->dex2 = carve(base, &used, N * K * exw);
+    s->dex3 = carve(base, &used, N * K * exw);
+    s->dex4 = carve(base, &used, N * K * exw);
     // transposed-weight scratch: the largest matrix
     size_t biggest = 0;
     for (int i = 0; i < m->n_tensors; i++)
@@ -989,7 +990,7 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
                     c->rms_norm_eps);
     // [k_nope | v] per head = kv_b_proj(c_kv)   (V3 eqs. 2, 5: W^UK and W^UV stacked)
     matmul_forward(a->kv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv), 0, wt);
-    // decoupled RoPE: q_pe per head, k_pe shared by all heads (V3 eqs. 3, 7)
+    // decoupled RoPE: q_pe per head, k_pe shared by all heads (V3 eqs. 3, 8)
     rope_rows(m, a->q, N, T, H, dn + dr, dn, 1.0f);
     rope_rows(m, a->kv_a, N, T, 1, dc + dr, dc, 1.0f);
 #pragma omp parallel for collapse(2) schedule(dynamic)
@@ -2660,11 +2661,14 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
             why = detail;
         } else if (t->ndim != p->ndim || t->shape[0] != p->shape[0] ||
                    (p->ndim == 2 && t->shape[1] != p->shape[1])) {
-            snprintf(detail, sizeof(detail), "shape [%lld%s%lld], expected [%d%s%d]",
-                     (long long)t->shape[0], t->ndim > 1 ? ", " : "",
-                     t->ndim > 1 ? (long long)t->shape[1] : 0LL, p->shape[0],
-                     p->ndim > 1 ? ", " : "", p->ndim > 1 ? p->shape[1] : 0);
-            if (t->ndim < 2) detail[strlen(detail)] = 0;
+            char got[96] = "", want[96] = "";
+            for (int d = 0; d < t->ndim; d++)
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", d ? ", " : "",
+                         (long long)t->shape[d]);
+            for (int d = 0; d < p->ndim; d++)
+                snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%d", d ? ", " : "",
+                         p->shape[d]);
+            snprintf(detail, sizeof(detail), "shape [%s], expected [%s]", got, want);
             why = detail;
         }
         if (why) {
@@ -2845,6 +2849,8 @@ static void print_count(const char *what, double n, double total) {
 }
 
 static void print_info(const Config *c, const char *name) {
+    char q_rank[16] = "null (q_proj)";
+    if (c->q_lora_rank) snprintf(q_rank, sizeof(q_rank), "%d", c->q_lora_rank);
     ParamCount pc;
     count_params(c, &pc);
     int L = c->num_hidden_layers;
@@ -2852,10 +2858,9 @@ static void print_info(const Config *c, const char *name) {
     printf("model: %s\n", name);
     printf("architecture: DeepSeek-V3 decoder, %d blocks (%d dense SwiGLU + %d DeepSeekMoE), "
            "hidden %d, vocab %d\n", L, dense, L - dense, c->hidden_size, c->vocab_size);
-    printf("  MLA: %d heads, q_lora_rank %s%d, kv_lora_rank %d, qk_nope %d + qk_rope %d, v %d, "
-           "rope theta %g%s\n", c->num_attention_heads, c->q_lora_rank ? "" : "null/",
-           c->q_lora_rank, c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim,
-           c->v_head_dim, c->rope_theta, c->rope_yarn ? " with YaRN" : "");
+    printf("  MLA: %d heads, q_lora_rank %s, kv_lora_rank %d, qk_nope %d + qk_rope %d, v %d, "
+           "rope theta %g%s\n", c->num_attention_heads, q_rank, c->kv_lora_rank,
+           c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim, c->rope_theta, c->rope_yarn ? " with YaRN" : "");
     if (c->rope_yarn)
         printf("  YaRN: factor %g, original context %d -> %d\n", c->rope_factor,
                c->rope_original_max_position_embeddings, c->max_position_embeddings);
@@ -2883,6 +2888,9 @@ static void print_info(const Config *c, const char *name) {
            "floats (%.0f bytes f32, %.0f bytes bf16)\n", dc, dr, mla, 4 * mla, 2 * mla);
     printf("  standard multi-head attention with these heads: H*(dn+dr+dv) = %.0f per layer = "
            "%.0f floats; MLA is %.1fx smaller\n", mha / L, mha, mha / mla);
+    double paper = 2.0 * H * c->qk_nope_head_dim;
+    printf("  in DeepSeek-V2's accounting (2 * n_h * d_h = %.0f per layer): %.1fx smaller\n",
+           paper, paper * L / mla);
 }
 
 // ==============================================================================================
