@@ -8,7 +8,7 @@ OMP      = -fopenmp
 LDLIBS   = -lm
 SRC      = r1.c moe.c tokenizer.c
 HDR      = r1.h
-TESTS    = test_io test_r1 test_moe test_reference
+TESTS    = test_io test_r1 test_moe test_reference test_tokenizer
 TESTBIN  = $(addprefix build/,$(TESTS))
 
 .PHONY: all test debug asan run clean bench
