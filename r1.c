@@ -3767,6 +3767,184 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 // ==============================================================================================
+// 17. `plot`: SVG line charts of metrics.jsonl, written by the program itself
+// ==============================================================================================
+// Every numeric field of metrics.jsonl becomes a series over "step". Fields that belong
+// together share a chart (CHART_GROUPS); any other field gets a chart of its own, so new metrics
+// (GRPO's rewards, say) are plotted without touching this code.
+
+typedef struct {
+    char name[64];
+    double *x, *y;  // (n) step, value
+    int n, cap;
+} Series;
+
+typedef struct {
+    Series *s;
+    int n;
+} SeriesSet;
+
+static Series *series_get(SeriesSet *set, const char *name) {
+    for (int i = 0; i < set->n; i++)
+        if (strcmp(set->s[i].name, name) == 0) return &set->s[i];
+    set->s = realloc(set->s, (size_t)(set->n + 1) * sizeof(Series));
+    if (!set->s) die("out of memory");
+    Series *s = &set->s[set->n++];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    return s;
+}
+
+static void series_add(Series *s, double x, double y) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 256;
+        s->x = realloc(s->x, (size_t)s->cap * sizeof(double));
+        s->y = realloc(s->y, (size_t)s->cap * sizeof(double));
+        if (!s->x || !s->y) die("out of memory");
+    }
+    s->x[s->n] = x;
+    s->y[s->n] = y;
+    s->n++;
+}
+
+// Reads metrics.jsonl; a line that is not a JSON object with a numeric "step" is an error.
+static void read_metrics(const char *path, SeriesSet *set) {
+    char err[R1_ERR_LEN];
+    size_t size;
+    char *text = read_file(path, &size, err);
+    if (!text) die("%s", err);
+    int line_no = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        line_no++;
+        if (n > 0) {
+            Json *j = json_parse(line, n, err);
+            if (!j) die("%s:%d: %s", path, line_no, err);
+            Json *step = json_get(j, "step");
+            if (j->type != JSON_OBJECT || !step || step->type != JSON_NUMBER)
+                die("%s:%d: not a JSON object with a numeric \"step\"", path, line_no);
+            for (int i = 0; i < j->n; i++)
+                if (j->items[i].type == JSON_NUMBER && strcmp(j->keys[i], "step") != 0)
+                    series_add(series_get(set, j->keys[i]), step->number, j->items[i].number);
+            json_free(j);
+        }
+        line += n + (nl ? 1 : 0);
+    }
+    free(text);
+}
+
+// A "nice" tick step (1, 2 or 5 times a power of ten) giving about `want` ticks over span.
+static double nice_step(double span, int want) {
+    double raw = span / want, p = pow(10, floor(log10(raw))), f = raw / p;
+    return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
+}
+
+// Writes one chart of the named series (those present) to path. Returns 0 if none had data.
+static int write_chart(const char *path, const char *title, SeriesSet *set,
+                       const char *const *names, int n_names) {
+    static const char *const COLORS[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                         "#8c564b"};
+    const double W = 640, H = 360, L = 70, R = 20, TOP = 40, BOT = 50;
+    Series *use[8];
+    int k = 0;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (int i = 0; i < n_names && k < 8; i++) {
+        for (int j = 0; j < set->n; j++) {
+            Series *s = &set->s[j];
+            if (strcmp(s->name, names[i]) != 0 || s->n == 0) continue;
+            use[k++] = s;
+            for (int p = 0; p < s->n; p++) {
+                if (!isfinite(s->y[p])) continue;
+                x0 = fmin(x0, s->x[p]), x1 = fmax(x1, s->x[p]);
+                y0 = fmin(y0, s->y[p]), y1 = fmax(y1, s->y[p]);
+            }
+        }
+    }
+    if (k == 0 || !isfinite(y0)) return 0;
+    if (x1 <= x0) x1 = x0 + 1;
+    if (y1 <= y0) { y1 += fabs(y1) * 0.05 + 1e-9; y0 -= fabs(y0) * 0.05 + 1e-9; }
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "fill=\"white\"/>\n<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n", W, H, L,
+            title);
+    double pw = W - L - R, ph = H - TOP - BOT;
+#define PX(x) (L + ((x) - x0) / (x1 - x0) * pw)
+#define PY(y) (TOP + ph - ((y) - y0) / (y1 - y0) * ph)
+    double ys = nice_step(y1 - y0, 5), xs = nice_step(x1 - x0, 6);
+    for (double y = ceil(y0 / ys) * ys; y <= y1 + 1e-12; y += ys)
+        fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", L, L + pw, PY(y),
+                PY(y), L - 6, PY(y) + 4, fabs(y) < ys * 1e-6 ? 0.0 : y);
+    for (double x = ceil(x0 / xs) * xs; x <= x1 + 1e-9; x += xs)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", PX(x),
+                TOP + ph + 18, x);
+    fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
+            "stroke=\"#444\"/>\n<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">step</text>\n",
+            L, TOP, pw, ph, L + pw / 2, H - 10);
+    for (int i = 0; i < k; i++) {
+        Series *s = use[i];
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+                COLORS[i % 6]);
+        for (int p = 0; p < s->n; p++)
+            if (isfinite(s->y[p])) fprintf(f, "%.1f,%.1f ", PX(s->x[p]), PY(s->y[p]));
+        fprintf(f, "\"/>\n<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s</text>\n",
+                L + pw - 150, TOP + 16 + 15 * i, COLORS[i % 6], s->name);
+        if (s->n <= 60)  // sparse series (evaluations): mark the points
+            for (int p = 0; p < s->n; p++)
+                if (isfinite(s->y[p]))
+                    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n",
+                            PX(s->x[p]), PY(s->y[p]), COLORS[i % 6]);
+    }
+#undef PX
+#undef PY
+    fprintf(f, "</svg>\n");
+    fclose(f);
+    return 1;
+}
+
+static int cmd_plot(int argc, char **argv) {
+    if (argc < 3 || argv[2][0] == '-') die("plot: usage: ./r1 plot RUN_DIR");
+    const char *dir = argv[2];
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", dir);
+    SeriesSet set = {0};
+    read_metrics(path, &set);
+    // fields that share a chart; every other numeric field gets its own
+    static const char *const GROUPS[][4] = {
+        {"loss", "loss", "heldout_loss", NULL},
+        {"expert load balance (max/mean tokens per expert)", "load_max_over_mean", NULL},
+    };
+    int n_groups = (int)(sizeof(GROUPS) / sizeof(GROUPS[0])), charts = 0;
+    unsigned char *done = xcalloc((size_t)set.n + 1, 1);
+    for (int g = 0; g < n_groups; g++) {
+        int n = 0;
+        while (n < 3 && GROUPS[g][n + 1]) n++;
+        snprintf(path, sizeof(path), "%s/%s.svg", dir, GROUPS[g][1]);
+        charts += write_chart(path, GROUPS[g][0], &set, &GROUPS[g][1], n);
+        for (int i = 0; i < set.n; i++)
+            for (int j = 1; j <= n; j++)
+                if (strcmp(set.s[i].name, GROUPS[g][j]) == 0) done[i] = 1;
+    }
+    for (int i = 0; i < set.n; i++) {
+        if (done[i]) continue;
+        const char *name = set.s[i].name;
+        snprintf(path, sizeof(path), "%s/%s.svg", dir, name);
+        charts += write_chart(path, name, &set, &name, 1);
+    }
+    printf("wrote %d charts (*.svg) in %s\n", charts, dir);
+    for (int i = 0; i < set.n; i++) {
+        free(set.s[i].x);
+        free(set.s[i].y);
+    }
+    free(set.s);
+    free(done);
+    return 0;
+}
+
+// ==============================================================================================
 // 16. main (left out when a test includes this file with R1_TEST)
 // ==============================================================================================
 
@@ -3784,6 +3962,7 @@ static void usage(void) {
            "  ./r1 pretrain --data FILE --out DIR [--config small] [--tokenizer DIR] [--steps N]\n"
            "               [--batch B] [--seq T] [--lr LR] [--warmup N] [--gamma G] [--alpha A]\n"
            "               [--eval-every N] [--save-every N] [--seed S] [--resume]\n"
+           "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
            "presets:\n");
     config_list_presets(stdout);
@@ -3802,6 +3981,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     die("unknown command '%s' (see ./r1 help)", cmd);
     return 1;
 }
