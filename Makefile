@@ -6,9 +6,9 @@ CFLAGS  ?= -O3 -march=native
 WARN     = -std=c11 -Wall -Wextra -Wno-format-truncation
 OMP      = -fopenmp
 LDLIBS   = -lm
-SRC      = r1.c moe.c tokenizer.c
+SRC      = r1.c moe.c tokenizer.c grpo.c
 HDR      = r1.h
-TESTS    = test_io test_r1 test_moe test_reference test_tokenizer
+TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
 
 .PHONY: all test debug asan run clean bench
@@ -30,7 +30,7 @@ build:
 # The tests #include r1.c (compiled with R1_TEST, which leaves out main) to reach its static
 # kernels, and link moe.c.
 build/test_%: tests/test_%.c $(SRC) $(HDR) | build
-	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST -o $@ $< moe.c tokenizer.c -lcmocka $(LDLIBS)
+	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST -o $@ $< moe.c tokenizer.c grpo.c -lcmocka $(LDLIBS)
 
 TEST_CFLAGS ?= -O2 -g
 

@@ -3121,8 +3121,9 @@ static int encode_prompt(const Tokenizer *tok, const char *template, const char 
         return n;
     }
     if (strcmp(template, "r1-zero") == 0) {
-        text = xcalloc(len + 1024, 1);
-        sprintf(text, "%s%s. Assistant:", R1_ZERO_TEMPLATE, prompt);
+        int ascii = 1;  // the template's language follows the prompt's: any non-ASCII -> Chinese
+        for (const char *p = prompt; *p; p++) ascii &= (unsigned char)*p < 0x80;
+        text = r1_zero_prompt(prompt, ascii ? "en" : "zh");
         prompt = text;
         len = strlen(text);
     } else if (strcmp(template, "none") != 0) {
@@ -3962,6 +3963,7 @@ static void usage(void) {
            "  ./r1 pretrain --data FILE --out DIR [--config small] [--tokenizer DIR] [--steps N]\n"
            "               [--batch B] [--seq T] [--lr LR] [--warmup N] [--gamma G] [--alpha A]\n"
            "               [--eval-every N] [--save-every N] [--seed S] [--resume]\n"
+           "  ./r1 data    tasks|corpus|check|show ...  the toy reasoning world (./r1 data help)\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
            "presets:\n");
@@ -3982,6 +3984,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
+    if (strcmp(cmd, "data") == 0) return cmd_data(argc, argv);
     die("unknown command '%s' (see ./r1 help)", cmd);
     return 1;
 }

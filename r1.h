@@ -456,5 +456,52 @@ int checkpoint_load_train_state(Model *m, TrainState *ts, const char *dir, char 
 // ----------------------------------------------------------------------------------------------
 // `./r1 data ...`: generates task sets and the pretraining corpus (JSON Lines / text).
 int cmd_data(int argc, char **argv);
+// Returns 1 if answer_text (the text inside <answer>...</answer>) solves the example, else 0.
+// task may be NULL (then the example's "task" is used; a different one gives 0). Never
+// crashes on any text, and never on a malformed example (0).
+int task_check(const char *task, const Json *example, const char *answer_text);
+// A worked solution in the example's language (malloc'd): tagged = 1 gives
+// "<think>\n...\n</think>\n<answer>A</answer>", tagged = 0 the reasoning followed by
+// "So the answer is A." NULL if the example is malformed or has no solution.
+char *task_solution(const Json *example, int tagged);
+// 1 if the example belongs to the held-out evaluation split, 0 if to training, -1 if malformed.
+int task_is_eval(const Json *example);
+// The trimmed text inside the last <answer>...</answer> of text (malloc'd), NULL if none.
+char *answer_extract(const char *text);
+// The R1-Zero template (R1 Table 1) around a prompt, in "en" or "zh", ending in "Assistant:"
+// (or "助手："). malloc'd.
+char *r1_zero_prompt(const char *prompt, const char *lang);
+
+typedef struct {
+    const char *task;        // "arithmetic", "countdown", "sort42" or "all" (round robin)
+    int eval;                // 1: the held-out split (hash % 10 == 0), 0: training
+    int n;                   // examples to write
+    int level_lo, level_hi;  // difficulty levels, 1..5, drawn uniformly
+    const char *lang;        // "en", "zh" or "both" (each example picks one)
+    uint64_t seed;
+    int solutions;           // 1: add "solution", the worked solution in <think>/<answer> form
+} TaskSetOptions;
+// Writes o->n examples as JSON Lines. Returns how many repeat an earlier problem (only when the
+// split holds fewer distinct problems than asked for), or -1 with err on a bad option.
+long tasks_write(FILE *f, const TaskSetOptions *o, char *err);
+
+typedef struct {
+    double mb;               // size in MiB (whole documents; stops at the first one past it)
+    double think_share;      // share of documents in the R1-Zero <think>/<answer> shape (0.1)
+    double text_share;       // share of plain-text documents (0.4); the rest "Question/Answer"
+    int level_lo, level_hi;
+    const char *lang;        // "en", "zh" or "both"
+    uint64_t seed;
+} CorpusOptions;
+// Writes the pretraining corpus: documents separated by one blank line, problems from the
+// training split only. Returns the number of documents, or -1 with err.
+long corpus_write(FILE *f, const CorpusOptions *o, char *err);
+
+// Reads a JSON Lines file of task examples (blank lines skipped); each line must be an object
+// with string "task" (a known one), "prompt" and "answer". NULL with "path:LINE: what" in err.
+Json **tasks_read(const char *path, int *n, char *err);
+void tasks_free(Json **examples, int n);
+// (cmd_data is declared in r1.h already.)
+
 
 #endif
