@@ -688,7 +688,8 @@ static void matmul_tile_edge(float *out, int M, const float *a, int ars, int aks
 static void matmul_nn(float *out, const float *a, int ars, int aks, const float *b, int N, int K,
                       int M, int accumulate) {
     int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, col_tiles = (M + MM_COLS - 1) / MM_COLS;
-#pragma omp parallel for collapse(2) schedule(static)
+    // small products run on the calling thread: waking threads would cost more than it saves
+#pragma omp parallel for collapse(2) schedule(static) if ((double)N * K * M > 65536)
     for (int rt = 0; rt < row_tiles; rt++) {
         for (int ct = 0; ct < col_tiles; ct++) {
             int r0 = rt * MM_ROWS, c0 = ct * MM_COLS;
@@ -2631,6 +2632,7 @@ static int make_dir(const char *dir, char *err) {
 
 int checkpoint_load(Model *m, const char *dir, char *err) {
     char path[4096];
+    memset(m, 0, sizeof(*m));  // model_free is safe after any failure below
     if (checkpoint_recover(dir, err)) return -1;
     snprintf(path, sizeof(path), "%s/config.json", dir);
     char *text = read_file(path, NULL, err);
@@ -2711,6 +2713,15 @@ int checkpoint_recover(const char *dir, char *err) {
     }
     closedir(d);
     snprintf(path, sizeof(path), "%s/COMMIT", staging);
+    if (committed) {
+        // a set saved without optimizer state must not leave an older one beside new weights
+        char *listed = read_file(path, NULL, err);
+        if (listed && !strstr(listed, "optimizer.safetensors")) {
+            snprintf(dest, sizeof(dest), "%s/optimizer.safetensors", dir);
+            remove(dest);
+        }
+        free(listed);
+    }
     remove(path);
     if (rmdir(staging) != 0) {
         snprintf(err, R1_ERR_LEN, "%s: %s", staging, strerror(errno));
@@ -2810,9 +2821,13 @@ int checkpoint_save(const Model *m, const Tokenizer *tok, const TrainState *ts, 
     if (tok && tokenizer_save(tok, staging, err)) return -1;
     snprintf(path, sizeof(path), "%s/optimizer.safetensors", staging);
     if (ts && m->adam_m && save_train_state(m, ts, path, err)) return -1;
-    // the set is complete: commit it, then move it in
+    // the set is complete: commit it (COMMIT lists its files), then move it in
     snprintf(path, sizeof(path), "%s/COMMIT", staging);
-    if (write_text_atomic(path, "complete\n", err)) return -1;
+    char listing[256];
+    snprintf(listing, sizeof(listing), "config.json\nmodel.safetensors\n%s%s",
+             tok ? "tokenizer.json\ntokenizer_config.json\n" : "",
+             ts && m->adam_m ? "optimizer.safetensors\n" : "");
+    if (write_text_atomic(path, listing, err)) return -1;
     return checkpoint_recover(dir, err);
 }
 

@@ -1,0 +1,1576 @@
+// tests/test_r1.c: the dense half of the model and the driver (r1.c).
+//
+// What is checked, and why:
+//   1. Gradients. Every *_backward is compared with central finite differences of its *_forward
+//      (matmul, RMSNorm with and without a row stride, SwiGLU), RoPE's backward (sign -1) is
+//      checked to be the transpose of its forward, and the whole model (embedding, MLA, dense
+//      MLP, DeepSeekMoE, final norm, lm_head, cross-entropy) is checked end to end on a tiny
+//      config: in full, then its attention in three variants (q_lora_rank = 0, YaRN, RoPE on
+//      halves), then its routers with the sequence-wise balance loss on.
+//   2. Cross-entropy against numbers worked out by hand, with and without a mask.
+//   3. The generation path (latent KV cache, absorbed attention) gives the same logits as the
+//      training path (naive attention), position by position, in the same four variants.
+//   4. Determinism: 1 and 2 threads (and 3 on 3+ cores) give bit-identical parameters and logits.
+//   5. AdamW: the first steps against the formula, and a few steps lower the loss.
+//   6. Bad configs and config.json files are refused with a message naming the field; both
+//      config.json layouts are read; the 671B preset is refused before any allocation.
+//   7. Checkpoints round-trip bit for bit and survive an interrupted save; bad ones are refused
+//      with a message naming the file (and tensor); the CLI turns bad input into one line
+//      "r1: ..." and exit status 1.
+//   8. Sampling: greedy, reproducible with a seed, top-p, and the right distribution.
+//
+// Build and run: make build/test_r1 && ./build/test_r1   (run from the repository root: the
+// CLI tests call ./r1, built by `make r1`).
+#include "r1.c"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+
+// ==============================================================================================
+// Helpers
+// ==============================================================================================
+
+// Fails the test with a formatted message (cmocka's assert_* print only the expression; these
+// print the measured values, which is what one needs when a tolerance is missed).
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            print_error("%s:%d: expected %s\n", __FILE__, __LINE__, #cond);                        \
+            fail_msg(__VA_ARGS__);                                                                 \
+        }                                                                                          \
+    } while (0)
+
+// The variants of the tiny config the model-level tests run on.
+typedef enum { V_BASE, V_QNULL, V_YARN, V_HALVES } Variant;
+static const char *const VARIANT_NAME[] = {"q_lora_rank 16", "q_lora_rank 0 (q_proj)",
+                                           "YaRN (factor 4, mscale 0.707)",
+                                           "rope_interleave 0 (rotate halves)"};
+
+// The "tiny" preset, shrunk to 4 blocks (2 dense + 2 MoE), with a larger init std (0.1) so that
+// activations and gradients are not tiny (a gradient check on values near 0 proves little).
+static Config tiny_config(Variant v) {
+    Config c;
+    char err[R1_ERR_LEN];
+    assert_int_equal(config_preset("tiny", &c, err), 0);
+    c.num_hidden_layers = 4;
+    c.first_k_dense_replace = 2;
+    c.initializer_range = 0.1f;
+    if (v == V_QNULL) c.q_lora_rank = 0;
+    if (v == V_YARN) {
+        c.rope_yarn = 1;
+        c.rope_factor = 4.0f;
+        c.rope_original_max_position_embeddings = 16;
+        c.rope_beta_fast = 32.0f;
+        c.rope_beta_slow = 1.0f;
+        c.rope_mscale = 0.707f;
+        c.rope_mscale_all_dim = 1.0f;
+    }
+    if (v == V_HALVES) c.rope_interleave = 0;
+    return c;
+}
+
+// Creates a model with random weights. RMSNorm weights are moved away from 1 and the router
+// bias away from 0: with norm weights all 1 a backward that forgot to multiply by w would still
+// pass, and with a zero bias "selection uses s + b, weights use s" would go untested.
+static void make_model(Model *m, const Config *c, uint64_t seed, int B, int T) {
+    char err[R1_ERR_LEN];
+    int rc = model_create(m, c, err);
+    EXPECT(rc == 0, "model_create: %s", err);
+    model_init_random(m, seed);
+    Rng rng;
+    rng_seed(&rng, seed + 1000);
+    for (int i = 0; i < m->n_tensors; i++) {
+        ParamInfo *p = &m->table[i];
+        float *w = m->params + p->offset;
+        if (strstr(p->name, "e_score_correction_bias"))
+            for (size_t j = 0; j < p->numel; j++) w[j] = 0.05f * rng_normal(&rng);
+        else if (p->ndim == 1)
+            for (size_t j = 0; j < p->numel; j++) w[j] = 1.0f + 0.2f * rng_normal(&rng);
+    }
+    rc = model_alloc_training(m, B, T, err);
+    EXPECT(rc == 0, "model_alloc_training: %s", err);
+}
+
+static void random_ids(int *ids, int n, int V, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++) ids[i] = (int)(rng_next(&rng) % (uint64_t)V);
+}
+
+static void fill_normal(float *x, size_t n, float std, Rng *rng) {
+    for (size_t i = 0; i < n; i++) x[i] = std * rng_normal(rng);
+}
+
+// Mean next-token cross-entropy of the logits, accumulated in double (our own scalar for the
+// finite differences: float rounding of the loss would swamp differences of ~1e-5).
+static double ce_loss_double(const float *logits, const int *ids, int B, int T, int V) {
+    double total = 0.0;
+    int count = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t + 1 < T; t++) {
+            const float *z = logits + ((size_t)b * T + t) * V;
+            double mx = z[0], sum = 0.0;
+            for (int v = 1; v < V; v++) if (z[v] > mx) mx = z[v];
+            for (int v = 0; v < V; v++) sum += exp((double)z[v] - mx);
+            total += log(sum) + mx - z[ids[b * T + t + 1]];
+            count++;
+        }
+    return total / count;
+}
+
+// Relative L2 distance ||a - b|| / ||b|| in double.
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num) / (sqrt(den) + 1e-30);
+}
+
+// Recursively removes a directory the test made (files and subdirectories only).
+static void rm_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+                char sub[1024];
+                snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+                rm_tree(sub);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
+// ==============================================================================================
+// 1. Gradient checks, op by op
+// ==============================================================================================
+// Each op gets a scalar loss L = sum(out * R) with a fixed random R, so dL/dout = R. The
+// analytic gradient (from *_backward with dout = R) is compared with the central difference
+// (L(x + eps) - L(x - eps)) / (2 eps) for EVERY input element. Backward must ACCUMULATE: the
+// gradient buffers are pre-filled with a constant that is subtracted before the comparison.
+
+typedef double (*LossFn)(void *ctx);
+
+// Checks analytic (n) against central differences of f over every element of x (n). An element
+// passes when |fd - analytic| <= atol + rtol * max(|fd|, |analytic|).
+static void fd_check(const char *what, float *x, size_t n, const float *analytic, LossFn f,
+                     void *ctx, float eps, double rtol, double atol) {
+    double worst = 0.0, max_an = 0.0;
+    size_t worst_i = 0;
+    double worst_fd = 0, worst_an = 0;
+    for (size_t i = 0; i < n; i++) {
+        float x0 = x[i];
+        x[i] = x0 + eps;
+        float xp = x[i];
+        double lp = f(ctx);
+        x[i] = x0 - eps;
+        float xm = x[i];
+        double lm = f(ctx);
+        x[i] = x0;
+        double fd = (lp - lm) / ((double)xp - (double)xm);  // the step actually taken
+        double an = analytic[i];
+        double ratio = fabs(fd - an) / (atol + rtol * fmax(fabs(fd), fabs(an)));
+        if (ratio > worst) {
+            worst = ratio;
+            worst_i = i;
+            worst_fd = fd;
+            worst_an = an;
+        }
+        if (fabs(an) > max_an) max_an = fabs(an);
+    }
+    // a check on an all-zero gradient would pass whatever backward did
+    EXPECT(max_an > 1e-3, "%s: analytic gradient is (almost) zero everywhere (max %g)", what,
+           max_an);
+    EXPECT(worst <= 1.0,
+           "%s: element %zu: analytic %.7g vs finite difference %.7g (error %.3g x tolerance)",
+           what, worst_i, worst_an, worst_fd, worst);
+}
+
+// sum(out * R) in double
+static double dot_d(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+// ---- matmul ----------------------------------------------------------------------------------
+typedef struct {
+    float *out, *inp, *W, *R, *wt;
+    int N, C, OC;
+} MatmulCtx;
+
+static double matmul_loss(void *p) {
+    MatmulCtx *c = p;
+    matmul_forward(c->out, c->inp, c->W, c->N, c->C, c->OC, 0, c->wt);
+    return dot_d(c->out, c->R, (size_t)c->N * c->OC);
+}
+
+// matmul_forward against a plain triple loop, accumulate = 1 adding to what is there, and
+// matmul_backward's dinp and dW by differences. Shapes with full register tiles and ragged edges.
+static void check_matmul(int N, int C, int OC) {
+    Rng rng;
+    rng_seed(&rng, 1 + N);
+    float *inp = malloc(sizeof(float) * N * C), *W = malloc(sizeof(float) * OC * C);
+    float *out = malloc(sizeof(float) * N * OC), *R = malloc(sizeof(float) * N * OC);
+    float *wt = malloc(sizeof(float) * OC * C), *out2 = malloc(sizeof(float) * N * OC);
+    float *dinp = malloc(sizeof(float) * N * C), *dW = malloc(sizeof(float) * OC * C);
+    fill_normal(inp, (size_t)N * C, 1.0f, &rng);
+    fill_normal(W, (size_t)OC * C, 1.0f, &rng);
+    fill_normal(R, (size_t)N * OC, 1.0f, &rng);
+    // forward against the definition out[t][o] = sum_c inp[t][c] W[o][c]
+    matmul_forward(out, inp, W, N, C, OC, 0, wt);
+    for (int t = 0; t < N; t++)
+        for (int o = 0; o < OC; o++) {
+            double s = 0.0;
+            for (int c = 0; c < C; c++) s += (double)inp[t * C + c] * W[o * C + c];
+            EXPECT(fabs(out[t * OC + o] - s) <= 1e-5 * (1 + fabs(s)),
+                   "matmul_forward out[%d][%d] = %.7g, expected %.7g", t, o, out[t * OC + o], s);
+        }
+    // accumulate = 1: out2 = 1 + inp @ W^T
+    for (int i = 0; i < N * OC; i++) out2[i] = 1.0f;
+    matmul_forward(out2, inp, W, N, C, OC, 1, wt);
+    for (int i = 0; i < N * OC; i++)
+        EXPECT(fabs(out2[i] - (1.0f + out[i])) <= 1e-5 * (1 + fabs(out[i])),
+               "accumulate: out[%d] = %.7g, expected %.7g", i, out2[i], 1.0f + out[i]);
+    // backward accumulates into pre-filled buffers
+    for (int i = 0; i < N * C; i++) dinp[i] = 0.25f;
+    for (int i = 0; i < OC * C; i++) dW[i] = -0.5f;
+    matmul_backward(dinp, dW, R, inp, W, N, C, OC);
+    for (int i = 0; i < N * C; i++) dinp[i] -= 0.25f;
+    for (int i = 0; i < OC * C; i++) dW[i] += 0.5f;
+    MatmulCtx ctx = {out, inp, W, R, wt, N, C, OC};
+    fd_check("matmul dinp", inp, (size_t)N * C, dinp, matmul_loss, &ctx, 1e-2f, 1e-2, 1e-3);
+    fd_check("matmul dW", W, (size_t)OC * C, dW, matmul_loss, &ctx, 1e-2f, 1e-2, 1e-3);
+    // either output may be NULL
+    float *dW2 = calloc((size_t)OC * C, sizeof(float));
+    matmul_backward(NULL, dW2, R, inp, W, N, C, OC);
+    for (int i = 0; i < OC * C; i++)
+        EXPECT(fabs(dW2[i] - dW[i]) <= 1e-5 * (1 + fabs(dW[i])), "dW with dinp NULL differs at %d", i);
+    free(dW2);
+    free(inp); free(W); free(out); free(R); free(wt); free(out2); free(dinp); free(dW);
+}
+
+static void test_matmul(void **state) {
+    (void)state;
+    check_matmul(13, 7, 40);  // 2 full rows of 6 + 1, 2 full columns of 16 + 8
+    check_matmul(5, 3, 70);   // only edges
+    check_matmul(1, 32, 16);  // one token (the shape of generation)
+}
+
+// ---- RMSNorm ---------------------------------------------------------------------------------
+typedef struct {
+    float *out, *rstd, *inp, *w, *R;
+    int stride, N, C;
+} NormCtx;
+
+static double norm_loss(void *p) {
+    NormCtx *c = p;
+    rmsnorm_forward(c->out, c->rstd, c->inp, c->stride, c->w, c->N, c->C, 1e-5f);
+    return dot_d(c->out, c->R, (size_t)c->N * c->C);
+}
+
+// stride == C is the plain case; stride > C is how MLA normalises c_kv, the first dc floats of
+// each (dc + dr) row of kv_a. Backward must then leave the other dr floats of each dinp row
+// alone (they hold the gradient of the rope key).
+static void check_rmsnorm(int stride) {
+    int N = 3, C = 6;
+    Rng rng;
+    rng_seed(&rng, 2 + stride);
+    size_t nin = (size_t)N * stride;
+    float *inp = malloc(sizeof(float) * nin), *w = malloc(sizeof(float) * C);
+    float *out = malloc(sizeof(float) * N * C), *R = malloc(sizeof(float) * N * C);
+    float *rstd = malloc(sizeof(float) * N), *dinp = malloc(sizeof(float) * nin);
+    float *dw = malloc(sizeof(float) * C), *dinp_an = calloc(nin, sizeof(float));
+    fill_normal(inp, nin, 1.0f, &rng);
+    for (int c = 0; c < C; c++) w[c] = 1.0f + 0.5f * rng_normal(&rng);
+    fill_normal(R, (size_t)N * C, 1.0f, &rng);
+    // forward against the definition
+    rmsnorm_forward(out, rstd, inp, stride, w, N, C, 1e-5f);
+    for (int t = 0; t < N; t++) {
+        double ss = 0.0;
+        for (int c = 0; c < C; c++) ss += (double)inp[t * stride + c] * inp[t * stride + c];
+        double r = 1.0 / sqrt(ss / C + 1e-5);
+        EXPECT(fabs(rstd[t] - r) <= 1e-5 * r, "rstd[%d] = %.7g, expected %.7g", t, rstd[t], r);
+        for (int c = 0; c < C; c++) {
+            double y = w[c] * inp[t * stride + c] * r;
+            EXPECT(fabs(out[t * C + c] - y) <= 1e-5 * (1 + fabs(y)), "out[%d][%d] = %.7g vs %.7g",
+                   t, c, out[t * C + c], y);
+        }
+    }
+    for (size_t i = 0; i < nin; i++) dinp[i] = 0.75f;  // pre-filled: backward must add
+    for (int c = 0; c < C; c++) dw[c] = 0.5f;
+    rmsnorm_backward(dinp, dw, R, inp, stride, w, rstd, N, C);
+    for (int t = 0; t < N; t++)
+        for (int c = 0; c < stride; c++) {
+            size_t i = (size_t)t * stride + c;
+            if (c >= C) EXPECT(dinp[i] == 0.75f, "stride %d: backward wrote the padding dinp[%d][%d] = %g",
+                               stride, t, c, dinp[i]);
+            dinp_an[i] = dinp[i] - 0.75f;
+        }
+    for (int c = 0; c < C; c++) dw[c] -= 0.5f;
+    NormCtx ctx = {out, rstd, inp, w, R, stride, N, C};
+    char what[64];
+    snprintf(what, sizeof(what), "rmsnorm dinp (stride %d)", stride);
+    fd_check(what, inp, nin, dinp_an, norm_loss, &ctx, 1e-2f, 1e-2, 1e-3);
+    snprintf(what, sizeof(what), "rmsnorm dw (stride %d)", stride);
+    fd_check(what, w, (size_t)C, dw, norm_loss, &ctx, 1e-2f, 1e-2, 1e-3);
+    free(inp); free(w); free(out); free(R); free(rstd); free(dinp); free(dw); free(dinp_an);
+}
+
+static void test_rmsnorm(void **state) {
+    (void)state;
+    check_rmsnorm(6);   // stride == C
+    check_rmsnorm(9);   // stride > C
+}
+
+// ---- RoPE ------------------------------------------------------------------------------------
+// A rotation R is linear, so its backward is its transpose: <R x, y> == <x, R^T y> for all x, y.
+// rope_rotate with sign -1 must be that transpose, also under YaRN where cos and sin carry the
+// attention factor (R is then a scaled rotation, not orthogonal). Checked with the model's own
+// tables at several positions, in both pair layouts. Plus one rotation worked out by hand.
+static void test_rope_transpose(void **state) {
+    (void)state;
+    Variant vs[2] = {V_BASE, V_YARN};
+    for (int vi = 0; vi < 2; vi++) {
+        Config c = tiny_config(vs[vi]);
+        c.qk_rope_head_dim = 8;
+        Model m;
+        char err[R1_ERR_LEN];
+        EXPECT(model_create(&m, &c, err) == 0, "%s", err);
+        int dr = c.qk_rope_head_dim, half = dr / 2;
+        Rng rng;
+        rng_seed(&rng, 3);
+        for (int interleave = 0; interleave <= 1; interleave++)
+            for (int pos = 0; pos < c.max_position_embeddings; pos += 7) {
+                float x[8], y[8], rx[8], rty[8];
+                fill_normal(x, 8, 1.0f, &rng);
+                fill_normal(y, 8, 1.0f, &rng);
+                memcpy(rx, x, sizeof(x));
+                memcpy(rty, y, sizeof(y));
+                const float *cs = m.rope_cos + (size_t)pos * half, *sn = m.rope_sin + (size_t)pos * half;
+                rope_rotate(rx, dr, cs, sn, 1.0f, interleave);
+                rope_rotate(rty, dr, cs, sn, -1.0f, interleave);
+                double a = 0, b = 0, scale = 0;
+                for (int i = 0; i < dr; i++) {
+                    a += (double)rx[i] * y[i];
+                    b += (double)x[i] * rty[i];
+                    scale += fabs((double)rx[i] * y[i]);
+                }
+                EXPECT(fabs(a - b) <= 1e-6 * scale,
+                       "%s, interleave %d, pos %d: <Rx,y> = %.9g but <x,R^T y> = %.9g",
+                       VARIANT_NAME[vs[vi]], interleave, pos, a, b);
+                if (!c.rope_yarn) {  // a pure rotation keeps the norm
+                    double nx = 0, nrx = 0;
+                    for (int i = 0; i < dr; i++) {
+                        nx += (double)x[i] * x[i];
+                        nrx += (double)rx[i] * rx[i];
+                    }
+                    EXPECT(fabs(nx - nrx) <= 1e-5 * nx, "pos %d: |x|^2 %.7g, |Rx|^2 %.7g", pos, nx, nrx);
+                }
+            }
+        model_free(&m);
+    }
+    // by hand: dr = 4, pair 0 at angle a0, pair 1 at angle a1
+    float cs[2] = {cosf(0.3f), cosf(1.1f)}, sn[2] = {sinf(0.3f), sinf(1.1f)};
+    float v[4] = {1, 2, 3, 4};
+    rope_rotate(v, 4, cs, sn, 1.0f, 1);  // interleaved: pairs (0,1), (2,3)
+    float e[4] = {1 * cs[0] - 2 * sn[0], 2 * cs[0] + 1 * sn[0], 3 * cs[1] - 4 * sn[1],
+                  4 * cs[1] + 3 * sn[1]};
+    for (int i = 0; i < 4; i++) EXPECT(fabs(v[i] - e[i]) < 1e-6, "interleaved v[%d] = %g, expected %g", i, v[i], e[i]);
+    float u[4] = {1, 2, 3, 4};
+    rope_rotate(u, 4, cs, sn, 1.0f, 0);  // halves: pairs (0,2), (1,3)
+    float f[4] = {1 * cs[0] - 3 * sn[0], 2 * cs[1] - 4 * sn[1], 3 * cs[0] + 1 * sn[0],
+                  4 * cs[1] + 2 * sn[1]};
+    for (int i = 0; i < 4; i++) EXPECT(fabs(u[i] - f[i]) < 1e-6, "halves u[%d] = %g, expected %g", i, u[i], f[i]);
+}
+
+// ---- SwiGLU ----------------------------------------------------------------------------------
+typedef struct {
+    float *out, *x, *Wg, *Wu, *Wd, *g, *u, *h, *R, *wt;
+    int N, D, I;
+} SwigluCtx;
+
+static double swiglu_loss(void *p) {
+    SwigluCtx *c = p;
+    swiglu_forward(c->out, c->x, c->Wg, c->Wu, c->Wd, c->g, c->u, c->h, c->N, c->D, c->I, 0, c->wt);
+    return dot_d(c->out, c->R, (size_t)c->N * c->D);
+}
+
+static void test_swiglu(void **state) {
+    (void)state;
+    int N = 3, D = 6, I = 10;
+    Rng rng;
+    rng_seed(&rng, 4);
+    size_t nx = (size_t)N * D, nw = (size_t)I * D, nh = (size_t)N * I;
+    float *x = malloc(4 * nx), *Wg = malloc(4 * nw), *Wu = malloc(4 * nw), *Wd = malloc(4 * nw);
+    float *g = malloc(4 * nh), *u = malloc(4 * nh), *h = malloc(4 * nh), *out = malloc(4 * nx);
+    float *R = malloc(4 * nx), *wt = malloc(4 * nw), *dh = malloc(4 * nh), *dgu = malloc(4 * nh);
+    float *dx = malloc(4 * nx), *dWg = malloc(4 * nw), *dWu = malloc(4 * nw), *dWd = malloc(4 * nw);
+    fill_normal(x, nx, 1.0f, &rng);
+    fill_normal(Wg, nw, 0.7f, &rng);
+    fill_normal(Wu, nw, 0.7f, &rng);
+    fill_normal(Wd, nw, 0.7f, &rng);
+    fill_normal(R, nx, 1.0f, &rng);
+    // forward against the definition: out = Wd (silu(Wg x) * (Wu x))
+    swiglu_forward(out, x, Wg, Wu, Wd, g, u, h, N, D, I, 0, wt);
+    for (int t = 0; t < N; t++)
+        for (int d = 0; d < D; d++) {
+            double s = 0.0;
+            for (int i = 0; i < I; i++) {
+                double a = 0, b = 0;
+                for (int k = 0; k < D; k++) {
+                    a += (double)Wg[i * D + k] * x[t * D + k];
+                    b += (double)Wu[i * D + k] * x[t * D + k];
+                }
+                s += Wd[d * I + i] * (a / (1 + exp(-a))) * b;
+            }
+            EXPECT(fabs(out[t * D + d] - s) <= 1e-5 * (1 + fabs(s)), "swiglu out[%d][%d] = %.7g, expected %.7g",
+                   t, d, out[t * D + d], s);
+        }
+    for (size_t i = 0; i < nx; i++) dx[i] = 0.5f;
+    for (size_t i = 0; i < nw; i++) dWg[i] = dWu[i] = dWd[i] = -0.25f;
+    swiglu_backward(dx, dWg, dWu, dWd, R, x, Wg, Wu, Wd, g, u, h, N, D, I, dh, dgu);
+    for (size_t i = 0; i < nx; i++) dx[i] -= 0.5f;
+    for (size_t i = 0; i < nw; i++) { dWg[i] += 0.25f; dWu[i] += 0.25f; dWd[i] += 0.25f; }
+    SwigluCtx ctx = {out, x, Wg, Wu, Wd, g, u, h, R, wt, N, D, I};
+    fd_check("swiglu dx", x, nx, dx, swiglu_loss, &ctx, 1e-2f, 1e-2, 1e-3);
+    fd_check("swiglu dWg (gate_proj)", Wg, nw, dWg, swiglu_loss, &ctx, 1e-2f, 1e-2, 1e-3);
+    fd_check("swiglu dWu (up_proj)", Wu, nw, dWu, swiglu_loss, &ctx, 1e-2f, 1e-2, 1e-3);
+    fd_check("swiglu dWd (down_proj)", Wd, nw, dWd, swiglu_loss, &ctx, 1e-2f, 1e-2, 1e-3);
+    free(x); free(Wg); free(Wu); free(Wd); free(g); free(u); free(h); free(out); free(R);
+    free(wt); free(dh); free(dgu); free(dx); free(dWg); free(dWu); free(dWd);
+}
+
+// ==============================================================================================
+// 1b. The whole model by finite differences
+// ==============================================================================================
+// L = mean cross-entropy of model_forward's logits; model_backward from
+// cross_entropy_forward_backward's dlogits gives dL/dparam for every tensor of the table. For
+// each trainable tensor we perturb a few entries (5 random ones and the one with the largest
+// gradient) by +-eps and compare (L+ - L-) / 2eps with the analytic value. This one check covers
+// MLA forward/backward (the attention, both RoPE directions, the latent path and its norms), the
+// dense MLP, the MoE layer, the final norm, lm_head and the embedding.
+//
+// MoE routing is a discontinuous function of the parameters: if a perturbed forward selects
+// different experts somewhere, the difference quotient measures a jump, not a derivative. Such
+// samples are skipped (and counted: most must survive, or the check would prove nothing).
+
+#define GC_B 2
+#define GC_T 8
+
+typedef struct {
+    int samples, skipped, nonzero;
+    double worst;
+    char worst_what[160];
+} GcStats;
+
+// Copies topk_idx of every MoE layer into `route` (L * N * K ints).
+static void save_routing(const Model *m, int *route) {
+    const Config *c = &m->cfg;
+    size_t NK = (size_t)m->acts.B * m->acts.T * c->num_experts_per_tok;
+    for (int l = c->first_k_dense_replace; l < c->num_hidden_layers; l++)
+        memcpy(route + l * NK, m->acts.layers[l].topk_idx, NK * sizeof(int));
+}
+
+static int same_routing(const Model *m, const int *route) {
+    const Config *c = &m->cfg;
+    size_t NK = (size_t)m->acts.B * m->acts.T * c->num_experts_per_tok;
+    for (int l = c->first_k_dense_replace; l < c->num_hidden_layers; l++)
+        if (memcmp(route + l * NK, m->acts.layers[l].topk_idx, NK * sizeof(int)) != 0) return 0;
+    return 1;
+}
+
+// Which tensors to sample: all of them (the base variant); only the attention's and the
+// embedding's (for the variants q_lora_rank 0, YaRN and rope halves only the attention's code
+// differs, and the FFN and MoE tensors are covered by the base variant); or the routers and the
+// norms before them (with the sequence-wise balance loss on).
+typedef enum { GC_ALL, GC_ATTENTION, GC_ROUTER } GcWhich;
+
+static int gc_wanted(GcWhich which, const char *name) {
+    if (which == GC_ALL) return 1;
+    if (which == GC_ATTENTION)
+        return strstr(name, "self_attn") || strstr(name, "embed_tokens") ||
+               strstr(name, "input_layernorm");
+    return strstr(name, "mlp.gate.weight") || strstr(name, "post_attention_layernorm");
+}
+
+// L = mean cross-entropy (+ m.balance_loss, the sequence-wise balance loss, when alpha > 0).
+static double model_loss(Model *m, const int *ids, int B, int T) {
+    model_forward(m, ids, B, T);
+    double L = ce_loss_double(m->acts.logits, ids, B, T, m->cfg.vocab_size);
+    return m->balance_alpha > 0 ? L + m->balance_loss : L;
+}
+
+static void gradcheck_model(Variant v, GcWhich which, float alpha) {
+    Config c = tiny_config(v);
+    Model m;
+    int B = GC_B, T = GC_T, N = B * T, V = c.vocab_size;
+    make_model(&m, &c, 7, B, T);
+    m.balance_alpha = alpha;
+    int ids[GC_B * GC_T];
+    random_ids(ids, N, V, 11);
+    float *dlogits = malloc(sizeof(float) * N * V);
+    model_forward(&m, ids, B, T);
+    float loss = cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, V, dlogits);
+    double loss_d = ce_loss_double(m.acts.logits, ids, B, T, V);
+    EXPECT(fabs(loss - loss_d) < 1e-5 * loss_d, "cross-entropy %.9g vs double %.9g", loss, loss_d);
+    model_zero_grad(&m);
+    model_backward(&m, ids, dlogits);
+    size_t NK = (size_t)N * c.num_experts_per_tok;
+    int *route = malloc(sizeof(int) * c.num_hidden_layers * NK);
+    save_routing(&m, route);
+
+    // eps: 1e-2 is 10% of a typical weight here. Smaller steps let float32 rounding of the
+    // logits dominate (about 3e-5 of error at eps 1e-3, against ~2e-6 at 1e-2); the curvature
+    // error of larger steps (up to 2% at 1e-2) is cancelled by Richardson extrapolation below.
+    // Routing flips are more frequent with larger steps; they are skipped.
+    // The router weights (and, in the GC_ROUTER check, the norms just before the routers) move
+    // the router logits directly, so steps of 1e-2 flip the routing of some token most of the
+    // time: they get steps of 2e-3 (so more float noise: a larger atol).
+    const double rtol = 1e-2;
+    const int per_tensor = which == GC_ROUTER ? 24 : 6;
+    GcStats st = {0};
+    Rng rng;
+    rng_seed(&rng, 12);
+    for (int ti = 0; ti < m.n_tensors; ti++) {
+        ParamInfo *p = &m.table[ti];
+        float *w = m.params + p->offset;
+        const float *g = m.grads + p->offset;
+        if (!p->trainable) {
+            // e_score_correction_bias: no gradient (it is moved by the balancing rule only)
+            for (size_t j = 0; j < p->numel; j++)
+                EXPECT(g[j] == 0.0f, "%s: %s has gradient %g at %zu", VARIANT_NAME[v], p->name, g[j], j);
+            continue;
+        }
+        size_t jmax = 0;
+        for (size_t j = 0; j < p->numel; j++) if (fabsf(g[j]) > fabsf(g[jmax])) jmax = j;
+        if (!gc_wanted(which, p->name)) continue;
+        int small = which == GC_ROUTER || strstr(p->name, "mlp.gate.weight") != NULL;
+        const float eps = small ? 2e-3f : 1e-2f;
+        const double atol = small ? 5e-5 : 2e-5;
+        // every tensor a token passes through has some gradient; a routed expert that no token
+        // chose has none (and its FD is zero too, which the samples below confirm)
+        if (!p->expert)
+            EXPECT(g[jmax] != 0.0f, "%s: %s has an all-zero gradient", VARIANT_NAME[v], p->name);
+        for (int k = 0; k < per_tensor; k++) {
+            size_t j = k == 0 ? jmax : (size_t)(rng_next(&rng) % p->numel);
+            // L at w +- eps and w +- 2 eps; any routing change in the four forwards: skip
+            float w0 = w[j], wv[4];
+            double lv[4];
+            int ok = 1;
+            for (int q = 0; q < 4; q++) {
+                float step = (q < 2 ? 1.0f : 2.0f) * eps * (q % 2 ? -1.0f : 1.0f);
+                w[j] = w0 + step;
+                wv[q] = w[j];
+                lv[q] = model_loss(&m, ids, B, T);
+                ok = ok && same_routing(&m, route);
+            }
+            w[j] = w0;
+            st.samples++;
+            if (!ok) {
+                st.skipped++;
+                continue;
+            }
+            // central differences at eps and 2 eps, combined (Richardson) so that the eps^2
+            // error term cancels: fd = (4 D(eps) - D(2 eps)) / 3, accurate to O(eps^4)
+            double d1 = (lv[0] - lv[1]) / ((double)wv[0] - wv[1]);
+            double d2 = (lv[2] - lv[3]) / ((double)wv[2] - wv[3]);
+            double fd = (4 * d1 - d2) / 3, an = g[j];
+            if (fabs(an) > 1e-4) st.nonzero++;
+            double ratio = fabs(fd - an) / (atol + rtol * fmax(fabs(fd), fabs(an)));
+            if (ratio > st.worst) {
+                st.worst = ratio;
+                snprintf(st.worst_what, sizeof(st.worst_what), "%s[%zu]: analytic %.6g, fd %.6g",
+                         p->name, j, an, fd);
+            }
+        }
+    }
+    print_message("    whole-model gradient check, %s%s: %d samples, %d skipped (routing flip), "
+                  "%d with |gradient| > 1e-4; worst error %.2f x tolerance (%s)\n",
+                  VARIANT_NAME[v], alpha > 0 ? " + balance loss" : "", st.samples, st.skipped,
+                  st.nonzero, st.worst, st.worst_what);
+    EXPECT(st.skipped * 2 <= st.samples, "%s: %d of %d samples skipped for routing flips",
+           VARIANT_NAME[v], st.skipped, st.samples);
+    EXPECT(st.nonzero * 2 >= st.samples - st.skipped,
+           "%s: only %d of %d checked samples have |gradient| > 1e-4", VARIANT_NAME[v], st.nonzero,
+           st.samples - st.skipped);
+    EXPECT(st.worst <= 1.0, "%s: gradient mismatch: %s (%.2f x tolerance)", VARIANT_NAME[v],
+           st.worst_what, st.worst);
+    free(route);
+    free(dlogits);
+    model_free(&m);
+}
+
+static void test_gradcheck_model(void **state) { (void)state; gradcheck_model(V_BASE, GC_ALL, 0); }
+static void test_gradcheck_model_qnull(void **state) {
+    (void)state;
+    gradcheck_model(V_QNULL, GC_ATTENTION, 0);
+}
+static void test_gradcheck_model_yarn(void **state) {
+    (void)state;
+    gradcheck_model(V_YARN, GC_ATTENTION, 0);
+}
+static void test_gradcheck_model_halves(void **state) {
+    (void)state;
+    gradcheck_model(V_HALVES, GC_ATTENTION, 0);
+}
+// The sequence-wise balance loss (DeepSeek-V3 eq. 17) as part of the model's loss: model_forward
+// leaves its value in m.balance_loss and model_backward adds its gradient to the routers.
+static void test_gradcheck_model_balance(void **state) {
+    (void)state;
+    gradcheck_model(V_BASE, GC_ROUTER, 0.3f);
+}
+
+// ==============================================================================================
+// 2. Cross-entropy
+// ==============================================================================================
+
+// V = 3, logits [1, 2, 3], target 2: loss = log(e^1 + e^2 + e^3) - 3, dlogits = softmax - onehot.
+// The last position of a sequence predicts nothing: its dlogits row is zero.
+static void test_cross_entropy_by_hand(void **state) {
+    (void)state;
+    float logits[2 * 3] = {1, 2, 3, 5, -1, 0};  // B = 1, T = 2: position 1 is the last
+    int ids[2] = {0, 2};                         // position 0 predicts ids[1] = 2
+    float dl[6];
+    float loss = cross_entropy_forward_backward(logits, ids, NULL, 1, 2, 3, dl);
+    double Z = exp(1.0) + exp(2.0) + exp(3.0);
+    double expected = log(Z) - 3.0;  // = 0.40760596...
+    EXPECT(fabs(loss - expected) < 1e-6, "loss %.9g, expected %.9g", loss, expected);
+    double want[3] = {exp(1.0) / Z, exp(2.0) / Z, exp(3.0) / Z - 1.0};
+    for (int v = 0; v < 3; v++)
+        EXPECT(fabs(dl[v] - want[v]) < 1e-6, "dlogits[%d] = %.9g, expected %.9g", v, dl[v], want[v]);
+    for (int v = 3; v < 6; v++) EXPECT(dl[v] == 0.0f, "last position: dlogits[%d] = %g", v, dl[v]);
+    // dlogits may be NULL; same loss
+    EXPECT(cross_entropy_forward_backward(logits, ids, NULL, 1, 2, 3, NULL) == loss, "%s",
+           "loss differs with dlogits NULL");
+}
+
+// One row's loss in double, for the hand checks.
+static double row_ce(const float *z, int V, int target) {
+    double s = 0.0;
+    for (int v = 0; v < V; v++) s += exp((double)z[v]);
+    return log(s) - z[target];
+}
+
+typedef struct {
+    float *logits;
+    const int *ids;
+    const float *mask;
+    int B, T, V;
+} CeCtx;
+
+static double ce_loss_fn(void *p) {
+    CeCtx *c = p;
+    return cross_entropy_forward_backward(c->logits, c->ids, c->mask, c->B, c->T, c->V, NULL);
+}
+
+// With a mask only positions whose TARGET is masked in count (mask[b, t+1] for the prediction at
+// t), the mean is over those, dlogits is zero on the others, and what a masked-out position holds
+// changes nothing. Sequences do not leak into each other (the last position of b = 0 does not
+// predict the first token of b = 1).
+static void test_cross_entropy_mask(void **state) {
+    (void)state;
+    enum { B = 2, T = 4, V = 5 };
+    Rng rng;
+    rng_seed(&rng, 21);
+    float logits[B * T * V], dl[B * T * V];
+    fill_normal(logits, B * T * V, 2.0f, &rng);
+    int ids[B * T] = {1, 4, 0, 2, 3, 3, 1, 0};
+    float mask[B * T] = {1, 1, 0, 1, 0, 1, 1, 0};
+    // counting predictions: (b0,t0) -> mask[1]=1 yes; (b0,t1) -> mask[2]=0 no; (b0,t2) -> mask[3]
+    // = 1 yes; (b1,t0) -> mask[5] = 1 yes; (b1,t1) -> mask[6] = 1 yes; (b1,t2) -> mask[7] = 0 no.
+    int counted[B * T] = {1, 0, 1, 0, 1, 1, 0, 0};
+    double expected = 0.0;
+    int n = 0;
+    for (int t = 0; t < B * T; t++)
+        if (counted[t]) {
+            expected += row_ce(logits + t * V, V, ids[t + 1]);
+            n++;
+        }
+    expected /= n;
+    float loss = cross_entropy_forward_backward(logits, ids, mask, B, T, V, dl);
+    EXPECT(fabs(loss - expected) < 1e-6 * (1 + expected), "masked loss %.9g, expected %.9g (4 rows)",
+           loss, expected);
+    for (int t = 0; t < B * T; t++) {
+        double rowsum = 0.0;
+        for (int v = 0; v < V; v++) rowsum += dl[t * V + v];
+        if (!counted[t])
+            for (int v = 0; v < V; v++)
+                EXPECT(dl[t * V + v] == 0.0f, "masked-out row %d: dlogits[%d] = %g", t, v, dl[t * V + v]);
+        else  // softmax - onehot sums to 0
+            EXPECT(fabs(rowsum) < 1e-6, "row %d: dlogits sum to %g", t, rowsum);
+    }
+    // a masked-out position's logits and target change nothing (bit for bit)
+    float logits2[B * T * V];
+    memcpy(logits2, logits, sizeof(logits));
+    for (int v = 0; v < V; v++) logits2[1 * V + v] += 3.0f * v;  // row (b0, t1), not counted
+    int ids2[B * T];
+    memcpy(ids2, ids, sizeof(ids));
+    ids2[2] = 4;  // the target of (b0, t1), masked out
+    float loss2 = cross_entropy_forward_backward(logits2, ids2, mask, B, T, V, NULL);
+    EXPECT(loss2 == loss, "masked-out position changed the loss: %.9g -> %.9g", loss, loss2);
+    // no mask: 6 positions count (T - 1 per sequence)
+    double all = 0.0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t + 1 < T; t++) all += row_ce(logits + (b * T + t) * V, V, ids[b * T + t + 1]);
+    all /= B * (T - 1);
+    float loss_all = cross_entropy_forward_backward(logits, ids, NULL, B, T, V, NULL);
+    EXPECT(fabs(loss_all - all) < 1e-6 * (1 + all), "unmasked loss %.9g, expected %.9g", loss_all, all);
+    // all masked out: loss 0, dlogits 0
+    float zeros[B * T] = {0};
+    float lz = cross_entropy_forward_backward(logits, ids, zeros, B, T, V, dl);
+    EXPECT(lz == 0.0f, "all masked out: loss %g", lz);
+    for (int i = 0; i < B * T * V; i++) EXPECT(dl[i] == 0.0f, "all masked out: dlogits[%d] = %g", i, dl[i]);
+    // dlogits by finite differences (with the mask)
+    cross_entropy_forward_backward(logits, ids, mask, B, T, V, dl);
+    CeCtx ctx = {logits, ids, mask, B, T, V};
+    fd_check("cross-entropy dlogits (masked)", logits, B * T * V, dl, ce_loss_fn, &ctx, 1e-2f, 1e-2, 1e-4);
+}
+
+// ==============================================================================================
+// 3. Absorbed (generation) vs naive (training) attention
+// ==============================================================================================
+// decode_step keeps only c_kv and k_pe per position and folds W_UK into the query and W_UV into
+// the output; model_forward expands the latent into per-head keys and values. They are the same
+// function, so the logits must agree at every position up to float rounding.
+static void check_decode_matches(Variant v) {
+    Config c = tiny_config(v);
+    int T = 24;  // > rope_original_max_position_embeddings (16) of the YaRN variant
+    Model m;
+    make_model(&m, &c, 31, 1, T);
+    int ids[24];
+    random_ids(ids, T, c.vocab_size, 32);
+    model_forward(&m, ids, 1, T);
+    DecodeState s;
+    char err[R1_ERR_LEN];
+    EXPECT(decode_state_create(&s, &m, T, err) == 0, "%s", err);
+    double worst = 0.0;
+    int worst_pos = 0;
+    for (int pos = 0; pos < T; pos++) {
+        decode_step(&m, &s, ids[pos], pos);
+        double r = rel_l2(s.logits, m.acts.logits + (size_t)pos * c.vocab_size, c.vocab_size);
+        if (r > worst) { worst = r; worst_pos = pos; }
+    }
+    print_message("    decode vs forward, %s: worst relative L2 %.2e (position %d)\n",
+                  VARIANT_NAME[v], worst, worst_pos);
+    EXPECT(worst < 1e-5, "%s: absorbed decode differs from the naive forward at position %d: "
+           "relative L2 %.3g", VARIANT_NAME[v], worst_pos, worst);
+    decode_state_free(&s);
+    model_free(&m);
+}
+
+static void test_decode_matches_forward(void **state) {
+    (void)state;
+    check_decode_matches(V_BASE);
+    check_decode_matches(V_QNULL);
+    check_decode_matches(V_YARN);
+    check_decode_matches(V_HALVES);
+}
+
+// A context longer than max_position_embeddings is refused with a message.
+static void test_decode_state_limits(void **state) {
+    (void)state;
+    Config c = tiny_config(V_BASE);
+    Model m;
+    char err[R1_ERR_LEN] = "";
+    EXPECT(model_create(&m, &c, err) == 0, "%s", err);
+    DecodeState s;
+    EXPECT(decode_state_create(&s, &m, c.max_position_embeddings + 1, err) == -1, "%s",
+           "decode_state_create accepted a context past max_position_embeddings");
+    EXPECT(strstr(err, "max_position_embeddings") != NULL, "message: %s", err);
+    EXPECT(decode_state_create(&s, &m, 0, err) == -1, "%s", "decode_state_create accepted 0");
+    EXPECT(model_alloc_training(&m, 1, c.max_position_embeddings + 1, err) == -1, "%s",
+           "model_alloc_training accepted T > max_position_embeddings");
+    EXPECT(strstr(err, "max_position_embeddings") != NULL, "message: %s", err);
+    model_free(&m);
+}
+
+// ==============================================================================================
+// 4. Determinism across thread counts
+// ==============================================================================================
+// Every output element is computed by one thread in a fixed order, so the thread count must not
+// change a single bit. The vocabulary is widened to 512 so that the size-gated parallel loops
+// (AdamW over large tensors, matvec with >= 256 outputs) really run in parallel.
+typedef struct {
+    float *params, *logits, *decode_logits;
+    size_t n_params, n_logits;
+    int V;
+} RunResult;
+
+static void train_run(int threads, RunResult *r) {
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    Config c = tiny_config(V_BASE);
+    c.vocab_size = 512;
+    enum { B = 2, T = 16 };
+    Model m;
+    make_model(&m, &c, 41, B, T);
+    int ids[B * T];
+    random_ids(ids, B * T, c.vocab_size, 42);
+    float *dlogits = malloc(sizeof(float) * B * T * c.vocab_size);
+    AdamWConfig oc = adamw_defaults();
+    oc.lr = 1e-2f;
+    for (int step = 0; step < 3; step++) {
+        model_forward(&m, ids, B, T);
+        cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, c.vocab_size, dlogits);
+        model_zero_grad(&m);
+        model_backward(&m, ids, dlogits);
+        adamw_step(&m, &oc);
+        moe_update_bias(&m, 1e-3f);
+    }
+    model_forward(&m, ids, B, T);
+    r->n_params = m.n_params;
+    r->n_logits = (size_t)B * T * c.vocab_size;
+    r->V = c.vocab_size;
+    r->params = malloc(sizeof(float) * m.n_params);
+    memcpy(r->params, m.params, sizeof(float) * m.n_params);
+    r->logits = malloc(sizeof(float) * r->n_logits);
+    memcpy(r->logits, m.acts.logits, sizeof(float) * r->n_logits);
+    DecodeState s;
+    char err[R1_ERR_LEN];
+    EXPECT(decode_state_create(&s, &m, T, err) == 0, "%s", err);
+    for (int pos = 0; pos < T; pos++) decode_step(&m, &s, ids[pos], pos);
+    r->decode_logits = malloc(sizeof(float) * c.vocab_size);
+    memcpy(r->decode_logits, s.logits, sizeof(float) * c.vocab_size);
+    decode_state_free(&s);
+    free(dlogits);
+    model_free(&m);
+}
+
+static void test_determinism_threads(void **state) {
+    (void)state;
+#ifndef _OPENMP
+    skip();
+#else
+    int saved = omp_get_max_threads();
+    // 1 and 2 threads, and 3 where there are 3 cores (more threads than cores only makes the
+    // barriers slow, it tests nothing more)
+    int n_runs = omp_get_num_procs() >= 3 ? 3 : 2;
+    RunResult r[3];
+    for (int i = 0; i < n_runs; i++) train_run(i + 1, &r[i]);
+    omp_set_num_threads(saved);
+    for (int i = 1; i < n_runs; i++) {
+        EXPECT(memcmp(r[0].params, r[i].params, sizeof(float) * r[0].n_params) == 0,
+               "params after 3 training steps differ between 1 and %d threads", i + 1);
+        EXPECT(memcmp(r[0].logits, r[i].logits, sizeof(float) * r[0].n_logits) == 0,
+               "logits differ between 1 and %d threads", i + 1);
+        EXPECT(memcmp(r[0].decode_logits, r[i].decode_logits, sizeof(float) * r[0].V) == 0,
+               "decode logits differ between 1 and %d threads", i + 1);
+    }
+    for (int i = 0; i < n_runs; i++) {
+        free(r[i].params);
+        free(r[i].logits);
+        free(r[i].decode_logits);
+    }
+#endif
+}
+
+// ==============================================================================================
+// 5. AdamW
+// ==============================================================================================
+
+// The first three steps (the third one clipped) against the formula, computed here in double:
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  m^ = m / (1 - b1^t);  v^ = v / (1 - b2^t)
+//   w -= lr (m^ / (sqrt(v^) + eps) + wd w)    with wd = 0 on 1-D tensors (norm weights)
+// with g scaled by clip / ||g|| when the global norm exceeds grad_clip. The router bias
+// (e_score_correction_bias) is not trainable: planted gradients on it are ignored, it does not
+// move, and it does not count in the global norm.
+static void test_adamw_formula(void **state) {
+    (void)state;
+    Config c = tiny_config(V_BASE);
+    Model m;
+    make_model(&m, &c, 51, 1, 4);
+    size_t P = m.n_params;
+    double *w = malloc(sizeof(double) * P), *mm = calloc(P, sizeof(double)), *vv = calloc(P, sizeof(double));
+    for (size_t i = 0; i < P; i++) w[i] = m.params[i];
+    // table attributes: decay exactly on matrices, the bias neither trainable nor decayed
+    for (int i = 0; i < m.n_tensors; i++) {
+        ParamInfo *p = &m.table[i];
+        int is_bias = strstr(p->name, "e_score_correction_bias") != NULL;
+        EXPECT(p->decay == (p->ndim == 2), "%s: decay %d with ndim %d", p->name, p->decay, p->ndim);
+        EXPECT(p->trainable == !is_bias, "%s: trainable %d", p->name, p->trainable);
+    }
+    AdamWConfig oc = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
+                      .weight_decay = 0.1f, .grad_clip = 0.0f};
+    Rng rng;
+    rng_seed(&rng, 52);
+    for (int step = 1; step <= 3; step++) {
+        // planted gradients (on every entry, the bias included)
+        for (size_t i = 0; i < P; i++) m.grads[i] = 0.01f * rng_normal(&rng);
+        double sumsq = 0.0;
+        for (int i = 0; i < m.n_tensors; i++) {
+            ParamInfo *p = &m.table[i];
+            if (!p->trainable) continue;
+            for (size_t j = 0; j < p->numel; j++) sumsq += (double)m.grads[p->offset + j] * m.grads[p->offset + j];
+        }
+        double norm = sqrt(sumsq);
+        // step 3 clips: the threshold is half the norm
+        oc.grad_clip = step == 3 ? (float)(norm / 2) : 0.0f;
+        double clip = step == 3 ? oc.grad_clip / norm : 1.0;
+        float got = adamw_step(&m, &oc);
+        EXPECT(fabs(got - norm) <= 1e-5 * norm, "step %d: returned norm %.7g, expected %.7g", step, got, norm);
+        EXPECT(m.adam_step == step, "adam_step %ld after %d steps", m.adam_step, step);
+        double bc1 = 1 - pow(oc.beta1, step), bc2 = 1 - pow(oc.beta2, step);
+        double worst = 0.0;
+        const char *worst_name = "";
+        for (int i = 0; i < m.n_tensors; i++) {
+            ParamInfo *p = &m.table[i];
+            for (size_t j = 0; j < p->numel; j++) {
+                size_t k = p->offset + j;
+                if (p->trainable) {
+                    double g = m.grads[k] * clip;
+                    mm[k] = oc.beta1 * mm[k] + (1 - oc.beta1) * g;
+                    vv[k] = oc.beta2 * vv[k] + (1 - oc.beta2) * g * g;
+                    double wd = p->ndim == 2 ? oc.weight_decay : 0.0;
+                    w[k] -= oc.lr * ((mm[k] / bc1) / (sqrt(vv[k] / bc2) + oc.eps) + wd * w[k]);
+                }
+                double err = fabs(m.params[k] - w[k]) / (1e-6 * fabs(w[k]) + 1e-8);
+                if (err > worst) { worst = err; worst_name = p->name; }
+            }
+        }
+        EXPECT(worst <= 1.0, "step %d: AdamW differs from the formula on %s (%.2f x tolerance)",
+               step, worst_name, worst);
+    }
+    // the bias never moved (exact)
+    for (int l = c.first_k_dense_replace; l < c.num_hidden_layers; l++) {
+        char name[96];
+        snprintf(name, sizeof(name), "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+        ParamInfo *p = model_find_param(&m, name);
+        assert_non_null(p);
+        for (size_t j = 0; j < p->numel; j++)
+            EXPECT(m.params[p->offset + j] == (float)w[p->offset + j], "%s[%zu] moved", name, j);
+    }
+    free(w); free(mm); free(vv);
+    model_free(&m);
+}
+
+// 20 AdamW steps on one fixed batch must fit it: the loss falls clearly (below 0.7 x the start).
+static void test_adamw_lowers_loss(void **state) {
+    (void)state;
+    Config c = tiny_config(V_BASE);
+    c.initializer_range = 0.02f;
+    enum { B = 2, T = 16 };
+    Model m;
+    make_model(&m, &c, 61, B, T);
+    int ids[B * T];
+    random_ids(ids, B * T, c.vocab_size, 62);
+    float *dlogits = malloc(sizeof(float) * B * T * c.vocab_size);
+    AdamWConfig oc = adamw_defaults();
+    oc.lr = 1e-2f;
+    float first = 0, last = 0;
+    for (int step = 0; step <= 20; step++) {
+        model_forward(&m, ids, B, T);
+        float loss = cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, c.vocab_size, dlogits);
+        if (step == 0) first = loss;
+        last = loss;
+        if (step == 20) break;
+        model_zero_grad(&m);
+        model_backward(&m, ids, dlogits);
+        adamw_step(&m, &oc);
+    }
+    print_message("    AdamW on a fixed batch: loss %.4f -> %.4f after 20 steps\n", first, last);
+    EXPECT(first > 3.5f && first < 4.8f, "initial loss %.4f, expected about ln(64) = 4.16", first);
+    EXPECT(last < 0.7f * first, "loss %.4f -> %.4f after 20 steps: not below 0.7 x the start", first, last);
+    free(dlogits);
+    model_free(&m);
+}
+
+// ==============================================================================================
+// 6. Bad configs
+// ==============================================================================================
+
+// config_validate must return -1 with a message that names the offending field.
+static void expect_invalid(Config c, const char *field) {
+    char err[R1_ERR_LEN] = "";
+    int rc = config_validate(&c, err);
+    EXPECT(rc == -1, "config_validate accepted a config with a bad %s", field);
+    EXPECT(strstr(err, field) != NULL, "message for bad %s does not name it: \"%s\"", field, err);
+}
+
+static void test_config_validate(void **state) {
+    (void)state;
+    char err[R1_ERR_LEN];
+    const char *presets[] = {"deepseek-v3", "r1-61", "small", "tiny"};
+    for (int i = 0; i < 4; i++) {
+        Config c;
+        EXPECT(config_preset(presets[i], &c, err) == 0, "%s", err);
+        EXPECT(config_validate(&c, err) == 0, "preset %s: %s", presets[i], err);
+    }
+    Config c;
+    EXPECT(config_preset("no-such-preset", &c, err) == -1, "%s", "unknown preset accepted");
+    Config base = tiny_config(V_BASE), x;  // E = 8, K = 2, n_group 2, topk_group 1
+    x = base; x.num_experts_per_tok = 9;          expect_invalid(x, "num_experts_per_tok");
+    x = base; x.n_group = 3;                      expect_invalid(x, "n_group");
+    x = base; x.topk_group = 3;                   expect_invalid(x, "topk_group");
+    x = base; x.hidden_size = 0;                  expect_invalid(x, "hidden_size");
+    x = base; x.qk_rope_head_dim = 5;             expect_invalid(x, "qk_rope_head_dim");
+    // 4 groups of 2 experts, keep 1 group: 2 experts cannot hold top-3
+    x = base; x.n_group = 4; x.topk_group = 1; x.num_experts_per_tok = 3;
+    expect_invalid(x, "topk_group");
+    x = base; x.vocab_size = -5;                  expect_invalid(x, "vocab_size");
+    x = base; x.kv_lora_rank = 0;                 expect_invalid(x, "kv_lora_rank");
+    x = base; x.num_experts_per_tok = 0;          expect_invalid(x, "num_experts_per_tok");
+    x = base; x.rope_yarn = 1; x.rope_factor = 0.5f; x.rope_original_max_position_embeddings = 16;
+    x.rope_beta_fast = 32; x.rope_beta_slow = 1;  expect_invalid(x, "factor");
+    // a config without MoE layers needs no experts at all
+    x = base; x.first_k_dense_replace = x.num_hidden_layers; x.n_routed_experts = 0;
+    EXPECT(config_validate(&x, err) == 0, "all-dense config refused: %s", err);
+}
+
+// model_create on the real 671B shape must refuse before allocating 2.6 TB (this test would be
+// killed by the OOM killer, or ASan would abort, if it tried).
+static void test_model_create_too_large(void **state) {
+    (void)state;
+    Config c;
+    char err[R1_ERR_LEN] = "";
+    assert_int_equal(config_preset("deepseek-v3", &c, err), 0);
+    Model m;
+    int rc = model_create(&m, &c, err);
+    EXPECT(rc == -1, "%s", "model_create accepted the 671B deepseek-v3 preset");
+    EXPECT(strstr(err, "too large") != NULL, "message: \"%s\"", err);
+    EXPECT(m.params == NULL && m.table == NULL, "%s", "model_create left allocations behind");
+    model_free(&m);  // harmless on a refused model
+    // the parameter count still works for it (no allocation): about 671B total, 37B activated
+    ParamCount pc;
+    count_params(&c, &pc);
+    EXPECT(pc.total > 6.6e11 && pc.total < 6.9e11, "deepseek-v3 total %.4g, expected ~671B", pc.total);
+    EXPECT(pc.activated > 3.6e10 && pc.activated < 3.9e10, "activated %.4g, expected ~37B", pc.activated);
+    // and for tiny, the count equals the table's size
+    Config t = tiny_config(V_BASE);
+    EXPECT(model_create(&m, &t, err) == 0, "%s", err);
+    count_params(&t, &pc);
+    EXPECT(pc.total == (double)m.n_params, "count_params %.0f vs table %zu", pc.total, m.n_params);
+    model_free(&m);
+}
+
+// A valid config.json in transformers' layout (rope_parameters); %s is spliced in at the end of
+// the object, and since the parser keeps the LAST duplicate key, a spliced key overrides.
+static const char *const JSON_TRANSFORMERS =
+    "{\"architectures\": [\"DeepseekV3ForCausalLM\"], \"model_type\": \"deepseek_v3\", "
+    "\"vocab_size\": 64, \"hidden_size\": 32, \"intermediate_size\": 64, "
+    "\"moe_intermediate_size\": 16, \"num_hidden_layers\": 5, \"first_k_dense_replace\": 3, "
+    "\"n_routed_experts\": 8, \"num_experts_per_tok\": 2, \"n_shared_experts\": 1, "
+    "\"n_group\": 2, \"topk_group\": 1, \"norm_topk_prob\": true, \"routed_scaling_factor\": 2.5, "
+    "\"num_attention_heads\": 4, \"num_key_value_heads\": 4, \"q_lora_rank\": 16, "
+    "\"kv_lora_rank\": 16, \"qk_nope_head_dim\": 8, \"qk_rope_head_dim\": 4, \"v_head_dim\": 8, "
+    "\"rms_norm_eps\": 1e-06, \"rope_interleave\": true, \"max_position_embeddings\": 64, "
+    "\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 20000.0, \"factor\": 4.0, "
+    "\"original_max_position_embeddings\": 16, \"beta_fast\": 32, \"beta_slow\": 1, "
+    "\"mscale\": 0.707, \"mscale_all_dim\": 1.0}, \"tie_word_embeddings\": false, "
+    "\"hidden_act\": \"silu\", \"attention_bias\": false, \"initializer_range\": 0.02, "
+    "\"bos_token_id\": 0, \"eos_token_id\": 1%s}";
+
+// The hub layout (DeepSeek-V3's own config.json): rope_theta at the top, rope_scaling with
+// "type", q_lora_rank null.
+static const char *const JSON_HUB =
+    "{\"architectures\": [\"DeepseekV3ForCausalLM\"], \"model_type\": \"deepseek_v3\", "
+    "\"vocab_size\": 64, \"hidden_size\": 32, \"intermediate_size\": 64, "
+    "\"moe_intermediate_size\": 16, \"moe_layer_freq\": 1, \"num_hidden_layers\": 5, "
+    "\"first_k_dense_replace\": 3, \"n_routed_experts\": 8, \"num_experts_per_tok\": 2, "
+    "\"n_shared_experts\": 1, \"n_group\": 2, \"topk_group\": 1, \"norm_topk_prob\": true, "
+    "\"routed_scaling_factor\": 2.5, \"scoring_func\": \"sigmoid\", \"topk_method\": \"noaux_tc\", "
+    "\"num_attention_heads\": 4, \"num_key_value_heads\": 4, \"q_lora_rank\": null, "
+    "\"kv_lora_rank\": 16, \"qk_nope_head_dim\": 8, \"qk_rope_head_dim\": 16, \"v_head_dim\": 8, "
+    "\"rms_norm_eps\": 1e-06, \"max_position_embeddings\": 64, \"rope_theta\": 50.0, "
+    "\"rope_scaling\": {\"beta_fast\": 16, \"beta_slow\": 2, \"factor\": 2, \"mscale\": 1.0, "
+    "\"mscale_all_dim\": 1.0, \"original_max_position_embeddings\": 32, \"type\": \"yarn\"}, "
+    "\"tie_word_embeddings\": false, \"hidden_act\": \"silu\", \"pad_token_id\": null, "
+    "\"num_nextn_predict_layers\": 1, \"torch_dtype\": \"bfloat16\", \"bos_token_id\": 0, "
+    "\"eos_token_id\": 1}";
+
+static int parse_with(const char *extra, Config *c, char *err) {
+    char text[4096];
+    snprintf(text, sizeof(text), JSON_TRANSFORMERS, extra);
+    return config_from_json(text, c, err);
+}
+
+static void expect_json_rejected(const char *extra, const char *needle) {
+    Config c;
+    char err[R1_ERR_LEN] = "";
+    int rc = parse_with(extra, &c, err);
+    EXPECT(rc == -1, "config_from_json accepted: ...%s}", extra);
+    EXPECT(strstr(err, needle) != NULL, "for ...%s}: message \"%s\" does not mention \"%s\"", extra,
+           err, needle);
+    EXPECT(strstr(err, "config") != NULL, "message \"%s\" does not say config", err);
+}
+
+static void test_config_from_json(void **state) {
+    (void)state;
+    Config c;
+    char err[R1_ERR_LEN] = "";
+    // the transformers layout
+    EXPECT(parse_with("", &c, err) == 0, "transformers layout refused: %s", err);
+    EXPECT(c.vocab_size == 64 && c.hidden_size == 32 && c.num_hidden_layers == 5 &&
+           c.first_k_dense_replace == 3 && c.n_routed_experts == 8 && c.num_experts_per_tok == 2 &&
+           c.n_group == 2 && c.topk_group == 1 && c.norm_topk_prob == 1 && c.q_lora_rank == 16 &&
+           c.qk_rope_head_dim == 4 && c.rope_interleave == 1,
+           "fields misread (vocab %d hidden %d layers %d q_lora_rank %d)", c.vocab_size,
+           c.hidden_size, c.num_hidden_layers, c.q_lora_rank);
+    EXPECT(c.rope_yarn == 1 && c.rope_factor == 4.0f && c.rope_theta == 20000.0f &&
+           c.rope_original_max_position_embeddings == 16 && c.rope_mscale == 0.707f &&
+           c.rope_mscale_all_dim == 1.0f && c.routed_scaling_factor == 2.5f,
+           "rope fields misread: yarn %d factor %g theta %g orig %d mscale %g", c.rope_yarn,
+           c.rope_factor, c.rope_theta, c.rope_original_max_position_embeddings, c.rope_mscale);
+    // the hub layout
+    EXPECT(config_from_json(JSON_HUB, &c, err) == 0, "hub layout refused: %s", err);
+    EXPECT(c.q_lora_rank == 0, "q_lora_rank null read as %d", c.q_lora_rank);
+    EXPECT(c.rope_theta == 50.0f && c.rope_yarn == 1 && c.rope_factor == 2.0f &&
+           c.rope_beta_fast == 16.0f && c.rope_beta_slow == 2.0f &&
+           c.rope_original_max_position_embeddings == 32 && c.qk_rope_head_dim == 16,
+           "hub rope misread: theta %g yarn %d factor %g betas %g %g orig %d", c.rope_theta,
+           c.rope_yarn, c.rope_factor, c.rope_beta_fast, c.rope_beta_slow,
+           c.rope_original_max_position_embeddings);
+    // default rope: no YaRN
+    EXPECT(parse_with(", \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500.0}",
+                      &c, err) == 0, "default rope refused: %s", err);
+    EXPECT(c.rope_yarn == 0 && c.rope_theta == 500.0f, "default rope: yarn %d theta %g", c.rope_yarn,
+           c.rope_theta);
+    // rejections, each naming what is wrong
+    expect_json_rejected(", \"hidden_size\": 32,", "config.json");       // trailing comma
+    expect_json_rejected(", \"hidden_size\": [32", "config.json");       // unterminated
+    expect_json_rejected(", \"hidden_size\": \"32\"", "hidden_size");    // string for an int
+    expect_json_rejected(", \"num_hidden_layers\": 2.5", "num_hidden_layers");  // not an integer
+    expect_json_rejected(", \"num_attention_heads\": true", "num_attention_heads");  // a boolean
+    expect_json_rejected(", \"hidden_act\": \"gelu\"", "hidden_act");
+    expect_json_rejected(", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "linear");
+    expect_json_rejected(", \"model_type\": \"llama\"", "model_type");
+    expect_json_rejected(", \"hidden_size\": -32", "hidden_size");
+    expect_json_rejected(", \"vocab_size\": -1", "vocab_size");
+    expect_json_rejected(", \"num_experts_per_tok\": 9", "num_experts_per_tok");  // validate runs
+    expect_json_rejected(", \"norm_topk_prob\": 1", "norm_topk_prob");   // bool expected
+    // not an object at all
+    EXPECT(config_from_json("[1, 2, 3]", &c, err) == -1, "%s", "a JSON array accepted as config");
+    EXPECT(config_from_json("", &c, err) == -1, "%s", "empty text accepted as config");
+}
+
+// config_write_json writes what config_from_json reads back to the same config.
+static void test_config_json_round_trip(void **state) {
+    (void)state;
+    char dir[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    Variant vs[3] = {V_BASE, V_QNULL, V_YARN};
+    for (int i = 0; i < 3; i++) {
+        Config a = tiny_config(vs[i]), b;
+        char path[512], err[R1_ERR_LEN];
+        snprintf(path, sizeof(path), "%s/config.json", dir);
+        EXPECT(config_write_json(&a, path, err) == 0, "%s", err);
+        char *text = read_file(path, NULL, err);
+        EXPECT(text != NULL, "%s", err);
+        EXPECT(config_from_json(text, &b, err) == 0, "%s: %s", VARIANT_NAME[vs[i]], err);
+        free(text);
+#define SAME(f) EXPECT(a.f == b.f, "%s: " #f " %g written, %g read", VARIANT_NAME[vs[i]], (double)a.f, (double)b.f)
+        SAME(vocab_size); SAME(hidden_size); SAME(intermediate_size); SAME(moe_intermediate_size);
+        SAME(num_hidden_layers); SAME(first_k_dense_replace); SAME(n_routed_experts);
+        SAME(num_experts_per_tok); SAME(n_shared_experts); SAME(n_group); SAME(topk_group);
+        SAME(norm_topk_prob); SAME(routed_scaling_factor); SAME(num_attention_heads);
+        SAME(q_lora_rank); SAME(kv_lora_rank); SAME(qk_nope_head_dim); SAME(qk_rope_head_dim);
+        SAME(v_head_dim); SAME(rms_norm_eps); SAME(rope_theta); SAME(rope_interleave);
+        SAME(rope_yarn); SAME(max_position_embeddings); SAME(tie_word_embeddings);
+        SAME(initializer_range); SAME(bos_token_id); SAME(eos_token_id);
+        if (a.rope_yarn) {
+            SAME(rope_factor); SAME(rope_original_max_position_embeddings); SAME(rope_beta_fast);
+            SAME(rope_beta_slow); SAME(rope_mscale); SAME(rope_mscale_all_dim);
+        }
+#undef SAME
+    }
+    rm_tree(dir);
+}
+
+// ==============================================================================================
+// 7. Bad checkpoints and the CLI
+// ==============================================================================================
+
+// Writes dir/config.json and dir/model.safetensors from m's tensors, with one tensor changed
+// (dtype, shape [r0, r1]) or left out (omit).
+static void write_checkpoint_variant(const Model *m, const char *dir, const char *target,
+                                     int omit, const char *dtype, int64_t r0, int64_t r1) {
+    char err[R1_ERR_LEN], path[512];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    EXPECT(config_write_json(&m->cfg, path, err) == 0, "%s", err);
+    StWrite *w = calloc((size_t)m->n_tensors, sizeof(StWrite));
+    int n = 0;
+    float *extra = NULL;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamInfo *p = &m->table[i];
+        StWrite t = {p->name, "F32", p->ndim, {p->shape[0], p->shape[1]}, m->params + p->offset};
+        if (target && strcmp(p->name, target) == 0) {
+            if (omit) continue;
+            if (dtype) t.dtype = dtype;
+            if (r0 > 0) {
+                t.shape[0] = r0;
+                if (p->ndim == 2) t.shape[1] = r1;
+                size_t need = (size_t)r0 * (p->ndim == 2 ? (size_t)r1 : 1);
+                if (need > p->numel) {  // a bigger tensor needs its own data
+                    extra = calloc(need, sizeof(float));
+                    t.data = extra;
+                }
+            }
+        }
+        w[n++] = t;
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    EXPECT(st_write(path, w, n, NULL, 0, err) == 0, "%s", err);
+    free(extra);
+    free(w);
+}
+
+// checkpoint_load of dir must fail with a one-line message naming the file (dir/file) and
+// containing the needle (a tensor name, what is wrong), if any.
+static void expect_load_fails(const char *dir, const char *file, const char *needle1,
+                              const char *needle2) {
+    Model m;
+    memset(&m, 0, sizeof(m));  // (a load that fails before model_create leaves m untouched)
+    char err[R1_ERR_LEN] = "", path[600];
+    int rc = checkpoint_load(&m, dir, err);
+    EXPECT(rc == -1, "checkpoint_load accepted %s", dir);
+    EXPECT(strchr(err, '\n') == NULL, "message is more than one line: \"%s\"", err);
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    EXPECT(strstr(err, path) != NULL, "load %s: message \"%s\" does not name %s", dir, err, path);
+    if (needle1)
+        EXPECT(strstr(err, needle1) != NULL, "load %s: message \"%s\" lacks \"%s\"", dir, err, needle1);
+    if (needle2)
+        EXPECT(strstr(err, needle2) != NULL, "load %s: message \"%s\" lacks \"%s\"", dir, err, needle2);
+    EXPECT(m.params == NULL, "%s", "a failed load left the model allocated");
+}
+
+// The message for a wrong shape gives both shapes as written: [33] and [32] for a 1-D tensor.
+static void test_checkpoint_shape_message_1d(void **state) {
+    (void)state;
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    Config c = tiny_config(V_BASE);
+    Model m;
+    make_model(&m, &c, 75, 1, 4);
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/shape1d", root);
+    write_checkpoint_variant(&m, dir, "model.norm.weight", 0, NULL, 33, 0);
+    model_free(&m);
+    Model m2;
+    char err[R1_ERR_LEN] = "";
+    EXPECT(checkpoint_load(&m2, dir, err) == -1, "%s", "a wrong 1-D shape was accepted");
+    rm_tree(root);
+    EXPECT(strstr(err, "shape [33]") != NULL && strstr(err, "expected [32]") != NULL,
+           "message \"%s\" should say \"shape [33], expected [32]\"", err);
+}
+
+static void test_checkpoints(void **state) {
+    (void)state;
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char dir[512], path[512], err[R1_ERR_LEN];
+    // round trip, for the YaRN variant and then the base one (kept in m for the rest): bit-exact
+    // parameters, the same tensor table, the same RoPE tables
+    Variant vs[2] = {V_YARN, V_BASE};
+    Model m;
+    for (int vi = 0; vi < 2; vi++) {
+        Config c = tiny_config(vs[vi]);
+        make_model(&m, &c, 71 + vi, 1, 8);
+        snprintf(dir, sizeof(dir), "%s/ok%d", root, vi);
+        EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "checkpoint_save: %s", err);
+        Model m2;
+        EXPECT(checkpoint_load(&m2, dir, err) == 0, "checkpoint_load: %s", err);
+        EXPECT(m2.n_params == m.n_params && m2.n_tensors == m.n_tensors, "%zu vs %zu params",
+               m2.n_params, m.n_params);
+        EXPECT(memcmp(m2.params, m.params, sizeof(float) * m.n_params) == 0, "%s",
+               "parameters changed in a save/load round trip");
+        for (int i = 0; i < m.n_tensors; i++)
+            EXPECT(strcmp(m.table[i].name, m2.table[i].name) == 0, "tensor %d: %s vs %s", i,
+                   m.table[i].name, m2.table[i].name);
+        EXPECT(m2.attn_scale == m.attn_scale, "attn_scale %g vs %g", m2.attn_scale, m.attn_scale);
+        size_t half = (size_t)c.max_position_embeddings * c.qk_rope_head_dim / 2;
+        EXPECT(memcmp(m2.rope_cos, m.rope_cos, half * sizeof(float)) == 0 &&
+               memcmp(m2.rope_sin, m.rope_sin, half * sizeof(float)) == 0, "%s: RoPE tables differ",
+               VARIANT_NAME[vs[vi]]);
+        model_free(&m2);
+        if (vi == 0) model_free(&m);
+    }
+    // the save went through DIR/.staging (files, then a COMMIT marker, then moved in): nothing
+    // of it is left behind
+    snprintf(path, sizeof(path), "%s/ok1/.staging", root);
+    EXPECT(access(path, F_OK) != 0, "%s left behind", path);
+
+    // an interrupted save: .staging holds a new model.safetensors but no COMMIT marker. Loading
+    // must discard it and give the previous weights.
+    Model m2;
+    char staged[512];
+    snprintf(dir, sizeof(dir), "%s/ok1", root);
+    snprintf(staged, sizeof(staged), "%s/ok1/.staging", root);
+    mkdir(staged, 0755);
+    snprintf(path, sizeof(path), "%s/model.safetensors", staged);
+    write_text(path, "half a file");
+    EXPECT(checkpoint_load(&m2, dir, err) == 0, "load after an uncommitted save: %s", err);
+    EXPECT(memcmp(m2.params, m.params, sizeof(float) * m.n_params) == 0, "%s",
+           "an uncommitted save changed the weights");
+    EXPECT(access(staged, F_OK) != 0, "%s", "the uncommitted .staging was not removed");
+    model_free(&m2);
+    // a save interrupted after its COMMIT marker: loading finishes it (the new weights win)
+    Model m3;
+    Config c3 = m.cfg;
+    make_model(&m3, &c3, 99, 1, 8);
+    snprintf(path, sizeof(path), "%s/newer", root);
+    EXPECT(checkpoint_save(&m3, NULL, NULL, path, err) == 0, "%s", err);
+    mkdir(staged, 0755);
+    char from[600], to[600];
+    snprintf(from, sizeof(from), "%s/newer/model.safetensors", root);
+    snprintf(to, sizeof(to), "%s/model.safetensors", staged);
+    assert_int_equal(rename(from, to), 0);
+    snprintf(path, sizeof(path), "%s/COMMIT", staged);
+    write_text(path, "complete\n");
+    EXPECT(checkpoint_load(&m2, dir, err) == 0, "load after a committed save: %s", err);
+    EXPECT(memcmp(m2.params, m3.params, sizeof(float) * m.n_params) == 0, "%s",
+           "a committed save was not rolled forward");
+    EXPECT(access(staged, F_OK) != 0, "%s", "the committed .staging was not removed");
+    model_free(&m2);
+    model_free(&m3);
+
+    // truncated model.safetensors
+    snprintf(dir, sizeof(dir), "%s/truncated", root);
+    write_checkpoint_variant(&m, dir, NULL, 0, NULL, 0, 0);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size / 2), 0);
+    expect_load_fails(dir, "model.safetensors", NULL, NULL);
+    // missing tensor
+    const char *victim = "model.layers.1.self_attn.kv_b_proj.weight";
+    snprintf(dir, sizeof(dir), "%s/missing", root);
+    write_checkpoint_variant(&m, dir, victim, 1, NULL, 0, 0);
+    expect_load_fails(dir, "model.safetensors", victim, "missing");
+    // wrong shape: q_a_proj (16, 32) written as (32, 16): same bytes, transposed shape
+    victim = "model.layers.0.self_attn.q_a_proj.weight";
+    snprintf(dir, sizeof(dir), "%s/shape", root);
+    write_checkpoint_variant(&m, dir, victim, 0, NULL, 32, 16);
+    expect_load_fails(dir, "model.safetensors", victim, "shape");
+    expect_load_fails(dir, "model.safetensors", "[32, 16]", "[16, 32]");
+    // wrong shape of a 1-D tensor: model.norm.weight (32) written as (33)
+    victim = "model.norm.weight";
+    snprintf(dir, sizeof(dir), "%s/shape1d", root);
+    write_checkpoint_variant(&m, dir, victim, 0, NULL, 33, 0);
+    expect_load_fails(dir, "model.safetensors", victim, "shape");
+    // wrong dtype: I32 (same size, so only the dtype check can catch it)
+    victim = "model.embed_tokens.weight";
+    snprintf(dir, sizeof(dir), "%s/dtype", root);
+    write_checkpoint_variant(&m, dir, victim, 0, "I32", 0, 0);
+    expect_load_fails(dir, "model.safetensors", victim, "I32");
+    // config.json that is not JSON
+    snprintf(dir, sizeof(dir), "%s/badjson", root);
+    write_checkpoint_variant(&m, dir, NULL, 0, NULL, 0, 0);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    write_text(path, "{\"vocab_size\": 64,, }");
+    expect_load_fails(dir, "config.json", NULL, NULL);
+    // config.json that is JSON but an unusable config
+    write_text(path, "{\"model_type\": \"llama\"}");
+    expect_load_fails(dir, "config.json", "model_type", NULL);
+    // no config.json, no directory
+    unlink(path);
+    expect_load_fails(dir, "config.json", NULL, NULL);
+    snprintf(dir, sizeof(dir), "%s/does-not-exist", root);
+    expect_load_fails(dir, "config.json", NULL, NULL);
+    model_free(&m);
+    rm_tree(root);
+}
+
+// Runs "./r1 ARGS" with stdout and stderr to files in dir; expects exit status 1 and stderr of
+// exactly one line "r1: ..." containing `needle`.
+static void expect_cli_error(const char *dir, const char *args, const char *needle) {
+    char cmd[4096], errpath[512];
+    snprintf(errpath, sizeof(errpath), "%s/stderr.txt", dir);
+    snprintf(cmd, sizeof(cmd), "./r1 %s >%s/stdout.txt 2>%s", args, dir, errpath);
+    int st = system(cmd);
+    EXPECT(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "`./r1 %s`: exit status %d, expected 1",
+           args, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    char e[R1_ERR_LEN];
+    char *text = read_file(errpath, NULL, e);
+    EXPECT(text != NULL, "%s", e);
+    size_t len = strlen(text);
+    EXPECT(strncmp(text, "r1: ", 4) == 0, "`./r1 %s`: stderr does not start with \"r1: \": \"%s\"", args, text);
+    EXPECT(len > 0 && text[len - 1] == '\n' && strchr(text, '\n') == text + len - 1,
+           "`./r1 %s`: stderr is not exactly one line: \"%s\"", args, text);
+    if (needle)
+        EXPECT(strstr(text, needle) != NULL, "`./r1 %s`: stderr \"%s\" lacks \"%s\"", args, text, needle);
+    free(text);
+}
+
+static void write_ids(const char *path, int B, int T, int value_at_end, int V) {
+    int32_t *ids = malloc(sizeof(int32_t) * B * T);
+    for (int i = 0; i < B * T; i++) ids[i] = i % V;
+    ids[B * T - 1] = value_at_end;
+    StWrite w = {"input_ids", "I32", 2, {B, T}, ids};
+    char err[R1_ERR_LEN];
+    EXPECT(st_write(path, &w, 1, NULL, 0, err) == 0, "%s", err);
+    free(ids);
+}
+
+static void test_cli_errors(void **state) {
+    (void)state;
+    if (access("./r1", X_OK) != 0) {
+        print_message("    ./r1 not found (run `make r1` first, from the repository root): skipped\n");
+        skip();
+    }
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char dir[512], in[512], args[2048], err[R1_ERR_LEN];
+    Config c = tiny_config(V_BASE);  // vocab 64, context 64
+    Model m;
+    make_model(&m, &c, 81, 1, 4);
+    snprintf(dir, sizeof(dir), "%s/model", root);
+    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+    model_free(&m);
+    // a well-formed forward works (status 0), so the failures below are about the input
+    snprintf(in, sizeof(in), "%s/ok.safetensors", root);
+    write_ids(in, 2, 8, 5, 64);
+    snprintf(args, sizeof(args), "./r1 forward --model %s --input %s --out %s/out.safetensors >/dev/null 2>&1",
+             dir, in, root);
+    int st = system(args);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a valid `./r1 forward` failed (status %d)", st);
+    // forward: an input id out of range
+    snprintf(in, sizeof(in), "%s/bad_id.safetensors", root);
+    write_ids(in, 1, 4, 64, 64);
+    snprintf(args, sizeof(args), "forward --model %s --input %s --out %s/o.safetensors", dir, in, root);
+    expect_cli_error(root, args, "out of range");
+    // forward: T > max_position_embeddings
+    snprintf(in, sizeof(in), "%s/long.safetensors", root);
+    write_ids(in, 1, 65, 3, 64);
+    snprintf(args, sizeof(args), "forward --model %s --input %s --out %s/o.safetensors", dir, in, root);
+    expect_cli_error(root, args, "max_position_embeddings");
+    // forward: a checkpoint that is not there
+    snprintf(args, sizeof(args), "forward --model %s/nope --input %s --out %s/o.safetensors", root, in, root);
+    expect_cli_error(root, args, "config.json");
+    // sample: a prompt id out of range
+    snprintf(args, sizeof(args), "sample --model %s --prompt-ids '1 2 999'", dir);
+    expect_cli_error(root, args, "999");
+    // sample: a prompt longer than the context (65 ids, context 64)
+    int n = snprintf(args, sizeof(args), "sample --model %s --prompt-ids '", dir);
+    for (int i = 0; i < 65; i++) n += snprintf(args + n, sizeof(args) - n, "%d ", i % 64);
+    snprintf(args + n, sizeof(args) - n, "'");
+    expect_cli_error(root, args, "context");
+    // sample: not a number
+    snprintf(args, sizeof(args), "sample --model %s --prompt-ids '1 two 3'", dir);
+    expect_cli_error(root, args, "two");
+    // info: an unknown preset
+    expect_cli_error(root, "info --config nonsense", "nonsense");
+    // an unknown flag, a flag without its value, an unknown command
+    expect_cli_error(root, "info --config tiny --bogus", "--bogus");
+    expect_cli_error(root, "info --config", "--config");
+    expect_cli_error(root, "frobnicate", "frobnicate");
+    rm_tree(root);
+}
+
+// ==============================================================================================
+// 8. Sampling
+// ==============================================================================================
+
+static void test_sampling(void **state) {
+    (void)state;
+    enum { V = 6 };
+    float logits[V] = {0.5f, 2.0f, -1.0f, 1.2f, 0.0f, 1.9f};
+    float probs[V];
+    Rng rng;
+    rng_seed(&rng, 91);
+    // greedy: the argmax, and no random numbers drawn
+    Rng before = rng;
+    EXPECT(sample_token(logits, V, 0.0f, 1.0f, &rng, probs) == 1, "%s", "greedy did not return the argmax");
+    EXPECT(rng.state == before.state, "%s", "greedy consumed random numbers");
+    // a fixed seed reproduces the same sequence
+    Rng a, b;
+    rng_seed(&a, 5);
+    rng_seed(&b, 5);
+    for (int i = 0; i < 100; i++) {
+        int x = sample_token(logits, V, 0.8f, 0.9f, &a, probs);
+        int y = sample_token(logits, V, 0.8f, 0.9f, &b, probs);
+        EXPECT(x == y, "draw %d: %d vs %d with the same seed", i, x, y);
+    }
+    // a tiny top_p keeps only the most likely token
+    for (int i = 0; i < 200; i++) {
+        int x = sample_token(logits, V, 1.0f, 1e-6f, &rng, probs);
+        EXPECT(x == 1, "top_p 1e-6 returned %d, not the argmax 1", x);
+    }
+    // empirical frequencies match softmax(logits / temperature) (n = 40000: standard error of a
+    // frequency <= 0.0025, tolerance 0.015)
+    float temps[2] = {1.0f, 0.5f};
+    for (int ti = 0; ti < 2; ti++) {
+        float temp = temps[ti];
+        double p[V], Z = 0.0;
+        for (int v = 0; v < V; v++) Z += (p[v] = exp(logits[v] / temp));
+        int count[V] = {0}, n = 40000;
+        for (int i = 0; i < n; i++) count[sample_token(logits, V, temp, 1.0f, &rng, probs)]++;
+        for (int v = 0; v < V; v++)
+            EXPECT(fabs((double)count[v] / n - p[v] / Z) < 0.015,
+                   "temperature %g: token %d drawn %.4f of the time, softmax says %.4f", temp, v,
+                   (double)count[v] / n, p[v] / Z);
+    }
+    // top-p: probabilities 0.5, 0.3, 0.15, 0.05 with top_p 0.7 keep {0, 1} (mass 0.8, the smallest
+    // set reaching 0.7), renormalised to 0.625 / 0.375
+    float l2[4] = {logf(0.5f), logf(0.3f), logf(0.15f), logf(0.05f)};
+    int count[4] = {0}, n = 40000;
+    for (int i = 0; i < n; i++) count[sample_token(l2, 4, 1.0f, 0.7f, &rng, probs)]++;
+    EXPECT(count[2] == 0 && count[3] == 0, "top_p 0.7 drew tokens outside the nucleus: %d, %d",
+           count[2], count[3]);
+    EXPECT(fabs((double)count[0] / n - 0.625) < 0.015, "top_p 0.7: token 0 %.4f, expected 0.625",
+           (double)count[0] / n);
+}
+
+// ./build/test_r1 [PATTERN] runs the tests whose names match PATTERN (e.g. 'test_gradcheck*').
+// The tests run on one thread unless OMP_NUM_THREADS says otherwise: the tiny shapes here make
+// OpenMP's per-loop start-up and barriers cost more than the work, and on a machine whose cores
+// are busy with something else a spinning barrier can make a 5 s run take minutes. The thread
+// count cannot change results (test_determinism_threads checks that, with 1, 2 (and 3) threads).
+int main(int argc, char **argv) {
+#ifdef _OPENMP
+    if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+#endif
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope_transpose),
+        cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_gradcheck_model),
+        cmocka_unit_test(test_gradcheck_model_qnull),
+        cmocka_unit_test(test_gradcheck_model_yarn),
+        cmocka_unit_test(test_gradcheck_model_halves),
+        cmocka_unit_test(test_gradcheck_model_balance),
+        cmocka_unit_test(test_cross_entropy_by_hand),
+        cmocka_unit_test(test_cross_entropy_mask),
+        cmocka_unit_test(test_decode_matches_forward),
+        cmocka_unit_test(test_decode_state_limits),
+        cmocka_unit_test(test_determinism_threads),
+        cmocka_unit_test(test_adamw_formula),
+        cmocka_unit_test(test_adamw_lowers_loss),
+        cmocka_unit_test(test_config_validate),
+        cmocka_unit_test(test_model_create_too_large),
+        cmocka_unit_test(test_config_from_json),
+        cmocka_unit_test(test_config_json_round_trip),
+        cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_checkpoint_shape_message_1d),
+        cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_sampling),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
