@@ -3,7 +3,7 @@
 # UndefinedBehaviorSanitizer. No -ffast-math: results must be reproducible float for float.
 CC      ?= cc
 CFLAGS  ?= -O3 -march=native
-WARN     = -std=c11 -Wall -Wextra -Wno-format-truncation
+WARN     = -std=c11 -Wall -Wextra -Wno-format-truncation -Wno-psabi
 OMP      = -fopenmp
 LDLIBS   = -lm
 SRC      = r1.c moe.c tokenizer.c grpo.c

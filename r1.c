@@ -625,48 +625,51 @@ float rng_normal(Rng *r) {
 // All three products of training (forward, gradient of the input, gradient of the weight)
 // run on one kernel, matmul_nn: out (N,M) (=, or += when accumulate) A (N,K) @ b (K,M), where A
 // is read through strides, a(i,k) = a[i*ars + k*aks], so that it can be a transposed view.
-// Each 6x16 tile of out is accumulated in registers over k = 0..K-1 in order: the inner loop is
-// a multiply-add over 16 contiguous floats of a row of b, which the compiler vectorises without
-// reordering any sum.
+// Each 6x16 tile of out is accumulated over k = 0..K-1 in order, so every output element is one
+// sum in a fixed order, whatever the number of threads.
 #define MM_ROWS 6
 #define MM_COLS 16
 
-// One full 6x16 tile. Six named accumulator rows (rather than acc[6][16]) let the compiler keep
-// them in vector registers.
+// 8 floats that the compiler keeps in one vector register (GCC/Clang vector extension: `+` and
+// `*` act lane by lane, and `x * v` multiplies every lane by the scalar x). Only the full tiles
+// use it; matmul_tile_edge below computes the same sums with plain loops.
+typedef float vec8 __attribute__((vector_size(32)));
+static inline vec8 vec8_load(const float *p) {
+    vec8 v;
+    memcpy(&v, p, sizeof(v));  // an unaligned load
+    return v;
+}
+static inline void vec8_store(float *p, vec8 v) { memcpy(p, &v, sizeof(v)); }
+
+// One full 6x16 tile: 12 accumulators of 8 floats (out rows r0..r5, columns 0-7 and 8-15), all
+// in registers; per k, two loads of b's row and six values of a's column.
 static void matmul_tile(float *out, int M, const float *a, int ars, int aks, const float *b,
                         int K, int accumulate) {
-    float acc0[MM_COLS], acc1[MM_COLS], acc2[MM_COLS], acc3[MM_COLS], acc4[MM_COLS],
-        acc5[MM_COLS];
-    for (int j = 0; j < MM_COLS; j++) {
-        acc0[j] = accumulate ? out[j] : 0.0f;
-        acc1[j] = accumulate ? out[M + j] : 0.0f;
-        acc2[j] = accumulate ? out[2 * M + j] : 0.0f;
-        acc3[j] = accumulate ? out[3 * M + j] : 0.0f;
-        acc4[j] = accumulate ? out[4 * M + j] : 0.0f;
-        acc5[j] = accumulate ? out[5 * M + j] : 0.0f;
-    }
-    for (int k = 0; k < K; k++) {
-        const float *brow = b + (size_t)k * M;
-        const float *ak = a + (size_t)k * aks;
-        float x0 = ak[0], x1 = ak[ars], x2 = ak[2 * ars], x3 = ak[3 * ars], x4 = ak[4 * ars],
-              x5 = ak[5 * ars];
-        for (int j = 0; j < MM_COLS; j++) {
-            float w = brow[j];
-            acc0[j] += x0 * w;
-            acc1[j] += x1 * w;
-            acc2[j] += x2 * w;
-            acc3[j] += x3 * w;
-            acc4[j] += x4 * w;
-            acc5[j] += x5 * w;
+    vec8 acc[MM_ROWS][2] = {{{0}}};
+    if (accumulate)
+        for (int i = 0; i < MM_ROWS; i++) {
+            acc[i][0] = vec8_load(out + (size_t)i * M);
+            acc[i][1] = vec8_load(out + (size_t)i * M + 8);
         }
+    vec8 r0a = acc[0][0], r0b = acc[0][1], r1a = acc[1][0], r1b = acc[1][1];
+    vec8 r2a = acc[2][0], r2b = acc[2][1], r3a = acc[3][0], r3b = acc[3][1];
+    vec8 r4a = acc[4][0], r4b = acc[4][1], r5a = acc[5][0], r5b = acc[5][1];
+    for (int k = 0; k < K; k++) {
+        const float *brow = b + (size_t)k * M, *ak = a + (size_t)k * aks;
+        vec8 b0 = vec8_load(brow), b1 = vec8_load(brow + 8);
+        float x0 = ak[0], x1 = ak[ars], x2 = ak[2 * ars], x3 = ak[3 * ars];
+        float x4 = ak[4 * ars], x5 = ak[5 * ars];
+        r0a += x0 * b0; r0b += x0 * b1;
+        r1a += x1 * b0; r1b += x1 * b1;
+        r2a += x2 * b0; r2b += x2 * b1;
+        r3a += x3 * b0; r3b += x3 * b1;
+        r4a += x4 * b0; r4b += x4 * b1;
+        r5a += x5 * b0; r5b += x5 * b1;
     }
-    for (int j = 0; j < MM_COLS; j++) {
-        out[j] = acc0[j];
-        out[M + j] = acc1[j];
-        out[2 * M + j] = acc2[j];
-        out[3 * M + j] = acc3[j];
-        out[4 * M + j] = acc4[j];
-        out[5 * M + j] = acc5[j];
+    vec8 res[MM_ROWS][2] = {{r0a, r0b}, {r1a, r1b}, {r2a, r2b}, {r3a, r3b}, {r4a, r4b}, {r5a, r5b}};
+    for (int i = 0; i < MM_ROWS; i++) {
+        vec8_store(out + (size_t)i * M, res[i][0]);
+        vec8_store(out + (size_t)i * M + 8, res[i][1]);
     }
 }
 
@@ -688,16 +691,20 @@ static void matmul_tile_edge(float *out, int M, const float *a, int ars, int aks
 static void matmul_nn(float *out, const float *a, int ars, int aks, const float *b, int N, int K,
                       int M, int accumulate) {
     int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, col_tiles = (M + MM_COLS - 1) / MM_COLS;
-    // small products run on the calling thread: waking threads would cost more than it saves
+    // column tiles outside: consecutive tiles of a thread reuse the same 16-wide strip of b.
+    // Small products run on the calling thread: waking threads would cost more than it saves.
 #pragma omp parallel for collapse(2) schedule(static) if ((double)N * K * M > 65536)
-    for (int rt = 0; rt < row_tiles; rt++) {
-        for (int ct = 0; ct < col_tiles; ct++) {
+    for (int ct = 0; ct < col_tiles; ct++) {
+        for (int rt = 0; rt < row_tiles; rt++) {
             int r0 = rt * MM_ROWS, c0 = ct * MM_COLS;
-            int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS, cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
+            int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
+            int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
             float *o = out + (size_t)r0 * M + c0;
             const float *ap = a + (size_t)r0 * ars;
-            if (rows == MM_ROWS && cols == MM_COLS) matmul_tile(o, M, ap, ars, aks, b + c0, K, accumulate);
-            else matmul_tile_edge(o, M, ap, ars, aks, b + c0, K, rows, cols, accumulate);
+            if (rows == MM_ROWS && cols == MM_COLS)
+                matmul_tile(o, M, ap, ars, aks, b + c0, K, accumulate);
+            else
+                matmul_tile_edge(o, M, ap, ars, aks, b + c0, K, rows, cols, accumulate);
         }
     }
 }
@@ -1172,8 +1179,8 @@ float cross_entropy_forward_backward(const float *logits, const int *ids, const 
         int target = ids[t + 1];
         float maxz = z[0];
         for (int v = 1; v < V; v++) if (z[v] > maxz) maxz = z[v];
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += exp((double)(z[v] - maxz));
+        double sum = 0.0;  // in double: V terms of up to 1 each
+        for (int v = 0; v < V; v++) sum += expf(z[v] - maxz);
         double logsum = log(sum) + maxz;
         row_loss[t] = (float)(logsum - z[target]);
         if (dz) {
@@ -3385,7 +3392,8 @@ static float lr_at(const LrSchedule *s, long step) {  // step counts from 0
     return (float)(s->lr_min + 0.5 * (s->lr_max - s->lr_min) * (1 + cos(M_PI * progress)));
 }
 
-// The token stream: the corpus encoded once; documents (separated by blank lines) end with EOS.
+// The token stream: the corpus encoded once; each document (documents are separated by blank
+// lines) is BOS text EOS, as a prompt starts with BOS at inference.
 // The stream is cut into windows of T tokens; the last `heldout` windows are never trained on.
 typedef struct {
     int *ids;
@@ -3398,7 +3406,7 @@ typedef struct {
 
 // Encodes text, one document (blank-line separated) at a time, with EOS after each.
 static int *encode_corpus(const Tokenizer *tok, const char *text, size_t len, long *n_out) {
-    size_t cap = len + 16;
+    size_t cap = 2 * len + 16;  // every byte one token at most, plus BOS/EOS per document
     int *ids = xcalloc(cap, sizeof(int));
     long n = 0;
     size_t start = 0;
@@ -3406,6 +3414,7 @@ static int *encode_corpus(const Tokenizer *tok, const char *text, size_t len, lo
         const char *hit = strstr(text + start, "\n\n");
         size_t end = hit ? (size_t)(hit - text) : len;
         if (end > start) {
+            ids[n++] = TOK_BOS;
             int k = tokenizer_encode(tok, text + start, end - start, ids + n, (int)(cap - n - 1));
             if (k < 0) die("corpus: a document did not fit the token buffer");
             n += k;

@@ -389,7 +389,7 @@ char *read_file(const char *path, size_t *size, char *err);
 
 // ----------------------------------------------------------------------------------------------
 // Tokenizer: byte-level BPE with single-digit pre-splitting and the DeepSeek-R1 special tokens
-// (r1.c, section "Tokenizer"). Saved as Hugging Face tokenizer.json + tokenizer_config.json.
+// (tokenizer.c). Saved as Hugging Face tokenizer.json + tokenizer_config.json.
 // ----------------------------------------------------------------------------------------------
 enum {
     TOK_BOS = 0,         // <｜begin▁of▁sentence｜>

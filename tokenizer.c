@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 // ==============================================================================================
-// Tokenizer: byte-level BPE with single digits, as in GPT-2 and DeepSeek-V3
+// Tokenizer: byte-level BPE (as GPT-2 and DeepSeek-V3) with single-digit numbers (as LLaMA)
 // ==============================================================================================
 // Ids:   0..8     the special tokens of r1.h (TOK_BOS ... TOK_ANSWER_END), matched as whole strings
 //        9..264   one token per byte value: id = 9 + byte
@@ -51,7 +51,8 @@
 //        -> "计算" " " "1" "2" "3" "+" "4" "5" "=" "1" "6" "8" "." " Let" "'" "s" " " " check"
 //           ":" "\n\n" "3" "*" "5"
 //      Digits are always single tokens (no merge can contain one: a digit is a chunk by itself),
-//      which is what arithmetic needs (as in LLaMA and DeepSeek).
+//      which is what arithmetic needs (as in LLaMA and DeepSeek LLM v1; DeepSeek-V3 groups up
+//      to three digits).
 //   3. BPE inside each chunk: start from one token per byte, then repeatedly apply the merge of
 //      lowest rank present in the chunk (leftmost occurrence first) until none applies (GPT-2).
 //
