@@ -688,11 +688,43 @@ static void matmul_tile_edge(float *out, int M, const float *a, int ars, int aks
     }
 }
 
+#define MM_KBLOCK 256  // long sums (K = tokens, in weight gradients) go in blocks of 256 k
+
+// The tiles of one block of columns [c0, c0+16) for k in [k0, k1): all row tiles in turn, so the
+// 16-wide strip of b stays in the L1 cache while it is reused.
+static void matmul_strip(float *out, const float *a, int ars, int aks, const float *b, int N,
+                         int M, int c0, int k0, int k1, int accumulate) {
+    int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
+    for (int r0 = 0; r0 < N; r0 += MM_ROWS) {
+        int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
+        float *o = out + (size_t)r0 * M + c0;
+        const float *ap = a + (size_t)r0 * ars + (size_t)k0 * aks;
+        const float *bp = b + (size_t)k0 * M + c0;
+        if (rows == MM_ROWS && cols == MM_COLS)
+            matmul_tile(o, M, ap, ars, aks, bp, k1 - k0, accumulate);
+        else
+            matmul_tile_edge(o, M, ap, ars, aks, bp, k1 - k0, rows, cols, accumulate);
+    }
+}
+
 static void matmul_nn(float *out, const float *a, int ars, int aks, const float *b, int N, int K,
                       int M, int accumulate) {
     int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, col_tiles = (M + MM_COLS - 1) / MM_COLS;
-    // column tiles outside: consecutive tiles of a thread reuse the same 16-wide strip of b.
-    // Small products run on the calling thread: waking threads would cost more than it saves.
+    if (K > 2 * MM_KBLOCK && col_tiles >= 2) {
+        // long sums: each thread owns whole column strips and walks k in blocks; a block's
+        // partial sums wait in out, and the next block adds on in the same order (k ascending),
+        // so the result is the same float for float as one unblocked pass.
+#pragma omp parallel for schedule(static)
+        for (int ct = 0; ct < col_tiles; ct++)
+            for (int k0 = 0; k0 < K; k0 += MM_KBLOCK) {
+                int k1 = K - k0 < MM_KBLOCK ? K : k0 + MM_KBLOCK;
+                matmul_strip(out, a, ars, aks, b, N, M, ct * MM_COLS, k0, k1,
+                             accumulate || k0 > 0);
+            }
+        return;
+    }
+    // short sums: every (column tile, row tile) pair is a task. Small products run on the
+    // calling thread: waking threads would cost more than it saves.
 #pragma omp parallel for collapse(2) schedule(static) if ((double)N * K * M > 65536)
     for (int ct = 0; ct < col_tiles; ct++) {
         for (int rt = 0; rt < row_tiles; rt++) {
