@@ -1679,7 +1679,7 @@ static int flag_split(int argc, char **argv) {
 }
 
 // Every flag must be known (a typo fails loudly instead of being ignored).
-static void check_flags(int argc, char **argv, const char *const *with_value, const char *const *bools) {
+static void data_check_flags(int argc, char **argv, const char *const *with_value, const char *const *bools) {
     for (int i = 3; i < argc; i++) {
         int ok = 0;
         for (const char *const *k = with_value; *k && !ok; k++)
@@ -1738,7 +1738,7 @@ static long corpus_writer(FILE *f, const void *o, char *err) { return corpus_wri
 static int data_tasks(int argc, char **argv) {
     static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", "--out", NULL};
     static const char *const bools[] = {"--solutions", NULL};
-    check_flags(argc, argv, known, bools);
+    data_check_flags(argc, argv, known, bools);
     TaskSetOptions o = {.task = flag_task(argc, argv), .eval = flag_split(argc, argv),
                         .n = (int)flag_int(argc, argv, "--n", 1000, 1, 10000000), .level_lo = 1,
                         .level_hi = LEVEL_MAX, .lang = flag_lang(argc, argv),
@@ -1764,7 +1764,7 @@ static int data_tasks(int argc, char **argv) {
 static int data_corpus(int argc, char **argv) {
     static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--text", "--levels", "--lang", NULL};
     static const char *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
+    data_check_flags(argc, argv, known, bools);
     CorpusOptions o = {.mb = flag_double(argc, argv, "--mb", 4, 1e-6, 4096),
                        .think_share = flag_double(argc, argv, "--think", 0.1, 0, 1),
                        .text_share = flag_double(argc, argv, "--text", 0.4, 0, 1), .level_lo = 1,
@@ -1806,7 +1806,7 @@ static const char *check_example(const Json *ex) {
 
 static int data_check(int argc, char **argv) {
     static const char *const known[] = {"--in", NULL}, *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
+    data_check_flags(argc, argv, known, bools);
     const char *path = flag_str(argc, argv, "--in", NULL);
     if (path == NULL) data_die("check needs --in FILE");
     char err[R1_ERR_LEN];
@@ -1837,7 +1837,7 @@ static int data_check(int argc, char **argv) {
 static int data_show(int argc, char **argv) {
     static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", NULL};
     static const char *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
+    data_check_flags(argc, argv, known, bools);
     TaskSetOptions o = {.task = flag_task(argc, argv), .eval = flag_split(argc, argv),
                         .n = (int)flag_int(argc, argv, "--n", 3, 1, 1000), .level_lo = 1, .level_hi = LEVEL_MAX,
                         .lang = flag_lang(argc, argv), .seed = (uint64_t)flag_int(argc, argv, "--seed", 1, 0, LLONG_MAX)};

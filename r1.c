@@ -308,7 +308,7 @@ static void point_views(Model *m, float *base, ParamPointers *pp) {
     }
 }
 
-static void *xcalloc(size_t n, size_t size) {
+void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size);
     if (!p) {
         fprintf(stderr, "r1: out of memory (%zu x %zu bytes)\n", n, size);
@@ -2951,7 +2951,7 @@ static void print_info(const Config *c, const char *name) {
 // 13. Command-line interface
 // ==============================================================================================
 
-static void die(const char *fmt, ...) {
+void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "r1: ");
@@ -2962,7 +2962,7 @@ static void die(const char *fmt, ...) {
 }
 
 // Finds "--name value" in argv; NULL if absent. A flag at the end with no value is an error.
-static const char *arg_str(int argc, char **argv, const char *name, const char *fallback) {
+const char *arg_str(int argc, char **argv, const char *name, const char *fallback) {
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], name) == 0) {
             if (i + 1 >= argc) die("%s needs a value", name);
@@ -2971,13 +2971,13 @@ static const char *arg_str(int argc, char **argv, const char *name, const char *
     return fallback;
 }
 
-static int arg_flag(int argc, char **argv, const char *name) {
+int arg_flag(int argc, char **argv, const char *name) {
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], name) == 0) return 1;
     return 0;
 }
 
-static long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi) {
+long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi) {
     const char *s = arg_str(argc, argv, name, NULL);
     if (!s) return fallback;
     char *end;
@@ -2988,7 +2988,7 @@ static long arg_long(int argc, char **argv, const char *name, long fallback, lon
     return v;
 }
 
-static double arg_double(int argc, char **argv, const char *name, double fallback, double lo,
+double arg_double(int argc, char **argv, const char *name, double fallback, double lo,
                          double hi) {
     const char *s = arg_str(argc, argv, name, NULL);
     if (!s) return fallback;
@@ -3000,7 +3000,7 @@ static double arg_double(int argc, char **argv, const char *name, double fallbac
 }
 
 // Checks that every flag given is one the command knows (so typos fail loudly).
-static void check_flags(int argc, char **argv, const char *const *known, const char *const *bools) {
+void check_flags(int argc, char **argv, const char *const *known, const char *const *bools) {
     for (int i = 2; i < argc; i++) {
         int ok = 0;
         for (const char *const *k = known; *k; k++)
@@ -3011,12 +3011,12 @@ static void check_flags(int argc, char **argv, const char *const *known, const c
     }
 }
 
-static void load_model_or_die(Model *m, const char *dir) {
+void load_model_or_die(Model *m, const char *dir) {
     char err[R1_ERR_LEN];
     if (checkpoint_load(m, dir, err)) die("%s", err);
 }
 
-static double now_seconds(void) {
+double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;

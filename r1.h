@@ -388,6 +388,21 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
 char *read_file(const char *path, size_t *size, char *err);
 
 // ----------------------------------------------------------------------------------------------
+// Command-line helpers shared by r1.c and grpo.c (r1.c, section 13)
+// ----------------------------------------------------------------------------------------------
+void die(const char *fmt, ...);                // prints "r1: ..." and exits with status 1
+void *xcalloc(size_t n, size_t size);          // calloc or die
+double now_seconds(void);                      // a monotonic clock
+// "--name value" in argv[2..]; fallback if absent. Numbers out of [lo, hi] die with a message.
+const char *arg_str(int argc, char **argv, const char *name, const char *fallback);
+long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi);
+double arg_double(int argc, char **argv, const char *name, double fallback, double lo, double hi);
+int arg_flag(int argc, char **argv, const char *name);
+// Dies on any argument not in known (flags with a value, NULL-terminated) or bools.
+void check_flags(int argc, char **argv, const char *const *known, const char *const *bools);
+void load_model_or_die(Model *m, const char *dir);
+
+// ----------------------------------------------------------------------------------------------
 // Tokenizer: byte-level BPE with single-digit pre-splitting and the DeepSeek-R1 special tokens
 // (tokenizer.c). Saved as Hugging Face tokenizer.json + tokenizer_config.json.
 // ----------------------------------------------------------------------------------------------
