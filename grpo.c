@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1885,4 +1886,230 @@ int cmd_data(int argc, char **argv) {
     if (strcmp(what, "show") == 0) return data_show(argc, argv);
     data_die("unknown data command '%s' (tasks, corpus, check, show)", what);
     return 1;
+}
+
+// ==============================================================================================
+// 10. Rule-based rewards (DeepSeek-R1 §2.2.2): accuracy, format, language consistency
+// ==============================================================================================
+// One verifier serves RL, rejection sampling and evaluation alike. A completion is the text the
+// policy wrote after the prompt. Every function here scores any text, however malformed.
+
+// Format: "<think> ... </think> <answer> ... </answer>" with only whitespace around the tags,
+// each tag exactly once, in this order, and nothing but whitespace after </answer>.
+int reward_format(const char *completion) {
+    static const char *const tags[4] = {"<think>", "</think>", "<answer>", "</answer>"};
+    const char *at[4];
+    for (int i = 0; i < 4; i++) {
+        at[i] = strstr(completion, tags[i]);
+        if (!at[i] || strstr(at[i] + 1, tags[i])) return 0;  // missing or repeated
+    }
+    if (*skip_space(completion) != '<' || skip_space(completion) != at[0]) return 0;
+    if (!(at[0] < at[1] && at[1] < at[2] && at[2] < at[3])) return 0;
+    if (skip_space(at[1] + strlen(tags[1])) != at[2]) return 0;  // only space between the parts
+    return *skip_space(at[3] + strlen(tags[3])) == '\0';
+}
+
+// Accuracy: the task's exact verifier on the content of the last <answer>...</answer>.
+int reward_accuracy(const Json *example, const char *completion) {
+    char *answer = answer_extract(completion);
+    int ok = answer && task_check(NULL, example, answer);
+    free(answer);
+    return ok;
+}
+
+// Language consistency (R1 §2.3.2): the share of the reasoning's words that are in the prompt's
+// language. The reasoning is the text inside <think>...</think> (the whole completion if there
+// is none). A word is a run of ASCII letters (English) or one CJK character (Chinese); digits
+// and symbols are neither. No words at all scores 0.
+double reward_language(const char *completion, const char *lang) {
+    const char *start = strstr(completion, "<think>"), *end = NULL;
+    start = start ? start + strlen("<think>") : completion;
+    end = strstr(start, "</think>");
+    if (!end) end = start + strlen(start);
+    long english = 0, chinese = 0;
+    for (const unsigned char *p = (const unsigned char *)start; p < (const unsigned char *)end;) {
+        if ((*p | 32) >= 'a' && (*p | 32) <= 'z') {
+            english++;
+            while (p < (const unsigned char *)end && (*p | 32) >= 'a' && (*p | 32) <= 'z') p++;
+        } else if (*p >= 0xE4 && *p <= 0xE9 && p + 2 < (const unsigned char *)end) {
+            chinese++;  // a 3-byte UTF-8 character in U+4000..U+9FFF: the CJK ideographs
+            p += 3;
+        } else {
+            p++;
+        }
+    }
+    long total = english + chinese;
+    if (total == 0) return 0.0;
+    return (double)(strcmp(lang, "zh") == 0 ? chinese : english) / (double)total;
+}
+
+// The combined reward: w_acc * accuracy + w_format * format + w_lang * language consistency.
+double reward_total(const RewardWeights *w, const Json *example, const char *completion,
+                    RewardParts *parts) {
+    const Json *lang = json_get(example, "lang");
+    RewardParts p;
+    p.accuracy = reward_accuracy(example, completion);
+    p.format = reward_format(completion);
+    p.language = reward_language(completion, lang && lang->type == JSON_STRING ? lang->string : "en");
+    if (parts) *parts = p;
+    return w->accuracy * p.accuracy + w->format * p.format + w->language * p.language;
+}
+
+static int lower_ascii(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+// Does the completion contain a reflection word ("wait", "check", "verify", or their Chinese
+// equivalents)? R1-Zero's "aha moment" shows up as a rising share of these.
+int has_reflection(const char *completion) {
+    static const char *const words[] = {"wait", "check", "verify", "等等", "检查", "验证"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        size_t n = strlen(words[i]);
+        for (const char *p = completion; *p; p++) {
+            size_t k = 0;
+            while (k < n && p[k] && lower_ascii((unsigned char)p[k]) == (unsigned char)words[i][k])
+                k++;
+            if (k == n) return 1;
+        }
+    }
+    return 0;
+}
+
+// ==============================================================================================
+// 11. GRPO: group-relative advantages and the clipped, KL-regularised objective as a loss head
+// ==============================================================================================
+// DeepSeekMath eqs. 3-4, DeepSeek-R1 eqs. 1-3. For a group of G completions o_1..o_G of one
+// prompt with rewards r_i:
+//   A_i = (r_i - mean(r)) / std(r)          every token of o_i gets A_i (outcome supervision)
+//   rho_{i,t} = pi_theta(o_t | ...) / pi_old(o_t | ...)
+//   J = 1/G sum_i 1/|o_i| sum_t [ min(rho A_i, clip(rho, 1-eps, 1+eps) A_i) - beta KL_{i,t} ]
+//   KL_{i,t} = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1          (Schulman's k3 estimator)
+//   loss = -J
+// With lp = log pi_theta(o_t): d(rho A)/d lp = rho A on the unclipped branch (0 when the clipped
+// one is the min), dKL/d lp = 1 - pi_ref/pi_theta, and dloss/dlogits[v] = g (softmax[v] -
+// 1[v = o_t]) with g = -dJ/d lp. So GRPO is one more loss head producing dlogits.
+
+// adv (n_groups * G) from rewards; scale_by_std 0 gives Dr. GRPO's r - mean. A group whose
+// rewards are all equal gets 0: no signal. std is the sample std (as TRL), plus 1e-4.
+void grpo_advantages(const double *rewards, int n_groups, int G, int scale_by_std, float *adv) {
+    for (int g = 0; g < n_groups; g++) {
+        const double *r = rewards + (size_t)g * G;
+        double mean = 0.0, var = 0.0, lo = r[0], hi = r[0];
+        for (int i = 0; i < G; i++) {
+            mean += r[i];
+            lo = r[i] < lo ? r[i] : lo;
+            hi = r[i] > hi ? r[i] : hi;
+        }
+        mean /= G;
+        for (int i = 0; i < G; i++) var += (r[i] - mean) * (r[i] - mean);
+        double std = G > 1 ? sqrt(var / (G - 1)) : 0.0;
+        for (int i = 0; i < G; i++) {
+            double a = hi - lo < 1e-12 ? 0.0 : r[i] - mean;
+            if (scale_by_std && a != 0.0) a /= std + 1e-4;
+            adv[(size_t)g * G + i] = (float)a;
+        }
+    }
+}
+
+// lp (B,T): log-softmax(logits[b, t-1])[ids[b, t]] for t >= 1 (lp[b, 0] = 0): the log-probability
+// of each token given its prefix, aligned with the token.
+void token_logprobs(const float *logits, const int *ids, int B, int T, int V, float *lp) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B * T; r++) {
+        int t = r % T;
+        if (t == 0) {
+            lp[r] = 0.0f;
+            continue;
+        }
+        const float *z = logits + (size_t)(r - 1) * V;
+        float maxz = z[0];
+        for (int v = 1; v < V; v++) maxz = z[v] > maxz ? z[v] : maxz;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += expf(z[v] - maxz);
+        lp[r] = (float)(z[ids[r]] - maxz - log(sum));
+    }
+}
+
+// The GRPO loss head. Sequence b is completion i = b % G of group b / G. mask (B,T) marks the
+// completion tokens (by their own position, as lp); old_lp, ref_lp (B,T) are their
+// log-probabilities under the sampling policy and the frozen reference; adv (B).
+// Writes dlogits (B,T,V) and returns the loss; stats (may be NULL) gets KL, clipping, entropy.
+float grpo_loss(const float *logits, const int *ids, const float *mask, const float *old_lp,
+                const float *ref_lp, const float *adv, int B, int T, int V,
+                const GrpoConfig *gc, float *dlogits, GrpoStats *stats) {
+    double loss = 0.0, kl = 0.0, clipped = 0.0, entropy = 0.0, n_tokens = 0.0;
+    float *weight = xcalloc((size_t)B, sizeof(float));  // per-token weight of each sequence
+    double all_tokens = 0.0;
+    for (int b = 0; b < B; b++) {
+        double len = 0.0;
+        for (int t = 1; t < T; t++) len += mask[(size_t)b * T + t] != 0.0f;
+        all_tokens += len;
+        if (len == 0) continue;
+        if (gc->variant == GRPO_DR) weight[b] = (float)(1.0 / ((double)B * gc->max_len));
+        else weight[b] = (float)(1.0 / ((double)B * len));  // GRPO: per-sequence mean, then mean
+    }
+    if (gc->variant == GRPO_DAPO)  // token level: every token of the batch counts the same
+        for (int b = 0; b < B; b++) weight[b] = all_tokens > 0 ? (float)(1.0 / all_tokens) : 0.0f;
+    float *row_loss = xcalloc((size_t)B * T, sizeof(float));
+    float *row_kl = xcalloc((size_t)B * T, sizeof(float)), *row_ent = xcalloc((size_t)B * T, sizeof(float));
+    unsigned char *row_clip = xcalloc((size_t)B * T, 1);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B * T; r++) {
+        int b = r / T, t = r % T;
+        float *dz = dlogits ? dlogits + (size_t)r * V : NULL;
+        // the logits at t predict the token at t+1
+        int target = t + 1 < T ? r + 1 : -1;
+        if (dz) memset(dz, 0, (size_t)V * sizeof(float));
+        if (target < 0 || mask[target] == 0.0f) continue;
+        const float *z = logits + (size_t)r * V;
+        float maxz = z[0];
+        for (int v = 1; v < V; v++) maxz = z[v] > maxz ? z[v] : maxz;
+        double sum = 0.0, ent = 0.0;
+        for (int v = 0; v < V; v++) sum += expf(z[v] - maxz);
+        float logsum = maxz + (float)log(sum);
+        for (int v = 0; v < V; v++) {
+            double p = exp(z[v] - logsum);
+            ent -= p > 0 ? p * (z[v] - logsum) : 0.0;
+        }
+        float lp = z[ids[target]] - logsum;
+        float A = adv[b];
+        float rho = expf(lp - old_lp[target]);
+        float lo = 1.0f - gc->eps_low, hi = 1.0f + gc->eps_high;
+        float rho_clip = rho < lo ? lo : rho > hi ? hi : rho;
+        float unclipped = rho * A, clip = rho_clip * A;
+        float objective = unclipped < clip ? unclipped : clip;
+        float dobj = unclipped <= clip ? rho * A : 0.0f;  // the clipped branch is constant
+        float ratio_ref = expf(ref_lp[target] - lp);      // pi_ref / pi_theta
+        float k3 = ratio_ref - (ref_lp[target] - lp) - 1.0f;
+        float dk3 = 1.0f - ratio_ref;
+        float w = weight[b];
+        row_loss[r] = -w * (objective - gc->beta * k3);
+        row_kl[r] = k3;
+        row_ent[r] = (float)ent;
+        row_clip[r] = rho != rho_clip;
+        if (dz) {
+            float g = -w * (dobj - gc->beta * dk3);  // dloss / d lp
+            for (int v = 0; v < V; v++) dz[v] = g * expf(z[v] - logsum);
+            dz[ids[target]] -= g;
+        }
+    }
+    for (int r = 0; r < B * T; r++) {  // sums in a fixed order
+        int target = r % T + 1 < T ? r + 1 : -1;
+        if (target < 0 || mask[target] == 0.0f) continue;
+        loss += row_loss[r];
+        kl += row_kl[r];
+        entropy += row_ent[r];
+        clipped += row_clip[r];
+        n_tokens += 1.0;
+    }
+    if (stats) {
+        stats->kl = n_tokens ? kl / n_tokens : 0.0;
+        stats->clip_fraction = n_tokens ? clipped / n_tokens : 0.0;
+        stats->entropy = n_tokens ? entropy / n_tokens : 0.0;
+        stats->tokens = n_tokens;
+    }
+    free(weight);
+    free(row_loss);
+    free(row_kl);
+    free(row_ent);
+    free(row_clip);
+    return (float)loss;
 }

@@ -519,4 +519,37 @@ void tasks_free(Json **examples, int n);
 // (cmd_data is declared in r1.h already.)
 
 
+// ----------------------------------------------------------------------------------------------
+// Rewards, GRPO, rollouts, evaluation (grpo.c)
+// ----------------------------------------------------------------------------------------------
+typedef struct { double accuracy, format, language; } RewardWeights;
+typedef struct { double accuracy, format, language; } RewardParts;  // each in [0, 1]
+int reward_format(const char *completion);    // 1: <think>..</think> <answer>..</answer>, no more
+int reward_accuracy(const Json *example, const char *completion);  // the task's verifier
+double reward_language(const char *completion, const char *lang);  // share of words in lang
+double reward_total(const RewardWeights *w, const Json *example, const char *completion,
+                    RewardParts *parts);
+int has_reflection(const char *completion);   // "wait", "check", "verify", 等等, 检查, 验证
+
+typedef enum { GRPO_PAPER, GRPO_DR, GRPO_DAPO } GrpoVariant;
+typedef struct {
+    GrpoVariant variant;   // grpo (DeepSeekMath), dr_grpo (Liu et al. 2025), dapo (Yu et al. 2025)
+    float eps_low, eps_high; // clip range [1 - eps_low, 1 + eps_high] (DAPO: 0.2, 0.28)
+    float beta;            // KL coefficient (DAPO: 0)
+    int max_len;           // Dr. GRPO's constant normaliser (the generation budget)
+} GrpoConfig;
+typedef struct { double kl, clip_fraction, entropy, tokens; } GrpoStats;
+// adv (n_groups*G) = (r - mean) / (std + 1e-4) per group, or r - mean (scale_by_std 0);
+// 0 for a group whose rewards are all equal.
+void grpo_advantages(const double *rewards, int n_groups, int G, int scale_by_std, float *adv);
+// lp (B,T): log p(ids[b,t] | ids[b,<t]) from logits (B,T,V); lp[b,0] = 0.
+void token_logprobs(const float *logits, const int *ids, int B, int T, int V, float *lp);
+// The GRPO objective as a loss head (see grpo.c section 11). mask, old_lp, ref_lp (B,T) are
+// aligned with the tokens; adv (B). Returns the loss; dlogits (B,T,V) may be NULL.
+float grpo_loss(const float *logits, const int *ids, const float *mask, const float *old_lp,
+                const float *ref_lp, const float *adv, int B, int T, int V,
+                const GrpoConfig *gc, float *dlogits, GrpoStats *stats);
+int cmd_grpo(int argc, char **argv);   // ./r1 grpo
+int cmd_eval(int argc, char **argv);   // ./r1 eval
+
 #endif
