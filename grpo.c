@@ -2113,3 +2113,459 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
     free(row_clip);
     return (float)loss;
 }
+
+// ==============================================================================================
+// 12. Rollouts: G completions per prompt, sampled with the latent KV cache, in parallel
+// ==============================================================================================
+
+// A prompt in token ids: BOS + the R1-Zero template (R1 Table 1) or the chat template.
+static int encode_task_prompt(const Tokenizer *tok, const Json *example, int chat, int *ids,
+                              int cap) {
+    const Json *prompt = json_get(example, "prompt"), *lang = json_get(example, "lang");
+    if (!prompt || prompt->type != JSON_STRING || cap < 4) return -1;
+    int n = 0;
+    ids[n++] = TOK_BOS;
+    if (chat) {
+        ids[n++] = TOK_USER;
+        int k = tokenizer_encode(tok, prompt->string, strlen(prompt->string), ids + n, cap - n - 1);
+        if (k < 0) return -1;
+        n += k;
+        ids[n++] = TOK_ASSISTANT;
+        return n;
+    }
+    char *text = r1_zero_prompt(prompt->string, lang && lang->type == JSON_STRING ? lang->string : "en");
+    int k = tokenizer_encode(tok, text, strlen(text), ids + n, cap - n);
+    free(text);
+    return k < 0 ? -1 : n + k;
+}
+
+// One rollout: the prompt, then the sampled completion (EOS included when sampled).
+typedef struct {
+    int *ids;         // (n_prompt + n_completion)
+    int n_prompt, n;  // prompt length, total length
+    char *text;       // the completion decoded (EOS left out)
+} Rollout;
+
+// Samples rollouts[i] for i in [0, n): sequence i continues prompts[i]. Each sequence has its
+// own RNG, seeded from (seed, i), so the samples do not depend on the number of threads.
+static void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
+                            const SamplingConfig *sc, uint64_t seed) {
+    int ctx = m->cfg.max_position_embeddings, V = m->cfg.vocab_size;
+#pragma omp parallel for schedule(dynamic)
+    for (int i = 0; i < n; i++) {
+        char err[R1_ERR_LEN];
+        int total = r[i].n_prompt + max_new < ctx ? r[i].n_prompt + max_new : ctx;
+        DecodeState s;
+        if (decode_state_create(&s, m, total, err)) die("%s", err);
+        Rng rng;
+        rng_seed(&rng, seed * 1000003u + (uint64_t)i);
+        float *probs = xcalloc((size_t)V, sizeof(float));
+        r[i].n = generate(m, &s, r[i].ids, 0, r[i].n_prompt, total, sc, &rng, probs, NULL, NULL);
+        int end = r[i].n;
+        if (end > r[i].n_prompt && r[i].ids[end - 1] == TOK_EOS) end--;
+        r[i].text = tokenizer_decode(tok, r[i].ids + r[i].n_prompt, end - r[i].n_prompt);
+        if (!r[i].text) r[i].text = xcalloc(1, 1);
+        free(probs);
+        decode_state_free(&s);
+    }
+}
+
+// Makes n examples of a task split in memory (the generator of `./r1 data tasks`).
+static Json **make_examples(const char *task, int eval, int n, int level_lo, int level_hi,
+                            const char *lang, uint64_t seed) {
+    char err[R1_ERR_LEN], *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) die("out of memory");
+    TaskSetOptions o = {.task = task, .eval = eval, .n = n, .level_lo = level_lo,
+                        .level_hi = level_hi, .lang = lang, .seed = seed};
+    if (tasks_write(f, &o, err) < 0) die("%s", err);
+    fclose(f);
+    Json **ex = xcalloc((size_t)n, sizeof(Json *));
+    char *line = buf;
+    for (int i = 0; i < n; i++) {
+        char *nl = strchr(line, '\n');
+        ex[i] = json_parse(line, nl ? (size_t)(nl - line) : strlen(line), err);
+        if (!ex[i]) die("task generator: %s", err);
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    free(buf);
+    return ex;
+}
+
+static void parse_levels(const char *s, int *lo, int *hi) {
+    if (sscanf(s, "%d-%d", lo, hi) != 2) {
+        if (sscanf(s, "%d", lo) != 1) die("--levels: '%s' is not a level or a range like 1-3", s);
+        *hi = *lo;
+    }
+    if (*lo < 1 || *hi > 5 || *lo > *hi) die("--levels: '%s' is not within 1-5", s);
+}
+
+// ==============================================================================================
+// 13. `./r1 grpo`: reinforcement learning with GRPO (R1-Zero from a base model, or after SFT)
+// ==============================================================================================
+// One step: P prompts, G rollouts each from the current policy; rewards; group advantages; the
+// log-probabilities of the rollouts under the sampling policy (pi_old) and the frozen reference;
+// then mu passes of the GRPO loss head, backward and AdamW over the batch. The auxiliary-loss-
+// free expert balancing stays on.
+
+typedef struct {
+    int P, G, max_new, mu, chat, sample_every, save_every, ref_every;
+    long steps;
+    SamplingConfig sc;
+    GrpoConfig gc;
+    RewardWeights w;
+    AdamWConfig oc;
+    float gamma;
+    uint64_t seed;
+} GrpoRun;
+
+// The batch of a step: all rollouts right-padded to T; mask marks completion tokens.
+static int build_batch(const Rollout *r, int B, int *ids, float *mask, int T) {
+    memset(mask, 0, (size_t)B * T * sizeof(float));
+    int tokens = 0;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) ids[(size_t)b * T + t] = t < r[b].n ? r[b].ids[t] : TOK_PAD;
+        for (int t = r[b].n_prompt; t < r[b].n; t++) mask[(size_t)b * T + t] = 1.0f;
+        tokens += r[b].n - r[b].n_prompt;
+    }
+    return tokens;
+}
+
+// Forward of model over ids, then lp (B,T) of the tokens.
+static void policy_logprobs(Model *m, const int *ids, int B, int T, float *lp) {
+    model_forward(m, ids, B, T);
+    token_logprobs(m->acts.logits, ids, B, T, m->cfg.vocab_size, lp);
+    moe_reset_load(m);  // scoring is not training: the balancing counts only the update passes
+}
+
+static void ensure_batch(Model *m, int B, int T) {
+    char err[R1_ERR_LEN];
+    if (m->acts.B == B && m->acts.T == T && m->acts.buffer) return;
+    if (model_alloc_training(m, B, T, err)) die("%s", err);
+}
+
+int cmd_grpo(int argc, char **argv) {
+    static const char *const known[] = {
+        "--model", "--task", "--out", "--template", "--steps", "--prompts", "--group",
+        "--max-new-tokens", "--temperature", "--top-p", "--lr", "--beta", "--eps", "--eps-high",
+        "--mu", "--variant", "--w-accuracy", "--w-format", "--w-language", "--levels", "--lang",
+        "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (!dir || !out) die("grpo: needs --model DIR --out DIR");
+    const char *task = arg_str(argc, argv, "--task", "arithmetic");
+    const char *template = arg_str(argc, argv, "--template", "r1-zero");
+    const char *variant = arg_str(argc, argv, "--variant", "grpo");
+    const char *lang = arg_str(argc, argv, "--lang", "both");
+    int level_lo, level_hi;
+    parse_levels(arg_str(argc, argv, "--levels", "1-2"), &level_lo, &level_hi);
+    GrpoRun run = {0};
+    run.steps = arg_long(argc, argv, "--steps", 60, 1, 1000000);
+    run.P = (int)arg_long(argc, argv, "--prompts", 8, 1, 4096);
+    run.G = (int)arg_long(argc, argv, "--group", 8, 2, 1024);
+    run.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
+    run.mu = (int)arg_long(argc, argv, "--mu", 1, 1, 100);
+    run.sc.temperature = (float)arg_double(argc, argv, "--temperature", 1.0, 0.0, 10.0);
+    run.sc.top_p = (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0);
+    run.oc = adamw_defaults();
+    run.oc.lr = (float)arg_double(argc, argv, "--lr", 5e-4, 0.0, 1.0);
+    run.oc.weight_decay = 0.0f;  // RL fine-tuning: no decay towards 0 of the pretrained weights
+    run.gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0.0, 1.0);
+    run.chat = strcmp(template, "chat") == 0;
+    if (!run.chat && strcmp(template, "r1-zero") != 0)
+        die("--template: '%s' is not r1-zero or chat", template);
+    if (strcmp(variant, "grpo") == 0) run.gc.variant = GRPO_PAPER;
+    else if (strcmp(variant, "dr_grpo") == 0) run.gc.variant = GRPO_DR;
+    else if (strcmp(variant, "dapo") == 0) run.gc.variant = GRPO_DAPO;
+    else die("--variant: '%s' is not grpo, dr_grpo or dapo", variant);
+    int dapo = run.gc.variant == GRPO_DAPO;
+    run.gc.eps_low = (float)arg_double(argc, argv, "--eps", 0.2, 0.0, 1.0);
+    run.gc.eps_high = (float)arg_double(argc, argv, "--eps-high", dapo ? 0.28 : run.gc.eps_low, 0.0, 10.0);
+    run.gc.beta = (float)arg_double(argc, argv, "--beta", dapo ? 0.0 : 0.04, 0.0, 10.0);
+    run.gc.max_len = run.max_new;
+    run.w.accuracy = arg_double(argc, argv, "--w-accuracy", 1.0, 0.0, 100.0);
+    run.w.format = arg_double(argc, argv, "--w-format", 0.5, 0.0, 100.0);
+    run.w.language = arg_double(argc, argv, "--w-language", 0.0, 0.0, 100.0);
+    run.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    run.sample_every = (int)arg_long(argc, argv, "--sample-every", 10, 1, 1000000);
+    run.save_every = (int)arg_long(argc, argv, "--save-every", 50, 1, 1000000);
+    run.ref_every = (int)arg_long(argc, argv, "--ref-every", 0, 0, 1000000);
+    char err[R1_ERR_LEN], path[4096];
+    Model policy, ref;
+    Tokenizer tok;
+    load_model_or_die(&policy, dir);
+    load_model_or_die(&ref, dir);  // the frozen reference policy pi_ref
+    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    int n_train = 4096;
+    Json **train = make_examples(task, 0, n_train, level_lo, level_hi, lang, run.seed);
+    int B = run.P * run.G, ctx = policy.cfg.max_position_embeddings, V = policy.cfg.vocab_size;
+    Rollout *r = xcalloc((size_t)B, sizeof(Rollout));
+    for (int b = 0; b < B; b++) r[b].ids = xcalloc((size_t)ctx + 1, sizeof(int));
+    double *rewards = xcalloc((size_t)B, sizeof(double));
+    float *adv = xcalloc((size_t)B, sizeof(float));
+    RewardParts *parts = xcalloc((size_t)B, sizeof(RewardParts));
+    if (make_dirs(out, err)) die("%s", err);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
+    FILE *metrics = fopen(path, "wb");
+    if (!metrics) die("%s: %s", path, strerror(errno));
+    Rng rng;
+    rng_seed(&rng, run.seed ^ 0x6770u);
+    printf("GRPO (%s) on %s levels %d-%d: %d prompts x %d rollouts per step, %ld steps, "
+           "template %s, beta %g, eps [%g, %g], mu %d, lr %g\n", variant, task, level_lo,
+           level_hi, run.P, run.G, run.steps, template, run.gc.beta, run.gc.eps_low,
+           run.gc.eps_high, run.mu, run.oc.lr);
+    double t_start = now_seconds();
+    for (long step = 1; step <= run.steps; step++) {
+        // 1. rollouts
+        double t0 = now_seconds();
+        Json *group_example[4096];
+        for (int p = 0; p < run.P; p++) {
+            const Json *ex = train[rng_next(&rng) % (uint64_t)n_train];
+            group_example[p] = (Json *)ex;
+            for (int i = 0; i < run.G; i++) {
+                Rollout *ri = &r[p * run.G + i];
+                free(ri->text);
+                ri->text = NULL;
+                ri->n_prompt = encode_task_prompt(&tok, ex, run.chat, ri->ids, ctx);
+                if (ri->n_prompt < 0 || ri->n_prompt >= ctx) die("grpo: a prompt does not fit the context (%d)", ctx);
+            }
+        }
+        sample_rollouts(&policy, &tok, r, B, run.max_new, &run.sc, run.seed * 7919u + (uint64_t)step);
+        double t_gen = now_seconds() - t0;
+        // 2. rewards and advantages
+        double sum_r = 0, acc = 0, fmt = 0, lng = 0, len = 0, refl = 0;
+        for (int b = 0; b < B; b++) {
+            rewards[b] = reward_total(&run.w, group_example[b / run.G], r[b].text, &parts[b]);
+            sum_r += rewards[b];
+            acc += parts[b].accuracy;
+            fmt += parts[b].format;
+            lng += parts[b].language;
+            len += r[b].n - r[b].n_prompt;
+            refl += has_reflection(r[b].text);
+        }
+        grpo_advantages(rewards, run.P, run.G, run.gc.variant != GRPO_DR, adv);
+        int zero_var = 0;
+        for (int p = 0; p < run.P; p++) {
+            int same = 1;
+            for (int i = 1; i < run.G; i++) same &= rewards[p * run.G + i] == rewards[p * run.G];
+            zero_var += same;
+        }
+        // 3. the batch, pi_old and pi_ref log-probabilities, then mu passes of the loss head
+        double t1 = now_seconds();
+        int T = 0;
+        for (int b = 0; b < B; b++) T = r[b].n > T ? r[b].n : T;
+        T = (T + 15) / 16 * 16 < ctx ? (T + 15) / 16 * 16 : ctx;
+        ensure_batch(&policy, B, T);
+        ensure_batch(&ref, B, T);
+        int *ids = xcalloc((size_t)B * T, sizeof(int));
+        float *mask = xcalloc((size_t)B * T, sizeof(float));
+        float *old_lp = xcalloc((size_t)B * T, sizeof(float)), *ref_lp = xcalloc((size_t)B * T, sizeof(float));
+        float *dlogits = xcalloc((size_t)B * T * V, sizeof(float));
+        build_batch(r, B, ids, mask, T);
+        policy_logprobs(&policy, ids, B, T, old_lp);
+        policy_logprobs(&ref, ids, B, T, ref_lp);
+        GrpoStats st = {0};
+        float loss = 0.0f, norm = 0.0f;
+        int skip = dapo && zero_var == run.P;  // DAPO's dynamic sampling: no group has signal
+        if (dapo)  // drop the groups whose rewards are all equal from the loss
+            for (int p = 0; p < run.P; p++) {
+                int same = 1;
+                for (int i = 1; i < run.G; i++) same &= rewards[p * run.G + i] == rewards[p * run.G];
+                if (same)
+                    for (int i = 0; i < run.G; i++)
+                        memset(mask + (size_t)(p * run.G + i) * T, 0, (size_t)T * sizeof(float));
+            }
+        for (int pass = 0; pass < run.mu && !skip; pass++) {
+            model_forward(&policy, ids, B, T);
+            loss = grpo_loss(policy.acts.logits, ids, mask, old_lp, ref_lp, adv, B, T, V, &run.gc,
+                             dlogits, &st);
+            model_zero_grad(&policy);
+            model_backward(&policy, ids, dlogits);
+            norm = adamw_step(&policy, &run.oc);
+            moe_update_bias(&policy, run.gamma);
+            moe_reset_load(&policy);
+        }
+        double t_learn = now_seconds() - t1;
+        if (run.ref_every && step % run.ref_every == 0)  // R1-Zero refreshes pi_ref periodically
+            memcpy(ref.params, policy.params, policy.n_params * sizeof(float));
+        // 4. report
+        fprintf(metrics, "{\"step\": %ld, \"reward\": %.4f, \"accuracy\": %.4f, \"format\": %.4f, "
+                "\"language\": %.4f, \"length\": %.1f, \"reflection\": %.4f, \"kl\": %.6f, "
+                "\"clip_fraction\": %.4f, \"entropy\": %.4f, \"zero_variance_groups\": %.4f, "
+                "\"loss\": %.6f, \"grad_norm\": %.4f, \"generate_s\": %.2f, \"learn_s\": %.2f}\n",
+                step, sum_r / B, acc / B, fmt / B, lng / B, len / B, refl / B, st.kl,
+                st.clip_fraction, st.entropy, (double)zero_var / run.P, loss, norm, t_gen, t_learn);
+        fflush(metrics);
+        printf("step %ld/%ld | reward %.3f | acc %.3f | format %.3f | len %.0f | kl %.4f | "
+               "zero-var %d/%d | gen %.1fs learn %.1fs | %.0fs\n", step, run.steps, sum_r / B,
+               acc / B, fmt / B, len / B, st.kl, zero_var, run.P, t_gen, t_learn,
+               now_seconds() - t_start);
+        if (step % run.sample_every == 0 || step == 1) {
+            const Json *pr = json_get(group_example[0], "prompt");
+            printf("  prompt: %s\n  sample (reward %.2f): %s\n", pr ? pr->string : "?", rewards[0],
+                   r[0].text);
+        }
+        fflush(stdout);
+        if (step % run.save_every == 0 || step == run.steps)
+            if (checkpoint_save(&policy, &tok, NULL, out, err)) die("%s", err);
+        free(ids);
+        free(mask);
+        free(old_lp);
+        free(ref_lp);
+        free(dlogits);
+    }
+    fclose(metrics);
+    printf("policy saved in %s\n", out);
+    for (int b = 0; b < B; b++) {
+        free(r[b].ids);
+        free(r[b].text);
+    }
+    free(r);
+    free(rewards);
+    free(adv);
+    free(parts);
+    tasks_free(train, n_train);
+    tokenizer_free(&tok);
+    model_free(&policy);
+    model_free(&ref);
+    return 0;
+}
+
+// ==============================================================================================
+// 14. `./r1 eval`: pass@1 over k samples, cons@k, greedy accuracy (the R1 protocol, §3)
+// ==============================================================================================
+// For each held-out problem: one greedy completion, and k samples at temperature 0.6, top-p
+// 0.95. pass@1 is the mean correctness of the k samples; cons@k is the correctness of the
+// majority answer (ties: the answer seen first); format and length are over the samples.
+
+typedef struct {
+    double greedy, pass1, consk, format, language, length;
+    int n;
+} EvalCell;
+
+static void eval_add(EvalCell *c, double greedy, double pass1, double consk, double format,
+                     double language, double length) {
+    c->greedy += greedy, c->pass1 += pass1, c->consk += consk, c->format += format;
+    c->language += language, c->length += length, c->n++;
+}
+
+// The answer most of the k completions give (NULL answers do not vote): its index, or -1.
+static int majority_answer(char **answers, int k) {
+    int best = -1, best_count = 0;
+    for (int i = 0; i < k; i++) {
+        if (!answers[i]) continue;
+        int count = 0;
+        for (int j = 0; j < k; j++) count += answers[j] && strcmp(answers[i], answers[j]) == 0;
+        if (count > best_count) best = i, best_count = count;
+    }
+    return best;
+}
+
+int cmd_eval(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--task", "--k", "--n", "--levels", "--lang",
+                                        "--template", "--max-new-tokens", "--seed", "--out",
+                                        NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    if (!dir) die("eval: needs --model DIR");
+    const char *task = arg_str(argc, argv, "--task", "arithmetic");
+    const char *lang = arg_str(argc, argv, "--lang", "both");
+    const char *template = arg_str(argc, argv, "--template", "r1-zero");
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    int k = (int)arg_long(argc, argv, "--k", 4, 1, 256);
+    int n = (int)arg_long(argc, argv, "--n", 64, 1, 100000);
+    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    int level_lo, level_hi, chat = strcmp(template, "chat") == 0;
+    parse_levels(arg_str(argc, argv, "--levels", "1-2"), &level_lo, &level_hi);
+    if (!chat && strcmp(template, "r1-zero") != 0) die("--template: '%s' is not r1-zero or chat", template);
+    char err[R1_ERR_LEN];
+    Model m;
+    Tokenizer tok;
+    load_model_or_die(&m, dir);
+    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    Json **ex = make_examples(task, 1, n, level_lo, level_hi, lang, seed);
+    int per = k + 1, ctx = m.cfg.max_position_embeddings;  // rollout 0: greedy; 1..k: samples
+    Rollout *r = xcalloc((size_t)n * per, sizeof(Rollout));
+    for (int i = 0; i < n * per; i++) {
+        r[i].ids = xcalloc((size_t)ctx + 1, sizeof(int));
+        r[i].n_prompt = encode_task_prompt(&tok, ex[i / per], chat, r[i].ids, ctx);
+        if (r[i].n_prompt < 0) die("eval: a prompt does not fit the context (%d)", ctx);
+    }
+    // greedy and sampled rollouts: two calls, one per sampling setting
+    Rollout *greedy = xcalloc((size_t)n, sizeof(Rollout)), *sampled = xcalloc((size_t)n * k, sizeof(Rollout));
+    for (int i = 0; i < n; i++) {
+        greedy[i] = r[i * per];
+        for (int j = 0; j < k; j++) sampled[i * k + j] = r[i * per + 1 + j];
+    }
+    double t0 = now_seconds();
+    SamplingConfig g = {0.0f, 1.0f}, s = {0.6f, 0.95f};
+    sample_rollouts(&m, &tok, greedy, n, max_new, &g, seed);
+    sample_rollouts(&m, &tok, sampled, n * k, max_new, &s, seed + 1);
+    double seconds = now_seconds() - t0;
+    EvalCell all = {0}, by_level[6] = {{0}};
+    char **answers = xcalloc((size_t)k, sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        double pass = 0, fmt = 0, lng = 0, len = 0;
+        const Json *lv = json_get(ex[i], "level"), *lg = json_get(ex[i], "lang");
+        const char *pl = lg && lg->type == JSON_STRING ? lg->string : "en";
+        for (int j = 0; j < k; j++) {
+            const char *text = sampled[i * k + j].text;
+            pass += reward_accuracy(ex[i], text);
+            fmt += reward_format(text);
+            lng += reward_language(text, pl);
+            len += sampled[i * k + j].n - sampled[i * k + j].n_prompt;
+            answers[j] = answer_extract(text);
+        }
+        int maj = majority_answer(answers, k);
+        double cons = maj >= 0 && task_check(NULL, ex[i], answers[maj]);
+        for (int j = 0; j < k; j++) free(answers[j]);
+        double gr = reward_accuracy(ex[i], greedy[i].text);
+        eval_add(&all, gr, pass / k, cons, fmt / k, lng / k, len / k);
+        int level = lv && lv->type == JSON_NUMBER ? (int)lv->number : 0;
+        if (level >= 1 && level <= 5) eval_add(&by_level[level], gr, pass / k, cons, fmt / k, lng / k, len / k);
+    }
+    printf("eval of %s on %d held-out %s problems (levels %d-%d), k = %d at T=0.6 top-p 0.95, "
+           "%.1f s\n", dir, n, task, level_lo, level_hi, k, seconds);
+    printf("  %-6s %5s %8s %8s %8s %8s %8s %8s\n", "level", "n", "greedy", "pass@1", "cons@k",
+           "format", "language", "length");
+    for (int l = 0; l <= 5; l++) {
+        EvalCell *c = l ? &by_level[l] : &all;
+        if (!c->n) continue;
+        char name[16];
+        snprintf(name, sizeof(name), l ? "%d" : "all", l);
+        printf("  %-6s %5d %8.3f %8.3f %8.3f %8.3f %8.3f %8.1f\n", name, c->n, c->greedy / c->n,
+               c->pass1 / c->n, c->consk / c->n, c->format / c->n, c->language / c->n,
+               c->length / c->n);
+    }
+    if (out) {
+        FILE *f = fopen(out, "wb");
+        if (!f) die("%s: %s", out, strerror(errno));
+        fprintf(f, "{\"model\": ");
+        json_write_string(f, dir);
+        fprintf(f, ", \"task\": ");
+        json_write_string(f, task);
+        fprintf(f, ", \"n\": %d, \"k\": %d, \"greedy\": %.4f, \"pass@1\": %.4f, \"cons@k\": %.4f, "
+                "\"format\": %.4f, \"language\": %.4f, \"length\": %.2f, \"seconds\": %.2f}\n",
+                all.n, k, all.greedy / all.n, all.pass1 / all.n, all.consk / all.n,
+                all.format / all.n, all.language / all.n, all.length / all.n, seconds);
+        fclose(f);
+    }
+    for (int i = 0; i < n * per; i++) {
+        free(r[i].ids);
+    }
+    for (int i = 0; i < n; i++) free(greedy[i].text);
+    for (int i = 0; i < n * k; i++) free(sampled[i].text);
+    free(r);
+    free(greedy);
+    free(sampled);
+    free(answers);
+    tasks_free(ex, n);
+    tokenizer_free(&tok);
+    model_free(&m);
+    return 0;
+}

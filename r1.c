@@ -2650,7 +2650,7 @@ int config_write_json(const Config *c, const char *path, char *err) {
 }
 
 // mkdir -p: creates dir and any missing parents.
-static int make_dir(const char *dir, char *err) {
+int make_dirs(const char *dir, char *err) {
     char path[4096];
     snprintf(path, sizeof(path), "%s", dir);
     for (char *p = path + 1; *p; p++) {
@@ -2850,9 +2850,9 @@ static int save_weights(const Model *m, const char *path, char *err) {
 int checkpoint_save(const Model *m, const Tokenizer *tok, const TrainState *ts, const char *dir,
                     char *err) {
     char staging[4096], path[4200];
-    if (make_dir(dir, err) || checkpoint_recover(dir, err)) return -1;
+    if (make_dirs(dir, err) || checkpoint_recover(dir, err)) return -1;
     snprintf(staging, sizeof(staging), "%s/.staging", dir);
-    if (make_dir(staging, err)) return -1;
+    if (make_dirs(staging, err)) return -1;
     snprintf(path, sizeof(path), "%s/config.json", staging);
     if (config_write_json(&m->cfg, path, err)) return -1;
     snprintf(path, sizeof(path), "%s/model.safetensors", staging);
@@ -3606,7 +3606,7 @@ static int cmd_pretrain(int argc, char **argv) {
         ts.rng = seed;  // the data-order seed: epoch e is shuffled by rng_seed(seed + f(e))
     }
     snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
-    if (make_dir(out, err)) die("%s", err);
+    if (make_dirs(out, err)) die("%s", err);
     if (resume) truncate_metrics(path, ts.step);
     else remove(path);
     FILE *metrics = fopen(path, "ab");
@@ -4020,6 +4020,10 @@ static void usage(void) {
            "               [--batch B] [--seq T] [--lr LR] [--warmup N] [--gamma G] [--alpha A]\n"
            "               [--eval-every N] [--save-every N] [--seed S] [--resume]\n"
            "  ./r1 data    tasks|corpus|check|show ...  the toy reasoning world (./r1 data help)\n"
+           "  ./r1 grpo    --model DIR --out DIR [--task arithmetic] [--template r1-zero|chat]\n"
+           "               [--steps N] [--prompts P] [--group G] [--variant grpo|dr_grpo|dapo]\n"
+           "               [--beta B] [--eps E] [--mu M] [--lr LR] [--w-accuracy/format/language W]\n"
+           "  ./r1 eval    --model DIR [--task arithmetic] [--k K] [--n N] [--levels 1-2] [--out F]\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
            "presets:\n");
@@ -4041,6 +4045,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(cmd, "data") == 0) return cmd_data(argc, argv);
+    if (strcmp(cmd, "grpo") == 0) return cmd_grpo(argc, argv);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     die("unknown command '%s' (see ./r1 help)", cmd);
     return 1;
 }

@@ -401,6 +401,7 @@ int arg_flag(int argc, char **argv, const char *name);
 // Dies on any argument not in known (flags with a value, NULL-terminated) or bools.
 void check_flags(int argc, char **argv, const char *const *known, const char *const *bools);
 void load_model_or_die(Model *m, const char *dir);
+int make_dirs(const char *dir, char *err);     // mkdir -p
 
 // ----------------------------------------------------------------------------------------------
 // Tokenizer: byte-level BPE with single-digit pre-splitting and the DeepSeek-R1 special tokens
