@@ -1927,8 +1927,14 @@ double reward_language(const char *completion, const char *lang) {
     end = strstr(start, "</think>");
     if (!end) end = start + strlen(start);
     long english = 0, chinese = 0;
+    static const char *const tags[4] = {"<think>", "</think>", "<answer>", "</answer>"};
     for (const unsigned char *p = (const unsigned char *)start; p < (const unsigned char *)end;) {
-        if ((*p | 32) >= 'a' && (*p | 32) <= 'z') {
+        int tag = 0;  // the format's own tags are not words of either language
+        for (int i = 0; i < 4 && !tag; i++)
+            if (strncmp((const char *)p, tags[i], strlen(tags[i])) == 0) tag = (int)strlen(tags[i]);
+        if (tag) {
+            p += tag;
+        } else if ((*p | 32) >= 'a' && (*p | 32) <= 'z') {
             english++;
             while (p < (const unsigned char *)end && (*p | 32) >= 'a' && (*p | 32) <= 'z') p++;
         } else if (*p >= 0xE4 && *p <= 0xE9 && p + 2 < (const unsigned char *)end) {
@@ -1985,7 +1991,8 @@ int has_reflection(const char *completion) {
 //   loss = -J
 // With lp = log pi_theta(o_t): d(rho A)/d lp = rho A on the unclipped branch (0 when the clipped
 // one is the min), dKL/d lp = 1 - pi_ref/pi_theta, and dloss/dlogits[v] = g (softmax[v] -
-// 1[v = o_t]) with g = -dJ/d lp. So GRPO is one more loss head producing dlogits.
+// 1[v = o_t]) with g = dJ/d lp (= -dloss/d lp; cross-entropy is the case g = 1). So GRPO is
+// one more loss head producing dlogits.
 
 // adv (n_groups * G) from rewards; scale_by_std 0 gives Dr. GRPO's r - mean. A group whose
 // rewards are all equal gets 0: no signal. std is the sample std (as TRL), plus 1e-4.
@@ -2086,7 +2093,9 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
         row_ent[r] = (float)ent;
         row_clip[r] = rho != rho_clip;
         if (dz) {
-            float g = -w * (dobj - gc->beta * dk3);  // dloss / d lp
+            // dloss/d lp = -w (dobj - beta dk3) and d lp/dz = onehot - softmax, so
+            // dloss/dz = g (softmax - onehot) with g = w (dobj - beta dk3) = -dloss/d lp
+            float g = w * (dobj - gc->beta * dk3);
             for (int v = 0; v < V; v++) dz[v] = g * expf(z[v] - logsum);
             dz[ids[target]] -= g;
         }

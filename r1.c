@@ -3424,17 +3424,18 @@ static float lr_at(const LrSchedule *s, long step) {  // step counts from 0
     return (float)(s->lr_min + 0.5 * (s->lr_max - s->lr_min) * (1 + cos(M_PI * progress)));
 }
 
-// The token stream: the corpus encoded once; each document (documents are separated by blank
-// lines) is BOS text EOS, as a prompt starts with BOS at inference.
-// The stream is cut into windows of T tokens; the last `heldout` windows are never trained on.
+// Training data for every supervised stage: rows of T tokens, with an optional loss mask
+// aligned with the tokens (mask[b, t] = 1: predicting token t counts). Pretraining cuts the
+// encoded corpus into windows (no mask); SFT pads one example per row and masks its response.
+// The last rows (n_train..n_seq) are held out: never trained on, used for the held-out loss.
 typedef struct {
-    int *ids;
-    long n;                  // tokens
-    long n_windows, n_train; // windows of T tokens; the first n_train are for training
+    int *ids;                // (n_seq, T)
+    float *mask;             // (n_seq, T), or NULL: every prediction counts
+    long n_seq, n_train;
     int T;
-    long *order;             // (n_train) the shuffled window order of epoch order_epoch
+    long *order;             // (n_train) the shuffled row order of epoch order_epoch
     long order_epoch;
-} TokenData;
+} SeqData;
 
 // Encodes text, one document (blank-line separated) at a time, with EOS after each.
 static int *encode_corpus(const Tokenizer *tok, const char *text, size_t len, long *n_out) {
@@ -3460,7 +3461,7 @@ static int *encode_corpus(const Tokenizer *tok, const char *text, size_t len, lo
 
 // The window order of an epoch is a function of (seed, epoch) alone, so a resumed run rebuilds
 // it from the TrainState without saving the permutation.
-static void shuffle_windows(TokenData *d, uint64_t seed, long epoch) {
+static void shuffle_rows(SeqData *d, uint64_t seed, long epoch) {
     Rng rng;
     rng_seed(&rng, seed + 0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1));
     for (long i = 0; i < d->n_train; i++) d->order[i] = i;
@@ -3473,12 +3474,14 @@ static void shuffle_windows(TokenData *d, uint64_t seed, long epoch) {
     d->order_epoch = epoch;
 }
 
-// Fills ids (B,T) with the next B training windows, moving to the next epoch at the end.
-static void next_batch(TokenData *d, TrainState *ts, int *ids, int B) {
+// Fills ids (B,T) (and mask) with the next B training rows, moving to the next epoch at the end.
+static void next_batch(SeqData *d, TrainState *ts, int *ids, float *mask, int B) {
     for (int b = 0; b < B; b++) {
-        if (d->order_epoch != ts->epoch) shuffle_windows(d, ts->rng, ts->epoch);
+        if (d->order_epoch != ts->epoch) shuffle_rows(d, ts->rng, ts->epoch);
         long w = d->order[ts->cursor];
         memcpy(ids + (size_t)b * d->T, d->ids + w * d->T, (size_t)d->T * sizeof(int));
+        if (d->mask)
+            memcpy(mask + (size_t)b * d->T, d->mask + w * d->T, (size_t)d->T * sizeof(float));
         if (++ts->cursor == d->n_train) {
             ts->cursor = 0;
             ts->epoch++;
@@ -3486,15 +3489,17 @@ static void next_batch(TokenData *d, TrainState *ts, int *ids, int B) {
     }
 }
 
-// Mean loss over (up to max_batches of) the held-out windows.
-static float heldout_loss(Model *m, const TokenData *d, int *ids, int B, int max_batches) {
+// Mean loss over (up to max_batches of) the held-out rows.
+static float heldout_loss(Model *m, const SeqData *d, int *ids, float *mask, int B,
+                          int max_batches) {
     double sum = 0.0;
     int batches = 0;
-    for (long w = d->n_train; w + B <= d->n_windows && batches < max_batches; w += B) {
+    for (long w = d->n_train; w + B <= d->n_seq && batches < max_batches; w += B) {
         memcpy(ids, d->ids + w * d->T, (size_t)B * d->T * sizeof(int));
+        if (d->mask) memcpy(mask, d->mask + w * d->T, (size_t)B * d->T * sizeof(float));
         model_forward(m, ids, B, d->T);
-        sum += cross_entropy_forward_backward(m->acts.logits, ids, NULL, B, d->T,
-                                              m->cfg.vocab_size, NULL);
+        sum += cross_entropy_forward_backward(m->acts.logits, ids, d->mask ? mask : NULL, B,
+                                              d->T, m->cfg.vocab_size, NULL);
         batches++;
     }
     moe_reset_load(m);  // evaluation does not count towards the balancing statistics
@@ -3533,6 +3538,122 @@ static void truncate_metrics(const char *path, long step) {
     free(text);
 }
 
+// The options every supervised stage shares (pretraining, SFT, distillation).
+typedef struct {
+    const char *kind;      // "pretraining", "SFT", ...: for the messages
+    const char *out;       // the run directory
+    long steps;
+    int B;
+    LrSchedule sched;
+    float gamma, alpha;    // bias update speed, sequence-wise balance loss weight
+    long eval_every, save_every;
+    int resume;
+} TrainArgs;
+
+// Parses the flags of a supervised stage; total steps must be known for the LR schedule.
+static void parse_train_args(int argc, char **argv, TrainArgs *a, long default_steps,
+                             float default_lr) {
+    a->out = arg_str(argc, argv, "--out", NULL);
+    a->resume = arg_flag(argc, argv, "--resume");
+    a->steps = arg_long(argc, argv, "--steps", default_steps, 1, 100000000);
+    a->B = (int)arg_long(argc, argv, "--batch", 16, 1, 4096);
+    a->sched.lr_max = (float)arg_double(argc, argv, "--lr", default_lr, 0, 10);
+    a->sched.total = a->steps;
+    a->sched.lr_min = (float)arg_double(argc, argv, "--lr-min", a->sched.lr_max * 0.1, 0, 10);
+    a->sched.warmup = arg_long(argc, argv, "--warmup", a->steps / 50 + 1, 1, a->steps);
+    a->sched.decay_start = arg_long(argc, argv, "--decay-start", a->steps * 2 / 3, 0, a->steps);
+    a->gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0, 1);
+    a->alpha = (float)arg_double(argc, argv, "--alpha", 1e-4, 0, 1);
+    a->eval_every = arg_long(argc, argv, "--eval-every", 100, 1, 100000000);
+    a->save_every = arg_long(argc, argv, "--save-every", 250, 1, 100000000);
+}
+
+// The loop of every supervised stage: batches from d, the LR schedule, the loss head
+// (masked cross-entropy), AdamW, bias update, held-out loss, metrics.jsonl, progress,
+// journaled checkpoints with the optimizer state. With a->resume, continues bit for bit from
+// the run directory's TrainState.
+static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a, uint64_t seed) {
+    char err[R1_ERR_LEN], path[4096];
+    int B = a->B, T = d->T;
+    if (d->n_train < B) die("%s: %ld training rows: too few for a batch of %d", a->kind, d->n_train, B);
+    d->order = xcalloc((size_t)d->n_train, sizeof(long));
+    d->order_epoch = -1;
+    if (model_alloc_training(m, B, T, err)) die("%s", err);
+    m->balance_alpha = a->alpha;
+    TrainState ts = {0};
+    if (a->resume) {
+        if (checkpoint_load_train_state(m, &ts, a->out, err)) die("%s", err);
+    } else {
+        ts.rng = seed;  // the data-order seed: epoch e is shuffled by rng_seed(seed + f(e))
+    }
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);
+    if (make_dirs(a->out, err)) die("%s", err);
+    if (a->resume) truncate_metrics(path, ts.step);
+    else remove(path);
+    FILE *metrics = fopen(path, "ab");
+    if (!metrics) die("%s: %s", path, strerror(errno));
+    AdamWConfig oc = adamw_defaults();
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    float *mask = xcalloc((size_t)B * T, sizeof(float));
+    float *dlogits = xcalloc((size_t)B * T * m->cfg.vocab_size, sizeof(float));
+    int tty = isatty(fileno(stdout));
+    ParamCount pc;
+    count_params(&m->cfg, &pc);
+    printf("%s: %.2fM parameters (%.2fM activated), %ld rows of %d tokens (%ld held out), "
+           "batch %d x %d, steps %ld -> %ld\n", a->kind, pc.total / 1e6, pc.activated / 1e6,
+           d->n_seq, T, d->n_seq - d->n_train, B, T, ts.step, a->steps);
+    double t0 = now_seconds();
+    long first = ts.step;
+    while (ts.step < a->steps) {
+        oc.lr = lr_at(&a->sched, ts.step);
+        next_batch(d, &ts, ids, mask, B);
+        StepStats st = train_step(m, ids, d->mask ? mask : NULL, dlogits, &oc, a->gamma);
+        ts.step++;
+        double elapsed = now_seconds() - t0, tps = (ts.step - first) * (double)B * T / elapsed;
+        double eta = elapsed / (ts.step - first) * (a->steps - ts.step);
+        float eval = NAN;
+        if (ts.step % a->eval_every == 0 || ts.step == a->steps)
+            eval = heldout_loss(m, d, ids, mask, B, 8);
+        fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"balance_loss\": %.6g, \"lr\": %.6g, "
+                "\"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"load_max_over_mean\": %.4f, "
+                "\"epoch\": %ld", ts.step, st.loss, st.balance_loss, oc.lr, st.grad_norm, tps,
+                st.load_ratio, ts.epoch);
+        if (!isnan(eval)) fprintf(metrics, ", \"heldout_loss\": %.6f", eval);
+        fprintf(metrics, "}\n");
+        fflush(metrics);
+        if (tty || ts.step % 10 == 0 || ts.step == a->steps || !isnan(eval))
+            progress(tty, ts.step, a->steps, &st, oc.lr, tps, eta);
+        if (!isnan(eval)) {
+            if (tty) printf("\n");
+            printf("step %ld: held-out loss %.4f\n", ts.step, eval);
+        }
+        if (ts.step % a->save_every == 0 || ts.step == a->steps)
+            if (checkpoint_save(m, tok, &ts, a->out, err)) die("%s", err);
+    }
+    if (tty) printf("\n");
+    fclose(metrics);
+    free(ids);
+    free(mask);
+    free(dlogits);
+    free(d->order);
+}
+
+// Loads the run directory (--resume), or a checkpoint (init), or makes a model from a preset.
+static void start_model(Model *m, Tokenizer *tok, int *have_tok, const TrainArgs *a,
+                        const char *init, const char *preset, uint64_t seed) {
+    char err[R1_ERR_LEN];
+    const char *dir = a->resume ? a->out : init;
+    *have_tok = 0;
+    if (dir) {
+        load_model_or_die(m, dir);
+        if (tokenizer_load(tok, dir, err) == 0) *have_tok = 1;
+        return;
+    }
+    Config c;
+    if (config_preset(preset, &c, err) || model_create(m, &c, err)) die("%s", err);
+    model_init_random(m, seed);
+}
+
 static int cmd_pretrain(int argc, char **argv) {
     static const char *const known[] = {
         "--config", "--data", "--tokenizer", "--out", "--steps", "--batch", "--seq", "--lr",
@@ -3540,41 +3661,23 @@ static int cmd_pretrain(int argc, char **argv) {
         "--save-every", "--heldout", "--seed", NULL};
     static const char *const bools[] = {"--resume", NULL};
     check_flags(argc, argv, known, bools);
+    TrainArgs a = {.kind = "pretraining"};
+    parse_train_args(argc, argv, &a, 1000, 3e-3f);
     const char *preset = arg_str(argc, argv, "--config", "small");
     const char *data_path = arg_str(argc, argv, "--data", NULL);
     const char *tok_dir = arg_str(argc, argv, "--tokenizer", NULL);
-    const char *out = arg_str(argc, argv, "--out", NULL);
-    if (!data_path || !out) die("pretrain: needs --data FILE --out DIR");
-    int resume = arg_flag(argc, argv, "--resume");
-    long steps = arg_long(argc, argv, "--steps", 1000, 1, 100000000);
-    int B = (int)arg_long(argc, argv, "--batch", 16, 1, 4096);
+    if (!data_path || !a.out) die("pretrain: needs --data FILE --out DIR");
     int T = (int)arg_long(argc, argv, "--seq", 128, 2, 1 << 20);
-    LrSchedule sched = {.lr_max = (float)arg_double(argc, argv, "--lr", 3e-3, 0, 10),
-                        .total = steps};
-    sched.lr_min = (float)arg_double(argc, argv, "--lr-min", sched.lr_max * 0.1, 0, 10);
-    sched.warmup = arg_long(argc, argv, "--warmup", steps / 50 + 1, 1, steps);
-    sched.decay_start = arg_long(argc, argv, "--decay-start", steps * 2 / 3, 0, steps);
-    float gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0, 1);
-    float alpha = (float)arg_double(argc, argv, "--alpha", 1e-4, 0, 1);
-    long eval_every = arg_long(argc, argv, "--eval-every", 50, 1, 100000000);
-    long save_every = arg_long(argc, argv, "--save-every", 100, 1, 100000000);
     double heldout = arg_double(argc, argv, "--heldout", 0.05, 0.0, 0.5);
     uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
-    char err[R1_ERR_LEN], path[4096];
+    char err[R1_ERR_LEN];
     Model m;
     Tokenizer tok;
-    TrainState ts = {0};
-    if (resume) {
-        // everything comes from the run directory: model, tokenizer, optimizer, data position
-        load_model_or_die(&m, out);
-        if (tokenizer_load(&tok, out, err)) die("%s", err);
-    } else {
-        Config c;
-        if (config_preset(preset, &c, err) || model_create(&m, &c, err)) die("%s", err);
-        model_init_random(&m, seed);
-        if (tok_dir) {
-            if (tokenizer_load(&tok, tok_dir, err)) die("%s", err);
-        }
+    int have_tok;
+    start_model(&m, &tok, &have_tok, &a, NULL, preset, seed);
+    if (!have_tok && tok_dir) {
+        if (tokenizer_load(&tok, tok_dir, err)) die("%s", err);
+        have_tok = 1;
     }
     if (T > m.cfg.max_position_embeddings)
         die("pretrain: --seq %d exceeds max_position_embeddings %d", T,
@@ -3582,7 +3685,7 @@ static int cmd_pretrain(int argc, char **argv) {
     size_t len;
     char *text = read_file(data_path, &len, err);
     if (!text) die("%s", err);
-    if (!resume && !tok_dir) {
+    if (!have_tok) {
         double t0 = now_seconds();
         if (tokenizer_train(&tok, text, len, m.cfg.vocab_size, err)) die("%s", err);
         printf("trained a %d-token BPE tokenizer on %s in %.1f s\n", tok.vocab_size, data_path,
@@ -3591,71 +3694,88 @@ static int cmd_pretrain(int argc, char **argv) {
     if (tok.vocab_size > m.cfg.vocab_size)
         die("pretrain: tokenizer has %d tokens, the model's vocab_size is %d", tok.vocab_size,
             m.cfg.vocab_size);
-    TokenData d = {.T = T, .order_epoch = -1};
-    d.ids = encode_corpus(&tok, text, len, &d.n);
+    long n;
+    int *stream = encode_corpus(&tok, text, len, &n);
     free(text);
-    d.n_windows = d.n / T;
-    d.n_train = d.n_windows - (long)(d.n_windows * heldout);
-    if (d.n_train < B) die("pretrain: %s has %ld tokens: too few for batches of %d x %d", data_path, d.n, B, T);
-    d.order = xcalloc((size_t)d.n_train, sizeof(long));
-    if (model_alloc_training(&m, B, T, err)) die("%s", err);
-    m.balance_alpha = alpha;
-    if (resume) {
-        if (checkpoint_load_train_state(&m, &ts, out, err)) die("%s", err);
-    } else {
-        ts.rng = seed;  // the data-order seed: epoch e is shuffled by rng_seed(seed + f(e))
-    }
-    snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
-    if (make_dirs(out, err)) die("%s", err);
-    if (resume) truncate_metrics(path, ts.step);
-    else remove(path);
-    FILE *metrics = fopen(path, "ab");
-    if (!metrics) die("%s: %s", path, strerror(errno));
-    AdamWConfig oc = adamw_defaults();
-    int *ids = xcalloc((size_t)B * T, sizeof(int));
-    float *dlogits = xcalloc((size_t)B * T * m.cfg.vocab_size, sizeof(float));
-    int tty = isatty(fileno(stdout));
-    ParamCount pc;
-    count_params(&m.cfg, &pc);
-    printf("pretraining %s: %.2fM parameters (%.2fM activated), %ld tokens (%ld train windows, "
-           "%ld held out) of %d, batch %d x %d, steps %ld -> %ld\n", resume ? out : preset,
-           pc.total / 1e6, pc.activated / 1e6, d.n, d.n_train, d.n_windows - d.n_train, T, B, T, ts.step, steps);
-    double t0 = now_seconds();
-    long first = ts.step;
-    while (ts.step < steps) {
-        oc.lr = lr_at(&sched, ts.step);
-        next_batch(&d, &ts, ids, B);
-        StepStats st = train_step(&m, ids, NULL, dlogits, &oc, gamma);
-        ts.step++;
-        double elapsed = now_seconds() - t0, tps = (ts.step - first) * (double)B * T / elapsed;
-        double eta = elapsed / (ts.step - first) * (steps - ts.step);
-        float eval = NAN;
-        if (ts.step % eval_every == 0 || ts.step == steps) eval = heldout_loss(&m, &d, ids, B, 8);
-        fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"balance_loss\": %.6g, \"lr\": %.6g, "
-                "\"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"load_max_over_mean\": %.4f, "
-                "\"epoch\": %ld", ts.step, st.loss, st.balance_loss, oc.lr, st.grad_norm, tps,
-                st.load_ratio, ts.epoch);
-        if (!isnan(eval)) fprintf(metrics, ", \"heldout_loss\": %.6f", eval);
-        fprintf(metrics, "}\n");
-        fflush(metrics);
-        if (tty || ts.step % 10 == 0 || ts.step == steps || !isnan(eval))
-            progress(tty, ts.step, steps, &st, oc.lr, tps, eta);
-        if (!isnan(eval)) {
-            if (tty) printf("\n");
-            printf("step %ld: held-out loss %.4f\n", ts.step, eval);
-        }
-        if (ts.step % save_every == 0 || ts.step == steps) {
-            if (checkpoint_save(&m, &tok, &ts, out, err)) die("%s", err);
-        }
-    }
-    if (tty) printf("\n");
+    // windows of T tokens; the stream is already laid out as consecutive rows
+    SeqData d = {.ids = stream, .T = T, .n_seq = n / T};
+    d.n_train = d.n_seq - (long)(d.n_seq * heldout);
+    train_loop(&m, &tok, &d, &a, seed);
     printf("base model saved in %s (config.json, model.safetensors, tokenizer.json, "
-           "optimizer.safetensors, metrics.jsonl)\n", out);
-    fclose(metrics);
-    free(ids);
-    free(dlogits);
+           "optimizer.safetensors, metrics.jsonl)\n", a.out);
+    free(stream);
+    tokenizer_free(&tok);
+    model_free(&m);
+    return 0;
+}
+
+// SFT rows: BOS + prompt template + response + EOS, right-padded; the mask covers the response
+// and its EOS, so the loss is on what the assistant writes and nothing else.
+static int sft_row(const Tokenizer *tok, const char *template, const char *prompt,
+                   const char *response, int T, int *ids, float *mask) {
+    int n = encode_prompt(tok, template, prompt, ids, T);
+    if (n < 0) return -1;
+    int k = tokenizer_encode(tok, response, strlen(response), ids + n, T - n - 1);
+    if (k < 0) return -1;
+    for (int t = 0; t < T; t++) mask[t] = t >= n && t <= n + k ? 1.0f : 0.0f;
+    ids[n + k] = TOK_EOS;
+    for (int t = n + k + 1; t < T; t++) ids[t] = TOK_PAD;
+    return n + k + 1;
+}
+
+static int cmd_sft(int argc, char **argv) {
+    static const char *const known[] = {
+        "--model", "--data", "--field", "--template", "--out", "--steps", "--epochs", "--batch",
+        "--seq", "--lr", "--lr-min", "--warmup", "--decay-start", "--gamma", "--alpha",
+        "--eval-every", "--save-every", "--heldout", "--seed", NULL};
+    static const char *const bools[] = {"--resume", NULL};
+    check_flags(argc, argv, known, bools);
+    const char *init = arg_str(argc, argv, "--model", NULL);
+    const char *data_path = arg_str(argc, argv, "--data", NULL);
+    const char *field = arg_str(argc, argv, "--field", "solution");
+    const char *template = arg_str(argc, argv, "--template", "r1-zero");
+    int T = (int)arg_long(argc, argv, "--seq", 256, 2, 1 << 20);
+    double heldout = arg_double(argc, argv, "--heldout", 0.05, 0.0, 0.5);
+    double epochs = arg_double(argc, argv, "--epochs", 2.0, 0.01, 1000);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    char err[R1_ERR_LEN];
+    int n_ex;
+    Json **ex = data_path ? tasks_read(data_path, &n_ex, err) : NULL;
+    if (!init || !data_path || !arg_str(argc, argv, "--out", NULL))
+        die("sft: needs --model DIR --data FILE.jsonl --out DIR");
+    if (!ex) die("%s", err);
+    TrainArgs a = {.kind = "SFT"};
+    int B = (int)arg_long(argc, argv, "--batch", 16, 1, 4096);
+    long steps = (long)(epochs * n_ex * (1.0 - heldout) / B + 0.999);
+    parse_train_args(argc, argv, &a, steps > 0 ? steps : 1, 1e-3f);
+    Model m;
+    Tokenizer tok;
+    int have_tok;
+    start_model(&m, &tok, &have_tok, &a, init, NULL, seed);
+    if (!have_tok) die("sft: %s has no tokenizer.json", a.resume ? a.out : init);
+    if (T > m.cfg.max_position_embeddings)
+        die("sft: --seq %d exceeds max_position_embeddings %d", T, m.cfg.max_position_embeddings);
+    SeqData d = {.T = T};
+    d.ids = xcalloc((size_t)n_ex * T, sizeof(int));
+    d.mask = xcalloc((size_t)n_ex * T, sizeof(float));
+    long too_long = 0;
+    for (int i = 0; i < n_ex; i++) {
+        const Json *p = json_get(ex[i], "prompt"), *r = json_get(ex[i], field);
+        if (!p || p->type != JSON_STRING || !r || r->type != JSON_STRING)
+            die("%s: example %d lacks a string \"prompt\" or \"%s\"", data_path, i + 1, field);
+        int *row = d.ids + (size_t)d.n_seq * T;
+        if (sft_row(&tok, template, p->string, r->string, T, row, d.mask + (size_t)d.n_seq * T) < 0)
+            too_long++;
+        else
+            d.n_seq++;
+    }
+    if (too_long) printf("sft: %ld of %d examples do not fit %d tokens and are left out\n", too_long, n_ex, T);
+    d.n_train = d.n_seq - (long)(d.n_seq * heldout);
+    train_loop(&m, &tok, &d, &a, seed);
+    printf("SFT model saved in %s\n", a.out);
     free(d.ids);
-    free(d.order);
+    free(d.mask);
+    tasks_free(ex, n_ex);
     tokenizer_free(&tok);
     model_free(&m);
     return 0;
@@ -4025,6 +4145,8 @@ static void usage(void) {
            "               [--beta B] [--eps E] [--mu M] [--lr LR] [--w-accuracy/format/language W]\n"
            "  ./r1 eval    --model DIR [--task arithmetic] [--k K] [--n N] [--levels 1-2] [--out F]\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
+           "  ./r1 sft     --model DIR --data FILE.jsonl --out DIR [--field solution]\n"
+           "               [--template r1-zero|chat] [--epochs E] [--seq T] [--lr LR] [--resume]\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
            "presets:\n");
     config_list_presets(stdout);
@@ -4042,6 +4164,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
+    if (strcmp(cmd, "sft") == 0) return cmd_sft(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(cmd, "data") == 0) return cmd_data(argc, argv);

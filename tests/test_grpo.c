@@ -2,7 +2,10 @@
 // malformed answers; generation is deterministic; train and eval never meet (not in the
 // corpus either); every generated example is solvable by its gold answer and by its worked
 // solution; both languages are there; the CLI fails with one line and status 1; files are
-// written atomically.
+// written atomically. Rewards (format, accuracy, language, total, reflection) on crafted
+// completions; group advantages; token log-probabilities; the GRPO / Dr. GRPO / DAPO loss head
+// against hand values, the formula in double and finite differences; and a tiny seeded model
+// that raises its reward on a toy task with GRPO.
 //   gcc -std=c11 -O2 -g -Wall -Wextra -Wno-format-truncation -Wno-unused-function -fopenmp -I.
 //       -DR1_TEST -o build/test_grpo tests/test_grpo.c moe.c grpo.c -lcmocka -lm
 #include "r1.c"
@@ -873,6 +876,780 @@ static void test_cli_writes(void **state) {
     assert_int_equal(run_data(show, err, sizeof err), 0);
 }
 
+// ----------------------------------------------------------------------------------------------
+// Rewards (grpo.c section 10)
+// ----------------------------------------------------------------------------------------------
+
+#define FORMAT_IS(want, text) do { int got_ = reward_format(text); \
+    if (got_ != (want)) fail_msg("reward_format(\"%s\") = %d, want %d", text, got_, want); } while (0)
+
+static void test_reward_format(void **state) {
+    (void)state;
+    // well formed, with or without whitespace and newlines around and between the parts
+    FORMAT_IS(1, "<think>a</think><answer>b</answer>");
+    FORMAT_IS(1, "<think>a</think> <answer>b</answer>");
+    FORMAT_IS(1, "<think>\nadd 3 and 4\n</think>\n<answer>7</answer>");
+    FORMAT_IS(1, "\n \t<think> x </think>\n\n<answer> 7 </answer>\n \n");
+    FORMAT_IS(1, "<think></think><answer></answer>");  // the format says nothing of the content
+    FORMAT_IS(1, "<think>我想一下</think>\n<answer>答案</answer>");
+    // missing tags
+    FORMAT_IS(0, "");
+    FORMAT_IS(0, "   \n");
+    FORMAT_IS(0, "7");
+    FORMAT_IS(0, "<answer>7</answer>");
+    FORMAT_IS(0, "<think>a</think>");
+    FORMAT_IS(0, "a</think><answer>7</answer>");
+    FORMAT_IS(0, "<think>a<answer>7</answer>");
+    FORMAT_IS(0, "<think>a</think><answer>7");
+    FORMAT_IS(0, "<think>a</think>7</answer>");
+    FORMAT_IS(0, "<think> abc");                        // truncated
+    FORMAT_IS(0, "<think>a</think><answer>7</answ");    // truncated in the last tag
+    FORMAT_IS(0, "<Think>a</Think><Answer>7</Answer>"); // tags are case sensitive
+    // repeated tags
+    FORMAT_IS(0, "<think>a</think><think>b</think><answer>7</answer>");
+    FORMAT_IS(0, "<think>a</think><answer>7</answer><answer>8</answer>");
+    FORMAT_IS(0, "<think><think>a</think><answer>7</answer>");
+    FORMAT_IS(0, "<think>a</think></think><answer>7</answer>");
+    FORMAT_IS(0, "<think>a</think><answer>use <think></answer>");
+    // wrong order
+    FORMAT_IS(0, "<answer>7</answer><think>a</think>");
+    FORMAT_IS(0, "</think>a<think><answer>7</answer>");
+    FORMAT_IS(0, "<think>a<answer></think>7</answer>");
+    // nested
+    FORMAT_IS(0, "<think>a<answer>7</answer></think>");
+    FORMAT_IS(0, "<think><answer>7</answer></think>");
+    // text outside the parts
+    FORMAT_IS(0, "<think>a</think><answer>7</answer> done");
+    FORMAT_IS(0, "<think>a</think><answer>7</answer>\n.");
+    FORMAT_IS(0, "Sure! <think>a</think><answer>7</answer>");
+    FORMAT_IS(0, "x\n<think>a</think><answer>7</answer>");
+    FORMAT_IS(0, "<think>a</think> so <answer>7</answer>");
+    FORMAT_IS(0, "<think>a</think>\n.\n<answer>7</answer>");
+    // every worked solution of the generator is well formed (tagged), and the untagged one not
+    TaskSetOptions o = task_options("all", 0, 30, 1, 5, 77);
+    char *text = gen_tasks(&o);
+    int n;
+    Json **v = parse_lines(text, &n);
+    for (int i = 0; i < n; i++) {
+        char *tagged = task_solution(v[i], 1), *plain = task_solution(v[i], 0);
+        assert_non_null(tagged);
+        assert_non_null(plain);
+        if (reward_format(tagged) != 1) fail_msg("solution %d not well formed: %s", i, tagged);
+        if (reward_format(plain) != 0) fail_msg("untagged solution %d well formed: %s", i, plain);
+        free(tagged), free(plain);
+    }
+    free_lines(v, n);
+    free(text);
+}
+
+#define ACCURACY_IS(want, e, text) do { int got_ = reward_accuracy(e, text); \
+    if (got_ != (want)) fail_msg("reward_accuracy(\"%s\") = %d, want %d", text, got_, want); } while (0)
+
+static void test_reward_accuracy(void **state) {
+    (void)state;
+    // lines as `./r1 data tasks --task all --n 6 --out -` prints them
+    Json *add = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
+                   "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39,\"id\":\"49e4dfa30767307a\"}");
+    Json *cd = ex("{\"task\":\"countdown\",\"lang\":\"en\",\"level\":5,\"prompt\":\"Using the numbers [7, 10, "
+                  "24, 19], make an expression that equals 266. You may use + - * / and parentheses; use "
+                  "each number at most once; division must be exact.\",\"answer\":\"19 + 10 * 24 + 7\","
+                  "\"numbers\":[7,10,24,19],\"target\":266,\"id\":\"d8150b2a5d773cab\"}");
+    Json *s42 = ex("{\"task\":\"sort42\",\"lang\":\"en\",\"level\":3,\"prompt\":\"Write code that takes a list "
+                   "of numbers, returns them sorted, and adds 42 at the beginning. What does it return for "
+                   "[94, 40, 48, 66, 61]?\",\"answer\":\"[42, 40, 48, 61, 66, 94]\",\"numbers\":[94,40,48,"
+                   "66,61],\"id\":\"b12ce4e76750f189\"}");
+    Json *mul = ex("{\"task\":\"arithmetic\",\"lang\":\"zh\",\"level\":4,\"prompt\":\"请计算 372 * 2 的结果。\","
+                   "\"answer\":\"744\",\"a\":372,\"op\":\"*\",\"b\":2,\"id\":\"1da6fc8a516cdb6a\"}");
+    // correct
+    ACCURACY_IS(1, add, "<think>33 + 39 = 72</think>\n<answer>72</answer>");
+    ACCURACY_IS(1, add, "<answer>72</answer>");                  // format is not accuracy
+    ACCURACY_IS(1, add, "<answer>  72 \n</answer>");             // spaces around the answer
+    ACCURACY_IS(1, add, "junk <answer>72</answer> junk");
+    ACCURACY_IS(1, mul, "<think>三百七十二乘二</think><answer>744</answer>");
+    ACCURACY_IS(1, cd, "<think>a</think><answer>19 + 10 * 24 + 7</answer>");
+    ACCURACY_IS(1, cd, "<think>a</think><answer>19 * (24 - 10)</answer>");  // another solution
+    ACCURACY_IS(1, cd, "<think>a</think><answer> 19*(24-10) </answer>");
+    ACCURACY_IS(1, s42, "<think>a</think><answer>[42, 40, 48, 61, 66, 94]</answer>");
+    ACCURACY_IS(1, s42, "<think>a</think><answer>[42,40,48,61,66,94]</answer>");
+    // incorrect
+    ACCURACY_IS(0, add, "<think>a</think><answer>71</answer>");
+    ACCURACY_IS(0, add, "<think>a</think><answer>7 2</answer>");  // a space inside the number
+    ACCURACY_IS(0, add, "<think>a</think><answer>72.5</answer>");
+    ACCURACY_IS(0, mul, "<think>a</think><answer>72</answer>");
+    ACCURACY_IS(0, cd, "<think>a</think><answer>19 * 14</answer>");   // 14 is not given
+    ACCURACY_IS(0, cd, "<think>a</think><answer>19 * (24 - 10) + 7 - 7</answer>");  // 7 twice
+    ACCURACY_IS(0, s42, "<think>a</think><answer>[40, 48, 61, 66, 94]</answer>");
+    ACCURACY_IS(0, s42, "<think>a</think><answer>[42, 94, 66, 61, 48, 40]</answer>");
+    // missing answer: the number in the reasoning does not count
+    ACCURACY_IS(0, add, "<think>33 + 39 = 72</think>");
+    ACCURACY_IS(0, add, "72");
+    ACCURACY_IS(0, add, "");
+    ACCURACY_IS(0, add, "<answer>72");
+    ACCURACY_IS(0, add, "72</answer>");
+    ACCURACY_IS(0, add, "<answer></answer>");
+    // two <answer> blocks: the last one counts (answer_extract)
+    ACCURACY_IS(1, add, "<answer>71</answer> <answer>72</answer>");
+    ACCURACY_IS(0, add, "<answer>72</answer> <answer>71</answer>");
+    ACCURACY_IS(1, add, "<think>maybe <answer>70</answer>?</think><answer>72</answer>");
+    // the last <answer> opens no closed block: none (the earlier closed one is not used)
+    ACCURACY_IS(0, add, "<answer>72</answer> <answer>72");
+    char *a = answer_extract("<answer>72</answer> <answer>72");
+    assert_null(a);
+    // the example's own task: an answer for another task does not count
+    ACCURACY_IS(0, s42, "<answer>72</answer>");
+    // gold answers and worked solutions of generated examples all score 1
+    TaskSetOptions o = task_options("all", 0, 30, 1, 5, 78);
+    char *text = gen_tasks(&o);
+    int n;
+    Json **v = parse_lines(text, &n);
+    for (int i = 0; i < n; i++) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "<think>x</think><answer>%s</answer>", str_field(v[i], "answer"));
+        if (reward_accuracy(v[i], buf) != 1) fail_msg("gold answer rejected: %s", buf);
+        char *tagged = task_solution(v[i], 1);
+        if (reward_accuracy(v[i], tagged) != 1) fail_msg("worked solution rejected: %s", tagged);
+        free(tagged);
+    }
+    free_lines(v, n);
+    free(text);
+    json_free(add), json_free(cd), json_free(s42), json_free(mul);
+}
+
+#define LANGUAGE_IS(want, text, lang) do { double got_ = reward_language(text, lang); \
+    if (fabs(got_ - (want)) > 1e-12) fail_msg("reward_language(\"%s\", %s) = %.17g, want %.17g", \
+                                             text, lang, got_, (double)(want)); } while (0)
+
+static void test_reward_language(void **state) {
+    (void)state;
+    // pure English, pure Chinese
+    LANGUAGE_IS(1.0, "<think>I add the two numbers.</think><answer>7</answer>", "en");
+    LANGUAGE_IS(0.0, "<think>I add the two numbers.</think><answer>7</answer>", "zh");
+    LANGUAGE_IS(1.0, "<think>我想一下</think><answer>7</answer>", "zh");
+    LANGUAGE_IS(0.0, "<think>我想一下</think><answer>7</answer>", "en");
+    // mixed: a word is a run of ASCII letters or one CJK character
+    LANGUAGE_IS(2.0 / 3.0, "<think>我 think 你</think>", "zh");
+    LANGUAGE_IS(1.0 / 3.0, "<think>我 think 你</think>", "en");
+    LANGUAGE_IS(2.0 / 3.0, "<think>我think你</think>", "zh");
+    LANGUAGE_IS(0.5, "<think>先算 three plus four 吧</think>", "en");  // 先 算 吧 and 3 English words
+    // digits, symbols and Chinese punctuation are not words
+    LANGUAGE_IS(0.0, "<think>33 + 39 = 72</think><answer>72</answer>", "en");
+    LANGUAGE_IS(0.0, "<think>33 + 39 = 72</think><answer>72</answer>", "zh");
+    LANGUAGE_IS(1.0, "<think>好，好。 3 + 4 = 7！</think>", "zh");
+    LANGUAGE_IS(0.5, "<think>x1 好</think>", "zh");
+    LANGUAGE_IS(0.0, "", "en");
+    LANGUAGE_IS(0.0, "", "zh");
+    LANGUAGE_IS(0.0, "<think></think><answer>seven words here in the answer</answer>", "en");
+    // only the reasoning counts when there is a <think>
+    LANGUAGE_IS(1.0, "English before 中文<think>我们来算</think><answer>the answer is seven</answer>", "zh");
+    LANGUAGE_IS(0.0, "English before 中文<think>我们来算</think><answer>the answer is seven</answer>", "en");
+    LANGUAGE_IS(0.5, "<think>我 think", "zh");  // no </think>: to the end
+    // no <think>: the whole completion
+    LANGUAGE_IS(1.0 / 3.0, "hello 世界", "en");
+    LANGUAGE_IS(2.0 / 3.0, "hello 世界", "zh");
+    // the worked solutions are in their example's language
+    TaskSetOptions o = task_options("all", 0, 60, 1, 5, 79);
+    char *text = gen_tasks(&o);
+    int n, zh = 0, en = 0;
+    Json **v = parse_lines(text, &n);
+    for (int i = 0; i < n; i++) {
+        const char *lang = str_field(v[i], "lang");
+        char *tagged = task_solution(v[i], 1);
+        double share = reward_language(tagged, lang);
+        if (share < 0.8) fail_msg("%s solution has language share %.3f: %s", lang, share, tagged);
+        zh += strcmp(lang, "zh") == 0, en += strcmp(lang, "en") == 0;
+        free(tagged);
+    }
+    assert_true(zh > 0 && en > 0);
+    free_lines(v, n);
+    free(text);
+}
+
+static void test_reward_total(void **state) {
+    (void)state;
+    Json *add = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
+                   "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39}");
+    Json *mul = ex("{\"task\":\"arithmetic\",\"lang\":\"zh\",\"level\":4,\"prompt\":\"请计算 372 * 2 的结果。\","
+                   "\"answer\":\"744\",\"a\":372,\"op\":\"*\",\"b\":2}");
+    Json *nolang = ex("{\"task\":\"arithmetic\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
+                      "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39}");
+    RewardWeights w = {.accuracy = 1.0, .format = 0.5, .language = 0.25};
+    struct { const Json *e; const char *text; double acc, fmt, lang; } cases[] = {
+        {add, "<think>add them</think><answer>72</answer>", 1, 1, 1.0},
+        {add, "<think>add them</think><answer>71</answer>", 0, 1, 1.0},
+        {add, "<think>72</think><answer>72</answer>", 1, 1, 0.0},  // no words at all
+        {add, "<answer>72</answer>", 1, 0, 0.0},  // the format's tags are not words: none at all
+        {add, "I think <answer>72</answer> end", 1, 0, 1.0},
+        {add, "<think>我 think 你</think><answer>72</answer>", 1, 1, 1.0 / 3.0},
+        {mul, "<think>我 think 你</think><answer>744</answer>", 1, 1, 2.0 / 3.0},
+        {mul, "<think>two times</think> <answer>744</answer>", 1, 1, 0.0},
+        {mul, "", 0, 0, 0.0},
+        {nolang, "<think>二 plus</think><answer>72</answer>", 1, 1, 0.5},  // lang defaults to en
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        RewardParts p = {-1, -1, -1};
+        double got = reward_total(&w, cases[i].e, cases[i].text, &p);
+        double want = 1.0 * cases[i].acc + 0.5 * cases[i].fmt + 0.25 * cases[i].lang;
+        if (fabs(got - want) > 1e-12 || p.accuracy != cases[i].acc || p.format != cases[i].fmt ||
+            fabs(p.language - cases[i].lang) > 1e-12)
+            fail_msg("case %zu \"%s\": total %.17g (want %.17g), parts %g %g %.17g (want %g %g %.17g)",
+                     i, cases[i].text, got, want, p.accuracy, p.format, p.language, cases[i].acc,
+                     cases[i].fmt, cases[i].lang);
+        double again = reward_total(&w, cases[i].e, cases[i].text, NULL);  // parts may be NULL
+        assert_true(again == got);
+    }
+    RewardWeights acc_only = {1.0, 0.0, 0.0};
+    assert_true(reward_total(&acc_only, add, "<think>a</think><answer>72</answer>", NULL) == 1.0);
+    assert_true(reward_total(&acc_only, add, "<think>a</think><answer>73</answer>", NULL) == 0.0);
+    json_free(add), json_free(mul), json_free(nolang);
+}
+
+static void test_has_reflection(void **state) {
+    (void)state;
+    const char *yes[] = {"Wait, 3 + 4 is 7.", "wait", "WAIT!", "Let me check: 7.", "Check.", "I verify it",
+                         "Verify: ok", "等等，不对", "我来验证一下", "再检查", "<think>a</think><answer>wait</answer>"};
+    const char *no[] = {"", "The answer is 7.", "<think>3 + 4 = 7</think><answer>7</answer>", "wai t",
+                        "W a i t", "veri fy", "等一下", "验 证", "chec k"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (has_reflection(yes[i]) != 1) fail_msg("has_reflection(\"%s\") = 0, want 1", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (has_reflection(no[i]) != 0) fail_msg("has_reflection(\"%s\") = 1, want 0", no[i]);
+}
+
+// ----------------------------------------------------------------------------------------------
+// GRPO: advantages, token log-probabilities, the loss head (grpo.c section 11)
+// ----------------------------------------------------------------------------------------------
+
+#define NEAR(got, want, tol, what) do { double g_ = (got), w_ = (want); \
+    if (!(fabs(g_ - w_) <= (tol))) fail_msg("%s: got %.9g, want %.9g (diff %.3g > %.3g)", what, g_, w_, \
+                                            fabs(g_ - w_), (double)(tol)); } while (0)
+
+static void test_grpo_advantages(void **state) {
+    (void)state;
+    float adv[16];
+    // one group of 4: mean 0.5, sample std sqrt(1/3)
+    double r1[4] = {1, 0, 0, 1};
+    double s = sqrt(1.0 / 3.0), a = 0.5 / (s + 1e-4);
+    grpo_advantages(r1, 1, 4, 1, adv);
+    for (int i = 0; i < 4; i++) NEAR(adv[i], r1[i] ? a : -a, 1e-6, "grpo adv [1,0,0,1]");
+    // Dr. GRPO: r - mean
+    grpo_advantages(r1, 1, 4, 0, adv);
+    for (int i = 0; i < 4; i++) assert_true(adv[i] == (r1[i] ? 0.5f : -0.5f));
+    // a group whose rewards are all equal: exactly 0, with and without the std
+    double same[4] = {0.3, 0.3, 0.3, 0.3};
+    for (int sc = 0; sc <= 1; sc++) {
+        for (int i = 0; i < 4; i++) adv[i] = 99.0f;
+        grpo_advantages(same, 1, 4, sc, adv);
+        for (int i = 0; i < 4; i++)
+            if (adv[i] != 0.0f) fail_msg("zero-variance group, scale %d: adv[%d] = %g", sc, i, adv[i]);
+    }
+    // several groups, each on its own
+    double r3[12] = {1, 0, 0, 1, 2, 2, 2, 2, 0, 0, 0, 3};
+    grpo_advantages(r3, 3, 4, 1, adv);
+    for (int i = 0; i < 4; i++) NEAR(adv[i], r1[i] ? a : -a, 1e-6, "group 0");
+    for (int i = 4; i < 8; i++) assert_true(adv[i] == 0.0f);
+    // group 2: mean 0.75, deviations -0.75 x 3 and 2.25, sum of squares 6.75, sample std 1.5
+    for (int i = 8; i < 11; i++) NEAR(adv[i], -0.75 / 1.5001, 1e-6, "group 2 (low)");
+    NEAR(adv[11], 2.25 / 1.5001, 1e-6, "group 2 (high)");
+    float alone[4];
+    grpo_advantages(r3 + 8, 1, 4, 1, alone);
+    for (int i = 0; i < 4; i++) assert_true(alone[i] == adv[8 + i]);
+    grpo_advantages(r3, 3, 4, 0, adv);
+    for (int i = 8; i < 11; i++) assert_true(adv[i] == -0.75f);
+    assert_true(adv[11] == 2.25f);
+    // G = 2 (the tiny loss cases below): +-0.5 / (sqrt(0.5) + 1e-4)
+    double r2[2] = {1, 0};
+    grpo_advantages(r2, 1, 2, 1, adv);
+    NEAR(adv[0], 0.5 / (sqrt(0.5) + 1e-4), 1e-6, "G=2 high");
+    NEAR(adv[1], -0.5 / (sqrt(0.5) + 1e-4), 1e-6, "G=2 low");
+    // a group of one has no signal
+    double r0[1] = {5};
+    adv[0] = 1;
+    grpo_advantages(r0, 1, 1, 1, adv);
+    assert_true(adv[0] == 0.0f);
+}
+
+// log_softmax(z)[k] in double
+static double logsoftmax_d(const float *z, int V, int k) {
+    double mx = z[0], s = 0;
+    for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    for (int v = 0; v < V; v++) s += exp((double)z[v] - mx);
+    return (double)z[k] - mx - log(s);
+}
+
+static void test_token_logprobs(void **state) {
+    (void)state;
+    enum { B = 3, T = 5, V = 7 };
+    float logits[B * T * V], lp[B * T];
+    int ids[B * T];
+    Rng rng;
+    rng_seed(&rng, 42);
+    for (int i = 0; i < B * T * V; i++) logits[i] = 3.0f * rng_normal(&rng);
+    logits[4 * V + 2] = 60.0f;   // large logits must not overflow
+    logits[5 * V + 1] = -80.0f;
+    for (int i = 0; i < B * T; i++) ids[i] = (int)(rng_next(&rng) % V);
+    ids[5] = 2, ids[6] = 1;
+    for (int i = 0; i < B * T; i++) lp[i] = 123.0f;
+    token_logprobs(logits, ids, B, T, V, lp);
+    for (int b = 0; b < B; b++) {
+        assert_true(lp[b * T] == 0.0f);
+        for (int t = 1; t < T; t++) {
+            double want = logsoftmax_d(logits + (size_t)(b * T + t - 1) * V, V, ids[b * T + t]);
+            char what[64];
+            snprintf(what, sizeof what, "lp[%d,%d]", b, t);
+            NEAR(lp[b * T + t], want, 1e-5 * (1 + fabs(want)), what);
+        }
+    }
+}
+
+// The GRPO loss of grpo.c section 11, written directly from the formula in double, with its
+// gradient with respect to the logits (dlogits may be NULL) and the stats.
+static double ref_grpo_loss(const float *logits, const int *ids, const float *mask, const float *old_lp,
+                            const float *ref_lp, const float *adv, int B, int T, int V,
+                            const GrpoConfig *gc, double *dlogits, GrpoStats *st, int *n_clipped_branch,
+                            int *n_unclipped_branch) {
+    double total_len = 0, loss = 0, kl = 0, clip = 0, ent = 0, n = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 1; t < T; t++) total_len += mask[b * T + t] != 0;
+    if (dlogits) memset(dlogits, 0, sizeof(double) * B * T * V);
+    if (n_clipped_branch) *n_clipped_branch = 0;
+    if (n_unclipped_branch) *n_unclipped_branch = 0;
+    for (int b = 0; b < B; b++) {
+        double len = 0;
+        for (int t = 1; t < T; t++) len += mask[b * T + t] != 0;
+        double w = gc->variant == GRPO_DR ? 1.0 / (B * (double)gc->max_len)
+                 : gc->variant == GRPO_DAPO ? 1.0 / total_len : 1.0 / (B * len);
+        for (int t = 1; t < T; t++) {
+            int k = b * T + t;
+            if (mask[k] == 0) continue;
+            const float *z = logits + (size_t)(k - 1) * V;  // the row that predicts token t
+            double lp = logsoftmax_d(z, V, ids[k]), A = adv[b];
+            double rho = exp(lp - old_lp[k]);
+            double lo = 1 - (double)gc->eps_low, hi = 1 + (double)gc->eps_high;
+            double rc = rho < lo ? lo : rho > hi ? hi : rho;
+            double obj = fmin(rho * A, rc * A);
+            int clipped_branch = rc * A < rho * A;  // the min is the (constant) clipped term
+            double q = exp(ref_lp[k] - lp);
+            double k3 = q - (ref_lp[k] - lp) - 1;
+            loss += -w * (obj - gc->beta * k3);
+            kl += k3, clip += rho < lo || rho > hi, n++;
+            double H = 0;
+            for (int v = 0; v < V; v++) {
+                double lq = logsoftmax_d(z, V, v);
+                H -= exp(lq) * lq;
+            }
+            ent += H;
+            if (clipped_branch && n_clipped_branch) (*n_clipped_branch)++;
+            if (!clipped_branch && A != 0 && n_unclipped_branch) (*n_unclipped_branch)++;
+            if (dlogits) {
+                double dobj = clipped_branch ? 0.0 : rho * A;   // d obj / d lp
+                double dk3 = 1 - q;                              // d k3 / d lp
+                double g = -w * (dobj - gc->beta * dk3);         // d loss / d lp
+                for (int v = 0; v < V; v++)
+                    dlogits[(size_t)(k - 1) * V + v] = g * ((v == ids[k]) - exp(logsoftmax_d(z, V, v)));
+            }
+        }
+    }
+    if (st) {
+        st->kl = n ? kl / n : 0, st->clip_fraction = n ? clip / n : 0, st->entropy = n ? ent / n : 0;
+        st->tokens = n;
+    }
+    return loss;
+}
+
+// The tiny case: B = 2 sequences (one group, G = 2), T = 3, V = 3, explicit logits.
+//   sequence 0: ids 0 1 2, rows [0,0,0] (lp = -log 3) and [log 2, 0, 0] (p = 1/2, 1/4, 1/4)
+//   sequence 1: ids 0 2 0, rows [log 2, 0, 0] and [0, 0, 0]
+// Rewards [1, 0] give adv = +-a with a = 0.5 / (sqrt(0.5) + 1e-4).
+typedef struct {
+    float logits[2 * 3 * 3];
+    int ids[6];
+    float mask[6], lp[6], old_lp[6], ref_lp[6], adv[2], dlogits[2 * 3 * 3];
+    double a;
+} Tiny;
+
+static void tiny_init(Tiny *c) {
+    const float l2 = (float)log(2.0);
+    const float z[18] = {0, 0, 0, l2, 0, 0, 9, 9, 9,   // the last row of each sequence predicts
+                         l2, 0, 0, 0, 0, 0, 9, 9, 9};  // nothing (its values must not matter)
+    const int ids[6] = {0, 1, 2, 0, 2, 0};
+    memcpy(c->logits, z, sizeof z);
+    memcpy(c->ids, ids, sizeof ids);
+    for (int i = 0; i < 6; i++) c->mask[i] = i % 3 != 0;
+    token_logprobs(c->logits, c->ids, 2, 3, 3, c->lp);
+    NEAR(c->lp[1], -log(3.0), 1e-6, "tiny lp[0,1]");
+    NEAR(c->lp[2], log(0.25), 1e-6, "tiny lp[0,2]");
+    NEAR(c->lp[4], log(0.25), 1e-6, "tiny lp[1,1]");
+    NEAR(c->lp[5], -log(3.0), 1e-6, "tiny lp[1,2]");
+    double r[2] = {1, 0};
+    grpo_advantages(r, 1, 2, 1, c->adv);
+    c->a = 0.5 / (sqrt(0.5) + 1e-4);
+    memcpy(c->old_lp, c->lp, sizeof c->lp);
+    memcpy(c->ref_lp, c->lp, sizeof c->lp);
+}
+
+// dlogits row r should be g * (onehot(target) - softmax(row)) for g = dloss/dlp, since
+// d lp / dz[v] = 1[v = target] - softmax[v].
+static void check_row(const Tiny *c, int row, double g, const char *what) {
+    const float *z = c->logits + row * 3;
+    for (int v = 0; v < 3; v++) {
+        double want = g * ((v == c->ids[row + 1]) - exp(logsoftmax_d(z, 3, v)));
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s: dlogits[row %d][%d]", what, row, v);
+        NEAR(c->dlogits[row * 3 + v], want, 1e-6, msg);
+    }
+}
+
+static void check_zero_rows(const Tiny *c) {
+    for (int row = 0; row < 6; row++) {
+        if (row % 3 != 2 && c->mask[row + 1] != 0) continue;
+        for (int v = 0; v < 3; v++)
+            if (c->dlogits[row * 3 + v] != 0.0f)
+                fail_msg("row %d predicts no masked-in token but dlogits[%d] = %g", row, v,
+                         c->dlogits[row * 3 + v]);
+    }
+}
+
+static void test_grpo_loss_tiny(void **state) {
+    (void)state;
+    Tiny c;
+    tiny_init(&c);
+    double a = c.a, l2 = log(2.0), k3_half = 0.5 - log(0.5) - 1;  // k3 when pi_ref / pi = 1/2
+    double H_uniform = log(3.0), H_half = 1.5 * l2;              // row entropies
+    GrpoConfig gc = {.variant = GRPO_PAPER, .eps_low = 0.2f, .eps_high = 0.2f, .beta = 0.0f, .max_len = 4};
+    GrpoStats st;
+    char what[64];
+
+    // check_row(g) expects dlogits = g (onehot - softmax) with g = dloss / dlp.
+    // 1. rho = 1 (old_lp = lp), beta = 0: J = 1/2 (1/2 (a + a) + 1/2 (-a - a)) = 0;
+    // each token's dloss/dlp = -w A with w = 1 / (B len) = 1/4
+    for (int i = 0; i < 18; i++) c.dlogits[i] = 7.0f;
+    float loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, 0.0, 1e-6, "rho = 1, beta = 0: loss");
+    check_row(&c, 0, -0.25 * a, "rho = 1");
+    check_row(&c, 1, -0.25 * a, "rho = 1");
+    check_row(&c, 3, 0.25 * a, "rho = 1");
+    check_row(&c, 4, 0.25 * a, "rho = 1");
+    check_zero_rows(&c);
+    // the sign: a small gradient-descent step on the logits raises the log-probability of the
+    // tokens with A > 0 (sequence 0) and lowers it for A < 0 (sequence 1)
+    {
+        Tiny d = c;
+        for (int i = 0; i < 18; i++) d.logits[i] -= 0.1f * c.dlogits[i];
+        token_logprobs(d.logits, d.ids, 2, 3, 3, d.lp);
+        for (int k = 1; k < 6; k++) {
+            if (k % 3 == 0) continue;
+            int up = k < 3;
+            if (up ? !(d.lp[k] > c.lp[k]) : !(d.lp[k] < c.lp[k]))
+                fail_msg("a descent step moves lp[%d] (A %s 0) from %.6f to %.6f: dlogits has the wrong sign",
+                         k, up ? ">" : "<", c.lp[k], d.lp[k]);
+        }
+    }
+    NEAR(st.kl, 0.0, 1e-7, "rho = 1: kl");
+    NEAR(st.clip_fraction, 0.0, 0, "rho = 1: clip fraction");
+    NEAR(st.entropy, (2 * H_uniform + 2 * H_half) / 4, 1e-6, "rho = 1: entropy");
+    NEAR(st.tokens, 4, 0, "rho = 1: tokens");
+
+    // 2. rho = 1, beta = 0.1, pi_ref = pi / 2 everywhere: loss = beta k3 (log 2 - 1/2);
+    // dk3/dlp = 1 - 1/2, so g = -w (rho A - beta / 2)
+    gc.beta = 0.1f;
+    for (int i = 0; i < 6; i++) c.ref_lp[i] = c.lp[i] + (float)log(0.5);
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, 0.1 * (l2 - 0.5), 1e-6, "rho = 1, beta = 0.1: loss");
+    NEAR(st.kl, k3_half, 1e-6, "rho = 1, beta = 0.1: kl");
+    NEAR(st.clip_fraction, 0.0, 0, "clip fraction");
+    check_row(&c, 0, -0.25 * (a - 0.05), "rho = 1, beta");
+    check_row(&c, 4, -0.25 * (-a - 0.05), "rho = 1, beta");
+    check_zero_rows(&c);
+
+    // 3. The branches. old_lp = lp - log rho with
+    //   seq 0 (A = +a): token 1 rho = 1.5 (clipped: 1.2 a), token 2 rho = 0.5 (unclipped: 0.5 a)
+    //   seq 1 (A = -a): token 1 rho = 0.5 (clipped: min(-0.5 a, -0.8 a) = -0.8 a),
+    //                   token 2 rho = 1.1 (inside the range: -1.1 a)
+    // loss = -1/2 (1/2 (1.2 a + 0.5 a) + 1/2 (-0.8 a - 1.1 a)) = 0.05 a
+    const double rho[6] = {0, 1.5, 0.5, 0, 0.5, 1.1};
+    for (int i = 0; i < 6; i++) c.old_lp[i] = c.lp[i] - (i % 3 ? (float)log(rho[i]) : 0.0f);
+    memcpy(c.ref_lp, c.lp, sizeof c.lp);
+    gc.beta = 0.0f;
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, 0.05 * a, 1e-6, "branches, beta = 0: loss");
+    check_row(&c, 0, 0.0, "clipped (rho > 1 + eps, A > 0)");  // no gradient at all
+    check_row(&c, 3, 0.0, "clipped (rho < 1 - eps, A < 0)");
+    for (int v = 0; v < 3; v++) assert_true(c.dlogits[0 * 3 + v] == 0.0f && c.dlogits[3 * 3 + v] == 0.0f);
+    check_row(&c, 1, -0.25 * 0.5 * a, "unclipped (rho < 1 - eps, A > 0)");
+    check_row(&c, 4, -0.25 * 1.1 * -a, "unclipped (inside)");
+    check_zero_rows(&c);
+    // rho outside [1 - eps, 1 + eps] on 3 tokens of 4 (the ppo2 definition of the clip fraction)
+    NEAR(st.clip_fraction, 0.75, 1e-12, "branches: clip fraction");
+    NEAR(st.kl, 0.0, 1e-7, "branches: kl");
+
+    // with beta = 0.1 and pi_ref = pi / 2: only the KL term is left on the clipped tokens,
+    // g = -w (0 - beta (1 - 1/2)) = 0.25 * 0.05
+    gc.beta = 0.1f;
+    for (int i = 0; i < 6; i++) c.ref_lp[i] = c.lp[i] + (float)log(0.5);
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, 0.05 * a + 0.1 * k3_half, 1e-6, "branches, beta = 0.1: loss");
+    check_row(&c, 0, 0.25 * 0.05, "clipped, KL only");
+    check_row(&c, 3, 0.25 * 0.05, "clipped, KL only");
+    check_row(&c, 1, -0.25 * (0.5 * a - 0.05), "unclipped + KL");
+    check_row(&c, 4, -0.25 * (-1.1 * a - 0.05), "unclipped + KL");
+    NEAR(st.kl, k3_half, 1e-6, "branches, beta: kl");
+    NEAR(st.entropy, (2 * H_uniform + 2 * H_half) / 4, 1e-6, "branches: entropy");
+    // KL not symmetric in sign: pi_ref = 2 pi gives k3 = 2 - log 2 - 1
+    for (int i = 0; i < 6; i++) c.ref_lp[i] = c.lp[i] + (float)log(2.0);
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, NULL, &st);
+    NEAR(loss, 0.05 * a + 0.1 * (1 - l2), 1e-6, "branches, pi_ref = 2 pi: loss");
+    NEAR(st.kl, 1 - l2, 1e-6, "pi_ref = 2 pi: kl");
+    memcpy(c.ref_lp, c.lp, sizeof c.lp);
+    gc.beta = 0.0f;
+
+    // 4. The normalisers, with token 2 of sequence 1 masked out (so the lengths differ: 2 and 1)
+    c.mask[5] = 0;
+    // grpo: -1/2 (1/2 (1.2 a + 0.5 a) + 1/1 (-0.8 a)) = -0.025 a
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, -0.025 * a, 1e-6, "grpo, lengths 2 and 1: loss");
+    check_row(&c, 1, -0.25 * 0.5 * a, "grpo, lengths 2 and 1");
+    check_zero_rows(&c);  // row 4 now predicts a masked token
+    NEAR(st.tokens, 3, 0, "tokens");
+    NEAR(st.clip_fraction, 1.0, 1e-12, "clip fraction, 3 tokens (rho 1.5, 0.5, 0.5)");
+    // dr_grpo with max_len 4: -(1 / (2 * 4)) (1.2 a + 0.5 a - 0.8 a) = -0.1125 a
+    gc.variant = GRPO_DR;
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, -0.1125 * a, 1e-6, "dr_grpo: loss");
+    check_row(&c, 1, -0.125 * 0.5 * a, "dr_grpo");
+    check_zero_rows(&c);
+    gc.max_len = 10;  // the constant normaliser: -(1 / (2 * 10)) (0.9 a)
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, NULL, NULL);
+    NEAR(loss, -0.9 * a / 20, 1e-6, "dr_grpo max_len 10: loss");
+    // dapo: token level, -(1/3) (1.2 a + 0.5 a - 0.8 a) = -0.3 a
+    gc.variant = GRPO_DAPO;
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, -0.3 * a, 1e-6, "dapo: loss");
+    check_row(&c, 1, -(1.0 / 3.0) * 0.5 * a, "dapo");
+    check_row(&c, 3, 0.0, "dapo, clipped");
+    // clip-higher: eps_high 0.28 moves the upper clip of token 1 to 1.28 a
+    gc.eps_high = 0.28f;
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, -(1.28 + 0.5 - 0.8) * a / 3, 1e-6, "dapo clip-higher: loss");
+    check_row(&c, 0, 0.0, "dapo clip-higher, still clipped at 1.5");
+    // rho = 1.25 is inside [0.8, 1.28]: unclipped, g = -w rho A
+    c.old_lp[1] = c.lp[1] - (float)log(1.25);
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, -(1.25 + 0.5 - 0.8) * a / 3, 1e-6, "dapo rho 1.25: loss");
+    check_row(&c, 0, -(1.0 / 3.0) * 1.25 * a, "dapo rho 1.25 unclipped");
+    NEAR(st.clip_fraction, 2.0 / 3.0, 1e-12, "dapo rho 1.25: clip fraction");
+    // the same tokens under grpo (eps 0.2) are clipped at 1.2
+    gc.variant = GRPO_PAPER, gc.eps_high = 0.2f;
+    loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+    NEAR(loss, -0.5 * (0.5 * (1.2 + 0.5) * a - 0.8 * a), 1e-6, "grpo rho 1.25: loss");
+    check_row(&c, 0, 0.0, "grpo rho 1.25 clipped");
+
+    // 5. Nothing masked in: loss 0, zero gradient, zero stats
+    for (int i = 0; i < 6; i++) c.mask[i] = 0;
+    for (int variant = GRPO_PAPER; variant <= GRPO_DAPO; variant++) {
+        gc.variant = (GrpoVariant)variant;
+        for (int i = 0; i < 18; i++) c.dlogits[i] = 7.0f;
+        loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, 2, 3, 3, &gc, c.dlogits, &st);
+        snprintf(what, sizeof what, "empty mask, variant %d", variant);
+        NEAR(loss, 0.0, 0, what);
+        for (int i = 0; i < 18; i++) assert_true(c.dlogits[i] == 0.0f);
+        assert_true(st.tokens == 0 && st.kl == 0 && st.clip_fraction == 0 && st.entropy == 0);
+    }
+}
+
+// A random batch for the gradient checks: B = 4 (2 groups of 2), T = 6, V = 5. Sequence 1 ends
+// early (padding), sequence 2 has a one-token prompt, sequence 3 is empty (no completion).
+enum { FB = 4, FT = 6, FV = 5 };
+typedef struct {
+    float logits[FB * FT * FV], mask[FB * FT], old_lp[FB * FT], ref_lp[FB * FT], adv[FB];
+    int ids[FB * FT];
+} FdCase;
+
+static void fd_case_init(FdCase *c, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < FB * FT * FV; i++) c->logits[i] = 1.5f * rng_normal(&rng);
+    for (int i = 0; i < FB * FT; i++) c->ids[i] = (int)(rng_next(&rng) % FV);
+    for (int b = 0; b < FB; b++)
+        for (int t = 0; t < FT; t++) {
+            int on = t >= 1;
+            if (b == 1) on = t >= 1 && t <= 3;
+            if (b == 2) on = t >= 2;
+            if (b == 3) on = 0;
+            c->mask[b * FT + t] = on ? 1.0f : 0.0f;
+        }
+    float lp[FB * FT];
+    token_logprobs(c->logits, c->ids, FB, FT, FV, lp);
+    // ratios well away from the clip boundaries (0.8, 1.2 and DAPO's 1.28): the derivative
+    // jumps there; a mix of clipped and unclipped branches for both signs of A
+    static const double rhos[] = {1.5, 0.5, 1.0, 1.1, 0.6, 1.45, 0.9, 0.55, 1.6, 0.95};
+    for (int i = 0; i < FB * FT; i++) {
+        c->old_lp[i] = lp[i] - (float)log(rhos[i % 10]);
+        c->ref_lp[i] = lp[i] + 0.5f * rng_normal(&rng);
+    }
+    double r[FB] = {1.0, 0.0, 0.2, 0.9};
+    grpo_advantages(r, 2, 2, 1, c->adv);
+}
+
+static void test_grpo_loss_gradient(void **state) {
+    (void)state;
+    FdCase c;
+    fd_case_init(&c, 7);
+    static float dlogits[FB * FT * FV];
+    static double ref_d[FB * FT * FV];
+    GrpoConfig cfgs[3] = {
+        {.variant = GRPO_PAPER, .eps_low = 0.2f, .eps_high = 0.2f, .beta = 0.3f, .max_len = 8},
+        {.variant = GRPO_DR, .eps_low = 0.2f, .eps_high = 0.2f, .beta = 0.3f, .max_len = 8},
+        {.variant = GRPO_DAPO, .eps_low = 0.2f, .eps_high = 0.28f, .beta = 0.0f, .max_len = 8},
+    };
+    const char *names[3] = {"grpo", "dr_grpo", "dapo"};
+    for (int k = 0; k < 3; k++) {
+        GrpoConfig *gc = &cfgs[k];
+        GrpoStats st, rst;
+        int n_clipped, n_unclipped;
+        float loss = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, FB, FT, FV, gc,
+                               dlogits, &st);
+        double want = ref_grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, FB, FT, FV, gc,
+                                    ref_d, &rst, &n_clipped, &n_unclipped);
+        if (n_clipped < 3 || n_unclipped < 3)
+            fail_msg("%s: the case must have both branches (%d clipped, %d unclipped)", names[k],
+                     n_clipped, n_unclipped);
+        NEAR(loss, want, 1e-6 * (1 + fabs(want)), names[k]);
+        NEAR(st.kl, rst.kl, 1e-6, "kl");
+        NEAR(st.clip_fraction, rst.clip_fraction, 1e-12, "clip fraction");
+        NEAR(st.entropy, rst.entropy, 1e-6, "entropy");
+        NEAR(st.tokens, rst.tokens, 0, "tokens");
+        assert_true(grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, FB, FT, FV, gc, NULL,
+                              NULL) == loss);  // dlogits and stats are optional
+        double max_err_ref = 0, max_err_fd = 0, max_g = 0;
+        for (int i = 0; i < FB * FT * FV; i++) {
+            int row = i / FV, b = row / FT, t = row % FT;
+            int live = t + 1 < FT && c.mask[b * FT + t + 1] != 0;
+            if (!live && dlogits[i] != 0.0f)
+                fail_msg("%s: dlogits[%d] (b %d t %d) = %g for a row that predicts no masked-in token",
+                         names[k], i, b, t, dlogits[i]);
+            // the formula in double
+            double e = fabs(dlogits[i] - ref_d[i]);
+            max_err_ref = e > max_err_ref ? e : max_err_ref;
+            if (e > 1e-6 + 1e-5 * fabs(ref_d[i]))
+                fail_msg("%s: dlogits[%d] = %.9g, formula gives %.9g", names[k], i, dlogits[i], ref_d[i]);
+            // central differences of grpo_loss itself (float), 4-point stencil
+            const float h = 1e-2f;
+            float save = c.logits[i], f[4];
+            const float steps[4] = {-2 * h, -h, h, 2 * h};
+            for (int s = 0; s < 4; s++) {
+                c.logits[i] = save + steps[s];
+                f[s] = grpo_loss(c.logits, c.ids, c.mask, c.old_lp, c.ref_lp, c.adv, FB, FT, FV, gc,
+                                 NULL, NULL);
+            }
+            c.logits[i] = save;
+            double fd = (8.0 * ((double)f[2] - f[1]) - ((double)f[3] - f[0])) / (12.0 * h);
+            double efd = fabs(fd - dlogits[i]);
+            max_err_fd = efd > max_err_fd ? efd : max_err_fd;
+            max_g = fabs(dlogits[i]) > max_g ? fabs(dlogits[i]) : max_g;
+            if (efd > 1e-5 + 1e-3 * fabs(fd))
+                fail_msg("%s: dlogits[%d] (b %d t %d v %d) = %.9g, finite difference %.9g", names[k], i, b,
+                         t, i % FV, dlogits[i], fd);
+        }
+        print_message("  %s: loss %.6f, %d clipped / %d unclipped tokens, max |dlogits| %.3g, "
+                      "max error vs formula %.2g, vs finite differences %.2g\n", names[k], loss, n_clipped,
+                      n_unclipped, max_g, max_err_ref, max_err_fd);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// End to end: a tiny seeded model learns a toy task with GRPO
+// ----------------------------------------------------------------------------------------------
+// Prompt = [BOS]; the completion is up to NEW sampled tokens (temperature 1); the reward is the
+// share of the NEW slots that hold token 7. At the start p(7) ~ 1/64; GRPO (advantages,
+// token_logprobs for pi_old and pi_ref, the loss head, model_backward, AdamW, mu = 2 passes per
+// batch) must raise the mean reward above 0.5, for each variant.
+static double toy_grpo_run(GrpoVariant variant, int steps, double *curve) {
+    enum { P = 4, G = 8, B = P * G, NEW = 6, T = 1 + NEW, TARGET = 7 };
+    char err[R1_ERR_LEN];
+    Config cfg;
+    Model m, ref;
+    if (config_preset("tiny", &cfg, err)) fail_msg("%s", err);
+    if (model_create(&m, &cfg, err) || model_create(&ref, &cfg, err)) fail_msg("%s", err);
+    model_init_random(&m, 2024);
+    model_init_random(&ref, 2024);
+    if (model_alloc_training(&m, B, T, err) || model_alloc_training(&ref, B, T, err)) fail_msg("%s", err);
+    int V = cfg.vocab_size;
+    int *ids = calloc(B * T, sizeof(int));
+    float *mask = calloc(B * T, sizeof(float)), *old_lp = calloc(B * T, sizeof(float));
+    float *ref_lp = calloc(B * T, sizeof(float)), *dlogits = calloc((size_t)B * T * V, sizeof(float));
+    float *probs = calloc(V, sizeof(float)), adv[B];
+    double rewards[B];
+    GrpoConfig gc = {.variant = variant, .eps_low = 0.2f, .eps_high = variant == GRPO_DAPO ? 0.28f : 0.2f,
+                     .beta = variant == GRPO_DAPO ? 0.0f : 0.04f, .max_len = NEW};
+    AdamWConfig oc = adamw_defaults();
+    oc.lr = 1e-2f, oc.weight_decay = 0.0f;
+    SamplingConfig sc = {.temperature = 1.0f, .top_p = 1.0f};
+    DecodeState ds;
+    if (decode_state_create(&ds, &m, T, err)) fail_msg("%s", err);
+    double last = 0;
+    for (int step = 0; step < steps; step++) {
+        double mean = 0;
+        for (int b = 0; b < B; b++) {
+            int *seq = ids + b * T;
+            seq[0] = TOK_BOS;
+            Rng rng;
+            rng_seed(&rng, 1000003u * (uint64_t)step + (uint64_t)b);
+            int n = generate(&m, &ds, seq, 0, 1, T, &sc, &rng, probs, NULL, NULL);
+            int hits = 0;
+            for (int t = 0; t < T; t++) {
+                if (t >= n) seq[t] = TOK_PAD;
+                mask[b * T + t] = t >= 1 && t < n;
+                hits += t >= 1 && t < n && seq[t] == TARGET;
+            }
+            rewards[b] = (double)hits / NEW;
+            mean += rewards[b] / B;
+        }
+        curve[step] = mean;
+        last = mean;
+        grpo_advantages(rewards, P, G, variant != GRPO_DR, adv);
+        model_forward(&m, ids, B, T);
+        token_logprobs(m.acts.logits, ids, B, T, V, old_lp);
+        model_forward(&ref, ids, B, T);
+        token_logprobs(ref.acts.logits, ids, B, T, V, ref_lp);
+        for (int pass = 0; pass < 2; pass++) {
+            model_forward(&m, ids, B, T);
+            GrpoStats st;
+            grpo_loss(m.acts.logits, ids, mask, old_lp, ref_lp, adv, B, T, V, &gc, dlogits, &st);
+            if (pass == 0 && st.clip_fraction != 0)  // pi_old is the policy: rho = 1 on the first pass
+                fail_msg("step %d: clip fraction %g on the first pass", step, st.clip_fraction);
+            model_zero_grad(&m);
+            model_backward(&m, ids, dlogits);
+            adamw_step(&m, &oc);
+            moe_reset_load(&m);
+        }
+        moe_reset_load(&ref);
+    }
+    decode_state_free(&ds);
+    free(ids), free(mask), free(old_lp), free(ref_lp), free(dlogits), free(probs);
+    model_free(&m);
+    model_free(&ref);
+    return last;
+}
+
+static void test_grpo_learns_toy_task(void **state) {
+    (void)state;
+    enum { STEPS = 40 };
+    const GrpoVariant variants[3] = {GRPO_PAPER, GRPO_DR, GRPO_DAPO};
+    const char *names[3] = {"grpo", "dr_grpo", "dapo"};
+    for (int k = 0; k < 3; k++) {
+        double curve[STEPS], t0 = now_seconds();
+        toy_grpo_run(variants[k], STEPS, curve);
+        double first = 0, last = 0;
+        for (int s = 0; s < 5; s++) first += curve[s] / 5, last += curve[STEPS - 5 + s] / 5;
+        char line[STEPS * 8 + 1] = "";
+        for (int s = 0; s < STEPS; s++) snprintf(line + strlen(line), 8, " %.2f", curve[s]);
+        print_message("  %s: mean reward %.3f (first 5 steps) -> %.3f (last 5), %.1f s\n   %s\n", names[k],
+                      first, last, now_seconds() - t0, line);
+        if (!(first < 0.1 && last > 0.5))
+            fail_msg("%s did not learn: mean reward %.3f -> %.3f (want < 0.1 -> > 0.5)", names[k], first, last);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arithmetic_verifier),
@@ -892,6 +1669,18 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reader, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cli_errors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cli_writes, setup_dir, teardown_dir),
+        cmocka_unit_test(test_reward_format),
+        cmocka_unit_test(test_reward_accuracy),
+        cmocka_unit_test(test_reward_language),
+        cmocka_unit_test(test_reward_total),
+        cmocka_unit_test(test_has_reflection),
+        cmocka_unit_test(test_grpo_advantages),
+        cmocka_unit_test(test_token_logprobs),
+        cmocka_unit_test(test_grpo_loss_tiny),
+        cmocka_unit_test(test_grpo_loss_gradient),
+        cmocka_unit_test(test_grpo_learns_toy_task),
     };
+    // One thread unless asked otherwise: results and timings do not depend on the machine.
+    if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
