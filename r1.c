@@ -4144,6 +4144,8 @@ static void usage(void) {
            "               [--steps N] [--prompts P] [--group G] [--variant grpo|dr_grpo|dapo]\n"
            "               [--beta B] [--eps E] [--mu M] [--lr LR] [--w-accuracy/format/language W]\n"
            "  ./r1 eval    --model DIR [--task arithmetic] [--k K] [--n N] [--levels 1-2] [--out F]\n"
+           "  ./r1 reject  --model DIR --out FILE.jsonl [--task all] [--n-prompts N]\n"
+           "               [--n-per-prompt K] [--cap C] [--non-reasoning SHARE]\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 sft     --model DIR --data FILE.jsonl --out DIR [--field solution]\n"
            "               [--template r1-zero|chat] [--epochs E] [--seq T] [--lr LR] [--resume]\n"
@@ -4170,6 +4172,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "data") == 0) return cmd_data(argc, argv);
     if (strcmp(cmd, "grpo") == 0) return cmd_grpo(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(cmd, "reject") == 0) return cmd_reject(argc, argv);
     die("unknown command '%s' (see ./r1 help)", cmd);
     return 1;
 }

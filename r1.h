@@ -552,5 +552,6 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
                 const GrpoConfig *gc, float *dlogits, GrpoStats *stats);
 int cmd_grpo(int argc, char **argv);   // ./r1 grpo
 int cmd_eval(int argc, char **argv);   // ./r1 eval
+int cmd_reject(int argc, char **argv); // ./r1 reject
 
 #endif
