@@ -3881,6 +3881,65 @@ static void bench_generation(const char *label, const Config *c, int n_new, int 
     model_free(&m);
 }
 
+// One GRPO step as ./r1 grpo runs it, on a random model: P x G rollouts of n_new tokens after a
+// BOS prompt (parallel, latent cache), then pi_old / pi_ref log-probabilities and one update.
+// Reports the share of the step spent generating.
+static void bench_grpo_step(const char *label, const Config *c, int P, int G, int n_new) {
+    char err[R1_ERR_LEN];
+    Model m;
+    if (model_create(&m, c, err)) die("%s", err);
+    model_init_random(&m, 1);
+    int B = P * G, T = n_new + 1, V = c->vocab_size;
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    double t0 = now_seconds();
+#pragma omp parallel for schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        char e[R1_ERR_LEN];
+        DecodeState s;
+        if (decode_state_create(&s, &m, T, e)) die("%s", e);
+        Rng rng;
+        rng_seed(&rng, (uint64_t)b);
+        float *probs = xcalloc((size_t)V, sizeof(float));
+        SamplingConfig sc = {1.0f, 1.0f};
+        int *row = ids + (size_t)b * T;
+        row[0] = TOK_BOS;
+        int n = generate(&m, &s, row, 0, 1, T, &sc, &rng, probs, NULL, NULL);
+        for (int t = n; t < T; t++) row[t] = TOK_PAD;  // an EOS ended it early
+        free(probs);
+        decode_state_free(&s);
+    }
+    double t_gen = now_seconds() - t0;
+    if (model_alloc_training(&m, B, T, err)) die("%s", err);
+    float *mask = xcalloc((size_t)B * T, sizeof(float)), *adv = xcalloc((size_t)B, sizeof(float));
+    float *old_lp = xcalloc((size_t)B * T, sizeof(float)), *ref_lp = xcalloc((size_t)B * T, sizeof(float));
+    float *dlogits = xcalloc((size_t)B * T * V, sizeof(float));
+    for (int i = 0; i < B * T; i++) mask[i] = i % T > 0;
+    for (int b = 0; b < B; b++) adv[b] = b % 2 ? 1.0f : -1.0f;
+    GrpoConfig gc = {GRPO_PAPER, 0.2f, 0.2f, 0.04f, n_new};
+    AdamWConfig oc = adamw_defaults();
+    t0 = now_seconds();
+    for (int pass = 0; pass < 3; pass++) {  // pi_old, pi_ref, then the update's forward
+        model_forward(&m, ids, B, T);
+        if (pass < 2) token_logprobs(m.acts.logits, ids, B, T, V, pass ? ref_lp : old_lp);
+    }
+    grpo_loss(m.acts.logits, ids, mask, old_lp, ref_lp, adv, B, T, V, &gc, dlogits, NULL);
+    model_zero_grad(&m);
+    model_backward(&m, ids, dlogits);
+    adamw_step(&m, &oc);
+    double t_learn = now_seconds() - t0;
+    printf("%-22s grpo step %3.0f%% generating (%d x %d rollouts of %d tokens: %.0f tokens/s), "
+           "%3.0f%% learning (%.2f s)\n", label, 100 * t_gen / (t_gen + t_learn), P, G, n_new,
+           B * n_new / t_gen, 100 * t_learn / (t_gen + t_learn), t_learn);
+    fflush(stdout);
+    free(ids);
+    free(mask);
+    free(adv);
+    free(old_lp);
+    free(ref_lp);
+    free(dlogits);
+    model_free(&m);
+}
+
 // Runs fn in a child process so that each case's peak memory is its own.
 static void in_child(void (*fn)(void *), void *arg) {
     fflush(stdout);
@@ -3899,13 +3958,14 @@ static void in_child(void (*fn)(void *), void *arg) {
 typedef struct {
     const char *label;
     Config c;
-    int B, T, steps, gen, recompute;
+    int B, T, steps, gen, recompute, grpo;
 } BenchCase;
 
 static void run_bench_case(void *arg) {
     BenchCase *bc = arg;
     if (bc->steps > 0) bench_training(bc->label, &bc->c, bc->B, bc->T, bc->steps);
     if (bc->gen > 0) bench_generation(bc->label, &bc->c, bc->gen, bc->recompute);
+    if (bc->grpo) bench_grpo_step(bc->label, &bc->c, 4, 8, 128);
 }
 
 static int cmd_bench(int argc, char **argv) {
@@ -3925,7 +3985,8 @@ static int cmd_bench(int argc, char **argv) {
 #endif
     printf("r1 bench: %d thread(s), batch %d x %d tokens, %d timed steps after 1 warm-up\n",
            threads, B, T, steps);
-    BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = 256, .recompute = 1};
+    BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = 256, .recompute = 1,
+                    .grpo = 1};
     if (config_preset(preset, &bc.c, err)) die("%s", err);
     in_child(run_bench_case, &bc);
     if (quick) return 0;
@@ -3935,6 +3996,7 @@ static int cmd_bench(int argc, char **argv) {
     snprintf(wide_label, sizeof(wide_label), "%s, 2x experts", preset);
     wide.label = wide_label;
     wide.gen = 0;
+    wide.grpo = 0;
     wide.c.n_routed_experts *= 2;
     in_child(run_bench_case, &wide);
     // the 61-block structure at the batch: memory must stay under 4 GB
