@@ -713,8 +713,11 @@ static void matmul_nn(float *out, const float *a, int ars, int aks, const float 
     if (K > 2 * MM_KBLOCK && col_tiles >= 2) {
         // long sums: each thread owns whole column strips and walks k in blocks; a block's
         // partial sums wait in out, and the next block adds on in the same order (k ascending),
-        // so the result is the same float for float as one unblocked pass.
-#pragma omp parallel for schedule(static)
+        // so the result is the same float for float as one unblocked pass. Tiles are handed
+        // out dynamically: on a laptop busy with other work, a thread that gets the core takes
+        // more tiles instead of waiting for one that does not (which thread computes a tile
+        // never changes its value).
+#pragma omp parallel for schedule(dynamic)
         for (int ct = 0; ct < col_tiles; ct++)
             for (int k0 = 0; k0 < K; k0 += MM_KBLOCK) {
                 int k1 = K - k0 < MM_KBLOCK ? K : k0 + MM_KBLOCK;
@@ -725,7 +728,7 @@ static void matmul_nn(float *out, const float *a, int ars, int aks, const float 
     }
     // short sums: every (column tile, row tile) pair is a task. Small products run on the
     // calling thread: waking threads would cost more than it saves.
-#pragma omp parallel for collapse(2) schedule(static) if ((double)N * K * M > 65536)
+#pragma omp parallel for collapse(2) schedule(dynamic, 8) if ((double)N * K * M > 65536)
     for (int ct = 0; ct < col_tiles; ct++) {
         for (int rt = 0; rt < row_tiles; rt++) {
             int r0 = rt * MM_ROWS, c0 = ct * MM_COLS;
