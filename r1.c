@@ -85,6 +85,15 @@ static const Preset PRESETS[] = {
       .qk_rope_head_dim = 16, .v_head_dim = 32, .rms_norm_eps = 1e-6f, .rope_interleave = 1, .rope_theta = 10000.0f,
       .max_position_embeddings = 512, .initializer_range = 0.006f, .bos_token_id = 0,
       .eos_token_id = 1}},
+    {"student", "the distillation student: 4 dense blocks, narrower, no MoE (R1 §2.4)",
+     {.vocab_size = 1024, .hidden_size = 96, .intermediate_size = 256,
+      .moe_intermediate_size = 0, .num_hidden_layers = 4, .first_k_dense_replace = 4,
+      .n_routed_experts = 0, .num_experts_per_tok = 0, .n_shared_experts = 0, .n_group = 1,
+      .topk_group = 1, .norm_topk_prob = 1, .routed_scaling_factor = 1.0f,
+      .num_attention_heads = 4, .q_lora_rank = 48, .kv_lora_rank = 32, .qk_nope_head_dim = 16,
+      .qk_rope_head_dim = 16, .v_head_dim = 16, .rms_norm_eps = 1e-6f, .rope_interleave = 1,
+      .rope_theta = 10000.0f, .max_position_embeddings = 512, .initializer_range = 0.006f,
+      .bos_token_id = 0, .eos_token_id = 1}},
     {"tiny", "for tests and gdb: the shape of tests/fixtures/hf-tiny",
      {.vocab_size = 64, .hidden_size = 32, .intermediate_size = 64, .moe_intermediate_size = 16,
       .num_hidden_layers = 5, .first_k_dense_replace = 3, .n_routed_experts = 8,
@@ -1227,6 +1236,51 @@ float cross_entropy_forward_backward(const float *logits, const int *ids, const 
     for (int t = 0; t < N; t++) total += row_loss[t];  // fixed order
     free(row_loss);
     return count ? (float)(total / count) : 0.0f;
+}
+
+// Distillation against a teacher's logits (Hinton et al. 2015; R1 §2.4 uses plain SFT on the
+// teacher's samples, which is kd_alpha = 0): on the positions cross-entropy counts,
+//   loss = (1 - alpha) CE(student, next token) + alpha KL(p_teacher || p_student)
+// with p = softmax(logits / tau) and the KL scaled by tau^2 (so that its gradient does not fade
+// as tau grows); d KL / d student_logits = tau (p_student - p_teacher) / count, times tau^2 / tau^2.
+// dlogits (B,T,V) holds the combined gradient. Returns the combined loss.
+float distill_loss(const float *logits, const float *teacher_logits, const int *ids,
+                   const float *mask, int B, int T, int V, float alpha, float tau,
+                   float *dlogits) {
+    float ce = cross_entropy_forward_backward(logits, ids, mask, B, T, V, dlogits);
+    if (alpha <= 0.0f) return ce;
+    int N = B * T, count = 0;
+    for (int t = 0; t < N; t++) count += t % T != T - 1 && (!mask || mask[t + 1] != 0.0f);
+    float *row_kl = xcalloc((size_t)N, sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; t++) {
+        float *dz = dlogits ? dlogits + (size_t)t * V : NULL;
+        for (int v = 0; dz && v < V; v++) dz[v] *= 1.0f - alpha;
+        if (t % T == T - 1 || (mask && mask[t + 1] == 0.0f)) continue;
+        const float *zs = logits + (size_t)t * V, *zt = teacher_logits + (size_t)t * V;
+        float ms = zs[0], mt = zt[0];
+        for (int v = 1; v < V; v++) {
+            ms = zs[v] > ms ? zs[v] : ms;
+            mt = zt[v] > mt ? zt[v] : mt;
+        }
+        double ss = 0.0, st = 0.0;
+        for (int v = 0; v < V; v++) {
+            ss += expf((zs[v] - ms) / tau);
+            st += expf((zt[v] - mt) / tau);
+        }
+        double kl = 0.0;
+        for (int v = 0; v < V; v++) {
+            double lps = (zs[v] - ms) / tau - log(ss), lpt = (zt[v] - mt) / tau - log(st);
+            double pt = exp(lpt), ps = exp(lps);
+            kl += pt * (lpt - lps);
+            if (dz) dz[v] += alpha * tau * (float)(ps - pt) / count;  // tau^2 (1/tau) (ps - pt)
+        }
+        row_kl[t] = (float)(kl * tau * tau);
+    }
+    double kl_sum = 0.0;
+    for (int t = 0; t < N; t++) kl_sum += row_kl[t];
+    free(row_kl);
+    return (1.0f - alpha) * ce + alpha * (float)(count ? kl_sum / count : 0.0);
 }
 
 // ==============================================================================================
@@ -3338,14 +3392,27 @@ static float expert_load_ratio(const Model *m) {
     return n ? (float)(sum / n) : 1.0f;
 }
 
+// The teacher of a distillation step (NULL: plain cross-entropy).
+typedef struct {
+    Model *teacher;  // its training buffers allocated for the same (B, T)
+    float alpha, tau;
+} Distill;
+
 // One optimisation step: forward, loss head, backward, AdamW, then DeepSeek-V3's
 // auxiliary-loss-free bias update from this batch's expert loads.
 static StepStats train_step(Model *m, const int *ids, const float *mask, float *dlogits,
-                            const AdamWConfig *oc, float gamma) {
+                            const AdamWConfig *oc, float gamma, const Distill *kd) {
     int B = m->acts.B, T = m->acts.T, V = m->cfg.vocab_size;
     StepStats st;
     model_forward(m, ids, B, T);
-    st.loss = cross_entropy_forward_backward(m->acts.logits, ids, mask, B, T, V, dlogits);
+    if (kd && kd->teacher) {
+        model_forward(kd->teacher, ids, B, T);
+        moe_reset_load(kd->teacher);
+        st.loss = distill_loss(m->acts.logits, kd->teacher->acts.logits, ids, mask, B, T, V,
+                               kd->alpha, kd->tau, dlogits);
+    } else {
+        st.loss = cross_entropy_forward_backward(m->acts.logits, ids, mask, B, T, V, dlogits);
+    }
     st.balance_loss = m->balance_loss;
     model_zero_grad(m);
     model_backward(m, ids, dlogits);
@@ -3392,7 +3459,7 @@ static int cmd_train(int argc, char **argv) {
     double t0 = now_seconds();
     for (int step = 1; step <= steps; step++) {
         synthetic_batch(&rng, ids, B, T, c.vocab_size);
-        StepStats st = train_step(&m, ids, NULL, dlogits, &oc, gamma);
+        StepStats st = train_step(&m, ids, NULL, dlogits, &oc, gamma, NULL);
         if (step == 1 || step % 10 == 0 || step == steps)
             printf("step %4d  loss %.4f  grad norm %.3f  %.0f tokens/s\n", step, st.loss,
                    st.grad_norm, (double)step * B * T / (now_seconds() - t0));
@@ -3551,6 +3618,7 @@ typedef struct {
     float gamma, alpha;    // bias update speed, sequence-wise balance loss weight
     long eval_every, save_every;
     int resume;
+    const Distill *kd;     // distillation: the teacher's logits join the loss head (or NULL)
 } TrainArgs;
 
 // Parses the flags of a supervised stage; total steps must be known for the LR schedule.
@@ -3582,6 +3650,7 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
     d->order = xcalloc((size_t)d->n_train, sizeof(long));
     d->order_epoch = -1;
     if (model_alloc_training(m, B, T, err)) die("%s", err);
+    if (a->kd && a->kd->teacher && model_alloc_training(a->kd->teacher, B, T, err)) die("%s", err);
     m->balance_alpha = a->alpha;
     TrainState ts = {0};
     if (a->resume) {
@@ -3610,7 +3679,7 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
     while (ts.step < a->steps) {
         oc.lr = lr_at(&a->sched, ts.step);
         next_batch(d, &ts, ids, mask, B);
-        StepStats st = train_step(m, ids, d->mask ? mask : NULL, dlogits, &oc, a->gamma);
+        StepStats st = train_step(m, ids, d->mask ? mask : NULL, dlogits, &oc, a->gamma, a->kd);
         ts.step++;
         double elapsed = now_seconds() - t0, tps = (ts.step - first) * (double)B * T / elapsed;
         double eta = elapsed / (ts.step - first) * (a->steps - ts.step);
@@ -3730,10 +3799,14 @@ static int cmd_sft(int argc, char **argv) {
     static const char *const known[] = {
         "--model", "--data", "--field", "--template", "--out", "--steps", "--epochs", "--batch",
         "--seq", "--lr", "--lr-min", "--warmup", "--decay-start", "--gamma", "--alpha",
-        "--eval-every", "--save-every", "--heldout", "--seed", NULL};
+        "--eval-every", "--save-every", "--heldout", "--seed", "--teacher", "--student-config",
+        "--kd-alpha", "--kd-tau", NULL};
     static const char *const bools[] = {"--resume", NULL};
     check_flags(argc, argv, known, bools);
+    int distill = strcmp(argv[1], "distill") == 0;
     const char *init = arg_str(argc, argv, "--model", NULL);
+    const char *teacher_dir = arg_str(argc, argv, "--teacher", NULL);
+    const char *student = arg_str(argc, argv, "--student-config", "student");
     const char *data_path = arg_str(argc, argv, "--data", NULL);
     const char *field = arg_str(argc, argv, "--field", "solution");
     const char *template = arg_str(argc, argv, "--template", "r1-zero");
@@ -3744,18 +3817,32 @@ static int cmd_sft(int argc, char **argv) {
     char err[R1_ERR_LEN];
     int n_ex;
     Json **ex = data_path ? tasks_read(data_path, &n_ex, err) : NULL;
-    if (!init || !data_path || !arg_str(argc, argv, "--out", NULL))
-        die("sft: needs --model DIR --data FILE.jsonl --out DIR");
+    if ((!init && !distill) || (distill && !teacher_dir) || !data_path ||
+        !arg_str(argc, argv, "--out", NULL))
+        die(distill ? "distill: needs --teacher DIR --data FILE.jsonl --out DIR"
+                    : "sft: needs --model DIR --data FILE.jsonl --out DIR");
     if (!ex) die("%s", err);
-    TrainArgs a = {.kind = "SFT"};
+    TrainArgs a = {.kind = distill ? "distillation" : "SFT"};
     int B = (int)arg_long(argc, argv, "--batch", 16, 1, 4096);
     long steps = (long)(epochs * n_ex * (1.0 - heldout) / B + 0.999);
     parse_train_args(argc, argv, &a, steps > 0 ? steps : 1, 1e-3f);
-    Model m;
+    Model m, teacher;
     Tokenizer tok;
     int have_tok;
-    start_model(&m, &tok, &have_tok, &a, init, NULL, seed);
-    if (!have_tok) die("sft: %s has no tokenizer.json", a.resume ? a.out : init);
+    Distill kd = {NULL, (float)arg_double(argc, argv, "--kd-alpha", 0.0, 0.0, 1.0),
+                  (float)arg_double(argc, argv, "--kd-tau", 1.0, 0.05, 100.0)};
+    // distillation: a fresh student from a preset (or --model) speaking the teacher's tokens
+    start_model(&m, &tok, &have_tok, &a, init, student, seed);
+    if (distill && !have_tok && tokenizer_load(&tok, teacher_dir, err) == 0) have_tok = 1;
+    if (!have_tok) die("%s: no tokenizer.json in %s", argv[1], a.resume ? a.out : init ? init : teacher_dir);
+    if (distill && kd.alpha > 0) {
+        load_model_or_die(&teacher, teacher_dir);
+        if (teacher.cfg.vocab_size != m.cfg.vocab_size)
+            die("distill: teacher vocab %d != student vocab %d", teacher.cfg.vocab_size,
+                m.cfg.vocab_size);
+        kd.teacher = &teacher;
+        a.kd = &kd;
+    }
     if (T > m.cfg.max_position_embeddings)
         die("sft: --seq %d exceeds max_position_embeddings %d", T, m.cfg.max_position_embeddings);
     SeqData d = {.T = T};
@@ -3775,7 +3862,8 @@ static int cmd_sft(int argc, char **argv) {
     if (too_long) printf("sft: %ld of %d examples do not fit %d tokens and are left out\n", too_long, n_ex, T);
     d.n_train = d.n_seq - (long)(d.n_seq * heldout);
     train_loop(&m, &tok, &d, &a, seed);
-    printf("SFT model saved in %s\n", a.out);
+    printf("%s model saved in %s\n", distill ? "distilled" : "SFT", a.out);
+    if (kd.teacher) model_free(&teacher);
     free(d.ids);
     free(d.mask);
     tasks_free(ex, n_ex);
@@ -3817,7 +3905,7 @@ static void bench_training(const char *label, const Config *c, int B, int T, int
     float *dlogits = xcalloc((size_t)B * T * c->vocab_size, sizeof(float));
     synthetic_batch(&rng, ids, B, T, c->vocab_size);
     AdamWConfig oc = adamw_defaults();
-    train_step(&m, ids, NULL, dlogits, &oc, 1e-3f);  // warm-up
+    train_step(&m, ids, NULL, dlogits, &oc, 1e-3f, NULL);  // warm-up
     double fwd = 0, bwd = 0, step_time = 0;
     for (int s = 0; s < steps; s++) {
         double t0 = now_seconds();
@@ -4214,6 +4302,8 @@ static void usage(void) {
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 sft     --model DIR --data FILE.jsonl --out DIR [--field solution]\n"
            "               [--template r1-zero|chat] [--epochs E] [--seq T] [--lr LR] [--resume]\n"
+           "  ./r1 distill --teacher DIR --data FILE.jsonl --out DIR [--student-config student]\n"
+           "               [--kd-alpha A] [--kd-tau T] (and the sft flags)\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
            "presets:\n");
     config_list_presets(stdout);
@@ -4231,7 +4321,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
-    if (strcmp(cmd, "sft") == 0) return cmd_sft(argc, argv);
+    if (strcmp(cmd, "sft") == 0 || strcmp(cmd, "distill") == 0) return cmd_sft(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(cmd, "data") == 0) return cmd_data(argc, argv);

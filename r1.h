@@ -231,6 +231,12 @@ void count_params(const Config *c, ParamCount *pc);
 float cross_entropy_forward_backward(const float *logits, const int *ids, const float *mask,
                                      int B, int T, int V, float *dlogits);
 
+// (1 - alpha) * cross-entropy + alpha * tau^2 * KL(softmax(teacher/tau) || softmax(logits/tau))
+// on the positions cross-entropy counts; dlogits (B,T,V) gets the combined gradient.
+float distill_loss(const float *logits, const float *teacher_logits, const int *ids,
+                   const float *mask, int B, int T, int V, float alpha, float tau,
+                   float *dlogits);
+
 // ----------------------------------------------------------------------------------------------
 // Optimizer
 // ----------------------------------------------------------------------------------------------
@@ -553,5 +559,9 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
 int cmd_grpo(int argc, char **argv);   // ./r1 grpo
 int cmd_eval(int argc, char **argv);   // ./r1 eval
 int cmd_reject(int argc, char **argv); // ./r1 reject
+typedef enum { REJECT_KEEP, REJECT_MALFORMED, REJECT_WRONG, REJECT_MIXED, REJECT_CUT_OFF } RejectReason;
+// Rejection sampling's filters for one completion (ended: it stopped with EOS).
+RejectReason reject_reason(const Json *example, const char *completion, int ended,
+                           double min_language);
 
 #endif
