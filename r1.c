@@ -4275,6 +4275,228 @@ static int cmd_plot(int argc, char **argv) {
 }
 
 // ==============================================================================================
+// 17. `pipeline`: the whole R1 recipe, stage after stage, and its report (DeepSeek-R1 §2.3-2.4)
+// ==============================================================================================
+// Each stage is this program run on one command line (so each one is also a command a student
+// can paste). A stage whose marker file OUT/<stage>.done exists is skipped, so an interrupted
+// pipeline picks up where it stopped. Every model is evaluated on the held-out problems and
+// OUT/report.md gathers the table.
+
+// Runs ./r1 with the given arguments (NULL-terminated), echoing the command line. Dies if it fails.
+static double run_stage_command(const char *const *args) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) snprintf(self, sizeof(self), "./r1");
+    else self[n] = 0;
+    printf("\n$ ./r1");
+    for (int i = 0; args[i]; i++) printf(" %s", args[i]);
+    printf("\n");
+    fflush(stdout);
+    const char *argv[64] = {self};
+    int k = 1;
+    for (int i = 0; args[i] && k < 63; i++) argv[k++] = args[i];
+    argv[k] = NULL;
+    double t0 = now_seconds();
+    pid_t pid = fork();
+    if (pid < 0) die("pipeline: fork: %s", strerror(errno));
+    if (pid == 0) {
+        execv(self, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("pipeline: the stage above failed");
+    return now_seconds() - t0;
+}
+
+typedef struct {
+    const char *name;    // the stage, and the directory or file it writes under OUT
+    const char *what;    // for the report
+    const char *eval;    // "eval": the stage's model is evaluated; NULL: not a model
+} Stage;
+
+// n * scale as a command-line number (at least 1), written into buf.
+static const char *scaled_steps(char buf[32], long n, double scale) {
+    long v = (long)(n * scale + 0.5);
+    snprintf(buf, 32, "%ld", v > 0 ? v : 1L);
+    return buf;
+}
+
+static int stage_done(const char *out, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s.done", out, name);
+    return access(path, F_OK) == 0;
+}
+
+static void stage_mark(const char *out, const char *name, double seconds) {
+    char path[4096], err[R1_ERR_LEN], text[64];
+    snprintf(path, sizeof(path), "%s/%s.done", out, name);
+    snprintf(text, sizeof(text), "%.1f\n", seconds);
+    if (write_text_atomic(path, text, err)) die("%s", err);
+}
+
+static double stage_seconds(const char *out, const char *name) {
+    char path[4096], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/%s.done", out, name);
+    char *text = read_file(path, NULL, err);
+    double s = text ? atof(text) : 0.0;
+    free(text);
+    return s;
+}
+
+// One row of the report from OUT/eval-<stage>.json.
+static void report_row(FILE *f, const char *out, const Stage *s) {
+    char path[4096], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/eval-%s.json", out, s->name);
+    char *text = read_file(path, NULL, err);
+    Json *j = text ? json_parse(text, strlen(text), err) : NULL;
+    free(text);
+    if (!j) return;
+    static const char *const keys[] = {"pass@1", "cons@k", "greedy", "format", "language", "length"};
+    fprintf(f, "| %s | %s |", s->name, s->what);
+    for (int i = 0; i < 6; i++) {
+        Json *v = json_get(j, keys[i]);
+        fprintf(f, i == 5 ? " %.1f |" : " %.3f |", v && v->type == JSON_NUMBER ? v->number : NAN);
+    }
+    snprintf(path, sizeof(path), "%s/%s", out, s->name);
+    double params = 0;
+    char cfg_path[4200];
+    snprintf(cfg_path, sizeof(cfg_path), "%s/config.json", path);
+    char *cfg = read_file(cfg_path, NULL, err);
+    Config c;
+    if (cfg && config_from_json(cfg, &c, err) == 0) {
+        ParamCount pc;
+        count_params(&c, &pc);
+        params = pc.total;
+    }
+    free(cfg);
+    fprintf(f, " %.2fM | %.0f s |\n", params / 1e6, stage_seconds(out, s->name));
+    json_free(j);
+}
+
+static int cmd_pipeline(int argc, char **argv) {
+    static const char *const known[] = {"--preset", "--out", "--seed", "--scale", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--preset", "small");
+    const char *out = arg_str(argc, argv, "--out", "runs/pipeline");
+    const char *seed = arg_str(argc, argv, "--seed", "1");
+    double scale = arg_double(argc, argv, "--scale", 1.0, 0.01, 100.0);  // multiplies the steps
+    char err[R1_ERR_LEN];
+    if (make_dirs(out, err)) die("%s", err);
+    char p[16][4096];  // paths under OUT
+    const char *names[] = {"corpus.txt", "cold.jsonl", "base", "r1-zero", "cold", "rl", "rs.jsonl",
+                           "sft2", "final", "student-base", "student-distill", "student-rl"};
+    for (int i = 0; i < 12; i++) snprintf(p[i], sizeof(p[i]), "%s/%s", out, names[i]);
+    char steps[8][32];  // the step counts of the training stages, times --scale
+    // the stages: name, description, its command line (after ./r1)
+    const Stage stages[] = {
+        {"data", "toy corpus and the cold-start set (worked long CoT)", NULL},
+        {"base", "pretrained base model", "eval"},
+        {"r1-zero", "R1-Zero: GRPO from the base (accuracy + format rewards)", "eval"},
+        {"cold", "cold start: SFT of the base on long CoT", "eval"},
+        {"rl", "reasoning RL from the cold start (+ language reward)", "eval"},
+        {"rs", "rejection sampling from the RL model + non-reasoning data", NULL},
+        {"sft2", "SFT of the base on the rejection-sampled set", "eval"},
+        {"final", "final RL over all tasks", "eval"},
+        {"student-base", "dense student, pretrained", "eval"},
+        {"student-distill", "student distilled: SFT on the teacher's samples", "eval"},
+        {"student-rl", "student trained with GRPO alone (same steps)", "eval"},
+    };
+    int n_stages = (int)(sizeof(stages) / sizeof(stages[0]));
+    double t_start = now_seconds();
+    for (int i = 0; i < n_stages; i++) {
+        const Stage *s = &stages[i];
+        if (stage_done(out, s->name)) {
+            printf("stage %-16s done (skipped)\n", s->name);
+            continue;
+        }
+        printf("\n== stage %s: %s\n", s->name, s->what);
+        double sec = 0;
+        if (strcmp(s->name, "data") == 0) {
+            const char *a1[] = {"data", "corpus", "--out", p[0], "--seed", seed, NULL};
+            const char *a2[] = {"data", "tasks", "--task", "all", "--n", "1500", "--levels", "1-3",
+                                "--solutions", "--seed", seed, "--out", p[1], NULL};
+            sec = run_stage_command(a1) + run_stage_command(a2);
+        } else if (strcmp(s->name, "base") == 0) {
+            const char *a[] = {"pretrain", "--config", preset, "--data", p[0], "--out", p[2],
+                               "--steps", scaled_steps(steps[0], 1200, scale), "--batch", "16", "--seq", "128",
+                               "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "r1-zero") == 0) {
+            const char *a[] = {"grpo", "--model", p[2], "--out", p[3], "--task", "arithmetic",
+                               "--steps", scaled_steps(steps[1], 40, scale), "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "cold") == 0) {
+            const char *a[] = {"sft", "--model", p[2], "--data", p[1], "--out", p[4], "--epochs",
+                               "2", "--seq", "256", "--lr", "1e-3", "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "rl") == 0) {
+            const char *a[] = {"grpo", "--model", p[4], "--out", p[5], "--task", "arithmetic",
+                               "--w-language", "0.5", "--steps", scaled_steps(steps[2], 40, scale), "--seed", seed,
+                               NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "rs") == 0) {
+            const char *a[] = {"reject", "--model", p[5], "--out", p[6], "--task", "all",
+                               "--n-prompts", "512", "--n-per-prompt", "4", "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "sft2") == 0) {
+            const char *a[] = {"sft", "--model", p[2], "--data", p[6], "--out", p[7], "--epochs",
+                               "2", "--seq", "256", "--lr", "1e-3", "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "final") == 0) {
+            const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "all",
+                               "--levels", "1-3", "--w-language", "0.5", "--steps",
+                               scaled_steps(steps[3], 30, scale), "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "student-base") == 0) {
+            const char *a[] = {"pretrain", "--config", "student", "--tokenizer", p[2], "--data",
+                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 600, scale), "--batch", "16",
+                               "--seq", "128", "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "student-distill") == 0) {
+            const char *a[] = {"distill", "--teacher", p[8], "--model", p[9], "--data", p[6],
+                               "--out", p[10], "--epochs", "2", "--seq", "256", "--lr", "1e-3",
+                               "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "student-rl") == 0) {
+            const char *a[] = {"grpo", "--model", p[9], "--out", p[11], "--task", "arithmetic",
+                               "--steps", scaled_steps(steps[5], 40, scale), "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        }
+        if (s->eval) {
+            char model[4096], json[4096];
+            snprintf(model, sizeof(model), "%s/%s", out, s->name);
+            snprintf(json, sizeof(json), "%s/eval-%s.json", out, s->name);
+            const char *a[] = {"eval", "--model", model, "--task", "arithmetic", "--levels", "1-2",
+                               "--k", "4", "--n", "48", "--seed", "7", "--out", json, NULL};
+            run_stage_command(a);
+        }
+        stage_mark(out, s->name, sec);
+    }
+    // the report
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/report.md", out);
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g)\n\n", preset, seed, scale);
+    fprintf(f, "Held-out arithmetic (levels 1-2, 48 problems, R1-Zero template); pass@1 = mean "
+            "correctness of k = 4 samples at T = 0.6, top-p 0.95; cons@k = majority answer; "
+            "greedy = temperature 0. Wall time is the stage's training time on this machine.\n\n");
+    fprintf(f, "| stage | what | pass@1 | cons@4 | greedy | format | language | length | "
+            "parameters | wall time |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n_stages; i++)
+        if (stages[i].eval) report_row(f, out, &stages[i]);
+    fprintf(f, "\nWhat to compare (the paper's findings): cold start + RL (`rl`) against R1-Zero "
+            "(`r1-zero`) on format and language consistency; `final` against `cold`/`rl` "
+            "(before rejection-sampling SFT); `student-distill` against `student-rl`.\n"
+            "Curves: `./r1 plot %s/<stage>` for each training stage.\n", out);
+    fclose(f);
+    printf("\npipeline finished in %.0f s; report: %s\n", now_seconds() - t_start, path);
+    return 0;
+}
+
+// ==============================================================================================
 // 16. main (left out when a test includes this file with R1_TEST)
 // ==============================================================================================
 
@@ -4299,6 +4521,8 @@ static void usage(void) {
            "  ./r1 eval    --model DIR [--task arithmetic] [--k K] [--n N] [--levels 1-2] [--out F]\n"
            "  ./r1 reject  --model DIR --out FILE.jsonl [--task all] [--n-prompts N]\n"
            "               [--n-per-prompt K] [--cap C] [--non-reasoning SHARE]\n"
+           "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N]\n"
+           "               every stage of the R1 recipe, evaluated, with report.md\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 sft     --model DIR --data FILE.jsonl --out DIR [--field solution]\n"
            "               [--template r1-zero|chat] [--epochs E] [--seq T] [--lr LR] [--resume]\n"
@@ -4325,6 +4549,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(cmd, "data") == 0) return cmd_data(argc, argv);
+    if (strcmp(cmd, "pipeline") == 0) return cmd_pipeline(argc, argv);
     if (strcmp(cmd, "grpo") == 0) return cmd_grpo(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "reject") == 0) return cmd_reject(argc, argv);
