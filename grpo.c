@@ -2076,7 +2076,8 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
             double p = exp(z[v] - logsum);
             ent -= p > 0 ? p * (z[v] - logsum) : 0.0;
         }
-        float lp = z[ids[target]] - logsum;
+        // the same arithmetic as token_logprobs, so that rho is exactly 1 on the first pass
+        float lp = (float)(z[ids[target]] - maxz - log(sum));
         float A = adv[b];
         float rho = expf(lp - old_lp[target]);
         float lo = 1.0f - gc->eps_low, hi = 1.0f + gc->eps_high;
@@ -2085,7 +2086,9 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
         float objective = unclipped < clip ? unclipped : clip;
         float dobj = unclipped <= clip ? rho * A : 0.0f;  // the clipped branch is constant
         float ratio_ref = expf(ref_lp[target] - lp);      // pi_ref / pi_theta
-        float k3 = ratio_ref - (ref_lp[target] - lp) - 1.0f;
+        // k3 = r - log r - 1 with r = pi_ref/pi_theta, written as expm1(d) - d (d = log r) so
+        // that it never rounds below 0 when r is close to 1
+        float k3 = expm1f(ref_lp[target] - lp) - (ref_lp[target] - lp);
         float dk3 = 1.0f - ratio_ref;
         float w = weight[b];
         row_loss[r] = -w * (objective - gc->beta * k3);
