@@ -4415,7 +4415,7 @@ static int cmd_pipeline(int argc, char **argv) {
         double sec = 0;
         if (strcmp(s->name, "data") == 0) {
             const char *a1[] = {"data", "corpus", "--out", p[0], "--seed", seed, NULL};
-            const char *a2[] = {"data", "tasks", "--task", "all", "--n", "1500", "--levels", "1-3",
+            const char *a2[] = {"data", "tasks", "--task", "all", "--n", "1000", "--levels", "1-3",
                                 "--solutions", "--seed", seed, "--out", p[1], NULL};
             sec = run_stage_command(a1) + run_stage_command(a2);
         } else if (strcmp(s->name, "base") == 0) {
@@ -4429,7 +4429,7 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "cold") == 0) {
             const char *a[] = {"sft", "--model", p[2], "--data", p[1], "--out", p[4], "--epochs",
-                               "2", "--seq", "256", "--lr", "1e-3", "--seed", seed, NULL};
+                               "2", "--seq", "384", "--lr", "1e-3", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "rl") == 0) {
             const char *a[] = {"grpo", "--model", p[4], "--out", p[5], "--task", "arithmetic",
@@ -4442,7 +4442,7 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "sft2") == 0) {
             const char *a[] = {"sft", "--model", p[2], "--data", p[6], "--out", p[7], "--epochs",
-                               "2", "--seq", "256", "--lr", "1e-3", "--seed", seed, NULL};
+                               "2", "--seq", "384", "--lr", "1e-3", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "final") == 0) {
             const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "all",
@@ -4456,7 +4456,7 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-distill") == 0) {
             const char *a[] = {"distill", "--teacher", p[8], "--model", p[9], "--data", p[6],
-                               "--out", p[10], "--epochs", "2", "--seq", "256", "--lr", "1e-3",
+                               "--out", p[10], "--epochs", "2", "--seq", "384", "--lr", "1e-3",
                                "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-rl") == 0) {

@@ -1650,7 +1650,105 @@ static void test_grpo_learns_toy_task(void **state) {
     }
 }
 
-int main(void) {
+// ----------------------------------------------------------------------------------------------
+// Rejection sampling's filters
+// ----------------------------------------------------------------------------------------------
+
+static const char *reason_name(RejectReason r) {
+    switch (r) {
+    case REJECT_KEEP: return "KEEP";
+    case REJECT_MALFORMED: return "MALFORMED";
+    case REJECT_WRONG: return "WRONG";
+    case REJECT_MIXED: return "MIXED";
+    case REJECT_CUT_OFF: return "CUT_OFF";
+    }
+    return "(not a RejectReason)";
+}
+
+#define REASON_IS(want, e, text, ended, min_lang)                                                  \
+    do {                                                                                           \
+        RejectReason got_ = reject_reason(e, text, ended, min_lang);                               \
+        if (got_ != (want))                                                                        \
+            fail_msg("line %d: reject_reason(\"%s\", ended %d, min_language %g) = %s, expected %s", \
+                     __LINE__, text, ended, (double)(min_lang), reason_name(got_), reason_name(want)); \
+    } while (0)
+
+// Crafted completions for examples as `./r1 data tasks --task arithmetic` writes them (one
+// English line, one Chinese line): each filter alone, then the order in which they apply
+// (malformed, then wrong, then mixed language, then cut off).
+static void test_reject_reason(void **state) {
+    (void)state;
+    Json *en = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
+                  "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39,\"id\":\"49e4dfa30767307a\"}");
+    Json *zh = ex("{\"task\":\"arithmetic\",\"lang\":\"zh\",\"level\":1,\"prompt\":\"请计算 54 + 33 的结果。\","
+                  "\"answer\":\"87\",\"a\":54,\"op\":\"+\",\"b\":33,\"id\":\"8d41ef668df14b48\"}");
+    Json *nolang = ex("{\"task\":\"arithmetic\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
+                      "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39}");
+    const double M = 0.9;
+    // correct, well formed, in the prompt's language, ended: kept
+    REASON_IS(REJECT_KEEP, en, "<think>I add 33 and 39 to get 72.</think> <answer>72</answer>", 1, M);
+    REASON_IS(REJECT_KEEP, en, "\n<think>\nI add 33 and 39 to get 72.\n</think>\n<answer> 72 </answer>\n", 1, M);
+    REASON_IS(REJECT_KEEP, zh, "<think>先算十位，再算个位，得八十七。</think><answer>87</answer>", 1, M);
+    REASON_IS(REJECT_KEEP, nolang, "<think>I add them.</think><answer>72</answer>", 1, M);  // lang: en
+    // the examples' own worked solutions are kept
+    Json *both[2] = {en, zh};
+    for (int i = 0; i < 2; i++) {
+        char *sol = task_solution(both[i], 1);
+        assert_non_null(sol);
+        REASON_IS(REJECT_KEEP, both[i], sol, 1, M);
+        REASON_IS(REJECT_CUT_OFF, both[i], sol, 0, M);
+        free(sol);
+    }
+    // malformed (the answer is right and the language is fine in each)
+    static const char *const malformed[] = {
+        "<answer>72</answer>",                                                   // no <think>
+        "<think>I add 33 and 39 to get 72.<answer>72</answer>",                 // no </think>
+        "<think>I add 33 and 39 to get 72.</think>",                            // no answer
+        "<think>I add 33 and 39 to get 72.</think> <answer>72",                 // no </answer>
+        "I think <think>I add 33 and 39.</think><answer>72</answer>",           // text before
+        "<think>I add 33 and 39.</think><answer>72</answer> done",              // text after
+        "<think>I add.</think> so <answer>72</answer>",                         // text between
+        "<think>I add.</think><think>again</think><answer>72</answer>",         // repeated tag
+        "<answer>72</answer><think>I add 33 and 39.</think>",                   // wrong order
+        "",
+    };
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        REASON_IS(REJECT_MALFORMED, en, malformed[i], 1, M);
+        REASON_IS(REJECT_MALFORMED, en, malformed[i], 1, 0.0);
+    }
+    // wrong answers
+    REASON_IS(REJECT_WRONG, en, "<think>I add 33 and 39 to get 71.</think><answer>71</answer>", 1, M);
+    REASON_IS(REJECT_WRONG, en, "<think>I add them.</think><answer></answer>", 1, M);
+    REASON_IS(REJECT_WRONG, en, "<think>I add them.</think><answer>seventy two</answer>", 1, M);
+    REASON_IS(REJECT_WRONG, zh, "<think>先算十位，再算个位。</think><answer>88</answer>", 1, M);
+    REASON_IS(REJECT_WRONG, zh, "<think>先算十位，再算个位。</think><answer>72</answer>", 1, M);  // en's answer
+    // mixed language: a Chinese prompt reasoned about in English, and the other way round
+    REASON_IS(REJECT_MIXED, zh, "<think>I add 54 and 33 to get 87.</think><answer>87</answer>", 1, M);
+    REASON_IS(REJECT_MIXED, en, "<think>先算十位，再算个位。</think><answer>72</answer>", 1, M);
+    REASON_IS(REJECT_MIXED, zh, "<think>54 + 33 = 87</think><answer>87</answer>", 1, M);  // no words: 0
+    // the threshold: "我 think 你" is 2/3 Chinese
+    const char *two_thirds = "<think>我 think 你</think><answer>87</answer>";
+    REASON_IS(REJECT_MIXED, zh, two_thirds, 1, M);
+    REASON_IS(REJECT_KEEP, zh, two_thirds, 1, 2.0 / 3.0);  // exactly at the threshold: kept
+    REASON_IS(REJECT_MIXED, zh, two_thirds, 1, nextafter(2.0 / 3.0, 1.0));
+    REASON_IS(REJECT_KEEP, zh, "<think>I add 54 and 33 to get 87.</think><answer>87</answer>", 1, 0.0);
+    // cut off: everything right, but stopped by the length limit instead of EOS
+    REASON_IS(REJECT_CUT_OFF, en, "<think>I add 33 and 39 to get 72.</think> <answer>72</answer>", 0, M);
+    REASON_IS(REJECT_CUT_OFF, zh, "<think>先算十位，再算个位，得八十七。</think><answer>87</answer>", 0, M);
+    // the order: malformed before wrong before mixed before cut off
+    REASON_IS(REJECT_MALFORMED, en, "<think>I add 33 and 39 to get 71.<answer>71</answer>", 1, M);  // + wrong
+    REASON_IS(REJECT_MALFORMED, en, "<answer>71</answer>", 0, M);                    // + wrong + cut off
+    REASON_IS(REJECT_MALFORMED, zh, "<think>I add them.</think><answer>86</answer> and more", 0, M);  // all four
+    REASON_IS(REJECT_MALFORMED, zh, "<think>I add them to get 87.</think>", 1, M);   // + mixed
+    REASON_IS(REJECT_WRONG, zh, "<think>I add 54 and 33 to get 86.</think><answer>86</answer>", 1, M);  // + mixed
+    REASON_IS(REJECT_WRONG, zh, "<think>I add 54 and 33 to get 86.</think><answer>86</answer>", 0, M);  // + mixed + cut off
+    REASON_IS(REJECT_WRONG, en, "<think>I add 33 and 39 to get 71.</think><answer>71</answer>", 0, M);  // + cut off
+    REASON_IS(REJECT_MIXED, zh, "<think>I add 54 and 33 to get 87.</think><answer>87</answer>", 0, M);  // + cut off
+    json_free(en), json_free(zh), json_free(nolang);
+}
+
+// ./build/test_grpo [PATTERN] runs the tests whose names match PATTERN (e.g. 'test_reject*').
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arithmetic_verifier),
         cmocka_unit_test(test_countdown_verifier),
@@ -1679,8 +1777,10 @@ int main(void) {
         cmocka_unit_test(test_grpo_loss_tiny),
         cmocka_unit_test(test_grpo_loss_gradient),
         cmocka_unit_test(test_grpo_learns_toy_task),
+        cmocka_unit_test(test_reject_reason),
     };
     // One thread unless asked otherwise: results and timings do not depend on the machine.
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

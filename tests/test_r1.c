@@ -1536,6 +1536,389 @@ static void test_sampling(void **state) {
            (double)count[0] / n);
 }
 
+// ==============================================================================================
+// 9. Distillation loss and SFT rows
+// ==============================================================================================
+// distill_loss = (1 - a) CE + a tau^2 KL(softmax(teacher / tau) || softmax(student / tau)), both
+// terms averaged over the positions cross-entropy counts.
+
+// The tiny case: B = 1, T = 3, V = 3. Position 0 predicts ids[1] = 2, position 1 predicts
+// ids[2] = 1, position 2 predicts nothing.
+static const float KD_S[9] = {1.0f, 2.0f, 0.5f, 0.0f, -1.0f, 1.5f, 3.0f, 0.0f, 0.0f};
+static const float KD_T[9] = {2.0f, 0.0f, 1.0f, 0.5f, 0.5f, -1.0f, 0.0f, 2.0f, 1.0f};
+static const int KD_IDS[3] = {0, 2, 1};
+
+// log softmax(z / tau)[k] in double
+static double kd_lsm(const float *z, int V, double tau, int k) {
+    double mx = z[0] / tau, s = 0.0;
+    for (int v = 1; v < V; v++) mx = fmax(mx, z[v] / tau);
+    for (int v = 0; v < V; v++) s += exp(z[v] / tau - mx);
+    return z[k] / tau - mx - log(s);
+}
+
+// The loss and its gradient from the formula, in double (the reference for every case below).
+static double kd_reference(const float *s, const float *t, const int *ids, const float *mask, int B,
+                           int T, int V, double alpha, double tau, double *grad) {
+    int count = 0;
+    for (int i = 0; i < B * T; i++) count += i % T != T - 1 && (!mask || mask[i + 1] != 0.0f);
+    double ce = 0.0, kl = 0.0;
+    for (int i = 0; i < B * T * V; i++) grad[i] = 0.0;
+    for (int i = 0; i < B * T; i++) {
+        if (i % T == T - 1 || (mask && mask[i + 1] == 0.0f)) continue;
+        const float *zs = s + (size_t)i * V, *zt = t + (size_t)i * V;
+        ce -= kd_lsm(zs, V, 1.0, ids[i + 1]);
+        for (int v = 0; v < V; v++) {
+            double lpt = kd_lsm(zt, V, tau, v), lps = kd_lsm(zs, V, tau, v);
+            kl += exp(lpt) * (lpt - lps);
+            double g_ce = exp(kd_lsm(zs, V, 1.0, v)) - (v == ids[i + 1]);
+            grad[(size_t)i * V + v] = ((1 - alpha) * g_ce + alpha * tau * (exp(lps) - exp(lpt))) / count;
+        }
+    }
+    return count ? ((1 - alpha) * ce + alpha * tau * tau * kl) / count : 0.0;
+}
+
+// Against values worked out by hand (Python, double precision) for alpha 0, 0.5, 1 and tau 1, 2,
+// without a mask (positions 0 and 1 count) and with mask {1, 0, 1} (only position 1 counts).
+static void test_distill_loss_by_hand(void **state) {
+    (void)state;
+    enum { T = 3, V = 3 };
+    static const float mask101[T] = {1, 0, 1};
+    static const struct {
+        int masked;
+        float tau, alpha;
+        double want;
+    } cases[] = {
+        {0, 1, 0.0f, 2.3653683420}, {0, 1, 0.5f, 1.6278021968}, {0, 1, 1.0f, 0.8902360516},
+        {0, 2, 0.0f, 2.3653683420}, {0, 2, 0.5f, 1.7031117154}, {0, 2, 1.0f, 1.0408550889},
+        {1, 1, 0.0f, 2.7663678998}, {1, 1, 0.5f, 1.9412665692}, {1, 1, 1.0f, 1.1161652386},
+        {1, 2, 0.0f, 2.7663678998}, {1, 2, 0.5f, 2.0334723590}, {1, 2, 1.0f, 1.3005768183},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        const float *mask = cases[c].masked ? mask101 : NULL;
+        float alpha = cases[c].alpha, tau = cases[c].tau;
+        float dl[T * V];
+        for (int i = 0; i < T * V; i++) dl[i] = 1234.5f;  // everything must be written
+        float loss = distill_loss(KD_S, KD_T, KD_IDS, mask, 1, T, V, alpha, tau, dl);
+        EXPECT(fabs(loss - cases[c].want) < 2e-6 * (1 + cases[c].want),
+               "mask %s, alpha %g, tau %g: loss %.9g, by hand %.9g", mask ? "101" : "NULL", alpha,
+               tau, loss, cases[c].want);
+        // the gradient against the formula
+        double g[T * V];
+        double ref = kd_reference(KD_S, KD_T, KD_IDS, mask, 1, T, V, alpha, tau, g);
+        EXPECT(fabs(ref - cases[c].want) < 1e-9, "reference %.12g vs by hand %.12g", ref, cases[c].want);
+        for (int i = 0; i < T * V; i++)
+            EXPECT(fabs(dl[i] - g[i]) < 1e-6, "mask %s, alpha %g, tau %g: dlogits[%d] = %.9g, formula %.9g",
+                   mask ? "101" : "NULL", alpha, tau, i, dl[i], g[i]);
+        // positions that do not count: zero (the last position; position 0 under the mask)
+        for (int v = 0; v < V; v++) {
+            EXPECT(dl[2 * V + v] == 0.0f, "alpha %g tau %g: last position dlogits[%d] = %g", alpha, tau, v, dl[2 * V + v]);
+            if (mask)
+                EXPECT(dl[v] == 0.0f, "alpha %g tau %g: masked position 0: dlogits[%d] = %g", alpha, tau, v, dl[v]);
+        }
+        // dlogits NULL: the same loss, bit for bit
+        float loss2 = distill_loss(KD_S, KD_T, KD_IDS, mask, 1, T, V, alpha, tau, NULL);
+        EXPECT(loss2 == loss, "alpha %g tau %g: loss %.9g with dlogits NULL, %.9g with", alpha, tau, loss2, loss);
+        // alpha 0 is cross-entropy exactly (loss and gradient, bit for bit), whatever tau
+        if (alpha == 0.0f) {
+            float dce[T * V];
+            float ce = cross_entropy_forward_backward(KD_S, KD_IDS, mask, 1, T, V, dce);
+            EXPECT(loss == ce, "alpha 0: loss %.9g, cross-entropy %.9g", loss, ce);
+            EXPECT(memcmp(dl, dce, sizeof(dl)) == 0, "%s", "alpha 0: dlogits differ from cross-entropy's");
+        }
+    }
+    // a teacher equal to the student: alpha 1 gives loss 0 and gradient 0
+    float dl[T * V];
+    float loss = distill_loss(KD_S, KD_S, KD_IDS, NULL, 1, T, V, 1.0f, 2.0f, dl);
+    EXPECT(fabs(loss) < 1e-6, "teacher == student, alpha 1: loss %g", loss);
+    for (int i = 0; i < T * V; i++) EXPECT(fabs(dl[i]) < 1e-7, "teacher == student: dlogits[%d] = %g", i, dl[i]);
+    // a masked-out position's teacher logits change nothing
+    float t2[T * V];
+    memcpy(t2, KD_T, sizeof(t2));
+    for (int v = 0; v < V; v++) t2[v] = 50.0f * (v + 1), t2[2 * V + v] = -30.0f * v;
+    float dl2[T * V];
+    float a = distill_loss(KD_S, KD_T, KD_IDS, mask101, 1, T, V, 0.5f, 2.0f, dl);
+    float b = distill_loss(KD_S, t2, KD_IDS, mask101, 1, T, V, 0.5f, 2.0f, dl2);
+    EXPECT(a == b && memcmp(dl, dl2, sizeof(dl)) == 0,
+           "teacher logits of positions that do not count changed the loss (%.9g vs %.9g) or dlogits", a, b);
+}
+
+typedef struct {
+    float *logits;
+    const float *teacher, *mask;
+    const int *ids;
+    int B, T, V;
+    float alpha, tau;
+} KdCtx;
+
+static double kd_loss_fn(void *p) {
+    KdCtx *c = p;
+    return distill_loss(c->logits, c->teacher, c->ids, c->mask, c->B, c->T, c->V, c->alpha, c->tau, NULL);
+}
+
+// dlogits against central differences of the returned loss, on the tiny case and on a random
+// B = 2, T = 5, V = 7 case with a mask, for several (alpha, tau).
+static void test_distill_loss_gradient(void **state) {
+    (void)state;
+    static const float at[][2] = {{0.0f, 1.0f}, {0.5f, 1.0f}, {1.0f, 1.0f}, {0.5f, 2.0f},
+                                  {1.0f, 2.0f}, {0.3f, 0.5f}, {0.8f, 4.0f}};
+    for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
+        char what[128];
+        // tiny case, no mask
+        float s[9], dl[9];
+        memcpy(s, KD_S, sizeof(s));
+        KdCtx c = {s, KD_T, NULL, KD_IDS, 1, 3, 3, at[k][0], at[k][1]};
+        distill_loss(s, KD_T, KD_IDS, NULL, 1, 3, 3, c.alpha, c.tau, dl);
+        snprintf(what, sizeof(what), "distill tiny alpha %g tau %g", c.alpha, c.tau);
+        fd_check(what, s, 9, dl, kd_loss_fn, &c, 1e-2f, 1e-2, 2e-4);
+        // random case with a mask (sequences of 5; the second starts at 5)
+        enum { B = 2, T = 5, V = 7 };
+        Rng rng;
+        rng_seed(&rng, 300 + k);
+        float zs[B * T * V], zt[B * T * V], g[B * T * V];
+        fill_normal(zs, B * T * V, 1.5f, &rng);
+        fill_normal(zt, B * T * V, 1.5f, &rng);
+        int ids[B * T];
+        random_ids(ids, B * T, V, 400 + k);
+        float mask[B * T] = {1, 1, 0, 1, 1, 0, 0, 1, 1, 0};
+        KdCtx r = {zs, zt, mask, ids, B, T, V, at[k][0], at[k][1]};
+        float loss = distill_loss(zs, zt, ids, mask, B, T, V, r.alpha, r.tau, g);
+        double ref_g[B * T * V];
+        double ref = kd_reference(zs, zt, ids, mask, B, T, V, r.alpha, r.tau, ref_g);
+        EXPECT(fabs(loss - ref) < 2e-6 * (1 + fabs(ref)), "random case alpha %g tau %g: loss %.9g, formula %.9g",
+               r.alpha, r.tau, loss, ref);
+        snprintf(what, sizeof(what), "distill random alpha %g tau %g", r.alpha, r.tau);
+        fd_check(what, zs, B * T * V, g, kd_loss_fn, &r, 1e-2f, 1e-2, 2e-4);
+        // rows whose target is masked out (and the last row of each sequence) are exactly zero:
+        // counted rows are (0,0) (0,2) (0,3) [mask 1 at t+1] and (1,1) (1,2); zero: 1, 4, 5, 8, 9
+        static const int zero_rows[] = {1, 4, 5, 8, 9};
+        for (int i = 0; i < 5; i++)
+            for (int v = 0; v < V; v++)
+                EXPECT(g[zero_rows[i] * V + v] == 0.0f, "alpha %g tau %g: row %d (not counted) dlogits[%d] = %g",
+                       r.alpha, r.tau, zero_rows[i], v, g[zero_rows[i] * V + v]);
+    }
+}
+
+// A small text for a 300-token tokenizer: English, Chinese, digits, the template's words.
+static void sft_tokenizer(Tokenizer *tok) {
+    static const char *const lines[] = {
+        "A conversation between User and Assistant. The user asks a question, and the Assistant "
+        "solves it. The reasoning process and answer are enclosed within tags.\n",
+        "What is 33 + 39? I add the tens and the ones, so the answer is 72.\n",
+        "请计算 54 + 33 的结果。先算十位，再算个位，所以答案是 87。\n",
+        "The cat sat on the mat. The answer is the number after the reasoning.\n",
+    };
+    char text[8192] = "";
+    for (int rep = 0; rep < 6; rep++)
+        for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) strcat(text, lines[i]);
+    char err[R1_ERR_LEN];
+    if (tokenizer_train(tok, text, strlen(text), 300, err)) fail_msg("tokenizer_train: %s", err);
+    EXPECT(tok->vocab_size == 300, "tokenizer has %d tokens, wanted 300", tok->vocab_size);
+}
+
+// The text of ids[0..n) as the tokenizer decodes it (malloc'd).
+static char *sft_decode(const Tokenizer *tok, const int *ids, int n) {
+    char *s = tokenizer_decode(tok, ids, n);
+    assert_non_null(s);
+    return s;
+}
+
+// One sft_row case: the row is BOS + template(prompt) + response + EOS + PAD..., and the mask is 1
+// exactly on the response tokens and the EOS. Returns the number of prompt tokens (BOS included)
+// in *n_prompt and the response tokens in *n_resp.
+static void check_sft_row(const Tokenizer *tok, const char *template, const char *prompt,
+                          const char *response, int T, int *ids, float *mask, int *n_prompt,
+                          int *n_resp) {
+    // the expected tokens, built piece by piece
+    int *want = xcalloc((size_t)T + 1024, sizeof(int));
+    int n = 0;
+    want[n++] = TOK_BOS;
+    char *text = NULL;
+    const char *p = prompt;
+    if (strcmp(template, "chat") == 0) {
+        want[n++] = TOK_USER;
+    } else if (strcmp(template, "r1-zero") == 0) {
+        int ascii = 1;
+        for (const char *q = prompt; *q; q++) ascii &= (unsigned char)*q < 0x80;
+        p = text = r1_zero_prompt(prompt, ascii ? "en" : "zh");
+    }
+    int k = tokenizer_encode(tok, p, strlen(p), want + n, T + 1000 - n);
+    assert_true(k > 0);
+    n += k;
+    if (strcmp(template, "chat") == 0) want[n++] = TOK_ASSISTANT;
+    int np = n;
+    int kr = tokenizer_encode(tok, response, strlen(response), want + n, T + 1000 - n);
+    assert_true(kr >= 0);
+    n += kr;
+    want[n++] = TOK_EOS;
+    EXPECT(n <= T, "%s: test case too long for T = %d (%d tokens)", template, T, n);
+    for (int t = n; t < T; t++) want[t] = TOK_PAD;
+
+    for (int t = 0; t < T; t++) ids[t] = -7, mask[t] = -7.0f;
+    int r = sft_row(tok, template, prompt, response, T, ids, mask);
+    EXPECT(r == n, "%s: sft_row returned %d, expected %d tokens", template, r, n);
+    for (int t = 0; t < T; t++) {
+        EXPECT(ids[t] == want[t], "%s: ids[%d] = %d, expected %d (prompt ends at %d, EOS at %d)",
+               template, t, ids[t], want[t], np, n - 1);
+        float m = t >= np && t < n ? 1.0f : 0.0f;
+        EXPECT(mask[t] == m, "%s: mask[%d] = %g, expected %g (prompt ends at %d, EOS at %d)", template,
+               t, mask[t], m, np, n - 1);
+    }
+    // the pieces decode to what went in
+    char *dp = sft_decode(tok, ids + 1, np - 1);
+    char *want_p = xcalloc(strlen(p) + 64, 1);
+    if (strcmp(template, "chat") == 0)
+        snprintf(want_p, strlen(p) + 64, "%.*s%s%.*s", tok->len[TOK_USER], (const char *)tok->bytes[TOK_USER],
+                 p, tok->len[TOK_ASSISTANT], (const char *)tok->bytes[TOK_ASSISTANT]);
+    else
+        strcpy(want_p, p);
+    EXPECT(strcmp(dp, want_p) == 0, "%s: prompt part decodes to '%s', expected '%s'", template, dp, want_p);
+    char *dr = sft_decode(tok, ids + np, kr);
+    EXPECT(strcmp(dr, response) == 0, "%s: response part decodes to '%s', expected '%s'", template, dr, response);
+    free(dp);
+    free(dr);
+    free(want_p);
+    free(text);
+    free(want);
+    *n_prompt = np;
+    *n_resp = kr;
+}
+
+static void test_sft_row_mask(void **state) {
+    (void)state;
+    Tokenizer tok;
+    sft_tokenizer(&tok);
+    enum { T = 400 };
+    int ids[T + 1], np, nr;
+    float mask[T + 1];
+    const char *en = "What is 33 + 39?", *zh = "请计算 54 + 33 的结果。";
+    const char *resp_en = "<think>\nI add 33 and 39: the answer is 72.\n</think>\n<answer>72</answer>";
+    const char *resp_zh = "<think>\n先算 54 + 33 = 87。\n</think>\n<answer>87</answer>";
+    static const char *const templates[] = {"chat", "r1-zero", "none"};
+    for (int i = 0; i < 3; i++) {
+        check_sft_row(&tok, templates[i], en, resp_en, T, ids, mask, &np, &nr);
+        // the response's special tokens are single ids inside the masked part
+        EXPECT(ids[np] == TOK_THINK, "%s: first response token %d, expected <think> (%d)", templates[i], ids[np], TOK_THINK);
+        EXPECT(ids[np + nr - 1] == TOK_ANSWER_END, "%s: last response token %d, expected </answer>", templates[i], ids[np + nr - 1]);
+        check_sft_row(&tok, templates[i], zh, resp_zh, T, ids, mask, &np, &nr);
+        // an empty response: the mask covers the EOS alone
+        check_sft_row(&tok, templates[i], en, "", T, ids, mask, &np, &nr);
+        EXPECT(nr == 0 && mask[np] == 1.0f && ids[np] == TOK_EOS, "%s: empty response: %d tokens, mask %g, id %d",
+               templates[i], nr, mask[np], ids[np]);
+    }
+    // the r1-zero template follows the prompt's language
+    {
+        check_sft_row(&tok, "r1-zero", zh, resp_zh, T, ids, mask, &np, &nr);
+        char *d = sft_decode(&tok, ids + 1, np - 1);
+        char *want = r1_zero_prompt(zh, "zh");
+        EXPECT(strcmp(d, want) == 0, "r1-zero with a Chinese prompt decodes to '%s', expected '%s'", d, want);
+        free(d);
+        free(want);
+    }
+    // lengths: exactly T fits (no padding), T - 1 does not; a prompt alone too long: -1
+    for (int i = 0; i < 3; i++) {
+        int full = sft_row(&tok, templates[i], en, resp_en, T, ids, mask);
+        assert_true(full > 0);
+        int *ids2 = xcalloc((size_t)full + 1, sizeof(int));
+        float *mask2 = xcalloc((size_t)full + 1, sizeof(float));
+        ids2[full] = -99, mask2[full] = -99.0f;
+        int r = sft_row(&tok, templates[i], en, resp_en, full, ids2, mask2);
+        EXPECT(r == full && ids2[full - 1] == TOK_EOS && mask2[full - 1] == 1.0f,
+               "%s: T = %d (exact fit): returned %d, last id %d, last mask %g", templates[i], full, r,
+               ids2[full - 1], mask2[full - 1]);
+        EXPECT(ids2[full] == -99 && mask2[full] == -99.0f, "%s: T = %d: wrote past the row", templates[i], full);
+        r = sft_row(&tok, templates[i], en, resp_en, full - 1, ids2, mask2);
+        EXPECT(r == -1, "%s: T = %d, one short of the %d needed: returned %d, expected -1", templates[i],
+               full - 1, full, r);
+        EXPECT(ids2[full] == -99 && mask2[full] == -99.0f, "%s: T = %d: wrote past the row", templates[i], full - 1);
+        r = sft_row(&tok, templates[i], en, resp_en, 8, ids2, mask2);
+        EXPECT(r == -1, "%s: T = 8 (the prompt alone does not fit): returned %d, expected -1", templates[i], r);
+        free(ids2);
+        free(mask2);
+    }
+    tokenizer_free(&tok);
+}
+
+// A prompt that fills all T tokens leaves no room for the EOS: -1 even for an empty response,
+// and nothing written past ids[T - 1].
+static void test_sft_row_prompt_fills_row(void **state) {
+    (void)state;
+    Tokenizer tok;
+    sft_tokenizer(&tok);
+    const char *en = "What is 33 + 39?";
+    static const char *const templates[] = {"chat", "r1-zero", "none"};
+    for (int i = 0; i < 3; i++) {
+        int big[512];
+        float bm[512];
+        int with_empty = sft_row(&tok, templates[i], en, "", 512, big, bm);  // prompt + EOS
+        assert_true(with_empty > 1);
+        int T = with_empty - 1;  // exactly the prompt
+        int *ids = xcalloc((size_t)T + 1, sizeof(int));
+        float *mask = xcalloc((size_t)T + 1, sizeof(float));
+        ids[T] = -99, mask[T] = -99.0f;
+        int r = sft_row(&tok, templates[i], en, "", T, ids, mask);
+        EXPECT(ids[T] == -99 && mask[T] == -99.0f, "%s: T = %d (the prompt's length), empty response: "
+               "wrote ids[T] = %d past the row (returned %d)", templates[i], T, ids[T], r);
+        EXPECT(r == -1, "%s: T = %d, prompt of %d tokens, empty response: returned %d, expected -1",
+               templates[i], T, T, r);
+        free(ids);
+        free(mask);
+    }
+    tokenizer_free(&tok);
+}
+
+// Cross-entropy with an SFT mask: zero dlogits on every position that predicts a prompt or
+// padding token, and the loss is the mean over the positions predicting the response and EOS.
+static void test_sft_mask_cross_entropy(void **state) {
+    (void)state;
+    Tokenizer tok;
+    sft_tokenizer(&tok);
+    enum { B = 2, T = 320 };
+    int V = tok.vocab_size;
+    int ids[B * T], np[B], nr[B];
+    float mask[B * T];
+    check_sft_row(&tok, "chat", "What is 33 + 39?",
+                  "<think>\nI add 33 and 39: the answer is 72.\n</think>\n<answer>72</answer>", T, ids,
+                  mask, &np[0], &nr[0]);
+    check_sft_row(&tok, "r1-zero", "请计算 54 + 33 的结果。", "<think>\n先算 54 + 33 = 87。\n</think>\n<answer>87</answer>",
+                  T, ids + T, mask + T, &np[1], &nr[1]);
+    float *logits = xcalloc((size_t)B * T * V, sizeof(float));
+    float *dl = xcalloc((size_t)B * T * V, sizeof(float));
+    Rng rng;
+    rng_seed(&rng, 77);
+    fill_normal(logits, (size_t)B * T * V, 2.0f, &rng);
+    for (size_t i = 0; i < (size_t)B * T * V; i++) dl[i] = 1e9f;
+    float loss = cross_entropy_forward_backward(logits, ids, mask, B, T, V, dl);
+    // by hand: position t of row b counts iff it predicts a response token or the EOS, i.e.
+    // t in [np - 1, np + nr - 1]
+    double want = 0.0;
+    int count = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = np[b] - 1; t <= np[b] + nr[b] - 1; t++) {
+            want += row_ce(logits + ((size_t)b * T + t) * V, V, ids[b * T + t + 1]);
+            count++;
+        }
+    want /= count;
+    EXPECT(count == nr[0] + nr[1] + 2, "counted %d positions", count);
+    EXPECT(fabs(loss - want) < 1e-5 * (1 + want), "masked SFT loss %.9g, hand loop %.9g over %d positions",
+           loss, want, count);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int counts = t >= np[b] - 1 && t <= np[b] + nr[b] - 1;
+            const float *d = dl + ((size_t)b * T + t) * V;
+            double sum = 0.0, mx = 0.0;
+            for (int v = 0; v < V; v++) sum += d[v], mx = fmax(mx, fabs(d[v]));
+            if (!counts)
+                EXPECT(mx == 0.0, "row %d position %d (a prompt/padding target): max |dlogits| %g", b,
+                       t, mx);
+            else
+                EXPECT(mx > 0.0 && fabs(sum) < 1e-6, "row %d position %d (response): max |dlogits| %g, sum %g",
+                       b, t, mx, sum);
+        }
+    free(logits);
+    free(dl);
+    tokenizer_free(&tok);
+}
+
 // ./build/test_r1 [PATTERN] runs the tests whose names match PATTERN (e.g. 'test_gradcheck*').
 // The tests run on one thread unless OMP_NUM_THREADS says otherwise: the tiny shapes here make
 // OpenMP's per-loop start-up and barriers cost more than the work, and on a machine whose cores
@@ -1571,6 +1954,11 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_checkpoint_shape_message_1d),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_distill_loss_by_hand),
+        cmocka_unit_test(test_distill_loss_gradient),
+        cmocka_unit_test(test_sft_row_mask),
+        cmocka_unit_test(test_sft_row_prompt_fills_row),
+        cmocka_unit_test(test_sft_mask_cross_entropy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
