@@ -3786,7 +3786,7 @@ static int cmd_pretrain(int argc, char **argv) {
 static int sft_row(const Tokenizer *tok, const char *template, const char *prompt,
                    const char *response, int T, int *ids, float *mask) {
     int n = encode_prompt(tok, template, prompt, ids, T);
-    if (n < 0) return -1;
+    if (n < 0 || n + 1 >= T) return -1;  // no room for a response and its EOS
     int k = tokenizer_encode(tok, response, strlen(response), ids + n, T - n - 1);
     if (k < 0) return -1;
     for (int t = 0; t < T; t++) mask[t] = t >= n && t <= n + k ? 1.0f : 0.0f;
