@@ -702,6 +702,7 @@ static int tok_bpe(const Tokenizer *t, const unsigned char *s, int n, TokScratch
 }
 
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int *ids, int cap) {
+    if (cap < 0) return -1;  // no room at all (the checks below test for == cap)
     const unsigned char *s = (const unsigned char *)text;
     TokScratch sc = {0};
     int n = 0;

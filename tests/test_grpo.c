@@ -5,7 +5,8 @@
 // written atomically. Rewards (format, accuracy, language, total, reflection) on crafted
 // completions; group advantages; token log-probabilities; the GRPO / Dr. GRPO / DAPO loss head
 // against hand values, the formula in double and finite differences; and a tiny seeded model
-// that raises its reward on a toy task with GRPO.
+// that raises its reward on a toy task with GRPO. Rejection sampling's filters (reject_reason)
+// one by one and in their order.
 //   gcc -std=c11 -O2 -g -Wall -Wextra -Wno-format-truncation -Wno-unused-function -fopenmp -I.
 //       -DR1_TEST -o build/test_grpo tests/test_grpo.c moe.c grpo.c -lcmocka -lm
 #include "r1.c"

@@ -18,6 +18,9 @@
 //      with a message naming the file (and tensor); the CLI turns bad input into one line
 //      "r1: ..." and exit status 1.
 //   8. Sampling: greedy, reproducible with a seed, top-p, and the right distribution.
+//   9. distill_loss against hand values (alpha 0 / 0.5 / 1, tau 1 / 2, with and without a mask) and
+//      finite differences; SFT rows (sft_row: BOS + template + response + EOS + PAD, the mask on
+//      the response and EOS only, too long -> -1) and cross-entropy under that mask.
 //
 // Build and run: make build/test_r1 && ./build/test_r1   (run from the repository root: the
 // CLI tests call ./r1, built by `make r1`).
@@ -1838,31 +1841,39 @@ static void test_sft_row_mask(void **state) {
     tokenizer_free(&tok);
 }
 
-// A prompt that fills all T tokens leaves no room for the EOS: -1 even for an empty response,
-// and nothing written past ids[T - 1].
+// A prompt that fills all T tokens leaves no room for the EOS: -1 for an empty response and for a
+// real one (which starts with the special token <think>), and nothing written past ids[T - 1].
+// (The rows in cmd_sft lie back to back in one buffer: a write past a row lands in the next one,
+// or past the buffer's end on the last.)
 static void test_sft_row_prompt_fills_row(void **state) {
     (void)state;
     Tokenizer tok;
     sft_tokenizer(&tok);
+    enum { SLACK = 256 };
     const char *en = "What is 33 + 39?";
+    const char *responses[] = {"", "<think>\nI add 33 and 39: the answer is 72.\n</think>\n<answer>72</answer>",
+                               "I add them."};
     static const char *const templates[] = {"chat", "r1-zero", "none"};
-    for (int i = 0; i < 3; i++) {
-        int big[512];
-        float bm[512];
-        int with_empty = sft_row(&tok, templates[i], en, "", 512, big, bm);  // prompt + EOS
-        assert_true(with_empty > 1);
-        int T = with_empty - 1;  // exactly the prompt
-        int *ids = xcalloc((size_t)T + 1, sizeof(int));
-        float *mask = xcalloc((size_t)T + 1, sizeof(float));
-        ids[T] = -99, mask[T] = -99.0f;
-        int r = sft_row(&tok, templates[i], en, "", T, ids, mask);
-        EXPECT(ids[T] == -99 && mask[T] == -99.0f, "%s: T = %d (the prompt's length), empty response: "
-               "wrote ids[T] = %d past the row (returned %d)", templates[i], T, ids[T], r);
-        EXPECT(r == -1, "%s: T = %d, prompt of %d tokens, empty response: returned %d, expected -1",
-               templates[i], T, T, r);
-        free(ids);
-        free(mask);
-    }
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            int big[512];
+            float bm[512];
+            int with_empty = sft_row(&tok, templates[i], en, "", 512, big, bm);  // prompt + EOS
+            assert_true(with_empty > 1);
+            int T = with_empty - 1;  // exactly the prompt
+            int *ids = xcalloc((size_t)T + SLACK, sizeof(int));
+            float *mask = xcalloc((size_t)T + SLACK, sizeof(float));
+            for (int t = T; t < T + SLACK; t++) ids[t] = -99, mask[t] = -99.0f;
+            int r = sft_row(&tok, templates[i], en, responses[j], T, ids, mask);
+            int past = 0;
+            for (int t = T; t < T + SLACK; t++) past += ids[t] != -99 || mask[t] != -99.0f;
+            EXPECT(past == 0, "%s: T = %d (the prompt's length), response \"%s\": wrote %d entries past "
+                   "the row (ids[T] = %d), returned %d", templates[i], T, responses[j], past, ids[T], r);
+            EXPECT(r == -1, "%s: T = %d, prompt of %d tokens, response \"%s\": returned %d, expected -1",
+                   templates[i], T, T, responses[j], r);
+            free(ids);
+            free(mask);
+        }
     tokenizer_free(&tok);
 }
 
