@@ -965,6 +965,7 @@ static int tok_int(const Json *j, int lo, int hi, int *out) {
     } while (0)
 
 int tokenizer_load(Tokenizer *t, const char *dir, char *err) {
+    int rc = -1;
     memset(t, 0, sizeof(*t));
     char path[4096], jerr[R1_ERR_LEN];
     snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
@@ -1097,6 +1098,8 @@ int tokenizer_load(Tokenizer *t, const char *dir, char *err) {
     }
     t->n_merges = merges->n;
     tok_build(t);
+    rc = 0;
+fail:  // success and failure share the cleanup; a failure also empties *t
     json_free(root);
     tok_strmap_free(&ids);
     free(raw);
@@ -1105,17 +1108,7 @@ int tokenizer_load(Tokenizer *t, const char *dir, char *err) {
     free(entry_id);
     free(cat);
     free(split);
-    return 0;
-fail:
-    json_free(root);
-    tok_strmap_free(&ids);
-    free(raw);
-    free(tb);
-    free(tl);
-    free(entry_id);
-    free(cat);
-    free(split);
-    tokenizer_free(t);
-    return -1;
+    if (rc) tokenizer_free(t);
+    return rc;
 }
 #undef TOK_FAIL
