@@ -2377,7 +2377,10 @@ int cmd_grpo(int argc, char **argv) {
         float *old_lp = xcalloc((size_t)B * T, sizeof(float)), *ref_lp = xcalloc((size_t)B * T, sizeof(float));
         float *dlogits = xcalloc((size_t)B * T * V, sizeof(float));
         build_batch(r, B, ids, mask, T);
-        policy_logprobs(&policy, ids, B, T, old_lp);
+        // pi_old: with one pass (mu = 1) it is the policy of the update's own first forward, so
+        // that forward serves twice; with mu > 1 it must be frozen before the first update
+        int old_from_update = run.mu == 1;
+        if (!old_from_update) policy_logprobs(&policy, ids, B, T, old_lp);
         policy_logprobs(&ref, ids, B, T, ref_lp);
         GrpoStats st = {0};
         float loss = 0.0f, norm = 0.0f;
@@ -2392,6 +2395,8 @@ int cmd_grpo(int argc, char **argv) {
             }
         for (int pass = 0; pass < run.mu && !skip; pass++) {
             model_forward(&policy, ids, B, T);
+            if (old_from_update && pass == 0)
+                token_logprobs(policy.acts.logits, ids, B, T, V, old_lp);
             loss = grpo_loss(policy.acts.logits, ids, mask, old_lp, ref_lp, adv, B, T, V, &run.gc,
                              dlogits, &st);
             model_zero_grad(&policy);
