@@ -6,7 +6,7 @@ CFLAGS  ?= -O3 -march=native
 WARN     = -std=c11 -Wall -Wextra -Wno-format-truncation -Wno-psabi
 OMP      = -fopenmp
 LDLIBS   = -lm
-SRC      = r1.c moe.c tokenizer.c grpo.c
+SRC      = r1.c moe.c formats.c tokenizer.c grpo.c
 HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
@@ -30,7 +30,7 @@ build:
 # The tests #include r1.c (compiled with R1_TEST, which leaves out main) to reach its static
 # kernels, and link moe.c.
 build/test_%: tests/test_%.c $(SRC) $(HDR) | build
-	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST -o $@ $< moe.c tokenizer.c grpo.c -lcmocka $(LDLIBS)
+	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST -o $@ $< moe.c formats.c tokenizer.c grpo.c -lcmocka $(LDLIBS)
 
 TEST_CFLAGS ?= -O2 -g
 

@@ -2,10 +2,13 @@
 //
 // Where things live:
 //   r1.c   the dense half and the driver: kernels (matmul, RMSNorm, RoPE/YaRN, softmax),
-//          MLA attention, SwiGLU MLP, the block, LM head, cross-entropy, AdamW, JSON and
-//          safetensors I/O, checkpoints, generation with the latent KV cache, the CLI.
+//          MLA attention, SwiGLU MLP, the block, LM head, the loss heads, AdamW, generation
+//          with the latent KV cache, the training loops, the CLI.
+//   formats.c  JSON, safetensors, config.json, checkpoint directories.
+//   tokenizer.c  byte-level BPE and tokenizer.json.
 //   moe.c  DeepSeekMoE: router, shared + routed experts, load statistics, bias update.
-//   grpo.c tasks, rewards, GRPO (later issues).
+//   grpo.c the toy world (tasks, verifiers, corpus), rewards, GRPO, rollouts, rejection
+//          sampling, evaluation.
 //
 // Conventions (see tutorial/01-architecture.md):
 //   - All parameters live in one float buffer described by a table of ParamInfo whose names are
@@ -407,7 +410,8 @@ int arg_flag(int argc, char **argv, const char *name);
 // Dies on any argument not in known (flags with a value, NULL-terminated) or bools.
 void check_flags(int argc, char **argv, const char *const *known, const char *const *bools);
 void load_model_or_die(Model *m, const char *dir);
-int make_dirs(const char *dir, char *err);     // mkdir -p
+int make_dirs(const char *dir, char *err);     // mkdir -p (formats.c)
+int write_text_atomic(const char *path, const char *text, char *err);  // tmp + fsync + rename
 
 // ----------------------------------------------------------------------------------------------
 // Tokenizer: byte-level BPE with single-digit pre-splitting and the DeepSeek-R1 special tokens
