@@ -2478,6 +2478,11 @@ static int cmd_sft(int argc, char **argv) {
     }
     if (too_long) printf("sft: %ld of %d examples do not fit %d tokens and are left out\n", too_long, n_ex, T);
     d.n_train = d.n_seq - (long)(d.n_seq * heldout);
+    if (d.n_train == 0) die("%s: no usable training example in %s", argv[1], data_path);
+    if (d.n_train < a.B) {  // a small set (rejection sampling may keep few): smaller batches
+        printf("%s: %ld training examples: batch size %d -> %ld\n", argv[1], d.n_train, a.B, d.n_train);
+        a.B = (int)d.n_train;
+    }
     train_loop(&m, &tok, &d, &a, seed);
     printf("%s model saved in %s\n", distill ? "distilled" : "SFT", a.out);
     if (kd.teacher) model_free(&teacher);
