@@ -2927,7 +2927,7 @@ static double run_stage_command(const char *const *args) {
     }
     int status;
     waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("pipeline: the stage above failed");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1.0;  // the stage failed
     return now_seconds() - t0;
 }
 
@@ -2996,6 +2996,28 @@ static void report_row(FILE *f, const char *out, const Stage *s) {
     json_free(j);
 }
 
+// OUT/report.md: one row per evaluated stage that has finished.
+static void write_pipeline_report(const char *out, const char *preset, const char *seed,
+                                  double scale, const Stage *stages, int n_stages) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/report.md", out);
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g)\n\n", preset, seed, scale);
+    fprintf(f, "Held-out arithmetic (levels 1-2, 48 problems, R1-Zero template); pass@1 = mean "
+            "correctness of k = 4 samples at T = 0.6, top-p 0.95; cons@k = majority answer; "
+            "greedy = temperature 0. Wall time is the stage's training time on this machine.\n\n");
+    fprintf(f, "| stage | what | pass@1 | cons@4 | greedy | format | language | length | "
+            "parameters | wall time |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n_stages; i++)
+        if (stages[i].eval) report_row(f, out, &stages[i]);
+    fprintf(f, "\nWhat to compare (the paper's findings): cold start + RL (`rl`) against R1-Zero "
+            "(`r1-zero`) on format and language consistency; `final` against `cold`/`rl` "
+            "(before rejection-sampling SFT); `student-distill` against `student-rl`.\n"
+            "Curves: `./r1 plot %s/<stage>` for each training stage.\n", out);
+    fclose(f);
+}
+
 static int cmd_pipeline(int argc, char **argv) {
     static const char *const known[] = {"--preset", "--out", "--seed", "--scale", NULL};
     static const char *const bools[] = {NULL};
@@ -3039,7 +3061,11 @@ static int cmd_pipeline(int argc, char **argv) {
             const char *a1[] = {"data", "corpus", "--out", p[0], "--seed", seed, NULL};
             const char *a2[] = {"data", "tasks", "--task", "all", "--n", "1000", "--levels", "1-3",
                                 "--solutions", "--seed", seed, "--out", p[1], NULL};
-            sec = run_stage_command(a1) + run_stage_command(a2);
+            sec = run_stage_command(a1);
+            if (sec >= 0) {
+                double sec2 = run_stage_command(a2);
+                sec = sec2 < 0 ? sec2 : sec + sec2;
+            }
         } else if (strcmp(s->name, "base") == 0) {
             const char *a[] = {"pretrain", "--config", preset, "--data", p[0], "--out", p[2],
                                "--steps", scaled_steps(steps[0], 1200, scale), "--batch", "16", "--seq", "128",
@@ -3086,6 +3112,11 @@ static int cmd_pipeline(int argc, char **argv) {
                                "--steps", scaled_steps(steps[5], 40, scale), "--seed", seed, NULL};
             sec = run_stage_command(a);
         }
+        if (sec < 0) {  // keep what was measured: the report of the stages done so far
+            write_pipeline_report(out, preset, seed, scale, stages, n_stages);
+            die("pipeline: stage %s failed (see above); the report of the stages before it is in "
+                "%s/report.md", s->name, out);
+        }
         if (s->eval) {
             char model[4096], json[4096];
             snprintf(model, sizeof(model), "%s/%s", out, s->name);
@@ -3096,25 +3127,8 @@ static int cmd_pipeline(int argc, char **argv) {
         }
         stage_mark(out, s->name, sec);
     }
-    // the report
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/report.md", out);
-    FILE *f = fopen(path, "wb");
-    if (!f) die("%s: %s", path, strerror(errno));
-    fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g)\n\n", preset, seed, scale);
-    fprintf(f, "Held-out arithmetic (levels 1-2, 48 problems, R1-Zero template); pass@1 = mean "
-            "correctness of k = 4 samples at T = 0.6, top-p 0.95; cons@k = majority answer; "
-            "greedy = temperature 0. Wall time is the stage's training time on this machine.\n\n");
-    fprintf(f, "| stage | what | pass@1 | cons@4 | greedy | format | language | length | "
-            "parameters | wall time |\n|---|---|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < n_stages; i++)
-        if (stages[i].eval) report_row(f, out, &stages[i]);
-    fprintf(f, "\nWhat to compare (the paper's findings): cold start + RL (`rl`) against R1-Zero "
-            "(`r1-zero`) on format and language consistency; `final` against `cold`/`rl` "
-            "(before rejection-sampling SFT); `student-distill` against `student-rl`.\n"
-            "Curves: `./r1 plot %s/<stage>` for each training stage.\n", out);
-    fclose(f);
-    printf("\npipeline finished in %.0f s; report: %s\n", now_seconds() - t_start, path);
+    write_pipeline_report(out, preset, seed, scale, stages, n_stages);
+    printf("\npipeline finished in %.0f s; report: %s/report.md\n", now_seconds() - t_start, out);
     return 0;
 }
 
