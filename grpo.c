@@ -1567,7 +1567,9 @@ void tasks_free(Json **examples, int n) {
     free(examples);
 }
 
-Json **tasks_read(const char *path, int *n, char *err) {
+// Reads a JSON Lines file of objects; check (may be NULL) names what is wrong with a line, or
+// returns NULL. Errors: "path:LINE: what".
+Json **jsonl_read(const char *path, int *n, const char *(*check)(const Json *), char *err) {
     size_t len;
     char *text = read_file(path, &len, err);
     if (text == NULL) return NULL;
@@ -1580,7 +1582,7 @@ Json **tasks_read(const char *path, int *n, char *err) {
         if (is_blank(s, l)) continue;
         char jerr[R1_ERR_LEN];
         Json *j = json_parse(s, l, jerr);
-        const char *what = j == NULL ? (strncmp(jerr, "line 1 ", 7) == 0 ? jerr + 7 : jerr) : example_problem(j);
+        const char *what = j == NULL ? (strncmp(jerr, "line 1 ", 7) == 0 ? jerr + 7 : jerr) : j->type != JSON_OBJECT ? "not a JSON object" : check ? check(j) : NULL;
         if (what != NULL) {
             snprintf(err, R1_ERR_LEN, "%s:%d: %s", path, line + 1, what);
             json_free(j);
@@ -1596,6 +1598,8 @@ Json **tasks_read(const char *path, int *n, char *err) {
     if (ex == NULL) ex = xrealloc(NULL, sizeof(Json *)); // an empty file is an empty set
     return ex;
 }
+
+Json **tasks_read(const char *path, int *n, char *err) { return jsonl_read(path, n, example_problem, err); }
 
 // ==============================================================================================
 // 9. `./r1 data`: the command line

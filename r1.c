@@ -2433,7 +2433,7 @@ static int cmd_sft(int argc, char **argv) {
     uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     char err[R1_ERR_LEN];
     int n_ex;
-    Json **ex = data_path ? tasks_read(data_path, &n_ex, err) : NULL;
+    Json **ex = data_path ? jsonl_read(data_path, &n_ex, NULL, err) : NULL;
     if ((!init && !distill) || (distill && !teacher_dir) || !data_path ||
         !arg_str(argc, argv, "--out", NULL))
         die(distill ? "distill: needs --teacher DIR --data FILE.jsonl --out DIR"

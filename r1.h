@@ -526,6 +526,8 @@ long corpus_write(FILE *f, const CorpusOptions *o, char *err);
 // Reads a JSON Lines file of task examples (blank lines skipped); each line must be an object
 // with string "task" (a known one), "prompt" and "answer". NULL with "path:LINE: what" in err.
 Json **tasks_read(const char *path, int *n, char *err);
+// Any JSON Lines file of objects; check (may be NULL) returns what is wrong with one, or NULL.
+Json **jsonl_read(const char *path, int *n, const char *(*check)(const Json *), char *err);
 void tasks_free(Json **examples, int n);
 // (cmd_data is declared in r1.h already.)
 
