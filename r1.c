@@ -3150,6 +3150,10 @@ static void usage(void) {
            "  ./r1 pretrain --data FILE --out DIR [--config small] [--tokenizer DIR] [--steps N]\n"
            "               [--batch B] [--seq T] [--lr LR] [--warmup N] [--gamma G] [--alpha A]\n"
            "               [--eval-every N] [--save-every N] [--seed S] [--resume]\n"
+           "  ./r1 sft     --model DIR --data FILE.jsonl --out DIR [--field solution]\n"
+           "               [--template r1-zero|chat] [--epochs E] [--seq T] [--lr LR] [--resume]\n"
+           "  ./r1 distill --teacher DIR --data FILE.jsonl --out DIR [--student-config student]\n"
+           "               [--kd-alpha A] [--kd-tau T] (and the sft flags)\n"
            "  ./r1 data    tasks|corpus|check|show ...  the toy reasoning world (./r1 data help)\n"
            "  ./r1 grpo    --model DIR --out DIR [--task arithmetic] [--template r1-zero|chat]\n"
            "               [--steps N] [--prompts P] [--group G] [--variant grpo|dr_grpo|dapo]\n"
@@ -3160,10 +3164,6 @@ static void usage(void) {
            "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N]\n"
            "               every stage of the R1 recipe, evaluated, with report.md\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
-           "  ./r1 sft     --model DIR --data FILE.jsonl --out DIR [--field solution]\n"
-           "               [--template r1-zero|chat] [--epochs E] [--seq T] [--lr LR] [--resume]\n"
-           "  ./r1 distill --teacher DIR --data FILE.jsonl --out DIR [--student-config student]\n"
-           "               [--kd-alpha A] [--kd-tau T] (and the sft flags)\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
            "presets:\n");
     config_list_presets(stdout);
