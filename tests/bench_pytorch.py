@@ -269,22 +269,20 @@ class DeepseekV3(nn.Module):
 
 
 def blas_library():
-    """Which BLAS this process has mapped (Debian's torch calls whatever libblas.so.3 points to)."""
+    """Which BLAS does torch's sgemm: Debian's torch calls whatever libblas.so.3 resolves to."""
     try:
         with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "blas" in line.lower()}
+            paths = {line.split()[-1] for line in f if "/libblas.so" in line}
     except OSError:
-        return "unknown"
-    names = sorted(os.path.realpath(p) for p in libs if p.startswith("/"))
-    if any("openblas" in n for n in names):
-        return "OpenBLAS"
-    if any("mkl" in n for n in names):
-        return "MKL"
-    if any("blis" in n for n in names):
-        return "BLIS"
-    if names:
-        return "reference BLAS (" + names[0] + ")"
-    return "built-in"
+        return "BLAS unknown"
+    names = sorted(os.path.realpath(p) for p in paths)
+    if not names:  # pip wheels: MKL or OpenBLAS linked in statically, or a libmkl_* / libopenblas*
+        return "BLAS built in (torch.__config__.show() says which)"
+    n = names[0]
+    for key, name in (("openblas", "OpenBLAS"), ("mkl", "MKL"), ("blis", "BLIS"), ("atlas", "ATLAS")):
+        if key in n:
+            return name
+    return "reference BLAS (" + n + ")"
 
 
 def run(c, attn):
