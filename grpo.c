@@ -1653,15 +1653,21 @@ static double flag_double(int argc, char **argv, const char *name, double fallba
     return v;
 }
 
-// --levels "2" or "1-3"
-static void flag_levels(int argc, char **argv, int *lo, int *hi) {
-    const char *s = flag_str(argc, argv, "--levels", NULL);
-    if (s == NULL) return;
+// --levels "2" or "1-3" into lo..hi; NULL if fine, else what is wrong with it. Shared by
+// `./r1 data` and the RL and evaluation commands.
+static const char *levels_parse(const char *s, int *lo, int *hi) {
     int a, b, used = 0;
     if (sscanf(s, "%d-%d%n", &a, &b, &used) == 2 && s[used] == '\0') *lo = a, *hi = b;
     else if (sscanf(s, "%d%n", &a, &used) == 1 && s[used] == '\0') *lo = *hi = a;
-    else data_die("--levels: '%s' is not a level or a range like 1-3", s);
-    if (*lo < 1 || *lo > *hi || *hi > LEVEL_MAX) data_die("--levels: '%s' is not within 1-%d", s, LEVEL_MAX);
+    else return "is not a level or a range like 1-3";
+    if (*lo < 1 || *lo > *hi || *hi > LEVEL_MAX) return "is not within 1-5";
+    return NULL;
+}
+
+static void flag_levels(int argc, char **argv, int *lo, int *hi) {
+    const char *s = flag_str(argc, argv, "--levels", NULL);
+    const char *why = s ? levels_parse(s, lo, hi) : NULL;
+    if (why) data_die("--levels: '%s' %s", s, why);
 }
 
 static const char *flag_lang(int argc, char **argv) {
@@ -2210,11 +2216,8 @@ static Json **make_examples(const char *task, int eval, int n, int level_lo, int
 }
 
 static void parse_levels(const char *s, int *lo, int *hi) {
-    if (sscanf(s, "%d-%d", lo, hi) != 2) {
-        if (sscanf(s, "%d", lo) != 1) die("--levels: '%s' is not a level or a range like 1-3", s);
-        *hi = *lo;
-    }
-    if (*lo < 1 || *hi > 5 || *lo > *hi) die("--levels: '%s' is not within 1-5", s);
+    const char *why = levels_parse(s, lo, hi);
+    if (why) die("--levels: '%s' %s", s, why);
 }
 
 // ==============================================================================================
@@ -2323,6 +2326,7 @@ int cmd_grpo(int argc, char **argv) {
     double *rewards = xcalloc((size_t)B, sizeof(double));
     float *adv = xcalloc((size_t)B, sizeof(float));
     RewardParts *parts = xcalloc((size_t)B, sizeof(RewardParts));
+    int *flat = xcalloc((size_t)run.P, sizeof(int));
     if (make_dirs(out, err)) die("%s", err);
     snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
     FILE *metrics = fopen(path, "wb");
@@ -2363,11 +2367,11 @@ int cmd_grpo(int argc, char **argv) {
             refl += has_reflection(r[b].text);
         }
         grpo_advantages(rewards, run.P, run.G, run.gc.variant != GRPO_DR, adv);
-        int zero_var = 0;
+        int zero_var = 0;  // groups whose rewards are all equal: no signal
         for (int p = 0; p < run.P; p++) {
-            int same = 1;
-            for (int i = 1; i < run.G; i++) same &= rewards[p * run.G + i] == rewards[p * run.G];
-            zero_var += same;
+            flat[p] = 1;
+            for (int i = 1; i < run.G; i++) flat[p] &= rewards[p * run.G + i] == rewards[p * run.G];
+            zero_var += flat[p];
         }
         // 3. the batch, pi_old and pi_ref log-probabilities, then mu passes of the loss head
         double t1 = now_seconds();
@@ -2390,13 +2394,10 @@ int cmd_grpo(int argc, char **argv) {
         float loss = 0.0f, norm = 0.0f;
         int skip = dapo && zero_var == run.P;  // DAPO's dynamic sampling: no group has signal
         if (dapo)  // drop the groups whose rewards are all equal from the loss
-            for (int p = 0; p < run.P; p++) {
-                int same = 1;
-                for (int i = 1; i < run.G; i++) same &= rewards[p * run.G + i] == rewards[p * run.G];
-                if (same)
+            for (int p = 0; p < run.P; p++)
+                if (flat[p])
                     for (int i = 0; i < run.G; i++)
                         memset(mask + (size_t)(p * run.G + i) * T, 0, (size_t)T * sizeof(float));
-            }
         for (int pass = 0; pass < run.mu && !skip; pass++) {
             model_forward(&policy, ids, B, T);
             if (old_from_update && pass == 0)
@@ -2448,6 +2449,7 @@ int cmd_grpo(int argc, char **argv) {
     free(rewards);
     free(adv);
     free(parts);
+    free(flat);
     tasks_free(train, n_train);
     tokenizer_free(&tok);
     model_free(&policy);
