@@ -896,6 +896,7 @@ enum {
     STYLE_PLAIN,    // the reasoning, then "So the answer is A."
     STYLE_QA,       // "Question: <prompt>\nAnswer: <reasoning>\nSo the answer is A."
     STYLE_R1ZERO,   // the R1-Zero template around the prompt, then the tagged solution
+    STYLE_R1ZERO_PLAIN,  // the R1-Zero template, then the plain solution: the tags not followed
 };
 
 // Appends the worked solution of p in a style to out. 0 if there is none.
@@ -907,10 +908,11 @@ static int problem_write_solution(const Problem *p, int style, Str *out) {
         return 0;
     }
     if (body.len > 0 && body.s[body.len - 1] == '\n') body.s[--body.len] = '\0';
-    if (style == STYLE_QA || style == STYLE_R1ZERO) problem_prompt(p, &prompt);
+    int templated = style == STYLE_R1ZERO || style == STYLE_R1ZERO_PLAIN;
+    if (style == STYLE_QA || templated) problem_prompt(p, &prompt);
     if (style == STYLE_QA)
         str_printf(out, TR(p->lang, "Question: %s\nAnswer: ", "问题：%s\n解答："), prompt.s);
-    if (style == STYLE_R1ZERO) {
+    if (templated) {
         char *t = r1_zero_prompt(prompt.s, LANG_NAMES[p->lang]);
         str_printf(out, "%s ", t);
         free(t);
@@ -1494,8 +1496,12 @@ long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
 // The corpus mixes three kinds of documents (one blank line between documents; none inside):
 //   plain text (text_share)               "Snow is white. Grass is green. ..."
 //   worked problems (the rest)            "Question: What is 3 + 4?\nAnswer: ...\nSo the answer is 7."
-//   R1-Zero shaped solutions (think_share) "A conversation between User and Assistant. ... User:
+//   R1-Zero template (think_share)         "A conversation between User and Assistant. ... User:
 //                                           What is 3 + 4? Assistant: <think>\n...\n</think>\n<answer>7</answer>"
+// Of the templated documents only tagged_share follow the template's instruction to use the
+// tags; the others answer plainly ("... So the answer is 7."), as a base model that has seen
+// such conversations follows an instruction some of the time. So the base writes the format
+// rarely, and R1-Zero's reward has something to find and reinforce (R1 Table/Figure 2).
 // Problems come from the training split only; tasks, levels and languages are drawn uniformly.
 long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
     int fixed_lang = lang_index(o->lang);
@@ -1507,12 +1513,21 @@ long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
         snprintf(err, R1_ERR_LEN, "mb = %g: want a size in (0, 4096] MiB", o->mb);
         return -1;
     }
+    if (!(o->tagged_share >= 0 && o->tagged_share <= 1)) {
+        snprintf(err, R1_ERR_LEN, "tagged share %g: want a share in [0, 1]", o->tagged_share);
+        return -1;
+    }
     if (!(o->think_share >= 0 && o->text_share >= 0 && o->think_share + o->text_share <= 1)) {
         snprintf(err, R1_ERR_LEN, "shares think %g + text %g: want each >= 0 and a sum <= 1",
                  o->think_share, o->text_share);
         return -1;
     }
     if (check_levels(o->level_lo, o->level_hi, err)) return -1;
+    int fixed_task = o->task == NULL || strcmp(o->task, "all") == 0 ? -1 : task_index(o->task);
+    if (fixed_task < 0 && !(o->task == NULL || strcmp(o->task, "all") == 0)) {
+        snprintf(err, R1_ERR_LEN, "unknown task '%s' (arithmetic, countdown, sort42, all)", o->task);
+        return -1;
+    }
     Rng r;
     rng_seed(&r, o->seed);
     size_t want = (size_t)(o->mb * 1048576.0), written = 0;
@@ -1525,11 +1540,13 @@ long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
         if (u < o->text_share) {
             text_document(&doc, lang, &r);
         } else {
-            int task = (int)rand_range(&r, 0, N_TASKS - 1);
+            int task = fixed_task >= 0 ? fixed_task : (int)rand_range(&r, 0, N_TASKS - 1);
             int level = (int)rand_range(&r, o->level_lo, o->level_hi);
             Problem p;
             do problem_random(&p, task, level, lang, &r); while (problem_is_eval(&p));
-            int style = u < o->text_share + o->think_share ? STYLE_R1ZERO : STYLE_QA;
+            int style = STYLE_QA;
+            if (u < o->text_share + o->think_share)  // the template; its tags followed or not
+                style = rng_uniform(&r) < o->tagged_share ? STYLE_R1ZERO : STYLE_R1ZERO_PLAIN;
             if (!problem_write_solution(&p, style, &doc)) continue; // (never: generated problems solve)
         }
         fputs(doc.s, f);
@@ -1773,12 +1790,15 @@ static int data_tasks(int argc, char **argv) {
 }
 
 static int data_corpus(int argc, char **argv) {
-    static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--text", "--levels", "--lang", NULL};
+    static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--tagged", "--text", "--levels",
+                                        "--lang", "--task", NULL};
     static const char *const bools[] = {NULL};
     data_check_flags(argc, argv, known, bools);
     CorpusOptions o = {.mb = flag_double(argc, argv, "--mb", 4, 1e-6, 4096),
-                       .think_share = flag_double(argc, argv, "--think", 0.1, 0, 1),
-                       .text_share = flag_double(argc, argv, "--text", 0.4, 0, 1), .level_lo = 1,
+                       .think_share = flag_double(argc, argv, "--think", 0.3, 0, 1),
+                       .tagged_share = flag_double(argc, argv, "--tagged", 0.1, 0, 1),
+                       .text_share = flag_double(argc, argv, "--text", 0.1, 0, 1),
+                       .task = flag_task(argc, argv), .level_lo = 1,
                        .level_hi = LEVEL_MAX, .lang = flag_lang(argc, argv),
                        .seed = (uint64_t)flag_int(argc, argv, "--seed", 1, 0, LLONG_MAX)};
     flag_levels(argc, argv, &o.level_lo, &o.level_hi);
@@ -1789,9 +1809,10 @@ static int data_corpus(int argc, char **argv) {
     size_t bytes = 0;
     long docs = write_atomically(out, corpus_writer, &o, &bytes);
     if (strcmp(out, "-") != 0)
-        printf("wrote %s: %.2f MiB, %ld documents (text %.0f%%, think %.0f%%, question/answer %.0f%%; levels "
-               "%d-%d, lang %s, seed %llu) in %.2f s\n", out, bytes / 1048576.0, docs, 100 * o.text_share,
-               100 * o.think_share, 100 * (1 - o.text_share - o.think_share), o.level_lo, o.level_hi, o.lang,
+        printf("wrote %s: %.2f MiB, %ld documents (text %.0f%%, R1-Zero template %.0f%% of which %.0f%% "
+               "tagged, question/answer %.0f%%; task %s, levels %d-%d, lang %s, seed %llu) in %.2f s\n", out,
+               bytes / 1048576.0, docs, 100 * o.text_share, 100 * o.think_share, 100 * o.tagged_share,
+               100 * (1 - o.text_share - o.think_share), o.task, o.level_lo, o.level_hi, o.lang,
                (unsigned long long)o.seed, seconds_now() - t0);
     return 0;
 }
@@ -1876,8 +1897,8 @@ static void data_usage(FILE *f) {
             "./r1 data tasks  --out FILE [--task arithmetic|countdown|sort42|all] [--split train|eval]\n"
             "                 [--n N] [--levels 1-3] [--lang en|zh|both] [--seed S] [--solutions]\n"
             "                 task examples as JSON Lines (defaults: all, train, 1000, 1-5, both, 1)\n"
-            "./r1 data corpus --out FILE [--mb 4] [--think 0.1] [--text 0.4] [--levels 1-5]\n"
-            "                 [--lang both] [--seed S]   the pretraining text (training split only)\n"
+            "./r1 data corpus --out FILE [--mb 4] [--task all] [--levels 1-5] [--think 0.3] [--tagged 0.1]\n"
+            "                 [--text 0.1] [--lang both] [--seed S]   the pretraining text (training split only)\n"
             "./r1 data check  --in FILE          verifies every example's gold answer and worked solution\n"
             "./r1 data show   [--task T] [--levels L] [--lang L] [--n 3] [--seed S] [--split S]\n"
             "                 prints problems with their worked solutions\n");

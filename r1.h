@@ -513,8 +513,10 @@ long tasks_write(FILE *f, const TaskSetOptions *o, char *err);
 
 typedef struct {
     double mb;               // size in MiB (whole documents; stops at the first one past it)
-    double think_share;      // share of documents in the R1-Zero <think>/<answer> shape (0.1)
-    double text_share;       // share of plain-text documents (0.4); the rest "Question/Answer"
+    double think_share;      // share of documents in the R1-Zero template (0.3)
+    double tagged_share;     // of those, the share that answer in <think>/<answer> tags (0.1)
+    double text_share;       // share of plain-text documents (0.1); the rest "Question/Answer"
+    const char *task;        // problems of one task, or "all" (each document picks one); NULL = all
     int level_lo, level_hi;
     const char *lang;        // "en", "zh" or "both"
     uint64_t seed;

@@ -1879,6 +1879,25 @@ static void test_sft_row_prompt_fills_row(void **state) {
 
 // Cross-entropy with an SFT mask: zero dlogits on every position that predicts a prompt or
 // padding token, and the loss is the mean over the positions predicting the response and EOS.
+// Pretraining rows start at a document: B=0, E=1, other ids are text. Documents of 3, 4 and 9
+// tokens (with BOS/EOS), then 3, into rows of T = 6: row 0 holds doc 0 whole and the first 3
+// tokens of doc 1, which starts row 1 again whole; doc 2 (longer than T) starts row 2 and
+// continues into row 3, which ends with doc 3 whole.
+static void test_document_rows(void **state) {
+    (void)state;
+    int stream[] = {0, 10, 1,  0, 20, 21, 1,  0, 30, 31, 32, 33, 34, 35, 36, 1,  0, 40, 1};
+    long n = (long)(sizeof stream / sizeof stream[0]), n_rows;
+    int *rows = document_rows(stream, n, 6, &n_rows);
+    int want[4][6] = {{0, 10, 1, 0, 20, 21}, {0, 20, 21, 1, 0, 30}, {0, 30, 31, 32, 33, 34},
+                      {35, 36, 1, 0, 40, 1}};
+    EXPECT(n_rows == 4, "%ld rows, want 4", n_rows);
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < 6; t++)
+            EXPECT(rows[r * 6 + t] == want[r][t], "row %d token %d: %d, want %d", r, t,
+                   rows[r * 6 + t], want[r][t]);
+    free(rows);
+}
+
 static void test_sft_mask_cross_entropy(void **state) {
     (void)state;
     Tokenizer tok;
@@ -1970,6 +1989,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_sft_row_mask),
         cmocka_unit_test(test_sft_row_prompt_fills_row),
         cmocka_unit_test(test_sft_mask_cross_entropy),
+        cmocka_unit_test(test_document_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
