@@ -50,10 +50,7 @@ clean-tests:
 
 # The main job: the toy corpus, then a base model pretrained from scratch (runs/base).
 run: r1
-	./r1 data corpus --out data/corpus.txt
-	./r1 pretrain --config small --data data/corpus.txt --out runs/base --steps 1500 \
-	    --batch 16 --seq 128 --eval-every 100 --save-every 250
-	./r1 eval --model runs/base --task arithmetic --levels 1 --k 4 --n 32
+	./r1 pipeline --out runs/pipeline
 
 bench: r1
 	./r1 bench

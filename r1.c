@@ -3113,9 +3113,12 @@ static int cmd_pipeline(int argc, char **argv) {
         printf("\n== stage %s: %s\n", s->name, s->what);
         double sec = 0;
         if (strcmp(s->name, "data") == 0) {
-            const char *a1[] = {"data", "corpus", "--out", p[0], "--seed", seed, NULL};
-            const char *a2[] = {"data", "tasks", "--task", "all", "--n", "1000", "--levels", "1-3",
-                                "--solutions", "--seed", seed, "--out", p[1], NULL};
+            // the corpus and every stage after it stay on arithmetic levels 1-2: what a
+            // 2.4M-parameter base learns to do in 10 minutes (tutorial/06 shows the other tasks)
+            const char *a1[] = {"data", "corpus", "--task", "arithmetic", "--levels", "1-2", "--mb",
+                                "2", "--out", p[0], "--seed", seed, NULL};
+            const char *a2[] = {"data", "tasks", "--task", "arithmetic", "--n", "1000", "--levels",
+                                "1-2", "--solutions", "--seed", seed, "--out", p[1], NULL};
             sec = run_stage_command(a1);
             if (sec >= 0) {
                 double sec2 = run_stage_command(a2);
@@ -3123,12 +3126,12 @@ static int cmd_pipeline(int argc, char **argv) {
             }
         } else if (strcmp(s->name, "base") == 0) {
             const char *a[] = {"pretrain", "--config", preset, "--data", p[0], "--out", p[2],
-                               "--steps", scaled_steps(steps[0], 1200, scale), "--batch", "16", "--seq", "128",
+                               "--steps", scaled_steps(steps[0], 1000, scale), "--batch", "8", "--seq", "256",
                                "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "r1-zero") == 0) {
             const char *a[] = {"grpo", "--model", p[2], "--out", p[3], "--task", "arithmetic",
-                               "--steps", scaled_steps(steps[1], 40, scale), "--seed", seed, NULL};
+                               "--steps", scaled_steps(steps[1], 30, scale), "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "cold") == 0) {
             const char *a[] = {"sft", "--model", p[2], "--data", p[1], "--out", p[4], "--epochs",
@@ -3136,26 +3139,27 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "rl") == 0) {
             const char *a[] = {"grpo", "--model", p[4], "--out", p[5], "--task", "arithmetic",
-                               "--w-language", "0.5", "--steps", scaled_steps(steps[2], 40, scale), "--seed", seed,
+                               "--w-language", "0.5", "--steps", scaled_steps(steps[2], 20, scale), "--seed", seed,
                                NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "rs") == 0) {
-            const char *a[] = {"reject", "--model", p[5], "--out", p[6], "--task", "all",
-                               "--n-prompts", "512", "--n-per-prompt", "4", "--seed", seed, NULL};
+            const char *a[] = {"reject", "--model", p[5], "--out", p[6], "--task", "arithmetic",
+                               "--levels", "1-2", "--n-prompts", "512", "--n-per-prompt", "4",
+                               "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "sft2") == 0) {
             const char *a[] = {"sft", "--model", p[2], "--data", p[6], "--out", p[7], "--epochs",
                                "2", "--seq", "384", "--lr", "1e-3", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "final") == 0) {
-            const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "all",
-                               "--levels", "1-3", "--w-language", "0.5", "--steps",
-                               scaled_steps(steps[3], 30, scale), "--seed", seed, NULL};
+            const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "arithmetic",
+                               "--levels", "1-2", "--w-language", "0.5", "--steps",
+                               scaled_steps(steps[3], 20, scale), "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-base") == 0) {
             const char *a[] = {"pretrain", "--config", "student", "--tokenizer", p[2], "--data",
-                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 600, scale), "--batch", "16",
-                               "--seq", "128", "--seed", seed, NULL};
+                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 1000, scale), "--batch", "8",
+                               "--seq", "256", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-distill") == 0) {
             const char *a[] = {"distill", "--teacher", p[8], "--model", p[9], "--data", p[6],
@@ -3164,7 +3168,7 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-rl") == 0) {
             const char *a[] = {"grpo", "--model", p[9], "--out", p[11], "--task", "arithmetic",
-                               "--steps", scaled_steps(steps[5], 40, scale), "--seed", seed, NULL};
+                               "--steps", scaled_steps(steps[5], 20, scale), "--seed", seed, NULL};
             sec = run_stage_command(a);
         }
         if (sec < 0) {  // keep what was measured: the report of the stages done so far
