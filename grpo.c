@@ -2311,7 +2311,9 @@ int cmd_grpo(int argc, char **argv) {
     run.sc.temperature = (float)arg_double(argc, argv, "--temperature", 1.0, 0.0, 10.0);
     run.sc.top_p = (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0);
     run.oc = adamw_defaults();
-    run.oc.lr = (float)arg_double(argc, argv, "--lr", 5e-4, 0.0, 1.0);
+    // 2e-4 for RL from a base (R1-Zero: the format has to be found); after SFT, 5e-5 (the
+    // pipeline's rl and final stages): 2e-4 there undoes part of what SFT taught (tutorial/05)
+    run.oc.lr = (float)arg_double(argc, argv, "--lr", 2e-4, 0.0, 1.0);
     run.oc.weight_decay = 0.0f;  // RL fine-tuning: no decay towards 0 of the pretrained weights
     run.gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0.0, 1.0);
     run.chat = strcmp(template, "chat") == 0;

@@ -3097,7 +3097,7 @@ static int cmd_pipeline(int argc, char **argv) {
         {"rl", "reasoning RL from the cold start (+ language reward)", "eval"},
         {"rs", "rejection sampling from the RL model + non-reasoning data", NULL},
         {"sft2", "SFT of the base on the rejection-sampled set", "eval"},
-        {"final", "final RL over all tasks", "eval"},
+        {"final", "final RL (after the second SFT)", "eval"},
         {"student-base", "dense student, pretrained", "eval"},
         {"student-distill", "student distilled: SFT on the teacher's samples", "eval"},
         {"student-rl", "student trained with GRPO alone (same steps)", "eval"},
@@ -3135,35 +3135,35 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "cold") == 0) {
             const char *a[] = {"sft", "--model", p[2], "--data", p[1], "--out", p[4], "--epochs",
-                               "2", "--seq", "384", "--lr", "1e-3", "--seed", seed, NULL};
+                               "2", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "rl") == 0) {
             const char *a[] = {"grpo", "--model", p[4], "--out", p[5], "--task", "arithmetic",
-                               "--w-language", "0.5", "--steps", scaled_steps(steps[2], 20, scale), "--seed", seed,
+                               "--w-language", "0.5", "--lr", "5e-5", "--steps", scaled_steps(steps[2], 16, scale), "--seed", seed,
                                NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "rs") == 0) {
             const char *a[] = {"reject", "--model", p[5], "--out", p[6], "--task", "arithmetic",
-                               "--levels", "1-2", "--n-prompts", "512", "--n-per-prompt", "4",
+                               "--levels", "1-2", "--n-prompts", "384", "--n-per-prompt", "4",
                                "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "sft2") == 0) {
             const char *a[] = {"sft", "--model", p[2], "--data", p[6], "--out", p[7], "--epochs",
-                               "2", "--seq", "384", "--lr", "1e-3", "--seed", seed, NULL};
+                               "2", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "final") == 0) {
             const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "arithmetic",
-                               "--levels", "1-2", "--w-language", "0.5", "--steps",
-                               scaled_steps(steps[3], 20, scale), "--seed", seed, NULL};
+                               "--levels", "1-2", "--w-language", "0.5", "--lr", "5e-5", "--steps",
+                               scaled_steps(steps[3], 16, scale), "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-base") == 0) {
             const char *a[] = {"pretrain", "--config", "student", "--tokenizer", p[2], "--data",
-                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 1000, scale), "--batch", "8",
+                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 800, scale), "--batch", "8",
                                "--seq", "256", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-distill") == 0) {
             const char *a[] = {"distill", "--teacher", p[8], "--model", p[9], "--data", p[6],
-                               "--out", p[10], "--epochs", "2", "--seq", "384", "--lr", "1e-3",
+                               "--out", p[10], "--epochs", "2", "--seq", "320", "--lr", "1e-3",
                                "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-rl") == 0) {

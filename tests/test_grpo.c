@@ -49,7 +49,7 @@ static char *gen_tasks(const TaskSetOptions *o) {
 }
 
 static char *gen_corpus(double mb, int lo, int hi, uint64_t seed) {
-    CorpusOptions o = {.mb = mb, .think_share = 0.1, .text_share = 0.4, .level_lo = lo, .level_hi = hi,
+    CorpusOptions o = {.mb = mb, .think_share = 0.1, .tagged_share = 0.5, .text_share = 0.4, .level_lo = lo, .level_hi = hi,
                        .lang = "both", .seed = seed};
     char *buf = NULL, err[R1_ERR_LEN] = "";
     size_t len = 0;
@@ -546,7 +546,7 @@ static void test_both_languages(void **state) {
 
     // the corpus: documents in both languages, of all three kinds
     char *c = gen_corpus(0.5, 1, 5, 2);
-    int docs = 0, docs_zh = 0, docs_en = 0, think = 0, qa = 0;
+    int docs = 0, docs_zh = 0, docs_en = 0, think = 0, tagged = 0, qa = 0;
     for (char *s = c; *s;) {
         char *end = strstr(s, "\n\n");
         assert_non_null(end);
@@ -556,15 +556,21 @@ static void test_both_languages(void **state) {
         else docs_en++;
         if (strstr(s, "A conversation between User and Assistant.") == s ||
             strstr(s, "用户与助手之间的对话。") == s) {
-            think++;
-            assert_non_null(strstr(s, "<think>\n"));
-            assert_non_null(strstr(s, "</answer>"));
+            think++;  // the template; its tags followed (tagged_share = 0.5) or not
+            if (strstr(s, "</answer>")) {
+                tagged++;
+                assert_non_null(strstr(s, ": <think>\n") ? s : strstr(s, "： <think>\n"));
+            } else {
+                assert_non_null(strstr(s, "So the answer is ") ? s : strstr(s, "所以答案是 "));
+                assert_null(strstr(s, "<answer>"));
+            }
         }
         if (strncmp(s, "Question: ", 10) == 0 || strncmp(s, "问题：", strlen("问题：")) == 0) qa++;
         s = end + 2;
     }
     assert_true(docs_zh > docs / 3 && docs_en > docs / 3);
     assert_true(think > docs / 20 && think < docs / 5);       // about 10%
+    assert_true(tagged > think / 3 && tagged < think * 2 / 3); // about half of those
     assert_true(qa > docs * 2 / 5 && qa < docs * 3 / 5);     // about 50%
     free(c);
 }
