@@ -3158,7 +3158,7 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-base") == 0) {
             const char *a[] = {"pretrain", "--config", "student", "--tokenizer", p[2], "--data",
-                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 800, scale), "--batch", "8",
+                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 1000, scale), "--batch", "8",
                                "--seq", "256", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-distill") == 0) {
