@@ -3126,12 +3126,13 @@ static int cmd_pipeline(int argc, char **argv) {
             }
         } else if (strcmp(s->name, "base") == 0) {
             const char *a[] = {"pretrain", "--config", preset, "--data", p[0], "--out", p[2],
-                               "--steps", scaled_steps(steps[0], 1000, scale), "--batch", "8", "--seq", "256",
+                               "--steps", scaled_steps(steps[0], 1000, scale), "--batch", "8",
+                               "--seq", "256", "--eval-every", "250",
                                "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "r1-zero") == 0) {
             const char *a[] = {"grpo", "--model", p[2], "--out", p[3], "--task", "arithmetic",
-                               "--steps", scaled_steps(steps[1], 30, scale), "--seed", seed, NULL};
+                               "--steps", scaled_steps(steps[1], 24, scale), "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "cold") == 0) {
             const char *a[] = {"sft", "--model", p[2], "--data", p[1], "--out", p[4], "--epochs",
@@ -3144,12 +3145,12 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "rs") == 0) {
             const char *a[] = {"reject", "--model", p[5], "--out", p[6], "--task", "arithmetic",
-                               "--levels", "1-2", "--n-prompts", "384", "--n-per-prompt", "4",
-                               "--seed", seed, NULL};
+                               "--levels", "1-2", "--n-prompts", "768", "--n-per-prompt", "2",
+                               "--cap", "1", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "sft2") == 0) {
             const char *a[] = {"sft", "--model", p[2], "--data", p[6], "--out", p[7], "--epochs",
-                               "2", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
+                               "3", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "final") == 0) {
             const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "arithmetic",
@@ -3158,7 +3159,8 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-base") == 0) {
             const char *a[] = {"pretrain", "--config", "student", "--tokenizer", p[2], "--data",
-                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 1000, scale), "--batch", "8",
+                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 1000, scale),
+                               "--batch", "8", "--eval-every", "250",
                                "--seq", "256", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-distill") == 0) {
