@@ -1465,6 +1465,17 @@ static void test_cli_errors(void **state) {
     // forward: a checkpoint that is not there
     snprintf(args, sizeof(args), "forward --model %s/nope --input %s --out %s/o.safetensors", root, in, root);
     expect_cli_error(root, args, "config.json");
+    // --config FILE.json: a config that cannot work, and one that is not there, both by name
+    char bad_cfg[600];
+    snprintf(bad_cfg, sizeof(bad_cfg), "%s/bad.json", root);
+    FILE *cf = fopen(bad_cfg, "w");
+    assert_non_null(cf);
+    fputs("{\"hidden_size\": 0}\n", cf);
+    fclose(cf);
+    snprintf(args, sizeof(args), "info --config %s", bad_cfg);
+    expect_cli_error(root, args, "hidden_size");
+    snprintf(args, sizeof(args), "info --config %s/none.json", root);
+    expect_cli_error(root, args, "none.json");
     // sample: a prompt id out of range
     snprintf(args, sizeof(args), "sample --model %s --prompt-ids '1 2 999'", dir);
     expect_cli_error(root, args, "999");
