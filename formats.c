@@ -1208,6 +1208,16 @@ int make_dirs(const char *dir, char *err) {
     return 0;
 }
 
+int config_read_file(const char *path, Config *c, char *err) {
+    char *text = read_file(path, NULL, err);
+    if (!text) return -1;
+    char why[R1_ERR_LEN];
+    int rc = config_from_json(text, c, why);
+    free(text);
+    if (rc) snprintf(err, R1_ERR_LEN, "%s: %.400s", path, why);
+    return rc;
+}
+
 int checkpoint_load(Model *m, const char *dir, char *err) {
     char path[4096];
     memset(m, 0, sizeof(*m));  // model_free is safe after any failure below

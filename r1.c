@@ -116,15 +116,7 @@ static const Preset PRESETS[] = {
 // a preset's config.json, edit it, and train that shape: --config my.json
 int config_preset(const char *name, Config *c, char *err) {
     size_t len = strlen(name);
-    if (len > 5 && strcmp(name + len - 5, ".json") == 0) {
-        char *text = read_file(name, NULL, err);
-        if (!text) return -1;
-        char why[R1_ERR_LEN];
-        int rc = config_from_json(text, c, why);
-        free(text);
-        if (rc) snprintf(err, R1_ERR_LEN, "%s: %.400s", name, why);
-        return rc;
-    }
+    if (len > 5 && strcmp(name + len - 5, ".json") == 0) return config_read_file(name, c, err);
     for (int i = 0; i < N_PRESETS; i++) {
         if (strcmp(PRESETS[i].name, name) == 0) {
             *c = PRESETS[i].c;
@@ -2173,8 +2165,7 @@ static int *document_rows(const int *stream, long n, int T, long *n_rows_out) {
     long cap = 16, n_rows = 0;
     int *rows = xcalloc((size_t)cap * T, sizeof(int));
     long start = 0;  // the first token of the next row
-    while (start < n) {
-        if (start + T > n) break;  // the tail: fewer than T tokens left
+    while (start + T <= n) {  // (a tail of fewer than T tokens is dropped)
         if (n_rows == cap) {
             cap *= 2;
             int *grown = realloc(rows, (size_t)cap * T * sizeof(int));
@@ -2185,13 +2176,11 @@ static int *document_rows(const int *stream, long n, int T, long *n_rows_out) {
         n_rows++;
         // the next row starts at the last document that began in this row but did not end in
         // it; if it is the one the row began with (longer than T), it continues mid-document
-        long next = start + T, last_bos = start;
+        long last_bos = start;
         for (long i = start; i < start + T; i++)
             if (stream[i] == TOK_BOS) last_bos = i;
-        int last_complete = stream[start + T - 1] == TOK_EOS;
-        if (last_complete) next = start + T;
-        else if (last_bos > start) next = last_bos;
-        start = next;
+        int cut = stream[start + T - 1] != TOK_EOS;
+        start = cut && last_bos > start ? last_bos : start + T;
     }
     *n_rows_out = n_rows;
     return rows;
@@ -3039,14 +3028,12 @@ static void report_row(FILE *f, const char *out, const Stage *s) {
     double params = 0;
     char cfg_path[4200];
     snprintf(cfg_path, sizeof(cfg_path), "%s/config.json", path);
-    char *cfg = read_file(cfg_path, NULL, err);
     Config c;
-    if (cfg && config_from_json(cfg, &c, err) == 0) {
+    if (config_read_file(cfg_path, &c, err) == 0) {
         ParamCount pc;
         count_params(&c, &pc);
         params = pc.total;
     }
-    free(cfg);
     fprintf(f, " %.2fM | %.0f s |\n", params / 1e6, stage_seconds(out, s->name));
     json_free(j);
 }
@@ -3140,8 +3127,8 @@ static int cmd_pipeline(int argc, char **argv) {
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "rl") == 0) {
             const char *a[] = {"grpo", "--model", p[4], "--out", p[5], "--task", "arithmetic",
-                               "--w-language", "0.5", "--lr", "5e-5", "--steps", scaled_steps(steps[2], 16, scale), "--seed", seed,
-                               NULL};
+                               "--w-language", "0.5", "--lr", "5e-5", "--steps",
+                               scaled_steps(steps[2], 16, scale), "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "rs") == 0) {
             const char *a[] = {"reject", "--model", p[5], "--out", p[6], "--task", "arithmetic",

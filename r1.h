@@ -75,6 +75,8 @@ int config_validate(const Config *c, char *err);
 // Parses config.json text in either layout (transformers' rope_parameters or the hub's
 // rope_theta + rope_scaling). Unknown keys are ignored; a known key with a bad value fails.
 int config_from_json(const char *text, Config *c, char *err);
+// A config.json file; on failure err is "PATH: what is wrong".
+int config_read_file(const char *path, Config *c, char *err);
 // Writes config.json text (hub layout, loadable by transformers' DeepseekV3ForCausalLM).
 int config_write_json(const Config *c, const char *path, char *err);
 
