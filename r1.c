@@ -763,6 +763,41 @@ static void matmul_nn(float *out, const float *a, int ars, int aks, const float 
     }
 }
 
+// The six products of causal attention, (T,T) by (T,d), need only the lower triangle i >= j of
+// the score matrix. Which part a product needs sets its mode:
+//   CAUSAL_OUT_LOWER  out is (T,T) scores: row tile i0..i0+5 computes columns j < i0+6 only
+//                     (S = Q K^T, dP = dO V^T); tiles wholly above the diagonal are not
+//                     written, and the caller zeroes the stray j > i of the diagonal tiles.
+//   CAUSAL_K_UPTO_ROW a is (T,T) causal, row i sums k = j <= i:  out row tile i0 sums k < i0+6
+//                     (O = P V, dQ = dS K).
+//   CAUSAL_K_FROM_ROW a is a transposed view of a causal (T,T), row j sums k = i >= j:
+//                     row tile j0 sums k >= j0 (dV = P^T dO, dK = dS^T Q).
+// The terms skipped are exactly 0 * b (the masked probabilities), so each sum is the same float
+// as the full product's; the work is about half. Runs on the calling thread: the attention
+// heads are already shared among the threads.
+typedef enum { CAUSAL_OUT_LOWER, CAUSAL_K_UPTO_ROW, CAUSAL_K_FROM_ROW } CausalMode;
+
+static void matmul_causal(float *out, const float *a, int ars, int aks, const float *b, int N,
+                          int K, int M, CausalMode mode) {
+    for (int r0 = 0; r0 < N; r0 += MM_ROWS) {
+        int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
+        int k0 = 0, k1 = K, col_end = M;
+        if (mode == CAUSAL_OUT_LOWER) col_end = r0 + rows < M ? r0 + rows : M;
+        if (mode == CAUSAL_K_UPTO_ROW) k1 = r0 + rows < K ? r0 + rows : K;
+        if (mode == CAUSAL_K_FROM_ROW) k0 = r0;
+        for (int c0 = 0; c0 < col_end; c0 += MM_COLS) {
+            int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
+            float *o = out + (size_t)r0 * M + c0;
+            const float *ap = a + (size_t)r0 * ars + (size_t)k0 * aks;
+            const float *bp = b + (size_t)k0 * M + c0;
+            if (rows == MM_ROWS && cols == MM_COLS)
+                matmul_tile(o, M, ap, ars, aks, bp, k1 - k0, 0);
+            else
+                matmul_tile_edge(o, M, ap, ars, aks, bp, k1 - k0, rows, cols, 0);
+        }
+    }
+}
+
 // out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T with W (OC,C) as stored by PyTorch.
 // W is first transposed into wt (C,OC) so that matmul_nn reads contiguous rows.
 void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
@@ -901,7 +936,7 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
 // Scores (DeepSeek-V3 eq. 10), with Q = [q_nope | q_pe] and K = [k_nope | k_pe] (T, dn+dr):
 //   S = Q K^T * scale,  P = softmax over j <= i (causal),  O = P V
 // q (N, H, dn+dr); kv (N, H, dn+dv); kv_a (N, dc+dr) holds the shared k_pe in its last dr.
-// The positions j > i are computed and then zeroed: simpler than triangular tiles, 2x the work.
+// Only the causal triangle j <= i is computed (matmul_causal); the rest of P is zeroed.
 
 // Per-(b, h) scratch in s->att_tmp: room for four (T, dn+dr) and four (T, dv) matrices.
 static float *head_scratch(const Model *m, int T, int b, int h) {
@@ -949,7 +984,7 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
     transpose(Kt, K, T, qk);
     // S (T,T) = Q K^T, with Q read in place: row i of Q is q[(b*T+i)*H + h]
     const float *Q = a->q + ((size_t)b * T * H + h) * qk;
-    matmul_nn(P, Q, H * qk, 1, Kt, T, qk, T, 0);
+    matmul_causal(P, Q, H * qk, 1, Kt, T, qk, T, CAUSAL_OUT_LOWER);
     for (int i = 0; i < T; i++) {
         float *p = P + (size_t)i * T, maxs = -INFINITY, sum = 0.0f;
         for (int j = 0; j <= i; j++) {
@@ -962,7 +997,7 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
     }
     // O (T, dv) = P V, then into att_out (N, H*dv) at head h
     gather_values(m, a, T, b, h, V);
-    matmul_nn(O, P, T, 1, V, T, T, dv, 0);
+    matmul_causal(O, P, T, 1, V, T, T, dv, CAUSAL_K_UPTO_ROW);
     for (int i = 0; i < T; i++)
         memcpy(a->att_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv, O + (size_t)i * dv,
                (size_t)dv * sizeof(float));
@@ -992,8 +1027,8 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
     }
     gather_values(m, a, T, b, h, V);
     transpose(Vt, V, T, dv);
-    matmul_nn(dP, dO, dv, 1, Vt, T, dv, T, 0);    // dP (T,T) = dO V^T
-    matmul_nn(dV, P, 1, T, dO, T, T, dv, 0);      // dV (T,dv) = P^T dO
+    matmul_causal(dP, dO, dv, 1, Vt, T, dv, T, CAUSAL_OUT_LOWER);  // dP (T,T) = dO V^T
+    matmul_causal(dV, P, 1, T, dO, T, T, dv, CAUSAL_K_FROM_ROW);   // dV (T,dv) = P^T dO
     for (int i = 0; i < T; i++) {                 // softmax backward, in place: dP -> dS
         float *dp = dP + (size_t)i * T, dot = 0.0f;
         const float *p = P + (size_t)i * T;
@@ -1002,8 +1037,8 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
         for (int j = i + 1; j < T; j++) dp[j] = 0.0f;
     }
     gather_keys(m, a, T, b, h, K);
-    matmul_nn(dQ, dP, T, 1, K, T, T, qk, 0);      // dQ (T,qk) = dS K
-    matmul_nn(dK, dP, 1, T, Qc, T, T, qk, 0);     // dK (T,qk) = dS^T Q
+    matmul_causal(dQ, dP, T, 1, K, T, T, qk, CAUSAL_K_UPTO_ROW);   // dQ (T,qk) = dS K
+    matmul_causal(dK, dP, 1, T, Qc, T, T, qk, CAUSAL_K_FROM_ROW);  // dK (T,qk) = dS^T Q
     float *dkpe = dk_pe_h + ((size_t)b * H + h) * T * dr;
     for (int i = 0; i < T; i++) {
         float *dqi = dq + ((size_t)(b * T + i) * H + h) * qk;
