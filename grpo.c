@@ -2189,27 +2189,46 @@ typedef struct {
     char *text;       // the completion decoded (EOS left out)
 } Rollout;
 
-// Samples rollouts[i] for i in [0, n): sequence i continues prompts[i]. Each sequence has its
-// own RNG, seeded from (seed, i), so the samples do not depend on the number of threads.
+// Samples rollouts[i] for i in [0, n): sequence i continues its prompt. The sequences go in
+// batches of DECODE_BATCH (i = 0..15, 16..31, ...; one batch per thread at a time), which read
+// each weight once per step for the whole batch. Each sequence has its own RNG, seeded from
+// (seed, i), and its numbers do not depend on its batch-mates: the samples do not depend on the
+// number of threads.
 static void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                             const SamplingConfig *sc, uint64_t seed) {
     int ctx = m->cfg.max_position_embeddings, V = m->cfg.vocab_size;
+    int n_batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
 #pragma omp parallel for schedule(dynamic)
-    for (int i = 0; i < n; i++) {
-        char err[R1_ERR_LEN];
-        int total = r[i].n_prompt + max_new < ctx ? r[i].n_prompt + max_new : ctx;
-        DecodeState s;
-        if (decode_state_create(&s, m, total, err)) die("%s", err);
-        Rng rng;
-        rng_seed(&rng, seed * 1000003u + (uint64_t)i);
+    for (int bi = 0; bi < n_batches; bi++) {
+        int first = bi * DECODE_BATCH, nb = n - first < DECODE_BATCH ? n - first : DECODE_BATCH;
+        DecodeState states[DECODE_BATCH], *sp[DECODE_BATCH];
+        Rng rng[DECODE_BATCH];
+        int *ids[DECODE_BATCH], len[DECODE_BATCH], max_len[DECODE_BATCH];
+        for (int j = 0; j < nb; j++) {
+            Rollout *ro = &r[first + j];
+            char err[R1_ERR_LEN];
+            max_len[j] = ro->n_prompt + max_new < ctx ? ro->n_prompt + max_new : ctx;
+            if (decode_state_create(&states[j], m, max_len[j], err)) die("%s", err);
+            sp[j] = &states[j];
+            rng_seed(&rng[j], seed * 1000003u + (uint64_t)(first + j));
+            ids[j] = ro->ids;
+            len[j] = ro->n_prompt;
+        }
+        DecodeBatch batch;
+        decode_batch_create(&batch, m);
         float *probs = xcalloc((size_t)V, sizeof(float));
-        r[i].n = generate(m, &s, r[i].ids, 0, r[i].n_prompt, total, sc, &rng, probs, NULL, NULL);
-        int end = r[i].n;
-        if (end > r[i].n_prompt && r[i].ids[end - 1] == TOK_EOS) end--;
-        r[i].text = tokenizer_decode(tok, r[i].ids + r[i].n_prompt, end - r[i].n_prompt);
-        if (!r[i].text) r[i].text = xcalloc(1, 1);
+        generate_batch(m, sp, &batch, ids, len, max_len, nb, sc, rng, probs);
+        for (int j = 0; j < nb; j++) {
+            Rollout *ro = &r[first + j];
+            ro->n = len[j];
+            int end = ro->n;
+            if (end > ro->n_prompt && ro->ids[end - 1] == TOK_EOS) end--;
+            ro->text = tokenizer_decode(tok, ro->ids + ro->n_prompt, end - ro->n_prompt);
+            if (!ro->text) ro->text = xcalloc(1, 1);
+            decode_state_free(&states[j]);
+        }
         free(probs);
-        decode_state_free(&s);
+        decode_batch_free(&batch);
     }
 }
 

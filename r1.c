@@ -818,20 +818,24 @@ void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp
     if (dW) matmul_nn(dW, dout, 1, OC, inp, OC, N, C, 1);
 }
 
+// a . b over n floats in 8 independent partial sums (lane l sums the elements l, l+8, ...):
+// the compiler vectorises it (a single running sum would be a chain of dependent additions),
+// and the order stays fixed.
+static inline float dot_lanes(const float *a, const float *b, int n) {
+    float lanes[8] = {0};
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += a[c + l] * b[c + l];
+    float s = 0.0f;
+    for (; c < n; c++) s += a[c] * b[c];
+    return s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+}
+
 // out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
 static void matvec(float *out, const float *x, const float *W, int C, int OC) {
 #pragma omp parallel for schedule(static) if (OC >= 256)
-    for (int o = 0; o < OC; o++) {
-        const float *w = W + (size_t)o * C;
-        float lanes[8] = {0};  // 8 independent partial sums: vectorisable, fixed order
-        int c = 0;
-        for (; c + 8 <= C; c += 8)
-            for (int l = 0; l < 8; l++) lanes[l] += w[c + l] * x[c + l];
-        float s = 0.0f;
-        for (; c < C; c++) s += w[c] * x[c];
-        out[o] = s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                      ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
-    }
+    for (int o = 0; o < OC; o++) out[o] = dot_lanes(W + (size_t)o * C, x, C);
 }
 
 // RMSNorm (Zhang & Sennrich 2019): out (N,C) = inp * rstd * w,  rstd = 1/sqrt(mean(inp^2) + eps)
@@ -1426,25 +1430,20 @@ static void swiglu_token(float *out, const float *x, const float *Wg, const floa
     for (int i = 0; i < D; i++) out[i] += scale * tmp[i];
 }
 
-// Absorbed MLA for one token at position pos of layer l. xb (D) is RMSNorm(x); the result
-// (before o_proj) goes to s->o (H*dv).
-static void mla_decode(const Model *m, const LayerParams *lp, DecodeState *s, int l, int pos) {
+// The attention of one token at position pos of layer l, once its projections are done:
+// kv_a (dc+dr) = kv_a_proj_with_mqa(xb) and q (H, dn+dr) = the queries (RoPE not yet applied).
+// Writes this position's cache entry, then attends over positions 0..pos of the cache with the
+// absorbed weights; the result (before o_proj) goes to o (H*dv). Shared by the one-sequence and
+// the batched decoders.
+static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState *s, int l,
+                              int pos, const float *kv_a, float *q, float *o) {
     const Config *c = &m->cfg;
-    int D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim;
-    int dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = c->q_lora_rank, dc = c->kv_lora_rank;
+    int H = c->num_attention_heads, dn = c->qk_nope_head_dim;
+    int dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
     int half = dr / 2;
     const float *cosr = m->rope_cos + (size_t)pos * half, *sinr = m->rope_sin + (size_t)pos * half;
     float rstd;
-    if (dq > 0) {
-        matvec(s->q_a, s->xb, lp->q_a_proj, D, dq);
-        rmsnorm_forward(s->q_a, &rstd, s->q_a, dq, lp->q_a_layernorm, 1, dq, c->rms_norm_eps);
-        matvec(s->q, s->q_a, lp->q_b_proj, dq, H * (dn + dr));
-    } else {
-        matvec(s->q, s->xb, lp->q_b_proj, D, H * (dn + dr));
-    }
     // the cache entry of this position: normalised c_kv and the rotated shared k_pe
-    float *kv_a = s->h1;  // (dc + dr)
-    matvec(kv_a, s->xb, lp->kv_a_proj_with_mqa, D, dc + dr);
     float *c_kv = s->c_kv + ((size_t)l * s->max_T + pos) * dc;
     float *k_pe = s->k_pe + ((size_t)l * s->max_T + pos) * dr;
     rmsnorm_forward(c_kv, &rstd, kv_a, dc + dr, lp->kv_a_layernorm, 1, dc, c->rms_norm_eps);
@@ -1454,7 +1453,7 @@ static void mla_decode(const Model *m, const LayerParams *lp, DecodeState *s, in
     const float *cache_k = s->k_pe + (size_t)l * s->max_T * dr;
 #pragma omp parallel for schedule(static) if (H >= 4 && pos >= 64)
     for (int h = 0; h < H; h++) {
-        float *qh = s->q + (size_t)h * (dn + dr);
+        float *qh = q + (size_t)h * (dn + dr);
         rope_rotate(qh + dn, dr, cosr, sinr, 1.0f, c->rope_interleave);
         // q_abs (dc) = W_UK[h]^T q_nope[h]; W_UK[h] is rows h*(dn+dv) .. +dn of kv_b_proj
         float *qa = s->q_abs + (size_t)h * dc;
@@ -1465,9 +1464,8 @@ static void mla_decode(const Model *m, const LayerParams *lp, DecodeState *s, in
         // scores over the cache, softmax
         float *p = s->att + (size_t)h * s->max_T, maxs = -INFINITY;
         for (int j = 0; j <= pos; j++) {
-            float a = 0.0f, b = 0.0f;
-            for (int i = 0; i < dc; i++) a += qa[i] * cache_c[(size_t)j * dc + i];
-            for (int i = 0; i < dr; i++) b += qh[dn + i] * cache_k[(size_t)j * dr + i];
+            float a = dot_lanes(qa, cache_c + (size_t)j * dc, dc);
+            float b = dot_lanes(qh + dn, cache_k + (size_t)j * dr, dr);
             p[j] = (a + b) * m->attn_scale;
             if (p[j] > maxs) maxs = p[j];
         }
@@ -1481,12 +1479,27 @@ static void mla_decode(const Model *m, const LayerParams *lp, DecodeState *s, in
             for (int i = 0; i < dc; i++) ol[i] += w * cache_c[(size_t)j * dc + i];
         }
         const float *Wv = W + (size_t)dn * dc;
-        for (int d = 0; d < dv; d++) {
-            float acc = 0.0f;
-            for (int i = 0; i < dc; i++) acc += Wv[(size_t)d * dc + i] * ol[i];
-            s->o[(size_t)h * dv + d] = acc;
-        }
+        for (int d = 0; d < dv; d++) o[(size_t)h * dv + d] = dot_lanes(Wv + (size_t)d * dc, ol, dc);
     }
+}
+
+// Absorbed MLA for one token at position pos of layer l. xb (D) is RMSNorm(x); the result
+// (before o_proj) goes to s->o (H*dv).
+static void mla_decode(const Model *m, const LayerParams *lp, DecodeState *s, int l, int pos) {
+    const Config *c = &m->cfg;
+    int D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim;
+    int dr = c->qk_rope_head_dim, dq = c->q_lora_rank, dc = c->kv_lora_rank;
+    float rstd;
+    if (dq > 0) {
+        matvec(s->q_a, s->xb, lp->q_a_proj, D, dq);
+        rmsnorm_forward(s->q_a, &rstd, s->q_a, dq, lp->q_a_layernorm, 1, dq, c->rms_norm_eps);
+        matvec(s->q, s->q_a, lp->q_b_proj, dq, H * (dn + dr));
+    } else {
+        matvec(s->q, s->xb, lp->q_b_proj, D, H * (dn + dr));
+    }
+    float *kv_a = s->h1;  // (dc + dr)
+    matvec(kv_a, s->xb, lp->kv_a_proj_with_mqa, D, dc + dr);
+    mla_decode_attend(m, lp, s, l, pos, kv_a, s->q, s->o);
 }
 
 // The FFN of layer l for one token: x (D) += FFN(xb).
@@ -1548,6 +1561,187 @@ int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int 
 }
 
 // ----------------------------------------------------------------------------------------------
+// Batched generation: up to DECODE_BATCH sequences take one step together. One sequence's step
+// reads every weight matrix to multiply it by one vector; with n sequences the same read serves
+// n vectors (a matrix product on the matmul kernel), which is what makes rollouts, evaluation
+// and rejection sampling several times faster. Each sequence keeps its own cache, position and
+// RNG. Row i of every product is a sum over k in a fixed order that does not involve the other
+// rows, so a sequence's numbers do not depend on which sequences share its batch (or on the
+// thread count). They differ from decode_step's in the last bits: matvec sums in 8 lanes.
+// ----------------------------------------------------------------------------------------------
+
+void decode_batch_create(DecodeBatch *b, const Model *m) {
+    const Config *c = &m->cfg;
+    size_t n = DECODE_BATCH, D = c->hidden_size, H = c->num_attention_heads;
+    size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    size_t dc = c->kv_lora_rank, W = (size_t)max_width(c), V = c->vocab_size;
+    size_t E = c->n_routed_experts, K = c->num_experts_per_tok;
+    size_t wide = W;  // the widest row any product reads or writes
+    if (H * (dn + dr) > wide) wide = H * (dn + dr);
+    if (V > wide) wide = V;
+    if (D > wide) wide = D;
+    memset(b, 0, sizeof(*b));
+    b->x = xcalloc(n * D, sizeof(float));
+    b->xb = xcalloc(n * D, sizeof(float));
+    b->rstd = xcalloc(n, sizeof(float));
+    b->xt = xcalloc(n * wide, sizeof(float));
+    b->yt = xcalloc(n * wide, sizeof(float));
+    b->q_a = xcalloc(n * W, sizeof(float));
+    b->q = xcalloc(n * H * (dn + dr), sizeof(float));
+    b->kv_a = xcalloc(n * (dc + dr), sizeof(float));
+    b->o = xcalloc(n * H * dv, sizeof(float));
+    b->y = xcalloc(n * D, sizeof(float));
+    b->g = xcalloc(n * W, sizeof(float));
+    b->u = xcalloc(n * W, sizeof(float));
+    b->gx = xcalloc(n * D, sizeof(float));
+    b->router = xcalloc(n * (E + 1), sizeof(float));
+    b->scores = xcalloc(E + 1, sizeof(float));
+    b->route_w = xcalloc(n * (K + 1), sizeof(float));
+    b->route_idx = xcalloc(n * (K + 1), sizeof(int));
+    b->logits = xcalloc(n * V, sizeof(float));
+}
+
+void decode_batch_free(DecodeBatch *b) {
+    float *bufs[] = {b->x, b->xb, b->rstd, b->xt, b->yt, b->q_a, b->q, b->kv_a, b->o, b->y, b->g,
+                     b->u, b->gx, b->router, b->scores, b->route_w, b->logits};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(b->route_idx);
+    memset(b, 0, sizeof(*b));
+}
+
+// out (n, OC) = x (n, C) @ W^T for a few rows: computed as out^T (OC, 16) = W x^T, so that W
+// (OC, C) is read in place, once for all n rows. x^T is padded with zero columns to the 16 of a
+// full matmul tile: the fast kernel on a few wasted columns beats the plain-loop edge tile.
+static void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC,
+                        DecodeBatch *b) {
+    const int M = DECODE_BATCH;  // == MM_COLS
+    for (int k = 0; k < C; k++)
+        for (int j = 0; j < M; j++) b->xt[(size_t)k * M + j] = j < n ? x[(size_t)j * C + k] : 0.0f;
+    matmul_nn(b->yt, W, C, 1, b->xt, OC, C, M, 0);  // yt (OC, M)
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = b->yt[(size_t)o * M + i];
+}
+
+// y (n, D) = SwiGLU(x) for n rows: down(silu(gate(x)) * up(x)), hidden width I.
+static void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu,
+                        const float *Wd, int n, int D, int I, DecodeBatch *b) {
+    linear_rows(b->g, x, Wg, n, D, I, b);
+    linear_rows(b->u, x, Wu, n, D, I, b);
+    for (size_t i = 0; i < (size_t)n * I; i++) b->g[i] = silu(b->g[i]) * b->u[i];
+    linear_rows(y, b->g, Wd, n, I, D, b);
+}
+
+// x (n, D) += FFN(xb) of layer l for n rows: the dense MLP or shared experts, then each routed
+// expert on the rows that chose it (gathered into gx), added back with the row's gate weight.
+static void ffn_decode_rows(const Model *m, const LayerParams *lp, DecodeBatch *b, int l, int n) {
+    const Config *c = &m->cfg;
+    int D = c->hidden_size, I = ffn_width(c, l);
+    if (I > 0) {
+        swiglu_rows(b->y, b->xb, lp->mlp_gate, lp->mlp_up, lp->mlp_down, n, D, I, b);
+        for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
+    }
+    if (!is_moe_layer(c, l)) return;
+    int E = c->n_routed_experts, K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
+    linear_rows(b->router, b->xb, lp->router, n, D, E, b);
+    for (int i = 0; i < n; i++)
+        moe_route_token(c, b->router + (size_t)i * E, lp->router_bias, b->scores,
+                        b->route_idx + (size_t)i * K, b->route_w + (size_t)i * K);
+    size_t mat = (size_t)Im * D;
+    for (int e = 0; e < E; e++) {
+        int rows[DECODE_BATCH];
+        float w[DECODE_BATCH];
+        int ne = 0;
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < K; k++)
+                if (b->route_idx[(size_t)i * K + k] == e) {
+                    rows[ne] = i;
+                    w[ne] = b->route_w[(size_t)i * K + k];
+                    memcpy(b->gx + (size_t)ne * D, b->xb + (size_t)i * D, (size_t)D * sizeof(float));
+                    ne++;
+                }
+        if (ne == 0) continue;
+        swiglu_rows(b->y, b->gx, lp->experts_gate + e * mat, lp->experts_up + e * mat,
+                    lp->experts_down + e * mat, ne, D, Im, b);
+        for (int r = 0; r < ne; r++)
+            for (int d = 0; d < D; d++)
+                b->x[(size_t)rows[r] * D + d] += w[r] * b->y[(size_t)r * D + d];
+    }
+}
+
+// One step of n <= DECODE_BATCH sequences: sequence i feeds tokens[i] at position pos[i] into
+// the cache of s[i]; its next-token logits go to b->logits row i (V).
+void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
+                       const int *pos, int n) {
+    const Config *c = &m->cfg;
+    int D = c->hidden_size, H = c->num_attention_heads, dv = c->v_head_dim;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dq = c->q_lora_rank;
+    int dc = c->kv_lora_rank, qw = H * (dn + dr);
+    float eps = c->rms_norm_eps;
+    for (int i = 0; i < n; i++)
+        memcpy(b->x + (size_t)i * D, m->p.embed_tokens + (size_t)tokens[i] * D,
+               (size_t)D * sizeof(float));
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const LayerParams *lp = &m->p.layers[l];
+        rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->input_layernorm, n, D, eps);
+        if (dq > 0) {
+            linear_rows(b->q_a, b->xb, lp->q_a_proj, n, D, dq, b);
+            rmsnorm_forward(b->q_a, b->rstd, b->q_a, dq, lp->q_a_layernorm, n, dq, eps);
+            linear_rows(b->q, b->q_a, lp->q_b_proj, n, dq, qw, b);
+        } else {
+            linear_rows(b->q, b->xb, lp->q_b_proj, n, D, qw, b);
+        }
+        linear_rows(b->kv_a, b->xb, lp->kv_a_proj_with_mqa, n, D, dc + dr, b);
+        for (int i = 0; i < n; i++)
+            mla_decode_attend(m, lp, s[i], l, pos[i], b->kv_a + (size_t)i * (dc + dr),
+                              b->q + (size_t)i * qw, b->o + (size_t)i * H * dv);
+        linear_rows(b->y, b->o, lp->o_proj, n, H * dv, D, b);
+        for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
+        rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->post_attention_layernorm, n, D, eps);
+        ffn_decode_rows(m, lp, b, l, n);
+    }
+    rmsnorm_forward(b->xb, b->rstd, b->x, D, m->p.norm, n, D, eps);
+    linear_rows(b->logits, b->xb, m->p.lm_head, n, D, c->vocab_size, b);
+}
+
+// generate() for n <= DECODE_BATCH sequences at once. Sequence i holds len[i] tokens in ids[i]
+// (its prompt; nothing cached yet) and grows until EOS or max_len[i] tokens (at most s[i]'s
+// context), sampling with rng[i]; len[i] is updated. probs: V floats of scratch.
+void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *const *ids,
+                    int *len, const int *max_len, int n, const SamplingConfig *sc, Rng *rng,
+                    float *probs) {
+    int pos[DECODE_BATCH], cap[DECODE_BATCH];  // per sequence: tokens fed, length limit
+    int active[DECODE_BATCH], tokens[DECODE_BATCH], apos[DECODE_BATCH];  // per active row
+    DecodeState *as[DECODE_BATCH];
+    for (int i = 0; i < n; i++) {
+        pos[i] = 0;
+        cap[i] = max_len[i] < s[i]->max_T ? max_len[i] : s[i]->max_T;
+    }
+    for (;;) {
+        int na = 0;  // the sequences still growing take this step together
+        for (int i = 0; i < n; i++)
+            if (len[i] < cap[i]) {  // then pos[i] < len[i]: ids[i][pos[i]] is fed next
+                active[na] = i;
+                as[na] = s[i];
+                tokens[na] = ids[i][pos[i]];
+                apos[na] = pos[i];
+                na++;
+            }
+        if (na == 0) return;
+        decode_step_batch(m, as, b, tokens, apos, na);
+        for (int a = 0; a < na; a++) {
+            int i = active[a];
+            pos[i]++;
+            if (pos[i] < len[i]) continue;  // still reading the prompt
+            int next = sample_token(b->logits + (size_t)a * m->cfg.vocab_size,
+                                    m->cfg.vocab_size, sc->temperature, sc->top_p, &rng[i],
+                                    probs);
+            ids[i][len[i]++] = next;
+            if (next == m->cfg.eos_token_id) cap[i] = len[i];  // finished: no more steps
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
 // Sampling: greedy, temperature, top-p (Holtzman et al. 2020)
 // ----------------------------------------------------------------------------------------------
 
@@ -1572,13 +1766,24 @@ int sample_token(const float *logits, int V, float temperature, float top_p, Rng
         for (int v = 0; v < V; v++) if (r < (cdf += probs[v])) return v;
         return best;
     }
-    // nucleus: the smallest set of most likely tokens whose mass reaches top_p
+    // nucleus: the smallest set of most likely tokens whose mass reaches top_p. The tokens
+    // below floor_p = (1 - top_p) / 2V hold less than 1 - top_p together, so the nucleus is
+    // among the others and only those are sorted (they are the head of the full sorted order);
+    // should rounding leave their mass short of top_p, all V tokens are sorted after all.
     TokenProb *order = xcalloc((size_t)V, sizeof(TokenProb));
-    for (int v = 0; v < V; v++) order[v] = (TokenProb){probs[v], v};
-    qsort(order, (size_t)V, sizeof(TokenProb), by_prob_desc);
-    float mass = 0.0f;
-    int n = 0;
-    while (n < V && (n == 0 || mass < top_p)) mass += order[n++].p;
+    float floor_p = (1.0f - top_p) / (2.0f * (float)V), mass = 0.0f;
+    int n = 0, n_sorted = 0;
+    for (int v = 0; v < V; v++)
+        if (probs[v] >= floor_p) order[n_sorted++] = (TokenProb){probs[v], v};
+    for (int pass = 0; pass < 2; pass++) {
+        qsort(order, (size_t)n_sorted, sizeof(TokenProb), by_prob_desc);
+        mass = 0.0f;
+        n = 0;
+        while (n < n_sorted && (n == 0 || mass < top_p)) mass += order[n++].p;
+        if (mass >= top_p || n_sorted == V) break;
+        for (int v = 0; v < V; v++) order[v] = (TokenProb){probs[v], v};  // the fallback
+        n_sorted = V;
+    }
     float cdf = 0.0f;
     int pick = order[0].id;
     for (int i = 0; i < n; i++) {

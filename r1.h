@@ -349,6 +349,27 @@ int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int 
              const SamplingConfig *sc, Rng *rng, float *probs,
              void (*on_token)(int id, void *ctx), void *ctx);
 
+// Batched generation: up to DECODE_BATCH sequences step together, so each weight matrix is read
+// once per step for all of them. A sequence's numbers do not depend on its batch-mates.
+#define DECODE_BATCH 16
+typedef struct {
+    // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
+    float *x, *xb, *rstd, *xt, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
+    float *route_w, *logits;  // logits (DECODE_BATCH, V)
+    int *route_idx;
+} DecodeBatch;
+void decode_batch_create(DecodeBatch *b, const Model *m);
+void decode_batch_free(DecodeBatch *b);
+// One step: sequence i (< n <= DECODE_BATCH) feeds tokens[i] at pos[i] into s[i]'s cache; its
+// next-token logits go to b->logits + i * V.
+void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
+                       const int *pos, int n);
+// generate() for n <= DECODE_BATCH sequences: sequence i has its prompt, len[i] tokens, in
+// ids[i] (nothing cached) and grows until EOS or max_len[i] tokens with rng[i]; len[i] updated.
+void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *const *ids,
+                    int *len, const int *max_len, int n, const SamplingConfig *sc, Rng *rng,
+                    float *probs);
+
 // The R1-Zero prompt (DeepSeek-R1 Table 1); the user's question and ". Assistant:" follow.
 #define R1_ZERO_TEMPLATE                                                                          \
     "A conversation between User and Assistant. The user asks a question, and the Assistant "    \

@@ -792,6 +792,92 @@ static void test_decode_matches_forward(void **state) {
     check_decode_matches(V_HALVES);
 }
 
+// Batched decoding (generation, rollouts, evaluation): 5 sequences with prompts of different
+// lengths step together. Each row's logits must equal the naive forward of that sequence up to
+// rounding, and be bit-identical to the same sequence decoded in a batch of its own: a
+// sequence's numbers may not depend on its batch-mates (else rollouts would depend on how they
+// were grouped). Then generate_batch, greedy, must give the same ids as that batch of one.
+static void check_decode_batch(Variant v) {
+    Config c = tiny_config(v);
+    enum { NS = 5, T = 20 };
+    int V = c.vocab_size;
+    Model m;
+    make_model(&m, &c, 37, 1, T);
+    char err[R1_ERR_LEN];
+    int ids[NS][T], prompt_len[NS] = {1, 3, 7, 2, 5};
+    DecodeState st[NS], alone, *sp[NS];
+    DecodeBatch b, b1;
+    decode_batch_create(&b, &m);
+    decode_batch_create(&b1, &m);
+    double worst = 0.0;
+    for (int i = 0; i < NS; i++) {
+        random_ids(ids[i], T, V, 40 + i);
+        EXPECT(decode_state_create(&st[i], &m, T, err) == 0, "%s", err);
+        sp[i] = &st[i];
+    }
+    float *want = malloc(sizeof(float) * (size_t)NS * T * V);
+    for (int i = 0; i < NS; i++) {  // the naive forward of each sequence
+        model_forward(&m, ids[i], 1, T);
+        memcpy(want + (size_t)i * T * V, m.acts.logits, sizeof(float) * (size_t)T * V);
+    }
+    EXPECT(decode_state_create(&alone, &m, T, err) == 0, "%s", err);
+    DecodeState *ap = &alone;
+    for (int pos = 0; pos < T; pos++) {
+        int tokens[NS], p[NS];
+        for (int i = 0; i < NS; i++) { tokens[i] = ids[i][pos]; p[i] = pos; }
+        decode_step_batch(&m, sp, &b, tokens, p, NS);
+        decode_step_batch(&m, &ap, &b1, &tokens[2], &p[2], 1);  // sequence 2 on its own
+        EXPECT(memcmp(b1.logits, b.logits + 2 * V, sizeof(float) * V) == 0,
+               "%s: position %d: sequence 2's logits depend on its batch-mates",
+               VARIANT_NAME[v], pos);
+        for (int i = 0; i < NS; i++) {
+            double r = rel_l2(b.logits + (size_t)i * V, want + ((size_t)i * T + pos) * V, V);
+            if (r > worst) worst = r;
+        }
+    }
+    print_message("    batched decode vs forward, %s: worst relative L2 %.2e\n", VARIANT_NAME[v],
+                  worst);
+    EXPECT(worst < 1e-5, "%s: batched decode differs from the forward: %.3g", VARIANT_NAME[v],
+           worst);
+    // generate_batch, greedy: the same ids for sequence 2 in the batch and alone
+    int gen[NS][T], *gp[NS], len[NS], max_len[NS], gen1[T], *g1 = gen1, len1, max1 = T;
+    Rng rng[NS], rng1;
+    SamplingConfig greedy = {0.0f, 1.0f};
+    float *probs = malloc(sizeof(float) * V);
+    for (int i = 0; i < NS; i++) {
+        memcpy(gen[i], ids[i], sizeof(int) * T);
+        gp[i] = gen[i];
+        len[i] = prompt_len[i];
+        max_len[i] = T;
+        rng_seed(&rng[i], 1);
+    }
+    memcpy(gen1, ids[2], sizeof(int) * T);
+    len1 = prompt_len[2];
+    rng_seed(&rng1, 1);
+    generate_batch(&m, sp, &b, gp, len, max_len, NS, &greedy, rng, probs);
+    generate_batch(&m, &ap, &b1, &g1, &len1, &max1, 1, &greedy, &rng1, probs);
+    EXPECT(len1 == len[2] && memcmp(gen1, gen[2], sizeof(int) * len1) == 0,
+           "%s: generate_batch gives sequence 2 other ids in a batch than alone", VARIANT_NAME[v]);
+    for (int i = 0; i < NS; i++) {
+        EXPECT(len[i] > prompt_len[i] && len[i] <= T, "%s: sequence %d: length %d",
+               VARIANT_NAME[v], i, len[i]);
+        decode_state_free(&st[i]);
+    }
+    free(probs);
+    free(want);
+    decode_state_free(&alone);
+    decode_batch_free(&b);
+    decode_batch_free(&b1);
+    model_free(&m);
+}
+
+static void test_decode_batch(void **state) {
+    (void)state;
+    check_decode_batch(V_BASE);
+    check_decode_batch(V_QNULL);
+    check_decode_batch(V_YARN);
+}
+
 // A context longer than max_position_embeddings is refused with a message.
 static void test_decode_state_limits(void **state) {
     (void)state;
@@ -1983,6 +2069,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cross_entropy_by_hand),
         cmocka_unit_test(test_cross_entropy_mask),
         cmocka_unit_test(test_decode_matches_forward),
+        cmocka_unit_test(test_decode_batch),
         cmocka_unit_test(test_decode_state_limits),
         cmocka_unit_test(test_determinism_threads),
         cmocka_unit_test(test_adamw_formula),
