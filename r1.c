@@ -1614,7 +1614,8 @@ void decode_batch_free(DecodeBatch *b) {
 // full matmul tile: the fast kernel on a few wasted columns beats the plain-loop edge tile.
 static void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC,
                         DecodeBatch *b) {
-    const int M = DECODE_BATCH;  // == MM_COLS
+    _Static_assert(DECODE_BATCH == MM_COLS, "x^T is padded to one full tile of columns");
+    const int M = DECODE_BATCH;
     for (int k = 0; k < C; k++)
         for (int j = 0; j < M; j++) b->xt[(size_t)k * M + j] = j < n ? x[(size_t)j * C + k] : 0.0f;
     matmul_nn(b->yt, W, C, 1, b->xt, OC, C, M, 0);  // yt (OC, M)

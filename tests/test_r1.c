@@ -903,7 +903,7 @@ static void test_decode_state_limits(void **state) {
 // change a single bit. The vocabulary is widened to 512 so that the size-gated parallel loops
 // (AdamW over large tensors, matvec with >= 256 outputs) really run in parallel.
 typedef struct {
-    float *params, *logits, *decode_logits;
+    float *params, *logits, *decode_logits, *batch_logits;
     size_t n_params, n_logits;
     int V;
 } RunResult;
@@ -947,6 +947,23 @@ static void train_run(int threads, RunResult *r) {
     r->decode_logits = malloc(sizeof(float) * c.vocab_size);
     memcpy(r->decode_logits, s.logits, sizeof(float) * c.vocab_size);
     decode_state_free(&s);
+    // batched decoding: the B sequences step together (the lm_head product runs in parallel)
+    DecodeState bs[B], *bp[B];
+    DecodeBatch batch;
+    decode_batch_create(&batch, &m);
+    for (int b = 0; b < B; b++) {
+        EXPECT(decode_state_create(&bs[b], &m, T, err) == 0, "%s", err);
+        bp[b] = &bs[b];
+    }
+    for (int pos = 0; pos < T; pos++) {
+        int tokens[B], p[B];
+        for (int b = 0; b < B; b++) { tokens[b] = ids[b * T + pos]; p[b] = pos; }
+        decode_step_batch(&m, bp, &batch, tokens, p, B);
+    }
+    r->batch_logits = malloc(sizeof(float) * B * c.vocab_size);
+    memcpy(r->batch_logits, batch.logits, sizeof(float) * B * c.vocab_size);
+    for (int b = 0; b < B; b++) decode_state_free(&bs[b]);
+    decode_batch_free(&batch);
     free(dlogits);
     model_free(&m);
 }
@@ -970,11 +987,14 @@ static void test_determinism_threads(void **state) {
                "logits differ between 1 and %d threads", i + 1);
         EXPECT(memcmp(r[0].decode_logits, r[i].decode_logits, sizeof(float) * r[0].V) == 0,
                "decode logits differ between 1 and %d threads", i + 1);
+        EXPECT(memcmp(r[0].batch_logits, r[i].batch_logits, sizeof(float) * 2 * r[0].V) == 0,
+               "batched decode logits differ between 1 and %d threads", i + 1);
     }
     for (int i = 0; i < n_runs; i++) {
         free(r[i].params);
         free(r[i].logits);
         free(r[i].decode_logits);
+        free(r[i].batch_logits);
     }
 #endif
 }
