@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -1980,14 +1981,113 @@ double reward_language(const char *completion, const char *lang) {
     return (double)(strcmp(lang, "zh") == 0 ? chinese : english) / (double)total;
 }
 
+// ----------------------------------------------------------------------------------------------
+// Non-reasoning prompts (R1 §2.3.3-2.3.4: writing, factual QA, self-cognition). Rejection
+// sampling adds them to the second SFT set with a plain response; the final RL stage can mix
+// them into its groups (`./r1 grpo --non-reasoning F`) with a rule-based reward of their own,
+// where R1 used reward models for general data.
+// ----------------------------------------------------------------------------------------------
+
+// Non-reasoning example i: a prompt and a plain response (no <think>), in en or zh. kind is
+// "identity", "writing" or "parity"; answer is what the rule checks ("odd"/"even", 奇数/偶数),
+// empty for the other kinds.
+static void nonreasoning_example(int i, Rng *r, Str *prompt, Str *response, const char **lang,
+                                 const char **kind, const char **answer) {
+    int zh = (int)rand_range(r, 0, 1);
+    *lang = zh ? "zh" : "en";
+    *answer = "";
+    switch (i % 3) {
+    case 0:  // self-cognition
+        *kind = "identity";
+        str_add(prompt, zh ? "你是谁？" : "Who are you?");
+        str_add(response, zh ? "我是 r1.c，一个用 C 语言写成的小型 DeepSeek-R1 推理模型。"
+                             : "I am r1.c, a small DeepSeek-R1 reasoning model written in C.");
+        break;
+    case 1:  // writing: a short text from the corpus grammar
+        *kind = "writing";
+        str_add(prompt, zh ? "写一小段话。" : "Write a short paragraph.");
+        text_document(response, zh, r);
+        break;
+    default: {  // factual QA about numbers
+        long long a = rand_range(r, 2, 99);
+        *kind = "parity";
+        *answer = a % 2 ? (zh ? "奇数" : "odd") : (zh ? "偶数" : "even");
+        str_printf(prompt, zh ? "%lld 是奇数还是偶数？" : "Is %lld odd or even?", a);
+        str_printf(response, zh ? "%lld 是%s。" : "%lld is %s.", a, *answer);
+    }
+    }
+}
+
+// Writes non-reasoning example i as one JSON line: task "non-reasoning", kind, lang, prompt,
+// answer, and (when with_solution) the plain response as "solution".
+static void nonreasoning_write(FILE *f, int i, Rng *r, int with_solution) {
+    Str p = {0}, s = {0};
+    const char *lang, *kind, *answer;
+    nonreasoning_example(i, r, &p, &s, &lang, &kind, &answer);
+    fprintf(f, "{\"task\": \"non-reasoning\", \"kind\": \"%s\", \"lang\": \"%s\", \"prompt\": ",
+            kind, lang);
+    json_write_string(f, p.s);
+    fprintf(f, ", \"answer\": ");
+    json_write_string(f, answer);
+    if (with_solution) {
+        fprintf(f, ", \"solution\": ");
+        json_write_string(f, s.s);
+    }
+    fprintf(f, "}\n");
+    str_free(&p);
+    str_free(&s);
+}
+
+int is_nonreasoning(const Json *example) {
+    const Json *t = json_get(example, "task");
+    return t && t->type == JSON_STRING && strcmp(t->string, "non-reasoning") == 0;
+}
+
+// The rule reward of a non-reasoning answer (each part 0 or 1, language in [0, 1]):
+//   format    plain text: none of the four reasoning tags (the SFT data answers these plainly)
+//   accuracy  identity: names itself "r1.c"; parity: the right word and not the other one;
+//             writing: 20 to 600 bytes ending a sentence ("." or "。")
+//   language  reward_language against the prompt's language, as for reasoning prompts
+RewardParts reward_nonreasoning(const Json *example, const char *completion) {
+    const Json *kind = json_get(example, "kind"), *answer = json_get(example, "answer");
+    const Json *lang = json_get(example, "lang");
+    const char *k = kind && kind->type == JSON_STRING ? kind->string : "";
+    RewardParts p = {0, 1, 0};
+    static const char *const tags[] = {"<think>", "</think>", "<answer>", "</answer>"};
+    for (int i = 0; i < 4; i++)
+        if (strstr(completion, tags[i])) p.format = 0;
+    if (strcmp(k, "identity") == 0) {
+        p.accuracy = strstr(completion, "r1.c") != NULL;
+    } else if (strcmp(k, "parity") == 0 && answer && answer->type == JSON_STRING) {
+        const char *right = answer->string;
+        const char *wrong = strcmp(right, "odd") == 0    ? "even"
+                            : strcmp(right, "even") == 0 ? "odd"
+                            : strcmp(right, "奇数") == 0 ? "偶数"
+                                                         : "奇数";
+        p.accuracy = strstr(completion, right) != NULL && strstr(completion, wrong) == NULL;
+    } else if (strcmp(k, "writing") == 0) {
+        size_t n = strlen(completion);
+        while (n > 0 && isspace((unsigned char)completion[n - 1])) n--;
+        int ends = (n >= 1 && completion[n - 1] == '.') ||
+                   (n >= 3 && memcmp(completion + n - 3, "。", 3) == 0);
+        p.accuracy = n >= 20 && n <= 600 && ends;
+    }
+    p.language = reward_language(completion, lang && lang->type == JSON_STRING ? lang->string : "en");
+    return p;
+}
+
 // The combined reward: w_acc * accuracy + w_format * format + w_lang * language consistency.
 double reward_total(const RewardWeights *w, const Json *example, const char *completion,
                     RewardParts *parts) {
     const Json *lang = json_get(example, "lang");
     RewardParts p;
-    p.accuracy = reward_accuracy(example, completion);
-    p.format = reward_format(completion);
-    p.language = reward_language(completion, lang && lang->type == JSON_STRING ? lang->string : "en");
+    if (is_nonreasoning(example)) {
+        p = reward_nonreasoning(example, completion);
+    } else {
+        p.accuracy = reward_accuracy(example, completion);
+        p.format = reward_format(completion);
+        p.language = reward_language(completion, lang && lang->type == JSON_STRING ? lang->string : "en");
+    }
     if (parts) *parts = p;
     return w->accuracy * p.accuracy + w->format * p.format + w->language * p.language;
 }
@@ -2232,6 +2332,21 @@ static void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, in
     }
 }
 
+// n JSON objects from n lines of text (the program's own output); frees the text.
+static Json **parse_lines(char *buf, int n) {
+    char err[R1_ERR_LEN];
+    Json **ex = xcalloc((size_t)n, sizeof(Json *));
+    char *line = buf;
+    for (int i = 0; i < n; i++) {
+        char *nl = strchr(line, '\n');
+        ex[i] = json_parse(line, nl ? (size_t)(nl - line) : strlen(line), err);
+        if (!ex[i]) die("example generator: %s", err);
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    free(buf);
+    return ex;
+}
+
 // Makes n examples of a task split in memory (the generator of `./r1 data tasks`).
 static Json **make_examples(const char *task, int eval, int n, int level_lo, int level_hi,
                             const char *lang, uint64_t seed) {
@@ -2243,16 +2358,20 @@ static Json **make_examples(const char *task, int eval, int n, int level_lo, int
                         .level_hi = level_hi, .lang = lang, .seed = seed};
     if (tasks_write(f, &o, err) < 0) die("%s", err);
     fclose(f);
-    Json **ex = xcalloc((size_t)n, sizeof(Json *));
-    char *line = buf;
-    for (int i = 0; i < n; i++) {
-        char *nl = strchr(line, '\n');
-        ex[i] = json_parse(line, nl ? (size_t)(nl - line) : strlen(line), err);
-        if (!ex[i]) die("task generator: %s", err);
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    free(buf);
-    return ex;
+    return parse_lines(buf, n);
+}
+
+// n non-reasoning prompts (kind, lang, prompt, answer) for the final RL stage's mix.
+static Json **nonreasoning_examples(int n, uint64_t seed) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) die("out of memory");
+    Rng rng;
+    rng_seed(&rng, seed ^ 0x6e72u);
+    for (int i = 0; i < n; i++) nonreasoning_write(f, i, &rng, 0);
+    fclose(f);
+    return parse_lines(buf, n);
 }
 
 static void parse_levels(const char *s, int *lo, int *hi) {
@@ -2309,12 +2428,15 @@ int cmd_grpo(int argc, char **argv) {
         "--model", "--task", "--out", "--template", "--steps", "--prompts", "--group",
         "--max-new-tokens", "--temperature", "--top-p", "--lr", "--beta", "--eps", "--eps-high",
         "--mu", "--variant", "--w-accuracy", "--w-format", "--w-language", "--levels", "--lang",
-        "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", NULL};
+        "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", "--non-reasoning",
+        NULL};
     static const char *const bools[] = {NULL};
     check_flags(argc, argv, known, bools);
     const char *dir = arg_str(argc, argv, "--model", NULL);
     const char *out = arg_str(argc, argv, "--out", NULL);
     if (!dir || !out) die("grpo: needs --model DIR --out DIR");
+    // the share of groups whose prompt is a non-reasoning one (final RL: R1 §2.3.4)
+    double nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.0, 0.0, 1.0);
     const char *task = arg_str(argc, argv, "--task", "arithmetic");
     const char *template = arg_str(argc, argv, "--template", "r1-zero");
     const char *variant = arg_str(argc, argv, "--variant", "grpo");
@@ -2360,8 +2482,9 @@ int cmd_grpo(int argc, char **argv) {
     load_model_or_die(&policy, dir);
     load_model_or_die(&ref, dir);  // the frozen reference policy pi_ref
     if (tokenizer_load(&tok, dir, err)) die("%s", err);
-    int n_train = 4096;
+    int n_train = 4096, n_plain = nonreasoning > 0 ? 600 : 0;
     Json **train = make_examples(task, 0, n_train, level_lo, level_hi, lang, run.seed);
+    Json **plain = n_plain ? nonreasoning_examples(n_plain, run.seed) : NULL;
     int B = run.P * run.G, ctx = policy.cfg.max_position_embeddings, V = policy.cfg.vocab_size;
     Rollout *r = xcalloc((size_t)B, sizeof(Rollout));
     for (int b = 0; b < B; b++) r[b].ids = xcalloc((size_t)ctx + 1, sizeof(int));
@@ -2379,6 +2502,8 @@ int cmd_grpo(int argc, char **argv) {
            "template %s, beta %g, eps [%g, %g], mu %d, lr %g\n", variant, task, level_lo,
            level_hi, run.P, run.G, run.steps, template, run.gc.beta, run.gc.eps_low,
            run.gc.eps_high, run.mu, run.oc.lr);
+    if (n_plain) printf("non-reasoning prompts in %.0f%% of the groups (rule reward: plain answer, "
+                        "kind's rule, language)\n", 100.0 * nonreasoning);
     double t_start = now_seconds();
     for (long step = 1; step <= run.steps; step++) {
         // 1. rollouts
@@ -2386,6 +2511,8 @@ int cmd_grpo(int argc, char **argv) {
         Json *group_example[4096];
         for (int p = 0; p < run.P; p++) {
             const Json *ex = train[rng_next(&rng) % (uint64_t)n_train];
+            if (n_plain && rng_uniform(&rng) < nonreasoning)  // (no draw at all when 0)
+                ex = plain[rng_next(&rng) % (uint64_t)n_plain];
             group_example[p] = (Json *)ex;
             for (int i = 0; i < run.G; i++) {
                 Rollout *ri = &r[p * run.G + i];
@@ -2493,6 +2620,7 @@ int cmd_grpo(int argc, char **argv) {
     free(parts);
     free(flat);
     tasks_free(train, n_train);
+    if (plain) tasks_free(plain, n_plain);
     tokenizer_free(&tok);
     model_free(&policy);
     model_free(&ref);
@@ -2655,29 +2783,6 @@ RejectReason reject_reason(const Json *example, const char *completion, int ende
     return REJECT_KEEP;
 }
 
-// Non-reasoning example i: a prompt and a plain response (no <think>), in en or zh.
-static void nonreasoning_example(int i, Rng *r, Str *prompt, Str *response, const char **lang) {
-    int zh = (int)rand_range(r, 0, 1);
-    *lang = zh ? "zh" : "en";
-    switch (i % 3) {
-    case 0:  // self-cognition
-        str_add(prompt, zh ? "你是谁？" : "Who are you?");
-        str_add(response, zh ? "我是 r1.c，一个用 C 语言写成的小型 DeepSeek-R1 推理模型。"
-                             : "I am r1.c, a small DeepSeek-R1 reasoning model written in C.");
-        break;
-    case 1:  // writing: a short text from the corpus grammar
-        str_add(prompt, zh ? "写一小段话。" : "Write a short paragraph.");
-        text_document(response, zh, r);
-        break;
-    default: {  // factual QA about numbers
-        long long a = rand_range(r, 2, 99);
-        str_printf(prompt, zh ? "%lld 是奇数还是偶数？" : "Is %lld odd or even?", a);
-        str_printf(response, zh ? "%lld 是%s。" : "%lld is %s.", a,
-                   a % 2 ? (zh ? "奇数" : "odd") : (zh ? "偶数" : "even"));
-    }
-    }
-}
-
 int cmd_reject(int argc, char **argv) {
     static const char *const known[] = {"--model", "--task", "--n-prompts", "--n-per-prompt",
                                         "--cap", "--levels", "--lang", "--template",
@@ -2755,18 +2860,7 @@ int cmd_reject(int argc, char **argv) {
     long n_plain = (long)(kept * nonreasoning);
     Rng rng;
     rng_seed(&rng, seed ^ 0x6e72u);
-    for (long i = 0; i < n_plain; i++) {
-        Str p = {0}, s = {0};
-        const char *pl;
-        nonreasoning_example((int)i, &rng, &p, &s, &pl);
-        fprintf(f, "{\"task\": \"non-reasoning\", \"lang\": \"%s\", \"prompt\": ", pl);
-        json_write_string(f, p.s);
-        fprintf(f, ", \"solution\": ");
-        json_write_string(f, s.s);
-        fprintf(f, "}\n");
-        str_free(&p);
-        str_free(&s);
-    }
+    for (long i = 0; i < n_plain; i++) nonreasoning_write(f, (int)i, &rng, 1);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, out) != 0)
         die("%s: %s", out, strerror(errno));
     long total = (long)n * k;

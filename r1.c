@@ -3378,7 +3378,7 @@ static int cmd_pipeline(int argc, char **argv) {
         {"rl", "reasoning RL from the cold start (+ language reward)", "eval"},
         {"rs", "rejection sampling from the RL model + non-reasoning data", NULL},
         {"sft2", "SFT of the base on the rejection-sampled set", "eval"},
-        {"final", "final RL (after the second SFT)", "eval"},
+        {"final", "final RL (after the second SFT; + non-reasoning prompts)", "eval"},
         {"student-base", "dense student, pretrained", "eval"},
         {"student-distill", "student distilled: SFT on the teacher's samples", "eval"},
         {"student-rl", "student trained with GRPO alone (same steps)", "eval"},
@@ -3434,8 +3434,10 @@ static int cmd_pipeline(int argc, char **argv) {
                                "2", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "final") == 0) {
+            // one group in 8, on average, is a non-reasoning prompt with its rule reward
             const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "arithmetic",
-                               "--levels", "1-2", "--w-language", "0.5", "--lr", "5e-5", "--steps",
+                               "--levels", "1-2", "--w-language", "0.5", "--lr", "5e-5",
+                               "--non-reasoning", "0.125", "--steps",
                                scaled_steps(steps[3], 16, scale), "--seed", seed, NULL};
             sec = run_stage_command(a);
         } else if (strcmp(s->name, "student-base") == 0) {
@@ -3500,6 +3502,7 @@ static void usage(void) {
            "  ./r1 grpo    --model DIR --out DIR [--task arithmetic] [--template r1-zero|chat]\n"
            "               [--steps N] [--prompts P] [--group G] [--variant grpo|dr_grpo|dapo]\n"
            "               [--beta B] [--eps E] [--mu M] [--lr LR] [--w-accuracy/format/language W]\n"
+           "               [--non-reasoning SHARE]\n"
            "  ./r1 eval    --model DIR [--task arithmetic] [--k K] [--n N] [--levels 1-2] [--out F]\n"
            "  ./r1 reject  --model DIR --out FILE.jsonl [--task all] [--n-prompts N]\n"
            "               [--n-per-prompt K] [--cap C] [--non-reasoning SHARE]\n"

@@ -567,6 +567,10 @@ int reward_accuracy(const Json *example, const char *completion);  // the task's
 double reward_language(const char *completion, const char *lang);  // share of words in lang
 double reward_total(const RewardWeights *w, const Json *example, const char *completion,
                     RewardParts *parts);
+// Non-reasoning prompts (task "non-reasoning": kind identity / writing / parity): a plain answer
+// (format), the rule of its kind (accuracy), the prompt's language. reward_total uses it for them.
+int is_nonreasoning(const Json *example);
+RewardParts reward_nonreasoning(const Json *example, const char *completion);
 int has_reflection(const char *completion);   // "wait", "check", "verify", 等等, 检查, 验证
 
 typedef enum { GRPO_PAPER, GRPO_DR, GRPO_DAPO } GrpoVariant;

@@ -1073,6 +1073,59 @@ static void test_reward_language(void **state) {
     free(text);
 }
 
+// The rule reward of non-reasoning prompts (final RL's mix), by hand: format = no reasoning tag;
+// accuracy = the rule of the kind; language = the share of words in the prompt's language.
+static void test_reward_nonreasoning(void **state) {
+    (void)state;
+    Json *who = ex("{\"task\":\"non-reasoning\",\"kind\":\"identity\",\"lang\":\"en\","
+                   "\"prompt\":\"Who are you?\",\"answer\":\"\"}");
+    Json *odd = ex("{\"task\":\"non-reasoning\",\"kind\":\"parity\",\"lang\":\"en\","
+                   "\"prompt\":\"Is 37 odd or even?\",\"answer\":\"odd\"}");
+    Json *odd_zh = ex("{\"task\":\"non-reasoning\",\"kind\":\"parity\",\"lang\":\"zh\","
+                      "\"prompt\":\"37 是奇数还是偶数？\",\"answer\":\"奇数\"}");
+    Json *wr = ex("{\"task\":\"non-reasoning\",\"kind\":\"writing\",\"lang\":\"en\","
+                  "\"prompt\":\"Write a short paragraph.\",\"answer\":\"\"}");
+    Json *wr_zh = ex("{\"task\":\"non-reasoning\",\"kind\":\"writing\",\"lang\":\"zh\","
+                     "\"prompt\":\"写一小段话。\",\"answer\":\"\"}");
+    struct { const Json *e; const char *text; double acc, fmt, lang; } cases[] = {
+        {who, "I am r1.c, a small model.", 1, 1, 1.0},        // words I am r c a small model
+        {who, "I am a small model.", 0, 1, 1.0},
+        {who, "<think>I am r1.c</think>", 1, 0, 1.0},         // right, but not a plain answer
+        {who, "我是 r1.c", 1, 1, 0.5},                        // words 我 是 r c: 2 of 4 English
+        {odd, "37 is odd.", 1, 1, 1.0},
+        {odd, "37 is even.", 0, 1, 1.0},
+        {odd, "37 is odd or even.", 0, 1, 1.0},              // both words: no answer
+        {odd, "<answer>odd</answer>", 1, 0, 1.0},
+        {odd_zh, "37 是奇数。", 1, 1, 1.0},
+        {odd_zh, "37 是偶数。", 0, 1, 1.0},
+        {wr, "The cat sat on the mat today.", 1, 1, 1.0},    // 29 bytes, ends a sentence
+        {wr, "Too short.", 0, 1, 1.0},                       // 10 bytes
+        {wr, "A line that never ends a sentence", 0, 1, 1.0},
+        {wr_zh, "今天天气很好，我们去公园散步。", 1, 1, 1.0},  // 42 bytes, ends with 。
+        {wr_zh, "The weather is nice today.", 1, 1, 0.0},     // a sentence, wrong language
+    };
+    RewardWeights w = {.accuracy = 1.0, .format = 0.5, .language = 0.25};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_true(is_nonreasoning(cases[i].e));
+        RewardParts p = {-1, -1, -1};
+        double got = reward_total(&w, cases[i].e, cases[i].text, &p);
+        double want = 1.0 * cases[i].acc + 0.5 * cases[i].fmt + 0.25 * cases[i].lang;
+        if (fabs(got - want) > 1e-12 || p.accuracy != cases[i].acc || p.format != cases[i].fmt ||
+            fabs(p.language - cases[i].lang) > 1e-12)
+            fail_msg("case %zu \"%s\": got acc %g fmt %g lang %g (total %g), want %g %g %g (%g)", i,
+                     cases[i].text, p.accuracy, p.format, p.language, got, cases[i].acc,
+                     cases[i].fmt, cases[i].lang, want);
+    }
+    Json *add = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"prompt\":\"What is 1 + 2?\"}");
+    assert_false(is_nonreasoning(add));
+    json_free(add);
+    json_free(who);
+    json_free(odd);
+    json_free(odd_zh);
+    json_free(wr);
+    json_free(wr_zh);
+}
+
 static void test_reward_total(void **state) {
     (void)state;
     Json *add = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
@@ -1780,6 +1833,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_reward_accuracy),
         cmocka_unit_test(test_reward_language),
         cmocka_unit_test(test_reward_total),
+        cmocka_unit_test(test_reward_nonreasoning),
         cmocka_unit_test(test_has_reflection),
         cmocka_unit_test(test_grpo_advantages),
         cmocka_unit_test(test_token_logprobs),
