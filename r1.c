@@ -9,7 +9,7 @@
 //    6. The block and the whole model (embedding, blocks, final norm, lm_head)
 //    7. Loss heads (cross-entropy)
 //    8. AdamW
-//    9. Generation: latent KV cache, absorbed attention, sampling
+//    9. Generation: latent KV cache, absorbed attention, batched decoding, sampling
 //   10. Parameter counting, `info`
 //   11. Command-line interface, `forward`, `sample`, `chat`
 //   12. `train` (a synthetic stream) and one training step
