@@ -3166,9 +3166,9 @@ static int write_chart(const char *path, const char *title, SeriesSet *set,
     return 1;
 }
 
-static int cmd_plot(int argc, char **argv) {
-    if (argc < 3 || argv[2][0] == '-') die("plot: usage: ./r1 plot RUN_DIR");
-    const char *dir = argv[2];
+// The charts of one run directory, from its metrics.jsonl: loss and held-out loss together,
+// the expert load, and every other numeric field alone, as DIR/<field>.svg. Returns how many.
+static int plot_run(const char *dir) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/metrics.jsonl", dir);
     SeriesSet set = {0};
@@ -3195,14 +3195,49 @@ static int cmd_plot(int argc, char **argv) {
         snprintf(path, sizeof(path), "%s/%s.svg", dir, name);
         charts += write_chart(path, name, &set, &name, 1);
     }
-    printf("wrote %d charts (*.svg) in %s\n", charts, dir);
     for (int i = 0; i < set.n; i++) {
         free(set.s[i].x);
         free(set.s[i].y);
     }
     free(set.s);
     free(done);
+    return charts;
+}
+
+static int cmd_plot(int argc, char **argv) {
+    if (argc < 3 || argv[2][0] == '-') die("plot: usage: ./r1 plot RUN_DIR");
+    printf("wrote %d charts (*.svg) in %s\n", plot_run(argv[2]), argv[2]);
     return 0;
+}
+
+// A horizontal bar chart: one bar per label, values in [0, 1] (a NaN draws no bar).
+static void write_bar_chart(const char *path, const char *title, const char *const *labels,
+                            const double *v, int n) {
+    const double W = 640, L = 130, R = 60, TOP = 40, BAR = 22, GAP = 6;
+    double H = TOP + n * (BAR + GAP) + 30, pw = W - L - R;
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "fill=\"white\"/>\n<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n", W, H, L,
+            title);
+    for (int i = 0; i < n; i++) {
+        double y = TOP + i * (BAR + GAP), w = isfinite(v[i]) ? fmax(0.0, fmin(1.0, v[i])) * pw : 0;
+        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", L - 8,
+                y + BAR * 0.7, labels[i]);
+        fprintf(f, "<rect x=\"%.0f\" y=\"%.1f\" width=\"%.1f\" height=\"%.0f\" fill=\"#1f77b4\"/>\n",
+                L, y, w, BAR);
+        if (isfinite(v[i]))
+            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%.3f</text>\n", L + w + 4, y + BAR * 0.7, v[i]);
+    }
+    double ya = TOP + n * (BAR + GAP);
+    fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"black\"/>\n", L,
+            TOP - 4, L, ya);
+    for (int t = 0; t <= 4; t++)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.2f</text>\n",
+                L + pw * t / 4.0, ya + 16, t / 4.0);
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0) die("%s: %s", path, strerror(errno));
 }
 
 // ==============================================================================================
@@ -3303,17 +3338,50 @@ static void report_row(FILE *f, const char *out, const Stage *s) {
     json_free(j);
 }
 
-// The seconds of a stage's evaluation (OUT/eval-<stage>.json), 0 if it has none.
-static double eval_seconds(const char *out, const char *name) {
+// A number from a stage's evaluation (OUT/eval-<stage>.json), or `missing` if there is none.
+static double eval_field(const char *out, const char *name, const char *key, double missing) {
     char path[4096], err[R1_ERR_LEN];
     snprintf(path, sizeof(path), "%s/eval-%s.json", out, name);
     char *text = read_file(path, NULL, err);
     Json *j = text ? json_parse(text, strlen(text), err) : NULL;
     free(text);
-    Json *v = j ? json_get(j, "seconds") : NULL;
-    double sec = v && v->type == JSON_NUMBER ? v->number : 0.0;
+    Json *v = j ? json_get(j, key) : NULL;
+    double x = v && v->type == JSON_NUMBER ? v->number : missing;
     json_free(j);
-    return sec;
+    return x;
+}
+
+// OUT/pass1.svg and OUT/format.svg (a bar per evaluated stage), each training stage's curves
+// (plot_run), and the report's section that links them.
+static void write_pipeline_charts(FILE *f, const char *out, const Stage *stages, int n_stages) {
+    const char *labels[32];
+    double pass1[32], format[32];
+    int n = 0;
+    for (int i = 0; i < n_stages && n < 32; i++) {
+        if (!stages[i].eval || !stage_done(out, stages[i].name)) continue;
+        labels[n] = stages[i].name;
+        pass1[n] = eval_field(out, stages[i].name, "pass@1", NAN);
+        format[n] = eval_field(out, stages[i].name, "format", NAN);
+        n++;
+    }
+    if (n == 0) return;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/pass1.svg", out);
+    write_bar_chart(path, "pass@1 on held-out problems, by stage", labels, pass1, n);
+    snprintf(path, sizeof(path), "%s/format.svg", out);
+    write_bar_chart(path, "format rate, by stage", labels, format, n);
+    fprintf(f, "\n## Charts\n\n![pass@1 by stage](pass1.svg)\n\n![format rate by stage](format.svg)"
+            "\n\nTraining curves, one SVG per metric in each stage's directory (`./r1 plot DIR` "
+            "redraws them):");
+    for (int i = 0; i < n; i++) {
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s/%s", out, labels[i]);
+        if (plot_run(dir) == 0) continue;
+        snprintf(path, sizeof(path), "%s/reward.svg", dir);  // GRPO stages; the others: loss
+        const char *chart = access(path, F_OK) == 0 ? "reward" : "loss";
+        fprintf(f, " [%s %s](%s/%s.svg)", labels[i], chart, labels[i], chart);
+    }
+    fprintf(f, "\n");
 }
 
 // The pipeline's held-out evaluation: problems per stage (each sampled k = 4 times + greedy).
@@ -3337,20 +3405,21 @@ static void write_pipeline_report(const char *out, const char *preset, const cha
         if (stages[i].eval) report_row(f, out, &stages[i]);
     fprintf(f, "\nWhat to compare (the paper's findings): cold start + RL (`rl`) against R1-Zero "
             "(`r1-zero`) on format and language consistency; `final` against `cold`/`rl` "
-            "(before rejection-sampling SFT); `student-distill` against `student-rl`.\n"
-            "Curves: `./r1 plot %s/<stage>` for each training stage.\n", out);
+            "(before rejection-sampling SFT); `student-distill` against `student-rl`.\n");
     fprintf(f, "\n## Time on this machine\n\n| stage | training (s) | evaluation (s) |\n"
             "|---|---|---|\n");
     double train_total = 0, eval_total = 0;
     for (int i = 0; i < n_stages; i++) {
         if (!stage_done(out, stages[i].name)) continue;
-        double t = stage_seconds(out, stages[i].name), e = eval_seconds(out, stages[i].name);
+        double t = stage_seconds(out, stages[i].name);
+        double e = eval_field(out, stages[i].name, "seconds", 0.0);
         train_total += t;
         eval_total += e;
         fprintf(f, "| %s | %.0f | %.0f |\n", stages[i].name, t, e);
     }
     fprintf(f, "| all | %.0f | %.0f |\n\nTotal %.0f s = %.1f min.\n", train_total, eval_total,
             train_total + eval_total, (train_total + eval_total) / 60.0);
+    write_pipeline_charts(f, out, stages, n_stages);
     fclose(f);
 }
 
