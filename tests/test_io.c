@@ -949,8 +949,33 @@ static void test_st_fuzz(void **state) {
     assert_int_equal(remove(path), 0);
 }
 
+// The report's bar chart: one labelled bar per stage, its width the value's share of the plot
+// width (450 px for values in [0, 1]), the value printed beside it, and no bar for a NaN.
+static void test_bar_chart(void **state) {
+    char path[512];
+    path_in(state, "bars.svg", path);
+    const char *labels[] = {"base", "rl", "final"};
+    double v[] = {0.5, 1.0, NAN};
+    write_bar_chart(path, "pass@1", labels, v, 3);
+    char err[R1_ERR_LEN];
+    char *svg = read_file(path, NULL, err);
+    assert_non_null(svg);
+    assert_non_null(strstr(svg, "<svg "));
+    assert_non_null(strstr(svg, "</svg>"));
+    assert_non_null(strstr(svg, ">pass@1</text>"));
+    assert_non_null(strstr(svg, ">base</text>"));
+    assert_non_null(strstr(svg, ">final</text>"));
+    assert_non_null(strstr(svg, "width=\"225.0\""));  // 0.5 of the plot: 640 - 130 - 60 px
+    assert_non_null(strstr(svg, "width=\"450.0\""));  // 1.0: the whole plot width
+    assert_non_null(strstr(svg, ">0.500</text>"));
+    assert_null(strstr(svg, "nan"));                 // the NaN bar: width 0, no value
+    free(svg);
+    assert_int_equal(unlink(path), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bar_chart),
         cmocka_unit_test(test_json_nested),
         cmocka_unit_test(test_json_top_level_scalars),
         cmocka_unit_test(test_json_numbers),
