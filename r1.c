@@ -519,7 +519,10 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, i
     return used;
 }
 
-int model_alloc_training(Model *m, int B, int T, char *err) {
+// Activations for batches of B x T tokens (and, with backward, gradients, AdamW state and the
+// backward scratch): one allocation per kind. A frozen model that only scores batches (GRPO's
+// reference policy) needs no backward.
+static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
     const Config *c = &m->cfg;
     if (B <= 0 || T <= 0) {
         snprintf(err, R1_ERR_LEN, "batch %d x %d: both must be > 0", B, T);
@@ -530,7 +533,7 @@ int model_alloc_training(Model *m, int B, int T, char *err) {
                  c->max_position_embeddings);
         return -1;
     }
-    if (!m->grads) {
+    if (backward && !m->grads) {
         m->grads = xcalloc(m->n_params, sizeof(float));
         m->adam_m = xcalloc(m->n_params, sizeof(float));
         m->adam_v = xcalloc(m->n_params, sizeof(float));
@@ -548,32 +551,37 @@ int model_alloc_training(Model *m, int B, int T, char *err) {
     m->acts.buffer = xcalloc(n_float, sizeof(float));
     m->acts.ibuffer = xcalloc(n_int, sizeof(int));
     layout_acts(c, &m->acts, B, T, m->acts.buffer, m->acts.ibuffer, &n_int);
-    // backward scratch
+    // scratch: the attention's per-head gathers (forward too), then the backward buffers
     size_t N = (size_t)B * T, W = (size_t)max_width(c), D = c->hidden_size;
     size_t H = c->num_attention_heads, K = c->num_experts_per_tok;
     size_t Im = c->moe_intermediate_size, exw = D > Im ? D : Im;
     Grads *s = &m->scratch;
     free(s->buffer);
+    memset(s, 0, sizeof(*s));  // a forward-only model keeps the backward pointers NULL
     size_t att_tmp = (size_t)B * H * T * 4 *
                      (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
-    size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * T + att_tmp +
-                   (size_t)B * H * T * c->qk_rope_head_dim + 4 * N * K * exw;
+    size_t total = att_tmp;
+    if (backward)
+        total += 2 * N * D + 4 * N * W + (size_t)B * H * T * T +
+                 (size_t)B * H * T * c->qk_rope_head_dim + 4 * N * K * exw;
     s->buffer = xcalloc(total, sizeof(float));
     float *base = s->buffer;
     size_t used = 0;
-    s->dx = carve(base, &used, N * D);
-    s->dln = carve(base, &used, N * D);
-    s->t1 = carve(base, &used, N * W);
-    s->t2 = carve(base, &used, N * W);
-    s->t3 = carve(base, &used, N * W);
-    s->t4 = carve(base, &used, N * W);
-    s->datt = carve(base, &used, (size_t)B * H * T * T);
     s->att_tmp = carve(base, &used, att_tmp);
-    s->dk_pe_h = carve(base, &used, (size_t)B * H * T * c->qk_rope_head_dim);
-    s->dex = carve(base, &used, N * K * exw);
-    s->dex2 = carve(base, &used, N * K * exw);
-    s->dex3 = carve(base, &used, N * K * exw);
-    s->dex4 = carve(base, &used, N * K * exw);
+    if (backward) {
+        s->dx = carve(base, &used, N * D);
+        s->dln = carve(base, &used, N * D);
+        s->t1 = carve(base, &used, N * W);
+        s->t2 = carve(base, &used, N * W);
+        s->t3 = carve(base, &used, N * W);
+        s->t4 = carve(base, &used, N * W);
+        s->datt = carve(base, &used, (size_t)B * H * T * T);
+        s->dk_pe_h = carve(base, &used, (size_t)B * H * T * c->qk_rope_head_dim);
+        s->dex = carve(base, &used, N * K * exw);
+        s->dex2 = carve(base, &used, N * K * exw);
+        s->dex3 = carve(base, &used, N * K * exw);
+        s->dex4 = carve(base, &used, N * K * exw);
+    }
     // transposed-weight scratch: the largest matrix
     size_t biggest = 0;
     for (int i = 0; i < m->n_tensors; i++)
@@ -585,6 +593,9 @@ int model_alloc_training(Model *m, int B, int T, char *err) {
     }
     return 0;
 }
+
+int model_alloc_training(Model *m, int B, int T, char *err) { return alloc_batch(m, B, T, 1, err); }
+int model_alloc_inference(Model *m, int B, int T, char *err) { return alloc_batch(m, B, T, 0, err); }
 
 void model_free(Model *m) {
     free(m->table);
@@ -2260,7 +2271,7 @@ static float expert_load_ratio(const Model *m) {
 
 // The teacher of a distillation step (NULL: plain cross-entropy).
 typedef struct {
-    Model *teacher;  // its training buffers allocated for the same (B, T)
+    Model *teacher;  // its forward buffers allocated for the same (B, T)
     float alpha, tau;
 } Distill;
 
@@ -2548,7 +2559,7 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
     d->order = xcalloc((size_t)d->n_train, sizeof(long));
     d->order_epoch = -1;
     if (model_alloc_training(m, B, T, err)) die("%s", err);
-    if (a->kd && a->kd->teacher && model_alloc_training(a->kd->teacher, B, T, err)) die("%s", err);
+    if (a->kd && a->kd->teacher && model_alloc_inference(a->kd->teacher, B, T, err)) die("%s", err);
     m->balance_alpha = a->alpha;
     TrainState ts = {0};
     if (a->resume) {

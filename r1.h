@@ -213,6 +213,9 @@ void model_free(Model *m);
 void model_init_random(Model *m, uint64_t seed);
 // Allocates grads, AdamW moments and activations for batches of B x T tokens.
 int model_alloc_training(Model *m, int B, int T, char *err);
+// Activations only, for a model that runs forward passes and no backward (e.g. a frozen
+// reference policy): no gradients, no AdamW state, no backward scratch.
+int model_alloc_inference(Model *m, int B, int T, char *err);
 // Training forward: ids (B,T) -> acts.logits (B,T,V).
 void model_forward(Model *m, const int *ids, int B, int T);
 // Backward from dlogits (B,T,V); accumulates into m->grads.
