@@ -720,21 +720,26 @@ static void matmul_tile_edge(float *out, int M, const float *a, int ars, int aks
 
 #define MM_KBLOCK 256  // long sums (K = tokens, in weight gradients) go in blocks of 256 k
 
+// The tile of out at (r0, c0), summed over k in [k0, k1): the register kernel for a full 6x16
+// tile, the plain loops for a partial one at the bottom or right edge.
+static void matmul_tile_at(float *out, const float *a, int ars, int aks, const float *b, int N,
+                           int M, int r0, int c0, int k0, int k1, int accumulate) {
+    int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS, cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
+    float *o = out + (size_t)r0 * M + c0;
+    const float *ap = a + (size_t)r0 * ars + (size_t)k0 * aks;
+    const float *bp = b + (size_t)k0 * M + c0;
+    if (rows == MM_ROWS && cols == MM_COLS)
+        matmul_tile(o, M, ap, ars, aks, bp, k1 - k0, accumulate);
+    else
+        matmul_tile_edge(o, M, ap, ars, aks, bp, k1 - k0, rows, cols, accumulate);
+}
+
 // The tiles of one block of columns [c0, c0+16) for k in [k0, k1): all row tiles in turn, so the
 // 16-wide strip of b stays in the L1 cache while it is reused.
 static void matmul_strip(float *out, const float *a, int ars, int aks, const float *b, int N,
                          int M, int c0, int k0, int k1, int accumulate) {
-    int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
-    for (int r0 = 0; r0 < N; r0 += MM_ROWS) {
-        int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
-        float *o = out + (size_t)r0 * M + c0;
-        const float *ap = a + (size_t)r0 * ars + (size_t)k0 * aks;
-        const float *bp = b + (size_t)k0 * M + c0;
-        if (rows == MM_ROWS && cols == MM_COLS)
-            matmul_tile(o, M, ap, ars, aks, bp, k1 - k0, accumulate);
-        else
-            matmul_tile_edge(o, M, ap, ars, aks, bp, k1 - k0, rows, cols, accumulate);
-    }
+    for (int r0 = 0; r0 < N; r0 += MM_ROWS)
+        matmul_tile_at(out, a, ars, aks, b, N, M, r0, c0, k0, k1, accumulate);
 }
 
 static void matmul_nn(float *out, const float *a, int ars, int aks, const float *b, int N, int K,
@@ -759,19 +764,9 @@ static void matmul_nn(float *out, const float *a, int ars, int aks, const float 
     // short sums: every (column tile, row tile) pair is a task. Small products run on the
     // calling thread: waking threads would cost more than it saves.
 #pragma omp parallel for collapse(2) schedule(dynamic, 8) if ((double)N * K * M > 65536)
-    for (int ct = 0; ct < col_tiles; ct++) {
-        for (int rt = 0; rt < row_tiles; rt++) {
-            int r0 = rt * MM_ROWS, c0 = ct * MM_COLS;
-            int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
-            int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
-            float *o = out + (size_t)r0 * M + c0;
-            const float *ap = a + (size_t)r0 * ars;
-            if (rows == MM_ROWS && cols == MM_COLS)
-                matmul_tile(o, M, ap, ars, aks, b + c0, K, accumulate);
-            else
-                matmul_tile_edge(o, M, ap, ars, aks, b + c0, K, rows, cols, accumulate);
-        }
-    }
+    for (int ct = 0; ct < col_tiles; ct++)
+        for (int rt = 0; rt < row_tiles; rt++)
+            matmul_tile_at(out, a, ars, aks, b, N, M, rt * MM_ROWS, ct * MM_COLS, 0, K, accumulate);
 }
 
 // The six products of causal attention, (T,T) by (T,d), need only the lower triangle i >= j of
@@ -796,16 +791,8 @@ static void matmul_causal(float *out, const float *a, int ars, int aks, const fl
         if (mode == CAUSAL_OUT_LOWER) col_end = r0 + rows < M ? r0 + rows : M;
         if (mode == CAUSAL_K_UPTO_ROW) k1 = r0 + rows < K ? r0 + rows : K;
         if (mode == CAUSAL_K_FROM_ROW) k0 = r0;
-        for (int c0 = 0; c0 < col_end; c0 += MM_COLS) {
-            int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
-            float *o = out + (size_t)r0 * M + c0;
-            const float *ap = a + (size_t)r0 * ars + (size_t)k0 * aks;
-            const float *bp = b + (size_t)k0 * M + c0;
-            if (rows == MM_ROWS && cols == MM_COLS)
-                matmul_tile(o, M, ap, ars, aks, bp, k1 - k0, 0);
-            else
-                matmul_tile_edge(o, M, ap, ars, aks, bp, k1 - k0, rows, cols, 0);
-        }
+        for (int c0 = 0; c0 < col_end; c0 += MM_COLS)
+            matmul_tile_at(out, a, ars, aks, b, N, M, r0, c0, k0, k1, 0);
     }
 }
 
