@@ -3100,6 +3100,14 @@ static double nice_step(double span, int want) {
 }
 
 // Writes one chart of the named series (those present) to path. Returns 0 if none had data.
+// The start of an SVG chart: W x H pixels on white, the title at x = title_x.
+static void svg_begin(FILE *f, double W, double H, double title_x, const char *title) {
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "fill=\"white\"/>\n<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n", W, H,
+            title_x, title);
+}
+
 static int write_chart(const char *path, const char *title, SeriesSet *set,
                        const char *const *names, int n_names) {
     static const char *const COLORS[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -3125,10 +3133,7 @@ static int write_chart(const char *path, const char *title, SeriesSet *set,
     if (y1 <= y0) { y1 += fabs(y1) * 0.05 + 1e-9; y0 -= fabs(y0) * 0.05 + 1e-9; }
     FILE *f = fopen(path, "wb");
     if (!f) die("%s: %s", path, strerror(errno));
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
-            "fill=\"white\"/>\n<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n", W, H, L,
-            title);
+    svg_begin(f, W, H, L, title);
     double pw = W - L - R, ph = H - TOP - BOT;
 #define PX(x) (L + ((x) - x0) / (x1 - x0) * pw)
 #define PY(y) (TOP + ph - ((y) - y0) / (y1 - y0) * ph)
@@ -3215,10 +3220,7 @@ static void write_bar_chart(const char *path, const char *title, const char *con
     double H = TOP + n * (BAR + GAP) + 30, pw = W - L - R;
     FILE *f = fopen(path, "wb");
     if (!f) die("%s: %s", path, strerror(errno));
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
-            "fill=\"white\"/>\n<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n", W, H, L,
-            title);
+    svg_begin(f, W, H, L, title);
     for (int i = 0; i < n; i++) {
         double y = TOP + i * (BAR + GAP), w = isfinite(v[i]) ? fmax(0.0, fmin(1.0, v[i])) * pw : 0;
         fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", L - 8,
@@ -3308,13 +3310,20 @@ static double stage_seconds(const char *out, const char *name) {
     return s;
 }
 
-// One row of the report from OUT/eval-<stage>.json.
-static void report_row(FILE *f, const char *out, const Stage *s) {
+// A stage's evaluation, OUT/eval-<stage>.json, parsed; NULL if it has none.
+static Json *eval_json(const char *out, const char *name) {
     char path[4096], err[R1_ERR_LEN];
-    snprintf(path, sizeof(path), "%s/eval-%s.json", out, s->name);
+    snprintf(path, sizeof(path), "%s/eval-%s.json", out, name);
     char *text = read_file(path, NULL, err);
     Json *j = text ? json_parse(text, strlen(text), err) : NULL;
     free(text);
+    return j;
+}
+
+// One row of the report from OUT/eval-<stage>.json.
+static void report_row(FILE *f, const char *out, const Stage *s) {
+    char path[4096], err[R1_ERR_LEN];
+    Json *j = eval_json(out, s->name);
     if (!j) return;
     static const char *const keys[] = {"pass@1", "cons@k", "greedy", "format", "language", "length"};
     fprintf(f, "| %s | %s |", s->name, s->what);
@@ -3338,11 +3347,7 @@ static void report_row(FILE *f, const char *out, const Stage *s) {
 
 // A number from a stage's evaluation (OUT/eval-<stage>.json), or `missing` if there is none.
 static double eval_field(const char *out, const char *name, const char *key, double missing) {
-    char path[4096], err[R1_ERR_LEN];
-    snprintf(path, sizeof(path), "%s/eval-%s.json", out, name);
-    char *text = read_file(path, NULL, err);
-    Json *j = text ? json_parse(text, strlen(text), err) : NULL;
-    free(text);
+    Json *j = eval_json(out, name);
     Json *v = j ? json_get(j, key) : NULL;
     double x = v && v->type == JSON_NUMBER ? v->number : missing;
     json_free(j);
