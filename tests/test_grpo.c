@@ -1073,6 +1073,22 @@ static void test_reward_language(void **state) {
     free(text);
 }
 
+// One hand-computed reward case: the example, the completion, and the three parts expected.
+typedef struct { const Json *e; const char *text; double acc, fmt, lang; } RewardCase;
+
+// reward_total with weights (1, 0.5, 0.25) must give the case's parts and their weighted sum.
+static double expect_reward(size_t i, const RewardCase *c) {
+    RewardWeights w = {.accuracy = 1.0, .format = 0.5, .language = 0.25};
+    RewardParts p = {-1, -1, -1};
+    double got = reward_total(&w, c->e, c->text, &p);
+    double want = 1.0 * c->acc + 0.5 * c->fmt + 0.25 * c->lang;
+    if (fabs(got - want) > 1e-12 || p.accuracy != c->acc || p.format != c->fmt ||
+        fabs(p.language - c->lang) > 1e-12)
+        fail_msg("case %zu \"%s\": total %.17g (want %.17g), parts %g %g %.17g (want %g %g %.17g)",
+                 i, c->text, got, want, p.accuracy, p.format, p.language, c->acc, c->fmt, c->lang);
+    return got;
+}
+
 // The rule reward of non-reasoning prompts (final RL's mix), by hand: format = no reasoning tag;
 // accuracy = the rule of the kind; language = the share of words in the prompt's language.
 static void test_reward_nonreasoning(void **state) {
@@ -1087,7 +1103,7 @@ static void test_reward_nonreasoning(void **state) {
                   "\"prompt\":\"Write a short paragraph.\",\"answer\":\"\"}");
     Json *wr_zh = ex("{\"task\":\"non-reasoning\",\"kind\":\"writing\",\"lang\":\"zh\","
                      "\"prompt\":\"写一小段话。\",\"answer\":\"\"}");
-    struct { const Json *e; const char *text; double acc, fmt, lang; } cases[] = {
+    RewardCase cases[] = {
         {who, "I am r1.c, a small model.", 1, 1, 1.0},        // words I am r c a small model
         {who, "I am a small model.", 0, 1, 1.0},
         {who, "<think>I am r1.c</think>", 1, 0, 1.0},         // right, but not a plain answer
@@ -1104,17 +1120,9 @@ static void test_reward_nonreasoning(void **state) {
         {wr_zh, "今天天气很好，我们去公园散步。", 1, 1, 1.0},  // 42 bytes, ends with 。
         {wr_zh, "The weather is nice today.", 1, 1, 0.0},     // a sentence, wrong language
     };
-    RewardWeights w = {.accuracy = 1.0, .format = 0.5, .language = 0.25};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_true(is_nonreasoning(cases[i].e));
-        RewardParts p = {-1, -1, -1};
-        double got = reward_total(&w, cases[i].e, cases[i].text, &p);
-        double want = 1.0 * cases[i].acc + 0.5 * cases[i].fmt + 0.25 * cases[i].lang;
-        if (fabs(got - want) > 1e-12 || p.accuracy != cases[i].acc || p.format != cases[i].fmt ||
-            fabs(p.language - cases[i].lang) > 1e-12)
-            fail_msg("case %zu \"%s\": got acc %g fmt %g lang %g (total %g), want %g %g %g (%g)", i,
-                     cases[i].text, p.accuracy, p.format, p.language, got, cases[i].acc,
-                     cases[i].fmt, cases[i].lang, want);
+        expect_reward(i, &cases[i]);
     }
     Json *add = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"prompt\":\"What is 1 + 2?\"}");
     assert_false(is_nonreasoning(add));
@@ -1135,7 +1143,7 @@ static void test_reward_total(void **state) {
     Json *nolang = ex("{\"task\":\"arithmetic\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
                       "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39}");
     RewardWeights w = {.accuracy = 1.0, .format = 0.5, .language = 0.25};
-    struct { const Json *e; const char *text; double acc, fmt, lang; } cases[] = {
+    RewardCase cases[] = {
         {add, "<think>add them</think><answer>72</answer>", 1, 1, 1.0},
         {add, "<think>add them</think><answer>71</answer>", 0, 1, 1.0},
         {add, "<think>72</think><answer>72</answer>", 1, 1, 0.0},  // no words at all
@@ -1148,14 +1156,7 @@ static void test_reward_total(void **state) {
         {nolang, "<think>二 plus</think><answer>72</answer>", 1, 1, 0.5},  // lang defaults to en
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        RewardParts p = {-1, -1, -1};
-        double got = reward_total(&w, cases[i].e, cases[i].text, &p);
-        double want = 1.0 * cases[i].acc + 0.5 * cases[i].fmt + 0.25 * cases[i].lang;
-        if (fabs(got - want) > 1e-12 || p.accuracy != cases[i].acc || p.format != cases[i].fmt ||
-            fabs(p.language - cases[i].lang) > 1e-12)
-            fail_msg("case %zu \"%s\": total %.17g (want %.17g), parts %g %g %.17g (want %g %g %.17g)",
-                     i, cases[i].text, got, want, p.accuracy, p.format, p.language, cases[i].acc,
-                     cases[i].fmt, cases[i].lang);
+        double got = expect_reward(i, &cases[i]);
         double again = reward_total(&w, cases[i].e, cases[i].text, NULL);  // parts may be NULL
         assert_true(again == got);
     }
