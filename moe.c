@@ -108,7 +108,7 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
     int E = c->n_routed_experts, K = c->num_experts_per_tok, D = c->hidden_size;
     int Im = c->moe_intermediate_size;
     // 1. router: logits (N,E) = inp @ gate.weight^T, then per-token selection
-    matmul_forward(a->scores, inp, lp->router, N, D, E, 0, m->wt_scratch);
+    matmul_forward(a->scores, inp, lp->router, N, D, E, 0);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         float logits[E];
@@ -133,8 +133,7 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
         swiglu_forward(a->ex_out + (size_t)r0 * D, a->ex_in + (size_t)r0 * D,
                        lp->experts_gate + e * mat, lp->experts_up + e * mat,
                        lp->experts_down + e * mat, a->ex_g + (size_t)r0 * Im,
-                       a->ex_u + (size_t)r0 * Im, a->ex_h + (size_t)r0 * Im, n, D, Im, 0,
-                       m->wt_scratch);
+                       a->ex_u + (size_t)r0 * Im, a->ex_h + (size_t)r0 * Im, n, D, Im, 0);
     }
     // 4. combine: out[t] += sum_k g_{k,t} * expert output, in k order
 #pragma omp parallel for schedule(static)

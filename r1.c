@@ -31,6 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#ifdef __FMA__
+#include <immintrin.h>  // _mm256_fmadd_ps: the matmul kernel's fused multiply-add
+#endif
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -522,6 +525,8 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, i
 // Activations for batches of B x T tokens (and, with backward, gradients, AdamW state and the
 // backward scratch): one allocation per kind. A frozen model that only scores batches (GRPO's
 // reference policy) needs no backward.
+static size_t head_scratch_floats(const Config *c, int T);  // section 5
+
 static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
     const Config *c = &m->cfg;
     if (B <= 0 || T <= 0) {
@@ -558,8 +563,7 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
     Grads *s = &m->scratch;
     free(s->buffer);
     memset(s, 0, sizeof(*s));  // a forward-only model keeps the backward pointers NULL
-    size_t att_tmp = (size_t)B * H * T * 4 *
-                     (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
+    size_t att_tmp = (size_t)B * H * head_scratch_floats(c, T);
     size_t total = att_tmp;
     if (backward)
         total += 2 * N * D + 4 * N * W + (size_t)B * H * T * T +
@@ -582,15 +586,6 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
         s->dex3 = carve(base, &used, N * K * exw);
         s->dex4 = carve(base, &used, N * K * exw);
     }
-    // transposed-weight scratch: the largest matrix
-    size_t biggest = 0;
-    for (int i = 0; i < m->n_tensors; i++)
-        if (m->table[i].numel > biggest) biggest = m->table[i].numel;
-    if (m->wt_scratch_size < biggest) {
-        free(m->wt_scratch);
-        m->wt_scratch = xcalloc(biggest, sizeof(float));
-        m->wt_scratch_size = biggest;
-    }
     return 0;
 }
 
@@ -611,7 +606,6 @@ void model_free(Model *m) {
     free(m->acts.ibuffer);
     free(m->acts.layers);
     free(m->scratch.buffer);
-    free(m->wt_scratch);
     free(m->expert_load);
     memset(m, 0, sizeof(*m));
 }
@@ -652,17 +646,36 @@ float rng_normal(Rng *r) {
 // Determinism: every output element is computed by exactly one thread, summing in a fixed
 // order, so results are bit-identical for any OMP_NUM_THREADS.
 
-// All three products of training (forward, gradient of the input, gradient of the weight)
-// run on one kernel, matmul_nn: out (N,M) (=, or += when accumulate) A (N,K) @ b (K,M), where A
-// is read through strides, a(i,k) = a[i*ars + k*aks], so that it can be a transposed view.
-// Each 6x16 tile of out is accumulated over k = 0..K-1 in order, so every output element is one
-// sum in a fixed order, whatever the number of threads.
+// Every matrix product of the model, forward and backward, runs on one kernel:
+//   out (N,M) (=, or += when accumulate) A (N,K) @ B (K,M)
+// A and B are read through strides, a(i,k) = a[i*ars + k*aks] and b(k,j) = b[k*bks + j*bcs],
+// so either may be a transposed view (W^T for a forward, dout^T for a weight gradient) and
+// nothing is transposed in memory first.
+//
+// The structure is Goto and van de Geijn's ("Anatomy of high-performance matrix
+// multiplication", 2008), as in BLIS and OpenBLAS:
+//   - B is copied ("packed") block by block, MM_KC rows x MM_NC columns at a time, into panels
+//     of 16 columns whose rows lie one after another: the kernel then reads it as one
+//     sequential stream that stays in the L2 cache while every row tile of A passes over it.
+//   - A is packed one sliver of 6 rows x MM_KC at a time (k-major: the 6 values of one k side
+//     by side), on the stack, and reused for every panel of the block.
+//   - the kernel keeps a 6x16 tile of out in 12 registers of 8 floats and adds a(i,k) * b(k,j)
+//     for k in order, with fused multiply-adds.
+// Packing pads partial tiles with zeros, so one kernel serves every tile; at the bottom and
+// right edges only the valid part of the tile is stored.
+//
+// Determinism: every output element is one sum, started from out (or 0) and taking k = 0, 1,
+// ..., K-1 in order. A k block's partial sum waits in out and the next block goes on from it
+// (a float stored and reloaded is unchanged), so the blocking never changes a result, and
+// neither does which thread computes a tile: results are bit-identical for any
+// OMP_NUM_THREADS.
 #define MM_ROWS 6
 #define MM_COLS 16
+#define MM_KC 256  // k block: an A sliver (6 x 256) and a B panel (256 x 16) fit the L1 cache
+#define MM_NC 128  // column block: one packed B block (256 x 128 floats, 128 KB) fits L2
 
 // 8 floats that the compiler keeps in one vector register (GCC/Clang vector extension: `+` and
-// `*` act lane by lane, and `x * v` multiplies every lane by the scalar x). Only the full tiles
-// use it; matmul_tile_edge below computes the same sums with plain loops.
+// `*` act lane by lane, and `x * v` multiplies every lane by the scalar x).
 typedef float vec8 __attribute__((vector_size(32)));
 static inline vec8 vec8_load(const float *p) {
     vec8 v;
@@ -671,102 +684,146 @@ static inline vec8 vec8_load(const float *p) {
 }
 static inline void vec8_store(float *p, vec8 v) { memcpy(p, &v, sizeof(v)); }
 
-// One full 6x16 tile: 12 accumulators of 8 floats (out rows r0..r5, columns 0-7 and 8-15), all
-// in registers; per k, two loads of b's row and six values of a's column.
-static void matmul_tile(float *out, int M, const float *a, int ars, int aks, const float *b,
-                        int K, int accumulate) {
+// acc + x * b in every lane, rounded once (a fused multiply-add): one instruction with FMA;
+// without it (e.g. `make debug`, built for any x86-64) libm's fmaf gives the same floats.
+static inline vec8 vec8_fma(float x, vec8 b, vec8 acc) {
+#ifdef __FMA__
+    return (vec8)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)b, (__m256)acc);
+#else
+    for (int l = 0; l < 8; l++) acc[l] = fmaf(x, b[l], acc[l]);
+    return acc;
+#endif
+}
+
+// ap (kn, 6) = rows r0..r0+5 of A for k in [k0, k0+kn): ap[k*6 + i] = a(r0+i, k0+k), and 0 for
+// rows past N. The packed sliver is itself an A view, with ars = 1 and aks = 6.
+static void pack_a(float *ap, const float *a, size_t ars, size_t aks, int r0, int N, int k0,
+                   int kn) {
+    int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
+    if (ars == 1 && rows == MM_ROWS) {  // a transposed view: the 6 values of one k are adjacent
+        for (int k = 0; k < kn; k++)
+            memcpy(ap + k * MM_ROWS, a + r0 + (size_t)(k0 + k) * aks, MM_ROWS * sizeof(float));
+        return;
+    }
+    memset(ap, 0, (size_t)kn * MM_ROWS * sizeof(float));
+    for (int i = 0; i < rows; i++) {
+        const float *src = a + (size_t)(r0 + i) * ars + (size_t)k0 * aks;
+        for (int k = 0; k < kn; k++) ap[k * MM_ROWS + i] = src[(size_t)k * aks];
+    }
+}
+
+// One panel: bp (kn, 16) = columns c0..c0+15 of B for k in [k0, k0+kn), 0 for columns past M.
+static void pack_b_panel(float *bp, const float *b, size_t bks, size_t bcs, int k0, int kn,
+                         int c0, int M) {
+    int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
+    if (bcs == 1 && cols == MM_COLS) {  // B's rows are contiguous: 16 floats per k
+        for (int k = 0; k < kn; k++)
+            memcpy(bp + k * MM_COLS, b + (size_t)(k0 + k) * bks + c0, MM_COLS * sizeof(float));
+        return;
+    }
+    if (cols < MM_COLS) memset(bp, 0, (size_t)kn * MM_COLS * sizeof(float));
+    for (int j = 0; j < cols; j++) {  // column by column: a W^T view (bks = 1) reads W's rows
+        const float *src = b + (size_t)k0 * bks + (size_t)(c0 + j) * bcs;
+        for (int k = 0; k < kn; k++) bp[k * MM_COLS + j] = src[(size_t)k * bks];
+    }
+}
+
+// The 6x16 tile at out (row stride ldo), of which the top-left rows x cols are real:
+//   tile (=, or += when accumulate) sum over k < kn of a(i,k) * bp[k][j], k in order,
+// with a(i,k) = a[i*ars + k*aks] (A in place, or a packed sliver: ars = 1, aks = 6).
+// 12 accumulators of 8 floats (rows 0..5, columns 0-7 and 8-15) stay in registers; per k, two
+// loads of the B panel's row and six values of A.
+static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
+                          const float *bp, int kn, int rows, int cols, int accumulate) {
+    if (rows < MM_ROWS || cols < MM_COLS) {  // an edge tile: computed whole in a local copy
+        float tile[MM_ROWS * MM_COLS] = {0};
+        for (int i = 0; i < rows && accumulate; i++)
+            memcpy(tile + i * MM_COLS, out + i * ldo, (size_t)cols * sizeof(float));
+        matmul_kernel(tile, MM_COLS, a, ars, aks, bp, kn, MM_ROWS, MM_COLS, 1);
+        for (int i = 0; i < rows; i++)
+            memcpy(out + i * ldo, tile + i * MM_COLS, (size_t)cols * sizeof(float));
+        return;
+    }
     vec8 acc[MM_ROWS][2] = {{{0}}};
     if (accumulate)
         for (int i = 0; i < MM_ROWS; i++) {
-            acc[i][0] = vec8_load(out + (size_t)i * M);
-            acc[i][1] = vec8_load(out + (size_t)i * M + 8);
+            acc[i][0] = vec8_load(out + i * ldo);
+            acc[i][1] = vec8_load(out + i * ldo + 8);
         }
     vec8 r0a = acc[0][0], r0b = acc[0][1], r1a = acc[1][0], r1b = acc[1][1];
     vec8 r2a = acc[2][0], r2b = acc[2][1], r3a = acc[3][0], r3b = acc[3][1];
     vec8 r4a = acc[4][0], r4b = acc[4][1], r5a = acc[5][0], r5b = acc[5][1];
-    for (int k = 0; k < K; k++) {
-        const float *brow = b + (size_t)k * M, *ak = a + (size_t)k * aks;
-        vec8 b0 = vec8_load(brow), b1 = vec8_load(brow + 8);
-        float x0 = ak[0], x1 = ak[ars], x2 = ak[2 * ars], x3 = ak[3 * ars];
-        float x4 = ak[4 * ars], x5 = ak[5 * ars];
-        r0a += x0 * b0; r0b += x0 * b1;
-        r1a += x1 * b0; r1b += x1 * b1;
-        r2a += x2 * b0; r2b += x2 * b1;
-        r3a += x3 * b0; r3b += x3 * b1;
-        r4a += x4 * b0; r4b += x4 * b1;
-        r5a += x5 * b0; r5b += x5 * b1;
+    for (int k = 0; k < kn; k++, a += aks, bp += MM_COLS) {
+        vec8 b0 = vec8_load(bp), b1 = vec8_load(bp + 8);
+        float x0 = a[0], x1 = a[ars], x2 = a[2 * ars], x3 = a[3 * ars], x4 = a[4 * ars];
+        float x5 = a[5 * ars];
+        r0a = vec8_fma(x0, b0, r0a); r0b = vec8_fma(x0, b1, r0b);
+        r1a = vec8_fma(x1, b0, r1a); r1b = vec8_fma(x1, b1, r1b);
+        r2a = vec8_fma(x2, b0, r2a); r2b = vec8_fma(x2, b1, r2b);
+        r3a = vec8_fma(x3, b0, r3a); r3b = vec8_fma(x3, b1, r3b);
+        r4a = vec8_fma(x4, b0, r4a); r4b = vec8_fma(x4, b1, r4b);
+        r5a = vec8_fma(x5, b0, r5a); r5b = vec8_fma(x5, b1, r5b);
     }
     vec8 res[MM_ROWS][2] = {{r0a, r0b}, {r1a, r1b}, {r2a, r2b}, {r3a, r3b}, {r4a, r4b}, {r5a, r5b}};
     for (int i = 0; i < MM_ROWS; i++) {
-        vec8_store(out + (size_t)i * M, res[i][0]);
-        vec8_store(out + (size_t)i * M + 8, res[i][1]);
+        vec8_store(out + i * ldo, res[i][0]);
+        vec8_store(out + i * ldo + 8, res[i][1]);
     }
 }
 
-// A partial tile at the bottom or right edge: the same sums, plain loops.
-static void matmul_tile_edge(float *out, int M, const float *a, int ars, int aks, const float *b,
-                             int K, int rows, int cols, int accumulate) {
-    for (int i = 0; i < rows; i++) {
-        float acc[MM_COLS];
-        for (int j = 0; j < cols; j++) acc[j] = accumulate ? out[(size_t)i * M + j] : 0.0f;
-        for (int k = 0; k < K; k++) {
-            float x = a[(size_t)i * ars + (size_t)k * aks];
-            const float *brow = b + (size_t)k * M;
-            for (int j = 0; j < cols; j++) acc[j] += x * brow[j];
-        }
-        for (int j = 0; j < cols; j++) out[(size_t)i * M + j] = acc[j];
+// The row tile at r0 of out (N,M), columns [c0, c1), summed over k in [k0, k0+kn); bp points
+// at row k0 of the packed panel of columns c0.., the next panels following every panel_rows
+// rows. A is read in place when its rows are
+// contiguous (aks = 1) and the tile is whole; otherwise (a transposed view, whose values for
+// one k sit far apart, or the last rows) its sliver is packed first, into ap (MM_KC x 6).
+static void matmul_row_tile(float *out, const float *a, size_t ars, size_t aks, const float *bp,
+                            int panel_rows, int N, int M, int r0, int c0, int c1, int k0, int kn,
+                            int accumulate, float *ap) {
+    int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
+    const float *at = a + (size_t)r0 * ars + (size_t)k0 * aks;
+    size_t trs = ars, tks = aks;
+    if (aks != 1 || rows < MM_ROWS) {
+        pack_a(ap, a, ars, aks, r0, N, k0, kn);
+        at = ap, trs = 1, tks = MM_ROWS;
+    }
+    for (int j0 = c0; j0 < c1; j0 += MM_COLS) {
+        int cols = M - j0 < MM_COLS ? M - j0 : MM_COLS;
+        matmul_kernel(out + (size_t)r0 * M + j0, M, at, trs, tks, bp + (size_t)(j0 - c0) * panel_rows,
+                      kn, rows, cols, accumulate);
     }
 }
 
-#define MM_KBLOCK 256  // long sums (K = tokens, in weight gradients) go in blocks of 256 k
-
-// The tile of out at (r0, c0), summed over k in [k0, k1): the register kernel for a full 6x16
-// tile, the plain loops for a partial one at the bottom or right edge.
-static void matmul_tile_at(float *out, const float *a, int ars, int aks, const float *b, int N,
-                           int M, int r0, int c0, int k0, int k1, int accumulate) {
-    int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS, cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
-    float *o = out + (size_t)r0 * M + c0;
-    const float *ap = a + (size_t)r0 * ars + (size_t)k0 * aks;
-    const float *bp = b + (size_t)k0 * M + c0;
-    if (rows == MM_ROWS && cols == MM_COLS)
-        matmul_tile(o, M, ap, ars, aks, bp, k1 - k0, accumulate);
-    else
-        matmul_tile_edge(o, M, ap, ars, aks, bp, k1 - k0, rows, cols, accumulate);
-}
-
-// The tiles of one block of columns [c0, c0+16) for k in [k0, k1): all row tiles in turn, so the
-// 16-wide strip of b stays in the L1 cache while it is reused.
-static void matmul_strip(float *out, const float *a, int ars, int aks, const float *b, int N,
-                         int M, int c0, int k0, int k1, int accumulate) {
-    for (int r0 = 0; r0 < N; r0 += MM_ROWS)
-        matmul_tile_at(out, a, ars, aks, b, N, M, r0, c0, k0, k1, accumulate);
-}
-
-static void matmul_nn(float *out, const float *a, int ars, int aks, const float *b, int N, int K,
-                      int M, int accumulate) {
-    int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, col_tiles = (M + MM_COLS - 1) / MM_COLS;
-    if (K > 2 * MM_KBLOCK && col_tiles >= 2) {
-        // long sums: each thread owns whole column strips and walks k in blocks; a block's
-        // partial sums wait in out, and the next block adds on in the same order (k ascending),
-        // so the result is the same float for float as one unblocked pass. Tiles are handed
-        // out dynamically: on a laptop busy with other work, a thread that gets the core takes
-        // more tiles instead of waiting for one that does not (which thread computes a tile
-        // never changes its value).
-#pragma omp parallel for schedule(dynamic)
-        for (int ct = 0; ct < col_tiles; ct++)
-            for (int k0 = 0; k0 < K; k0 += MM_KBLOCK) {
-                int k1 = K - k0 < MM_KBLOCK ? K : k0 + MM_KBLOCK;
-                matmul_strip(out, a, ars, aks, b, N, M, ct * MM_COLS, k0, k1,
-                             accumulate || k0 > 0);
-            }
+static void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const float *b,
+                      size_t bks, size_t bcs, int N, int K, int M, int accumulate) {
+    if (N == 0 || M == 0) return;
+    if (K == 0) {  // an empty sum
+        if (!accumulate) memset(out, 0, (size_t)N * M * sizeof(float));
         return;
     }
-    // short sums: every (column tile, row tile) pair is a task. Small products run on the
-    // calling thread: waking threads would cost more than it saves.
-#pragma omp parallel for collapse(2) schedule(dynamic, 8) if ((double)N * K * M > 65536)
-    for (int ct = 0; ct < col_tiles; ct++)
-        for (int rt = 0; rt < row_tiles; rt++)
-            matmul_tile_at(out, a, ars, aks, b, N, M, rt * MM_ROWS, ct * MM_COLS, 0, K, accumulate);
+    int row_tiles = (N + MM_ROWS - 1) / MM_ROWS;
+    float *bp = xcalloc((size_t)MM_KC * MM_NC, sizeof(float));  // one packed block of B
+    // All threads walk the blocks together: they pack a block's panels between them, wait,
+    // then share its row tiles (handed out dynamically: on a laptop busy with other work, a
+    // thread that gets the core takes more tiles; which thread computes a tile never changes
+    // its value), and wait again before the next block replaces the packed B. Small products
+    // run on the calling thread: waking threads would cost more than it saves.
+#pragma omp parallel if ((double)N * K * M > 65536)
+    for (int k0 = 0; k0 < K; k0 += MM_KC) {
+        int kn = K - k0 < MM_KC ? K - k0 : MM_KC;
+        for (int c0 = 0; c0 < M; c0 += MM_NC) {
+            int c1 = M - c0 < MM_NC ? M : c0 + MM_NC;
+#pragma omp for schedule(static)
+            for (int j0 = c0; j0 < c1; j0 += MM_COLS)
+                pack_b_panel(bp + (size_t)(j0 - c0) * kn, b, bks, bcs, k0, kn, j0, M);
+#pragma omp for schedule(dynamic, 4)
+            for (int rt = 0; rt < row_tiles; rt++) {
+                float ap[MM_KC * MM_ROWS];  // this thread's packed A sliver, when needed
+                matmul_row_tile(out, a, ars, aks, bp, kn, N, M, rt * MM_ROWS, c0, c1, k0, kn,
+                                accumulate || k0 > 0, ap);
+            }
+        }
+    }
+    free(bp);
 }
 
 // The six products of causal attention, (T,T) by (T,d), need only the lower triangle i >= j of
@@ -779,32 +836,41 @@ static void matmul_nn(float *out, const float *a, int ars, int aks, const float 
 //   CAUSAL_K_FROM_ROW a is a transposed view of a causal (T,T), row j sums k = i >= j:
 //                     row tile j0 sums k >= j0 (dV = P^T dO, dK = dS^T Q).
 // The terms skipped are exactly 0 * b (the masked probabilities), so each sum is the same float
-// as the full product's; the work is about half. Runs on the calling thread: the attention
-// heads are already shared among the threads.
+// as the full product's; the work is about half. Runs on the calling thread (the attention
+// heads are already shared among the threads); bp is room for all of B packed, K x M rounded
+// up to whole panels.
 typedef enum { CAUSAL_OUT_LOWER, CAUSAL_K_UPTO_ROW, CAUSAL_K_FROM_ROW } CausalMode;
 
-static void matmul_causal(float *out, const float *a, int ars, int aks, const float *b, int N,
-                          int K, int M, CausalMode mode) {
+static void matmul_causal(float *out, const float *a, size_t ars, size_t aks, const float *b,
+                          size_t bks, size_t bcs, int N, int K, int M, CausalMode mode,
+                          float *bp) {
+    for (int j0 = 0; j0 < M; j0 += MM_COLS)
+        pack_b_panel(bp + (size_t)j0 * K, b, bks, bcs, 0, K, j0, M);
     for (int r0 = 0; r0 < N; r0 += MM_ROWS) {
         int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
-        int k0 = 0, k1 = K, col_end = M;
+        int k_begin = 0, k_end = K, col_end = M;
         if (mode == CAUSAL_OUT_LOWER) col_end = r0 + rows < M ? r0 + rows : M;
-        if (mode == CAUSAL_K_UPTO_ROW) k1 = r0 + rows < K ? r0 + rows : K;
-        if (mode == CAUSAL_K_FROM_ROW) k0 = r0;
-        for (int c0 = 0; c0 < col_end; c0 += MM_COLS)
-            matmul_tile_at(out, a, ars, aks, b, N, M, r0, c0, k0, k1, 0);
+        if (mode == CAUSAL_K_UPTO_ROW) k_end = r0 + rows < K ? r0 + rows : K;
+        if (mode == CAUSAL_K_FROM_ROW) k_begin = r0 < K ? r0 : K;
+        for (int k0 = k_begin; k0 < k_end; k0 += MM_KC) {  // k blocks as in matmul_nn
+            int kn = k_end - k0 < MM_KC ? k_end - k0 : MM_KC;
+            float ap[MM_KC * MM_ROWS];
+            matmul_row_tile(out, a, ars, aks, bp + (size_t)k0 * MM_COLS, K, N, M, r0, 0,
+                            col_end, k0, kn, k0 > k_begin, ap);
+        }
     }
 }
 
-// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T with W (OC,C) as stored by PyTorch.
-// W is first transposed into wt (C,OC) so that matmul_nn reads contiguous rows.
+// Room matmul_causal needs for a packed (K, M): K rows of M rounded up to whole panels.
+static size_t causal_pack_floats(int K, int M) {
+    return (size_t)K * (size_t)((M + MM_COLS - 1) / MM_COLS * MM_COLS);
+}
+
+// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T with W (OC,C) as stored by PyTorch:
+// B = W^T is read in place through strides (b(k,j) = W[j*C + k]).
 void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
-                    int accumulate, float *wt) {
-    if (N == 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)C * OC > 65536)
-    for (int c = 0; c < C; c++)
-        for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = W[(size_t)o * C + c];
-    matmul_nn(out, inp, C, 1, wt, N, C, OC, accumulate);
+                    int accumulate) {
+    matmul_nn(out, inp, C, 1, W, 1, C, N, C, OC, accumulate);
 }
 
 // dinp (N,C) += dout (N,OC) @ W         (sum over o in order)
@@ -812,8 +878,8 @@ void matmul_forward(float *out, const float *inp, const float *W, int N, int C, 
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
                      int N, int C, int OC) {
     if (N == 0) return;
-    if (dinp) matmul_nn(dinp, dout, OC, 1, W, N, OC, C, 1);
-    if (dW) matmul_nn(dW, dout, 1, OC, inp, OC, N, C, 1);
+    if (dinp) matmul_nn(dinp, dout, OC, 1, W, C, 1, N, OC, C, 1);
+    if (dW) matmul_nn(dW, dout, 1, OC, inp, C, 1, OC, N, C, 1);
 }
 
 // a . b over n floats in 8 independent partial sums (lane l sums the elements l, l+8, ...):
@@ -900,13 +966,13 @@ static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
 // SwiGLU (Shazeer 2020): out (N,D) = down(silu(gate(x)) * up(x)); g,u,h (N,I) saved.
 void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
                     const float *Wd, float *g, float *u, float *h, int N, int D, int I,
-                    int accumulate, float *wt) {
+                    int accumulate) {
     if (N == 0) return;
-    matmul_forward(g, x, Wg, N, D, I, 0, wt);
-    matmul_forward(u, x, Wu, N, D, I, 0, wt);
+    matmul_forward(g, x, Wg, N, D, I, 0);
+    matmul_forward(u, x, Wu, N, D, I, 0);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < (size_t)N * I; i++) h[i] = silu(g[i]) * u[i];
-    matmul_forward(out, h, Wd, N, I, D, accumulate, wt);
+    matmul_forward(out, h, Wd, N, I, D, accumulate);
 }
 
 // silu'(z) = s(z) * (1 + z * (1 - s(z))) with s the logistic sigmoid.
@@ -940,11 +1006,25 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
 // q (N, H, dn+dr); kv (N, H, dn+dv); kv_a (N, dc+dr) holds the shared k_pe in its last dr.
 // Only the causal triangle j <= i is computed (matmul_causal); the rest of P is zeroed.
 
-// Per-(b, h) scratch in s->att_tmp: room for four (T, dn+dr) and four (T, dv) matrices.
+// Per-(b, h) scratch in s->att_tmp: four slots of T x max(dn+dr, dv) floats (the head's K,
+// and the products that are then added into strided buffers), then room for one packed operand
+// of matmul_causal.
+static size_t head_slot_floats(const Config *c, int T) {
+    int qk = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
+    return (size_t)T * (qk > dv ? qk : dv);
+}
+
+static size_t head_scratch_floats(const Config *c, int T) {
+    int qk = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
+    int widest = qk > dv ? qk : dv;
+    size_t pack = causal_pack_floats(T, T > widest ? T : widest);  // >= every (K, M) below
+    return 4 * head_slot_floats(c, T) + pack;
+}
+
 static float *head_scratch(const Model *m, int T, int b, int h) {
     const Config *c = &m->cfg;
-    size_t per = (size_t)T * 4 * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
-    return m->scratch.att_tmp + ((size_t)b * c->num_attention_heads + h) * per;
+    return m->scratch.att_tmp +
+           ((size_t)b * c->num_attention_heads + h) * head_scratch_floats(c, T);
 }
 
 // K (T, dn+dr) of head h: its k_nope from kv and the shared k_pe from kv_a.
@@ -960,33 +1040,27 @@ static void gather_keys(const Model *m, const LayerActs *a, int T, int b, int h,
     }
 }
 
-// V (T, dv) of head h.
-static void gather_values(const Model *m, const LayerActs *a, int T, int b, int h, float *V) {
-    const Config *c = &m->cfg;
-    int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
-    for (int j = 0; j < T; j++)
-        memcpy(V + (size_t)j * dv, a->kv + ((size_t)(b * T + j) * H + h) * (dn + dv) + dn,
-               (size_t)dv * sizeof(float));
-}
-
-// dst (cols, rows) = src (rows, cols)^T
-static void transpose(float *dst, const float *src, int rows, int cols) {
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+// Where head h's rows start, and their strides, in the layer's (N, H, width) buffers: row i of
+// Q is q[(b*T + i)*H*qk + h*qk ...], so Q is a (T, qk) matrix with row stride H*qk, read in
+// place (V, dO and the dQ being written likewise).
+static const float *head_rows(const float *base, int b, int T, int H, int h, int width,
+                              int offset) {
+    return base + ((size_t)b * T * H + h) * width + offset;
 }
 
 static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, int h) {
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, qk = dn + dr;
-    float *K = head_scratch(m, T, b, h), *Kt = K + (size_t)T * qk;
-    float *V = Kt + (size_t)T * qk, *O = V + (size_t)T * dv;
+    size_t slot = head_slot_floats(c, T);
+    float *K = head_scratch(m, T, b, h), *Ot = K + slot, *pack = K + 4 * slot;
     float *P = a->att + ((size_t)b * H + h) * T * T;
+    const float *Q = head_rows(a->q, b, T, H, h, qk, 0);        // (T, qk), row stride H*qk
+    const float *V = head_rows(a->kv, b, T, H, h, dn + dv, dn);  // (T, dv), row stride H*(dn+dv)
+    float *O = a->att_out + ((size_t)b * T * H + h) * dv;       // (T, dv), row stride H*dv
     gather_keys(m, a, T, b, h, K);
-    transpose(Kt, K, T, qk);
-    // S (T,T) = Q K^T, with Q read in place: row i of Q is q[(b*T+i)*H + h]
-    const float *Q = a->q + ((size_t)b * T * H + h) * qk;
-    matmul_causal(P, Q, H * qk, 1, Kt, T, qk, T, CAUSAL_OUT_LOWER);
+    // S (T,T) = Q K^T: B = K^T is K read by columns (b(k,j) = K[j*qk + k])
+    matmul_causal(P, Q, (size_t)H * qk, 1, K, 1, qk, T, qk, T, CAUSAL_OUT_LOWER, pack);
     for (int i = 0; i < T; i++) {
         float *p = P + (size_t)i * T, maxs = -INFINITY, sum = 0.0f;
         for (int j = 0; j <= i; j++) {
@@ -997,40 +1071,33 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
         for (int j = 0; j <= i; j++) p[j] /= sum;
         for (int j = i + 1; j < T; j++) p[j] = 0.0f;
     }
-    // O (T, dv) = P V, then into att_out (N, H*dv) at head h
-    gather_values(m, a, T, b, h, V);
-    matmul_causal(O, P, T, 1, V, T, T, dv, CAUSAL_K_UPTO_ROW);
+    // O (T, dv) = P V, then copied into att_out (N, H*dv) at head h
+    matmul_causal(Ot, P, T, 1, V, (size_t)H * (dn + dv), 1, T, T, dv, CAUSAL_K_UPTO_ROW, pack);
     for (int i = 0; i < T; i++)
-        memcpy(a->att_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv, O + (size_t)i * dv,
-               (size_t)dv * sizeof(float));
+        memcpy(O + (size_t)i * H * dv, Ot + (size_t)i * dv, (size_t)dv * sizeof(float));
 }
 
 // Backward of one (batch, head):
 //   dP = dO V^T,  dV = P^T dO,  dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK = dS^T Q
 // Writes this head's slices of dq (N,H,dn+dr) and dkv (N,H,dn+dv), and its own k_pe
 // contribution dk_pe_h (B,H,T,dr); the heads are summed afterwards in a fixed order, so no two
-// threads ever write the same float.
+// threads ever write the same float. Q, V and dO are read in place.
 static void attention_backward_head(const Model *m, LayerActs *a, const float *datt_out,
                                     float *dq, float *dkv, float *dk_pe_h, int T, int b, int h) {
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, qk = dn + dr;
-    float *K = head_scratch(m, T, b, h), *Qc = K + (size_t)T * qk;
-    float *dQ = Qc + (size_t)T * qk, *dK = dQ + (size_t)T * qk;
-    float *V = dK + (size_t)T * qk, *Vt = V + (size_t)T * dv;
-    float *dO = Vt + (size_t)T * dv, *dV = dO + (size_t)T * dv;
+    size_t slot = head_slot_floats(c, T);
+    float *K = head_scratch(m, T, b, h), *dQ = K + slot, *dK = K + 2 * slot, *dV = K + 3 * slot;
+    float *pack = K + 4 * slot;
     const float *P = a->att + ((size_t)b * H + h) * T * T;
     float *dP = m->scratch.datt + ((size_t)b * H + h) * T * T;
-    for (int i = 0; i < T; i++) {
-        memcpy(dO + (size_t)i * dv, datt_out + (size_t)(b * T + i) * H * dv + (size_t)h * dv,
-               (size_t)dv * sizeof(float));
-        memcpy(Qc + (size_t)i * qk, a->q + ((size_t)(b * T + i) * H + h) * qk,
-               (size_t)qk * sizeof(float));
-    }
-    gather_values(m, a, T, b, h, V);
-    transpose(Vt, V, T, dv);
-    matmul_causal(dP, dO, dv, 1, Vt, T, dv, T, CAUSAL_OUT_LOWER);  // dP (T,T) = dO V^T
-    matmul_causal(dV, P, 1, T, dO, T, T, dv, CAUSAL_K_FROM_ROW);   // dV (T,dv) = P^T dO
+    const float *Q = head_rows(a->q, b, T, H, h, qk, 0);
+    const float *V = head_rows(a->kv, b, T, H, h, dn + dv, dn);
+    const float *dO = head_rows(datt_out, b, T, H, h, dv, 0);
+    size_t qs = (size_t)H * qk, vs = (size_t)H * (dn + dv), os = (size_t)H * dv;  // row strides
+    matmul_causal(dP, dO, os, 1, V, 1, vs, T, dv, T, CAUSAL_OUT_LOWER, pack);   // dP = dO V^T
+    matmul_causal(dV, P, 1, T, dO, os, 1, T, T, dv, CAUSAL_K_FROM_ROW, pack);   // dV = P^T dO
     for (int i = 0; i < T; i++) {                 // softmax backward, in place: dP -> dS
         float *dp = dP + (size_t)i * T, dot = 0.0f;
         const float *p = P + (size_t)i * T;
@@ -1039,8 +1106,8 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
         for (int j = i + 1; j < T; j++) dp[j] = 0.0f;
     }
     gather_keys(m, a, T, b, h, K);
-    matmul_causal(dQ, dP, T, 1, K, T, T, qk, CAUSAL_K_UPTO_ROW);   // dQ (T,qk) = dS K
-    matmul_causal(dK, dP, 1, T, Qc, T, T, qk, CAUSAL_K_FROM_ROW);  // dK (T,qk) = dS^T Q
+    matmul_causal(dQ, dP, T, 1, K, qk, 1, T, T, qk, CAUSAL_K_UPTO_ROW, pack);   // dQ = dS K
+    matmul_causal(dK, dP, 1, T, Q, qs, 1, T, T, qk, CAUSAL_K_FROM_ROW, pack);   // dK = dS^T Q
     float *dkpe = dk_pe_h + ((size_t)b * H + h) * T * dr;
     for (int i = 0; i < T; i++) {
         float *dqi = dq + ((size_t)(b * T + i) * H + h) * qk;
@@ -1073,22 +1140,21 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
     int N = B * T, D = c->hidden_size, H = c->num_attention_heads;
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     int dq = c->q_lora_rank, dc = c->kv_lora_rank;
-    float *wt = m->wt_scratch;
     // queries: q = q_b_proj(RMSNorm(q_a_proj(h)))   (V3 eqs. 6-8), or q_proj(h) when dq is 0
     if (dq > 0) {
-        matmul_forward(a->q_a, a->ln1, lp->q_a_proj, N, D, dq, 0, wt);
+        matmul_forward(a->q_a, a->ln1, lp->q_a_proj, N, D, dq, 0);
         rmsnorm_forward(a->q_a_ln, a->q_a_rstd, a->q_a, dq, lp->q_a_layernorm, N, dq,
                         c->rms_norm_eps);
-        matmul_forward(a->q, a->q_a_ln, lp->q_b_proj, N, dq, H * (dn + dr), 0, wt);
+        matmul_forward(a->q, a->q_a_ln, lp->q_b_proj, N, dq, H * (dn + dr), 0);
     } else {
-        matmul_forward(a->q, a->ln1, lp->q_b_proj, N, D, H * (dn + dr), 0, wt);
+        matmul_forward(a->q, a->ln1, lp->q_b_proj, N, D, H * (dn + dr), 0);
     }
     // keys and values: [c_kv | k_pe] = kv_a_proj_with_mqa(h)   (V3 eqs. 1, 3)
-    matmul_forward(a->kv_a, a->ln1, lp->kv_a_proj_with_mqa, N, D, dc + dr, 0, wt);
+    matmul_forward(a->kv_a, a->ln1, lp->kv_a_proj_with_mqa, N, D, dc + dr, 0);
     rmsnorm_forward(a->c_kv, a->c_kv_rstd, a->kv_a, dc + dr, lp->kv_a_layernorm, N, dc,
                     c->rms_norm_eps);
     // [k_nope | v] per head = kv_b_proj(c_kv)   (V3 eqs. 2, 5: W^UK and W^UV stacked)
-    matmul_forward(a->kv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv), 0, wt);
+    matmul_forward(a->kv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv), 0);
     // decoupled RoPE: q_pe per head, k_pe shared by all heads (V3 eqs. 3, 8)
     rope_rows(m, a->q, N, T, H, dn + dr, dn, 1.0f);
     rope_rows(m, a->kv_a, N, T, 1, dc + dr, dc, 1.0f);
@@ -1171,13 +1237,13 @@ static void block_forward(Model *m, int l, float *x_out, int B, int T) {
     mla_forward(m, lp, a, B, T);
     memcpy(a->x_mid, a->x_in, bytes);  // residual: x_mid = x_in + o_proj(att_out)
     matmul_forward(a->x_mid, a->att_out, lp->o_proj, N, c->num_attention_heads * c->v_head_dim,
-                   D, 1, m->wt_scratch);
+                   D, 1);
     rmsnorm_forward(a->ln2, a->ln2_rstd, a->x_mid, D, lp->post_attention_layernorm, N, D,
                     c->rms_norm_eps);
     memcpy(x_out, a->x_mid, bytes);    // residual: x_out = x_mid + FFN(ln2)
     if (I > 0)  // dense MLP, or the shared experts of a MoE layer
         swiglu_forward(x_out, a->ln2, lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u,
-                       a->mlp_h, N, D, I, 1, m->wt_scratch);
+                       a->mlp_h, N, D, I, 1);
     if (is_moe_layer(c, l)) moe_forward(m, l, a, a->ln2, x_out, N);
 }
 
@@ -1222,7 +1288,7 @@ void model_forward(Model *m, const int *ids, int B, int T) {
         block_forward(m, l, x_out, B, T);
     }
     rmsnorm_forward(a->ln_f, a->ln_f_rstd, a->x_final, D, m->p.norm, N, D, c->rms_norm_eps);
-    matmul_forward(a->logits, a->ln_f, m->p.lm_head, N, D, c->vocab_size, 0, m->wt_scratch);
+    matmul_forward(a->logits, a->ln_f, m->p.lm_head, N, D, c->vocab_size, 0);
 }
 
 void model_backward(Model *m, const int *ids, const float *dlogits) {
@@ -1574,7 +1640,7 @@ void decode_batch_create(DecodeBatch *b, const Model *m) {
     size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     size_t dc = c->kv_lora_rank, W = (size_t)max_width(c), V = c->vocab_size;
     size_t E = c->n_routed_experts, K = c->num_experts_per_tok;
-    size_t wide = W;  // the widest row any product reads or writes
+    size_t wide = W;  // the widest row any product writes
     if (H * (dn + dr) > wide) wide = H * (dn + dr);
     if (V > wide) wide = V;
     if (D > wide) wide = D;
@@ -1582,7 +1648,6 @@ void decode_batch_create(DecodeBatch *b, const Model *m) {
     b->x = xcalloc(n * D, sizeof(float));
     b->xb = xcalloc(n * D, sizeof(float));
     b->rstd = xcalloc(n, sizeof(float));
-    b->xt = xcalloc(n * wide, sizeof(float));
     b->yt = xcalloc(n * wide, sizeof(float));
     b->q_a = xcalloc(n * W, sizeof(float));
     b->q = xcalloc(n * H * (dn + dr), sizeof(float));
@@ -1600,25 +1665,21 @@ void decode_batch_create(DecodeBatch *b, const Model *m) {
 }
 
 void decode_batch_free(DecodeBatch *b) {
-    float *bufs[] = {b->x, b->xb, b->rstd, b->xt, b->yt, b->q_a, b->q, b->kv_a, b->o, b->y, b->g,
+    float *bufs[] = {b->x, b->xb, b->rstd, b->yt, b->q_a, b->q, b->kv_a, b->o, b->y, b->g,
                      b->u, b->gx, b->router, b->scores, b->route_w, b->logits};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     free(b->route_idx);
     memset(b, 0, sizeof(*b));
 }
 
-// out (n, OC) = x (n, C) @ W^T for a few rows: computed as out^T (OC, 16) = W x^T, so that W
-// (OC, C) is read in place, once for all n rows. x^T is padded with zero columns to the 16 of a
-// full matmul tile: the fast kernel on a few wasted columns beats the plain-loop edge tile.
+// out (n, OC) = x (n, C) @ W^T for a few rows: computed as out^T (OC, n) = W x^T, so that W
+// (OC, C) is the kernel's A, read once for all n rows, and x^T (read in place through
+// strides) is B, a single panel of up to 16 columns.
 static void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC,
                         DecodeBatch *b) {
-    _Static_assert(DECODE_BATCH == MM_COLS, "x^T is padded to one full tile of columns");
-    const int M = DECODE_BATCH;
-    for (int k = 0; k < C; k++)
-        for (int j = 0; j < M; j++) b->xt[(size_t)k * M + j] = j < n ? x[(size_t)j * C + k] : 0.0f;
-    matmul_nn(b->yt, W, C, 1, b->xt, OC, C, M, 0);  // yt (OC, M)
+    matmul_nn(b->yt, W, C, 1, x, 1, C, OC, C, n, 0);  // yt (OC, n)
     for (int i = 0; i < n; i++)
-        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = b->yt[(size_t)o * M + i];
+        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = b->yt[(size_t)o * n + i];
 }
 
 // y (n, D) = SwiGLU(x) for n rows: down(silu(gate(x)) * up(x)), hidden width I.

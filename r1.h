@@ -175,7 +175,7 @@ typedef struct {
     float *dln;      // (N, D) gradient of a normalised block input
     float *t1, *t2, *t3, *t4; // (N, Wmax) general buffers; Wmax = widest per-token row
     float *datt;     // (B, H, T, T)
-    float *att_tmp;  // (B, H, T, 4*(dn+dr+dv)) per-head gathered Q, K, V and their gradients
+    float *att_tmp;  // (B, H, ...) per-head scratch: K, products, a packed operand (r1.c §5)
     float *dk_pe_h;  // (B, H, T, dr) per-head contributions to the shared rope key
     float *dex, *dex2, *dex3, *dex4; // (N*K, max(D, Im)) routed-expert buffers
     float *buffer;   // the one allocation behind all of the above
@@ -199,8 +199,6 @@ typedef struct {
     float attn_scale;     // softmax scale (dn+dr)^-0.5, times mscale^2 under YaRN
     Acts acts;
     Grads scratch;
-    float *wt_scratch;    // transposed-weight scratch for matmul_forward
-    size_t wt_scratch_size;
     long *expert_load;    // (L, E) tokens routed to each expert since the last reset
     float balance_alpha;  // sequence-wise balance loss weight alpha (DeepSeek-V3 eq. 17-20); 0 = off
     float balance_loss;   // its value in the last forward (summed over MoE layers)
@@ -279,16 +277,16 @@ void moe_reset_load(Model *m);
 // ----------------------------------------------------------------------------------------------
 // Kernels shared by r1.c and moe.c
 // ----------------------------------------------------------------------------------------------
-// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T, W (OC,C). Uses m->wt_scratch.
+// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T, W (OC,C).
 void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
-                    int accumulate, float *wt_scratch);
+                    int accumulate);
 // dinp (N,C) += dout (N,OC) @ W;  dW (OC,C) += dout^T @ inp. Either output may be NULL.
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
                      int N, int C, int OC);
 // SwiGLU MLP: out (N,D) (=, or += when accumulate) down(silu(gate(x)) * up(x)); saves g,u,h.
 void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
                     const float *Wd, float *g, float *u, float *h, int N, int D, int I,
-                    int accumulate, float *wt_scratch);
+                    int accumulate);
 // dx (N,D) += ...; dWg, dWu, dWd += ...; scratch (N,I) x 2.
 void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
                      const float *x, const float *Wg, const float *Wu, const float *Wd,
@@ -357,7 +355,7 @@ int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int 
 #define DECODE_BATCH 16
 typedef struct {
     // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
-    float *x, *xb, *rstd, *xt, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
+    float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
     float *route_w, *logits;  // logits (DECODE_BATCH, V)
     int *route_idx;
 } DecodeBatch;

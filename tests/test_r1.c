@@ -220,13 +220,13 @@ static double dot_d(const float *a, const float *b, size_t n) {
 
 // ---- matmul ----------------------------------------------------------------------------------
 typedef struct {
-    float *out, *inp, *W, *R, *wt;
+    float *out, *inp, *W, *R;
     int N, C, OC;
 } MatmulCtx;
 
 static double matmul_loss(void *p) {
     MatmulCtx *c = p;
-    matmul_forward(c->out, c->inp, c->W, c->N, c->C, c->OC, 0, c->wt);
+    matmul_forward(c->out, c->inp, c->W, c->N, c->C, c->OC, 0);
     return dot_d(c->out, c->R, (size_t)c->N * c->OC);
 }
 
@@ -237,13 +237,13 @@ static void check_matmul(int N, int C, int OC) {
     rng_seed(&rng, 1 + N);
     float *inp = malloc(sizeof(float) * N * C), *W = malloc(sizeof(float) * OC * C);
     float *out = malloc(sizeof(float) * N * OC), *R = malloc(sizeof(float) * N * OC);
-    float *wt = malloc(sizeof(float) * OC * C), *out2 = malloc(sizeof(float) * N * OC);
+    float *out2 = malloc(sizeof(float) * N * OC);
     float *dinp = malloc(sizeof(float) * N * C), *dW = malloc(sizeof(float) * OC * C);
     fill_normal(inp, (size_t)N * C, 1.0f, &rng);
     fill_normal(W, (size_t)OC * C, 1.0f, &rng);
     fill_normal(R, (size_t)N * OC, 1.0f, &rng);
     // forward against the definition out[t][o] = sum_c inp[t][c] W[o][c]
-    matmul_forward(out, inp, W, N, C, OC, 0, wt);
+    matmul_forward(out, inp, W, N, C, OC, 0);
     for (int t = 0; t < N; t++)
         for (int o = 0; o < OC; o++) {
             double s = 0.0;
@@ -253,7 +253,7 @@ static void check_matmul(int N, int C, int OC) {
         }
     // accumulate = 1: out2 = 1 + inp @ W^T
     for (int i = 0; i < N * OC; i++) out2[i] = 1.0f;
-    matmul_forward(out2, inp, W, N, C, OC, 1, wt);
+    matmul_forward(out2, inp, W, N, C, OC, 1);
     for (int i = 0; i < N * OC; i++)
         EXPECT(fabs(out2[i] - (1.0f + out[i])) <= 1e-5 * (1 + fabs(out[i])),
                "accumulate: out[%d] = %.7g, expected %.7g", i, out2[i], 1.0f + out[i]);
@@ -263,7 +263,7 @@ static void check_matmul(int N, int C, int OC) {
     matmul_backward(dinp, dW, R, inp, W, N, C, OC);
     for (int i = 0; i < N * C; i++) dinp[i] -= 0.25f;
     for (int i = 0; i < OC * C; i++) dW[i] += 0.5f;
-    MatmulCtx ctx = {out, inp, W, R, wt, N, C, OC};
+    MatmulCtx ctx = {out, inp, W, R, N, C, OC};
     fd_check("matmul dinp", inp, (size_t)N * C, dinp, matmul_loss, &ctx, 1e-2f, 1e-2, 1e-3);
     fd_check("matmul dW", W, (size_t)OC * C, dW, matmul_loss, &ctx, 1e-2f, 1e-2, 1e-3);
     // either output may be NULL
@@ -272,7 +272,7 @@ static void check_matmul(int N, int C, int OC) {
     for (int i = 0; i < OC * C; i++)
         EXPECT(fabs(dW2[i] - dW[i]) <= 1e-5 * (1 + fabs(dW[i])), "dW with dinp NULL differs at %d", i);
     free(dW2);
-    free(inp); free(W); free(out); free(R); free(wt); free(out2); free(dinp); free(dW);
+    free(inp); free(W); free(out); free(R); free(out2); free(dinp); free(dW);
 }
 
 static void test_matmul(void **state) {
@@ -411,13 +411,13 @@ static void test_rope_transpose(void **state) {
 
 // ---- SwiGLU ----------------------------------------------------------------------------------
 typedef struct {
-    float *out, *x, *Wg, *Wu, *Wd, *g, *u, *h, *R, *wt;
+    float *out, *x, *Wg, *Wu, *Wd, *g, *u, *h, *R;
     int N, D, I;
 } SwigluCtx;
 
 static double swiglu_loss(void *p) {
     SwigluCtx *c = p;
-    swiglu_forward(c->out, c->x, c->Wg, c->Wu, c->Wd, c->g, c->u, c->h, c->N, c->D, c->I, 0, c->wt);
+    swiglu_forward(c->out, c->x, c->Wg, c->Wu, c->Wd, c->g, c->u, c->h, c->N, c->D, c->I, 0);
     return dot_d(c->out, c->R, (size_t)c->N * c->D);
 }
 
@@ -429,7 +429,7 @@ static void test_swiglu(void **state) {
     size_t nx = (size_t)N * D, nw = (size_t)I * D, nh = (size_t)N * I;
     float *x = malloc(4 * nx), *Wg = malloc(4 * nw), *Wu = malloc(4 * nw), *Wd = malloc(4 * nw);
     float *g = malloc(4 * nh), *u = malloc(4 * nh), *h = malloc(4 * nh), *out = malloc(4 * nx);
-    float *R = malloc(4 * nx), *wt = malloc(4 * nw), *dh = malloc(4 * nh), *dgu = malloc(4 * nh);
+    float *R = malloc(4 * nx), *dh = malloc(4 * nh), *dgu = malloc(4 * nh);
     float *dx = malloc(4 * nx), *dWg = malloc(4 * nw), *dWu = malloc(4 * nw), *dWd = malloc(4 * nw);
     fill_normal(x, nx, 1.0f, &rng);
     fill_normal(Wg, nw, 0.7f, &rng);
@@ -437,7 +437,7 @@ static void test_swiglu(void **state) {
     fill_normal(Wd, nw, 0.7f, &rng);
     fill_normal(R, nx, 1.0f, &rng);
     // forward against the definition: out = Wd (silu(Wg x) * (Wu x))
-    swiglu_forward(out, x, Wg, Wu, Wd, g, u, h, N, D, I, 0, wt);
+    swiglu_forward(out, x, Wg, Wu, Wd, g, u, h, N, D, I, 0);
     for (int t = 0; t < N; t++)
         for (int d = 0; d < D; d++) {
             double s = 0.0;
@@ -457,13 +457,13 @@ static void test_swiglu(void **state) {
     swiglu_backward(dx, dWg, dWu, dWd, R, x, Wg, Wu, Wd, g, u, h, N, D, I, dh, dgu);
     for (size_t i = 0; i < nx; i++) dx[i] -= 0.5f;
     for (size_t i = 0; i < nw; i++) { dWg[i] += 0.25f; dWu[i] += 0.25f; dWd[i] += 0.25f; }
-    SwigluCtx ctx = {out, x, Wg, Wu, Wd, g, u, h, R, wt, N, D, I};
+    SwigluCtx ctx = {out, x, Wg, Wu, Wd, g, u, h, R, N, D, I};
     fd_check("swiglu dx", x, nx, dx, swiglu_loss, &ctx, 1e-2f, 1e-2, 1e-3);
     fd_check("swiglu dWg (gate_proj)", Wg, nw, dWg, swiglu_loss, &ctx, 1e-2f, 1e-2, 1e-3);
     fd_check("swiglu dWu (up_proj)", Wu, nw, dWu, swiglu_loss, &ctx, 1e-2f, 1e-2, 1e-3);
     fd_check("swiglu dWd (down_proj)", Wd, nw, dWd, swiglu_loss, &ctx, 1e-2f, 1e-2, 1e-3);
     free(x); free(Wg); free(Wu); free(Wd); free(g); free(u); free(h); free(out); free(R);
-    free(wt); free(dh); free(dgu); free(dx); free(dWg); free(dWu); free(dWd);
+    free(dh); free(dgu); free(dx); free(dWg); free(dWu); free(dWd);
 }
 
 // ==============================================================================================
