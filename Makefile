@@ -32,7 +32,7 @@ build:
 build/test_%: tests/test_%.c $(SRC) $(HDR) | build
 	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST -o $@ $< moe.c formats.c tokenizer.c grpo.c -lcmocka $(LDLIBS)
 
-TEST_CFLAGS ?= -O2 -g
+TEST_CFLAGS ?= -O2 -g -march=native  # the same kernels (FMA) as ./r1
 
 test: r1 $(TESTBIN)
 	@set -e; for t in $(TESTBIN); do echo "== $$t"; ./$$t; done
@@ -40,7 +40,7 @@ test: r1 $(TESTBIN)
 
 asan:
 	$(MAKE) clean-tests
-	$(MAKE) TEST_CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" $(TESTBIN)
+	$(MAKE) TEST_CFLAGS="-O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" $(TESTBIN)
 	@set -e; for t in $(TESTBIN); do echo "== $$t (asan)"; ASAN_OPTIONS=detect_leaks=1 ./$$t; done
 	$(MAKE) clean-tests
 	@echo "asan: all tests clean"

@@ -801,7 +801,9 @@ static void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const 
         return;
     }
     int row_tiles = (N + MM_ROWS - 1) / MM_ROWS;
-    float *bp = xcalloc((size_t)MM_KC * MM_NC, sizeof(float));  // one packed block of B
+    int block_cols = (M < MM_NC ? M : MM_NC) + MM_COLS - 1;  // rounded up to whole panels below
+    block_cols -= block_cols % MM_COLS;
+    float *bp = xcalloc((size_t)(K < MM_KC ? K : MM_KC) * block_cols, sizeof(float));  // B block
     // All threads walk the blocks together: they pack a block's panels between them, wait,
     // then share its row tiles (handed out dynamically: on a laptop busy with other work, a
     // thread that gets the core takes more tiles; which thread computes a tile never changes
@@ -1017,8 +1019,9 @@ static size_t head_slot_floats(const Config *c, int T) {
 static size_t head_scratch_floats(const Config *c, int T) {
     int qk = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
     int widest = qk > dv ? qk : dv;
-    size_t pack = causal_pack_floats(T, T > widest ? T : widest);  // >= every (K, M) below
-    return 4 * head_slot_floats(c, T) + pack;
+    // the products below pack a (K, M) of (widest or less, T) or (T, widest or less)
+    size_t pack_kt = causal_pack_floats(widest, T), pack_tk = causal_pack_floats(T, widest);
+    return 4 * head_slot_floats(c, T) + (pack_kt > pack_tk ? pack_kt : pack_tk);
 }
 
 static float *head_scratch(const Model *m, int T, int b, int h) {

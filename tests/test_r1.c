@@ -282,6 +282,79 @@ static void test_matmul(void **state) {
     check_matmul(1, 32, 16);  // one token (the shape of generation)
 }
 
+// matmul_nn and matmul_causal against a double-precision triple loop, with A and B in place or
+// as transposed views, edges in every direction, several k blocks (K > MM_KC) and column blocks
+// (M > MM_NC), and each causal mode on T smaller and larger than the head width.
+static double naive_entry(const float *a, size_t ars, size_t aks, const float *b, size_t bks,
+                          size_t bcs, int i, int j, int k0, int k1, double init) {
+    double s = init;
+    for (int k = k0; k < k1; k++) s += (double)a[i * ars + k * aks] * b[k * bks + j * bcs];
+    return s;
+}
+
+static void check_matmul_nn(int N, int K, int M, int a_transposed, int b_transposed, int acc) {
+    Rng rng;
+    rng_seed(&rng, (uint64_t)N * 7919 + K * 31 + M);
+    float *a = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * K * M);
+    float *out = malloc(sizeof(float) * N * M);
+    fill_normal(a, (size_t)N * K, 1.0f, &rng);
+    fill_normal(b, (size_t)K * M, 1.0f, &rng);
+    for (int i = 0; i < N * M; i++) out[i] = acc ? 0.5f : NAN;  // NAN: must be overwritten
+    size_t ars = a_transposed ? 1 : K, aks = a_transposed ? N : 1;
+    size_t bks = b_transposed ? 1 : M, bcs = b_transposed ? K : 1;
+    matmul_nn(out, a, ars, aks, b, bks, bcs, N, K, M, acc);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < M; j++) {
+            double s = naive_entry(a, ars, aks, b, bks, bcs, i, j, 0, K, acc ? 0.5 : 0.0);
+            EXPECT(fabs(out[i * M + j] - s) <= 1e-5 * (sqrt(K) + fabs(s)),
+                   "matmul_nn %dx%dx%d (A%s, B%s, acc %d) out[%d][%d] = %.7g, expected %.7g", N,
+                   K, M, a_transposed ? "^T" : "", b_transposed ? "^T" : "", acc, i, j,
+                   out[i * M + j], s);
+        }
+    free(a); free(b); free(out);
+}
+
+static void check_matmul_causal(int T, int d, CausalMode mode) {
+    Rng rng;
+    rng_seed(&rng, (uint64_t)T * 13 + d + mode);
+    // OUT_LOWER: (T,d) @ (d,T); the others: (T,T) @ (T,d), A causal (lower) or its transpose
+    int K = mode == CAUSAL_OUT_LOWER ? d : T, M = mode == CAUSAL_OUT_LOWER ? T : d;
+    float *a = malloc(sizeof(float) * T * K), *b = malloc(sizeof(float) * K * M);
+    float *out = malloc(sizeof(float) * T * M);
+    float *pack = malloc(sizeof(float) * causal_pack_floats(K, M));
+    fill_normal(a, (size_t)T * K, 1.0f, &rng);
+    fill_normal(b, (size_t)K * M, 1.0f, &rng);
+    size_t ars = K, aks = 1;
+    if (mode != CAUSAL_OUT_LOWER)  // zero A's masked half, as softmax leaves P
+        for (int i = 0; i < T; i++)
+            for (int j = i + 1; j < T; j++) a[i * T + j] = 0.0f;
+    if (mode == CAUSAL_K_FROM_ROW) ars = 1, aks = T;  // A = P^T
+    for (int i = 0; i < T * M; i++) out[i] = NAN;
+    matmul_causal(out, a, ars, aks, b, M, 1, T, K, M, mode, pack);
+    for (int i = 0; i < T; i++)
+        for (int j = 0; j < (mode == CAUSAL_OUT_LOWER ? i + 1 : M); j++) {
+            double s = naive_entry(a, ars, aks, b, M, 1, i, j, 0, K, 0.0);
+            EXPECT(fabs(out[i * M + j] - s) <= 1e-5 * (sqrt(K) + fabs(s)),
+                   "matmul_causal T %d d %d mode %d out[%d][%d] = %.7g, expected %.7g", T, d,
+                   (int)mode, i, j, out[i * M + j], s);
+        }
+    free(a); free(b); free(out); free(pack);
+}
+
+static void test_matmul_blocks(void **state) {
+    (void)state;
+    const int shapes[][3] = {{13, 5, 17}, {7, 300, 33}, {37, 513, 150}, {600, 40, 20}, {1, 1, 1}};
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int acc = 0; acc < 2; acc++)
+                    check_matmul_nn(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, acc);
+    const int causal[][2] = {{7, 12}, {40, 24}, {300, 20}};  // T < d, T > d, T > MM_KC
+    for (int c = 0; c < 3; c++)
+        for (int mode = 0; mode < 3; mode++)
+            check_matmul_causal(causal[c][0], causal[c][1], (CausalMode)mode);
+}
+
 // ---- RMSNorm ---------------------------------------------------------------------------------
 typedef struct {
     float *out, *rstd, *inp, *w, *R;
@@ -2078,6 +2151,7 @@ int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_blocks),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope_transpose),
         cmocka_unit_test(test_swiglu),
