@@ -2161,7 +2161,7 @@ void token_logprobs(const float *logits, const int *ids, int B, int T, int V, fl
         float maxz = z[0];
         for (int v = 1; v < V; v++) maxz = z[v] > maxz ? z[v] : maxz;
         double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += expf(z[v] - maxz);
+        for (int v = 0; v < V; v++) sum += r1_expf(z[v] - maxz);
         lp[r] = (float)(z[ids[r]] - maxz - log(sum));
     }
 }
@@ -2201,10 +2201,10 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
         float maxz = z[0];
         for (int v = 1; v < V; v++) maxz = z[v] > maxz ? z[v] : maxz;
         double sum = 0.0, ent = 0.0;
-        for (int v = 0; v < V; v++) sum += expf(z[v] - maxz);
+        for (int v = 0; v < V; v++) sum += r1_expf(z[v] - maxz);
         float logsum = maxz + (float)log(sum);
         for (int v = 0; v < V; v++) {
-            double p = exp(z[v] - logsum);
+            double p = r1_expf(z[v] - logsum);
             ent -= p > 0 ? p * (z[v] - logsum) : 0.0;
         }
         // the same arithmetic as token_logprobs, so that rho is exactly 1 on the first pass
@@ -2230,7 +2230,7 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
             // dloss/d lp = -w (dobj - beta dk3) and d lp/dz = onehot - softmax, so
             // dloss/dz = g (softmax - onehot) with g = w (dobj - beta dk3) = -dloss/d lp
             float g = w * (dobj - gc->beta * dk3);
-            for (int v = 0; v < V; v++) dz[v] = g * expf(z[v] - logsum);
+            for (int v = 0; v < V; v++) dz[v] = g * r1_expf(z[v] - logsum);
             dz[ids[target]] -= g;
         }
     }

@@ -934,11 +934,18 @@ static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
         for (int c = 0; c < C; c++) dx[c] += r * (w[c] * dy[c] - x[c] * r * dot);
     }
     if (dw) {
+        // dw[c] sums over t in order; the threads share the columns in blocks of 16, and each
+        // walks the rows once, adding a row's 16 terms side by side (they vectorise).
+        int blocks = (C + 15) / 16;
 #pragma omp parallel for schedule(static)
-        for (int c = 0; c < C; c++) {
-            float s = 0.0f;
-            for (int t = 0; t < N; t++) s += dout[(size_t)t * C + c] * inp[(size_t)t * stride + c] * rstd[t];
-            dw[c] += s;
+        for (int cb = 0; cb < blocks; cb++) {
+            int c0 = cb * 16, c1 = c0 + 16 < C ? c0 + 16 : C;
+            float s[16] = {0};
+            for (int t = 0; t < N; t++) {
+                const float *dy = dout + (size_t)t * C, *x = inp + (size_t)t * stride;
+                for (int c = c0; c < c1; c++) s[c - c0] += dy[c] * x[c] * rstd[t];
+            }
+            for (int c = c0; c < c1; c++) dw[c] += s[c - c0];
         }
     }
 }
@@ -962,8 +969,8 @@ static void rope_rotate(float *vec, int dr, const float *cos_row, const float *s
 // The YaRN attention factor is folded into cos/sin, so a rotation can scale: the transpose of
 // [c -s; s c] is [c s; -s c], which is what sign = -1 gives, with the same scale.
 
-static inline float silu(float z) { return z / (1.0f + expf(-z)); }
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + r1_expf(-z)); }
 
 // SwiGLU (Shazeer 2020): out (N,D) = down(silu(gate(x)) * up(x)); g,u,h (N,I) saved.
 void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
@@ -1070,7 +1077,7 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
             p[j] *= m->attn_scale;
             if (p[j] > maxs) maxs = p[j];
         }
-        for (int j = 0; j <= i; j++) sum += (p[j] = expf(p[j] - maxs));
+        for (int j = 0; j <= i; j++) sum += (p[j] = r1_expf(p[j] - maxs));
         for (int j = 0; j <= i; j++) p[j] /= sum;
         for (int j = i + 1; j < T; j++) p[j] = 0.0f;
     }
@@ -1340,11 +1347,11 @@ float cross_entropy_forward_backward(const float *logits, const int *ids, const 
         float maxz = z[0];
         for (int v = 1; v < V; v++) if (z[v] > maxz) maxz = z[v];
         double sum = 0.0;  // in double: V terms of up to 1 each
-        for (int v = 0; v < V; v++) sum += expf(z[v] - maxz);
+        for (int v = 0; v < V; v++) sum += r1_expf(z[v] - maxz);
         double logsum = log(sum) + maxz;
         row_loss[t] = (float)(logsum - z[target]);
         if (dz) {
-            for (int v = 0; v < V; v++) dz[v] = (float)exp(z[v] - logsum) * inv;
+            for (int v = 0; v < V; v++) dz[v] = r1_expf((float)(z[v] - logsum)) * inv;
             dz[target] -= inv;
         }
     }
@@ -1381,8 +1388,8 @@ float distill_loss(const float *logits, const float *teacher_logits, const int *
         }
         double ss = 0.0, st = 0.0;
         for (int v = 0; v < V; v++) {
-            ss += expf((zs[v] - ms) / tau);
-            st += expf((zt[v] - mt) / tau);
+            ss += r1_expf((zs[v] - ms) / tau);
+            st += r1_expf((zt[v] - mt) / tau);
         }
         double kl = 0.0;
         for (int v = 0; v < V; v++) {
@@ -1537,7 +1544,7 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
             if (p[j] > maxs) maxs = p[j];
         }
         float sum = 0.0f;
-        for (int j = 0; j <= pos; j++) sum += (p[j] = expf(p[j] - maxs));
+        for (int j = 0; j <= pos; j++) sum += (p[j] = r1_expf(p[j] - maxs));
         // o_lat (dc) = sum_j p_j c_kv[j];  o (dv) = W_UV[h] o_lat
         float *ol = s->o_lat + (size_t)h * dc;
         for (int i = 0; i < dc; i++) ol[i] = 0.0f;
@@ -1821,7 +1828,7 @@ int sample_token(const float *logits, int V, float temperature, float top_p, Rng
     for (int v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
     if (temperature <= 0.0f) return best;
     double sum = 0.0;
-    for (int v = 0; v < V; v++) sum += (probs[v] = expf((logits[v] - logits[best]) / temperature));
+    for (int v = 0; v < V; v++) sum += (probs[v] = r1_expf((logits[v] - logits[best]) / temperature));
     for (int v = 0; v < V; v++) probs[v] = (float)(probs[v] / sum);
     float r = rng_uniform(rng);
     if (top_p >= 1.0f) {

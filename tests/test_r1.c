@@ -355,6 +355,28 @@ static void test_matmul_blocks(void **state) {
             check_matmul_causal(causal[c][0], causal[c][1], (CausalMode)mode);
 }
 
+// r1_expf against double exp: within 1.5 ulp on [-87, 88] (every 1e-3, plus the ends), and the
+// special values.
+static void test_r1_expf(void **state) {
+    (void)state;
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    for (int i = 0; i <= 175000; i++) {
+        float x = -87.0f + (float)i * 1e-3f;
+        if (x > 88.0f) x = 88.0f;
+        float want = (float)exp((double)x);
+        double ulp = nextafterf(want, INFINITY) - want;
+        double err = fabs((double)r1_expf(x) - exp((double)x)) / ulp;
+        if (err > worst) worst = err, worst_x = x;
+    }
+    print_message("  r1_expf: worst error %.2f ulp (at x = %g)\n", worst, worst_x);
+    EXPECT(worst <= 1.5, "r1_expf is %.2f ulp off at x = %g", worst, worst_x);
+    EXPECT(r1_expf(0.0f) == 1.0f, "exp(0) = %.9g", r1_expf(0.0f));
+    EXPECT(r1_expf(-INFINITY) == 0.0f && r1_expf(-100.0f) == 0.0f, "exp(-inf), exp(-100) not 0");
+    EXPECT(isinf(r1_expf(INFINITY)) && isinf(r1_expf(100.0f)), "exp(inf), exp(100) not inf");
+    EXPECT(isnan(r1_expf(NAN)), "exp(NaN) is not NaN");
+}
+
 // ---- RMSNorm ---------------------------------------------------------------------------------
 typedef struct {
     float *out, *rstd, *inp, *w, *R;
@@ -2152,6 +2174,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_blocks),
+        cmocka_unit_test(test_r1_expf),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope_transpose),
         cmocka_unit_test(test_swiglu),
