@@ -863,6 +863,15 @@ static void matmul_causal(float *out, const float *a, size_t ars, size_t aks, co
     }
 }
 
+// The causal products read a (T,T) causal operand's row i up to the end of the 6-row tile
+// that holds i (the diagonal tile: its rows share one k range, or one column range); entries
+// from there to T are never read. So the masked entries j > i that must hold 0 are only
+// those before this end.
+static int causal_read_end(int i, int T) {
+    int end = (i / MM_ROWS + 1) * MM_ROWS;
+    return end < T ? end : T;
+}
+
 // Room matmul_causal needs for a packed (K, M): K rows of M rounded up to whole panels.
 static size_t causal_pack_floats(int K, int M) {
     return (size_t)K * (size_t)((M + MM_COLS - 1) / MM_COLS * MM_COLS);
@@ -896,6 +905,27 @@ static inline float dot_lanes(const float *a, const float *b, int n) {
     for (; c < n; c++) s += a[c] * b[c];
     return s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
                 ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+}
+
+// Softmax of n scores in place: p[j] = exp(p[j] - max) / sum_j exp(p[j] - max). The maximum
+// is taken in 8 lanes (exact in any order) and the sum in 8 lanes as in dot_lanes, so that
+// every loop vectorises; the order is fixed.
+static void softmax_inplace(float *p, int n) {
+    float lanes[8], maxs = -INFINITY, sum = 0.0f;
+    for (int l = 0; l < 8; l++) lanes[l] = -INFINITY;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) lanes[l] = p[j + l] > lanes[l] ? p[j + l] : lanes[l];
+    for (; j < n; j++) maxs = p[j] > maxs ? p[j] : maxs;
+    for (int l = 0; l < 8; l++) maxs = lanes[l] > maxs ? lanes[l] : maxs;
+    for (j = 0; j < n; j++) p[j] = r1_expf(p[j] - maxs);
+    for (int l = 0; l < 8; l++) lanes[l] = 0.0f;
+    for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += p[j + l];
+    for (; j < n; j++) sum += p[j];
+    sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+           ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (j = 0; j < n; j++) p[j] /= sum;
 }
 
 // out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
@@ -1013,7 +1043,8 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
 // Scores (DeepSeek-V3 eq. 10), with Q = [q_nope | q_pe] and K = [k_nope | k_pe] (T, dn+dr):
 //   S = Q K^T * scale,  P = softmax over j <= i (causal),  O = P V
 // q (N, H, dn+dr); kv (N, H, dn+dv); kv_a (N, dc+dr) holds the shared k_pe in its last dr.
-// Only the causal triangle j <= i is computed (matmul_causal); the rest of P is zeroed.
+// Only the causal triangle j <= i is computed (matmul_causal); of the masked j > i, P holds 0
+// where the products read it (causal_read_end), and the rest is never read.
 
 // Per-(b, h) scratch in s->att_tmp: four slots of T x max(dn+dr, dv) floats (the head's K,
 // and the products that are then added into strided buffers), then room for one packed operand
@@ -1072,14 +1103,10 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
     // S (T,T) = Q K^T: B = K^T is K read by columns (b(k,j) = K[j*qk + k])
     matmul_causal(P, Q, (size_t)H * qk, 1, K, 1, qk, T, qk, T, CAUSAL_OUT_LOWER, pack);
     for (int i = 0; i < T; i++) {
-        float *p = P + (size_t)i * T, maxs = -INFINITY, sum = 0.0f;
-        for (int j = 0; j <= i; j++) {
-            p[j] *= m->attn_scale;
-            if (p[j] > maxs) maxs = p[j];
-        }
-        for (int j = 0; j <= i; j++) sum += (p[j] = r1_expf(p[j] - maxs));
-        for (int j = 0; j <= i; j++) p[j] /= sum;
-        for (int j = i + 1; j < T; j++) p[j] = 0.0f;
+        float *p = P + (size_t)i * T;
+        for (int j = 0; j <= i; j++) p[j] *= m->attn_scale;
+        softmax_inplace(p, i + 1);
+        for (int j = i + 1; j < causal_read_end(i, T); j++) p[j] = 0.0f;  // masked: P = 0
     }
     // O (T, dv) = P V, then copied into att_out (N, H*dv) at head h
     matmul_causal(Ot, P, T, 1, V, (size_t)H * (dn + dv), 1, T, T, dv, CAUSAL_K_UPTO_ROW, pack);
@@ -1109,11 +1136,11 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
     matmul_causal(dP, dO, os, 1, V, 1, vs, T, dv, T, CAUSAL_OUT_LOWER, pack);   // dP = dO V^T
     matmul_causal(dV, P, 1, T, dO, os, 1, T, T, dv, CAUSAL_K_FROM_ROW, pack);   // dV = P^T dO
     for (int i = 0; i < T; i++) {                 // softmax backward, in place: dP -> dS
-        float *dp = dP + (size_t)i * T, dot = 0.0f;
+        float *dp = dP + (size_t)i * T;
         const float *p = P + (size_t)i * T;
-        for (int j = 0; j <= i; j++) dot += p[j] * dp[j];
+        float dot = dot_lanes(p, dp, i + 1);
         for (int j = 0; j <= i; j++) dp[j] = p[j] * (dp[j] - dot) * m->attn_scale;
-        for (int j = i + 1; j < T; j++) dp[j] = 0.0f;
+        for (int j = i + 1; j < causal_read_end(i, T); j++) dp[j] = 0.0f;
     }
     gather_keys(m, a, T, b, h, K);
     matmul_causal(dQ, dP, T, 1, K, qk, 1, T, T, qk, CAUSAL_K_UPTO_ROW, pack);   // dQ = dS K
@@ -1536,22 +1563,18 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
         for (int d = 0; d < dn; d++)
             for (int i = 0; i < dc; i++) qa[i] += qh[d] * W[(size_t)d * dc + i];
         // scores over the cache, softmax
-        float *p = s->att + (size_t)h * s->max_T, maxs = -INFINITY;
+        float *p = s->att + (size_t)h * s->max_T;
         for (int j = 0; j <= pos; j++) {
             float a = dot_lanes(qa, cache_c + (size_t)j * dc, dc);
             float b = dot_lanes(qh + dn, cache_k + (size_t)j * dr, dr);
             p[j] = (a + b) * m->attn_scale;
-            if (p[j] > maxs) maxs = p[j];
         }
-        float sum = 0.0f;
-        for (int j = 0; j <= pos; j++) sum += (p[j] = r1_expf(p[j] - maxs));
+        softmax_inplace(p, pos + 1);
         // o_lat (dc) = sum_j p_j c_kv[j];  o (dv) = W_UV[h] o_lat
         float *ol = s->o_lat + (size_t)h * dc;
         for (int i = 0; i < dc; i++) ol[i] = 0.0f;
-        for (int j = 0; j <= pos; j++) {
-            float w = p[j] / sum;
-            for (int i = 0; i < dc; i++) ol[i] += w * cache_c[(size_t)j * dc + i];
-        }
+        for (int j = 0; j <= pos; j++)
+            for (int i = 0; i < dc; i++) ol[i] += p[j] * cache_c[(size_t)j * dc + i];
         const float *Wv = W + (size_t)dn * dc;
         for (int d = 0; d < dv; d++) o[(size_t)h * dv + d] = dot_lanes(Wv + (size_t)d * dc, ol, dc);
     }
