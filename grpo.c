@@ -2158,11 +2158,7 @@ void token_logprobs(const float *logits, const int *ids, int B, int T, int V, fl
             continue;
         }
         const float *z = logits + (size_t)(r - 1) * V;
-        float maxz = z[0];
-        for (int v = 1; v < V; v++) maxz = z[v] > maxz ? z[v] : maxz;
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += r1_expf(z[v] - maxz);
-        lp[r] = (float)(z[ids[r]] - maxz - log(sum));
+        lp[r] = (float)(z[ids[r]] - log_sum_exp(z, V));
     }
 }
 
@@ -2198,17 +2194,15 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
         if (dz) memset(dz, 0, (size_t)V * sizeof(float));
         if (target < 0 || mask[target] == 0.0f) continue;
         const float *z = logits + (size_t)r * V;
-        float maxz = z[0];
-        for (int v = 1; v < V; v++) maxz = z[v] > maxz ? z[v] : maxz;
-        double sum = 0.0, ent = 0.0;
-        for (int v = 0; v < V; v++) sum += r1_expf(z[v] - maxz);
-        float logsum = maxz + (float)log(sum);
+        double lse = log_sum_exp(z, V);
+        float logsum = (float)lse;
+        double ent = 0.0;
         for (int v = 0; v < V; v++) {
             double p = r1_expf(z[v] - logsum);
             ent -= p > 0 ? p * (z[v] - logsum) : 0.0;
         }
         // the same arithmetic as token_logprobs, so that rho is exactly 1 on the first pass
-        float lp = (float)(z[ids[target]] - maxz - log(sum));
+        float lp = (float)(z[ids[target]] - lse);
         float A = adv[b];
         float rho = expf(lp - old_lp[target]);
         float lo = 1.0f - gc->eps_low, hi = 1.0f + gc->eps_high;

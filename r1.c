@@ -907,25 +907,42 @@ static inline float dot_lanes(const float *a, const float *b, int n) {
                 ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
 }
 
-// Softmax of n scores in place: p[j] = exp(p[j] - max) / sum_j exp(p[j] - max). The maximum
-// is taken in 8 lanes (exact in any order) and the sum in 8 lanes as in dot_lanes, so that
-// every loop vectorises; the order is fixed.
-static void softmax_inplace(float *p, int n) {
-    float lanes[8], maxs = -INFINITY, sum = 0.0f;
+// The largest of n floats, taken in 8 lanes (the maximum is exact in any order) so that the
+// loop vectorises.
+static float max_lanes(const float *x, int n) {
+    float lanes[8], best = -INFINITY;
     for (int l = 0; l < 8; l++) lanes[l] = -INFINITY;
     int j = 0;
     for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) lanes[l] = p[j + l] > lanes[l] ? p[j + l] : lanes[l];
-    for (; j < n; j++) maxs = p[j] > maxs ? p[j] : maxs;
-    for (int l = 0; l < 8; l++) maxs = lanes[l] > maxs ? lanes[l] : maxs;
-    for (j = 0; j < n; j++) p[j] = r1_expf(p[j] - maxs);
-    for (int l = 0; l < 8; l++) lanes[l] = 0.0f;
-    for (j = 0; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) lanes[l] += p[j + l];
-    for (; j < n; j++) sum += p[j];
-    sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-           ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-    for (j = 0; j < n; j++) p[j] /= sum;
+        for (int l = 0; l < 8; l++) lanes[l] = x[j + l] > lanes[l] ? x[j + l] : lanes[l];
+    for (; j < n; j++) best = x[j] > best ? x[j] : best;
+    for (int l = 0; l < 8; l++) best = lanes[l] > best ? lanes[l] : best;
+    return best;
+}
+
+// sum_j exp(x[j] - shift) over n floats, in 8 lanes as in dot_lanes.
+static float sum_exp_lanes(const float *x, int n, float shift) {
+    float lanes[8] = {0}, s = 0.0f;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += r1_expf(x[j + l] - shift);
+    for (; j < n; j++) s += r1_expf(x[j] - shift);
+    return s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+}
+
+// Softmax of n scores in place: p[j] = exp(p[j] - max) / sum_j exp(p[j] - max).
+static void softmax_inplace(float *p, int n) {
+    float maxs = max_lanes(p, n), sum = sum_exp_lanes(p, n, maxs);
+    for (int j = 0; j < n; j++) p[j] = r1_expf(p[j] - maxs) / sum;
+}
+
+// log sum_v exp(z[v]) of a row of n logits, as max + log(sum_v exp(z[v] - max)). Cross-entropy,
+// token_logprobs and the GRPO loss all take it from here, so their log-probabilities are the
+// same floats (GRPO's ratio is exactly 1 on its first pass).
+double log_sum_exp(const float *z, int n) {
+    float maxz = max_lanes(z, n);
+    return maxz + log((double)sum_exp_lanes(z, n, maxz));
 }
 
 // out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
@@ -1371,14 +1388,11 @@ float cross_entropy_forward_backward(const float *logits, const int *ids, const 
             continue;
         }
         int target = ids[t + 1];
-        float maxz = z[0];
-        for (int v = 1; v < V; v++) if (z[v] > maxz) maxz = z[v];
-        double sum = 0.0;  // in double: V terms of up to 1 each
-        for (int v = 0; v < V; v++) sum += r1_expf(z[v] - maxz);
-        double logsum = log(sum) + maxz;
+        double logsum = log_sum_exp(z, V);
         row_loss[t] = (float)(logsum - z[target]);
         if (dz) {
-            for (int v = 0; v < V; v++) dz[v] = r1_expf((float)(z[v] - logsum)) * inv;
+            float shift = (float)logsum;
+            for (int v = 0; v < V; v++) dz[v] = r1_expf(z[v] - shift) * inv;
             dz[target] -= inv;
         }
     }

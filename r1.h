@@ -267,6 +267,9 @@ void count_params(const Config *c, ParamCount *pc);
 // ----------------------------------------------------------------------------------------------
 // Loss heads: logits -> scalar loss and dlogits
 // ----------------------------------------------------------------------------------------------
+// log sum_v exp(z[v]) of a row of n logits (max + log of the shifted sum; vectorised). The one
+// log-sum-exp of the loss heads, so their log-probabilities agree float for float.
+double log_sum_exp(const float *z, int n);
 // Mean next-token cross-entropy: position t predicts ids[t+1]; mask (B,T) optional (NULL = all)
 // selects which targets count (mask[b,t+1] for the prediction made at t). dlogits may be NULL.
 float cross_entropy_forward_backward(const float *logits, const int *ids, const float *mask,
