@@ -566,7 +566,7 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
     size_t att_tmp = (size_t)B * H * head_scratch_floats(c, T);
     size_t total = att_tmp;
     if (backward)
-        total += 2 * N * D + 4 * N * W + (size_t)B * H * T * T +
+        total += 2 * N * D + 4 * N * W +
                  (size_t)B * H * T * c->qk_rope_head_dim + 4 * N * K * exw;
     s->buffer = xcalloc(total, sizeof(float));
     float *base = s->buffer;
@@ -579,7 +579,6 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
         s->t2 = carve(base, &used, N * W);
         s->t3 = carve(base, &used, N * W);
         s->t4 = carve(base, &used, N * W);
-        s->datt = carve(base, &used, (size_t)B * H * T * T);
         s->dk_pe_h = carve(base, &used, (size_t)B * H * T * c->qk_rope_head_dim);
         s->dex = carve(base, &used, N * K * exw);
         s->dex2 = carve(base, &used, N * K * exw);
@@ -771,14 +770,15 @@ static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, si
     }
 }
 
-// The row tile at r0 of out (N,M), columns [c0, c1), summed over k in [k0, k0+kn); bp points
+// The row tile at r0 of out (N,M; rows ldo floats apart), columns [c0, c1), summed over k in
+// [k0, k0+kn); bp points
 // at row k0 of the packed panel of columns c0.., the next panels following every panel_rows
 // rows. A is read in place when its rows are
 // contiguous (aks = 1) and the tile is whole; otherwise (a transposed view, whose values for
 // one k sit far apart, or the last rows) its sliver is packed first, into ap (MM_KC x 6).
-static void matmul_row_tile(float *out, const float *a, size_t ars, size_t aks, const float *bp,
-                            int panel_rows, int N, int M, int r0, int c0, int c1, int k0, int kn,
-                            int accumulate, float *ap) {
+static void matmul_row_tile(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
+                            const float *bp, int panel_rows, int N, int M, int r0, int c0, int c1,
+                            int k0, int kn, int accumulate, float *ap) {
     int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
     const float *at = a + (size_t)r0 * ars + (size_t)k0 * aks;
     size_t trs = ars, tks = aks;
@@ -788,7 +788,7 @@ static void matmul_row_tile(float *out, const float *a, size_t ars, size_t aks, 
     }
     for (int j0 = c0; j0 < c1; j0 += MM_COLS) {
         int cols = M - j0 < MM_COLS ? M - j0 : MM_COLS;
-        matmul_kernel(out + (size_t)r0 * M + j0, M, at, trs, tks, bp + (size_t)(j0 - c0) * panel_rows,
+        matmul_kernel(out + (size_t)r0 * ldo + j0, ldo, at, trs, tks, bp + (size_t)(j0 - c0) * panel_rows,
                       kn, rows, cols, accumulate);
     }
 }
@@ -820,7 +820,7 @@ static void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const 
 #pragma omp for schedule(dynamic, 4)
             for (int rt = 0; rt < row_tiles; rt++) {
                 float ap[MM_KC * MM_ROWS];  // this thread's packed A sliver, when needed
-                matmul_row_tile(out, a, ars, aks, bp, kn, N, M, rt * MM_ROWS, c0, c1, k0, kn,
+                matmul_row_tile(out, M, a, ars, aks, bp, kn, N, M, rt * MM_ROWS, c0, c1, k0, kn,
                                 accumulate || k0 > 0, ap);
             }
         }
@@ -840,12 +840,13 @@ static void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const 
 // The terms skipped are exactly 0 * b (the masked probabilities), so each sum is the same float
 // as the full product's; the work is about half. Runs on the calling thread (the attention
 // heads are already shared among the threads); bp is room for all of B packed, K x M rounded
-// up to whole panels.
+// up to whole panels. out's rows are ldo floats apart (M, or a head's slice of a wider row), and
+// accumulate adds to what is there.
 typedef enum { CAUSAL_OUT_LOWER, CAUSAL_K_UPTO_ROW, CAUSAL_K_FROM_ROW } CausalMode;
 
-static void matmul_causal(float *out, const float *a, size_t ars, size_t aks, const float *b,
-                          size_t bks, size_t bcs, int N, int K, int M, CausalMode mode,
-                          float *bp) {
+static void matmul_causal(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
+                          const float *b, size_t bks, size_t bcs, int N, int K, int M,
+                          CausalMode mode, int accumulate, float *bp) {
     for (int j0 = 0; j0 < M; j0 += MM_COLS)
         pack_b_panel(bp + (size_t)j0 * K, b, bks, bcs, 0, K, j0, M);
     for (int r0 = 0; r0 < N; r0 += MM_ROWS) {
@@ -857,8 +858,8 @@ static void matmul_causal(float *out, const float *a, size_t ars, size_t aks, co
         for (int k0 = k_begin; k0 < k_end; k0 += MM_KC) {  // k blocks as in matmul_nn
             int kn = k_end - k0 < MM_KC ? k_end - k0 : MM_KC;
             float ap[MM_KC * MM_ROWS];
-            matmul_row_tile(out, a, ars, aks, bp + (size_t)k0 * MM_COLS, K, N, M, r0, 0,
-                            col_end, k0, kn, k0 > k_begin, ap);
+            matmul_row_tile(out, ldo, a, ars, aks, bp + (size_t)k0 * MM_COLS, K, N, M, r0, 0,
+                            col_end, k0, kn, accumulate || k0 > k_begin, ap);
         }
     }
 }
@@ -920,21 +921,30 @@ static float max_lanes(const float *x, int n) {
     return best;
 }
 
-// sum_j exp(x[j] - shift) over n floats, in 8 lanes as in dot_lanes.
-static float sum_exp_lanes(const float *x, int n, float shift) {
+// sum_j exp(x[j] - shift) over n floats, in 8 lanes as in dot_lanes; when e is not NULL the
+// terms are also stored in e[j] (e may be x itself).
+static float sum_exp_lanes(const float *x, int n, float shift, float *e) {
     float lanes[8] = {0}, s = 0.0f;
     int j = 0;
     for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) lanes[l] += r1_expf(x[j + l] - shift);
-    for (; j < n; j++) s += r1_expf(x[j] - shift);
+        for (int l = 0; l < 8; l++) {
+            float term = r1_expf(x[j + l] - shift);
+            if (e) e[j + l] = term;
+            lanes[l] += term;
+        }
+    for (; j < n; j++) {
+        float term = r1_expf(x[j] - shift);
+        if (e) e[j] = term;
+        s += term;
+    }
     return s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
                 ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
 }
 
 // Softmax of n scores in place: p[j] = exp(p[j] - max) / sum_j exp(p[j] - max).
 static void softmax_inplace(float *p, int n) {
-    float maxs = max_lanes(p, n), sum = sum_exp_lanes(p, n, maxs);
-    for (int j = 0; j < n; j++) p[j] = r1_expf(p[j] - maxs) / sum;
+    float maxs = max_lanes(p, n), sum = sum_exp_lanes(p, n, maxs, p);
+    for (int j = 0; j < n; j++) p[j] /= sum;
 }
 
 // log sum_v exp(z[v]) of a row of n logits, as max + log(sum_v exp(z[v] - max)). Cross-entropy,
@@ -942,7 +952,7 @@ static void softmax_inplace(float *p, int n) {
 // same floats (GRPO's ratio is exactly 1 on its first pass).
 double log_sum_exp(const float *z, int n) {
     float maxz = max_lanes(z, n);
-    return maxz + log((double)sum_exp_lanes(z, n, maxz));
+    return maxz + log((double)sum_exp_lanes(z, n, maxz, NULL));
 }
 
 // out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
@@ -1111,47 +1121,48 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, qk = dn + dr;
     size_t slot = head_slot_floats(c, T);
-    float *K = head_scratch(m, T, b, h), *Ot = K + slot, *pack = K + 4 * slot;
+    float *K = head_scratch(m, T, b, h), *pack = K + 4 * slot;
     float *P = a->att + ((size_t)b * H + h) * T * T;
     const float *Q = head_rows(a->q, b, T, H, h, qk, 0);        // (T, qk), row stride H*qk
     const float *V = head_rows(a->kv, b, T, H, h, dn + dv, dn);  // (T, dv), row stride H*(dn+dv)
     float *O = a->att_out + ((size_t)b * T * H + h) * dv;       // (T, dv), row stride H*dv
     gather_keys(m, a, T, b, h, K);
     // S (T,T) = Q K^T: B = K^T is K read by columns (b(k,j) = K[j*qk + k])
-    matmul_causal(P, Q, (size_t)H * qk, 1, K, 1, qk, T, qk, T, CAUSAL_OUT_LOWER, pack);
+    matmul_causal(P, T, Q, (size_t)H * qk, 1, K, 1, qk, T, qk, T, CAUSAL_OUT_LOWER, 0, pack);
     for (int i = 0; i < T; i++) {
         float *p = P + (size_t)i * T;
         for (int j = 0; j <= i; j++) p[j] *= m->attn_scale;
         softmax_inplace(p, i + 1);
         for (int j = i + 1; j < causal_read_end(i, T); j++) p[j] = 0.0f;  // masked: P = 0
     }
-    // O (T, dv) = P V, then copied into att_out (N, H*dv) at head h
-    matmul_causal(Ot, P, T, 1, V, (size_t)H * (dn + dv), 1, T, T, dv, CAUSAL_K_UPTO_ROW, pack);
-    for (int i = 0; i < T; i++)
-        memcpy(O + (size_t)i * H * dv, Ot + (size_t)i * dv, (size_t)dv * sizeof(float));
+    // O (T, dv) = P V, written straight into att_out (N, H*dv) at head h
+    matmul_causal(O, (size_t)H * dv, P, T, 1, V, (size_t)H * (dn + dv), 1, T, T, dv,
+                  CAUSAL_K_UPTO_ROW, 0, pack);
 }
 
 // Backward of one (batch, head):
 //   dP = dO V^T,  dV = P^T dO,  dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK = dS^T Q
-// Writes this head's slices of dq (N,H,dn+dr) and dkv (N,H,dn+dv), and its own k_pe
-// contribution dk_pe_h (B,H,T,dr); the heads are summed afterwards in a fixed order, so no two
-// threads ever write the same float. Q, V and dO are read in place.
+// Adds into this head's slices of dq (N,H,dn+dr) and dkv (N,H,dn+dv), which start at 0 and no
+// other head touches, and writes its own k_pe contribution dk_pe_h (B,H,T,dr); the heads' k_pe
+// parts are summed afterwards in a fixed order, so no two threads ever write the same float.
+// Q, V and dO are read in place; dP (T,T) is the calling thread's scratch.
 static void attention_backward_head(const Model *m, LayerActs *a, const float *datt_out,
-                                    float *dq, float *dkv, float *dk_pe_h, int T, int b, int h) {
+                                    float *dq, float *dkv, float *dk_pe_h, float *dP, int T,
+                                    int b, int h) {
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, qk = dn + dr;
     size_t slot = head_slot_floats(c, T);
-    float *K = head_scratch(m, T, b, h), *dQ = K + slot, *dK = K + 2 * slot, *dV = K + 3 * slot;
-    float *pack = K + 4 * slot;
+    float *K = head_scratch(m, T, b, h), *dK = K + slot, *pack = K + 4 * slot;
     const float *P = a->att + ((size_t)b * H + h) * T * T;
-    float *dP = m->scratch.datt + ((size_t)b * H + h) * T * T;
     const float *Q = head_rows(a->q, b, T, H, h, qk, 0);
     const float *V = head_rows(a->kv, b, T, H, h, dn + dv, dn);
     const float *dO = head_rows(datt_out, b, T, H, h, dv, 0);
+    float *dQ = dq + ((size_t)b * T * H + h) * qk;              // (T, qk), row stride H*qk
+    float *dV = dkv + ((size_t)b * T * H + h) * (dn + dv) + dn;  // (T, dv), row stride H*(dn+dv)
     size_t qs = (size_t)H * qk, vs = (size_t)H * (dn + dv), os = (size_t)H * dv;  // row strides
-    matmul_causal(dP, dO, os, 1, V, 1, vs, T, dv, T, CAUSAL_OUT_LOWER, pack);   // dP = dO V^T
-    matmul_causal(dV, P, 1, T, dO, os, 1, T, T, dv, CAUSAL_K_FROM_ROW, pack);   // dV = P^T dO
+    matmul_causal(dP, T, dO, os, 1, V, 1, vs, T, dv, T, CAUSAL_OUT_LOWER, 0, pack);  // dO V^T
+    matmul_causal(dV, vs, P, 1, T, dO, os, 1, T, T, dv, CAUSAL_K_FROM_ROW, 1, pack); // P^T dO
     for (int i = 0; i < T; i++) {                 // softmax backward, in place: dP -> dS
         float *dp = dP + (size_t)i * T;
         const float *p = P + (size_t)i * T;
@@ -1160,15 +1171,12 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
         for (int j = i + 1; j < causal_read_end(i, T); j++) dp[j] = 0.0f;
     }
     gather_keys(m, a, T, b, h, K);
-    matmul_causal(dQ, dP, T, 1, K, qk, 1, T, T, qk, CAUSAL_K_UPTO_ROW, pack);   // dQ = dS K
-    matmul_causal(dK, dP, 1, T, Q, qs, 1, T, T, qk, CAUSAL_K_FROM_ROW, pack);   // dK = dS^T Q
+    matmul_causal(dQ, qs, dP, T, 1, K, qk, 1, T, T, qk, CAUSAL_K_UPTO_ROW, 1, pack);  // dS K
+    matmul_causal(dK, qk, dP, 1, T, Q, qs, 1, T, T, qk, CAUSAL_K_FROM_ROW, 0, pack);  // dS^T Q
     float *dkpe = dk_pe_h + ((size_t)b * H + h) * T * dr;
-    for (int i = 0; i < T; i++) {
-        float *dqi = dq + ((size_t)(b * T + i) * H + h) * qk;
+    for (int i = 0; i < T; i++) {  // dK's two parts: k_nope into dkv, k_pe into dkpe
         float *dkvi = dkv + ((size_t)(b * T + i) * H + h) * (dn + dv);
-        for (int d = 0; d < qk; d++) dqi[d] += dQ[(size_t)i * qk + d];
         for (int d = 0; d < dn; d++) dkvi[d] += dK[(size_t)i * qk + d];
-        for (int d = 0; d < dv; d++) dkvi[dn + d] += dV[(size_t)i * dv + d];
         for (int d = 0; d < dr; d++) dkpe[(size_t)i * dr + d] += dK[(size_t)i * qk + dn + d];
     }
 }
@@ -1229,10 +1237,17 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     memset(dqv, 0, (size_t)N * H * (dn + dr) * sizeof(float));
     memset(dkv, 0, (size_t)N * H * (dn + dv) * sizeof(float));
     memset(s->dk_pe_h, 0, (size_t)B * H * T * dr * sizeof(float));
-#pragma omp parallel for collapse(2) schedule(dynamic)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            attention_backward_head(m, a, datt_out, dqv, dkv, s->dk_pe_h, T, b, h);
+    // Each thread keeps one (T,T) dP for the heads it takes: a buffer that stays in its cache
+    // instead of B*H of them (which buffer a head uses does not change its numbers).
+#pragma omp parallel
+    {
+        float *dP = xcalloc((size_t)T * T, sizeof(float));
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                attention_backward_head(m, a, datt_out, dqv, dkv, s->dk_pe_h, dP, T, b, h);
+        free(dP);
+    }
     // the shared rope key: sum the heads' contributions in order h = 0..H-1
     memset(dkv_a, 0, (size_t)N * (dc + dr) * sizeof(float));
 #pragma omp parallel for schedule(static)

@@ -314,13 +314,14 @@ static void check_matmul_nn(int N, int K, int M, int a_transposed, int b_transpo
     free(a); free(b); free(out);
 }
 
-static void check_matmul_causal(int T, int d, CausalMode mode) {
+static void check_matmul_causal(int T, int d, CausalMode mode, int acc) {
     Rng rng;
     rng_seed(&rng, (uint64_t)T * 13 + d + mode);
-    // OUT_LOWER: (T,d) @ (d,T); the others: (T,T) @ (T,d), A causal (lower) or its transpose
-    int K = mode == CAUSAL_OUT_LOWER ? d : T, M = mode == CAUSAL_OUT_LOWER ? T : d;
+    // OUT_LOWER: (T,d) @ (d,T); the others: (T,T) @ (T,d), A causal (lower) or its transpose.
+    // out's rows are ldo = M + 3 apart: the 3 floats between rows must stay untouched.
+    int K = mode == CAUSAL_OUT_LOWER ? d : T, M = mode == CAUSAL_OUT_LOWER ? T : d, ldo = M + 3;
     float *a = malloc(sizeof(float) * T * K), *b = malloc(sizeof(float) * K * M);
-    float *out = malloc(sizeof(float) * T * M);
+    float *out = malloc(sizeof(float) * T * ldo);
     float *pack = malloc(sizeof(float) * causal_pack_floats(K, M));
     fill_normal(a, (size_t)T * K, 1.0f, &rng);
     fill_normal(b, (size_t)K * M, 1.0f, &rng);
@@ -329,15 +330,18 @@ static void check_matmul_causal(int T, int d, CausalMode mode) {
         for (int i = 0; i < T; i++)
             for (int j = i + 1; j < T; j++) a[i * T + j] = 0.0f;
     if (mode == CAUSAL_K_FROM_ROW) ars = 1, aks = T;  // A = P^T
-    for (int i = 0; i < T * M; i++) out[i] = NAN;
-    matmul_causal(out, a, ars, aks, b, M, 1, T, K, M, mode, pack);
-    for (int i = 0; i < T; i++)
+    for (int i = 0; i < T * ldo; i++) out[i] = i % ldo >= M ? -7.0f : acc ? 0.5f : NAN;
+    matmul_causal(out, ldo, a, ars, aks, b, M, 1, T, K, M, mode, acc, pack);
+    for (int i = 0; i < T; i++) {
         for (int j = 0; j < (mode == CAUSAL_OUT_LOWER ? i + 1 : M); j++) {
-            double s = naive_entry(a, ars, aks, b, M, 1, i, j, 0, K, 0.0);
-            EXPECT(fabs(out[i * M + j] - s) <= 1e-5 * (sqrt(K) + fabs(s)),
-                   "matmul_causal T %d d %d mode %d out[%d][%d] = %.7g, expected %.7g", T, d,
-                   (int)mode, i, j, out[i * M + j], s);
+            double s = naive_entry(a, ars, aks, b, M, 1, i, j, 0, K, acc ? 0.5 : 0.0);
+            EXPECT(fabs(out[i * ldo + j] - s) <= 1e-5 * (sqrt(K) + fabs(s)),
+                   "matmul_causal T %d d %d mode %d acc %d out[%d][%d] = %.7g, expected %.7g", T,
+                   d, (int)mode, acc, i, j, out[i * ldo + j], s);
         }
+        for (int j = M; j < ldo; j++)
+            EXPECT(out[i * ldo + j] == -7.0f, "matmul_causal wrote past row %d's %d columns", i, M);
+    }
     free(a); free(b); free(out); free(pack);
 }
 
@@ -352,7 +356,8 @@ static void test_matmul_blocks(void **state) {
     const int causal[][2] = {{7, 12}, {40, 24}, {300, 20}};  // T < d, T > d, T > MM_KC
     for (int c = 0; c < 3; c++)
         for (int mode = 0; mode < 3; mode++)
-            check_matmul_causal(causal[c][0], causal[c][1], (CausalMode)mode);
+            for (int acc = 0; acc < 2; acc++)
+                check_matmul_causal(causal[c][0], causal[c][1], (CausalMode)mode, acc);
 }
 
 // r1_expf against double exp: within 1.5 ulp on [-87, 88] (every 1e-3, plus the ends), and the
