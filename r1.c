@@ -656,8 +656,10 @@ float rng_normal(Rng *r) {
 //   - B is copied ("packed") block by block, MM_KC rows x MM_NC columns at a time, into panels
 //     of 16 columns whose rows lie one after another: the kernel then reads it as one
 //     sequential stream that stays in the L2 cache while every row tile of A passes over it.
-//   - A is packed one sliver of 6 rows x MM_KC at a time (k-major: the 6 values of one k side
-//     by side), on the stack, and reused for every panel of the block.
+//   - A is read in place when its rows are contiguous (a forward's input). A transposed view
+//     (dout^T in a weight gradient, whose 6 values of one k are far from the next k's) and the
+//     last, partial row tile are packed one sliver of 6 rows x MM_KC at a time (k-major: the 6
+//     values of one k side by side), on the stack, and reused for every panel of the block.
 //   - the kernel keeps a 6x16 tile of out in 12 registers of 8 floats and adds a(i,k) * b(k,j)
 //     for k in order, with fused multiply-adds.
 // Packing pads partial tiles with zeros, so one kernel serves every tile; at the bottom and
