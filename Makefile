@@ -37,7 +37,7 @@ build/test_%: tests/test_%.c $(SRC) $(HDR) | build
 
 TEST_CFLAGS ?= -O2 -g -march=native  # the same kernels (FMA) as ./r1
 
-test: r1 $(TESTBIN)
+test: r1 r1-debug $(TESTBIN)
 	@set -e; for t in $(TESTBIN); do echo "== $$t"; ./$$t; done
 	@echo "all tests passed"
 

@@ -1636,6 +1636,46 @@ static void write_ids(const char *path, int B, int T, int value_at_end, int V) {
     free(ids);
 }
 
+// `make debug` builds ./r1-debug at -O0, without OpenMP and without -march (so the matmul kernel's
+// fused multiply-add is libm's fmaf, not the FMA instruction). It must compute the same floats
+// as ./r1: the forward and backward of a small MoE model, byte for byte (tutorial/01 section 1.5).
+static void test_debug_build_same_floats(void **state) {
+    (void)state;
+    if (access("./r1", X_OK) != 0 || access("./r1-debug", X_OK) != 0) {
+        print_message("    ./r1 or ./r1-debug not found (run `make r1 debug` first): skipped\n");
+        skip();
+    }
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char dir[512], in[512], cmd[2048], err[R1_ERR_LEN];
+    Config c = tiny_config(V_BASE);
+    Model m;
+    make_model(&m, &c, 82, 1, 4);
+    snprintf(dir, sizeof(dir), "%s/model", root);
+    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+    model_free(&m);
+    snprintf(in, sizeof(in), "%s/ids.safetensors", root);
+    write_ids(in, 3, 29, 7, 64);  // 29: rows and columns past whole 6x16 tiles
+    const char *bins[2] = {"./r1", "./r1-debug"};
+    size_t len[2] = {0, 0};
+    char *bytes[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd), "%s forward --model %s --input %s --out %s/out%d.safetensors "
+                 "--backward >/dev/null 2>&1", bins[i], dir, in, root, i);
+        int st = system(cmd);
+        EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "`%s forward` failed (status %d)", bins[i], st);
+        char path[600];
+        snprintf(path, sizeof(path), "%s/out%d.safetensors", root, i);
+        bytes[i] = read_file(path, &len[i], err);
+        EXPECT(bytes[i] != NULL, "%s", err);
+    }
+    EXPECT(len[0] == len[1] && memcmp(bytes[0], bytes[1], len[0]) == 0,
+           "./r1 and ./r1-debug wrote different logits/gradients (%zu and %zu bytes)", len[0], len[1]);
+    free(bytes[0]);
+    free(bytes[1]);
+    rm_tree(root);
+}
+
 static void test_cli_errors(void **state) {
     (void)state;
     if (access("./r1", X_OK) != 0) {
@@ -2203,6 +2243,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_checkpoint_shape_message_1d),
         cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_debug_build_same_floats),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_distill_loss_by_hand),
         cmocka_unit_test(test_distill_loss_gradient),
