@@ -20,9 +20,9 @@ all: r1
 r1: $(SRC) $(HDR)
 	$(CC) $(CFLAGS) $(WARN) $(OMP) -o $@ $(SRC) $(LDLIBS)
 
-# gdb-friendly ./r1-debug: no optimisation, no OpenMP (the pragmas are ignored; results stay the
-# same function of the seed, computed on one thread). A separate name, so that `make` never
-# leaves a -O0 binary behind or replaces the one gdb is using.
+# gdb-friendly ./r1-debug: no optimisation, no OpenMP, no -march (the pragmas are ignored; it
+# computes the same floats as ./r1, on one thread: test_debug_build_same_floats). A separate
+# name, so that `make` never leaves a -O0 binary behind or replaces the one gdb is using.
 debug: r1-debug
 r1-debug: $(SRC) $(HDR)
 	$(CC) -O0 -g $(WARN) -Wno-unknown-pragmas -o $@ $(SRC) $(LDLIBS)
