@@ -36,7 +36,7 @@ void moe_route_token(const Config *c, const float *logits, const float *bias, fl
     float choice[E];            // s + b: the selection score
     unsigned char allowed[E];   // experts still eligible
     for (int e = 0; e < E; e++) {
-        s[e] = 1.0f / (1.0f + r1_expf(-logits[e]));
+        s[e] = sigmoidf(logits[e]);
         choice[e] = s[e] + bias[e];
         allowed[e] = 1;
     }

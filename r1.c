@@ -773,11 +773,10 @@ static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, si
 }
 
 // The row tile at r0 of out (N,M; rows ldo floats apart), columns [c0, c1), summed over k in
-// [k0, k0+kn); bp points
-// at row k0 of the packed panel of columns c0.., the next panels following every panel_rows
-// rows. A is read in place when its rows are
-// contiguous (aks = 1) and the tile is whole; otherwise (a transposed view, whose values for
-// one k sit far apart, or the last rows) its sliver is packed first, into ap (MM_KC x 6).
+// [k0, k0+kn); bp points at row k0 of the packed panel of columns c0.., the next panels
+// following every panel_rows rows. A is read in place when its rows are contiguous (aks = 1)
+// and the tile is whole; otherwise (a transposed view, whose values for one k sit far apart,
+// or the last rows) its sliver is packed first, into ap (MM_KC x 6).
 static void matmul_row_tile(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
                             const float *bp, int panel_rows, int N, int M, int r0, int c0, int c1,
                             int k0, int kn, int accumulate, float *ap) {
@@ -790,8 +789,9 @@ static void matmul_row_tile(float *out, size_t ldo, const float *a, size_t ars, 
     }
     for (int j0 = c0; j0 < c1; j0 += MM_COLS) {
         int cols = M - j0 < MM_COLS ? M - j0 : MM_COLS;
-        matmul_kernel(out + (size_t)r0 * ldo + j0, ldo, at, trs, tks, bp + (size_t)(j0 - c0) * panel_rows,
-                      kn, rows, cols, accumulate);
+        const float *panel = bp + (size_t)(j0 - c0) * panel_rows;
+        matmul_kernel(out + (size_t)r0 * ldo + j0, ldo, at, trs, tks, panel, kn, rows, cols,
+                      accumulate);
     }
 }
 
@@ -896,6 +896,12 @@ void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp
     if (dW) matmul_nn(dW, dout, 1, OC, inp, C, 1, OC, N, C, 1);
 }
 
+// The 8 partial sums of a lane loop, added pairwise in a fixed order.
+static inline float add_lanes(const float lanes[8]) {
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+           ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
 // a . b over n floats in 8 independent partial sums (lane l sums the elements l, l+8, ...):
 // the compiler vectorises it (a single running sum would be a chain of dependent additions),
 // and the order stays fixed.
@@ -906,8 +912,7 @@ static inline float dot_lanes(const float *a, const float *b, int n) {
         for (int l = 0; l < 8; l++) lanes[l] += a[c + l] * b[c + l];
     float s = 0.0f;
     for (; c < n; c++) s += a[c] * b[c];
-    return s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+    return s + add_lanes(lanes);
 }
 
 // The largest of n floats, taken in 8 lanes (the maximum is exact in any order) so that the
@@ -939,8 +944,7 @@ static float sum_exp_lanes(const float *x, int n, float shift, float *e) {
         if (e) e[j] = term;
         s += term;
     }
-    return s + (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+    return s + add_lanes(lanes);
 }
 
 // Softmax of n scores in place: p[j] = exp(p[j] - max) / sum_j exp(p[j] - max).
@@ -1029,7 +1033,6 @@ static void rope_rotate(float *vec, int dr, const float *cos_row, const float *s
 // [c -s; s c] is [c s; -s c], which is what sign = -1 gives, with the same scale.
 
 static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + r1_expf(-z)); }
 
 // SwiGLU (Shazeer 2020): out (N,D) = down(silu(gate(x)) * up(x)); g,u,h (N,I) saved.
 void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
@@ -1075,20 +1078,14 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
 // Only the causal triangle j <= i is computed (matmul_causal); of the masked j > i, P holds 0
 // where the products read it (causal_read_end), and the rest is never read.
 
-// Per-(b, h) scratch in s->att_tmp: four slots of T x max(dn+dr, dv) floats (the head's K,
-// and the products that are then added into strided buffers), then room for one packed operand
-// of matmul_causal.
-static size_t head_slot_floats(const Config *c, int T) {
-    int qk = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
-    return (size_t)T * (qk > dv ? qk : dv);
-}
-
+// Per-(b, h) scratch in s->att_tmp: the head's K and, in the backward, its dK (two (T, dn+dr)
+// matrices), then room for one packed operand of matmul_causal.
 static size_t head_scratch_floats(const Config *c, int T) {
     int qk = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
     int widest = qk > dv ? qk : dv;
     // the products below pack a (K, M) of (widest or less, T) or (T, widest or less)
     size_t pack_kt = causal_pack_floats(widest, T), pack_tk = causal_pack_floats(T, widest);
-    return 4 * head_slot_floats(c, T) + (pack_kt > pack_tk ? pack_kt : pack_tk);
+    return 2 * (size_t)T * qk + (pack_kt > pack_tk ? pack_kt : pack_tk);
 }
 
 static float *head_scratch(const Model *m, int T, int b, int h) {
@@ -1122,8 +1119,7 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, qk = dn + dr;
-    size_t slot = head_slot_floats(c, T);
-    float *K = head_scratch(m, T, b, h), *pack = K + 4 * slot;
+    float *K = head_scratch(m, T, b, h), *pack = K + 2 * (size_t)T * qk;
     float *P = a->att + ((size_t)b * H + h) * T * T;
     const float *Q = head_rows(a->q, b, T, H, h, qk, 0);        // (T, qk), row stride H*qk
     const float *V = head_rows(a->kv, b, T, H, h, dn + dv, dn);  // (T, dv), row stride H*(dn+dv)
@@ -1154,8 +1150,7 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, qk = dn + dr;
-    size_t slot = head_slot_floats(c, T);
-    float *K = head_scratch(m, T, b, h), *dK = K + slot, *pack = K + 4 * slot;
+    float *K = head_scratch(m, T, b, h), *dK = K + (size_t)T * qk, *pack = dK + (size_t)T * qk;
     const float *P = a->att + ((size_t)b * H + h) * T * T;
     const float *Q = head_rows(a->q, b, T, H, h, qk, 0);
     const float *V = head_rows(a->kv, b, T, H, h, dn + dv, dn);

@@ -63,6 +63,9 @@ static inline float r1_expf(float x) {
     return x > 88.0f ? INFINITY : y;
 }
 
+// The logistic sigmoid 1 / (1 + e^-z): SwiGLU's backward and the MoE router's scores.
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + r1_expf(-z)); }
+
 // ----------------------------------------------------------------------------------------------
 // Config: field names as in transformers' DeepseekV3Config
 // ----------------------------------------------------------------------------------------------

@@ -1636,6 +1636,17 @@ static void write_ids(const char *path, int B, int T, int value_at_end, int V) {
     free(ids);
 }
 
+// A seeded tiny MoE model (vocab 64, context 64) saved as ROOT/model; its path goes to dir.
+static void save_tiny_checkpoint(const char *root, uint64_t seed, char *dir, size_t dir_len) {
+    char err[R1_ERR_LEN];
+    Config c = tiny_config(V_BASE);
+    Model m;
+    make_model(&m, &c, seed, 1, 4);
+    snprintf(dir, dir_len, "%s/model", root);
+    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+    model_free(&m);
+}
+
 // `make debug` builds ./r1-debug at -O0, without OpenMP and without -march (so the matmul kernel's
 // fused multiply-add is libm's fmaf, not the FMA instruction). It must compute the same floats
 // as ./r1: the forward and backward of a small MoE model, byte for byte (tutorial/01 section 1.5).
@@ -1648,12 +1659,7 @@ static void test_debug_build_same_floats(void **state) {
     char root[] = "/tmp/test_r1_XXXXXX";
     assert_non_null(mkdtemp(root));
     char dir[512], in[512], cmd[2048], err[R1_ERR_LEN];
-    Config c = tiny_config(V_BASE);
-    Model m;
-    make_model(&m, &c, 82, 1, 4);
-    snprintf(dir, sizeof(dir), "%s/model", root);
-    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
-    model_free(&m);
+    save_tiny_checkpoint(root, 82, dir, sizeof(dir));
     snprintf(in, sizeof(in), "%s/ids.safetensors", root);
     write_ids(in, 3, 29, 7, 64);  // 29: rows and columns past whole 6x16 tiles
     const char *bins[2] = {"./r1", "./r1-debug"};
@@ -1684,13 +1690,8 @@ static void test_cli_errors(void **state) {
     }
     char root[] = "/tmp/test_r1_XXXXXX";
     assert_non_null(mkdtemp(root));
-    char dir[512], in[512], args[2048], err[R1_ERR_LEN];
-    Config c = tiny_config(V_BASE);  // vocab 64, context 64
-    Model m;
-    make_model(&m, &c, 81, 1, 4);
-    snprintf(dir, sizeof(dir), "%s/model", root);
-    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
-    model_free(&m);
+    char dir[512], in[512], args[2048];
+    save_tiny_checkpoint(root, 81, dir, sizeof(dir));
     // a well-formed forward works (status 0), so the failures below are about the input
     snprintf(in, sizeof(in), "%s/ok.safetensors", root);
     write_ids(in, 2, 8, 5, 64);
