@@ -654,54 +654,74 @@ float rng_normal(Rng *r) {
 // The structure is Goto and van de Geijn's ("Anatomy of high-performance matrix
 // multiplication", 2008), as in BLIS and OpenBLAS:
 //   - B is copied ("packed") block by block, MM_KC rows x MM_NC columns at a time, into panels
-//     of 16 columns whose rows lie one after another: the kernel then reads it as one
+//     of MM_COLS columns whose rows lie one after another: the kernel then reads it as one
 //     sequential stream that stays in the L2 cache while every row tile of A passes over it.
 //   - A is read in place when its rows are contiguous (a forward's input). A transposed view
-//     (dout^T in a weight gradient, whose 6 values of one k are far from the next k's) and the
-//     last, partial row tile are packed one sliver of 6 rows x MM_KC at a time (k-major: the 6
-//     values of one k side by side), on the stack, and reused for every panel of the block.
-//   - the kernel keeps a 6x16 tile of out in 12 registers of 8 floats and adds a(i,k) * b(k,j)
-//     for k in order, with fused multiply-adds.
+//     (dout^T in a weight gradient, whose MM_ROWS values of one k are far from the next k's)
+//     and the last, partial row tile are packed one sliver of MM_ROWS rows x MM_KC at a time
+//     (k-major: the values of one k side by side), on the stack, and reused for every panel of
+//     the block.
+//   - the kernel keeps an MM_ROWS x MM_COLS tile of out in vector registers and adds
+//     a(i,k) * b(k,j) for k in order, with fused multiply-adds.
 // Packing pads partial tiles with zeros, so one kernel serves every tile; at the bottom and
 // right edges only the valid part of the tile is stored.
+//
+// The tile's shape follows the vector registers. With AVX-512 (32 registers of 16 floats) it
+// is 8 x 32, two registers a row: 16 independent sums in flight, enough to hide the fused
+// multiply-add's latency on two pipes, and each value of A, broadcast once, feeds two of them.
+// With AVX2 (16 registers of 8 floats) it is 6 x 16, in 12 registers. (On this project's Zen 5
+// sandbox the AVX-512 kernel made the training step ~1.4x faster: tests/BENCH.md.)
 //
 // Determinism: every output element is one sum, started from out (or 0) and taking k = 0, 1,
 // ..., K-1 in order. A k block's partial sum waits in out and the next block goes on from it
 // (a float stored and reloaded is unchanged), so the blocking never changes a result, and
-// neither does which thread computes a tile: results are bit-identical for any
-// OMP_NUM_THREADS.
+// neither does which thread computes a tile, nor the tile's shape: results are bit-identical
+// for any OMP_NUM_THREADS, and the AVX2, AVX-512 and `make debug` builds compute the same
+// floats (test_debug_build_same_floats).
+#ifdef __AVX512F__
+#define MM_ROWS 8
+#define MM_COLS 32
+#define VEC_FLOATS 16
+#else
 #define MM_ROWS 6
 #define MM_COLS 16
-#define MM_KC 256  // k block: an A sliver (6 x 256) and a B panel (256 x 16) fit the L1 cache
-#define MM_NC 128  // column block: one packed B block (256 x 128 floats, 128 KB) fits L2
+#define VEC_FLOATS 8
+#endif
+#define MM_KC 256  // k block: an A sliver (MM_ROWS x 256) and a B panel (256 x MM_COLS) fit L1
+#define MM_NC 128  // column block: one packed B block (256 x 128 floats, 128 KB) fits L2;
+                   // a multiple of MM_COLS
 
-// 8 floats that the compiler keeps in one vector register (GCC/Clang vector extension: `+` and
-// `*` act lane by lane, and `x * v` multiplies every lane by the scalar x).
-typedef float vec8 __attribute__((vector_size(32)));
-static inline vec8 vec8_load(const float *p) {
-    vec8 v;
+// A vector register's worth of floats (GCC/Clang vector extension: `vec` acts lane by lane);
+// a row of the tile is MM_VECS of them.
+#define MM_VECS (MM_COLS / VEC_FLOATS)
+typedef float vec __attribute__((vector_size(VEC_FLOATS * sizeof(float))));
+static inline vec vec_load(const float *p) {
+    vec v;
     memcpy(&v, p, sizeof(v));  // an unaligned load
     return v;
 }
-static inline void vec8_store(float *p, vec8 v) { memcpy(p, &v, sizeof(v)); }
+static inline void vec_store(float *p, vec v) { memcpy(p, &v, sizeof(v)); }
 
-// acc + x * b in every lane, rounded once (a fused multiply-add): one instruction with FMA;
-// without it (e.g. `make debug`, built for any x86-64) libm's fmaf gives the same floats.
-static inline vec8 vec8_fma(float x, vec8 b, vec8 acc) {
-#ifdef __FMA__
-    return (vec8)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)b, (__m256)acc);
+// acc + x * b in every lane, rounded once (a fused multiply-add): one instruction with AVX-512
+// or FMA; without them (e.g. `make debug`, built for any x86-64) libm's fmaf gives the same
+// floats.
+static inline vec vec_fma(float x, vec b, vec acc) {
+#if defined(__AVX512F__)
+    return (vec)_mm512_fmadd_ps(_mm512_set1_ps(x), (__m512)b, (__m512)acc);
+#elif defined(__FMA__)
+    return (vec)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)b, (__m256)acc);
 #else
-    for (int l = 0; l < 8; l++) acc[l] = fmaf(x, b[l], acc[l]);
+    for (int l = 0; l < VEC_FLOATS; l++) acc[l] = fmaf(x, b[l], acc[l]);
     return acc;
 #endif
 }
 
-// ap (kn, 6) = rows r0..r0+5 of A for k in [k0, k0+kn): ap[k*6 + i] = a(r0+i, k0+k), and 0 for
-// rows past N. The packed sliver is itself an A view, with ars = 1 and aks = 6.
+// ap (kn, MM_ROWS) = rows r0.. of A for k in [k0, k0+kn): ap[k*MM_ROWS + i] = a(r0+i, k0+k),
+// and 0 for rows past N. The packed sliver is itself an A view, with ars = 1, aks = MM_ROWS.
 static void pack_a(float *ap, const float *a, size_t ars, size_t aks, int r0, int N, int k0,
                    int kn) {
     int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
-    if (ars == 1 && rows == MM_ROWS) {  // a transposed view: the 6 values of one k are adjacent
+    if (ars == 1 && rows == MM_ROWS) {  // a transposed view: the rows of one k are adjacent
         for (int k = 0; k < kn; k++)
             memcpy(ap + k * MM_ROWS, a + r0 + (size_t)(k0 + k) * aks, MM_ROWS * sizeof(float));
         return;
@@ -713,11 +733,11 @@ static void pack_a(float *ap, const float *a, size_t ars, size_t aks, int r0, in
     }
 }
 
-// One panel: bp (kn, 16) = columns c0..c0+15 of B for k in [k0, k0+kn), 0 for columns past M.
+// One panel: bp (kn, MM_COLS) = columns c0.. of B for k in [k0, k0+kn), 0 for columns past M.
 static void pack_b_panel(float *bp, const float *b, size_t bks, size_t bcs, int k0, int kn,
                          int c0, int M) {
     int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
-    if (bcs == 1 && cols == MM_COLS) {  // B's rows are contiguous: 16 floats per k
+    if (bcs == 1 && cols == MM_COLS) {  // B's rows are contiguous: MM_COLS floats per k
         for (int k = 0; k < kn; k++)
             memcpy(bp + k * MM_COLS, b + (size_t)(k0 + k) * bks + c0, MM_COLS * sizeof(float));
         return;
@@ -729,11 +749,13 @@ static void pack_b_panel(float *bp, const float *b, size_t bks, size_t bcs, int 
     }
 }
 
-// The 6x16 tile at out (row stride ldo), of which the top-left rows x cols are real:
+// The MM_ROWS x MM_COLS tile at out (row stride ldo), of which the top-left rows x cols are
+// real:
 //   tile (=, or += when accumulate) sum over k < kn of a(i,k) * bp[k][j], k in order,
-// with a(i,k) = a[i*ars + k*aks] (A in place, or a packed sliver: ars = 1, aks = 6).
-// 12 accumulators of 8 floats (rows 0..5, columns 0-7 and 8-15) stay in registers; per k, two
-// loads of the B panel's row and six values of A.
+// with a(i,k) = a[i*ars + k*aks] (A in place, or a packed sliver: ars = 1, aks = MM_ROWS).
+// The accumulators acc[i][v] (row i, the v-th register of its columns) stay in registers: the
+// loops over i and v have constant bounds, so the compiler unrolls them. Per k: MM_VECS loads
+// of the B panel's row and MM_ROWS values of A, each broadcast to all lanes.
 static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
                           const float *bp, int kn, int rows, int cols, int accumulate) {
     if (rows < MM_ROWS || cols < MM_COLS) {  // an edge tile: computed whole in a local copy
@@ -745,38 +767,25 @@ static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, si
             memcpy(out + i * ldo, tile + i * MM_COLS, (size_t)cols * sizeof(float));
         return;
     }
-    vec8 acc[MM_ROWS][2] = {{{0}}};
-    if (accumulate)
-        for (int i = 0; i < MM_ROWS; i++) {
-            acc[i][0] = vec8_load(out + i * ldo);
-            acc[i][1] = vec8_load(out + i * ldo + 8);
-        }
-    vec8 r0a = acc[0][0], r0b = acc[0][1], r1a = acc[1][0], r1b = acc[1][1];
-    vec8 r2a = acc[2][0], r2b = acc[2][1], r3a = acc[3][0], r3b = acc[3][1];
-    vec8 r4a = acc[4][0], r4b = acc[4][1], r5a = acc[5][0], r5b = acc[5][1];
+    vec acc[MM_ROWS][MM_VECS];
+    for (int i = 0; i < MM_ROWS; i++)
+        for (int v = 0; v < MM_VECS; v++)
+            acc[i][v] = accumulate ? vec_load(out + i * ldo + v * VEC_FLOATS) : (vec){0};
     for (int k = 0; k < kn; k++, a += aks, bp += MM_COLS) {
-        vec8 b0 = vec8_load(bp), b1 = vec8_load(bp + 8);
-        float x0 = a[0], x1 = a[ars], x2 = a[2 * ars], x3 = a[3 * ars], x4 = a[4 * ars];
-        float x5 = a[5 * ars];
-        r0a = vec8_fma(x0, b0, r0a); r0b = vec8_fma(x0, b1, r0b);
-        r1a = vec8_fma(x1, b0, r1a); r1b = vec8_fma(x1, b1, r1b);
-        r2a = vec8_fma(x2, b0, r2a); r2b = vec8_fma(x2, b1, r2b);
-        r3a = vec8_fma(x3, b0, r3a); r3b = vec8_fma(x3, b1, r3b);
-        r4a = vec8_fma(x4, b0, r4a); r4b = vec8_fma(x4, b1, r4b);
-        r5a = vec8_fma(x5, b0, r5a); r5b = vec8_fma(x5, b1, r5b);
+        vec b[MM_VECS];
+        for (int v = 0; v < MM_VECS; v++) b[v] = vec_load(bp + v * VEC_FLOATS);
+        for (int i = 0; i < MM_ROWS; i++)
+            for (int v = 0; v < MM_VECS; v++) acc[i][v] = vec_fma(a[i * ars], b[v], acc[i][v]);
     }
-    vec8 res[MM_ROWS][2] = {{r0a, r0b}, {r1a, r1b}, {r2a, r2b}, {r3a, r3b}, {r4a, r4b}, {r5a, r5b}};
-    for (int i = 0; i < MM_ROWS; i++) {
-        vec8_store(out + i * ldo, res[i][0]);
-        vec8_store(out + i * ldo + 8, res[i][1]);
-    }
+    for (int i = 0; i < MM_ROWS; i++)
+        for (int v = 0; v < MM_VECS; v++) vec_store(out + i * ldo + v * VEC_FLOATS, acc[i][v]);
 }
 
 // The row tile at r0 of out (N,M; rows ldo floats apart), columns [c0, c1), summed over k in
 // [k0, k0+kn); bp points at row k0 of the packed panel of columns c0.., the next panels
 // following every panel_rows rows. A is read in place when its rows are contiguous (aks = 1)
 // and the tile is whole; otherwise (a transposed view, whose values for one k sit far apart,
-// or the last rows) its sliver is packed first, into ap (MM_KC x 6).
+// or the last rows) its sliver is packed first, into ap (MM_KC x MM_ROWS).
 static void matmul_row_tile(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
                             const float *bp, int panel_rows, int N, int M, int r0, int c0, int c1,
                             int k0, int kn, int accumulate, float *ap) {
@@ -832,10 +841,11 @@ static void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const 
 
 // The six products of causal attention, (T,T) by (T,d), need only the lower triangle i >= j of
 // the score matrix. Which part a product needs sets its mode:
-//   CAUSAL_OUT_LOWER  out is (T,T) scores: row tile i0..i0+5 computes columns j < i0+6 only
+//   CAUSAL_OUT_LOWER  out is (T,T) scores: the row tile of rows i0..i0+R-1 (R = MM_ROWS)
+//                     computes columns j < i0+R only
 //                     (S = Q K^T, dP = dO V^T); tiles wholly above the diagonal are not
 //                     written, and the caller zeroes the stray j > i of the diagonal tiles.
-//   CAUSAL_K_UPTO_ROW a is (T,T) causal, row i sums k = j <= i:  out row tile i0 sums k < i0+6
+//   CAUSAL_K_UPTO_ROW a is (T,T) causal, row i sums k = j <= i:  out row tile i0 sums k < i0+R
 //                     (O = P V, dQ = dS K).
 //   CAUSAL_K_FROM_ROW a is a transposed view of a causal (T,T), row j sums k = i >= j:
 //                     row tile j0 sums k >= j0 (dV = P^T dO, dK = dS^T Q).
@@ -866,7 +876,7 @@ static void matmul_causal(float *out, size_t ldo, const float *a, size_t ars, si
     }
 }
 
-// The causal products read a (T,T) causal operand's row i up to the end of the 6-row tile
+// The causal products read a (T,T) causal operand's row i up to the end of the MM_ROWS tile
 // that holds i (the diagonal tile: its rows share one k range, or one column range); entries
 // from there to T are never read. So the masked entries j > i that must hold 0 are only
 // those before this end.
@@ -1744,7 +1754,7 @@ void decode_batch_free(DecodeBatch *b) {
 
 // out (n, OC) = x (n, C) @ W^T for a few rows: computed as out^T (OC, n) = W x^T, so that W
 // (OC, C) is the kernel's A, read once for all n rows, and x^T (read in place through
-// strides) is B, a single panel of up to 16 columns.
+// strides) is B, a single panel when n <= MM_COLS.
 static void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC,
                         DecodeBatch *b) {
     matmul_nn(b->yt, W, C, 1, x, 1, C, OC, C, n, 0);  // yt (OC, n)
