@@ -1503,6 +1503,9 @@ float adamw_step(Model *m, const AdamWConfig *oc) {
     m->adam_step++;
     float bc1 = 1.0f - powf(oc->beta1, (float)m->adam_step);
     float bc2 = 1.0f - powf(oc->beta2, (float)m->adam_step);
+    // the settings as locals: read through oc inside the loop, the compiler would have to
+    // reload them after every store (a float store might change *oc), and would not vectorise
+    const float beta1 = oc->beta1, beta2 = oc->beta2, lr = oc->lr, eps = oc->eps;
     for (int i = 0; i < m->n_tensors; i++) {
         ParamInfo *p = &m->table[i];
         if (!p->trainable) continue;
@@ -1512,10 +1515,10 @@ float adamw_step(Model *m, const AdamWConfig *oc) {
 #pragma omp parallel for schedule(static) if (p->numel > 4096)
         for (size_t j = 0; j < p->numel; j++) {
             float gj = g[j] * clip;
-            mm[j] = oc->beta1 * mm[j] + (1.0f - oc->beta1) * gj;
-            vv[j] = oc->beta2 * vv[j] + (1.0f - oc->beta2) * gj * gj;
+            mm[j] = beta1 * mm[j] + (1.0f - beta1) * gj;
+            vv[j] = beta2 * vv[j] + (1.0f - beta2) * gj * gj;
             float mhat = mm[j] / bc1, vhat = vv[j] / bc2;
-            w[j] -= oc->lr * (mhat / (sqrtf(vhat) + oc->eps) + wd * w[j]);
+            w[j] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * w[j]);
         }
     }
     return norm;
