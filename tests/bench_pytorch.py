@@ -58,6 +58,10 @@ def parse_args():
     ap.add_argument("--profile", action="store_true",
                     help="after timing, profile one train step with torch.profiler: top ops")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--openblas-core", default="detect",
+                    help="OpenBLAS kernels: 'detect' (default) lets OpenBLAS choose for this CPU, "
+                         "ignoring an inherited OPENBLAS_CORETYPE; or a name such as Haswell "
+                         "(AVX2) or SkylakeX (AVX-512), passed as OPENBLAS_CORETYPE")
     return ap.parse_args()
 
 
@@ -65,6 +69,18 @@ args = parse_args()
 # before torch loads, so that OpenMP (and an OpenMP OpenBLAS) start with this many threads
 os.environ["OMP_NUM_THREADS"] = str(args.threads)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
+
+
+# OpenBLAS picks its kernels for the CPU it runs on unless OPENBLAS_CORETYPE names them. Some
+# environments set that variable (this project's sandbox sets OPENBLAS_CORETYPE=Haswell, the
+# AVX2 kernels, on a CPU with AVX-512, where OpenBLAS itself would choose its Cooperlake AVX-512
+# kernels), which would make the baseline slower than it can be. The baseline is PyTorch as
+# fast as this machine runs it, so by default the variable is dropped; tests/BENCH.md has the
+# figures with each choice.
+if args.openblas_core == "detect":
+    os.environ.pop("OPENBLAS_CORETYPE", None)
+else:
+    os.environ["OPENBLAS_CORETYPE"] = args.openblas_core
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -279,7 +295,15 @@ def blas_library():
     if not names:  # pip wheels: MKL or OpenBLAS linked in statically, or a libmkl_* / libopenblas*
         return "BLAS built in (torch.__config__.show() says which)"
     n = names[0]
-    for key, name in (("openblas", "OpenBLAS"), ("mkl", "MKL"), ("blis", "BLIS"), ("atlas", "ATLAS")):
+    if "openblas" in n:
+        try:  # the kernels OpenBLAS chose (or was told to use by OPENBLAS_CORETYPE)
+            import ctypes
+            lib = ctypes.CDLL(n)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return "OpenBLAS, %s kernels" % lib.openblas_get_corename().decode()
+        except (OSError, AttributeError):
+            return "OpenBLAS"
+    for key, name in (("mkl", "MKL"), ("blis", "BLIS"), ("atlas", "ATLAS")):
         if key in n:
             return name
     return "reference BLAS (" + n + ")"
