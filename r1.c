@@ -21,6 +21,7 @@
 // Elsewhere: moe.c (DeepSeekMoE), formats.c (JSON, safetensors, config.json, checkpoints),
 // tokenizer.c (byte-level BPE), grpo.c (the toy world, rewards, GRPO, rejection sampling, eval).
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE  // madvise (Linux, the BSDs)
 #include "r1.h"
 
 #include <errno.h>
@@ -31,9 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
-#ifdef __FMA__
-#include <immintrin.h>  // _mm256_fmadd_ps: the matmul kernel's fused multiply-add
+#if defined(__FMA__) || defined(__AVX512F__)
+#include <immintrin.h>  // _mm256_fmadd_ps, _mm512_fmadd_ps: the matmul kernel's multiply-add
 #endif
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -330,12 +332,31 @@ static void point_views(Model *m, float *base, ParamPointers *pp) {
     }
 }
 
+// A large buffer (the parameters, gradients, activations: many MB that every step walks
+// through) asks the kernel for 2 MB pages: one TLB entry then maps 512 times as much memory as
+// with 4 KB pages, so the products that stream through activations miss the TLB far less.
+// The train step was ~5% faster with them on this project's sandbox (tests/BENCH.md). Only
+// the 2 MB-aligned middle of the block is advised; the memory is still calloc's (zero until
+// written, freed with free). Values are unchanged; where madvise or transparent huge pages
+// are missing, or the system says no, nothing happens.
+static void ask_huge_pages(void *p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (bytes < 4 * huge) return;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1), hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size);
     if (!p) {
         fprintf(stderr, "r1: out of memory (%zu x %zu bytes)\n", n, size);
         exit(1);
     }
+    ask_huge_pages(p, n * size);
     return p;
 }
 
