@@ -126,7 +126,11 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
     for (int row = 0; row < N * K; row++)
         memcpy(a->ex_in + (size_t)row * D, inp + (size_t)(a->slot_pair[row] / K) * D,
                (size_t)D * sizeof(float));
-    // 3. each expert over its own rows
+    // 3. each expert over its own rows. The experts are shared among the threads, one expert
+    // per thread at a time (the products inside then run on that thread: OpenMP does not nest
+    // a second team), so a few hundred rows need no barrier between threads; every expert
+    // writes only its own rows, and a product's floats never depend on the thread.
+#pragma omp parallel for schedule(dynamic)
     for (int e = 0; e < E; e++) {
         int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
         size_t mat = (size_t)Im * D;
@@ -201,8 +205,10 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
             dw[(size_t)t * K + k] = acc;
         }
     }
-    // 2. each expert
+    // 2. each expert, shared among the threads as in moe_forward (each writes only its own
+    // rows of dex_in and its own weight gradients)
     memset(dex_in, 0, (size_t)N * K * D * sizeof(float));
+#pragma omp parallel for schedule(dynamic)
     for (int e = 0; e < E; e++) {
         int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
         size_t mat = (size_t)Im * D;
