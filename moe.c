@@ -127,9 +127,10 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
         memcpy(a->ex_in + (size_t)row * D, inp + (size_t)(a->slot_pair[row] / K) * D,
                (size_t)D * sizeof(float));
     // 3. each expert over its own rows. The experts are shared among the threads, one expert
-    // per thread at a time (the products inside then run on that thread: OpenMP does not nest
-    // a second team), so a few hundred rows need no barrier between threads; every expert
-    // writes only its own rows, and a product's floats never depend on the thread.
+    // per thread at a time: the products inside then run on that thread alone (a parallel
+    // region inside another gets a team of one unless nesting is switched on), so a few
+    // hundred rows need no barriers. Every expert writes only its own rows, and a product's
+    // floats never depend on the thread.
 #pragma omp parallel for schedule(dynamic)
     for (int e = 0; e < E; e++) {
         int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;

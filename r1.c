@@ -332,7 +332,7 @@ static void point_views(Model *m, float *base, ParamPointers *pp) {
     }
 }
 
-// A large buffer (the parameters, gradients, activations: many MB that every step walks
+// A large buffer (8 MB or more: the parameters, gradients, activations, which every step walks
 // through) asks the kernel for 2 MB pages: one TLB entry then maps 512 times as much memory as
 // with 4 KB pages, so the products that stream through activations miss the TLB far less.
 // The train step was ~5% faster with them on this project's sandbox (tests/BENCH.md). Only
@@ -343,7 +343,8 @@ static void ask_huge_pages(void *p, size_t bytes) {
 #ifdef MADV_HUGEPAGE
     const uintptr_t huge = (uintptr_t)2 << 20;
     if (bytes < 4 * huge) return;
-    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1), hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);  // first 2 MB boundary in the block
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);     // last one
     if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 #else
     (void)p, (void)bytes;

@@ -74,9 +74,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
 # OpenBLAS picks its kernels for the CPU it runs on unless OPENBLAS_CORETYPE names them. Some
 # environments set that variable (this project's sandbox sets OPENBLAS_CORETYPE=Haswell, the
 # AVX2 kernels, on a CPU with AVX-512, where OpenBLAS itself would choose its Cooperlake AVX-512
-# kernels), which would make the baseline slower than it can be. The baseline is PyTorch as
-# fast as this machine runs it, so by default the variable is dropped; tests/BENCH.md has the
-# figures with each choice.
+# kernels), which would make the baseline slower than OpenBLAS makes it for this CPU. So by
+# default the variable is dropped; --openblas-core NAME forces a choice (on the project's Zen 5
+# sandbox, SkylakeX was faster still: tests/BENCH.md has the figures with each choice).
 if args.openblas_core == "detect":
     os.environ.pop("OPENBLAS_CORETYPE", None)
 else:
