@@ -578,23 +578,19 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
     m->acts.buffer = xcalloc(n_float, sizeof(float));
     m->acts.ibuffer = xcalloc(n_int, sizeof(int));
     layout_acts(c, &m->acts, B, T, m->acts.buffer, m->acts.ibuffer, &n_int);
-    // scratch: the attention's per-head gathers (forward too), then the backward buffers
+    // scratch for the backward (the attention's per-head scratch is per thread: mla_forward)
     size_t N = (size_t)B * T, W = (size_t)max_width(c), D = c->hidden_size;
     size_t H = c->num_attention_heads, K = c->num_experts_per_tok;
     size_t Im = c->moe_intermediate_size, exw = D > Im ? D : Im;
     Grads *s = &m->scratch;
     free(s->buffer);
     memset(s, 0, sizeof(*s));  // a forward-only model keeps the backward pointers NULL
-    size_t att_tmp = (size_t)B * H * head_scratch_floats(c, T);
-    size_t total = att_tmp;
-    if (backward)
-        total += 2 * N * D + 4 * N * W +
-                 (size_t)B * H * T * c->qk_rope_head_dim + 4 * N * K * exw;
-    s->buffer = xcalloc(total, sizeof(float));
-    float *base = s->buffer;
-    size_t used = 0;
-    s->att_tmp = carve(base, &used, att_tmp);
     if (backward) {
+        size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * c->qk_rope_head_dim +
+                       4 * N * K * exw;
+        s->buffer = xcalloc(total, sizeof(float));
+        float *base = s->buffer;
+        size_t used = 0;
         s->dx = carve(base, &used, N * D);
         s->dln = carve(base, &used, N * D);
         s->t1 = carve(base, &used, N * W);
@@ -1110,20 +1106,16 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
 // Only the causal triangle j <= i is computed (matmul_causal); of the masked j > i, P holds 0
 // where the products read it (causal_read_end), and the rest is never read.
 
-// Per-(b, h) scratch in s->att_tmp: the head's K and, in the backward, its dK (two (T, dn+dr)
-// matrices), then room for one packed operand of matmul_causal.
+// Scratch of the thread that computes a head: the head's K and, in the backward, its dK (two
+// (T, dn+dr) matrices), then room for one packed operand of matmul_causal. Each thread
+// allocates its own for the heads it takes, so it stays in that core's cache; every float of
+// it is written before it is read, so which buffer a head gets never changes its numbers.
 static size_t head_scratch_floats(const Config *c, int T) {
     int qk = c->qk_nope_head_dim + c->qk_rope_head_dim, dv = c->v_head_dim;
     int widest = qk > dv ? qk : dv;
     // the products below pack a (K, M) of (widest or less, T) or (T, widest or less)
     size_t pack_kt = causal_pack_floats(widest, T), pack_tk = causal_pack_floats(T, widest);
     return 2 * (size_t)T * qk + (pack_kt > pack_tk ? pack_kt : pack_tk);
-}
-
-static float *head_scratch(const Model *m, int T, int b, int h) {
-    const Config *c = &m->cfg;
-    return m->scratch.att_tmp +
-           ((size_t)b * c->num_attention_heads + h) * head_scratch_floats(c, T);
 }
 
 // K (T, dn+dr) of head h: its k_nope from kv and the shared k_pe from kv_a.
@@ -1147,11 +1139,12 @@ static const float *head_rows(const float *base, int b, int T, int H, int h, int
     return base + ((size_t)b * T * H + h) * width + offset;
 }
 
-static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, int h) {
+static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, int h,
+                                   float *scratch) {
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, qk = dn + dr;
-    float *K = head_scratch(m, T, b, h), *pack = K + 2 * (size_t)T * qk;
+    float *K = scratch, *pack = K + 2 * (size_t)T * qk;
     float *P = a->att + ((size_t)b * H + h) * T * T;
     const float *Q = head_rows(a->q, b, T, H, h, qk, 0);        // (T, qk), row stride H*qk
     const float *V = head_rows(a->kv, b, T, H, h, dn + dv, dn);  // (T, dv), row stride H*(dn+dv)
@@ -1177,12 +1170,12 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
 // parts are summed afterwards in a fixed order, so no two threads ever write the same float.
 // Q, V and dO are read in place; dP (T,T) is the calling thread's scratch.
 static void attention_backward_head(const Model *m, LayerActs *a, const float *datt_out,
-                                    float *dq, float *dkv, float *dk_pe_h, float *dP, int T,
-                                    int b, int h) {
+                                    float *dq, float *dkv, float *dk_pe_h, float *dP,
+                                    float *scratch, int T, int b, int h) {
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, qk = dn + dr;
-    float *K = head_scratch(m, T, b, h), *dK = K + (size_t)T * qk, *pack = dK + (size_t)T * qk;
+    float *K = scratch, *dK = K + (size_t)T * qk, *pack = dK + (size_t)T * qk;
     const float *P = a->att + ((size_t)b * H + h) * T * T;
     const float *Q = head_rows(a->q, b, T, H, h, qk, 0);
     const float *V = head_rows(a->kv, b, T, H, h, dn + dv, dn);
@@ -1249,9 +1242,14 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
     // decoupled RoPE: q_pe per head, k_pe shared by all heads (V3 eqs. 3, 8)
     rope_rows(m, a->q, N, T, H, dn + dr, dn, 1.0f);
     rope_rows(m, a->kv_a, N, T, 1, dc + dr, dc, 1.0f);
-#pragma omp parallel for collapse(2) schedule(dynamic)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) attention_forward_head(m, a, T, b, h);
+#pragma omp parallel
+    {
+        float *scratch = xcalloc(head_scratch_floats(c, T), sizeof(float));  // this thread's
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) attention_forward_head(m, a, T, b, h, scratch);
+        free(scratch);
+    }
 }
 
 // Gradient of the MLA input: dln (N,D) += ...; datt_out (N,H*dv) is the gradient of att_out.
@@ -1266,16 +1264,20 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     memset(dqv, 0, (size_t)N * H * (dn + dr) * sizeof(float));
     memset(dkv, 0, (size_t)N * H * (dn + dv) * sizeof(float));
     memset(s->dk_pe_h, 0, (size_t)B * H * T * dr * sizeof(float));
-    // Each thread keeps one (T,T) dP for the heads it takes: a buffer that stays in its cache
-    // instead of B*H of them (which buffer a head uses does not change its numbers).
+    // Each thread keeps one (T,T) dP and one head scratch for the heads it takes: buffers
+    // that stay in its cache instead of B*H of them (which buffer a head uses does not change
+    // its numbers).
 #pragma omp parallel
     {
         float *dP = xcalloc((size_t)T * T, sizeof(float));
+        float *scratch = xcalloc(head_scratch_floats(c, T), sizeof(float));
 #pragma omp for collapse(2) schedule(dynamic)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
-                attention_backward_head(m, a, datt_out, dqv, dkv, s->dk_pe_h, dP, T, b, h);
+                attention_backward_head(m, a, datt_out, dqv, dkv, s->dk_pe_h, dP, scratch, T,
+                                        b, h);
         free(dP);
+        free(scratch);
     }
     // the shared rope key: sum the heads' contributions in order h = 0..H-1
     memset(dkv_a, 0, (size_t)N * (dc + dr) * sizeof(float));

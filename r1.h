@@ -212,7 +212,6 @@ typedef struct {
     float *dx;       // (N, D) gradient of the residual stream
     float *dln;      // (N, D) gradient of a normalised block input
     float *t1, *t2, *t3, *t4; // (N, Wmax) general buffers; Wmax = widest per-token row
-    float *att_tmp;  // (B, H, ...) per-head scratch: K, products, a packed operand (r1.c §5)
     float *dk_pe_h;  // (B, H, T, dr) per-head contributions to the shared rope key
     float *dex, *dex2, *dex3, *dex4; // (N*K, max(D, Im)) routed-expert buffers
     float *buffer;   // the one allocation behind all of the above
