@@ -547,7 +547,6 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, i
 // Activations for batches of B x T tokens (and, with backward, gradients, AdamW state and the
 // backward scratch): one allocation per kind. A frozen model that only scores batches (GRPO's
 // reference policy) needs no backward.
-
 static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
     const Config *c = &m->cfg;
     if (B <= 0 || T <= 0) {
