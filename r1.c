@@ -45,6 +45,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef __GLIBC__
+#include <malloc.h>  // mallopt: keep_freed_memory
+#endif
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -3755,7 +3758,22 @@ static void usage(void) {
     config_list_presets(stdout);
 }
 
+// A training step frees and allocates again a few scratch buffers (matmul_nn's packed B block,
+// the attention's per-thread scratch, layer after layer). By default glibc gives the freed top of
+// its heap back to the kernel, and maps buffers of 128 KB or more afresh, so the next allocation
+// faults the same memory in again, zeroed by the kernel: ~430 page faults per step of the small
+// preset, some of them 2 MB pages (xcalloc asks for those, and the heap then keeps the request).
+// Telling glibc to keep freed memory for the next allocation makes the step's memory fault in
+// once, on the first step (tests/BENCH.md). The memory held is what the peak needed anyway.
+static void keep_freed_memory(void) {
+#if defined(__GLIBC__) && defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // blocks under 32 MB come from the heap, and return to it
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);   // never hand the heap's free top back to the kernel
+#endif
+}
+
 int main(int argc, char **argv) {
+    keep_freed_memory();
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         usage();
         return argc < 2 ? 1 : 0;
