@@ -672,14 +672,18 @@ float rng_normal(Rng *r) {
 //
 // The structure is Goto and van de Geijn's ("Anatomy of high-performance matrix
 // multiplication", 2008), as in BLIS and OpenBLAS:
-//   - B is copied ("packed") block by block, MM_KC rows x MM_NC columns at a time, into panels
-//     of MM_COLS columns whose rows lie one after another: the kernel then reads it as one
-//     sequential stream that stays in the L2 cache while every row tile of A passes over it.
-//   - A is read in place when its rows are contiguous (a forward's input). A transposed view
-//     (dout^T in a weight gradient, whose MM_ROWS values of one k are far from the next k's)
-//     and the last, partial row tile are packed one sliver of MM_ROWS rows x MM_KC at a time
-//     (k-major: the values of one k side by side), on the stack, and reused for every panel of
-//     the block.
+//   - B is cut into blocks of MM_KC rows x MM_NC columns and each block into panels of MM_COLS
+//     columns; a block stays in the L2 cache while every row tile of A passes over it. A panel
+//     whose rows are contiguous in B (B's rows are, bcs == 1: W in dinp = dout W, the input in
+//     a weight gradient, V in P V) is read in place, MM_COLS floats per k, bks apart. A
+//     transposed view (W^T in a forward, K^T in Q K^T) and a partial last panel are copied
+//     ("packed") first into panels whose rows lie one after another.
+//   - A is read in place when the MM_ROWS values the kernel takes for one k sit at fixed
+//     distances: its rows are contiguous (aks == 1: a forward's input) or it is a transposed
+//     view whose rows of one k are adjacent (ars == 1: dout^T in a weight gradient). Anything
+//     else and the last, partial row tile are packed one sliver of MM_ROWS rows x MM_KC at a
+//     time (k-major: the values of one k side by side), on the stack, and reused for every
+//     panel of the block.
 //   - the kernel keeps an MM_ROWS x MM_COLS tile of out in vector registers and adds
 //     a(i,k) * b(k,j) for k in order, with fused multiply-adds.
 // Packing pads partial tiles with zeros, so one kernel serves every tile; at the bottom and
@@ -740,11 +744,6 @@ static inline vec vec_fma(float x, vec b, vec acc) {
 static void pack_a(float *ap, const float *a, size_t ars, size_t aks, int r0, int N, int k0,
                    int kn) {
     int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
-    if (ars == 1 && rows == MM_ROWS) {  // a transposed view: the rows of one k are adjacent
-        for (int k = 0; k < kn; k++)
-            memcpy(ap + k * MM_ROWS, a + r0 + (size_t)(k0 + k) * aks, MM_ROWS * sizeof(float));
-        return;
-    }
     memset(ap, 0, (size_t)kn * MM_ROWS * sizeof(float));
     for (int i = 0; i < rows; i++) {
         const float *src = a + (size_t)(r0 + i) * ars + (size_t)k0 * aks;
@@ -752,15 +751,14 @@ static void pack_a(float *ap, const float *a, size_t ars, size_t aks, int r0, in
     }
 }
 
+// Whether the kernel reads the panel of columns c0.. of B (K, M) in place: B's rows are
+// contiguous and the panel is whole (a partial one is packed, padded with zeros).
+static int panel_in_place(size_t bcs, int c0, int M) { return bcs == 1 && M - c0 >= MM_COLS; }
+
 // One panel: bp (kn, MM_COLS) = columns c0.. of B for k in [k0, k0+kn), 0 for columns past M.
 static void pack_b_panel(float *bp, const float *b, size_t bks, size_t bcs, int k0, int kn,
                          int c0, int M) {
     int cols = M - c0 < MM_COLS ? M - c0 : MM_COLS;
-    if (bcs == 1 && cols == MM_COLS) {  // B's rows are contiguous: MM_COLS floats per k
-        for (int k = 0; k < kn; k++)
-            memcpy(bp + k * MM_COLS, b + (size_t)(k0 + k) * bks + c0, MM_COLS * sizeof(float));
-        return;
-    }
     if (cols < MM_COLS) memset(bp, 0, (size_t)kn * MM_COLS * sizeof(float));
     for (int j = 0; j < cols; j++) {  // column by column: a W^T view (bks = 1) reads W's rows
         const float *src = b + (size_t)k0 * bks + (size_t)(c0 + j) * bcs;
@@ -770,18 +768,20 @@ static void pack_b_panel(float *bp, const float *b, size_t bks, size_t bcs, int 
 
 // The MM_ROWS x MM_COLS tile at out (row stride ldo), of which the top-left rows x cols are
 // real:
-//   tile (=, or += when accumulate) sum over k < kn of a(i,k) * bp[k][j], k in order,
-// with a(i,k) = a[i*ars + k*aks] (A in place, or a packed sliver: ars = 1, aks = MM_ROWS).
+//   tile (=, or += when accumulate) sum over k < kn of a(i,k) * bp[k*bps + j], k in order,
+// with a(i,k) = a[i*ars + k*aks] (A in place, or a packed sliver: ars = 1, aks = MM_ROWS) and
+// bp a panel of B: packed (bps = MM_COLS) or in place (bps = bks, B's row stride).
 // The accumulators acc[i][v] (row i, the v-th register of its columns) stay in registers: the
 // loops over i and v have constant bounds, so the compiler unrolls them. Per k: MM_VECS loads
 // of the B panel's row and MM_ROWS values of A, each broadcast to all lanes.
 static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
-                          const float *bp, int kn, int rows, int cols, int accumulate) {
+                          const float *bp, size_t bps, int kn, int rows, int cols,
+                          int accumulate) {
     if (rows < MM_ROWS || cols < MM_COLS) {  // an edge tile: computed whole in a local copy
         float tile[MM_ROWS * MM_COLS] = {0};
         for (int i = 0; i < rows && accumulate; i++)
             memcpy(tile + i * MM_COLS, out + i * ldo, (size_t)cols * sizeof(float));
-        matmul_kernel(tile, MM_COLS, a, ars, aks, bp, kn, MM_ROWS, MM_COLS, 1);
+        matmul_kernel(tile, MM_COLS, a, ars, aks, bp, bps, kn, MM_ROWS, MM_COLS, 1);
         for (int i = 0; i < rows; i++)
             memcpy(out + i * ldo, tile + i * MM_COLS, (size_t)cols * sizeof(float));
         return;
@@ -790,7 +790,7 @@ static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, si
     for (int i = 0; i < MM_ROWS; i++)
         for (int v = 0; v < MM_VECS; v++)
             acc[i][v] = accumulate ? vec_load(out + i * ldo + v * VEC_FLOATS) : (vec){0};
-    for (int k = 0; k < kn; k++, a += aks, bp += MM_COLS) {
+    for (int k = 0; k < kn; k++, a += aks, bp += bps) {
         vec b[MM_VECS];
         for (int v = 0; v < MM_VECS; v++) b[v] = vec_load(bp + v * VEC_FLOATS);
         for (int i = 0; i < MM_ROWS; i++)
@@ -801,24 +801,28 @@ static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, si
 }
 
 // The row tile at r0 of out (N,M; rows ldo floats apart), columns [c0, c1), summed over k in
-// [k0, k0+kn); bp points at row k0 of the packed panel of columns c0.., the next panels
-// following every panel_rows rows. A is read in place when its rows are contiguous (aks = 1)
-// and the tile is whole; otherwise (a transposed view, whose values for one k sit far apart,
-// or the last rows) its sliver is packed first, into ap (MM_KC x MM_ROWS).
+// [k0, k0+kn). B's panels are read in place (panel_in_place) or from the packed block: bp
+// points at row k0 of the packed panel of columns c0.., the next panels following every
+// panel_rows rows. A is read in place when the tile is whole and its values for one k sit at
+// fixed distances (aks == 1 or ars == 1); otherwise its sliver is packed first, into ap
+// (MM_KC x MM_ROWS).
 static void matmul_row_tile(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
-                            const float *bp, int panel_rows, int N, int M, int r0, int c0, int c1,
-                            int k0, int kn, int accumulate, float *ap) {
+                            const float *b, size_t bks, size_t bcs, const float *bp,
+                            int panel_rows, int N, int M, int r0, int c0, int c1, int k0, int kn,
+                            int accumulate, float *ap) {
     int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
     const float *at = a + (size_t)r0 * ars + (size_t)k0 * aks;
     size_t trs = ars, tks = aks;
-    if (aks != 1 || rows < MM_ROWS) {
+    if ((aks != 1 && ars != 1) || rows < MM_ROWS) {
         pack_a(ap, a, ars, aks, r0, N, k0, kn);
         at = ap, trs = 1, tks = MM_ROWS;
     }
     for (int j0 = c0; j0 < c1; j0 += MM_COLS) {
         int cols = M - j0 < MM_COLS ? M - j0 : MM_COLS;
         const float *panel = bp + (size_t)(j0 - c0) * panel_rows;
-        matmul_kernel(out + (size_t)r0 * ldo + j0, ldo, at, trs, tks, panel, kn, rows, cols,
+        size_t bps = MM_COLS;
+        if (panel_in_place(bcs, j0, M)) panel = b + (size_t)k0 * bks + j0, bps = bks;
+        matmul_kernel(out + (size_t)r0 * ldo + j0, ldo, at, trs, tks, panel, bps, kn, rows, cols,
                       accumulate);
     }
 }
@@ -833,25 +837,33 @@ static void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const 
     int row_tiles = (N + MM_ROWS - 1) / MM_ROWS;
     int block_cols = (M < MM_NC ? M : MM_NC) + MM_COLS - 1;  // rounded up to whole panels below
     block_cols -= block_cols % MM_COLS;
-    float *bp = xcalloc((size_t)(K < MM_KC ? K : MM_KC) * block_cols, sizeof(float));  // B block
+    // B needs packing when it is a transposed view or its last panel is partial.
+    int packs = bcs != 1 || M % MM_COLS != 0;
+    float *bp = packs ? xcalloc((size_t)(K < MM_KC ? K : MM_KC) * block_cols, sizeof(float))
+                      : NULL;  // the packed B block
     // All threads walk the blocks together: they pack a block's panels between them, wait,
     // then share its row tiles (handed out dynamically: on a laptop busy with other work, a
     // thread that gets the core takes more tiles; which thread computes a tile never changes
-    // its value), and wait again before the next block replaces the packed B. Small products
-    // run on the calling thread: waking threads would cost more than it saves.
+    // its value), and wait again before the next block. Small products run on the calling
+    // thread: waking threads would cost more than it saves.
 #pragma omp parallel if ((double)N * K * M > 65536)
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
         int kn = K - k0 < MM_KC ? K - k0 : MM_KC;
         for (int c0 = 0; c0 < M; c0 += MM_NC) {
             int c1 = M - c0 < MM_NC ? M : c0 + MM_NC;
+            if (packs) {
 #pragma omp for schedule(static)
-            for (int j0 = c0; j0 < c1; j0 += MM_COLS)
-                pack_b_panel(bp + (size_t)(j0 - c0) * kn, b, bks, bcs, k0, kn, j0, M);
-#pragma omp for schedule(dynamic, 4)
+                for (int j0 = c0; j0 < c1; j0 += MM_COLS)
+                    if (!panel_in_place(bcs, j0, M))
+                        pack_b_panel(bp + (size_t)(j0 - c0) * kn, b, bks, bcs, k0, kn, j0, M);
+            }
+            // row tiles one at a time when there are few (a weight gradient's 6 would split
+            // 4 + 2 in fours), else four at a time
+#pragma omp for schedule(dynamic, row_tiles < 64 ? 1 : 4)
             for (int rt = 0; rt < row_tiles; rt++) {
                 float ap[MM_KC * MM_ROWS];  // this thread's packed A sliver, when needed
-                matmul_row_tile(out, M, a, ars, aks, bp, kn, N, M, rt * MM_ROWS, c0, c1, k0, kn,
-                                accumulate || k0 > 0, ap);
+                matmul_row_tile(out, M, a, ars, aks, b, bks, bcs, bp, kn, N, M, rt * MM_ROWS, c0,
+                                c1, k0, kn, accumulate || k0 > 0, ap);
             }
         }
     }
@@ -879,7 +891,7 @@ static void matmul_causal(float *out, size_t ldo, const float *a, size_t ars, si
                           const float *b, size_t bks, size_t bcs, int N, int K, int M,
                           CausalMode mode, int accumulate, float *bp) {
     for (int j0 = 0; j0 < M; j0 += MM_COLS)
-        pack_b_panel(bp + (size_t)j0 * K, b, bks, bcs, 0, K, j0, M);
+        if (!panel_in_place(bcs, j0, M)) pack_b_panel(bp + (size_t)j0 * K, b, bks, bcs, 0, K, j0, M);
     for (int r0 = 0; r0 < N; r0 += MM_ROWS) {
         int rows = N - r0 < MM_ROWS ? N - r0 : MM_ROWS;
         int k_begin = 0, k_end = K, col_end = M;
@@ -889,8 +901,8 @@ static void matmul_causal(float *out, size_t ldo, const float *a, size_t ars, si
         for (int k0 = k_begin; k0 < k_end; k0 += MM_KC) {  // k blocks as in matmul_nn
             int kn = k_end - k0 < MM_KC ? k_end - k0 : MM_KC;
             float ap[MM_KC * MM_ROWS];
-            matmul_row_tile(out, ldo, a, ars, aks, bp + (size_t)k0 * MM_COLS, K, N, M, r0, 0,
-                            col_end, k0, kn, accumulate || k0 > k_begin, ap);
+            matmul_row_tile(out, ldo, a, ars, aks, b, bks, bcs, bp + (size_t)k0 * MM_COLS, K, N,
+                            M, r0, 0, col_end, k0, kn, accumulate || k0 > k_begin, ap);
         }
     }
 }
