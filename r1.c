@@ -1078,41 +1078,86 @@ static void matvec(float *out, const float *x, const float *W, int C, int OC) {
 
 // RMSNorm (Zhang & Sennrich 2019): out (N,C) = inp * rstd * w,  rstd = 1/sqrt(mean(inp^2) + eps)
 // Rows of inp are `stride` floats apart (C, or more when normalising the head of a wider row).
+//
+// A row's sum of squares is a chain of additions, each waiting for the one before (taking c in
+// order fixes the float). RMS_ROWS rows are summed side by side: the chains are independent, so
+// the core overlaps them, and each row's sum is the same float as alone (~3x faster here).
+#define RMS_ROWS 8
+static void sum_squares_rows(const float *x, int stride, int C, float ss[RMS_ROWS]) {
+    for (int l = 0; l < RMS_ROWS; l++) ss[l] = 0.0f;
+    for (int c = 0; c < C; c++)
+        for (int l = 0; l < RMS_ROWS; l++) {
+            float v = x[(size_t)l * stride + c];
+            ss[l] += v * v;
+        }
+}
+
 static void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride,
                             const float *w, int N, int C, float eps) {
+    int blocks = (N + RMS_ROWS - 1) / RMS_ROWS;
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; t++) {
-        const float *x = inp + (size_t)t * stride;
-        float ss = 0.0f;
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / C + eps);
-        rstd[t] = r;
-        float *y = out + (size_t)t * C;
-        for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * r);
+    for (int blk = 0; blk < blocks; blk++) {
+        int t0 = blk * RMS_ROWS, rows = N - t0 < RMS_ROWS ? N - t0 : RMS_ROWS;
+        float ss[RMS_ROWS];
+        if (rows == RMS_ROWS) {
+            sum_squares_rows(inp + (size_t)t0 * stride, stride, C, ss);
+        } else {  // the last rows, one at a time
+            for (int l = 0; l < rows; l++) {
+                const float *x = inp + (size_t)(t0 + l) * stride;
+                ss[l] = 0.0f;
+                for (int c = 0; c < C; c++) ss[l] += x[c] * x[c];
+            }
+        }
+        for (int l = 0; l < rows; l++) {
+            int t = t0 + l;
+            const float *x = inp + (size_t)t * stride;
+            float r = 1.0f / sqrtf(ss[l] / C + eps);
+            rstd[t] = r;
+            float *y = out + (size_t)t * C;
+            for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * r);
+        }
     }
 }
 
 // With n = inp * rstd: dinp += rstd * (w*dout - n * mean(w*dout*n)),  dw += sum_t dout * n.
-// dinp and inp rows are `stride` floats apart, dout rows C.
+// dinp and inp rows are `stride` floats apart, dout rows C. The rows' dot products are summed
+// RMS_ROWS side by side, as in the forward.
 static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
                              int stride, const float *w, const float *rstd, int N, int C) {
+    int blocks = (N + RMS_ROWS - 1) / RMS_ROWS;
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; t++) {
-        const float *x = inp + (size_t)t * stride, *dy = dout + (size_t)t * C;
-        float r = rstd[t], dot = 0.0f;
-        for (int c = 0; c < C; c++) dot += w[c] * dy[c] * x[c] * r;
-        dot /= C;
-        float *dx = dinp + (size_t)t * stride;
-        for (int c = 0; c < C; c++) dx[c] += r * (w[c] * dy[c] - x[c] * r * dot);
+    for (int blk = 0; blk < blocks; blk++) {
+        int t0 = blk * RMS_ROWS, rows = N - t0 < RMS_ROWS ? N - t0 : RMS_ROWS;
+        float dot[RMS_ROWS] = {0};
+        if (rows == RMS_ROWS) {
+            for (int c = 0; c < C; c++)
+                for (int l = 0; l < RMS_ROWS; l++) {
+                    size_t t = (size_t)t0 + l;
+                    dot[l] += w[c] * dout[t * C + c] * inp[t * stride + c] * rstd[t];
+                }
+        } else {  // the last rows, one at a time
+            for (int l = 0; l < rows; l++) {
+                size_t t = (size_t)t0 + l;
+                for (int c = 0; c < C; c++)
+                    dot[l] += w[c] * dout[t * C + c] * inp[t * stride + c] * rstd[t];
+            }
+        }
+        for (int l = 0; l < rows; l++) {
+            size_t t = (size_t)t0 + l;
+            const float *x = inp + t * stride, *dy = dout + t * C;
+            float r = rstd[t], mean = dot[l] / C;
+            float *dx = dinp + t * stride;
+            for (int c = 0; c < C; c++) dx[c] += r * (w[c] * dy[c] - x[c] * r * mean);
+        }
     }
     if (dw) {
-        // dw[c] sums over t in order; the threads share the columns in blocks of 16, and each
-        // walks the rows once, adding a row's 16 terms side by side (they vectorise).
-        int blocks = (C + 15) / 16;
+        // dw[c] sums over t in order; the threads share the columns in blocks of 64, and each
+        // walks the rows once, adding a row's 64 terms side by side (they vectorise).
+        int col_blocks = (C + 63) / 64;
 #pragma omp parallel for schedule(static)
-        for (int cb = 0; cb < blocks; cb++) {
-            int c0 = cb * 16, c1 = c0 + 16 < C ? c0 + 16 : C;
-            float s[16] = {0};
+        for (int cb = 0; cb < col_blocks; cb++) {
+            int c0 = cb * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
+            float s[64] = {0};
             for (int t = 0; t < N; t++) {
                 const float *dy = dout + (size_t)t * C, *x = inp + (size_t)t * stride;
                 for (int c = c0; c < c1; c++) s[c - c0] += dy[c] * x[c] * rstd[t];
@@ -1204,11 +1249,12 @@ static void gather_keys(const Model *m, const LayerActs *a, int T, int b, int h,
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     int dv = c->v_head_dim, dc = c->kv_lora_rank;
-    for (int j = 0; j < T; j++) {
-        memcpy(K + (size_t)j * (dn + dr), a->kv + ((size_t)(b * T + j) * H + h) * (dn + dv),
-               (size_t)dn * sizeof(float));
-        memcpy(K + (size_t)j * (dn + dr) + dn, a->kv_a + (size_t)(b * T + j) * (dc + dr) + dc,
-               (size_t)dr * sizeof(float));
+    for (int j = 0; j < T; j++) {  // loops, not memcpy: a call per 32 floats costs more
+        const float *k_nope = a->kv + ((size_t)(b * T + j) * H + h) * (dn + dv);
+        const float *k_pe = a->kv_a + (size_t)(b * T + j) * (dc + dr) + dc;
+        float *row = K + (size_t)j * (dn + dr);
+        for (int d = 0; d < dn; d++) row[d] = k_nope[d];
+        for (int d = 0; d < dr; d++) row[dn + d] = k_pe[d];
     }
 }
 
