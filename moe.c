@@ -101,6 +101,20 @@ static void sort_by_expert(const Config *c, LayerActs *a, int N) {
     }
 }
 
+// The experts in the order the threads take them: most rows first (ties in index order), so
+// the last ones handed out are the smallest and the threads finish close together (longest
+// processing time first; with two threads and experts of 300 to 900 rows, taking them in index
+// order could leave one thread idle for a whole large expert).
+static void experts_by_rows(const LayerActs *a, int E, int *order) {
+    const int *start = a->expert_start;
+    for (int i = 0; i < E; i++) {  // insertion sort: E is small
+        int e = i, rows = start[e + 1] - start[e], j = i;
+        for (; j > 0 && start[order[j - 1] + 1] - start[order[j - 1]] < rows; j--)
+            order[j] = order[j - 1];
+        order[j] = e;
+    }
+}
+
 // out (N,D) += sum_k w[t,k] Expert_{idx[t,k]}(inp[t]).  inp (N,D) is RMSNorm(x_mid).
 void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out, int N) {
     const Config *c = &m->cfg;
@@ -127,13 +141,15 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
         memcpy(a->ex_in + (size_t)row * D, inp + (size_t)(a->slot_pair[row] / K) * D,
                (size_t)D * sizeof(float));
     // 3. each expert over its own rows. The experts are shared among the threads, one expert
-    // per thread at a time: the products inside then run on that thread alone (a parallel
-    // region inside another gets a team of one unless nesting is switched on), so a few
-    // hundred rows need no barriers. Every expert writes only its own rows, and a product's
-    // floats never depend on the thread.
+    // per thread at a time, largest first: the products inside then run on that thread alone
+    // (a parallel region inside another gets a team of one unless nesting is switched on), so
+    // a few hundred rows need no barriers. Every expert writes only its own rows, and a
+    // product's floats never depend on the thread.
+    int order[E];
+    experts_by_rows(a, E, order);
 #pragma omp parallel for schedule(dynamic)
-    for (int e = 0; e < E; e++) {
-        int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
+    for (int i = 0; i < E; i++) {
+        int e = order[i], r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
         size_t mat = (size_t)Im * D;
         swiglu_forward(a->ex_out + (size_t)r0 * D, a->ex_in + (size_t)r0 * D,
                        lp->experts_gate + e * mat, lp->experts_up + e * mat,
@@ -209,9 +225,11 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
     // 2. each expert, shared among the threads as in moe_forward (each writes only its own
     // rows of dex_in and its own weight gradients)
     memset(dex_in, 0, (size_t)N * K * D * sizeof(float));
+    int order[E];
+    experts_by_rows(a, E, order);
 #pragma omp parallel for schedule(dynamic)
-    for (int e = 0; e < E; e++) {
-        int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
+    for (int i = 0; i < E; i++) {
+        int e = order[i], r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
         size_t mat = (size_t)Im * D;
         swiglu_backward(dex_in + (size_t)r0 * D, glp->experts_gate + e * mat,
                         glp->experts_up + e * mat, glp->experts_down + e * mat,
