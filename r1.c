@@ -1164,13 +1164,14 @@ static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
         }
     }
     if (dw) {
-        // dw[c] sums over t in order; the threads share the columns in blocks of 64, and each
-        // walks the rows once, adding a row's 64 terms side by side (they vectorise).
-        int col_blocks = (C + 63) / 64;
+        // dw[c] sums over t in order; the threads share the columns in blocks of 32 (two
+        // blocks or more for most norms here, so both threads work), and each walks the rows
+        // once, adding a row's 32 terms side by side (they vectorise).
+        int col_blocks = (C + 31) / 32;
 #pragma omp parallel for schedule(static)
         for (int cb = 0; cb < col_blocks; cb++) {
-            int c0 = cb * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
-            float s[64] = {0};
+            int c0 = cb * 32, c1 = c0 + 32 < C ? c0 + 32 : C;
+            float s[32] = {0};
             for (int t = 0; t < N; t++) {
                 const float *dy = dout + (size_t)t * C, *x = inp + (size_t)t * stride;
                 for (int c = c0; c < c1; c++) s[c - c0] += dy[c] * x[c] * rstd[t];
