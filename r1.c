@@ -629,7 +629,13 @@ void model_free(Model *m) {
 }
 
 void model_zero_grad(Model *m) {
-    if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+    if (!m->grads) return;
+    size_t chunk = (size_t)1 << 18, chunks = (m->n_params + chunk - 1) / chunk;  // 1 MB pieces
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < chunks; i++) {
+        size_t n = m->n_params - i * chunk < chunk ? m->n_params - i * chunk : chunk;
+        memset(m->grads + i * chunk, 0, n * sizeof(float));
+    }
 }
 // ==============================================================================================
 // 3. Random numbers: one RNG type with explicit state (xorshift64*, Box-Muller normals)
@@ -1657,12 +1663,16 @@ static double sum_squares(const float *x, size_t n) {
 }
 
 float adamw_step(Model *m, const AdamWConfig *oc) {
-    double sumsq = 0.0;
+    // the global norm: the tensors' sums of squares are shared among the threads, then added
+    // in table order (the same double whatever thread computed each)
+    double *tensor_sumsq = xcalloc((size_t)m->n_tensors, sizeof(double)), sumsq = 0.0;
+#pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < m->n_tensors; i++) {
         ParamInfo *p = &m->table[i];
-        if (!p->trainable) continue;
-        sumsq += sum_squares(m->grads + p->offset, p->numel);
+        if (p->trainable) tensor_sumsq[i] = sum_squares(m->grads + p->offset, p->numel);
     }
+    for (int i = 0; i < m->n_tensors; i++) sumsq += tensor_sumsq[i];
+    free(tensor_sumsq);
     float norm = (float)sqrt(sumsq);
     float clip = (oc->grad_clip > 0 && norm > oc->grad_clip) ? oc->grad_clip / norm : 1.0f;
     m->adam_step++;
@@ -1671,13 +1681,16 @@ float adamw_step(Model *m, const AdamWConfig *oc) {
     // the settings as locals: read through oc inside the loop, the compiler would have to
     // reload them after every store (a float store might change *oc), and would not vectorise
     const float beta1 = oc->beta1, beta2 = oc->beta2, lr = oc->lr, eps = oc->eps;
+    // One parallel region for all tensors: each tensor's elements are shared among the threads
+    // and nobody waits between tensors (nowait: the updates are independent of each other).
+#pragma omp parallel
     for (int i = 0; i < m->n_tensors; i++) {
         ParamInfo *p = &m->table[i];
         if (!p->trainable) continue;
         float wd = p->decay ? oc->weight_decay : 0.0f;
         float *w = m->params + p->offset, *g = m->grads + p->offset;
         float *mm = m->adam_m + p->offset, *vv = m->adam_v + p->offset;
-#pragma omp parallel for schedule(static) if (p->numel > 4096)
+#pragma omp for schedule(static) nowait
         for (size_t j = 0; j < p->numel; j++) {
             float gj = g[j] * clip;
             mm[j] = beta1 * mm[j] + (1.0f - beta1) * gj;
