@@ -382,6 +382,60 @@ static void test_r1_expf(void **state) {
     EXPECT(isnan(r1_expf(NAN)), "exp(NaN) is not NaN");
 }
 
+// vec_expf computes r1_expf's operations on a whole vector register: every lane must be the
+// very float r1_expf gives, for every input (a sweep over the bit patterns, and the edges).
+// sum_exp_lanes must sum the terms in its documented order (8 lanes over the whole groups of 8,
+// the rest one by one, then s + the lanes pairwise), whatever the register width.
+static float sum_exp_reference(const float *x, int n, float shift, float *e) {
+    float lanes[8] = {0}, s = 0.0f;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += (e[j + l] = r1_expf(x[j + l] - shift));
+    for (; j < n; j++) s += (e[j] = r1_expf(x[j] - shift));
+    return s + add_lanes(lanes);
+}
+
+static void test_vec_expf(void **state) {
+    (void)state;
+    long checked = 0, differ = 0;
+    float edges[] = {0.0f, -0.0f, -87.0f, -87.000008f, 88.0f, 88.000008f, -100.0f, 100.0f,
+                     INFINITY, -INFINITY, NAN, 1e-30f, -1e-30f, 0.5f, -0.5f, 80.0f};
+    for (uint64_t u = 0; u < ((uint64_t)1 << 32); u += 65537 * VEC_FLOATS) {
+        float x[VEC_FLOATS], y[VEC_FLOATS];
+        for (int l = 0; l < VEC_FLOATS; l++) {
+            uint32_t bits = (uint32_t)(u + (uint64_t)l * 65537);
+            memcpy(&x[l], &bits, sizeof(float));
+        }
+        if (u == 0) memcpy(x, edges, sizeof(float) * (VEC_FLOATS < 16 ? VEC_FLOATS : 16));
+        vec_store(y, vec_expf(vec_load(x)));
+        for (int l = 0; l < VEC_FLOATS; l++, checked++) {
+            float want = r1_expf(x[l]);
+            if (memcmp(&want, &y[l], sizeof(float)) != 0 && !(isnan(want) && isnan(y[l]))) {
+                if (differ++ < 3)
+                    print_error("vec_expf(%a) = %a, r1_expf gives %a\n", x[l], y[l], want);
+            }
+        }
+    }
+    print_message("  vec_expf: %ld inputs, %ld differ from r1_expf\n", checked, differ);
+    EXPECT(differ == 0, "vec_expf differs from r1_expf on %ld of %ld inputs", differ, checked);
+    Rng rng;
+    rng_seed(&rng, 11);
+    float x[80], e1[80], e2[80];
+    for (int n = 0; n <= 80; n++) {
+        for (int i = 0; i < n; i++) x[i] = 20.0f * rng_normal(&rng);
+        float shift = n ? max_lanes(x, n) : 0.0f, want = sum_exp_reference(x, n, shift, e1);
+        float got = sum_exp_lanes(x, n, shift, e2);
+        EXPECT(memcmp(&got, &want, sizeof(float)) == 0, "n = %d: sum_exp_lanes %a, in order %a", n,
+               got, want);
+        EXPECT(n == 0 || memcmp(e1, e2, sizeof(float) * n) == 0, "n = %d: the stored terms differ",
+               n);
+        float mx = -INFINITY;
+        for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+        EXPECT(n == 0 || max_lanes(x, n) == mx, "n = %d: max_lanes %g, max %g", n, max_lanes(x, n),
+               mx);
+    }
+}
+
 // ---- RMSNorm ---------------------------------------------------------------------------------
 typedef struct {
     float *out, *rstd, *inp, *w, *R;
@@ -442,10 +496,40 @@ static void check_rmsnorm(int stride) {
     free(inp); free(w); free(out); free(R); free(rstd); free(dinp); free(dw); free(dinp_an);
 }
 
+// RMS_ROWS rows are summed side by side (sum_squares_rows), the last rows one at a time: both
+// must give every row the float it gets alone (N = 1 takes the one-at-a-time path).
+static void check_rmsnorm_rows_alone(void) {
+    int N = RMS_ROWS + 3, C = 40, stride = 44;
+    Rng rng;
+    rng_seed(&rng, 5);
+    float *inp = malloc(sizeof(float) * N * stride), *w = malloc(sizeof(float) * C);
+    float *out = malloc(sizeof(float) * N * C), *rstd = malloc(sizeof(float) * N);
+    float *dy = malloc(sizeof(float) * N * C), *dinp = calloc((size_t)N * stride, sizeof(float));
+    float out1[40], rstd1, dinp1[44];
+    fill_normal(inp, (size_t)N * stride, 1.0f, &rng);
+    fill_normal(w, (size_t)C, 1.0f, &rng);
+    fill_normal(dy, (size_t)N * C, 1.0f, &rng);
+    rmsnorm_forward(out, rstd, inp, stride, w, N, C, 1e-6f);
+    rmsnorm_backward(dinp, NULL, dy, inp, stride, w, rstd, N, C);
+    for (int t = 0; t < N; t++) {
+        const float *x = inp + (size_t)t * stride;
+        rmsnorm_forward(out1, &rstd1, x, stride, w, 1, C, 1e-6f);
+        memset(dinp1, 0, sizeof(dinp1));
+        rmsnorm_backward(dinp1, NULL, dy + (size_t)t * C, x, stride, w, &rstd1, 1, C);
+        EXPECT(memcmp(&rstd1, &rstd[t], sizeof(float)) == 0 &&
+                   memcmp(out1, out + (size_t)t * C, sizeof(float) * C) == 0,
+               "row %d of %d: the forward differs from the row alone", t, N);
+        EXPECT(memcmp(dinp1, dinp + (size_t)t * stride, sizeof(float) * C) == 0,
+               "row %d of %d: the backward differs from the row alone", t, N);
+    }
+    free(inp); free(w); free(out); free(rstd); free(dy); free(dinp);
+}
+
 static void test_rmsnorm(void **state) {
     (void)state;
     check_rmsnorm(6);   // stride == C
     check_rmsnorm(9);   // stride > C
+    check_rmsnorm_rows_alone();
 }
 
 // ---- RoPE ------------------------------------------------------------------------------------
@@ -2221,6 +2305,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_blocks),
         cmocka_unit_test(test_r1_expf),
+        cmocka_unit_test(test_vec_expf),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope_transpose),
         cmocka_unit_test(test_swiglu),
