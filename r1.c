@@ -991,23 +991,17 @@ static inline vec vec_select(vec_int mask, vec a, vec b) {
 // faster with this).
 static inline vec vec_expf(vec x) {
     const vec zero = {0};
-    vec xc = vec_select(x < -87.0f, zero - 87.0f, x);
-    xc = vec_select(xc > 88.0f, zero + 88.0f, xc);
-    vec t = xc * 1.44269504f + 12582912.0f;  // log2(e); 1.5 * 2^23 rounds to an integer
-    vec n = t - 12582912.0f;
-    vec r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts
-    vec p = zero + 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    vec xc = vec_select(x < R1_EXP_LO, zero + R1_EXP_LO, x);
+    xc = vec_select(xc > R1_EXP_HI, zero + R1_EXP_HI, xc);
+    vec t = xc * R1_EXP_LOG2E + R1_EXP_SHIFTER;
+    vec n = t - R1_EXP_SHIFTER;
+    vec r = (xc - n * R1_EXP_LN2_HI) - n * R1_EXP_LN2_LO;
+    vec p = zero + R1_EXP_POLY[0];
+    for (int i = 1; i < 8; i++) p = p * r + R1_EXP_POLY[i];
     vec_int scale = ((vec_int)t - 0x4B400000 + 127) << 23;  // 2^n, from n in t's low bits
     vec y = p * (vec)scale;
-    y = vec_select(x < -87.0f, zero, y);
-    return vec_select(x > 88.0f, zero + INFINITY, y);
+    y = vec_select(x < R1_EXP_LO, zero, y);
+    return vec_select(x > R1_EXP_HI, zero + INFINITY, y);
 }
 
 // The largest of n floats, taken a vector register at a time (the maximum is exact in any
@@ -1052,19 +1046,19 @@ static float sum_exp_lanes(const float *x, int n, float shift, float *e) {
         if (e) vec_store(e + j, t0), vec_store(e + j + VEC_FLOATS, t1);
         sums = add_to_lanes(add_to_lanes(sums, t0), t1);
     }
+    if (j + VEC_FLOATS <= n) {  // one whole register left
+        vec t = vec_expf(vec_load(x + j) - shift);
+        if (e) vec_store(e + j, t);
+        sums = add_to_lanes(sums, t);
+        j += VEC_FLOATS;
+    }
     float s = 0.0f;
-    for (; j < n; j += VEC_FLOATS) {
-        int r = n - j < VEC_FLOATS ? n - j : VEC_FLOATS;  // terms in this register
-        float xs[VEC_FLOATS] = {0}, term[VEC_FLOATS];      // a partial one is padded with 0
+    if (j < n) {  // the last, partial register, padded with zeros (their terms are not used)
+        int r = n - j, whole = r / 8 * 8;  // a group of 8 goes to the lanes, the rest to s
+        float xs[VEC_FLOATS] = {0}, term[VEC_FLOATS];
         for (int l = 0; l < r; l++) xs[l] = x[j + l];
-        vec t = vec_expf(vec_load(xs) - shift);
-        vec_store(term, t);
+        vec_store(term, vec_expf(vec_load(xs) - shift));
         for (int l = 0; l < r && e; l++) e[j + l] = term[l];
-        if (r == VEC_FLOATS) {
-            sums = add_to_lanes(sums, t);
-            continue;
-        }
-        int whole = r / 8 * 8;  // terms that fill a group of 8 go to the lanes, the rest to s
         if (whole) {
             lanes8 part;
             memcpy(&part, term, sizeof(part));

@@ -37,30 +37,31 @@
 // 2^n is built in the exponent bits. Within 1.5 ulp of the true value on [-87, 88] (checked in
 // tests/test_r1.c against double exp); 0 below -87 (where exp(x) < 1.7e-38), +inf above 88,
 // NaN for NaN. Every step is an IEEE operation, so the result is the same float in every build.
+// The constants are shared with vec_expf (r1.c), the same steps on a whole vector register.
+static const float R1_EXP_LO = -87.0f, R1_EXP_HI = 88.0f;  // the range before 0 and +inf
+static const float R1_EXP_LOG2E = 1.44269504f;
+static const float R1_EXP_SHIFTER = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+static const float R1_EXP_LN2_HI = 0.693359375f, R1_EXP_LN2_LO = -2.12194440e-4f;
+// exp(r)'s Taylor coefficients, highest degree first (1/7!, 1/6!, ..., 1/1!, 1/0!): Horner's rule
+static const float R1_EXP_POLY[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                     1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
+
 static inline float r1_expf(float x) {
-    const float log2e = 1.44269504f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-    float xc = x < -87.0f ? -87.0f : x;
-    xc = xc > 88.0f ? 88.0f : xc;
-    float t = xc * log2e + shifter;  // n sits in the low mantissa bits of t
-    float n = t - shifter;
-    float r = (xc - n * ln2_hi) - n * ln2_lo;
-    float p = 1.0f / 5040.0f;  // Horner: 1 + r + r^2/2! + ... + r^7/7!
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float xc = x < R1_EXP_LO ? R1_EXP_LO : x;
+    xc = xc > R1_EXP_HI ? R1_EXP_HI : xc;
+    float t = xc * R1_EXP_LOG2E + R1_EXP_SHIFTER;  // n sits in the low mantissa bits of t
+    float n = t - R1_EXP_SHIFTER;
+    float r = (xc - n * R1_EXP_LN2_HI) - n * R1_EXP_LN2_LO;
+    float p = R1_EXP_POLY[0];
+    for (int i = 1; i < 8; i++) p = p * r + R1_EXP_POLY[i];
     uint32_t bits, scale_bits;
     memcpy(&bits, &t, sizeof(bits));
     scale_bits = (bits - 0x4B400000u + 127u) << 23;  // t's bits minus the shifter's = n
     float scale;
     memcpy(&scale, &scale_bits, sizeof(scale));  // 2^n
     float y = p * scale;
-    y = x < -87.0f ? 0.0f : y;
-    return x > 88.0f ? INFINITY : y;
+    y = x < R1_EXP_LO ? 0.0f : y;
+    return x > R1_EXP_HI ? INFINITY : y;
 }
 
 // The logistic sigmoid 1 / (1 + e^-z): SwiGLU's backward and the MoE router's scores.
