@@ -224,7 +224,7 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
     }
     // 2. each expert, shared among the threads as in moe_forward (each writes only its own
     // rows of dex_in and its own weight gradients)
-    memset(dex_in, 0, (size_t)N * K * D * sizeof(float));
+    zero_floats(dex_in, (size_t)N * K * D);
     int order[E];
     experts_by_rows(a, E, order);
 #pragma omp parallel for schedule(dynamic)

@@ -628,14 +628,25 @@ void model_free(Model *m) {
     memset(m, 0, sizeof(*m));
 }
 
-void model_zero_grad(Model *m) {
-    if (!m->grads) return;
-    size_t chunk = (size_t)1 << 18, chunks = (m->n_params + chunk - 1) / chunk;  // 1 MB pieces
-#pragma omp parallel for schedule(static)
+// memset and memcpy of float buffers, in 256 KB pieces shared among the threads. The step
+// zeroes or copies activation-sized buffers (1-3 MB) between its products; on the calling
+// thread alone, the other threads would wait for it at the next product. (src NULL: zero.)
+static void fill_floats(float *dst, const float *src, size_t n) {
+    size_t chunk = (size_t)1 << 16, chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (chunks > 1)
     for (size_t i = 0; i < chunks; i++) {
-        size_t n = m->n_params - i * chunk < chunk ? m->n_params - i * chunk : chunk;
-        memset(m->grads + i * chunk, 0, n * sizeof(float));
+        size_t len = n - i * chunk < chunk ? n - i * chunk : chunk;
+        if (src)
+            memcpy(dst + i * chunk, src + i * chunk, len * sizeof(float));
+        else
+            memset(dst + i * chunk, 0, len * sizeof(float));
     }
+}
+void zero_floats(float *x, size_t n) { fill_floats(x, NULL, n); }
+void copy_floats(float *dst, const float *src, size_t n) { fill_floats(dst, src, n); }
+
+void model_zero_grad(Model *m) {
+    if (m->grads) zero_floats(m->grads, m->n_params);
 }
 // ==============================================================================================
 // 3. Random numbers: one RNG type with explicit state (xorshift64*, Box-Muller normals)
@@ -1222,7 +1233,7 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
                      const float *g, const float *u, const float *h, int N, int D, int I,
                      float *dh, float *dgu) {
     if (N == 0) return;
-    memset(dh, 0, (size_t)N * I * sizeof(float));
+    zero_floats(dh, (size_t)N * I);
     matmul_backward(dh, dWd, dout, h, Wd, N, I, D);       // dh = dout @ Wd
     float *dg = dh, *du = dgu;                             // dg overwrites dh in place
 #pragma omp parallel for schedule(static)
@@ -1404,9 +1415,9 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     int dq = c->q_lora_rank, dc = c->kv_lora_rank;
     float *dqv = s->t2, *dkv = s->t3, *dkv_a = s->t4;
-    memset(dqv, 0, (size_t)N * H * (dn + dr) * sizeof(float));
-    memset(dkv, 0, (size_t)N * H * (dn + dv) * sizeof(float));
-    memset(s->dk_pe_h, 0, (size_t)B * H * T * dr * sizeof(float));
+    zero_floats(dqv, (size_t)N * H * (dn + dr));
+    zero_floats(dkv, (size_t)N * H * (dn + dv));
+    zero_floats(s->dk_pe_h, (size_t)B * H * T * dr);
     // Each thread keeps one (T,T) dP and one head scratch for the heads it takes: buffers
     // that stay in its cache instead of B*H of them (which buffer a head uses does not change
     // its numbers).
@@ -1423,7 +1434,7 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
         free(scratch);
     }
     // the shared rope key: sum the heads' contributions in order h = 0..H-1
-    memset(dkv_a, 0, (size_t)N * (dc + dr) * sizeof(float));
+    zero_floats(dkv_a, (size_t)N * (dc + dr));
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         int b = t / T, j = t % T;
@@ -1437,7 +1448,7 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     rope_rows(m, dqv, N, T, H, dn + dr, dn, -1.0f);
     // kv path: kv_b_proj, kv_a_layernorm, kv_a_proj_with_mqa
     float *dc_kv = s->t1;  // t1 held datt_out, which the attention backward has consumed
-    memset(dc_kv, 0, (size_t)N * dc * sizeof(float));
+    zero_floats(dc_kv, (size_t)N * dc);
     matmul_backward(dc_kv, glp->kv_b_proj, dkv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv));
     rmsnorm_backward(dkv_a, glp->kv_a_layernorm, dc_kv, a->kv_a, dc + dr, lp->kv_a_layernorm,
                      a->c_kv_rstd, N, dc);
@@ -1446,8 +1457,8 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     // q path
     if (dq > 0) {
         float *dq_a_ln = s->t1, *dq_a = s->t4;
-        memset(dq_a_ln, 0, (size_t)N * dq * sizeof(float));
-        memset(dq_a, 0, (size_t)N * dq * sizeof(float));
+        zero_floats(dq_a_ln, (size_t)N * dq);
+        zero_floats(dq_a, (size_t)N * dq);
         matmul_backward(dq_a_ln, glp->q_b_proj, dqv, a->q_a_ln, lp->q_b_proj, N, dq,
                         H * (dn + dr));
         rmsnorm_backward(dq_a, glp->q_a_layernorm, dq_a_ln, a->q_a, dq, lp->q_a_layernorm,
@@ -1475,15 +1486,14 @@ static void block_forward(Model *m, int l, float *x_out, int B, int T) {
     const LayerParams *lp = &m->p.layers[l];
     LayerActs *a = &m->acts.layers[l];
     int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
-    size_t bytes = (size_t)N * D * sizeof(float);
     rmsnorm_forward(a->ln1, a->ln1_rstd, a->x_in, D, lp->input_layernorm, N, D, c->rms_norm_eps);
     mla_forward(m, lp, a, B, T);
-    memcpy(a->x_mid, a->x_in, bytes);  // residual: x_mid = x_in + o_proj(att_out)
+    copy_floats(a->x_mid, a->x_in, (size_t)N * D);  // residual: x_mid = x_in + o_proj(att_out)
     matmul_forward(a->x_mid, a->att_out, lp->o_proj, N, c->num_attention_heads * c->v_head_dim,
                    D, 1);
     rmsnorm_forward(a->ln2, a->ln2_rstd, a->x_mid, D, lp->post_attention_layernorm, N, D,
                     c->rms_norm_eps);
-    memcpy(x_out, a->x_mid, bytes);    // residual: x_out = x_mid + FFN(ln2)
+    copy_floats(x_out, a->x_mid, (size_t)N * D);    // residual: x_out = x_mid + FFN(ln2)
     if (I > 0)  // dense MLP, or the shared experts of a MoE layer
         swiglu_forward(x_out, a->ln2, lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u,
                        a->mlp_h, N, D, I, 1);
@@ -1499,7 +1509,7 @@ static void block_backward(Model *m, int l, int B, int T) {
     int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
     int H = c->num_attention_heads, dv = c->v_head_dim;
     // FFN
-    memset(s->dln, 0, (size_t)N * D * sizeof(float));
+    zero_floats(s->dln, (size_t)N * D);
     if (I > 0)
         swiglu_backward(s->dln, glp->mlp_gate, glp->mlp_up, glp->mlp_down, s->dx, a->ln2,
                         lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u, a->mlp_h, N,
@@ -1509,9 +1519,9 @@ static void block_backward(Model *m, int l, int B, int T) {
                      lp->post_attention_layernorm, a->ln2_rstd, N, D);
     // attention: o_proj, then MLA
     float *datt_out = s->t1;
-    memset(datt_out, 0, (size_t)N * H * dv * sizeof(float));
+    zero_floats(datt_out, (size_t)N * H * dv);
     matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, H * dv, D);
-    memset(s->dln, 0, (size_t)N * D * sizeof(float));
+    zero_floats(s->dln, (size_t)N * D);
     mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);
     rmsnorm_backward(s->dx, glp->input_layernorm, s->dln, a->x_in, D, lp->input_layernorm,
                      a->ln1_rstd, N, D);
@@ -1524,6 +1534,7 @@ void model_forward(Model *m, const int *ids, int B, int T) {
     m->balance_loss = 0.0f;
     // embedding: x[t] = embed_tokens[ids[t]]
     float *x0 = a->layers[0].x_in;
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++)
         memcpy(x0 + (size_t)t * D, m->p.embed_tokens + (size_t)ids[t] * D, D * sizeof(float));
     for (int l = 0; l < L; l++) {
@@ -1540,16 +1551,21 @@ void model_backward(Model *m, const int *ids, const float *dlogits) {
     Grads *s = &m->scratch;
     int B = a->B, T = a->T, N = B * T, D = c->hidden_size;
     // LM head and final norm
-    memset(s->dln, 0, (size_t)N * D * sizeof(float));
+    zero_floats(s->dln, (size_t)N * D);
     matmul_backward(s->dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, c->vocab_size);
-    memset(s->dx, 0, (size_t)N * D * sizeof(float));
+    zero_floats(s->dx, (size_t)N * D);
     rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);
-    // embedding: rows of repeated tokens add up, in token order
-    for (int t = 0; t < N; t++) {
-        float *g = m->g.embed_tokens + (size_t)ids[t] * D;
-        const float *d = s->dx + (size_t)t * D;
-        for (int i = 0; i < D; i++) g[i] += d[i];
+    // embedding: rows of repeated tokens add up, in token order (the threads share the
+    // columns in blocks of 32, each walking the tokens in order)
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < D; c0 += 32) {
+        int c1 = c0 + 32 < D ? c0 + 32 : D;
+        for (int t = 0; t < N; t++) {
+            float *g = m->g.embed_tokens + (size_t)ids[t] * D;
+            const float *d = s->dx + (size_t)t * D;
+            for (int i = c0; i < c1; i++) g[i] += d[i];
+        }
     }
 }
 

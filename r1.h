@@ -256,6 +256,9 @@ void model_forward(Model *m, const int *ids, int B, int T);
 // Backward from dlogits (B,T,V); accumulates into m->grads.
 void model_backward(Model *m, const int *ids, const float *dlogits);
 void model_zero_grad(Model *m);
+// memset(x, 0) and memcpy of n floats, shared among the threads (r1.c, section 2).
+void zero_floats(float *x, size_t n);
+void copy_floats(float *dst, const float *src, size_t n);
 // Looks up a tensor by hub name; NULL if absent.
 ParamInfo *model_find_param(Model *m, const char *name);
 
