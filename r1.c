@@ -887,9 +887,11 @@ static void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const 
                     if (!panel_in_place(bcs, j0, M))
                         pack_b_panel(bp + (size_t)(j0 - c0) * kn, b, bks, bcs, k0, kn, j0, M);
             }
-            // row tiles one at a time when there are few (a weight gradient's 6 would split
-            // 4 + 2 in fours), else four at a time
-#pragma omp for schedule(dynamic, row_tiles < 64 ? 1 : 4)
+            // row tiles handed out in shrinking chunks (guided: each takes a share of what is
+            // left, down to one tile), so the threads reach the barrier together; fixed chunks
+            // of four left one thread waiting for the other's last chunk (2 threads: guided
+            // is ~4% faster per step)
+#pragma omp for schedule(guided)
             for (int rt = 0; rt < row_tiles; rt++) {
                 float ap[MM_KC * MM_ROWS];  // this thread's packed A sliver, when needed
                 matmul_row_tile(out, M, a, ars, aks, b, bks, bcs, bp, kn, N, M, rt * MM_ROWS, c0,
