@@ -310,6 +310,15 @@ static void check_matmul_nn(int N, int K, int M, int a_transposed, int b_transpo
                    "matmul_nn %dx%dx%d (A%s, B%s, acc %d) out[%d][%d] = %.7g, expected %.7g", N,
                    K, M, a_transposed ? "^T" : "", b_transposed ? "^T" : "", acc, i, j,
                    out[i * M + j], s);
+            // and exactly the float of one fused multiply-add per k, in k order, whatever the
+            // tile (whole, edge or narrow), the blocks, the packing and the thread
+            float chain = acc ? 0.5f : 0.0f;
+            for (int k = 0; k < K; k++)
+                chain = fmaf(a[i * ars + k * aks], b[k * bks + j * bcs], chain);
+            EXPECT(memcmp(&out[i * M + j], &chain, sizeof(float)) == 0,
+                   "matmul_nn %dx%dx%d (A%s, B%s, acc %d) out[%d][%d] = %.9g, not the k-order "
+                   "FMA chain's %.9g", N, K, M, a_transposed ? "^T" : "",
+                   b_transposed ? "^T" : "", acc, i, j, out[i * M + j], chain);
         }
     free(a); free(b); free(out);
 }
@@ -347,14 +356,17 @@ static void check_matmul_causal(int T, int d, CausalMode mode, int acc) {
 
 static void test_matmul_blocks(void **state) {
     (void)state;
-    const int shapes[][3] = {{13, 5, 17}, {7, 300, 33}, {37, 513, 150}, {600, 40, 20}, {1, 1, 1}};
+    // {24, 20, 48}, {19, 40, 80}: a 16-wide edge after whole panels (a query head's 48)
+    const int shapes[][3] = {{13, 5, 17}, {7, 300, 33}, {37, 513, 150}, {600, 40, 20}, {1, 1, 1},
+                             {24, 20, 48}, {19, 40, 80}};
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++)
                 for (int acc = 0; acc < 2; acc++)
                     check_matmul_nn(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, acc);
-    const int causal[][2] = {{7, 12}, {40, 24}, {300, 20}};  // T < d, T > d, T > MM_KC
-    for (int c = 0; c < 3; c++)
+    // T < d, T > d, T > MM_KC, and d = 48 (a query head's width)
+    const int causal[][2] = {{7, 12}, {40, 24}, {300, 20}, {64, 48}};
+    for (int c = 0; c < 4; c++)
         for (int mode = 0; mode < 3; mode++)
             for (int acc = 0; acc < 2; acc++)
                 check_matmul_causal(causal[c][0], causal[c][1], (CausalMode)mode, acc);
