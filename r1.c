@@ -3326,13 +3326,14 @@ static void run_bench_case(void *arg) {
 
 static int cmd_bench(int argc, char **argv) {
     static const char *const known[] = {"--preset", "--batch", "--seq", "--steps", NULL};
-    static const char *const bools[] = {"--quick", NULL};
+    static const char *const bools[] = {"--quick", "--train-only", NULL};
     check_flags(argc, argv, known, bools);
     const char *preset = arg_str(argc, argv, "--preset", "small");
     int B = (int)arg_long(argc, argv, "--batch", 8, 1, 4096);
     int T = (int)arg_long(argc, argv, "--seq", 256, 2, 1 << 20);
     int steps = (int)arg_long(argc, argv, "--steps", 3, 1, 1000);
     int quick = arg_flag(argc, argv, "--quick");
+    int train_only = arg_flag(argc, argv, "--train-only");  // the training step of the preset alone
     char err[R1_ERR_LEN];
 #ifdef _OPENMP
     int threads = omp_get_max_threads();
@@ -3341,11 +3342,11 @@ static int cmd_bench(int argc, char **argv) {
 #endif
     printf("r1 bench: %d thread(s), batch %d x %d tokens, %d timed steps after 1 warm-up\n",
            threads, B, T, steps);
-    BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = 256, .recompute = 1,
-                    .grpo = 1};
+    BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = train_only ? 0 : 256,
+                    .recompute = 1, .grpo = !train_only};
     if (config_preset(preset, &bc.c, err)) die("%s", err);
     in_child(run_bench_case, &bc);
-    if (quick) return 0;
+    if (quick || train_only) return 0;
     // cost follows activated parameters: twice the routed experts at the same top-k
     BenchCase wide = bc;
     char wide_label[64];
@@ -3920,7 +3921,8 @@ static void usage(void) {
            "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N]\n"
            "               every stage of the R1 recipe, evaluated, with report.md\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
-           "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n\n"
+           "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n"
+           "               [--train-only]\n\n"
            "presets:\n");
     config_list_presets(stdout);
 }
