@@ -1111,10 +1111,14 @@ static void matvec(float *out, const float *x, const float *W, int C, int OC) {
 // order fixes the float). RMS_ROWS rows are summed side by side: the chains are independent, so
 // the core overlaps them, and each row's sum is the same float as alone (~3x faster here).
 #define RMS_ROWS 8
-static void sum_squares_rows(const float *x, int stride, int C, float ss[RMS_ROWS]) {
-    for (int l = 0; l < RMS_ROWS; l++) ss[l] = 0.0f;
+// ss[l] = sum_c x[l][c]^2 for `rows` (at most RMS_ROWS) rows side by side, each in c order.
+// Called with the constant RMS_ROWS for whole groups (inlined, the row loop unrolls into
+// independent chains) and with the count of the last rows.
+static inline void sum_squares_rows(const float *x, int stride, int C, const int rows,
+                                    float ss[RMS_ROWS]) {
+    for (int l = 0; l < rows; l++) ss[l] = 0.0f;
     for (int c = 0; c < C; c++)
-        for (int l = 0; l < RMS_ROWS; l++) {
+        for (int l = 0; l < rows; l++) {
             float v = x[(size_t)l * stride + c];
             ss[l] += v * v;
         }
@@ -1126,16 +1130,12 @@ static void rmsnorm_forward(float *out, float *rstd, const float *inp, int strid
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++) {
         int t0 = blk * RMS_ROWS, rows = N - t0 < RMS_ROWS ? N - t0 : RMS_ROWS;
+        const float *x0 = inp + (size_t)t0 * stride;
         float ss[RMS_ROWS];
-        if (rows == RMS_ROWS) {
-            sum_squares_rows(inp + (size_t)t0 * stride, stride, C, ss);
-        } else {  // the last rows, one at a time
-            for (int l = 0; l < rows; l++) {
-                const float *x = inp + (size_t)(t0 + l) * stride;
-                ss[l] = 0.0f;
-                for (int c = 0; c < C; c++) ss[l] += x[c] * x[c];
-            }
-        }
+        if (rows == RMS_ROWS)
+            sum_squares_rows(x0, stride, C, RMS_ROWS, ss);
+        else
+            sum_squares_rows(x0, stride, C, rows, ss);
         for (int l = 0; l < rows; l++) {
             int t = t0 + l;
             const float *x = inp + (size_t)t * stride;
@@ -1147,6 +1147,17 @@ static void rmsnorm_forward(float *out, float *rstd, const float *inp, int strid
     }
 }
 
+// dot[l] = sum_c w[c] * dout[l][c] * inp[l][c] * rstd[l] for `rows` rows side by side, each in
+// c order (as sum_squares_rows); dout and rstd start at the first of the rows, inp too.
+static inline void weighted_dots_rows(const float *dout, const float *inp, int stride,
+                                      const float *w, const float *rstd, int C, const int rows,
+                                      float dot[RMS_ROWS]) {
+    for (int l = 0; l < rows; l++) dot[l] = 0.0f;
+    for (int c = 0; c < C; c++)
+        for (int l = 0; l < rows; l++)
+            dot[l] += w[c] * dout[(size_t)l * C + c] * inp[(size_t)l * stride + c] * rstd[l];
+}
+
 // With n = inp * rstd: dinp += rstd * (w*dout - n * mean(w*dout*n)),  dw += sum_t dout * n.
 // dinp and inp rows are `stride` floats apart, dout rows C. The rows' dot products are summed
 // RMS_ROWS side by side, as in the forward.
@@ -1156,20 +1167,12 @@ static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++) {
         int t0 = blk * RMS_ROWS, rows = N - t0 < RMS_ROWS ? N - t0 : RMS_ROWS;
-        float dot[RMS_ROWS] = {0};
-        if (rows == RMS_ROWS) {
-            for (int c = 0; c < C; c++)
-                for (int l = 0; l < RMS_ROWS; l++) {
-                    size_t t = (size_t)t0 + l;
-                    dot[l] += w[c] * dout[t * C + c] * inp[t * stride + c] * rstd[t];
-                }
-        } else {  // the last rows, one at a time
-            for (int l = 0; l < rows; l++) {
-                size_t t = (size_t)t0 + l;
-                for (int c = 0; c < C; c++)
-                    dot[l] += w[c] * dout[t * C + c] * inp[t * stride + c] * rstd[t];
-            }
-        }
+        const float *dy0 = dout + (size_t)t0 * C, *x0 = inp + (size_t)t0 * stride;
+        float dot[RMS_ROWS];
+        if (rows == RMS_ROWS)
+            weighted_dots_rows(dy0, x0, stride, w, rstd + t0, C, RMS_ROWS, dot);
+        else
+            weighted_dots_rows(dy0, x0, stride, w, rstd + t0, C, rows, dot);
         for (int l = 0; l < rows; l++) {
             size_t t = (size_t)t0 + l;
             const float *x = inp + t * stride, *dy = dout + t * C;

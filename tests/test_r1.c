@@ -508,8 +508,8 @@ static void check_rmsnorm(int stride) {
     free(inp); free(w); free(out); free(R); free(rstd); free(dinp); free(dw); free(dinp_an);
 }
 
-// RMS_ROWS rows are summed side by side (sum_squares_rows), the last rows one at a time: both
-// must give every row the float it gets alone (N = 1 takes the one-at-a-time path).
+// RMS_ROWS rows are summed side by side (sum_squares_rows), the last rows side by side too: both
+// must give every row the float it gets alone (N = 1 takes the last-rows path).
 static void check_rmsnorm_rows_alone(void) {
     int N = RMS_ROWS + 3, C = 40, stride = 44;
     Rng rng;
