@@ -223,8 +223,7 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
         }
     }
     // 2. each expert, shared among the threads as in moe_forward (each writes only its own
-    // rows of dex_in and its own weight gradients)
-    zero_floats(dex_in, (size_t)N * K * D);
+    // rows of dex_in, which together are all N*K of them, and its own weight gradients)
     int order[E];
     experts_by_rows(a, E, order);
 #pragma omp parallel for schedule(dynamic)
@@ -237,7 +236,7 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
                         lp->experts_gate + e * mat, lp->experts_up + e * mat,
                         lp->experts_down + e * mat, a->ex_g + (size_t)r0 * Im,
                         a->ex_u + (size_t)r0 * Im, a->ex_h + (size_t)r0 * Im, n, D, Im,
-                        s->dex3 + (size_t)r0 * Im, s->dex4 + (size_t)r0 * Im);
+                        s->dex3 + (size_t)r0 * Im, s->dex4 + (size_t)r0 * Im, 0);
     }
     // 3. scatter back to tokens (k order) and route the weight gradient into the router
 #pragma omp parallel for schedule(static)
@@ -252,7 +251,7 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
     }
     if (m->balance_alpha > 0)
         moe_balance_loss(c, a, m->acts.B, m->acts.T, m->balance_alpha, dlogits);
-    matmul_backward(dinp, glp->router, dlogits, inp, lp->router, N, D, E);
+    matmul_backward(dinp, glp->router, dlogits, inp, lp->router, N, D, E, 1);
 }
 
 // ----------------------------------------------------------------------------------------------

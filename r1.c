@@ -961,12 +961,15 @@ void matmul_forward(float *out, const float *inp, const float *W, int N, int C, 
     matmul_nn(out, inp, C, 1, W, 1, C, N, C, OC, accumulate);
 }
 
-// dinp (N,C) += dout (N,OC) @ W         (sum over o in order)
+// dinp (N,C) (=, or += when accumulate) dout (N,OC) @ W   (sum over o in order)
 // dW (OC,C)  += dout^T @ inp            (sum over t in order; dout^T is a strided view)
+// Weight gradients always add (model_zero_grad clears them once per step). An input gradient
+// that a product writes first is overwritten (accumulate 0): the same floats as adding to a
+// zeroed buffer (each sum starts from +0 either way), without a pass that zeroes it.
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
-                     int N, int C, int OC) {
+                     int N, int C, int OC, int accumulate) {
     if (N == 0) return;
-    if (dinp) matmul_nn(dinp, dout, OC, 1, W, C, 1, N, OC, C, 1);
+    if (dinp) matmul_nn(dinp, dout, OC, 1, W, C, 1, N, OC, C, accumulate);
     if (dW) matmul_nn(dW, dout, 1, OC, inp, C, 1, OC, N, C, 1);
 }
 
@@ -1236,10 +1239,9 @@ void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu
 void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
                      const float *x, const float *Wg, const float *Wu, const float *Wd,
                      const float *g, const float *u, const float *h, int N, int D, int I,
-                     float *dh, float *dgu) {
+                     float *dh, float *dgu, int accumulate) {
     if (N == 0) return;
-    zero_floats(dh, (size_t)N * I);
-    matmul_backward(dh, dWd, dout, h, Wd, N, I, D);       // dh = dout @ Wd
+    matmul_backward(dh, dWd, dout, h, Wd, N, I, D, 0);    // dh = dout @ Wd
     float *dg = dh, *du = dgu;                             // dg overwrites dh in place
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < (size_t)N * I; i++) {
@@ -1247,8 +1249,8 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
         du[i] = dh[i] * g[i] * s;
         dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
     }
-    matmul_backward(dx, dWg, dg, x, Wg, N, D, I);
-    matmul_backward(dx, dWu, du, x, Wu, N, D, I);
+    matmul_backward(dx, dWg, dg, x, Wg, N, D, I, accumulate);  // dx (=, +=) dg @ Wg
+    matmul_backward(dx, dWu, du, x, Wu, N, D, I, 1);           // dx += du @ Wu
 }
 // ==============================================================================================
 // 5. MLA: Multi-head Latent Attention (DeepSeek-V2 §2.1, eqs. 37-47; DeepSeek-V3 eqs. 1-11)
@@ -1324,9 +1326,9 @@ static void attention_forward_head(const Model *m, LayerActs *a, int T, int b, i
 
 // Backward of one (batch, head):
 //   dP = dO V^T,  dV = P^T dO,  dS = P * (dP - rowsum(P * dP)) * scale,  dQ = dS K,  dK = dS^T Q
-// Adds into this head's slices of dq (N,H,dn+dr) and dkv (N,H,dn+dv), which start at 0 and no
-// other head touches, and writes its own k_pe contribution dk_pe_h (B,H,T,dr); the heads' k_pe
-// parts are summed afterwards in a fixed order, so no two threads ever write the same float.
+// Writes this head's slices of dq (N,H,dn+dr) and dkv (N,H,dn+dv), which no other head
+// touches, and its own k_pe contribution dk_pe_h (B,H,T,dr); the heads' k_pe parts are summed
+// afterwards in a fixed order, so no two threads ever write the same float.
 // Q, V and dO are read in place; dP (T,T) is the calling thread's scratch.
 static void attention_backward_head(const Model *m, LayerActs *a, const float *datt_out,
                                     float *dq, float *dkv, float *dk_pe_h, float *dP,
@@ -1343,7 +1345,7 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
     float *dV = dkv + ((size_t)b * T * H + h) * (dn + dv) + dn;  // (T, dv), row stride H*(dn+dv)
     size_t qs = (size_t)H * qk, vs = (size_t)H * (dn + dv), os = (size_t)H * dv;  // row strides
     matmul_causal(dP, T, dO, os, 1, V, 1, vs, T, dv, T, CAUSAL_OUT_LOWER, 0, pack);  // dO V^T
-    matmul_causal(dV, vs, P, 1, T, dO, os, 1, T, T, dv, CAUSAL_K_FROM_ROW, 1, pack); // P^T dO
+    matmul_causal(dV, vs, P, 1, T, dO, os, 1, T, T, dv, CAUSAL_K_FROM_ROW, 0, pack); // P^T dO
     for (int i = 0; i < T; i++) {                 // softmax backward, in place: dP -> dS
         float *dp = dP + (size_t)i * T;
         const float *p = P + (size_t)i * T;
@@ -1352,13 +1354,13 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
         for (int j = i + 1; j < causal_read_end(i, T); j++) dp[j] = 0.0f;
     }
     gather_keys(m, a, T, b, h, K);
-    matmul_causal(dQ, qs, dP, T, 1, K, qk, 1, T, T, qk, CAUSAL_K_UPTO_ROW, 1, pack);  // dS K
+    matmul_causal(dQ, qs, dP, T, 1, K, qk, 1, T, T, qk, CAUSAL_K_UPTO_ROW, 0, pack);  // dS K
     matmul_causal(dK, qk, dP, 1, T, Q, qs, 1, T, T, qk, CAUSAL_K_FROM_ROW, 0, pack);  // dS^T Q
     float *dkpe = dk_pe_h + ((size_t)b * H + h) * T * dr;
     for (int i = 0; i < T; i++) {  // dK's two parts: k_nope into dkv, k_pe into dkpe
         float *dkvi = dkv + ((size_t)(b * T + i) * H + h) * (dn + dv);
-        for (int d = 0; d < dn; d++) dkvi[d] += dK[(size_t)i * qk + d];
-        for (int d = 0; d < dr; d++) dkpe[(size_t)i * dr + d] += dK[(size_t)i * qk + dn + d];
+        for (int d = 0; d < dn; d++) dkvi[d] = dK[(size_t)i * qk + d];
+        for (int d = 0; d < dr; d++) dkpe[(size_t)i * dr + d] = dK[(size_t)i * qk + dn + d];
     }
 }
 
@@ -1411,7 +1413,8 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
     }
 }
 
-// Gradient of the MLA input: dln (N,D) += ...; datt_out (N,H*dv) is the gradient of att_out.
+// Gradient of the MLA input: dln (N,D) = ... (overwritten); datt_out (N,H*dv) is the gradient
+// of att_out.
 static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp, LayerActs *a,
                          const float *datt_out, float *dln, int B, int T) {
     const Config *c = &m->cfg;
@@ -1420,9 +1423,6 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     int dq = c->q_lora_rank, dc = c->kv_lora_rank;
     float *dqv = s->t2, *dkv = s->t3, *dkv_a = s->t4;
-    zero_floats(dqv, (size_t)N * H * (dn + dr));
-    zero_floats(dkv, (size_t)N * H * (dn + dv));
-    zero_floats(s->dk_pe_h, (size_t)B * H * T * dr);
     // Each thread keeps one (T,T) dP and one head scratch for the heads it takes: buffers
     // that stay in its cache instead of B*H of them (which buffer a head uses does not change
     // its numbers).
@@ -1453,24 +1453,23 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     rope_rows(m, dqv, N, T, H, dn + dr, dn, -1.0f);
     // kv path: kv_b_proj, kv_a_layernorm, kv_a_proj_with_mqa
     float *dc_kv = s->t1;  // t1 held datt_out, which the attention backward has consumed
-    zero_floats(dc_kv, (size_t)N * dc);
-    matmul_backward(dc_kv, glp->kv_b_proj, dkv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv));
+    matmul_backward(dc_kv, glp->kv_b_proj, dkv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv),
+                    0);
     rmsnorm_backward(dkv_a, glp->kv_a_layernorm, dc_kv, a->kv_a, dc + dr, lp->kv_a_layernorm,
                      a->c_kv_rstd, N, dc);
     matmul_backward(dln, glp->kv_a_proj_with_mqa, dkv_a, a->ln1, lp->kv_a_proj_with_mqa, N, D,
-                    dc + dr);
+                    dc + dr, 0);  // dln's first writer
     // q path
     if (dq > 0) {
         float *dq_a_ln = s->t1, *dq_a = s->t4;
-        zero_floats(dq_a_ln, (size_t)N * dq);
-        zero_floats(dq_a, (size_t)N * dq);
+        zero_floats(dq_a, (size_t)N * dq);  // rmsnorm_backward adds into it
         matmul_backward(dq_a_ln, glp->q_b_proj, dqv, a->q_a_ln, lp->q_b_proj, N, dq,
-                        H * (dn + dr));
+                        H * (dn + dr), 0);
         rmsnorm_backward(dq_a, glp->q_a_layernorm, dq_a_ln, a->q_a, dq, lp->q_a_layernorm,
                          a->q_a_rstd, N, dq);
-        matmul_backward(dln, glp->q_a_proj, dq_a, a->ln1, lp->q_a_proj, N, D, dq);
+        matmul_backward(dln, glp->q_a_proj, dq_a, a->ln1, lp->q_a_proj, N, D, dq, 1);
     } else {
-        matmul_backward(dln, glp->q_b_proj, dqv, a->ln1, lp->q_b_proj, N, D, H * (dn + dr));
+        matmul_backward(dln, glp->q_b_proj, dqv, a->ln1, lp->q_b_proj, N, D, H * (dn + dr), 1);
     }
 }
 
@@ -1513,20 +1512,19 @@ static void block_backward(Model *m, int l, int B, int T) {
     Grads *s = &m->scratch;
     int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
     int H = c->num_attention_heads, dv = c->v_head_dim;
-    // FFN
-    zero_floats(s->dln, (size_t)N * D);
+    // FFN: the dense MLP or shared experts write dln first; the routed experts add to it
     if (I > 0)
         swiglu_backward(s->dln, glp->mlp_gate, glp->mlp_up, glp->mlp_down, s->dx, a->ln2,
                         lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u, a->mlp_h, N,
-                        D, I, s->t1, s->t2);
+                        D, I, s->t1, s->t2, 0);
+    else
+        zero_floats(s->dln, (size_t)N * D);
     if (is_moe_layer(c, l)) moe_backward(m, l, a, a->ln2, s->dx, s->dln, N);
     rmsnorm_backward(s->dx, glp->post_attention_layernorm, s->dln, a->x_mid, D,
                      lp->post_attention_layernorm, a->ln2_rstd, N, D);
     // attention: o_proj, then MLA
     float *datt_out = s->t1;
-    zero_floats(datt_out, (size_t)N * H * dv);
-    matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, H * dv, D);
-    zero_floats(s->dln, (size_t)N * D);
+    matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, H * dv, D, 0);
     mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);
     rmsnorm_backward(s->dx, glp->input_layernorm, s->dln, a->x_in, D, lp->input_layernorm,
                      a->ln1_rstd, N, D);
@@ -1556,8 +1554,8 @@ void model_backward(Model *m, const int *ids, const float *dlogits) {
     Grads *s = &m->scratch;
     int B = a->B, T = a->T, N = B * T, D = c->hidden_size;
     // LM head and final norm
-    zero_floats(s->dln, (size_t)N * D);
-    matmul_backward(s->dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, c->vocab_size);
+    matmul_backward(s->dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, c->vocab_size,
+                    0);
     zero_floats(s->dx, (size_t)N * D);
     rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);

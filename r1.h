@@ -323,18 +323,19 @@ void moe_reset_load(Model *m);
 // out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T, W (OC,C).
 void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
                     int accumulate);
-// dinp (N,C) += dout (N,OC) @ W;  dW (OC,C) += dout^T @ inp. Either output may be NULL.
+// dinp (N,C) (=, or += when accumulate) dout (N,OC) @ W;  dW (OC,C) += dout^T @ inp.
+// Either output may be NULL.
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
-                     int N, int C, int OC);
+                     int N, int C, int OC, int accumulate);
 // SwiGLU MLP: out (N,D) (=, or += when accumulate) down(silu(gate(x)) * up(x)); saves g,u,h.
 void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
                     const float *Wd, float *g, float *u, float *h, int N, int D, int I,
                     int accumulate);
-// dx (N,D) += ...; dWg, dWu, dWd += ...; scratch (N,I) x 2.
+// dx (N,D) (=, or += when accumulate) ...; dWg, dWu, dWd += ...; scratch (N,I) x 2.
 void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
                      const float *x, const float *Wg, const float *Wu, const float *Wd,
                      const float *g, const float *u, const float *h, int N, int D, int I,
-                     float *dh_scratch, float *dgu_scratch);
+                     float *dh_scratch, float *dgu_scratch, int accumulate);
 
 // ----------------------------------------------------------------------------------------------
 // Generation with the latent KV cache (absorbed MLA)

@@ -260,7 +260,7 @@ static void check_matmul(int N, int C, int OC) {
     // backward accumulates into pre-filled buffers
     for (int i = 0; i < N * C; i++) dinp[i] = 0.25f;
     for (int i = 0; i < OC * C; i++) dW[i] = -0.5f;
-    matmul_backward(dinp, dW, R, inp, W, N, C, OC);
+    matmul_backward(dinp, dW, R, inp, W, N, C, OC, 1);
     for (int i = 0; i < N * C; i++) dinp[i] -= 0.25f;
     for (int i = 0; i < OC * C; i++) dW[i] += 0.5f;
     MatmulCtx ctx = {out, inp, W, R, N, C, OC};
@@ -268,10 +268,19 @@ static void check_matmul(int N, int C, int OC) {
     fd_check("matmul dW", W, (size_t)OC * C, dW, matmul_loss, &ctx, 1e-2f, 1e-2, 1e-3);
     // either output may be NULL
     float *dW2 = calloc((size_t)OC * C, sizeof(float));
-    matmul_backward(NULL, dW2, R, inp, W, N, C, OC);
+    matmul_backward(NULL, dW2, R, inp, W, N, C, OC, 1);
     for (int i = 0; i < OC * C; i++)
         EXPECT(fabs(dW2[i] - dW[i]) <= 1e-5 * (1 + fabs(dW[i])), "dW with dinp NULL differs at %d", i);
     free(dW2);
+    // accumulate = 0 overwrites whatever dinp held (NaN here) with exactly the floats that
+    // adding into a zeroed buffer gives
+    float *set = malloc(sizeof(float) * N * C), *added = calloc((size_t)N * C, sizeof(float));
+    for (int i = 0; i < N * C; i++) set[i] = NAN;
+    matmul_backward(set, NULL, R, inp, W, N, C, OC, 0);
+    matmul_backward(added, NULL, R, inp, W, N, C, OC, 1);
+    EXPECT(memcmp(set, added, sizeof(float) * N * C) == 0,
+           "matmul_backward accumulate 0 is not the floats of += into zeros (%d x %d x %d)", N, OC, C);
+    free(set); free(added);
     free(inp); free(W); free(out); free(R); free(out2); free(dinp); free(dW);
 }
 
@@ -650,7 +659,19 @@ static void test_swiglu(void **state) {
         }
     for (size_t i = 0; i < nx; i++) dx[i] = 0.5f;
     for (size_t i = 0; i < nw; i++) dWg[i] = dWu[i] = dWd[i] = -0.25f;
-    swiglu_backward(dx, dWg, dWu, dWd, R, x, Wg, Wu, Wd, g, u, h, N, D, I, dh, dgu);
+    for (size_t i = 0; i < (size_t)N * I; i++) dh[i] = dgu[i] = NAN;  // scratch: never read first
+    swiglu_backward(dx, dWg, dWu, dWd, R, x, Wg, Wu, Wd, g, u, h, N, D, I, dh, dgu, 1);
+    // accumulate = 0 overwrites dx (NaN here): the floats of adding into zeros
+    float *dx_set = malloc(sizeof(float) * nx), *dx_added = calloc(nx, sizeof(float));
+    float *dW_scratch = calloc(nw, sizeof(float));
+    for (size_t i = 0; i < nx; i++) dx_set[i] = NAN;
+    swiglu_backward(dx_set, dW_scratch, dW_scratch, dW_scratch, R, x, Wg, Wu, Wd, g, u, h, N, D,
+                    I, dh, dgu, 0);
+    swiglu_backward(dx_added, dW_scratch, dW_scratch, dW_scratch, R, x, Wg, Wu, Wd, g, u, h, N, D,
+                    I, dh, dgu, 1);
+    EXPECT(memcmp(dx_set, dx_added, sizeof(float) * nx) == 0,
+           "swiglu_backward accumulate 0 is not the floats of += into zeros");
+    free(dx_set); free(dx_added); free(dW_scratch);
     for (size_t i = 0; i < nx; i++) dx[i] -= 0.5f;
     for (size_t i = 0; i < nw; i++) { dWg[i] += 0.25f; dWu[i] += 0.25f; dWd[i] += 0.25f; }
     SwigluCtx ctx = {out, x, Wg, Wu, Wd, g, u, h, R, N, D, I};
