@@ -1169,11 +1169,12 @@ static inline void weighted_dots_rows(const float *dout, const float *inp, int s
             dot[l] += w[c] * dout[(size_t)l * C + c] * inp[(size_t)l * stride + c] * rstd[l];
 }
 
-// With n = inp * rstd: dinp += rstd * (w*dout - n * mean(w*dout*n)),  dw += sum_t dout * n.
-// dinp and inp rows are `stride` floats apart, dout rows C. The rows' dot products are summed
-// RMS_ROWS side by side, as in the forward.
+// With n = inp * rstd: dinp (=, or += when accumulate) rstd * (w*dout - n * mean(w*dout*n)),
+// dw += sum_t dout * n. dinp and inp rows are `stride` floats apart, dout rows C. The rows' dot
+// products are summed RMS_ROWS side by side, as in the forward.
 static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
-                             int stride, const float *w, const float *rstd, int N, int C) {
+                             int stride, const float *w, const float *rstd, int N, int C,
+                             int accumulate) {
     int blocks = (N + RMS_ROWS - 1) / RMS_ROWS;
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++) {
@@ -1189,7 +1190,8 @@ static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
             const float *x = inp + t * stride, *dy = dout + t * C;
             float r = rstd[t], mean = dot[l] / C;
             float *dx = dinp + t * stride;
-            for (int c = 0; c < C; c++) dx[c] += r * (w[c] * dy[c] - x[c] * r * mean);
+            for (int c = 0; c < C; c++)
+                dx[c] = (accumulate ? dx[c] : 0.0f) + r * (w[c] * dy[c] - x[c] * r * mean);
         }
     }
     if (dw) {
@@ -1446,12 +1448,13 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
         free(dP);
         free(scratch);
     }
-    // the shared rope key: sum the heads' contributions in order h = 0..H-1
-    zero_floats(dkv_a, (size_t)N * (dc + dr));
+    // the shared rope key: sum the heads' contributions in order h = 0..H-1 into the last dr
+    // columns of dkv_a (its first dc are kv_a_layernorm's, below)
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
         int b = t / T, j = t % T;
         float *dst = dkv_a + (size_t)t * (dc + dr) + dc;
+        for (int d = 0; d < dr; d++) dst[d] = 0.0f;
         for (int h = 0; h < H; h++) {
             const float *src = s->dk_pe_h + (((size_t)b * H + h) * T + j) * dr;
             for (int d = 0; d < dr; d++) dst[d] += src[d];
@@ -1464,17 +1467,16 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     matmul_backward(dc_kv, glp->kv_b_proj, dkv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv),
                     0);
     rmsnorm_backward(dkv_a, glp->kv_a_layernorm, dc_kv, a->kv_a, dc + dr, lp->kv_a_layernorm,
-                     a->c_kv_rstd, N, dc);
+                     a->c_kv_rstd, N, dc, 0);  // writes dkv_a's first dc columns
     matmul_backward(dln, glp->kv_a_proj_with_mqa, dkv_a, a->ln1, lp->kv_a_proj_with_mqa, N, D,
                     dc + dr, 0);  // dln's first writer
     // q path
     if (dq > 0) {
         float *dq_a_ln = s->t1, *dq_a = s->t4;
-        zero_floats(dq_a, (size_t)N * dq);  // rmsnorm_backward adds into it
         matmul_backward(dq_a_ln, glp->q_b_proj, dqv, a->q_a_ln, lp->q_b_proj, N, dq,
                         H * (dn + dr), 0);
         rmsnorm_backward(dq_a, glp->q_a_layernorm, dq_a_ln, a->q_a, dq, lp->q_a_layernorm,
-                         a->q_a_rstd, N, dq);
+                         a->q_a_rstd, N, dq, 0);
         matmul_backward(dln, glp->q_a_proj, dq_a, a->ln1, lp->q_a_proj, N, D, dq, 1);
     } else {
         matmul_backward(dln, glp->q_b_proj, dqv, a->ln1, lp->q_b_proj, N, D, H * (dn + dr), 1);
@@ -1529,13 +1531,13 @@ static void block_backward(Model *m, int l, int B, int T) {
         zero_floats(s->dln, (size_t)N * D);
     if (is_moe_layer(c, l)) moe_backward(m, l, a, a->ln2, s->dx, s->dln, N);
     rmsnorm_backward(s->dx, glp->post_attention_layernorm, s->dln, a->x_mid, D,
-                     lp->post_attention_layernorm, a->ln2_rstd, N, D);
+                     lp->post_attention_layernorm, a->ln2_rstd, N, D, 1);  // + the residual
     // attention: o_proj, then MLA
     float *datt_out = s->t1;
     matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, H * dv, D, 0);
     mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);
     rmsnorm_backward(s->dx, glp->input_layernorm, s->dln, a->x_in, D, lp->input_layernorm,
-                     a->ln1_rstd, N, D);
+                     a->ln1_rstd, N, D, 1);  // + the residual
 }
 
 void model_forward(Model *m, const int *ids, int B, int T) {
@@ -1564,8 +1566,7 @@ void model_backward(Model *m, const int *ids, const float *dlogits) {
     // LM head and final norm
     matmul_backward(s->dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, c->vocab_size,
                     0);
-    zero_floats(s->dx, (size_t)N * D);
-    rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D);
+    rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D, 0);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);
     // embedding: rows of repeated tokens add up, in token order (the threads share the
     // columns in blocks of 32, each walking the tokens in order)

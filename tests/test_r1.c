@@ -499,7 +499,7 @@ static void check_rmsnorm(int stride) {
     }
     for (size_t i = 0; i < nin; i++) dinp[i] = 0.75f;  // pre-filled: backward must add
     for (int c = 0; c < C; c++) dw[c] = 0.5f;
-    rmsnorm_backward(dinp, dw, R, inp, stride, w, rstd, N, C);
+    rmsnorm_backward(dinp, dw, R, inp, stride, w, rstd, N, C, 1);
     for (int t = 0; t < N; t++)
         for (int c = 0; c < stride; c++) {
             size_t i = (size_t)t * stride + c;
@@ -508,6 +508,16 @@ static void check_rmsnorm(int stride) {
             dinp_an[i] = dinp[i] - 0.75f;
         }
     for (int c = 0; c < C; c++) dw[c] -= 0.5f;
+    // accumulate = 0 overwrites each row's C floats (NaN here) with the floats of += into zeros
+    float *set = malloc(sizeof(float) * nin), *added = calloc(nin, sizeof(float));
+    for (size_t i = 0; i < nin; i++) set[i] = NAN;
+    rmsnorm_backward(set, NULL, R, inp, stride, w, rstd, N, C, 0);
+    rmsnorm_backward(added, NULL, R, inp, stride, w, rstd, N, C, 1);
+    for (int t = 0; t < N; t++)
+        EXPECT(memcmp(set + (size_t)t * stride, added + (size_t)t * stride, sizeof(float) * C) == 0,
+               "stride %d: rmsnorm_backward accumulate 0, row %d is not the floats of += into zeros",
+               stride, t);
+    free(set); free(added);
     NormCtx ctx = {out, rstd, inp, w, R, stride, N, C};
     char what[64];
     snprintf(what, sizeof(what), "rmsnorm dinp (stride %d)", stride);
@@ -531,12 +541,12 @@ static void check_rmsnorm_rows_alone(void) {
     fill_normal(w, (size_t)C, 1.0f, &rng);
     fill_normal(dy, (size_t)N * C, 1.0f, &rng);
     rmsnorm_forward(out, rstd, inp, stride, w, N, C, 1e-6f);
-    rmsnorm_backward(dinp, NULL, dy, inp, stride, w, rstd, N, C);
+    rmsnorm_backward(dinp, NULL, dy, inp, stride, w, rstd, N, C, 1);
     for (int t = 0; t < N; t++) {
         const float *x = inp + (size_t)t * stride;
         rmsnorm_forward(out1, &rstd1, x, stride, w, 1, C, 1e-6f);
         memset(dinp1, 0, sizeof(dinp1));
-        rmsnorm_backward(dinp1, NULL, dy + (size_t)t * C, x, stride, w, &rstd1, 1, C);
+        rmsnorm_backward(dinp1, NULL, dy + (size_t)t * C, x, stride, w, &rstd1, 1, C, 1);
         EXPECT(memcmp(&rstd1, &rstd[t], sizeof(float)) == 0 &&
                    memcmp(out1, out + (size_t)t * C, sizeof(float) * C) == 0,
                "row %d of %d: the forward differs from the row alone", t, N);
