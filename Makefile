@@ -11,7 +11,7 @@ CFLAGS  ?= -O3 -march=native
 WARN     = -std=c11 -fno-trapping-math -fno-math-errno -Wall -Wextra -Wno-format-truncation -Wno-psabi
 OMP      = -fopenmp
 LDLIBS   = -lm
-SRC      = r1.c moe.c formats.c tokenizer.c grpo.c
+SRC      = formats.c tokenizer.c kernels.c moe.c r1.c tasks.c grpo.c main.c
 HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
@@ -32,10 +32,13 @@ r1-debug: $(SRC) $(HDR)
 build:
 	mkdir -p build
 
-# The tests #include r1.c (compiled with R1_TEST, which leaves out main) to reach its static
-# kernels, and link moe.c.
+# Each test #includes the source files whose static functions it checks (tests/test_r1.c:
+# kernels.c and r1.c, ...) and links the others; main.c is compiled with R1_TEST, which leaves
+# out main().
+test_includes = $(shell sed -n 's/^\#include "\([a-z0-9_]*\.c\)"/\1/p' $(1))
 build/test_%: tests/test_%.c $(SRC) $(HDR) | build
-	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST -o $@ $< moe.c formats.c tokenizer.c grpo.c -lcmocka $(LDLIBS)
+	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST -o $@ $< \
+	    $(filter-out $(call test_includes,$<),$(SRC)) -lcmocka $(LDLIBS)
 
 TEST_CFLAGS ?= -O2 -g -march=native  # the same kernels (FMA) as ./r1
 

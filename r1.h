@@ -318,8 +318,14 @@ void moe_update_bias(Model *m, float gamma);
 void moe_reset_load(Model *m);
 
 // ----------------------------------------------------------------------------------------------
-// Kernels shared by r1.c and moe.c
+// Kernels (kernels.c): flat buffers in, flat buffers out. Every sum is taken in a fixed order by
+// one thread, so every result is the same float at any thread count.
 // ----------------------------------------------------------------------------------------------
+// The one matrix product: out (N,M) (=, or += when accumulate) A (N,K) @ B (K,M), with A and B
+// read through strides: a(i,k) = a[i*ars + k*aks], b(k,j) = b[k*bks + j*bcs] (so either may be
+// a transposed view). Every product of the model, forward and backward, is a call of this.
+void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const float *b, size_t bks,
+               size_t bcs, int N, int K, int M, int accumulate);
 // out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T, W (OC,C).
 void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
                     int accumulate);
@@ -327,6 +333,30 @@ void matmul_forward(float *out, const float *inp, const float *W, int N, int C, 
 // Either output may be NULL.
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
                      int N, int C, int OC, int accumulate);
+// The causal attention products skip the masked half (kernels.c explains the three modes);
+// bp is room for B packed: causal_pack_floats(K, M) floats. A causal (T,T) operand's row i is
+// read up to causal_read_end(i, T).
+typedef enum { CAUSAL_OUT_LOWER, CAUSAL_K_UPTO_ROW, CAUSAL_K_FROM_ROW } CausalMode;
+void matmul_causal(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
+                   const float *b, size_t bks, size_t bcs, int N, int K, int M, CausalMode mode,
+                   int accumulate, float *bp);
+int causal_read_end(int i, int T);
+size_t causal_pack_floats(int K, int M);
+// out (OC) = W (OC,C) @ x (C): one token's matrix-vector product.
+void matvec(float *out, const float *x, const float *W, int C, int OC);
+// Softmax of n scores in place.
+void softmax_inplace(float *p, int n);
+// RMSNorm: out (N,C) = inp * rstd * w, rstd (N) = 1/sqrt(mean(inp^2) + eps); rows of inp are
+// stride floats apart. out may be inp.
+void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride, const float *w,
+                     int N, int C, float eps);
+// dinp (N,C) (=, or += when accumulate) ...; dw (C) += ... .
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, int stride,
+                      const float *w, const float *rstd, int N, int C, int accumulate);
+// Rotates one head's dr rope dims by the position's angles (sign -1: the transpose, for the
+// backward); interleave 1 rotates pairs (x[2i], x[2i+1]), 0 the halves (x[i], x[i + dr/2]).
+void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row, float sign,
+                 int interleave);
 // SwiGLU MLP: out (N,D) (=, or += when accumulate) down(silu(gate(x)) * up(x)); saves g,u,h.
 void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
                     const float *Wd, float *g, float *u, float *h, int N, int D, int I,
@@ -336,6 +366,28 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
                      const float *x, const float *Wg, const float *Wu, const float *Wd,
                      const float *g, const float *u, const float *h, int N, int D, int I,
                      float *dh_scratch, float *dgu_scratch, int accumulate);
+
+// The 8 partial sums of a lane loop, added pairwise in a fixed order.
+static inline float add_lanes(const float lanes[8]) {
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+           ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+// a . b over n floats in 8 independent partial sums (lane l sums the elements l, l+8, ...):
+// the compiler vectorises it (a single running sum would be a chain of dependent additions),
+// and the order stays fixed.
+static inline float dot_lanes(const float *a, const float *b, int n) {
+    float lanes[8] = {0};
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += a[c + l] * b[c + l];
+    float s = 0.0f;
+    for (; c < n; c++) s += a[c] * b[c];
+    return s + add_lanes(lanes);
+}
+
+// SiLU (the swish with beta 1): z * sigmoid(z).
+static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
 
 // ----------------------------------------------------------------------------------------------
 // Generation with the latent KV cache (absorbed MLA)
@@ -461,14 +513,17 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
 
 
 
+// How the program fails (formats.c, section 0): die prints "r1: ..." and exits with status 1;
+// xcalloc and xrealloc exit with one line when memory runs out.
+void die(const char *fmt, ...);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
 // Reads a whole file into a NUL-terminated buffer.
 char *read_file(const char *path, size_t *size, char *err);
 
 // ----------------------------------------------------------------------------------------------
 // Command-line helpers shared by r1.c and grpo.c (r1.c, section 13)
 // ----------------------------------------------------------------------------------------------
-void die(const char *fmt, ...);                // prints "r1: ..." and exits with status 1
-void *xcalloc(size_t n, size_t size);          // calloc or die
 double now_seconds(void);                      // a monotonic clock
 // "--name value" in argv[2..]; fallback if absent. Numbers out of [lo, hi] die with a message.
 const char *arg_str(int argc, char **argv, const char *name, const char *fallback);
@@ -599,6 +654,13 @@ Json **tasks_read(const char *path, int *n, char *err);
 // Any JSON Lines file of objects; check (may be NULL) returns what is wrong with one, or NULL.
 Json **jsonl_read(const char *path, int *n, const char *(*check)(const Json *), char *err);
 void tasks_free(Json **examples, int n);
+// The text after any leading whitespace.
+const char *skip_space(const char *s);
+// "2" or "1-3" -> lo, hi in 1..5; NULL, or what is wrong with s.
+const char *levels_parse(const char *s, int *lo, int *hi);
+// Writes non-reasoning example i (kind identity / writing / parity, en or zh) as one JSON line;
+// with_solution adds its plain response as "solution".
+void nonreasoning_write(FILE *f, int i, Rng *r, int with_solution);
 // (cmd_data is declared in r1.h already.)
 
 

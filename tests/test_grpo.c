@@ -9,6 +9,7 @@
 // one by one and in their order.
 //   gcc -std=c11 -O2 -g -Wall -Wextra -Wno-format-truncation -Wno-unused-function -fopenmp -I.
 //       -DR1_TEST -o build/test_grpo tests/test_grpo.c moe.c grpo.c -lcmocka -lm
+#include "kernels.c"
 #include "r1.c"
 
 #include <setjmp.h>

@@ -1,6 +1,8 @@
 // tests/test_io.c: the I/O layer: read_file, the JSON parser, safetensors reading and writing.
 //   built by `make test` as build/test_io (r1.c is included with R1_TEST, which leaves out main)
+#include "kernels.c"
 #include "r1.c"
+#include "main.c"  // the training data rows and the charts (static there)
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -15,6 +15,7 @@
 //      the expert-sorted layout (expert_start, slot_of, slot_pair) is consistent.
 //
 // Build and run: make build/test_moe && ./build/test_moe
+#include "kernels.c"
 #include "r1.c"
 
 #include <stdarg.h>

@@ -24,7 +24,9 @@
 //
 // Build and run: make build/test_r1 && ./build/test_r1   (run from the repository root: the
 // CLI tests call ./r1, built by `make r1`).
+#include "kernels.c"
 #include "r1.c"
+#include "main.c"  // the training data rows and the charts (static there)
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +35,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sys/stat.h>
 
 // ==============================================================================================
 // Helpers

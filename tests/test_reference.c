@@ -7,6 +7,7 @@
 //   logits:         relative L2 error < 1e-4
 //   every gradient: relative L2 error < 1e-3   (float32 rounding; we measure ~1e-6)
 //   greedy ids:     identical, decoded with the latent KV cache and absorbed attention
+#include "kernels.c"
 #include "r1.c"
 
 #include <setjmp.h>

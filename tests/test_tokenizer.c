@@ -7,6 +7,7 @@
 //   build/test_tokenizer --hf-fixture DIR   writes a trained tokenizer and expected ids to DIR
 //                                           (for tests/check_hf_tokenizer.py)
 //   build/test_tokenizer --bench FILE [V]   times training (vocab V, default 1024) and encoding
+#include "kernels.c"
 #include "r1.c"
 
 #include <setjmp.h>

@@ -1,0 +1,1830 @@
+// main.c: the r1 program. The command line, the training loops (pretraining, SFT,
+// distillation, GRPO), `bench`, `plot`, and the pipeline that runs the whole R1 recipe stage
+// after stage and writes its report. The only file that knows every other one.
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+#include "r1.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef __GLIBC__
+#include <malloc.h>  // mallopt: keep_freed_memory
+#endif
+
+static void print_count(const char *what, double n, double total) {
+    printf("  %-28s %16.0f  %8.3fB  %5.1f%%\n", what, n, n / 1e9, 100.0 * n / total);
+}
+
+static void print_info(const Config *c, const char *name) {
+    char q_rank[16] = "null (q_proj)";
+    if (c->q_lora_rank) snprintf(q_rank, sizeof(q_rank), "%d", c->q_lora_rank);
+    ParamCount pc;
+    count_params(c, &pc);
+    int L = c->num_hidden_layers;
+    int dense = c->first_k_dense_replace < L ? c->first_k_dense_replace : L;
+    printf("model: %s\n", name);
+    printf("architecture: DeepSeek-V3 decoder, %d blocks (%d dense SwiGLU + %d DeepSeekMoE), "
+           "hidden %d, vocab %d\n", L, dense, L - dense, c->hidden_size, c->vocab_size);
+    printf("  MLA: %d heads, q_lora_rank %s, kv_lora_rank %d, qk_nope %d + qk_rope %d, v %d, "
+           "rope theta %g%s\n", c->num_attention_heads, q_rank, c->kv_lora_rank,
+           c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim, c->rope_theta, c->rope_yarn ? " with YaRN" : "");
+    if (c->rope_yarn)
+        printf("  YaRN: factor %g, original context %d -> %d\n", c->rope_factor,
+               c->rope_original_max_position_embeddings, c->max_position_embeddings);
+    if (L > dense)
+        printf("  MoE: %d routed experts (width %d), top-%d, %d shared, %d groups keep %d, "
+               "norm_topk_prob %s, routed scaling %g\n", c->n_routed_experts,
+               c->moe_intermediate_size, c->num_experts_per_tok, c->n_shared_experts, c->n_group,
+               c->topk_group, c->norm_topk_prob ? "true" : "false", c->routed_scaling_factor);
+    printf("parameters: total %.0f (%.2fB), activated per token %.0f (%.2fB, %.1f%%)\n",
+           pc.total, pc.total / 1e9, pc.activated, pc.activated / 1e9,
+           100.0 * pc.activated / pc.total);
+    print_count("embedding", pc.embed, pc.total);
+    print_count("lm_head", pc.head, pc.total);
+    print_count("attention (MLA)", pc.attention, pc.total);
+    print_count("RMSNorm weights", pc.norms, pc.total);
+    print_count("dense MLPs", pc.dense_mlp, pc.total);
+    print_count("MoE routers", pc.router, pc.total);
+    print_count("MoE shared experts", pc.shared, pc.total);
+    print_count("MoE routed experts", pc.routed, pc.total);
+    // KV cache per token (float32 here; DeepSeek-V3 stores it in FP8/BF16)
+    double H = c->num_attention_heads, dc = c->kv_lora_rank, dr = c->qk_rope_head_dim;
+    double mla = (dc + dr) * L;
+    double mha = H * (c->qk_nope_head_dim + dr + c->v_head_dim) * L;
+    printf("KV cache per token: MLA keeps c_kv + k_pe = %.0f + %.0f floats per layer = %.0f "
+           "floats (%.0f bytes f32, %.0f bytes bf16)\n", dc, dr, mla, 4 * mla, 2 * mla);
+    printf("  standard multi-head attention with these heads: H*(dn+dr+dv) = %.0f per layer = "
+           "%.0f floats; MLA is %.1fx smaller\n", mha / L, mha, mha / mla);
+    double paper = 2.0 * H * c->qk_nope_head_dim;
+    printf("  in DeepSeek-V2's accounting (2 * n_h * d_h = %.0f per layer): %.1fx smaller\n",
+           paper, paper * L / mla);
+}
+
+// ==============================================================================================
+// 11. Command-line interface
+// ==============================================================================================
+
+// Finds "--name value" in argv; NULL if absent. A flag at the end with no value is an error.
+const char *arg_str(int argc, char **argv, const char *name, const char *fallback) {
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) {
+            if (i + 1 >= argc) die("%s needs a value", name);
+            return argv[i + 1];
+        }
+    return fallback;
+}
+
+int arg_flag(int argc, char **argv, const char *name) {
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) return 1;
+    return 0;
+}
+
+long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi) {
+    const char *s = arg_str(argc, argv, name, NULL);
+    if (!s) return fallback;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        die("%s: '%s' is not an integer in %ld..%ld", name, s, lo, hi);
+    return v;
+}
+
+double arg_double(int argc, char **argv, const char *name, double fallback, double lo,
+                         double hi) {
+    const char *s = arg_str(argc, argv, name, NULL);
+    if (!s) return fallback;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || end == s || !(v >= lo && v <= hi))
+        die("%s: '%s' is not a number in %g..%g", name, s, lo, hi);
+    return v;
+}
+
+// Checks that every flag given is one the command knows (so typos fail loudly).
+void check_flags(int argc, char **argv, const char *const *known, const char *const *bools) {
+    for (int i = 2; i < argc; i++) {
+        int ok = 0;
+        for (const char *const *k = known; *k; k++)
+            if (strcmp(argv[i], *k) == 0) { ok = 1; i++; break; }
+        for (const char *const *k = bools; !ok && *k; k++)
+            if (strcmp(argv[i], *k) == 0) ok = 1;
+        if (!ok) die("%s: unknown argument '%s' (see ./r1 help)", argv[1], argv[i]);
+    }
+}
+
+void load_model_or_die(Model *m, const char *dir) {
+    char err[R1_ERR_LEN];
+    if (checkpoint_load(m, dir, err)) die("%s", err);
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmd_info(int argc, char **argv) {
+    static const char *const known[] = {"--config", "--model", NULL}, *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--config", NULL);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    char err[R1_ERR_LEN];
+    Config c;
+    if (dir) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/config.json", dir);
+        char *text = read_file(path, NULL, err);
+        if (!text) die("%s", err);
+        if (config_from_json(text, &c, err)) die("%s/%s", dir, err);
+        free(text);
+        print_info(&c, dir);
+        return 0;
+    }
+    if (!preset) preset = "small";
+    if (config_preset(preset, &c, err) || config_validate(&c, err)) die("%s", err);
+    print_info(&c, preset);
+    return 0;
+}
+
+// Reads input_ids [B,T] (int32 or int64) from a safetensors file and checks every id.
+static int *read_input_ids(const char *path, const Config *c, int *B, int *T) {
+    char err[R1_ERR_LEN];
+    StFile f;
+    if (st_read(path, &f, err)) die("%s", err);
+    StTensor *t = st_find(&f, "input_ids");
+    if (!t) die("%s: no tensor 'input_ids'", path);
+    if (t->ndim != 2 || t->shape[0] <= 0 || t->shape[1] <= 0)
+        die("%s: input_ids must have shape [B, T] with B, T > 0", path);
+    int is64 = strcmp(t->dtype, "I64") == 0;
+    if (!is64 && strcmp(t->dtype, "I32") != 0)
+        die("%s: input_ids has dtype %s, expected I32 or I64", path, t->dtype);
+    if (t->shape[1] > c->max_position_embeddings)
+        die("%s: %lld tokens per sequence exceed max_position_embeddings %d", path,
+            (long long)t->shape[1], c->max_position_embeddings);
+    if (t->shape[0] * t->shape[1] > (1 << 24)) die("%s: input_ids too large", path);
+    *B = (int)t->shape[0];
+    *T = (int)t->shape[1];
+    int n = *B * *T, *ids = xcalloc((size_t)n, sizeof(int));
+    for (int i = 0; i < n; i++) {
+        int64_t v;
+        if (is64) memcpy(&v, f.data + t->begin + 8 * (size_t)i, 8);
+        else {
+            int32_t v32;
+            memcpy(&v32, f.data + t->begin + 4 * (size_t)i, 4);
+            v = v32;
+        }
+        if (v < 0 || v >= c->vocab_size)
+            die("%s: input_ids[%d] = %lld is out of range 0..%d", path, i, (long long)v,
+                c->vocab_size - 1);
+        ids[i] = (int)v;
+    }
+    st_free(&f);
+    return ids;
+}
+
+static int cmd_forward(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--input", "--out", NULL};
+    static const char *const bools[] = {"--backward", NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    const char *in = arg_str(argc, argv, "--input", NULL);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (!dir || !in || !out) die("forward: needs --model DIR --input IN --out OUT");
+    int backward = arg_flag(argc, argv, "--backward");
+    Model m;
+    load_model_or_die(&m, dir);
+    int B, T;
+    int *ids = read_input_ids(in, &m.cfg, &B, &T);
+    char err[R1_ERR_LEN];
+    if (model_alloc_training(&m, B, T, err)) die("%s", err);
+    model_forward(&m, ids, B, T);
+    int V = m.cfg.vocab_size;
+    float *dlogits = backward ? xcalloc((size_t)B * T * V, sizeof(float)) : NULL;
+    float loss = cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, V, dlogits);
+    if (backward) {
+        model_zero_grad(&m);
+        model_backward(&m, ids, dlogits);
+    }
+    // outputs: logits, loss, and grad.<name> for every trainable tensor
+    int n = 2 + (backward ? m.n_tensors : 0), k = 0;
+    StWrite *w = xcalloc((size_t)n, sizeof(StWrite));
+    char (*names)[128] = xcalloc((size_t)n, 128);
+    w[k++] = (StWrite){"logits", "F32", 3, {B, T, V}, m.acts.logits};
+    w[k++] = (StWrite){"loss", "F32", 1, {1}, &loss};
+    for (int i = 0; backward && i < m.n_tensors; i++) {
+        ParamInfo *p = &m.table[i];
+        if (!p->trainable) continue;
+        snprintf(names[k], 128, "grad.%s", p->name);
+        w[k] = (StWrite){names[k], "F32", p->ndim, {p->shape[0], p->shape[1]},
+                         m.grads + p->offset};
+        k++;
+    }
+    if (st_write(out, w, k, NULL, 0, err)) die("%s", err);
+    printf("loss %.6f (B=%d, T=%d)%s -> %s\n", loss, B, T, backward ? " with gradients" : "", out);
+    free(w);
+    free(names);
+    free(dlogits);
+    free(ids);
+    model_free(&m);
+    return 0;
+}
+
+// Parses "37 43 12" (spaces or commas) into ids, each checked against the vocabulary.
+static int parse_ids(const char *s, int V, int *ids, int cap) {
+    int n = 0;
+    while (*s) {
+        while (*s == ' ' || *s == ',' || *s == '\t') s++;
+        if (!*s) break;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno) die("--prompt-ids: '%s' is not a list of integers", s);
+        if (v < 0 || v >= V) die("--prompt-ids: token id %ld is out of range 0..%d", v, V - 1);
+        if (n == cap) die("--prompt-ids: the prompt is longer than the context (%d tokens)", cap);
+        ids[n++] = (int)v;
+        s = end;
+    }
+    if (n == 0) die("--prompt-ids: empty prompt");
+    return n;
+}
+
+// Streams decoded text token by token.
+static void print_token(int id, void *ctx) {
+    const Tokenizer *tok = ctx;
+    if (id == TOK_EOS) return;
+    char *text = tokenizer_decode(tok, &id, 1);
+    if (text) fputs(text, stdout);
+    free(text);
+    fflush(stdout);
+}
+
+// The chat template of tokenizer_config.json: BOS <｜User｜>prompt<｜Assistant｜>, or the
+// R1-Zero template (DeepSeek-R1 Table 1), or the raw text.
+static int encode_prompt(const Tokenizer *tok, const char *template, const char *prompt, int *ids,
+                         int cap) {
+    char *text = NULL;
+    size_t len = strlen(prompt);
+    int n = 0;
+    if (cap < 4) return -1;
+    ids[n++] = TOK_BOS;
+    if (strcmp(template, "chat") == 0) {
+        ids[n++] = TOK_USER;
+        int k = tokenizer_encode(tok, prompt, len, ids + n, cap - n - 1);
+        if (k < 0) return -1;
+        n += k;
+        ids[n++] = TOK_ASSISTANT;
+        return n;
+    }
+    if (strcmp(template, "r1-zero") == 0) {
+        int ascii = 1;  // the template's language follows the prompt's: any non-ASCII -> Chinese
+        for (const char *p = prompt; *p; p++) ascii &= (unsigned char)*p < 0x80;
+        text = r1_zero_prompt(prompt, ascii ? "en" : "zh");
+        prompt = text;
+        len = strlen(text);
+    } else if (strcmp(template, "none") != 0) {
+        die("--template: '%s' is not chat, r1-zero or none", template);
+    }
+    int k = tokenizer_encode(tok, prompt, len, ids + n, cap - n);
+    free(text);
+    return k < 0 ? -1 : n + k;
+}
+
+static int cmd_sample(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--prompt-ids", "--prompt", "--template",
+                                        "--max-new-tokens", "--temperature", "--top-p", "--seed",
+                                        NULL};
+    static const char *const bools[] = {"--print-ids", NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    const char *prompt_ids = arg_str(argc, argv, "--prompt-ids", NULL);
+    const char *prompt = arg_str(argc, argv, "--prompt", NULL);
+    const char *template = arg_str(argc, argv, "--template", "chat");
+    if (!dir || (!prompt_ids == !prompt))
+        die("sample: needs --model DIR and one of --prompt-ids \"1 2 3\" or --prompt TEXT");
+    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 64, 0, 1 << 20);
+    SamplingConfig sc = {(float)arg_double(argc, argv, "--temperature", 0.0, 0.0, 100.0),
+                         (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0)};
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    int print_ids = arg_flag(argc, argv, "--print-ids") || prompt_ids;
+    char err[R1_ERR_LEN];
+    Model m;
+    load_model_or_die(&m, dir);
+    int ctx = m.cfg.max_position_embeddings;
+    int *ids = xcalloc((size_t)ctx + 1, sizeof(int));
+    Tokenizer tok;
+    int have_tok = 0, n;
+    if (prompt) {
+        if (tokenizer_load(&tok, dir, err)) die("%s", err);
+        have_tok = 1;
+        n = encode_prompt(&tok, template, prompt, ids, ctx);
+        if (n < 0) die("the prompt is longer than the context (%d tokens)", ctx);
+    } else {
+        n = parse_ids(prompt_ids, m.cfg.vocab_size, ids, ctx);
+    }
+    int total = n + max_new;
+    if (total > ctx) {
+        fprintf(stderr, "r1: note: stopping at the context length %d\n", ctx);
+        total = ctx;
+    }
+    DecodeState s;
+    if (decode_state_create(&s, &m, total, err)) die("%s", err);
+    Rng rng;
+    rng_seed(&rng, seed);
+    float *probs = xcalloc((size_t)m.cfg.vocab_size, sizeof(float));
+    int len = generate(&m, &s, ids, 0, n, total, &sc, &rng, probs,
+                       print_ids ? NULL : print_token, have_tok ? &tok : NULL);
+    if (print_ids) {
+        for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
+    }
+    printf("\n");
+    if (have_tok) tokenizer_free(&tok);
+    free(probs);
+    free(ids);
+    decode_state_free(&s);
+    model_free(&m);
+    return 0;
+}
+
+// An interactive conversation: each turn is appended to the same latent KV cache.
+static int cmd_chat(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--max-new-tokens", "--temperature", "--top-p",
+                                        "--seed", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    if (!dir) die("chat: needs --model DIR");
+    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 256, 1, 1 << 20);
+    SamplingConfig sc = {(float)arg_double(argc, argv, "--temperature", 0.6, 0.0, 100.0),
+                         (float)arg_double(argc, argv, "--top-p", 0.95, 1e-6, 1.0)};
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    char err[R1_ERR_LEN], line[4096];
+    Model m;
+    Tokenizer tok;
+    load_model_or_die(&m, dir);
+    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    int ctx = m.cfg.max_position_embeddings, len = 0, cached = 0;
+    int *ids = xcalloc((size_t)ctx + 1, sizeof(int));
+    DecodeState s;
+    if (decode_state_create(&s, &m, ctx, err)) die("%s", err);
+    Rng rng;
+    rng_seed(&rng, seed);
+    float *probs = xcalloc((size_t)m.cfg.vocab_size, sizeof(float));
+    ids[len++] = TOK_BOS;
+    printf("chat with %s (context %d tokens; an empty line or Ctrl-D ends)\n", dir, ctx);
+    while (printf("> "), fflush(stdout), fgets(line, sizeof(line), stdin)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0]) break;
+        int room = ctx - len - 2;
+        int k = room > 0 ? tokenizer_encode(&tok, line, strlen(line), ids + len + 1, room) : -1;
+        if (k < 0) {
+            printf("(the context is full)\n");
+            break;
+        }
+        ids[len] = TOK_USER;
+        len += 1 + k;
+        ids[len++] = TOK_ASSISTANT;
+        int end = len + max_new < ctx ? len + max_new : ctx;
+        len = generate(&m, &s, ids, cached, len, end, &sc, &rng, probs, print_token, &tok);
+        cached = len - 1;
+        printf("\n");
+    }
+    tokenizer_free(&tok);
+    free(probs);
+    free(ids);
+    decode_state_free(&s);
+    model_free(&m);
+    return 0;
+}
+
+// ==============================================================================================
+// 12. `train`: a short pretraining run on a synthetic stream (loss must fall)
+// ==============================================================================================
+// Each sequence is an arithmetic progression modulo V: a random start s and step d, then
+// s, s+d, s+2d, ... The first two tokens fix d, so the model must learn to attend back to them:
+// the loss falls from ln(V) towards 0 as it does.
+
+static void synthetic_batch(Rng *rng, int *ids, int B, int T, int V) {
+    int span = V < 64 ? V : 64;  // a smaller alphabet keeps the task learnable in few steps
+    for (int b = 0; b < B; b++) {
+        int s = (int)(rng_next(rng) % (uint64_t)span), d = 1 + (int)(rng_next(rng) % 7);
+        for (int t = 0; t < T; t++) ids[b * T + t] = (s + t * d) % span;
+    }
+}
+
+typedef struct {
+    float loss;          // the loss head's value (mean cross-entropy)
+    float balance_loss;  // the sequence-wise balance loss (0 when alpha is 0)
+    float grad_norm;     // global gradient norm before clipping
+    float load_ratio;    // max / mean tokens per expert, averaged over the MoE layers (1 = even)
+} StepStats;
+
+// max/mean expert load of each MoE layer since the last reset, averaged over layers.
+static float expert_load_ratio(const Model *m) {
+    const Config *c = &m->cfg;
+    int E = c->n_routed_experts, n = 0;
+    double sum = 0.0;
+    for (int l = c->first_k_dense_replace; l < c->num_hidden_layers; l++) {
+        const long *load = m->expert_load + (size_t)l * E;
+        double mean = 0.0, max = 0.0;
+        for (int e = 0; e < E; e++) {
+            mean += load[e];
+            if (load[e] > max) max = load[e];
+        }
+        mean /= E;
+        if (mean > 0) { sum += max / mean; n++; }
+    }
+    return n ? (float)(sum / n) : 1.0f;
+}
+
+// The teacher of a distillation step (NULL: plain cross-entropy).
+typedef struct {
+    Model *teacher;  // its forward buffers allocated for the same (B, T)
+    float alpha, tau;
+} Distill;
+
+// One optimisation step: forward, loss head, backward, AdamW, then DeepSeek-V3's
+// auxiliary-loss-free bias update from this batch's expert loads.
+static StepStats train_step(Model *m, const int *ids, const float *mask, float *dlogits,
+                            const AdamWConfig *oc, float gamma, const Distill *kd) {
+    int B = m->acts.B, T = m->acts.T, V = m->cfg.vocab_size;
+    StepStats st;
+    model_forward(m, ids, B, T);
+    if (kd && kd->teacher) {
+        model_forward(kd->teacher, ids, B, T);
+        moe_reset_load(kd->teacher);
+        st.loss = distill_loss(m->acts.logits, kd->teacher->acts.logits, ids, mask, B, T, V,
+                               kd->alpha, kd->tau, dlogits);
+    } else {
+        st.loss = cross_entropy_forward_backward(m->acts.logits, ids, mask, B, T, V, dlogits);
+    }
+    st.balance_loss = m->balance_loss;
+    model_zero_grad(m);
+    model_backward(m, ids, dlogits);
+    st.grad_norm = adamw_step(m, oc);
+    st.load_ratio = expert_load_ratio(m);
+    moe_update_bias(m, gamma);
+    moe_reset_load(m);
+    return st;
+}
+
+static int cmd_train(int argc, char **argv) {
+    static const char *const known[] = {"--config", "--steps", "--batch", "--seq", "--lr",
+                                        "--seed", "--out", "--gamma", "--init", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--config", "small");
+    const char *init = arg_str(argc, argv, "--init", NULL);  // start from a checkpoint
+    int steps = (int)arg_long(argc, argv, "--steps", 60, 1, 1000000);
+    int B = (int)arg_long(argc, argv, "--batch", 8, 1, 4096);
+    int T = (int)arg_long(argc, argv, "--seq", 64, 2, 1 << 20);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    AdamWConfig oc = adamw_defaults();
+    oc.lr = (float)arg_double(argc, argv, "--lr", 3e-3, 0.0, 10.0);
+    float gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0.0, 1.0);
+    char err[R1_ERR_LEN];
+    Config c;
+    Model m;
+    if (init) {
+        load_model_or_die(&m, init);
+        c = m.cfg;
+        preset = init;
+    } else {
+        if (config_preset(preset, &c, err) || model_create(&m, &c, err)) die("%s", err);
+        model_init_random(&m, seed);
+    }
+    if (model_alloc_training(&m, B, T, err)) die("%s", err);
+    Rng rng;
+    rng_seed(&rng, seed + 1);
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    float *dlogits = xcalloc((size_t)B * T * c.vocab_size, sizeof(float));
+    printf("training preset '%s' (%.2fM parameters) on %d x %d tokens per step, seed %llu\n",
+           preset, m.n_params / 1e6, B, T, (unsigned long long)seed);
+    double t0 = now_seconds();
+    for (int step = 1; step <= steps; step++) {
+        synthetic_batch(&rng, ids, B, T, c.vocab_size);
+        StepStats st = train_step(&m, ids, NULL, dlogits, &oc, gamma, NULL);
+        if (step == 1 || step % 10 == 0 || step == steps)
+            printf("step %4d  loss %.4f  grad norm %.3f  %.0f tokens/s\n", step, st.loss,
+                   st.grad_norm, (double)step * B * T / (now_seconds() - t0));
+    }
+    if (out) {
+        if (checkpoint_save(&m, NULL, NULL, out, err)) die("%s", err);
+        printf("saved %s\n", out);
+    }
+    free(ids);
+    free(dlogits);
+    model_free(&m);
+    return 0;
+}
+
+// ==============================================================================================
+// 13. Pretraining, SFT, distillation: one training loop, the DeepSeek-V3 LR schedule, resumable
+// ==============================================================================================
+// DeepSeek-V3 §4.2: linear warmup (2K steps) to the peak LR, constant for ~2/3 of training,
+// cosine decay to 10% of the peak, and a short stretch at the end at the low rate. Scaled down:
+// warmup, constant until decay_start, cosine down to lr_min by the last step.
+
+typedef struct {
+    float lr_max, lr_min;
+    long warmup, decay_start, total;
+} LrSchedule;
+
+static float lr_at(const LrSchedule *s, long step) {  // step counts from 0
+    if (step < s->warmup) return s->lr_max * (float)(step + 1) / (float)s->warmup;
+    if (step < s->decay_start || s->total <= s->decay_start) return s->lr_max;
+    double progress = (double)(step - s->decay_start) / (double)(s->total - s->decay_start);
+    if (progress > 1) progress = 1;
+    return (float)(s->lr_min + 0.5 * (s->lr_max - s->lr_min) * (1 + cos(M_PI * progress)));
+}
+
+// Training data for every supervised stage: rows of T tokens, with an optional loss mask
+// aligned with the tokens (mask[b, t] = 1: predicting token t counts). Pretraining cuts the
+// encoded corpus into windows (no mask); SFT pads one example per row and masks its response.
+// The last rows (n_train..n_seq) are held out: never trained on, used for the held-out loss.
+typedef struct {
+    int *ids;                // (n_seq, T)
+    float *mask;             // (n_seq, T), or NULL: every prediction counts
+    long n_seq, n_train;
+    int T;
+    long *order;             // (n_train) the shuffled row order of epoch order_epoch
+    long order_epoch;
+} SeqData;
+
+// Encodes text, one document (blank-line separated) at a time, with EOS after each.
+static int *encode_corpus(const Tokenizer *tok, const char *text, size_t len, long *n_out) {
+    size_t cap = 2 * len + 16;  // every byte one token at most, plus BOS/EOS per document
+    int *ids = xcalloc(cap, sizeof(int));
+    long n = 0;
+    size_t start = 0;
+    while (start < len) {
+        const char *hit = strstr(text + start, "\n\n");
+        size_t end = hit ? (size_t)(hit - text) : len;
+        if (end > start) {
+            ids[n++] = TOK_BOS;
+            int k = tokenizer_encode(tok, text + start, end - start, ids + n, (int)(cap - n - 1));
+            if (k < 0) die("corpus: a document did not fit the token buffer");
+            n += k;
+            ids[n++] = TOK_EOS;
+        }
+        start = end + 2;
+    }
+    *n_out = n;
+    return ids;
+}
+
+// Cuts the encoded corpus (BOS doc EOS BOS doc EOS ...) into rows of T tokens that begin at a
+// document's BOS. A row takes whole documents while they fit; the room left is filled with the
+// beginning of the next document, which then starts the next row again whole. So every document
+// of at most T tokens is seen in one piece, with its question in the same window as the worked
+// solution that copies from it (a solution cut from its question cannot be learnt: its digits
+// are unpredictable), and no position is padding. A document longer than T continues row by
+// row. Returns the rows (n_rows, T); the stream is not changed.
+static int *document_rows(const int *stream, long n, int T, long *n_rows_out) {
+    long cap = 16, n_rows = 0;
+    int *rows = xcalloc((size_t)cap * T, sizeof(int));
+    long start = 0;  // the first token of the next row
+    while (start + T <= n) {  // (a tail of fewer than T tokens is dropped)
+        if (n_rows == cap) {
+            cap *= 2;
+            int *grown = realloc(rows, (size_t)cap * T * sizeof(int));
+            if (!grown) die("out of memory");
+            rows = grown;
+        }
+        memcpy(rows + (size_t)n_rows * T, stream + start, (size_t)T * sizeof(int));
+        n_rows++;
+        // the next row starts at the last document that began in this row but did not end in
+        // it; if it is the one the row began with (longer than T), it continues mid-document
+        long last_bos = start;
+        for (long i = start; i < start + T; i++)
+            if (stream[i] == TOK_BOS) last_bos = i;
+        int cut = stream[start + T - 1] != TOK_EOS;
+        start = cut && last_bos > start ? last_bos : start + T;
+    }
+    *n_rows_out = n_rows;
+    return rows;
+}
+
+// The window order of an epoch is a function of (seed, epoch) alone, so a resumed run rebuilds
+// it from the TrainState without saving the permutation.
+static void shuffle_rows(SeqData *d, uint64_t seed, long epoch) {
+    Rng rng;
+    rng_seed(&rng, seed + 0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1));
+    for (long i = 0; i < d->n_train; i++) d->order[i] = i;
+    for (long i = d->n_train - 1; i > 0; i--) {  // Fisher-Yates
+        long j = (long)(rng_next(&rng) % (uint64_t)(i + 1));
+        long t = d->order[i];
+        d->order[i] = d->order[j];
+        d->order[j] = t;
+    }
+    d->order_epoch = epoch;
+}
+
+// Fills ids (B,T) (and mask) with the next B training rows, moving to the next epoch at the end.
+static void next_batch(SeqData *d, TrainState *ts, int *ids, float *mask, int B) {
+    for (int b = 0; b < B; b++) {
+        if (d->order_epoch != ts->epoch) shuffle_rows(d, ts->rng, ts->epoch);
+        long w = d->order[ts->cursor];
+        memcpy(ids + (size_t)b * d->T, d->ids + w * d->T, (size_t)d->T * sizeof(int));
+        if (d->mask)
+            memcpy(mask + (size_t)b * d->T, d->mask + w * d->T, (size_t)d->T * sizeof(float));
+        if (++ts->cursor == d->n_train) {
+            ts->cursor = 0;
+            ts->epoch++;
+        }
+    }
+}
+
+// Mean loss over (up to max_batches of) the held-out rows.
+static float heldout_loss(Model *m, const SeqData *d, int *ids, float *mask, int B,
+                          int max_batches) {
+    double sum = 0.0;
+    int batches = 0;
+    for (long w = d->n_train; w + B <= d->n_seq && batches < max_batches; w += B) {
+        memcpy(ids, d->ids + w * d->T, (size_t)B * d->T * sizeof(int));
+        if (d->mask) memcpy(mask, d->mask + w * d->T, (size_t)B * d->T * sizeof(float));
+        model_forward(m, ids, B, d->T);
+        sum += cross_entropy_forward_backward(m->acts.logits, ids, d->mask ? mask : NULL, B,
+                                              d->T, m->cfg.vocab_size, NULL);
+        batches++;
+    }
+    moe_reset_load(m);  // evaluation does not count towards the balancing statistics
+    return batches ? (float)(sum / batches) : NAN;
+}
+
+// A progress line: redrawn in place in a terminal, one plain line per report in a pipe.
+static void progress(int tty, long step, long total, const StepStats *st, float lr, double tps,
+                     double eta) {
+    char line[256];
+    snprintf(line, sizeof(line), "step %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | load max/mean "
+             "%.2f | ETA %dm%02ds", step, total, st->loss, lr, tps, st->load_ratio,
+             (int)eta / 60, (int)eta % 60);
+    if (tty) printf("\r%-100s", line);
+    else printf("%s\n", line);
+    fflush(stdout);
+}
+
+// Keeps the lines of metrics.jsonl whose "step" is <= step (used on resume), so that the file
+// reads as if the run had never stopped.
+static void truncate_metrics(const char *path, long step) {
+    char err[R1_ERR_LEN];
+    size_t size;
+    char *text = read_file(path, &size, err);
+    if (!text) return;
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        const char *at = strstr(line, "\"step\": ");
+        if (at && at < line + n && atol(at + 8) <= step) fwrite(line, 1, n, f);
+        line += n;
+    }
+    fclose(f);
+    free(text);
+}
+
+// The options every supervised stage shares (pretraining, SFT, distillation).
+typedef struct {
+    const char *kind;      // "pretraining", "SFT", ...: for the messages
+    const char *out;       // the run directory
+    long steps;
+    int B;
+    LrSchedule sched;
+    float gamma, alpha;    // bias update speed, sequence-wise balance loss weight
+    long eval_every, save_every;
+    int resume;
+    const Distill *kd;     // distillation: the teacher's logits join the loss head (or NULL)
+} TrainArgs;
+
+// Parses the flags of a supervised stage; total steps must be known for the LR schedule.
+static void parse_train_args(int argc, char **argv, TrainArgs *a, long default_steps,
+                             float default_lr) {
+    a->out = arg_str(argc, argv, "--out", NULL);
+    a->resume = arg_flag(argc, argv, "--resume");
+    a->steps = arg_long(argc, argv, "--steps", default_steps, 1, 100000000);
+    a->B = (int)arg_long(argc, argv, "--batch", 16, 1, 4096);
+    a->sched.lr_max = (float)arg_double(argc, argv, "--lr", default_lr, 0, 10);
+    a->sched.total = a->steps;
+    a->sched.lr_min = (float)arg_double(argc, argv, "--lr-min", a->sched.lr_max * 0.1, 0, 10);
+    a->sched.warmup = arg_long(argc, argv, "--warmup", a->steps / 50 + 1, 1, a->steps);
+    a->sched.decay_start = arg_long(argc, argv, "--decay-start", a->steps * 2 / 3, 0, a->steps);
+    a->gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0, 1);
+    a->alpha = (float)arg_double(argc, argv, "--alpha", 1e-4, 0, 1);
+    a->eval_every = arg_long(argc, argv, "--eval-every", 100, 1, 100000000);
+    a->save_every = arg_long(argc, argv, "--save-every", 250, 1, 100000000);
+}
+
+// The loop of every supervised stage: batches from d, the LR schedule, the loss head
+// (masked cross-entropy), AdamW, bias update, held-out loss, metrics.jsonl, progress,
+// journaled checkpoints with the optimizer state. With a->resume, continues bit for bit from
+// the run directory's TrainState.
+static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a, uint64_t seed) {
+    char err[R1_ERR_LEN], path[4096];
+    int B = a->B, T = d->T;
+    if (d->n_train < B) die("%s: %ld training rows: too few for a batch of %d", a->kind, d->n_train, B);
+    d->order = xcalloc((size_t)d->n_train, sizeof(long));
+    d->order_epoch = -1;
+    if (model_alloc_training(m, B, T, err)) die("%s", err);
+    if (a->kd && a->kd->teacher && model_alloc_inference(a->kd->teacher, B, T, err)) die("%s", err);
+    m->balance_alpha = a->alpha;
+    TrainState ts = {0};
+    if (a->resume) {
+        if (checkpoint_load_train_state(m, &ts, a->out, err)) die("%s", err);
+    } else {
+        ts.rng = seed;  // the data-order seed: epoch e is shuffled by rng_seed(seed + f(e))
+    }
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);
+    if (make_dirs(a->out, err)) die("%s", err);
+    if (a->resume) truncate_metrics(path, ts.step);
+    else remove(path);
+    FILE *metrics = fopen(path, "ab");
+    if (!metrics) die("%s: %s", path, strerror(errno));
+    AdamWConfig oc = adamw_defaults();
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    float *mask = xcalloc((size_t)B * T, sizeof(float));
+    float *dlogits = xcalloc((size_t)B * T * m->cfg.vocab_size, sizeof(float));
+    int tty = isatty(fileno(stdout));
+    ParamCount pc;
+    count_params(&m->cfg, &pc);
+    printf("%s: %.2fM parameters (%.2fM activated), %ld rows of %d tokens (%ld held out), "
+           "batch %d x %d, steps %ld -> %ld\n", a->kind, pc.total / 1e6, pc.activated / 1e6,
+           d->n_seq, T, d->n_seq - d->n_train, B, T, ts.step, a->steps);
+    double t0 = now_seconds();
+    long first = ts.step;
+    while (ts.step < a->steps) {
+        oc.lr = lr_at(&a->sched, ts.step);
+        next_batch(d, &ts, ids, mask, B);
+        StepStats st = train_step(m, ids, d->mask ? mask : NULL, dlogits, &oc, a->gamma, a->kd);
+        ts.step++;
+        double elapsed = now_seconds() - t0, tps = (ts.step - first) * (double)B * T / elapsed;
+        double eta = elapsed / (ts.step - first) * (a->steps - ts.step);
+        float eval = NAN;
+        if (ts.step % a->eval_every == 0 || ts.step == a->steps)
+            eval = heldout_loss(m, d, ids, mask, B, 8);
+        fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"balance_loss\": %.6g, \"lr\": %.6g, "
+                "\"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"load_max_over_mean\": %.4f, "
+                "\"epoch\": %ld", ts.step, st.loss, st.balance_loss, oc.lr, st.grad_norm, tps,
+                st.load_ratio, ts.epoch);
+        if (!isnan(eval)) fprintf(metrics, ", \"heldout_loss\": %.6f", eval);
+        fprintf(metrics, "}\n");
+        fflush(metrics);
+        if (tty || ts.step % 10 == 0 || ts.step == a->steps || !isnan(eval))
+            progress(tty, ts.step, a->steps, &st, oc.lr, tps, eta);
+        if (!isnan(eval)) {
+            if (tty) printf("\n");
+            printf("step %ld: held-out loss %.4f\n", ts.step, eval);
+        }
+        if (ts.step % a->save_every == 0 || ts.step == a->steps)
+            if (checkpoint_save(m, tok, &ts, a->out, err)) die("%s", err);
+    }
+    if (tty) printf("\n");
+    fclose(metrics);
+    free(ids);
+    free(mask);
+    free(dlogits);
+    free(d->order);
+}
+
+// Loads the run directory (--resume), or a checkpoint (init), or makes a model from a preset.
+static void start_model(Model *m, Tokenizer *tok, int *have_tok, const TrainArgs *a,
+                        const char *init, const char *preset, uint64_t seed) {
+    char err[R1_ERR_LEN];
+    const char *dir = a->resume ? a->out : init;
+    *have_tok = 0;
+    if (dir) {
+        load_model_or_die(m, dir);
+        if (tokenizer_load(tok, dir, err) == 0) *have_tok = 1;
+        return;
+    }
+    Config c;
+    if (config_preset(preset, &c, err) || model_create(m, &c, err)) die("%s", err);
+    model_init_random(m, seed);
+}
+
+static int cmd_pretrain(int argc, char **argv) {
+    static const char *const known[] = {
+        "--config", "--data", "--tokenizer", "--out", "--steps", "--batch", "--seq", "--lr",
+        "--lr-min", "--warmup", "--decay-start", "--gamma", "--alpha", "--eval-every",
+        "--save-every", "--heldout", "--seed", NULL};
+    static const char *const bools[] = {"--resume", NULL};
+    check_flags(argc, argv, known, bools);
+    TrainArgs a = {.kind = "pretraining"};
+    parse_train_args(argc, argv, &a, 1000, 3e-3f);
+    const char *preset = arg_str(argc, argv, "--config", "small");
+    const char *data_path = arg_str(argc, argv, "--data", NULL);
+    const char *tok_dir = arg_str(argc, argv, "--tokenizer", NULL);
+    if (!data_path || !a.out) die("pretrain: needs --data FILE --out DIR");
+    int T = (int)arg_long(argc, argv, "--seq", 128, 2, 1 << 20);
+    double heldout = arg_double(argc, argv, "--heldout", 0.05, 0.0, 0.5);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    char err[R1_ERR_LEN];
+    Model m;
+    Tokenizer tok;
+    int have_tok;
+    start_model(&m, &tok, &have_tok, &a, NULL, preset, seed);
+    if (!have_tok && tok_dir) {
+        if (tokenizer_load(&tok, tok_dir, err)) die("%s", err);
+        have_tok = 1;
+    }
+    if (T > m.cfg.max_position_embeddings)
+        die("pretrain: --seq %d exceeds max_position_embeddings %d", T,
+            m.cfg.max_position_embeddings);
+    size_t len;
+    char *text = read_file(data_path, &len, err);
+    if (!text) die("%s", err);
+    if (!have_tok) {
+        double t0 = now_seconds();
+        if (tokenizer_train(&tok, text, len, m.cfg.vocab_size, err)) die("%s", err);
+        printf("trained a %d-token BPE tokenizer on %s in %.1f s\n", tok.vocab_size, data_path,
+               now_seconds() - t0);
+    }
+    if (tok.vocab_size > m.cfg.vocab_size)
+        die("pretrain: tokenizer has %d tokens, the model's vocab_size is %d", tok.vocab_size,
+            m.cfg.vocab_size);
+    long n;
+    int *stream = encode_corpus(&tok, text, len, &n);
+    free(text);
+    long n_rows;
+    int *rows = document_rows(stream, n, T, &n_rows);
+    free(stream);
+    printf("corpus: %ld tokens in %ld rows of %d (each row starts a document)\n", n, n_rows, T);
+    if (n_rows < 2) die("pretrain: %s holds too little text for rows of %d tokens", data_path, T);
+    SeqData d = {.ids = rows, .T = T, .n_seq = n_rows};
+    d.n_train = d.n_seq - (long)(d.n_seq * heldout);
+    train_loop(&m, &tok, &d, &a, seed);
+    printf("base model saved in %s (config.json, model.safetensors, tokenizer.json, "
+           "optimizer.safetensors, metrics.jsonl)\n", a.out);
+    free(rows);
+    tokenizer_free(&tok);
+    model_free(&m);
+    return 0;
+}
+
+// SFT rows: BOS + prompt template + response + EOS, right-padded; the mask covers the response
+// and its EOS, so the loss is on what the assistant writes and nothing else.
+static int sft_row(const Tokenizer *tok, const char *template, const char *prompt,
+                   const char *response, int T, int *ids, float *mask) {
+    int n = encode_prompt(tok, template, prompt, ids, T);
+    if (n < 0 || n + 1 >= T) return -1;  // no room for a response and its EOS
+    int k = tokenizer_encode(tok, response, strlen(response), ids + n, T - n - 1);
+    if (k < 0) return -1;
+    for (int t = 0; t < T; t++) mask[t] = t >= n && t <= n + k ? 1.0f : 0.0f;
+    ids[n + k] = TOK_EOS;
+    for (int t = n + k + 1; t < T; t++) ids[t] = TOK_PAD;
+    return n + k + 1;
+}
+
+static int cmd_sft(int argc, char **argv) {
+    static const char *const known[] = {
+        "--model", "--data", "--field", "--template", "--out", "--steps", "--epochs", "--batch",
+        "--seq", "--lr", "--lr-min", "--warmup", "--decay-start", "--gamma", "--alpha",
+        "--eval-every", "--save-every", "--heldout", "--seed", "--teacher", "--student-config",
+        "--kd-alpha", "--kd-tau", NULL};
+    static const char *const bools[] = {"--resume", NULL};
+    check_flags(argc, argv, known, bools);
+    int distill = strcmp(argv[1], "distill") == 0;
+    const char *init = arg_str(argc, argv, "--model", NULL);
+    const char *teacher_dir = arg_str(argc, argv, "--teacher", NULL);
+    const char *student = arg_str(argc, argv, "--student-config", "student");
+    const char *data_path = arg_str(argc, argv, "--data", NULL);
+    const char *field = arg_str(argc, argv, "--field", "solution");
+    const char *template = arg_str(argc, argv, "--template", "r1-zero");
+    int T = (int)arg_long(argc, argv, "--seq", 256, 2, 1 << 20);
+    double heldout = arg_double(argc, argv, "--heldout", 0.05, 0.0, 0.5);
+    double epochs = arg_double(argc, argv, "--epochs", 2.0, 0.01, 1000);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    char err[R1_ERR_LEN];
+    int n_ex;
+    Json **ex = data_path ? jsonl_read(data_path, &n_ex, NULL, err) : NULL;
+    if ((!init && !distill) || (distill && !teacher_dir) || !data_path ||
+        !arg_str(argc, argv, "--out", NULL))
+        die(distill ? "distill: needs --teacher DIR --data FILE.jsonl --out DIR"
+                    : "sft: needs --model DIR --data FILE.jsonl --out DIR");
+    if (!ex) die("%s", err);
+    TrainArgs a = {.kind = distill ? "distillation" : "SFT"};
+    int B = (int)arg_long(argc, argv, "--batch", 16, 1, 4096);
+    long steps = (long)(epochs * n_ex * (1.0 - heldout) / B + 0.999);
+    parse_train_args(argc, argv, &a, steps > 0 ? steps : 1, 1e-3f);
+    Model m, teacher;
+    Tokenizer tok;
+    int have_tok;
+    Distill kd = {NULL, (float)arg_double(argc, argv, "--kd-alpha", 0.0, 0.0, 1.0),
+                  (float)arg_double(argc, argv, "--kd-tau", 1.0, 0.05, 100.0)};
+    // distillation: a fresh student from a preset (or --model) speaking the teacher's tokens
+    start_model(&m, &tok, &have_tok, &a, init, student, seed);
+    if (distill && !have_tok && tokenizer_load(&tok, teacher_dir, err) == 0) have_tok = 1;
+    if (!have_tok) die("%s: no tokenizer.json in %s", argv[1], a.resume ? a.out : init ? init : teacher_dir);
+    if (distill && kd.alpha > 0) {
+        load_model_or_die(&teacher, teacher_dir);
+        if (teacher.cfg.vocab_size != m.cfg.vocab_size)
+            die("distill: teacher vocab %d != student vocab %d", teacher.cfg.vocab_size,
+                m.cfg.vocab_size);
+        kd.teacher = &teacher;
+        a.kd = &kd;
+    }
+    if (T > m.cfg.max_position_embeddings)
+        die("sft: --seq %d exceeds max_position_embeddings %d", T, m.cfg.max_position_embeddings);
+    SeqData d = {.T = T};
+    d.ids = xcalloc((size_t)n_ex * T, sizeof(int));
+    d.mask = xcalloc((size_t)n_ex * T, sizeof(float));
+    long too_long = 0;
+    for (int i = 0; i < n_ex; i++) {
+        const Json *p = json_get(ex[i], "prompt"), *r = json_get(ex[i], field);
+        if (!p || p->type != JSON_STRING || !r || r->type != JSON_STRING)
+            die("%s: example %d lacks a string \"prompt\" or \"%s\"", data_path, i + 1, field);
+        int *row = d.ids + (size_t)d.n_seq * T;
+        if (sft_row(&tok, template, p->string, r->string, T, row, d.mask + (size_t)d.n_seq * T) < 0)
+            too_long++;
+        else
+            d.n_seq++;
+    }
+    if (too_long) printf("sft: %ld of %d examples do not fit %d tokens and are left out\n", too_long, n_ex, T);
+    d.n_train = d.n_seq - (long)(d.n_seq * heldout);
+    if (d.n_train == 0) die("%s: no usable training example in %s", argv[1], data_path);
+    if (d.n_train < a.B) {  // a small set (rejection sampling may keep few): smaller batches
+        printf("%s: %ld training examples: batch size %d -> %ld\n", argv[1], d.n_train, a.B, d.n_train);
+        a.B = (int)d.n_train;
+    }
+    train_loop(&m, &tok, &d, &a, seed);
+    printf("%s model saved in %s\n", distill ? "distilled" : "SFT", a.out);
+    if (kd.teacher) model_free(&teacher);
+    free(d.ids);
+    free(d.mask);
+    tasks_free(ex, n_ex);
+    tokenizer_free(&tok);
+    model_free(&m);
+    return 0;
+}
+
+// ==============================================================================================
+// 14. `bench`: forward, backward, training step, generation; tokens/s and GFLOP/s
+// ==============================================================================================
+
+// Matmul FLOPs per token of one forward: 2 per activated weight (not the embedding lookup),
+// plus attention: 2 * H * (dn + dr + dv) per attended position, (T+1)/2 positions on average.
+static double forward_flops_per_token(const Config *c, int T) {
+    ParamCount pc;
+    count_params(c, &pc);
+    double weights = pc.activated - pc.embed - pc.norms + (c->tie_word_embeddings ? pc.embed : 0);
+    double att = 2.0 * c->num_attention_heads *
+                 (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim) * (T + 1) / 2.0;
+    return 2.0 * weights + att * c->num_hidden_layers;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;  // kilobytes on Linux
+}
+
+// Times training phases for one config; prints one line per phase.
+static void bench_training(const char *label, const Config *c, int B, int T, int steps) {
+    char err[R1_ERR_LEN];
+    Model m;
+    if (model_create(&m, c, err) || model_alloc_training(&m, B, T, err)) die("%s", err);
+    model_init_random(&m, 1);
+    Rng rng;
+    rng_seed(&rng, 2);
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    float *dlogits = xcalloc((size_t)B * T * c->vocab_size, sizeof(float));
+    synthetic_batch(&rng, ids, B, T, c->vocab_size);
+    AdamWConfig oc = adamw_defaults();
+    train_step(&m, ids, NULL, dlogits, &oc, 1e-3f, NULL);  // warm-up
+    double fwd = 0, bwd = 0, step_time = 0;
+    for (int s = 0; s < steps; s++) {
+        double t0 = now_seconds();
+        model_forward(&m, ids, B, T);
+        cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, c->vocab_size, dlogits);
+        double t1 = now_seconds();
+        model_zero_grad(&m);
+        model_backward(&m, ids, dlogits);
+        double t2 = now_seconds();
+        adamw_step(&m, &oc);
+        moe_update_bias(&m, 1e-3f);
+        moe_reset_load(&m);
+        double t3 = now_seconds();
+        fwd += t1 - t0;
+        bwd += t2 - t1;
+        step_time += t3 - t0;
+    }
+    double tokens = (double)B * T * steps, f = forward_flops_per_token(c, T);
+    printf("%-22s forward   %9.0f tokens/s  %6.2f GFLOP/s\n", label, tokens / fwd,
+           f * tokens / fwd / 1e9);
+    printf("%-22s backward  %9.0f tokens/s  %6.2f GFLOP/s\n", label, tokens / bwd,
+           2 * f * tokens / bwd / 1e9);
+    printf("%-22s train step %8.0f tokens/s  %6.2f GFLOP/s  %.3f s/step  peak memory %.0f MB\n",
+           label, tokens / step_time, 3 * f * tokens / step_time / 1e9, step_time / steps,
+           peak_rss_mb());
+    fflush(stdout);
+    free(ids);
+    free(dlogits);
+    model_free(&m);
+}
+
+// Generation of n_new tokens after a 1-token prompt: latent cache vs recomputing the prefix.
+static void bench_generation(const char *label, const Config *c, int n_new, int recompute) {
+    char err[R1_ERR_LEN];
+    Model m;
+    if (model_create(&m, c, err)) die("%s", err);
+    model_init_random(&m, 1);
+    DecodeState s;
+    if (decode_state_create(&s, &m, n_new + 1, err)) die("%s", err);
+    int *ids = xcalloc((size_t)n_new + 1, sizeof(int));
+    double t0 = now_seconds();
+    for (int pos = 0; pos < n_new; pos++) {
+        decode_step(&m, &s, ids[pos], pos);
+        ids[pos + 1] = sample_token(s.logits, c->vocab_size, 0.0f, 1.0f, NULL, NULL);
+    }
+    double cached = now_seconds() - t0;
+    printf("%-22s generate  %9.0f tokens/s  (%d tokens, latent KV cache, absorbed MLA)\n", label,
+           n_new / cached, n_new);
+    // DECODE_BATCH streams stepping together (rollouts, evaluation): each weight read once
+    DecodeState bs[DECODE_BATCH], *bp[DECODE_BATCH];
+    DecodeBatch batch;
+    decode_batch_create(&batch, &m);
+    int tokens[DECODE_BATCH], pos[DECODE_BATCH];
+    for (int i = 0; i < DECODE_BATCH; i++) {
+        if (decode_state_create(&bs[i], &m, n_new, err)) die("%s", err);
+        bp[i] = &bs[i];
+        tokens[i] = i;  // a different first token per stream
+    }
+    t0 = now_seconds();
+    for (int p = 0; p < n_new; p++) {
+        for (int i = 0; i < DECODE_BATCH; i++) pos[i] = p;
+        decode_step_batch(&m, bp, &batch, tokens, pos, DECODE_BATCH);
+        for (int i = 0; i < DECODE_BATCH; i++)
+            tokens[i] = sample_token(batch.logits + (size_t)i * c->vocab_size, c->vocab_size,
+                                     0.0f, 1.0f, NULL, NULL);
+    }
+    double batched = now_seconds() - t0;
+    printf("%-22s generate  %9.0f tokens/s  (%d streams x %d tokens, batched decoding: %.1fx one "
+           "stream)\n", label, DECODE_BATCH * n_new / batched, DECODE_BATCH, n_new,
+           DECODE_BATCH * cached / batched);
+    for (int i = 0; i < DECODE_BATCH; i++) decode_state_free(&bs[i]);
+    decode_batch_free(&batch);
+    if (recompute) {
+        // the same tokens, recomputing the whole prefix with the training forward every time
+        if (model_alloc_training(&m, 1, n_new, err)) die("%s", err);
+        t0 = now_seconds();
+        for (int len = 1; len <= n_new; len++) {
+            m.acts.T = len;
+            model_forward(&m, ids, 1, len);
+        }
+        double naive = now_seconds() - t0;
+        printf("%-22s generate  %9.0f tokens/s  without a cache (full prefix each token): "
+               "cache is %.1fx faster\n", label, n_new / naive, naive / cached);
+    }
+    fflush(stdout);
+    free(ids);
+    decode_state_free(&s);
+    model_free(&m);
+}
+
+// One GRPO step as ./r1 grpo runs it, on a random model: P x G rollouts of n_new tokens after a
+// BOS prompt (parallel, latent cache), then pi_old / pi_ref log-probabilities and one update.
+// Reports the share of the step spent generating.
+static void bench_grpo_step(const char *label, const Config *c, int P, int G, int n_new) {
+    char err[R1_ERR_LEN];
+    Model m;
+    if (model_create(&m, c, err)) die("%s", err);
+    model_init_random(&m, 1);
+    int B = P * G, T = n_new + 1, V = c->vocab_size;
+    int *ids = xcalloc((size_t)B * T, sizeof(int));
+    double t0 = now_seconds();
+#pragma omp parallel for schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        char e[R1_ERR_LEN];
+        DecodeState s;
+        if (decode_state_create(&s, &m, T, e)) die("%s", e);
+        Rng rng;
+        rng_seed(&rng, (uint64_t)b);
+        float *probs = xcalloc((size_t)V, sizeof(float));
+        SamplingConfig sc = {1.0f, 1.0f};
+        int *row = ids + (size_t)b * T;
+        row[0] = TOK_BOS;
+        int n = generate(&m, &s, row, 0, 1, T, &sc, &rng, probs, NULL, NULL);
+        for (int t = n; t < T; t++) row[t] = TOK_PAD;  // an EOS ended it early
+        free(probs);
+        decode_state_free(&s);
+    }
+    double t_gen = now_seconds() - t0;
+    if (model_alloc_training(&m, B, T, err)) die("%s", err);
+    float *mask = xcalloc((size_t)B * T, sizeof(float)), *adv = xcalloc((size_t)B, sizeof(float));
+    float *old_lp = xcalloc((size_t)B * T, sizeof(float)), *ref_lp = xcalloc((size_t)B * T, sizeof(float));
+    float *dlogits = xcalloc((size_t)B * T * V, sizeof(float));
+    for (int i = 0; i < B * T; i++) mask[i] = i % T > 0;
+    for (int b = 0; b < B; b++) adv[b] = b % 2 ? 1.0f : -1.0f;
+    GrpoConfig gc = {GRPO_PAPER, 0.2f, 0.2f, 0.04f, n_new};
+    AdamWConfig oc = adamw_defaults();
+    t0 = now_seconds();
+    for (int pass = 0; pass < 3; pass++) {  // pi_old, pi_ref, then the update's forward
+        model_forward(&m, ids, B, T);
+        if (pass < 2) token_logprobs(m.acts.logits, ids, B, T, V, pass ? ref_lp : old_lp);
+    }
+    grpo_loss(m.acts.logits, ids, mask, old_lp, ref_lp, adv, B, T, V, &gc, dlogits, NULL);
+    model_zero_grad(&m);
+    model_backward(&m, ids, dlogits);
+    adamw_step(&m, &oc);
+    double t_learn = now_seconds() - t0;
+    printf("%-22s grpo step %3.0f%% generating (%d x %d rollouts of %d tokens: %.0f tokens/s), "
+           "%3.0f%% learning (%.2f s)\n", label, 100 * t_gen / (t_gen + t_learn), P, G, n_new,
+           B * n_new / t_gen, 100 * t_learn / (t_gen + t_learn), t_learn);
+    fflush(stdout);
+    free(ids);
+    free(mask);
+    free(adv);
+    free(old_lp);
+    free(ref_lp);
+    free(dlogits);
+    model_free(&m);
+}
+
+// Runs fn in a child process so that each case's peak memory is its own.
+static void in_child(void (*fn)(void *), void *arg) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("bench: fork: %s", strerror(errno));
+    if (pid == 0) {
+        fn(arg);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("bench: a case failed");
+}
+
+typedef struct {
+    const char *label;
+    Config c;
+    int B, T, steps, gen, recompute, grpo;
+} BenchCase;
+
+static void run_bench_case(void *arg) {
+    BenchCase *bc = arg;
+    if (bc->steps > 0) bench_training(bc->label, &bc->c, bc->B, bc->T, bc->steps);
+    if (bc->gen > 0) bench_generation(bc->label, &bc->c, bc->gen, bc->recompute);
+    if (bc->grpo) bench_grpo_step(bc->label, &bc->c, 4, 8, 128);
+}
+
+static int cmd_bench(int argc, char **argv) {
+    static const char *const known[] = {"--preset", "--batch", "--seq", "--steps", NULL};
+    static const char *const bools[] = {"--quick", "--train-only", NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--preset", "small");
+    int B = (int)arg_long(argc, argv, "--batch", 8, 1, 4096);
+    int T = (int)arg_long(argc, argv, "--seq", 256, 2, 1 << 20);
+    int steps = (int)arg_long(argc, argv, "--steps", 3, 1, 1000);
+    int quick = arg_flag(argc, argv, "--quick");
+    int train_only = arg_flag(argc, argv, "--train-only");  // the training step of the preset alone
+    char err[R1_ERR_LEN];
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+#else
+    int threads = 1;
+#endif
+    printf("r1 bench: %d thread(s), batch %d x %d tokens, %d timed steps after 1 warm-up\n",
+           threads, B, T, steps);
+    BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = train_only ? 0 : 256,
+                    .recompute = 1, .grpo = !train_only};
+    if (config_preset(preset, &bc.c, err)) die("%s", err);
+    in_child(run_bench_case, &bc);
+    if (quick || train_only) return 0;
+    // cost follows activated parameters: twice the routed experts at the same top-k
+    BenchCase wide = bc;
+    char wide_label[64];
+    snprintf(wide_label, sizeof(wide_label), "%s, 2x experts", preset);
+    wide.label = wide_label;
+    wide.gen = 0;
+    wide.grpo = 0;
+    wide.c.n_routed_experts *= 2;
+    in_child(run_bench_case, &wide);
+    // the 61-block structure at the issue's batch: memory must stay under 4 GB
+    BenchCase deep = {.label = "r1-61", .B = 8, .T = 256, .steps = 1, .gen = 64};
+    if (config_preset("r1-61", &deep.c, err)) die("%s", err);
+    in_child(run_bench_case, &deep);
+    return 0;
+}
+// ==============================================================================================
+// 15. `plot`: SVG line charts of metrics.jsonl, written by the program itself
+// ==============================================================================================
+// Every numeric field of metrics.jsonl becomes a series over "step". Fields that belong
+// together share a chart (CHART_GROUPS); any other field gets a chart of its own, so new metrics
+// (GRPO's rewards, say) are plotted without touching this code.
+
+typedef struct {
+    char name[64];
+    double *x, *y;  // (n) step, value
+    int n, cap;
+} Series;
+
+typedef struct {
+    Series *s;
+    int n;
+} SeriesSet;
+
+static Series *series_get(SeriesSet *set, const char *name) {
+    for (int i = 0; i < set->n; i++)
+        if (strcmp(set->s[i].name, name) == 0) return &set->s[i];
+    set->s = realloc(set->s, (size_t)(set->n + 1) * sizeof(Series));
+    if (!set->s) die("out of memory");
+    Series *s = &set->s[set->n++];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    return s;
+}
+
+static void series_add(Series *s, double x, double y) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 256;
+        s->x = realloc(s->x, (size_t)s->cap * sizeof(double));
+        s->y = realloc(s->y, (size_t)s->cap * sizeof(double));
+        if (!s->x || !s->y) die("out of memory");
+    }
+    s->x[s->n] = x;
+    s->y[s->n] = y;
+    s->n++;
+}
+
+// Reads metrics.jsonl; a line that is not a JSON object with a numeric "step" is an error.
+static void read_metrics(const char *path, SeriesSet *set) {
+    char err[R1_ERR_LEN];
+    size_t size;
+    char *text = read_file(path, &size, err);
+    if (!text) die("%s", err);
+    int line_no = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        line_no++;
+        if (n > 0) {
+            Json *j = json_parse(line, n, err);
+            if (!j) die("%s:%d: %s", path, line_no, err);
+            Json *step = json_get(j, "step");
+            if (j->type != JSON_OBJECT || !step || step->type != JSON_NUMBER)
+                die("%s:%d: not a JSON object with a numeric \"step\"", path, line_no);
+            for (int i = 0; i < j->n; i++)
+                if (j->items[i].type == JSON_NUMBER && strcmp(j->keys[i], "step") != 0)
+                    series_add(series_get(set, j->keys[i]), step->number, j->items[i].number);
+            json_free(j);
+        }
+        line += n + (nl ? 1 : 0);
+    }
+    free(text);
+}
+
+// A "nice" tick step (1, 2 or 5 times a power of ten) giving about `want` ticks over span.
+static double nice_step(double span, int want) {
+    double raw = span / want, p = pow(10, floor(log10(raw))), f = raw / p;
+    return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
+}
+
+// Writes one chart of the named series (those present) to path. Returns 0 if none had data.
+// The start of an SVG chart: W x H pixels on white, the title at x = title_x.
+static void svg_begin(FILE *f, double W, double H, double title_x, const char *title) {
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "fill=\"white\"/>\n<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n", W, H,
+            title_x, title);
+}
+
+static int write_chart(const char *path, const char *title, SeriesSet *set,
+                       const char *const *names, int n_names) {
+    static const char *const COLORS[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                         "#8c564b"};
+    const double W = 640, H = 360, L = 70, R = 20, TOP = 40, BOT = 50;
+    Series *use[8];
+    int k = 0;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (int i = 0; i < n_names && k < 8; i++) {
+        for (int j = 0; j < set->n; j++) {
+            Series *s = &set->s[j];
+            if (strcmp(s->name, names[i]) != 0 || s->n == 0) continue;
+            use[k++] = s;
+            for (int p = 0; p < s->n; p++) {
+                if (!isfinite(s->y[p])) continue;
+                x0 = fmin(x0, s->x[p]), x1 = fmax(x1, s->x[p]);
+                y0 = fmin(y0, s->y[p]), y1 = fmax(y1, s->y[p]);
+            }
+        }
+    }
+    if (k == 0 || !isfinite(y0)) return 0;
+    if (x1 <= x0) x1 = x0 + 1;
+    if (y1 <= y0) { y1 += fabs(y1) * 0.05 + 1e-9; y0 -= fabs(y0) * 0.05 + 1e-9; }
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    svg_begin(f, W, H, L, title);
+    double pw = W - L - R, ph = H - TOP - BOT;
+#define PX(x) (L + ((x) - x0) / (x1 - x0) * pw)
+#define PY(y) (TOP + ph - ((y) - y0) / (y1 - y0) * ph)
+    double ys = nice_step(y1 - y0, 5), xs = nice_step(x1 - x0, 6);
+    for (double y = ceil(y0 / ys) * ys; y <= y1 + 1e-12; y += ys)
+        fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", L, L + pw, PY(y),
+                PY(y), L - 6, PY(y) + 4, fabs(y) < ys * 1e-6 ? 0.0 : y);
+    for (double x = ceil(x0 / xs) * xs; x <= x1 + 1e-9; x += xs)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", PX(x),
+                TOP + ph + 18, x);
+    fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
+            "stroke=\"#444\"/>\n<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">step</text>\n",
+            L, TOP, pw, ph, L + pw / 2, H - 10);
+    for (int i = 0; i < k; i++) {
+        Series *s = use[i];
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+                COLORS[i % 6]);
+        for (int p = 0; p < s->n; p++)
+            if (isfinite(s->y[p])) fprintf(f, "%.1f,%.1f ", PX(s->x[p]), PY(s->y[p]));
+        fprintf(f, "\"/>\n<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s</text>\n",
+                L + pw - 150, TOP + 16 + 15 * i, COLORS[i % 6], s->name);
+        if (s->n <= 60)  // sparse series (evaluations): mark the points
+            for (int p = 0; p < s->n; p++)
+                if (isfinite(s->y[p]))
+                    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n",
+                            PX(s->x[p]), PY(s->y[p]), COLORS[i % 6]);
+    }
+#undef PX
+#undef PY
+    fprintf(f, "</svg>\n");
+    fclose(f);
+    return 1;
+}
+
+// The charts of one run directory, from its metrics.jsonl: loss and held-out loss together,
+// the expert load, and every other numeric field alone, as DIR/<field>.svg. Returns how many.
+static int plot_run(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", dir);
+    SeriesSet set = {0};
+    read_metrics(path, &set);
+    // fields that share a chart; every other numeric field gets its own
+    static const char *const GROUPS[][4] = {
+        {"loss", "loss", "heldout_loss", NULL},
+        {"expert load balance (max/mean tokens per expert)", "load_max_over_mean", NULL},
+    };
+    int n_groups = (int)(sizeof(GROUPS) / sizeof(GROUPS[0])), charts = 0;
+    unsigned char *done = xcalloc((size_t)set.n + 1, 1);
+    for (int g = 0; g < n_groups; g++) {
+        int n = 0;
+        while (n < 3 && GROUPS[g][n + 1]) n++;
+        snprintf(path, sizeof(path), "%s/%s.svg", dir, GROUPS[g][1]);
+        charts += write_chart(path, GROUPS[g][0], &set, &GROUPS[g][1], n);
+        for (int i = 0; i < set.n; i++)
+            for (int j = 1; j <= n; j++)
+                if (strcmp(set.s[i].name, GROUPS[g][j]) == 0) done[i] = 1;
+    }
+    for (int i = 0; i < set.n; i++) {
+        if (done[i]) continue;
+        const char *name = set.s[i].name;
+        snprintf(path, sizeof(path), "%s/%s.svg", dir, name);
+        charts += write_chart(path, name, &set, &name, 1);
+    }
+    for (int i = 0; i < set.n; i++) {
+        free(set.s[i].x);
+        free(set.s[i].y);
+    }
+    free(set.s);
+    free(done);
+    return charts;
+}
+
+static int cmd_plot(int argc, char **argv) {
+    if (argc < 3 || argv[2][0] == '-') die("plot: usage: ./r1 plot RUN_DIR");
+    printf("wrote %d charts (*.svg) in %s\n", plot_run(argv[2]), argv[2]);
+    return 0;
+}
+
+// A horizontal bar chart: one bar per label, values in [0, 1] (a NaN draws no bar).
+static void write_bar_chart(const char *path, const char *title, const char *const *labels,
+                            const double *v, int n) {
+    const double W = 640, L = 130, R = 60, TOP = 40, BAR = 22, GAP = 6;
+    double H = TOP + n * (BAR + GAP) + 30, pw = W - L - R;
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    svg_begin(f, W, H, L, title);
+    for (int i = 0; i < n; i++) {
+        double y = TOP + i * (BAR + GAP), w = isfinite(v[i]) ? fmax(0.0, fmin(1.0, v[i])) * pw : 0;
+        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", L - 8,
+                y + BAR * 0.7, labels[i]);
+        fprintf(f, "<rect x=\"%.0f\" y=\"%.1f\" width=\"%.1f\" height=\"%.0f\" fill=\"#1f77b4\"/>\n",
+                L, y, w, BAR);
+        if (isfinite(v[i]))
+            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%.3f</text>\n", L + w + 4, y + BAR * 0.7, v[i]);
+    }
+    double ya = TOP + n * (BAR + GAP);
+    fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"black\"/>\n", L,
+            TOP - 4, L, ya);
+    for (int t = 0; t <= 4; t++)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.2f</text>\n",
+                L + pw * t / 4.0, ya + 16, t / 4.0);
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0) die("%s: %s", path, strerror(errno));
+}
+
+// ==============================================================================================
+// 16. `pipeline`: the whole R1 recipe, stage after stage, and its report (DeepSeek-R1 §2.3-2.4)
+// ==============================================================================================
+// Each stage is this program run on one command line (so each one is also a command a student
+// can paste). A stage whose marker file OUT/<stage>.done exists is skipped, so an interrupted
+// pipeline picks up where it stopped. Every model is evaluated on the held-out problems and
+// OUT/report.md gathers the table.
+
+// Runs ./r1 with the given arguments (NULL-terminated), echoing the command line. Dies if it fails.
+static double run_stage_command(const char *const *args) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) snprintf(self, sizeof(self), "./r1");
+    else self[n] = 0;
+    printf("\n$ ./r1");
+    for (int i = 0; args[i]; i++) printf(" %s", args[i]);
+    printf("\n");
+    fflush(stdout);
+    const char *argv[64] = {self};
+    int k = 1;
+    for (int i = 0; args[i] && k < 63; i++) argv[k++] = args[i];
+    argv[k] = NULL;
+    double t0 = now_seconds();
+    pid_t pid = fork();
+    if (pid < 0) die("pipeline: fork: %s", strerror(errno));
+    if (pid == 0) {
+        execv(self, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1.0;  // the stage failed
+    return now_seconds() - t0;
+}
+
+typedef struct {
+    const char *name;    // the stage, and the directory or file it writes under OUT
+    const char *what;    // for the report
+    const char *eval;    // "eval": the stage's model is evaluated; NULL: not a model
+} Stage;
+
+// n * scale as a command-line number (at least 1), written into buf.
+static const char *scaled_steps(char buf[32], long n, double scale) {
+    long v = (long)(n * scale + 0.5);
+    snprintf(buf, 32, "%ld", v > 0 ? v : 1L);
+    return buf;
+}
+
+static int stage_done(const char *out, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s.done", out, name);
+    return access(path, F_OK) == 0;
+}
+
+static void stage_mark(const char *out, const char *name, double seconds) {
+    char path[4096], err[R1_ERR_LEN], text[64];
+    snprintf(path, sizeof(path), "%s/%s.done", out, name);
+    snprintf(text, sizeof(text), "%.1f\n", seconds);
+    if (write_text_atomic(path, text, err)) die("%s", err);
+}
+
+static double stage_seconds(const char *out, const char *name) {
+    char path[4096], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/%s.done", out, name);
+    char *text = read_file(path, NULL, err);
+    double s = text ? atof(text) : 0.0;
+    free(text);
+    return s;
+}
+
+// A stage's evaluation, OUT/eval-<stage>.json, parsed; NULL if it has none.
+static Json *eval_json(const char *out, const char *name) {
+    char path[4096], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/eval-%s.json", out, name);
+    char *text = read_file(path, NULL, err);
+    Json *j = text ? json_parse(text, strlen(text), err) : NULL;
+    free(text);
+    return j;
+}
+
+// One row of the report from OUT/eval-<stage>.json.
+static void report_row(FILE *f, const char *out, const Stage *s) {
+    char path[4096], err[R1_ERR_LEN];
+    Json *j = eval_json(out, s->name);
+    if (!j) return;
+    static const char *const keys[] = {"pass@1", "cons@k", "greedy", "format", "language", "length"};
+    fprintf(f, "| %s | %s |", s->name, s->what);
+    for (int i = 0; i < 6; i++) {
+        Json *v = json_get(j, keys[i]);
+        fprintf(f, i == 5 ? " %.1f |" : " %.3f |", v && v->type == JSON_NUMBER ? v->number : NAN);
+    }
+    snprintf(path, sizeof(path), "%s/%s", out, s->name);
+    double params = 0;
+    char cfg_path[4200];
+    snprintf(cfg_path, sizeof(cfg_path), "%s/config.json", path);
+    Config c;
+    if (config_read_file(cfg_path, &c, err) == 0) {
+        ParamCount pc;
+        count_params(&c, &pc);
+        params = pc.total;
+    }
+    fprintf(f, " %.2fM |\n", params / 1e6);
+    json_free(j);
+}
+
+// A number from a stage's evaluation (OUT/eval-<stage>.json), or `missing` if there is none.
+static double eval_field(const char *out, const char *name, const char *key, double missing) {
+    Json *j = eval_json(out, name);
+    Json *v = j ? json_get(j, key) : NULL;
+    double x = v && v->type == JSON_NUMBER ? v->number : missing;
+    json_free(j);
+    return x;
+}
+
+// OUT/pass1.svg and OUT/format.svg (a bar per evaluated stage), each training stage's curves
+// (plot_run), and the report's section that links them.
+static void write_pipeline_charts(FILE *f, const char *out, const Stage *stages, int n_stages) {
+    const char *labels[32];
+    double pass1[32], format[32];
+    int n = 0;
+    for (int i = 0; i < n_stages && n < 32; i++) {
+        if (!stages[i].eval || !stage_done(out, stages[i].name)) continue;
+        labels[n] = stages[i].name;
+        pass1[n] = eval_field(out, stages[i].name, "pass@1", NAN);
+        format[n] = eval_field(out, stages[i].name, "format", NAN);
+        n++;
+    }
+    if (n == 0) return;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/pass1.svg", out);
+    write_bar_chart(path, "pass@1 on held-out problems, by stage", labels, pass1, n);
+    snprintf(path, sizeof(path), "%s/format.svg", out);
+    write_bar_chart(path, "format rate, by stage", labels, format, n);
+    fprintf(f, "\n## Charts\n\n![pass@1 by stage](pass1.svg)\n\n![format rate by stage](format.svg)"
+            "\n\nTraining curves, one SVG per metric in each stage's directory (`./r1 plot DIR` "
+            "redraws them):");
+    for (int i = 0; i < n; i++) {
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s/%s", out, labels[i]);
+        if (plot_run(dir) == 0) continue;
+        snprintf(path, sizeof(path), "%s/reward.svg", dir);  // GRPO stages; the others: loss
+        const char *chart = access(path, F_OK) == 0 ? "reward" : "loss";
+        fprintf(f, " [%s %s](%s/%s.svg)", labels[i], chart, labels[i], chart);
+    }
+    fprintf(f, "\n");
+}
+
+// The pipeline's held-out evaluation: problems per stage (each sampled k = 4 times + greedy).
+#define PIPELINE_EVAL_N "128"
+
+// OUT/report.md: one row per evaluated stage that has finished, then the time of each stage.
+static void write_pipeline_report(const char *out, const char *preset, const char *seed,
+                                  double scale, const Stage *stages, int n_stages) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/report.md", out);
+    FILE *f = fopen(path, "wb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g)\n\n", preset, seed, scale);
+    fprintf(f, "Held-out arithmetic (levels 1-2, %d problems, R1-Zero template); pass@1 = mean "
+            "correctness of k = 4 samples at T = 0.6, top-p 0.95; cons@k = majority answer; "
+            "greedy = temperature 0. The same seed gives the same table, byte for byte; the "
+            "times below vary.\n\n", atoi(PIPELINE_EVAL_N));
+    fprintf(f, "| stage | what | pass@1 | cons@4 | greedy | format | language | length | "
+            "parameters |\n|---|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n_stages; i++)
+        if (stages[i].eval) report_row(f, out, &stages[i]);
+    fprintf(f, "\nWhat to compare (the paper's findings): cold start + RL (`rl`) against R1-Zero "
+            "(`r1-zero`) on format and language consistency; `final` against `cold`/`rl` "
+            "(before rejection-sampling SFT); `student-distill` against `student-rl`.\n");
+    fprintf(f, "\n## Time on this machine\n\n| stage | training (s) | evaluation (s) |\n"
+            "|---|---|---|\n");
+    double train_total = 0, eval_total = 0;
+    for (int i = 0; i < n_stages; i++) {
+        if (!stage_done(out, stages[i].name)) continue;
+        double t = stage_seconds(out, stages[i].name);
+        double e = eval_field(out, stages[i].name, "seconds", 0.0);
+        train_total += t;
+        eval_total += e;
+        fprintf(f, "| %s | %.0f | %.0f |\n", stages[i].name, t, e);
+    }
+    fprintf(f, "| all | %.0f | %.0f |\n\nTotal %.0f s = %.1f min.\n", train_total, eval_total,
+            train_total + eval_total, (train_total + eval_total) / 60.0);
+    write_pipeline_charts(f, out, stages, n_stages);
+    fclose(f);
+}
+
+static int cmd_pipeline(int argc, char **argv) {
+    static const char *const known[] = {"--preset", "--out", "--seed", "--scale", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *preset = arg_str(argc, argv, "--preset", "small");
+    const char *out = arg_str(argc, argv, "--out", "runs/pipeline");
+    const char *seed = arg_str(argc, argv, "--seed", "1");
+    double scale = arg_double(argc, argv, "--scale", 1.0, 0.01, 100.0);  // multiplies the steps
+    char err[R1_ERR_LEN];
+    if (make_dirs(out, err)) die("%s", err);
+    char p[16][4096];  // paths under OUT
+    const char *names[] = {"corpus.txt", "cold.jsonl", "base", "r1-zero", "cold", "rl", "rs.jsonl",
+                           "sft2", "final", "student-base", "student-distill", "student-rl"};
+    for (int i = 0; i < 12; i++) snprintf(p[i], sizeof(p[i]), "%s/%s", out, names[i]);
+    char steps[8][32];  // the step counts of the training stages, times --scale
+    // the stages: name, description, its command line (after ./r1)
+    const Stage stages[] = {
+        {"data", "toy corpus and the cold-start set (worked long CoT)", NULL},
+        {"base", "pretrained base model", "eval"},
+        {"r1-zero", "R1-Zero: GRPO from the base (accuracy + format rewards)", "eval"},
+        {"cold", "cold start: SFT of the base on long CoT", "eval"},
+        {"rl", "reasoning RL from the cold start (+ language reward)", "eval"},
+        {"rs", "rejection sampling from the RL model + non-reasoning data", NULL},
+        {"sft2", "SFT of the base on the rejection-sampled set", "eval"},
+        {"final", "final RL (after the second SFT; + non-reasoning prompts)", "eval"},
+        {"student-base", "dense student, pretrained", "eval"},
+        {"student-distill", "student distilled: SFT on the teacher's samples", "eval"},
+        {"student-rl", "student trained with GRPO alone (same steps)", "eval"},
+    };
+    int n_stages = (int)(sizeof(stages) / sizeof(stages[0]));
+    double t_start = now_seconds();
+    for (int i = 0; i < n_stages; i++) {
+        const Stage *s = &stages[i];
+        if (stage_done(out, s->name)) {
+            printf("stage %-16s done (skipped)\n", s->name);
+            continue;
+        }
+        printf("\n== stage %s: %s\n", s->name, s->what);
+        double sec = 0;
+        if (strcmp(s->name, "data") == 0) {
+            // the corpus and every stage after it stay on arithmetic levels 1-2: what a
+            // 2.4M-parameter base learns to do in 10 minutes (tutorial/06 shows the other tasks)
+            const char *a1[] = {"data", "corpus", "--task", "arithmetic", "--levels", "1-2", "--mb",
+                                "2", "--out", p[0], "--seed", seed, NULL};
+            const char *a2[] = {"data", "tasks", "--task", "arithmetic", "--n", "1000", "--levels",
+                                "1-2", "--solutions", "--seed", seed, "--out", p[1], NULL};
+            sec = run_stage_command(a1);
+            if (sec >= 0) {
+                double sec2 = run_stage_command(a2);
+                sec = sec2 < 0 ? sec2 : sec + sec2;
+            }
+        } else if (strcmp(s->name, "base") == 0) {
+            // 1500 steps: the base must get past the point where the held-out loss drops from
+            // ~0.45 to ~0.2 (it learns to add). At 1000 steps 2 of 4 seeds had not (and every
+            // later stage failed with them); at 1500 all 4 had, at 0.151-0.153 (tutorial/03).
+            const char *a[] = {"pretrain", "--config", preset, "--data", p[0], "--out", p[2],
+                               "--steps", scaled_steps(steps[0], 1500, scale), "--batch", "8",
+                               "--seq", "256", "--eval-every", "250",
+                               "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "r1-zero") == 0) {
+            const char *a[] = {"grpo", "--model", p[2], "--out", p[3], "--task", "arithmetic",
+                               "--steps", scaled_steps(steps[1], 24, scale), "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "cold") == 0) {
+            const char *a[] = {"sft", "--model", p[2], "--data", p[1], "--out", p[4], "--epochs",
+                               "2", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "rl") == 0) {
+            const char *a[] = {"grpo", "--model", p[4], "--out", p[5], "--task", "arithmetic",
+                               "--w-language", "0.5", "--lr", "5e-5", "--steps",
+                               scaled_steps(steps[2], 16, scale), "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "rs") == 0) {
+            const char *a[] = {"reject", "--model", p[5], "--out", p[6], "--task", "arithmetic",
+                               "--levels", "1-2", "--n-prompts", "1536", "--n-per-prompt", "2",
+                               "--cap", "1", "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "sft2") == 0) {
+            const char *a[] = {"sft", "--model", p[2], "--data", p[6], "--out", p[7], "--epochs",
+                               "2", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "final") == 0) {
+            // one group in 8, on average, is a non-reasoning prompt with its rule reward
+            const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "arithmetic",
+                               "--levels", "1-2", "--w-language", "0.5", "--lr", "5e-5",
+                               "--non-reasoning", "0.125", "--steps",
+                               scaled_steps(steps[3], 16, scale), "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "student-base") == 0) {
+            const char *a[] = {"pretrain", "--config", "student", "--tokenizer", p[2], "--data",
+                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 1500, scale),
+                               "--batch", "8", "--eval-every", "250",
+                               "--seq", "256", "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "student-distill") == 0) {
+            const char *a[] = {"distill", "--teacher", p[8], "--model", p[9], "--data", p[6],
+                               "--out", p[10], "--epochs", "2", "--seq", "320", "--lr", "1e-3",
+                               "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        } else if (strcmp(s->name, "student-rl") == 0) {
+            const char *a[] = {"grpo", "--model", p[9], "--out", p[11], "--task", "arithmetic",
+                               "--steps", scaled_steps(steps[5], 20, scale), "--seed", seed, NULL};
+            sec = run_stage_command(a);
+        }
+        if (sec < 0) {  // keep what was measured: the report of the stages done so far
+            write_pipeline_report(out, preset, seed, scale, stages, n_stages);
+            die("pipeline: stage %s failed (see above); the report of the stages before it is in "
+                "%s/report.md", s->name, out);
+        }
+        if (s->eval) {
+            char model[4096], json[4096];
+            snprintf(model, sizeof(model), "%s/%s", out, s->name);
+            snprintf(json, sizeof(json), "%s/eval-%s.json", out, s->name);
+            const char *a[] = {"eval", "--model", model, "--task", "arithmetic", "--levels", "1-2",
+                               "--k", "4", "--n", PIPELINE_EVAL_N, "--seed", "7", "--out", json, NULL};
+            run_stage_command(a);
+        }
+        stage_mark(out, s->name, sec);
+    }
+    write_pipeline_report(out, preset, seed, scale, stages, n_stages);
+    printf("\npipeline finished in %.0f s; report: %s/report.md\n", now_seconds() - t_start, out);
+    return 0;
+}
+
+// ==============================================================================================
+// 17. main (left out when a test includes this file with R1_TEST)
+// ==============================================================================================
+
+#ifndef R1_TEST
+static void usage(void) {
+    printf("r1: the DeepSeek-R1 system in plain C\n\n"
+           "  ./r1 info    --config NAME | --model DIR    architecture, parameter counts, KV cache\n"
+           "  ./r1 forward --model DIR --input IN.safetensors --out OUT.safetensors [--backward]\n"
+           "  ./r1 sample  --model DIR (--prompt TEXT [--template chat|r1-zero|none] |\n"
+           "               --prompt-ids \"37 43 12\") [--max-new-tokens N] [--temperature T]\n"
+           "               [--top-p P] [--seed S] [--print-ids]\n"
+           "  ./r1 chat    --model DIR [--temperature T] [--top-p P]\n"
+           "  ./r1 train   [--config small | --init DIR] [--steps N] [--batch B] [--seq T] [--lr LR]\n"
+           "               [--gamma G] [--seed S] [--out DIR]\n"
+           "  ./r1 pretrain --data FILE --out DIR [--config small] [--tokenizer DIR] [--steps N]\n"
+           "               [--batch B] [--seq T] [--lr LR] [--warmup N] [--gamma G] [--alpha A]\n"
+           "               [--eval-every N] [--save-every N] [--seed S] [--resume]\n"
+           "  ./r1 sft     --model DIR --data FILE.jsonl --out DIR [--field solution]\n"
+           "               [--template r1-zero|chat] [--epochs E] [--seq T] [--lr LR] [--resume]\n"
+           "  ./r1 distill --teacher DIR --data FILE.jsonl --out DIR [--student-config student]\n"
+           "               [--kd-alpha A] [--kd-tau T] (and the sft flags)\n"
+           "  ./r1 data    tasks|corpus|check|show ...  the toy reasoning world (./r1 data help)\n"
+           "  ./r1 grpo    --model DIR --out DIR [--task arithmetic] [--template r1-zero|chat]\n"
+           "               [--steps N] [--prompts P] [--group G] [--variant grpo|dr_grpo|dapo]\n"
+           "               [--beta B] [--eps E] [--mu M] [--lr LR] [--w-accuracy/format/language W]\n"
+           "               [--non-reasoning SHARE]\n"
+           "  ./r1 eval    --model DIR [--task arithmetic] [--k K] [--n N] [--levels 1-2] [--out F]\n"
+           "  ./r1 reject  --model DIR --out FILE.jsonl [--task all] [--n-prompts N]\n"
+           "               [--n-per-prompt K] [--cap C] [--non-reasoning SHARE]\n"
+           "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N]\n"
+           "               every stage of the R1 recipe, evaluated, with report.md\n"
+           "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
+           "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n"
+           "               [--train-only]\n\n"
+           "presets:\n");
+    config_list_presets(stdout);
+}
+
+// A training step frees and allocates again a few scratch buffers (matmul_nn's packed B block,
+// the attention's per-thread scratch, layer after layer). By default glibc gives the freed top of
+// its heap back to the kernel, and maps buffers of 128 KB or more afresh, so the next allocation
+// faults the same memory in again, zeroed by the kernel: ~430 page faults per step of the small
+// preset, some of them 2 MB pages (xcalloc asks for those, and the heap then keeps the request).
+// Telling glibc to keep freed memory for the next allocation makes the step's memory fault in
+// once, on the first step (tests/BENCH.md). The memory held is what the peak needed anyway.
+static void keep_freed_memory(void) {
+#if defined(__GLIBC__) && defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // blocks under 32 MB come from the heap, and return to it
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);   // never hand the heap's free top back to the kernel
+#endif
+}
+
+int main(int argc, char **argv) {
+    keep_freed_memory();
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage();
+        return argc < 2 ? 1 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
+    if (strcmp(cmd, "forward") == 0) return cmd_forward(argc, argv);
+    if (strcmp(cmd, "sample") == 0) return cmd_sample(argc, argv);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
+    if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
+    if (strcmp(cmd, "sft") == 0 || strcmp(cmd, "distill") == 0) return cmd_sft(argc, argv);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
+    if (strcmp(cmd, "data") == 0) return cmd_data(argc, argv);
+    if (strcmp(cmd, "pipeline") == 0) return cmd_pipeline(argc, argv);
+    if (strcmp(cmd, "grpo") == 0) return cmd_grpo(argc, argv);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(cmd, "reject") == 0) return cmd_reject(argc, argv);
+    die("unknown command '%s' (see ./r1 help)", cmd);
+    return 1;
+}
+#endif
+
