@@ -1302,26 +1302,58 @@ done:
     return rc;
 }
 
-// Writes text to path atomically: path.tmp, then rename.
-int write_text_atomic(const char *path, const char *text, char *err) {
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        snprintf(err, R1_ERR_LEN, "%s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n;
-    ok = (fflush(f) == 0) && ok;
-    ok = (fsync(fileno(f)) == 0) && ok;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, R1_ERR_LEN, "%s: %s", path, strerror(errno));
-        remove(tmp);
-        return -1;
+// ----------------------------------------------------------------------------------------------
+// Atomic files: every file the program writes goes through these three functions, so a reader
+// (or a run that is killed) sees the old file or the new one whole, never a part of either.
+// The bytes go to PATH.tmp, which is flushed, synced to the disk and renamed over PATH (a rename
+// within one directory is atomic in POSIX) only once it is complete.
+// ----------------------------------------------------------------------------------------------
+
+int atomic_open(AtomicFile *a, const char *path, char *err) {
+    memset(a, 0, sizeof(*a));
+    if (strlen(path) + 5 > sizeof(a->tmp))
+        return io_fail(err, "%.200s...: path too long (%zu bytes)", path, strlen(path));
+    snprintf(a->path, sizeof(a->path), "%s", path);
+    snprintf(a->tmp, sizeof(a->tmp), "%s.tmp", path);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) return io_fail(err, "%s: %s", a->tmp, strerror(errno));
+    return 0;
+}
+
+int atomic_commit(AtomicFile *a, char *err) {
+    int ok = !ferror(a->f);
+    ok = fflush(a->f) == 0 && ok;
+    ok = fsync(fileno(a->f)) == 0 && ok;
+    int e = ok ? 0 : (errno ? errno : EIO);
+    if (fclose(a->f) != 0 && ok) ok = 0, e = errno;
+    a->f = NULL;
+    if (ok && rename(a->tmp, a->path) != 0) ok = 0, e = errno;
+    if (!ok) {
+        remove(a->tmp);
+        return io_fail(err, "%s: %s", a->path, strerror(e));
     }
     return 0;
+}
+
+void atomic_abort(AtomicFile *a) {
+    if (a->f) fclose(a->f);
+    a->f = NULL;
+    remove(a->tmp);
+}
+
+int write_bytes_atomic(const char *path, const void *data, size_t n, char *err) {
+    AtomicFile a;
+    if (atomic_open(&a, path, err)) return -1;
+    if (fwrite(data, 1, n, a.f) != n) {
+        int e = errno ? errno : EIO;
+        atomic_abort(&a);
+        return io_fail(err, "%s: %s", path, strerror(e));
+    }
+    return atomic_commit(&a, err);
+}
+
+int write_text_atomic(const char *path, const char *text, char *err) {
+    return write_bytes_atomic(path, text, strlen(text), err);
 }
 
 // The shortest decimal that reads back as the same float (0.707, not 0.707000017).

@@ -518,6 +518,20 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
 void die(const char *fmt, ...);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
+// Atomic files (formats.c): every file the program writes goes to PATH.tmp, is flushed and
+// synced, and is renamed over PATH only when complete, so the old file or the new one is there
+// whole, never a part. atomic_open: 0, or -1 with "PATH.tmp: why" in err; atomic_commit: 0, or
+// -1 with "PATH: why" (the .tmp removed); atomic_abort: drop a half-written file.
+typedef struct {
+    FILE *f;          // write to this between atomic_open and atomic_commit
+    char path[4096];  // the file's name
+    char tmp[4104];   // PATH.tmp
+} AtomicFile;
+int atomic_open(AtomicFile *a, const char *path, char *err);
+int atomic_commit(AtomicFile *a, char *err);
+void atomic_abort(AtomicFile *a);
+int write_bytes_atomic(const char *path, const void *data, size_t n, char *err);
+int write_text_atomic(const char *path, const char *text, char *err);
 // Reads a whole file into a NUL-terminated buffer.
 char *read_file(const char *path, size_t *size, char *err);
 
@@ -534,7 +548,6 @@ int arg_flag(int argc, char **argv, const char *name);
 void check_flags(int argc, char **argv, const char *const *known, const char *const *bools);
 void load_model_or_die(Model *m, const char *dir);
 int make_dirs(const char *dir, char *err);     // mkdir -p (formats.c)
-int write_text_atomic(const char *path, const char *text, char *err);  // tmp + fsync + rename
 
 // ----------------------------------------------------------------------------------------------
 // Tokenizer: byte-level BPE with single-digit pre-splitting and the DeepSeek-R1 special tokens

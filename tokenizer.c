@@ -803,26 +803,11 @@ static int tok_unspell(const char *s, unsigned char *out) {
     return o;
 }
 
-// Writes text to dir/name through dir/name.tmp + fsync + rename.
+// Writes text to dir/name atomically (formats.c's atomic files).
 static int tok_write_atomic(const char *dir, const char *name, char *text, size_t n, char *err) {
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        snprintf(err, R1_ERR_LEN, "%s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    int ok = fwrite(text, 1, n, f) == n;
-    ok = fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, R1_ERR_LEN, "%s: %s", path, strerror(errno));
-        remove(tmp);
-        return -1;
-    }
-    return 0;
+    return write_bytes_atomic(path, text, n, err);
 }
 
 int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
