@@ -284,7 +284,7 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
 }
 
 // ==============================================================================================
-// 12. Rollouts: G completions per prompt, sampled with the latent KV cache, in parallel
+// 12. Rollouts: completions sampled with the latent KV cache, DECODE_BATCH streams at a time
 // ==============================================================================================
 
 // A prompt in token ids: BOS + the R1-Zero template (R1 Table 1) or the chat template.
@@ -308,20 +308,37 @@ static int encode_task_prompt(const Tokenizer *tok, const Json *example, int cha
     return k < 0 ? -1 : n + k;
 }
 
-// One rollout: the prompt, then the sampled completion (EOS included when sampled).
-typedef struct {
-    int *ids;         // (n_prompt + n_completion)
-    int n_prompt, n;  // prompt length, total length
-    char *text;       // the completion decoded (EOS left out)
-} Rollout;
+Rollout *rollouts_new(int n, int ctx) {
+    Rollout *r = xcalloc((size_t)n, sizeof(Rollout));
+    for (int i = 0; i < n; i++) r[i].ids = xcalloc((size_t)ctx + 1, sizeof(int));
+    return r;
+}
+
+void rollouts_free(Rollout *r, int n) {
+    for (int i = 0; i < n; i++) {
+        free(r[i].ids);
+        free(r[i].text);
+    }
+    free(r);
+}
+
+void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, int chat, int ctx,
+                        const char *who) {
+    free(r->text);
+    r->text = NULL;
+    r->n_prompt = encode_task_prompt(tok, example, chat, r->ids, ctx);
+    if (r->n_prompt < 0 || r->n_prompt >= ctx)
+        die("%s: a prompt does not fit the context (%d)", who, ctx);
+    r->n = r->n_prompt;
+}
 
 // Samples rollouts[i] for i in [0, n): sequence i continues its prompt. The sequences go in
 // batches of DECODE_BATCH (i = 0..15, 16..31, ...; one batch per thread at a time), which read
 // each weight once per step for the whole batch. Each sequence has its own RNG, seeded from
 // (seed, i), and its numbers do not depend on its batch-mates: the samples do not depend on the
 // number of threads.
-static void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
-                            const SamplingConfig *sc, uint64_t seed) {
+void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
+                     const SamplingConfig *sc, uint64_t seed) {
     int ctx = m->cfg.max_position_embeddings, V = m->cfg.vocab_size;
     int n_batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
 #pragma omp parallel for schedule(dynamic)
@@ -373,9 +390,8 @@ static Json **parse_lines(char *buf, int n) {
     return ex;
 }
 
-// Makes n examples of a task split in memory (the generator of `./r1 data tasks`).
-static Json **make_examples(const char *task, int eval, int n, int level_lo, int level_hi,
-                            const char *lang, uint64_t seed) {
+Json **make_examples(const char *task, int eval, int n, int level_lo, int level_hi,
+                     const char *lang, uint64_t seed) {
     char err[R1_ERR_LEN], *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
@@ -387,8 +403,7 @@ static Json **make_examples(const char *task, int eval, int n, int level_lo, int
     return parse_lines(buf, n);
 }
 
-// n non-reasoning prompts (kind, lang, prompt, answer) for the final RL stage's mix.
-static Json **nonreasoning_examples(int n, uint64_t seed) {
+Json **nonreasoning_examples(int n, uint64_t seed) {
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
@@ -400,29 +415,66 @@ static Json **nonreasoning_examples(int n, uint64_t seed) {
     return parse_lines(buf, n);
 }
 
-static void parse_levels(const char *s, int *lo, int *hi) {
-    const char *why = levels_parse(s, lo, hi);
-    if (why) die("--levels: '%s' %s", s, why);
+// ==============================================================================================
+// 13. One GRPO step (DeepSeekMath Algorithm 1, the body of its inner loop; R1 §2.2.1)
+// ==============================================================================================
+// grpo_step below is the algorithm box; each numbered line is one function of this section.
+
+GrpoGroups grpo_groups_new(int P, int G, int ctx) {
+    GrpoGroups g = {.P = P, .G = G};
+    g.r = rollouts_new(P * G, ctx);
+    g.example = xcalloc((size_t)P, sizeof(Json *));
+    g.rewards = xcalloc((size_t)P * G, sizeof(double));
+    g.parts = xcalloc((size_t)P * G, sizeof(RewardParts));
+    g.adv = xcalloc((size_t)P * G, sizeof(float));
+    g.flat = xcalloc((size_t)P, sizeof(int));
+    return g;
 }
 
-// ==============================================================================================
-// 13. `./r1 grpo`: reinforcement learning with GRPO (R1-Zero from a base model, or after SFT)
-// ==============================================================================================
-// One step: P prompts, G rollouts each from the current policy; rewards; group advantages; the
-// log-probabilities of the rollouts under the sampling policy (pi_old) and the frozen reference;
-// then mu passes of the GRPO loss head, backward and AdamW over the batch. The auxiliary-loss-
-// free expert balancing stays on.
+void grpo_groups_free(GrpoGroups *g) {
+    rollouts_free(g->r, g->P * g->G);
+    free(g->example);
+    free(g->rewards);
+    free(g->parts);
+    free(g->adv);
+    free(g->flat);
+    memset(g, 0, sizeof(*g));
+}
 
-typedef struct {
-    int P, G, max_new, mu, chat, sample_every, save_every, ref_every;
-    long steps;
-    SamplingConfig sc;
-    GrpoConfig gc;
-    RewardWeights w;
-    AdamWConfig oc;
-    float gamma;
-    uint64_t seed;
-} GrpoRun;
+// Step 1: G completions o_1..o_G of each question, sampled from the current policy.
+static void sample_groups(Model *policy, const Tokenizer *tok, const GrpoSettings *s,
+                          GrpoGroups *g, uint64_t seed) {
+    int ctx = policy->cfg.max_position_embeddings;
+    for (int p = 0; p < g->P; p++)
+        for (int i = 0; i < g->G; i++)
+            rollout_set_prompt(&g->r[p * g->G + i], tok, g->example[p], s->chat, ctx, "grpo");
+    sample_rollouts(policy, tok, g->r, g->P * g->G, s->max_new, &s->sc, seed);
+}
+
+// Step 2: the rule-based reward r_i of every completion (R1 §2.2.2), and the step's means of
+// what the report follows (accuracy, format, language, length, reflection).
+static void reward_groups(const GrpoSettings *s, GrpoGroups *g, GrpoStepReport *rep) {
+    int B = g->P * g->G;
+    double sum_r = 0, acc = 0, fmt = 0, lng = 0, len = 0, refl = 0;
+    for (int b = 0; b < B; b++) {
+        g->rewards[b] = reward_total(&s->w, g->example[b / g->G], g->r[b].text, &g->parts[b]);
+        sum_r += g->rewards[b];
+        acc += g->parts[b].accuracy;
+        fmt += g->parts[b].format;
+        lng += g->parts[b].language;
+        len += g->r[b].n - g->r[b].n_prompt;
+        refl += has_reflection(g->r[b].text);
+    }
+    rep->reward = sum_r / B, rep->accuracy = acc / B, rep->format = fmt / B;
+    rep->language = lng / B, rep->length = len / B, rep->reflection = refl / B;
+    int zero_var = 0;  // groups whose rewards are all equal: no signal
+    for (int p = 0; p < g->P; p++) {
+        g->flat[p] = 1;
+        for (int i = 1; i < g->G; i++) g->flat[p] &= g->rewards[p * g->G + i] == g->rewards[p * g->G];
+        zero_var += g->flat[p];
+    }
+    rep->zero_variance_groups = zero_var;
+}
 
 // The batch of a step: all rollouts right-padded to T; mask marks completion tokens.
 static int build_batch(const Rollout *r, int B, int *ids, float *mask, int T) {
@@ -465,220 +517,98 @@ static void ref_logprobs(Model *ref, const int *ids, int B, int T, float *lp) {
     }
 }
 
-int cmd_grpo(int argc, char **argv) {
-    static const char *const known[] = {
-        "--model", "--task", "--out", "--template", "--steps", "--prompts", "--group",
-        "--max-new-tokens", "--temperature", "--top-p", "--lr", "--beta", "--eps", "--eps-high",
-        "--mu", "--variant", "--w-accuracy", "--w-format", "--w-language", "--levels", "--lang",
-        "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", "--non-reasoning",
-        NULL};
-    static const char *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
-    const char *dir = arg_str(argc, argv, "--model", NULL);
-    const char *out = arg_str(argc, argv, "--out", NULL);
-    if (!dir || !out) die("grpo: needs --model DIR --out DIR");
-    // the share of groups whose prompt is a non-reasoning one (final RL: R1 §2.3.4)
-    double nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.0, 0.0, 1.0);
-    const char *task = arg_str(argc, argv, "--task", "arithmetic");
-    const char *template = arg_str(argc, argv, "--template", "r1-zero");
-    const char *variant = arg_str(argc, argv, "--variant", "grpo");
-    const char *lang = arg_str(argc, argv, "--lang", "both");
-    int level_lo, level_hi;
-    parse_levels(arg_str(argc, argv, "--levels", "1-2"), &level_lo, &level_hi);
-    GrpoRun run = {0};
-    run.steps = arg_long(argc, argv, "--steps", 60, 1, 1000000);
-    run.P = (int)arg_long(argc, argv, "--prompts", 8, 1, 4096);
-    run.G = (int)arg_long(argc, argv, "--group", 8, 2, 1024);
-    run.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
-    run.mu = (int)arg_long(argc, argv, "--mu", 1, 1, 100);
-    run.sc.temperature = (float)arg_double(argc, argv, "--temperature", 1.0, 0.0, 10.0);
-    run.sc.top_p = (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0);
-    run.oc = adamw_defaults();
-    // 2e-4 for RL from a base (R1-Zero: the format has to be found); after SFT, 5e-5 (the
-    // pipeline's rl and final stages): 2e-4 there undoes part of what SFT taught (tutorial/05)
-    run.oc.lr = (float)arg_double(argc, argv, "--lr", 2e-4, 0.0, 1.0);
-    run.oc.weight_decay = 0.0f;  // RL fine-tuning: no decay towards 0 of the pretrained weights
-    run.gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0.0, 1.0);
-    run.chat = strcmp(template, "chat") == 0;
-    if (!run.chat && strcmp(template, "r1-zero") != 0)
-        die("--template: '%s' is not r1-zero or chat", template);
-    if (strcmp(variant, "grpo") == 0) run.gc.variant = GRPO_PAPER;
-    else if (strcmp(variant, "dr_grpo") == 0) run.gc.variant = GRPO_DR;
-    else if (strcmp(variant, "dapo") == 0) run.gc.variant = GRPO_DAPO;
-    else die("--variant: '%s' is not grpo, dr_grpo or dapo", variant);
-    int dapo = run.gc.variant == GRPO_DAPO;
-    run.gc.eps_low = (float)arg_double(argc, argv, "--eps", 0.2, 0.0, 1.0);
-    run.gc.eps_high = (float)arg_double(argc, argv, "--eps-high", dapo ? 0.28 : run.gc.eps_low, 0.0, 10.0);
-    run.gc.beta = (float)arg_double(argc, argv, "--beta", dapo ? 0.0 : 0.04, 0.0, 10.0);
-    run.gc.max_len = run.max_new;
-    run.w.accuracy = arg_double(argc, argv, "--w-accuracy", 1.0, 0.0, 100.0);
-    run.w.format = arg_double(argc, argv, "--w-format", 0.5, 0.0, 100.0);
-    run.w.language = arg_double(argc, argv, "--w-language", 0.0, 0.0, 100.0);
-    run.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
-    run.sample_every = (int)arg_long(argc, argv, "--sample-every", 10, 1, 1000000);
-    run.save_every = (int)arg_long(argc, argv, "--save-every", 50, 1, 1000000);
-    run.ref_every = (int)arg_long(argc, argv, "--ref-every", 0, 0, 1000000);
-    char err[R1_ERR_LEN], path[4096];
-    Model policy, ref;
-    Tokenizer tok;
-    load_model_or_die(&policy, dir);
-    load_model_or_die(&ref, dir);  // the frozen reference policy pi_ref
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
-    int n_train = 4096, n_plain = nonreasoning > 0 ? 600 : 0;
-    Json **train = make_examples(task, 0, n_train, level_lo, level_hi, lang, run.seed);
-    Json **plain = n_plain ? nonreasoning_examples(n_plain, run.seed) : NULL;
-    int B = run.P * run.G, ctx = policy.cfg.max_position_embeddings, V = policy.cfg.vocab_size;
-    Rollout *r = xcalloc((size_t)B, sizeof(Rollout));
-    for (int b = 0; b < B; b++) r[b].ids = xcalloc((size_t)ctx + 1, sizeof(int));
-    double *rewards = xcalloc((size_t)B, sizeof(double));
-    float *adv = xcalloc((size_t)B, sizeof(float));
-    RewardParts *parts = xcalloc((size_t)B, sizeof(RewardParts));
-    int *flat = xcalloc((size_t)run.P, sizeof(int));
-    if (make_dirs(out, err)) die("%s", err);
-    snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
-    FILE *metrics = fopen(path, "wb");
-    if (!metrics) die("%s: %s", path, strerror(errno));
-    Rng rng;
-    rng_seed(&rng, run.seed ^ 0x6770u);
-    printf("GRPO (%s) on %s levels %d-%d: %d prompts x %d rollouts per step, %ld steps, "
-           "template %s, beta %g, eps [%g, %g], mu %d, lr %g\n", variant, task, level_lo,
-           level_hi, run.P, run.G, run.steps, template, run.gc.beta, run.gc.eps_low,
-           run.gc.eps_high, run.mu, run.oc.lr);
-    if (n_plain) printf("non-reasoning prompts in %.0f%% of the groups (rule reward: plain answer, "
-                        "kind's rule, language)\n", 100.0 * nonreasoning);
-    double t_start = now_seconds();
-    for (long step = 1; step <= run.steps; step++) {
-        // 1. rollouts
-        double t0 = now_seconds();
-        Json *group_example[4096];
-        for (int p = 0; p < run.P; p++) {
-            const Json *ex = train[rng_next(&rng) % (uint64_t)n_train];
-            if (n_plain && rng_uniform(&rng) < nonreasoning)  // (no draw at all when 0)
-                ex = plain[rng_next(&rng) % (uint64_t)n_plain];
-            group_example[p] = (Json *)ex;
-            for (int i = 0; i < run.G; i++) {
-                Rollout *ri = &r[p * run.G + i];
-                free(ri->text);
-                ri->text = NULL;
-                ri->n_prompt = encode_task_prompt(&tok, ex, run.chat, ri->ids, ctx);
-                if (ri->n_prompt < 0 || ri->n_prompt >= ctx) die("grpo: a prompt does not fit the context (%d)", ctx);
-            }
-        }
-        sample_rollouts(&policy, &tok, r, B, run.max_new, &run.sc, run.seed * 7919u + (uint64_t)step);
-        double t_gen = now_seconds() - t0;
-        // 2. rewards and advantages
-        double sum_r = 0, acc = 0, fmt = 0, lng = 0, len = 0, refl = 0;
-        for (int b = 0; b < B; b++) {
-            rewards[b] = reward_total(&run.w, group_example[b / run.G], r[b].text, &parts[b]);
-            sum_r += rewards[b];
-            acc += parts[b].accuracy;
-            fmt += parts[b].format;
-            lng += parts[b].language;
-            len += r[b].n - r[b].n_prompt;
-            refl += has_reflection(r[b].text);
-        }
-        grpo_advantages(rewards, run.P, run.G, run.gc.variant != GRPO_DR, adv);
-        int zero_var = 0;  // groups whose rewards are all equal: no signal
-        for (int p = 0; p < run.P; p++) {
-            flat[p] = 1;
-            for (int i = 1; i < run.G; i++) flat[p] &= rewards[p * run.G + i] == rewards[p * run.G];
-            zero_var += flat[p];
-        }
-        // 3. the batch, pi_old and pi_ref log-probabilities, then mu passes of the loss head
-        double t1 = now_seconds();
-        int T = 0;
-        for (int b = 0; b < B; b++) T = r[b].n > T ? r[b].n : T;
-        T = (T + 15) / 16 * 16 < ctx ? (T + 15) / 16 * 16 : ctx;
-        ensure_batch(&policy, B, T, 1);
-        int *ids = xcalloc((size_t)B * T, sizeof(int));
-        float *mask = xcalloc((size_t)B * T, sizeof(float));
-        float *old_lp = xcalloc((size_t)B * T, sizeof(float)), *ref_lp = xcalloc((size_t)B * T, sizeof(float));
-        float *dlogits = xcalloc((size_t)B * T * V, sizeof(float));
-        build_batch(r, B, ids, mask, T);
-        // pi_old: with one pass (mu = 1) it is the policy of the update's own first forward, so
-        // that forward serves twice; with mu > 1 it must be frozen before the first update
-        int old_from_update = run.mu == 1;
-        if (!old_from_update) policy_logprobs(&policy, ids, B, T, old_lp);
-        ref_logprobs(&ref, ids, B, T, ref_lp);
-        GrpoStats st = {0};
-        float loss = 0.0f, norm = 0.0f;
-        int skip = dapo && zero_var == run.P;  // DAPO's dynamic sampling: no group has signal
-        if (dapo)  // drop the groups whose rewards are all equal from the loss
-            for (int p = 0; p < run.P; p++)
-                if (flat[p])
-                    for (int i = 0; i < run.G; i++)
-                        memset(mask + (size_t)(p * run.G + i) * T, 0, (size_t)T * sizeof(float));
-        for (int pass = 0; pass < run.mu && !skip; pass++) {
-            model_forward(&policy, ids, B, T);
-            if (old_from_update && pass == 0)
-                token_logprobs(policy.acts.logits, ids, B, T, V, old_lp);
-            loss = grpo_loss(policy.acts.logits, ids, mask, old_lp, ref_lp, adv, B, T, V, &run.gc,
-                             dlogits, &st);
-            model_zero_grad(&policy);
-            model_backward(&policy, ids, dlogits);
-            norm = adamw_step(&policy, &run.oc);
-            moe_update_bias(&policy, run.gamma);
-            moe_reset_load(&policy);
-        }
-        double t_learn = now_seconds() - t1;
-        if (run.ref_every && step % run.ref_every == 0)  // R1-Zero refreshes pi_ref periodically
-            memcpy(ref.params, policy.params, policy.n_params * sizeof(float));
-        // 4. report
-        fprintf(metrics, "{\"step\": %ld, \"reward\": %.4f, \"accuracy\": %.4f, \"format\": %.4f, "
-                "\"language\": %.4f, \"length\": %.1f, \"reflection\": %.4f, \"kl\": %.6f, "
-                "\"clip_fraction\": %.4f, \"entropy\": %.4f, \"zero_variance_groups\": %.4f, "
-                "\"loss\": %.6f, \"grad_norm\": %.4f, \"generate_s\": %.2f, \"learn_s\": %.2f}\n",
-                step, sum_r / B, acc / B, fmt / B, lng / B, len / B, refl / B, st.kl,
-                st.clip_fraction, st.entropy, (double)zero_var / run.P, loss, norm, t_gen, t_learn);
-        fflush(metrics);
-        printf("step %ld/%ld | reward %.3f | acc %.3f | format %.3f | len %.0f | kl %.4f | "
-               "zero-var %d/%d | gen %.1fs learn %.1fs | %.0fs\n", step, run.steps, sum_r / B,
-               acc / B, fmt / B, len / B, st.kl, zero_var, run.P, t_gen, t_learn,
-               now_seconds() - t_start);
-        if (step % run.sample_every == 0 || step == 1) {
-            const Json *pr = json_get(group_example[0], "prompt");
-            printf("  prompt: %s\n  sample (reward %.2f): %s\n", pr ? pr->string : "?", rewards[0],
-                   r[0].text);
-        }
-        fflush(stdout);
-        if (step % run.save_every == 0 || step == run.steps)
-            if (checkpoint_save(&policy, &tok, NULL, out, err)) die("%s", err);
-        free(ids);
-        free(mask);
-        free(old_lp);
-        free(ref_lp);
-        free(dlogits);
+// The rollouts as one training batch: tokens (B,T), the completion mask, and room for the
+// log-probabilities under pi_old and pi_ref and for dlogits (B,T,V).
+typedef struct {
+    int B, T;
+    int *ids;
+    float *mask, *old_lp, *ref_lp, *dlogits;
+} GrpoBatch;
+
+static GrpoBatch grpo_batch_new(const GrpoGroups *g, int ctx, int V) {
+    GrpoBatch b = {.B = g->P * g->G};
+    for (int i = 0; i < b.B; i++) b.T = g->r[i].n > b.T ? g->r[i].n : b.T;
+    b.T = (b.T + 15) / 16 * 16 < ctx ? (b.T + 15) / 16 * 16 : ctx;  // fewer distinct shapes
+    size_t n = (size_t)b.B * b.T;
+    b.ids = xcalloc(n, sizeof(int));
+    b.mask = xcalloc(n, sizeof(float));
+    b.old_lp = xcalloc(n, sizeof(float));
+    b.ref_lp = xcalloc(n, sizeof(float));
+    b.dlogits = xcalloc(n * V, sizeof(float));
+    build_batch(g->r, b.B, b.ids, b.mask, b.T);
+    return b;
+}
+
+static void grpo_batch_free(GrpoBatch *b) {
+    free(b->ids);
+    free(b->mask);
+    free(b->old_lp);
+    free(b->ref_lp);
+    free(b->dlogits);
+}
+
+// DAPO's dynamic sampling, as far as it goes here: the groups whose rewards are all equal leave
+// the loss (DAPO samples more prompts to refill the batch; this keeps the batch smaller).
+static void mask_flat_groups(const GrpoGroups *g, GrpoBatch *b) {
+    for (int p = 0; p < g->P; p++)
+        if (g->flat[p])
+            for (int i = 0; i < g->G; i++)
+                memset(b->mask + (size_t)(p * g->G + i) * b->T, 0, (size_t)b->T * sizeof(float));
+}
+
+// Step 4: mu passes of the GRPO objective over the batch (R1 eq. 1): forward, the loss head,
+// backward, AdamW; the auxiliary-loss-free expert balancing goes on as in pretraining.
+static void update_policy(Model *policy, Model *ref, const GrpoSettings *s, const GrpoGroups *g,
+                          GrpoStepReport *rep) {
+    int V = policy->cfg.vocab_size, dapo = s->gc.variant == GRPO_DAPO;
+    GrpoBatch b = grpo_batch_new(g, policy->cfg.max_position_embeddings, V);
+    ensure_batch(policy, b.B, b.T, 1);
+    // pi_old: with one pass (mu = 1) it is the policy of the update's own first forward, so
+    // that forward serves twice; with mu > 1 it must be frozen before the first update
+    int old_from_update = s->mu == 1;
+    if (!old_from_update) policy_logprobs(policy, b.ids, b.B, b.T, b.old_lp);
+    ref_logprobs(ref, b.ids, b.B, b.T, b.ref_lp);
+    int skip = dapo && rep->zero_variance_groups == g->P;  // no group has signal
+    if (dapo) mask_flat_groups(g, &b);
+    rep->loss = 0.0f, rep->grad_norm = 0.0f;
+    memset(&rep->stats, 0, sizeof(rep->stats));
+    for (int pass = 0; pass < s->mu && !skip; pass++) {
+        model_forward(policy, b.ids, b.B, b.T);
+        if (old_from_update && pass == 0)
+            token_logprobs(policy->acts.logits, b.ids, b.B, b.T, V, b.old_lp);
+        rep->loss = grpo_loss(policy->acts.logits, b.ids, b.mask, b.old_lp, b.ref_lp, g->adv,
+                              b.B, b.T, V, &s->gc, b.dlogits, &rep->stats);
+        model_zero_grad(policy);
+        model_backward(policy, b.ids, b.dlogits);
+        rep->grad_norm = adamw_step(policy, &s->oc);
+        moe_update_bias(policy, s->gamma);
+        moe_reset_load(policy);
     }
-    fclose(metrics);
-    printf("policy saved in %s\n", out);
-    for (int b = 0; b < B; b++) {
-        free(r[b].ids);
-        free(r[b].text);
-    }
-    free(r);
-    free(rewards);
-    free(adv);
-    free(parts);
-    free(flat);
-    tasks_free(train, n_train);
-    if (plain) tasks_free(plain, n_plain);
-    tokenizer_free(&tok);
-    model_free(&policy);
-    model_free(&ref);
-    return 0;
+    grpo_batch_free(&b);
+}
+
+void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettings *s,
+               GrpoGroups *g, uint64_t seed, GrpoStepReport *rep) {
+    double t0 = now_seconds();
+    // 1. sample G outputs {o_i} for each question q from pi_old (the current policy)
+    sample_groups(policy, tok, s, g, seed);
+    rep->generate_s = now_seconds() - t0;
+    // 2. compute the rewards {r_i} of every output with the rule-based reward
+    reward_groups(s, g, rep);
+    // 3. A_i = (r_i - mean(r)) / std(r) for every token of o_i (group-relative advantage)
+    grpo_advantages(g->rewards, g->P, g->G, s->gc.variant != GRPO_DR, g->adv);
+    // 4. for mu iterations: update pi_theta by maximising the GRPO objective
+    double t1 = now_seconds();
+    update_policy(policy, ref, s, g, rep);
+    rep->learn_s = now_seconds() - t1;
 }
 
 // ==============================================================================================
-// 14. `./r1 eval`: pass@1 over k samples, cons@k, greedy accuracy (the R1 protocol, §3)
+// 14. Evaluation: pass@1 over k samples, cons@k, greedy accuracy (the R1 protocol, §3)
 // ==============================================================================================
 // For each held-out problem: one greedy completion, and k samples at temperature 0.6, top-p
 // 0.95. pass@1 is the mean correctness of the k samples; cons@k is the correctness of the
 // majority answer (ties: the answer seen first); format and length are over the samples.
-
-typedef struct {
-    double greedy, pass1, consk, format, language, length;
-    int n;
-} EvalCell;
 
 static void eval_add(EvalCell *c, double greedy, double pass1, double consk, double format,
                      double language, double length) {
@@ -698,114 +628,54 @@ static int majority_answer(char **answers, int k) {
     return best;
 }
 
-int cmd_eval(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--task", "--k", "--n", "--levels", "--lang",
-                                        "--template", "--max-new-tokens", "--seed", "--out",
-                                        NULL};
-    static const char *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
-    const char *dir = arg_str(argc, argv, "--model", NULL);
-    if (!dir) die("eval: needs --model DIR");
-    const char *task = arg_str(argc, argv, "--task", "arithmetic");
-    const char *lang = arg_str(argc, argv, "--lang", "both");
-    const char *template = arg_str(argc, argv, "--template", "r1-zero");
-    const char *out = arg_str(argc, argv, "--out", NULL);
-    int k = (int)arg_long(argc, argv, "--k", 4, 1, 256);
-    int n = (int)arg_long(argc, argv, "--n", 64, 1, 100000);
-    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
-    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
-    int level_lo, level_hi, chat = strcmp(template, "chat") == 0;
-    parse_levels(arg_str(argc, argv, "--levels", "1-2"), &level_lo, &level_hi);
-    if (!chat && strcmp(template, "r1-zero") != 0) die("--template: '%s' is not r1-zero or chat", template);
-    char err[R1_ERR_LEN];
-    Model m;
-    Tokenizer tok;
-    load_model_or_die(&m, dir);
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
-    Json **ex = make_examples(task, 1, n, level_lo, level_hi, lang, seed);
-    int per = k + 1, ctx = m.cfg.max_position_embeddings;  // rollout 0: greedy; 1..k: samples
-    Rollout *r = xcalloc((size_t)n * per, sizeof(Rollout));
-    for (int i = 0; i < n * per; i++) {
-        r[i].ids = xcalloc((size_t)ctx + 1, sizeof(int));
-        r[i].n_prompt = encode_task_prompt(&tok, ex[i / per], chat, r[i].ids, ctx);
-        if (r[i].n_prompt < 0) die("eval: a prompt does not fit the context (%d)", ctx);
+// Scores one problem: its greedy completion, and its k samples (pass@1, cons@k, format,
+// language, length); adds it to the whole and to its level.
+static void score_problem(const Json *ex, const Rollout *greedy, const Rollout *sampled, int k,
+                          char **answers, EvalResult *res) {
+    double pass = 0, fmt = 0, lng = 0, len = 0;
+    const Json *lv = json_get(ex, "level"), *lg = json_get(ex, "lang");
+    const char *pl = lg && lg->type == JSON_STRING ? lg->string : "en";
+    for (int j = 0; j < k; j++) {
+        const char *text = sampled[j].text;
+        pass += reward_accuracy(ex, text);
+        fmt += reward_format(text);
+        lng += reward_language(text, pl);
+        len += sampled[j].n - sampled[j].n_prompt;
+        answers[j] = answer_extract(text);
     }
-    // greedy and sampled rollouts: two calls, one per sampling setting
-    Rollout *greedy = xcalloc((size_t)n, sizeof(Rollout)), *sampled = xcalloc((size_t)n * k, sizeof(Rollout));
+    int maj = majority_answer(answers, k);
+    double cons = maj >= 0 && task_check(NULL, ex, answers[maj]);
+    for (int j = 0; j < k; j++) free(answers[j]);
+    double gr = reward_accuracy(ex, greedy->text);
+    eval_add(&res->all, gr, pass / k, cons, fmt / k, lng / k, len / k);
+    int level = lv && lv->type == JSON_NUMBER ? (int)lv->number : 0;
+    if (level >= 1 && level <= 5)
+        eval_add(&res->by_level[level], gr, pass / k, cons, fmt / k, lng / k, len / k);
+}
+
+void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int k, int max_new,
+              int chat, uint64_t seed, EvalResult *res) {
+    memset(res, 0, sizeof(*res));
+    int ctx = m->cfg.max_position_embeddings;
+    Rollout *greedy = rollouts_new(n, ctx), *sampled = rollouts_new(n * k, ctx);
     for (int i = 0; i < n; i++) {
-        greedy[i] = r[i * per];
-        for (int j = 0; j < k; j++) sampled[i * k + j] = r[i * per + 1 + j];
+        rollout_set_prompt(&greedy[i], tok, ex[i], chat, ctx, "eval");
+        for (int j = 0; j < k; j++) rollout_set_prompt(&sampled[i * k + j], tok, ex[i], chat, ctx, "eval");
     }
     double t0 = now_seconds();
     SamplingConfig g = {0.0f, 1.0f}, s = {0.6f, 0.95f};
-    sample_rollouts(&m, &tok, greedy, n, max_new, &g, seed);
-    sample_rollouts(&m, &tok, sampled, n * k, max_new, &s, seed + 1);
-    double seconds = now_seconds() - t0;
-    EvalCell all = {0}, by_level[6] = {{0}};
+    sample_rollouts(m, tok, greedy, n, max_new, &g, seed);
+    sample_rollouts(m, tok, sampled, n * k, max_new, &s, seed + 1);
+    res->seconds = now_seconds() - t0;
     char **answers = xcalloc((size_t)k, sizeof(char *));
-    for (int i = 0; i < n; i++) {
-        double pass = 0, fmt = 0, lng = 0, len = 0;
-        const Json *lv = json_get(ex[i], "level"), *lg = json_get(ex[i], "lang");
-        const char *pl = lg && lg->type == JSON_STRING ? lg->string : "en";
-        for (int j = 0; j < k; j++) {
-            const char *text = sampled[i * k + j].text;
-            pass += reward_accuracy(ex[i], text);
-            fmt += reward_format(text);
-            lng += reward_language(text, pl);
-            len += sampled[i * k + j].n - sampled[i * k + j].n_prompt;
-            answers[j] = answer_extract(text);
-        }
-        int maj = majority_answer(answers, k);
-        double cons = maj >= 0 && task_check(NULL, ex[i], answers[maj]);
-        for (int j = 0; j < k; j++) free(answers[j]);
-        double gr = reward_accuracy(ex[i], greedy[i].text);
-        eval_add(&all, gr, pass / k, cons, fmt / k, lng / k, len / k);
-        int level = lv && lv->type == JSON_NUMBER ? (int)lv->number : 0;
-        if (level >= 1 && level <= 5) eval_add(&by_level[level], gr, pass / k, cons, fmt / k, lng / k, len / k);
-    }
-    printf("eval of %s on %d held-out %s problems (levels %d-%d), k = %d at T=0.6 top-p 0.95, "
-           "%.1f s\n", dir, n, task, level_lo, level_hi, k, seconds);
-    printf("  %-6s %5s %8s %8s %8s %8s %8s %8s\n", "level", "n", "greedy", "pass@1", "cons@k",
-           "format", "language", "length");
-    for (int l = 0; l <= 5; l++) {
-        EvalCell *c = l ? &by_level[l] : &all;
-        if (!c->n) continue;
-        char name[16];
-        snprintf(name, sizeof(name), l ? "%d" : "all", l);
-        printf("  %-6s %5d %8.3f %8.3f %8.3f %8.3f %8.3f %8.1f\n", name, c->n, c->greedy / c->n,
-               c->pass1 / c->n, c->consk / c->n, c->format / c->n, c->language / c->n,
-               c->length / c->n);
-    }
-    if (out) {
-        FILE *f = fopen(out, "wb");
-        if (!f) die("%s: %s", out, strerror(errno));
-        fprintf(f, "{\"model\": ");
-        json_write_string(f, dir);
-        fprintf(f, ", \"task\": ");
-        json_write_string(f, task);
-        fprintf(f, ", \"n\": %d, \"k\": %d, \"greedy\": %.4f, \"pass@1\": %.4f, \"cons@k\": %.4f, "
-                "\"format\": %.4f, \"language\": %.4f, \"length\": %.2f, \"seconds\": %.2f}\n",
-                all.n, k, all.greedy / all.n, all.pass1 / all.n, all.consk / all.n,
-                all.format / all.n, all.language / all.n, all.length / all.n, seconds);
-        fclose(f);
-    }
-    for (int i = 0; i < n * per; i++) {
-        free(r[i].ids);
-    }
-    for (int i = 0; i < n; i++) free(greedy[i].text);
-    for (int i = 0; i < n * k; i++) free(sampled[i].text);
-    free(r);
-    free(greedy);
-    free(sampled);
+    for (int i = 0; i < n; i++) score_problem(ex[i], &greedy[i], &sampled[i * k], k, answers, res);
     free(answers);
-    tasks_free(ex, n);
-    tokenizer_free(&tok);
-    model_free(&m);
-    return 0;
+    rollouts_free(greedy, n);
+    rollouts_free(sampled, n * k);
 }
 
 // ==============================================================================================
-// 15. `./r1 reject`: rejection sampling to build the next SFT set (DeepSeek-R1 §2.3.3)
+// 15. Rejection sampling to build the next SFT set (DeepSeek-R1 §2.3.3)
 // ==============================================================================================
 // Sample K completions per training prompt; keep those that are correct, well formed,
 // language-consistent and not cut off by the length limit; drop duplicates; keep at most `cap`
@@ -824,101 +694,55 @@ RejectReason reject_reason(const Json *example, const char *completion, int ende
     return REJECT_KEEP;
 }
 
-int cmd_reject(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--task", "--n-prompts", "--n-per-prompt",
-                                        "--cap", "--levels", "--lang", "--template",
-                                        "--max-new-tokens", "--temperature", "--min-language",
-                                        "--non-reasoning", "--seed", "--out", NULL};
-    static const char *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
-    const char *dir = arg_str(argc, argv, "--model", NULL);
-    const char *out = arg_str(argc, argv, "--out", NULL);
-    if (!dir || !out) die("reject: needs --model DIR --out FILE.jsonl");
-    const char *task = arg_str(argc, argv, "--task", "all");
-    const char *lang = arg_str(argc, argv, "--lang", "both");
-    const char *template = arg_str(argc, argv, "--template", "r1-zero");
-    int n = (int)arg_long(argc, argv, "--n-prompts", 256, 1, 1000000);
-    int k = (int)arg_long(argc, argv, "--n-per-prompt", 4, 1, 256);
-    int cap = (int)arg_long(argc, argv, "--cap", 2, 1, 256);
-    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 200, 1, 1 << 20);
-    double min_lang = arg_double(argc, argv, "--min-language", 0.9, 0.0, 1.0);
-    double nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.2, 0.0, 10.0);
-    SamplingConfig sc = {(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f};
-    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
-    int level_lo, level_hi, chat = strcmp(template, "chat") == 0;
-    parse_levels(arg_str(argc, argv, "--levels", "1-3"), &level_lo, &level_hi);
-    char err[R1_ERR_LEN];
-    Model m;
-    Tokenizer tok;
-    load_model_or_die(&m, dir);
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
-    Json **ex = make_examples(task, 0, n, level_lo, level_hi, lang, seed);
-    int ctx = m.cfg.max_position_embeddings;
-    Rollout *r = xcalloc((size_t)n * k, sizeof(Rollout));
-    for (int i = 0; i < n * k; i++) {
-        r[i].ids = xcalloc((size_t)ctx + 1, sizeof(int));
-        r[i].n_prompt = encode_task_prompt(&tok, ex[i / k], chat, r[i].ids, ctx);
-        if (r[i].n_prompt < 0) die("reject: a prompt does not fit the context (%d)", ctx);
-    }
-    double t0 = now_seconds();
-    sample_rollouts(&m, &tok, r, n * k, max_new, &sc, seed);
-    // the filters, counted one by one in the order they apply
-    long wrong = 0, malformed = 0, mixed = 0, overlong = 0, duplicate = 0, capped = 0, kept = 0;
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", out);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) die("%s: %s", tmp, strerror(errno));
-    for (int i = 0; i < n; i++) {
-        const Json *lg = json_get(ex[i], "lang"), *pr = json_get(ex[i], "prompt");
-        const char *pl = lg && lg->type == JSON_STRING ? lg->string : "en";
-        int kept_here = 0;
-        for (int j = 0; j < k; j++) {
-            Rollout *x = &r[i * k + j];
-            int ended = x->n > x->n_prompt && x->ids[x->n - 1] == TOK_EOS;
-            RejectReason why = reject_reason(ex[i], x->text, ended, min_lang);
-            if (why == REJECT_MALFORMED) { malformed++; continue; }
-            if (why == REJECT_WRONG) { wrong++; continue; }
-            if (why == REJECT_MIXED) { mixed++; continue; }
-            if (why == REJECT_CUT_OFF) { overlong++; continue; }
-            int dup = 0;
-            for (int q = 0; q < j && !dup; q++) dup = strcmp(r[i * k + q].text, x->text) == 0;
-            if (dup) { duplicate++; continue; }
-            if (kept_here == cap) { capped++; continue; }
-            kept_here++;
-            kept++;
-            const Json *tk = json_get(ex[i], "task");
-            fprintf(f, "{\"task\": ");
-            json_write_string(f, tk && tk->type == JSON_STRING ? tk->string : "?");
-            fprintf(f, ", \"lang\": ");
-            json_write_string(f, pl);
-            fprintf(f, ", \"prompt\": ");
-            json_write_string(f, pr->string);
-            fprintf(f, ", \"solution\": ");
-            json_write_string(f, x->text);
-            fprintf(f, "}\n");
-        }
-    }
-    long n_plain = (long)(kept * nonreasoning);
-    Rng rng;
-    rng_seed(&rng, seed ^ 0x6e72u);
-    for (long i = 0; i < n_plain; i++) nonreasoning_write(f, (int)i, &rng, 1);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, out) != 0)
-        die("%s: %s", out, strerror(errno));
-    long total = (long)n * k;
-    printf("rejection sampling from %s: %d prompts x %d samples = %ld in %.1f s\n", dir, n, k,
-           total, now_seconds() - t0);
-    printf("  malformed %ld, wrong %ld, mixed language %ld, cut off %ld, duplicate %ld, over the "
-           "cap of %d %ld\n  kept %ld (%.1f%%), plus %ld non-reasoning examples -> %s\n",
-           malformed, wrong, mixed, overlong, duplicate, cap, capped, kept, 100.0 * kept / total,
-           n_plain, out);
-    for (int i = 0; i < n * k; i++) {
-        free(r[i].ids);
-        free(r[i].text);
-    }
-    free(r);
-    tasks_free(ex, n);
-    tokenizer_free(&tok);
-    model_free(&m);
-    return 0;
+// One kept completion as an SFT example: task, lang, prompt, and the completion as "solution".
+static void write_kept(FILE *f, const Json *ex, const char *completion) {
+    const Json *tk = json_get(ex, "task"), *lg = json_get(ex, "lang"), *pr = json_get(ex, "prompt");
+    fprintf(f, "{\"task\": ");
+    json_write_string(f, tk && tk->type == JSON_STRING ? tk->string : "?");
+    fprintf(f, ", \"lang\": ");
+    json_write_string(f, lg && lg->type == JSON_STRING ? lg->string : "en");
+    fprintf(f, ", \"prompt\": ");
+    json_write_string(f, pr->string);
+    fprintf(f, ", \"solution\": ");
+    json_write_string(f, completion);
+    fprintf(f, "}\n");
 }
 
+// The k completions of one prompt through the filters; the kept ones go to f.
+static void filter_prompt(FILE *f, const Json *ex, const Rollout *r, int k,
+                          const RejectSettings *s, RejectCounts *c) {
+    int kept_here = 0;
+    for (int j = 0; j < k; j++) {
+        const Rollout *x = &r[j];
+        int ended = x->n > x->n_prompt && x->ids[x->n - 1] == TOK_EOS;
+        RejectReason why = reject_reason(ex, x->text, ended, s->min_language);
+        if (why == REJECT_MALFORMED) { c->malformed++; continue; }
+        if (why == REJECT_WRONG) { c->wrong++; continue; }
+        if (why == REJECT_MIXED) { c->mixed++; continue; }
+        if (why == REJECT_CUT_OFF) { c->overlong++; continue; }
+        int dup = 0;
+        for (int q = 0; q < j && !dup; q++) dup = strcmp(r[q].text, x->text) == 0;
+        if (dup) { c->duplicate++; continue; }
+        if (kept_here == s->cap) { c->capped++; continue; }
+        kept_here++;
+        c->kept++;
+        write_kept(f, ex, x->text);
+    }
+}
+
+void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
+                   const RejectSettings *s, FILE *f, RejectCounts *c) {
+    memset(c, 0, sizeof(*c));
+    int ctx = m->cfg.max_position_embeddings, k = s->per_prompt;
+    Rollout *r = rollouts_new(n * k, ctx);
+    for (int i = 0; i < n * k; i++) rollout_set_prompt(&r[i], tok, ex[i / k], s->chat, ctx, "reject");
+    double t0 = now_seconds();
+    sample_rollouts(m, tok, r, n * k, s->max_new, &s->sc, s->seed);
+    for (int i = 0; i < n; i++) filter_prompt(f, ex[i], &r[i * k], k, s, c);
+    c->plain = (long)(c->kept * s->nonreasoning);
+    Rng rng;
+    rng_seed(&rng, s->seed ^ 0x6e72u);
+    for (long i = 0; i < c->plain; i++) nonreasoning_write(f, (int)i, &rng, 1);
+    c->seconds = now_seconds() - t0;
+    rollouts_free(r, n * k);
+}

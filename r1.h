@@ -518,6 +518,7 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
 void die(const char *fmt, ...);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
+double now_seconds(void);  // a monotonic clock, in seconds
 // Atomic files (formats.c): every file the program writes goes to PATH.tmp, is flushed and
 // synced, and is renamed over PATH only when complete, so the old file or the new one is there
 // whole, never a part. atomic_open: 0, or -1 with "PATH.tmp: why" in err; atomic_commit: 0, or
@@ -538,7 +539,6 @@ char *read_file(const char *path, size_t *size, char *err);
 // ----------------------------------------------------------------------------------------------
 // Command-line helpers shared by r1.c and grpo.c (r1.c, section 13)
 // ----------------------------------------------------------------------------------------------
-double now_seconds(void);                      // a monotonic clock
 // "--name value" in argv[2..]; fallback if absent. Numbers out of [lo, hi] die with a message.
 const char *arg_str(int argc, char **argv, const char *name, const char *fallback);
 long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi);
@@ -711,12 +711,96 @@ void token_logprobs(const float *logits, const int *ids, int B, int T, int V, fl
 float grpo_loss(const float *logits, const int *ids, const float *mask, const float *old_lp,
                 const float *ref_lp, const float *adv, int B, int T, int V,
                 const GrpoConfig *gc, float *dlogits, GrpoStats *stats);
-int cmd_grpo(int argc, char **argv);   // ./r1 grpo
-int cmd_eval(int argc, char **argv);   // ./r1 eval
-int cmd_reject(int argc, char **argv); // ./r1 reject
-typedef enum { REJECT_KEEP, REJECT_MALFORMED, REJECT_WRONG, REJECT_MIXED, REJECT_CUT_OFF } RejectReason;
 // Rejection sampling's filters for one completion (ended: it stopped with EOS).
+typedef enum { REJECT_KEEP, REJECT_MALFORMED, REJECT_WRONG, REJECT_MIXED, REJECT_CUT_OFF } RejectReason;
 RejectReason reject_reason(const Json *example, const char *completion, int ended,
                            double min_language);
+
+// Rollouts: a prompt and the completion sampled after it.
+typedef struct {
+    int *ids;         // (n_prompt + n_completion), room for a whole context
+    int n_prompt, n;  // prompt length, total length
+    char *text;       // the completion decoded (EOS left out)
+} Rollout;
+Rollout *rollouts_new(int n, int ctx);   // n rollouts with room for ctx tokens each
+void rollouts_free(Rollout *r, int n);
+// Puts the example's prompt (R1-Zero template, or chat when chat = 1) into r; dies with "WHO: a
+// prompt does not fit the context" when it leaves no room for a completion.
+void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, int chat, int ctx,
+                        const char *who);
+// Samples a completion of up to max_new tokens for each of the n rollouts, DECODE_BATCH at a
+// time; rollout i draws from its own RNG seeded by (seed, i), so no result depends on threads.
+void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
+                     const SamplingConfig *sc, uint64_t seed);
+// Prompt sets in memory: n examples of a task's split (`./r1 data tasks`'s generator), and n
+// non-reasoning prompts. Free with tasks_free.
+Json **make_examples(const char *task, int eval, int n, int level_lo, int level_hi,
+                     const char *lang, uint64_t seed);
+Json **nonreasoning_examples(int n, uint64_t seed);
+
+// One GRPO step (grpo.c section 13).
+typedef struct {
+    int P, G;           // questions per step, completions per question (the group)
+    int max_new;        // the generation budget of a completion, in tokens
+    int mu;             // passes of the objective over each batch of rollouts (GRPO's mu)
+    int chat;           // 1: chat template, 0: the R1-Zero template
+    float gamma;        // the expert-bias update speed (auxiliary-loss-free balancing)
+    SamplingConfig sc;  // how rollouts are sampled
+    GrpoConfig gc;      // the objective
+    RewardWeights w;    // the reward
+    AdamWConfig oc;     // the update
+} GrpoSettings;
+typedef struct {
+    int P, G;
+    const Json **example;  // (P)    the question of each group (the caller picks them)
+    Rollout *r;            // (P*G)  group p is r[p*G .. p*G + G)
+    double *rewards;       // (P*G)
+    RewardParts *parts;    // (P*G)
+    float *adv;            // (P*G)
+    int *flat;             // (P)    1: the group's rewards are all equal (no signal)
+} GrpoGroups;
+typedef struct {  // what a step measured: the means over its P*G completions, and the update
+    double reward, accuracy, format, language, length, reflection;
+    int zero_variance_groups;
+    float loss, grad_norm;
+    GrpoStats stats;
+    double generate_s, learn_s;
+} GrpoStepReport;
+GrpoGroups grpo_groups_new(int P, int G, int ctx);
+void grpo_groups_free(GrpoGroups *g);
+// Samples the groups of g->example, rewards them, computes advantages and updates policy (mu
+// passes) against the frozen ref. seed: the step's sampling seed.
+void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettings *s,
+               GrpoGroups *g, uint64_t seed, GrpoStepReport *rep);
+
+// Evaluation (grpo.c section 14): per problem one greedy completion and k samples (T 0.6,
+// top-p 0.95): greedy accuracy, pass@1 (mean over the k), cons@k (majority answer), format,
+// language, length; over all problems and per level 1-5.
+typedef struct {
+    double greedy, pass1, consk, format, language, length;  // sums over the n problems
+    int n;
+} EvalCell;
+typedef struct {
+    EvalCell all, by_level[6];
+    double seconds;
+} EvalResult;
+void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int k, int max_new,
+              int chat, uint64_t seed, EvalResult *res);
+
+// Rejection sampling (grpo.c section 15): per_prompt samples of each prompt through the
+// filters; at most cap kept per prompt, written to f as SFT examples, then nonreasoning x kept
+// non-reasoning examples.
+typedef struct {
+    int per_prompt, cap, max_new, chat;
+    double min_language, nonreasoning;
+    SamplingConfig sc;
+    uint64_t seed;
+} RejectSettings;
+typedef struct {
+    long malformed, wrong, mixed, overlong, duplicate, capped, kept, plain;
+    double seconds;
+} RejectCounts;
+void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
+                   const RejectSettings *s, FILE *f, RejectCounts *c);
 
 #endif
