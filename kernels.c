@@ -11,6 +11,7 @@
 //   1. The matrix product: matmul_nn and its entry points matmul_forward / matmul_backward
 //   2. Reductions in a fixed order: dot products, max, exp sums, softmax, log-sum-exp
 //   3. RMSNorm, RoPE, SwiGLU
+//   4. The products of a decode step: a few rows at a time (linear_rows, swiglu_rows)
 #define _POSIX_C_SOURCE 200809L
 #include "r1.h"
 
@@ -586,4 +587,34 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
     }
     matmul_backward(dx, dWg, dg, x, Wg, N, D, I, accumulate);  // dx (=, +=) dg @ Wg
     matmul_backward(dx, dWu, du, x, Wu, N, D, I, 1);           // dx += du @ Wu
+}
+
+// ==============================================================================================
+// 4. The products of a decode step: a few rows at a time
+// ==============================================================================================
+
+// out (n, OC) = x (n, C) @ W^T for the rows of a decode step. One sequence decoding alone
+// (alone = 1, n = 1): matvec. A batch (alone = 0): the matmul kernel, computed as out^T (OC, n)
+// = W x^T so that W (OC, C) is the kernel's A, read once for all n rows, and x^T (read in place
+// through strides) is B, a single panel when n <= MM_COLS; yt (OC, n) is scratch. The two sum
+// in different orders (r1.c's decode_block says why both stay).
+void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC, int alone,
+                 float *yt) {
+    if (alone) {
+        matvec(out, x, W, C, OC);
+        return;
+    }
+    matmul_nn(yt, W, C, 1, x, 1, C, OC, C, n, 0);  // yt (OC, n)
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = yt[(size_t)o * n + i];
+}
+
+// y (n, D) = SwiGLU(x) = down(silu(gate(x)) * up(x)) for n rows, hidden width I, the products
+// by linear_rows; g, u (n, I) and yt scratch.
+void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
+                 int n, int D, int I, int alone, float *g, float *u, float *yt) {
+    linear_rows(g, x, Wg, n, D, I, alone, yt);
+    linear_rows(u, x, Wu, n, D, I, alone, yt);
+    for (size_t i = 0; i < (size_t)n * I; i++) g[i] = silu(g[i]) * u[i];
+    linear_rows(y, g, Wd, n, I, D, alone, yt);
 }

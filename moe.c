@@ -318,3 +318,57 @@ void moe_reset_load(Model *m) {
     memset(m->expert_load, 0,
            (size_t)m->cfg.num_hidden_layers * m->cfg.n_routed_experts * sizeof(long));
 }
+
+// ----------------------------------------------------------------------------------------------
+// Decoding: the routed experts of one step, for one token alone or for a batch of rows
+// ----------------------------------------------------------------------------------------------
+// Both add sum_k w_k Expert_k(xb) to x (after the shared experts); they differ in the order of
+// the additions (r1.c's decode_block says why both stay): one token alone adds its K experts in
+// routing order; a batch goes expert by expert over the rows that chose it, so that each
+// expert's weights are read once for the whole batch.
+
+// b->x (D) += the routed experts of b->xb (D), one token, experts in routing order.
+void moe_decode_token(const Config *c, const LayerParams *lp, DecodeBatch *b) {
+    int D = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int Im = c->moe_intermediate_size;
+    matvec(b->router, b->xb, lp->router, D, E);
+    moe_route_token(c, b->router, lp->router_bias, b->scores, b->route_idx, b->route_w);
+    size_t mat = (size_t)Im * D;
+    for (int k = 0; k < K; k++) {
+        size_t e = (size_t)b->route_idx[k];
+        swiglu_rows(b->y, b->xb, lp->experts_gate + e * mat, lp->experts_up + e * mat,
+                    lp->experts_down + e * mat, 1, D, Im, 1, b->g, b->u, b->yt);
+        for (int i = 0; i < D; i++) b->x[i] += b->route_w[k] * b->y[i];
+    }
+}
+
+// b->x (n, D) += the routed experts of b->xb (n, D): every row is routed, then each expert runs
+// once on the rows that chose it (gathered into b->gx), added back with the row's gate weight.
+void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int n) {
+    int D = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int Im = c->moe_intermediate_size;
+    linear_rows(b->router, b->xb, lp->router, n, D, E, 0, b->yt);
+    for (int i = 0; i < n; i++)
+        moe_route_token(c, b->router + (size_t)i * E, lp->router_bias, b->scores,
+                        b->route_idx + (size_t)i * K, b->route_w + (size_t)i * K);
+    size_t mat = (size_t)Im * D;
+    for (int e = 0; e < E; e++) {
+        int rows[DECODE_BATCH];
+        float w[DECODE_BATCH];
+        int ne = 0;
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < K; k++)
+                if (b->route_idx[(size_t)i * K + k] == e) {
+                    rows[ne] = i;
+                    w[ne] = b->route_w[(size_t)i * K + k];
+                    memcpy(b->gx + (size_t)ne * D, b->xb + (size_t)i * D, (size_t)D * sizeof(float));
+                    ne++;
+                }
+        if (ne == 0) continue;
+        swiglu_rows(b->y, b->gx, lp->experts_gate + e * mat, lp->experts_up + e * mat,
+                    lp->experts_down + e * mat, ne, D, Im, 0, b->g, b->u, b->yt);
+        for (int r = 0; r < ne; r++)
+            for (int d = 0; d < D; d++)
+                b->x[(size_t)rows[r] * D + d] += w[r] * b->y[(size_t)r * D + d];
+    }
+}

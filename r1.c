@@ -958,52 +958,68 @@ int decode_state_create(DecodeState *s, const Model *m, int max_T, char *err) {
                  max_T, c->max_position_embeddings);
         return -1;
     }
-    size_t L = c->num_hidden_layers, D = c->hidden_size, H = c->num_attention_heads;
-    size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    size_t dc = c->kv_lora_rank, W = (size_t)max_width(c);
+    size_t L = c->num_hidden_layers, H = c->num_attention_heads;
+    size_t dr = c->qk_rope_head_dim, dc = c->kv_lora_rank;
     s->max_T = max_T;
     s->c_kv = xcalloc(L * max_T * dc, sizeof(float));
     s->k_pe = xcalloc(L * max_T * dr, sizeof(float));
-    s->x = xcalloc(D, sizeof(float));
-    s->xb = xcalloc(W > D ? W : D, sizeof(float));
-    s->xb2 = xcalloc(W > D ? W : D, sizeof(float));
-    s->q_a = xcalloc(W, sizeof(float));
-    s->q = xcalloc(H * (dn + dr), sizeof(float));
     s->q_abs = xcalloc(H * dc, sizeof(float));
     s->att = xcalloc(H * (size_t)max_T, sizeof(float));
     s->o_lat = xcalloc(H * dc, sizeof(float));
-    s->o = xcalloc(H * dv, sizeof(float));
-    s->h1 = xcalloc(W, sizeof(float));
-    s->h2 = xcalloc(W, sizeof(float));
-    s->h3 = xcalloc(W > D ? W : D, sizeof(float));
     s->logits = xcalloc((size_t)c->vocab_size, sizeof(float));
-    s->scores = xcalloc((size_t)c->n_routed_experts + 1, sizeof(float));
     return 0;
 }
 
 void decode_state_free(DecodeState *s) {
-    float *bufs[] = {s->c_kv, s->k_pe, s->x, s->xb, s->xb2, s->q_a, s->q, s->q_abs, s->att,
-                     s->o_lat, s->o, s->h1, s->h2, s->h3, s->logits, s->scores};
+    float *bufs[] = {s->c_kv, s->k_pe, s->q_abs, s->att, s->o_lat, s->logits};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    if (s->alone) decode_batch_free(s->alone);
+    free(s->alone);
     memset(s, 0, sizeof(*s));
 }
 
-// out (D) += SwiGLU(x) for one token; h1, h2 (I) scratch.
-static void swiglu_token(float *out, const float *x, const float *Wg, const float *Wu,
-                         const float *Wd, int D, int I, float scale, float *h1, float *h2,
-                         float *tmp) {
-    matvec(h1, x, Wg, D, I);
-    matvec(h2, x, Wu, D, I);
-    for (int i = 0; i < I; i++) h1[i] = silu(h1[i]) * h2[i];
-    matvec(tmp, h1, Wd, I, D);
-    for (int i = 0; i < D; i++) out[i] += scale * tmp[i];
+void decode_batch_create(DecodeBatch *b, const Model *m) {
+    const Config *c = &m->cfg;
+    size_t n = DECODE_BATCH, D = c->hidden_size, H = c->num_attention_heads;
+    size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    size_t dc = c->kv_lora_rank, W = (size_t)max_width(c), V = c->vocab_size;
+    size_t E = c->n_routed_experts, K = c->num_experts_per_tok;
+    size_t wide = W;  // the widest row any product writes
+    if (H * (dn + dr) > wide) wide = H * (dn + dr);
+    if (V > wide) wide = V;
+    if (D > wide) wide = D;
+    memset(b, 0, sizeof(*b));
+    b->x = xcalloc(n * D, sizeof(float));
+    b->xb = xcalloc(n * D, sizeof(float));
+    b->rstd = xcalloc(n, sizeof(float));
+    b->yt = xcalloc(n * wide, sizeof(float));
+    b->q_a = xcalloc(n * W, sizeof(float));
+    b->q = xcalloc(n * H * (dn + dr), sizeof(float));
+    b->kv_a = xcalloc(n * (dc + dr), sizeof(float));
+    b->o = xcalloc(n * H * dv, sizeof(float));
+    b->y = xcalloc(n * D, sizeof(float));
+    b->g = xcalloc(n * W, sizeof(float));
+    b->u = xcalloc(n * W, sizeof(float));
+    b->gx = xcalloc(n * D, sizeof(float));
+    b->router = xcalloc(n * (E + 1), sizeof(float));
+    b->scores = xcalloc(E + 1, sizeof(float));
+    b->route_w = xcalloc(n * (K + 1), sizeof(float));
+    b->route_idx = xcalloc(n * (K + 1), sizeof(int));
+    b->logits = xcalloc(n * V, sizeof(float));
+}
+
+void decode_batch_free(DecodeBatch *b) {
+    float *bufs[] = {b->x, b->xb, b->rstd, b->yt, b->q_a, b->q, b->kv_a, b->o, b->y, b->g,
+                     b->u, b->gx, b->router, b->scores, b->route_w, b->logits};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(b->route_idx);
+    memset(b, 0, sizeof(*b));
 }
 
 // The attention of one token at position pos of layer l, once its projections are done:
 // kv_a (dc+dr) = kv_a_proj_with_mqa(xb) and q (H, dn+dr) = the queries (RoPE not yet applied).
 // Writes this position's cache entry, then attends over positions 0..pos of the cache with the
-// absorbed weights; the result (before o_proj) goes to o (H*dv). Shared by the one-sequence and
-// the batched decoders.
+// absorbed weights; the result (before o_proj) goes to o (H*dv).
 static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState *s, int l,
                               int pos, const float *kv_a, float *q, float *o) {
     const Config *c = &m->cfg;
@@ -1048,61 +1064,86 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
     }
 }
 
-// Absorbed MLA for one token at position pos of layer l. xb (D) is RMSNorm(x); the result
-// (before o_proj) goes to s->o (H*dv).
-static void mla_decode(const Model *m, const LayerParams *lp, DecodeState *s, int l, int pos) {
+// MLA for the n rows of b: the query and kv projections of xb (n, D), then each row's
+// attention over its own sequence's cache; the results (before o_proj) go to b->o (n, H*dv).
+static void mla_decode_rows(const Model *m, const LayerParams *lp, DecodeState *const *s,
+                            DecodeBatch *b, int l, const int *pos, int n, int alone) {
     const Config *c = &m->cfg;
-    int D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim;
-    int dr = c->qk_rope_head_dim, dq = c->q_lora_rank, dc = c->kv_lora_rank;
-    float rstd;
+    int D = c->hidden_size, H = c->num_attention_heads, dv = c->v_head_dim;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dq = c->q_lora_rank;
+    int dc = c->kv_lora_rank, qw = H * (dn + dr);
     if (dq > 0) {
-        matvec(s->q_a, s->xb, lp->q_a_proj, D, dq);
-        rmsnorm_forward(s->q_a, &rstd, s->q_a, dq, lp->q_a_layernorm, 1, dq, c->rms_norm_eps);
-        matvec(s->q, s->q_a, lp->q_b_proj, dq, H * (dn + dr));
+        linear_rows(b->q_a, b->xb, lp->q_a_proj, n, D, dq, alone, b->yt);
+        rmsnorm_forward(b->q_a, b->rstd, b->q_a, dq, lp->q_a_layernorm, n, dq, c->rms_norm_eps);
+        linear_rows(b->q, b->q_a, lp->q_b_proj, n, dq, qw, alone, b->yt);
     } else {
-        matvec(s->q, s->xb, lp->q_b_proj, D, H * (dn + dr));
+        linear_rows(b->q, b->xb, lp->q_b_proj, n, D, qw, alone, b->yt);
     }
-    float *kv_a = s->h1;  // (dc + dr)
-    matvec(kv_a, s->xb, lp->kv_a_proj_with_mqa, D, dc + dr);
-    mla_decode_attend(m, lp, s, l, pos, kv_a, s->q, s->o);
+    linear_rows(b->kv_a, b->xb, lp->kv_a_proj_with_mqa, n, D, dc + dr, alone, b->yt);
+    for (int i = 0; i < n; i++)
+        mla_decode_attend(m, lp, s[i], l, pos[i], b->kv_a + (size_t)i * (dc + dr),
+                          b->q + (size_t)i * qw, b->o + (size_t)i * H * dv);
 }
 
-// The FFN of layer l for one token: x (D) += FFN(xb).
-static void ffn_decode(const Model *m, const LayerParams *lp, DecodeState *s, int l) {
+// x (n, D) += FFN(xb) of layer l for the n rows: the dense MLP, or a MoE layer's shared experts
+// and then its routed ones (moe.c: one token alone adds its experts in routing order; a batch
+// goes expert by expert, so that each expert's weights are read once for all its rows).
+static void ffn_decode_rows(const Model *m, const LayerParams *lp, DecodeBatch *b, int l, int n,
+                            int alone) {
     const Config *c = &m->cfg;
     int D = c->hidden_size, I = ffn_width(c, l);
-    if (I > 0) swiglu_token(s->x, s->xb, lp->mlp_gate, lp->mlp_up, lp->mlp_down, D, I, 1.0f,
-                            s->h1, s->h2, s->h3);
+    if (I > 0) {
+        swiglu_rows(b->y, b->xb, lp->mlp_gate, lp->mlp_up, lp->mlp_down, n, D, I, alone, b->g,
+                    b->u, b->yt);
+        for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
+    }
     if (!is_moe_layer(c, l)) return;
-    int E = c->n_routed_experts, K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
-    int idx[K];
-    float w[K];
-    float *logits = s->xb2;
-    matvec(logits, s->xb, lp->router, D, E);
-    moe_route_token(c, logits, lp->router_bias, s->scores, idx, w);
-    size_t mat = (size_t)Im * D;
-    for (int k = 0; k < K; k++)
-        swiglu_token(s->x, s->xb, lp->experts_gate + idx[k] * mat, lp->experts_up + idx[k] * mat,
-                     lp->experts_down + idx[k] * mat, D, Im, w[k], s->h1, s->h2, s->h3);
+    if (alone) moe_decode_token(c, lp, b);
+    else moe_decode_rows(c, lp, b, n);
+}
+
+// The decoder block, for decoding: x_out = x_mid + FFN(RMSNorm(x_mid)), x_mid = x_in +
+// o_proj(MLA(RMSNorm(x_in))), on the n rows of b->x (one per sequence), in place. The same
+// block serves one sequence decoding alone (decode_step: alone = 1) and a batch
+// (decode_step_batch: alone = 0); they differ only in how the products run (linear_rows): one
+// vector by matvec (sums in 8 lanes, the fastest for a single row), a batch by the matmul
+// kernel (each weight read once for all rows; one fused chain per output). The two sum in
+// different orders, so a sequence's logits alone and in a batch differ in the last bits; each
+// path on its own gives the same floats at any thread count and for any batch-mates.
+static void decode_block(const Model *m, int l, DecodeState *const *s, DecodeBatch *b,
+                         const int *pos, int n, int alone) {
+    const Config *c = &m->cfg;
+    const LayerParams *lp = &m->p.layers[l];
+    int D = c->hidden_size, H = c->num_attention_heads, dv = c->v_head_dim;
+    float eps = c->rms_norm_eps;
+    rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->input_layernorm, n, D, eps);
+    mla_decode_rows(m, lp, s, b, l, pos, n, alone);
+    linear_rows(b->y, b->o, lp->o_proj, n, H * dv, D, alone, b->yt);
+    for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
+    rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->post_attention_layernorm, n, D, eps);
+    ffn_decode_rows(m, lp, b, l, n, alone);
+}
+
+// Embedding, the blocks, the final norm and lm_head for n rows; logits to b->logits (n, V).
+static void decode_rows(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
+                        const int *pos, int n, int alone) {
+    const Config *c = &m->cfg;
+    int D = c->hidden_size;
+    for (int i = 0; i < n; i++)
+        memcpy(b->x + (size_t)i * D, m->p.embed_tokens + (size_t)tokens[i] * D,
+               (size_t)D * sizeof(float));
+    for (int l = 0; l < c->num_hidden_layers; l++) decode_block(m, l, s, b, pos, n, alone);
+    rmsnorm_forward(b->xb, b->rstd, b->x, D, m->p.norm, n, D, c->rms_norm_eps);
+    linear_rows(b->logits, b->xb, m->p.lm_head, n, D, c->vocab_size, alone, b->yt);
 }
 
 void decode_step(const Model *m, DecodeState *s, int token, int pos) {
-    const Config *c = &m->cfg;
-    int D = c->hidden_size, H = c->num_attention_heads, dv = c->v_head_dim;
-    float rstd;
-    memcpy(s->x, m->p.embed_tokens + (size_t)token * D, (size_t)D * sizeof(float));
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        const LayerParams *lp = &m->p.layers[l];
-        rmsnorm_forward(s->xb, &rstd, s->x, D, lp->input_layernorm, 1, D, c->rms_norm_eps);
-        mla_decode(m, lp, s, l, pos);
-        matvec(s->h3, s->o, lp->o_proj, H * dv, D);
-        for (int i = 0; i < D; i++) s->x[i] += s->h3[i];
-        rmsnorm_forward(s->xb, &rstd, s->x, D, lp->post_attention_layernorm, 1, D,
-                        c->rms_norm_eps);
-        ffn_decode(m, lp, s, l);
+    if (!s->alone) {  // the rows of a batch of one, made on the first step
+        s->alone = xcalloc(1, sizeof(DecodeBatch));
+        decode_batch_create(s->alone, m);
     }
-    rmsnorm_forward(s->xb, &rstd, s->x, D, m->p.norm, 1, D, c->rms_norm_eps);
-    matvec(s->logits, s->xb, m->p.lm_head, D, c->vocab_size);
+    decode_rows(m, &s, s->alone, &token, &pos, 1, 1);
+    memcpy(s->logits, s->alone->logits, (size_t)m->cfg.vocab_size * sizeof(float));
 }
 
 // Continues ids: feeds ids[n_cached..n) into the cache (positions n_cached..n-1), then samples
@@ -1132,136 +1173,12 @@ int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int 
 // and rejection sampling several times faster. Each sequence keeps its own cache, position and
 // RNG. Row i of every product is a sum over k in a fixed order that does not involve the other
 // rows, so a sequence's numbers do not depend on which sequences share its batch (or on the
-// thread count). They differ from decode_step's in the last bits: matvec sums in 8 lanes.
+// thread count).
 // ----------------------------------------------------------------------------------------------
 
-void decode_batch_create(DecodeBatch *b, const Model *m) {
-    const Config *c = &m->cfg;
-    size_t n = DECODE_BATCH, D = c->hidden_size, H = c->num_attention_heads;
-    size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    size_t dc = c->kv_lora_rank, W = (size_t)max_width(c), V = c->vocab_size;
-    size_t E = c->n_routed_experts, K = c->num_experts_per_tok;
-    size_t wide = W;  // the widest row any product writes
-    if (H * (dn + dr) > wide) wide = H * (dn + dr);
-    if (V > wide) wide = V;
-    if (D > wide) wide = D;
-    memset(b, 0, sizeof(*b));
-    b->x = xcalloc(n * D, sizeof(float));
-    b->xb = xcalloc(n * D, sizeof(float));
-    b->rstd = xcalloc(n, sizeof(float));
-    b->yt = xcalloc(n * wide, sizeof(float));
-    b->q_a = xcalloc(n * W, sizeof(float));
-    b->q = xcalloc(n * H * (dn + dr), sizeof(float));
-    b->kv_a = xcalloc(n * (dc + dr), sizeof(float));
-    b->o = xcalloc(n * H * dv, sizeof(float));
-    b->y = xcalloc(n * D, sizeof(float));
-    b->g = xcalloc(n * W, sizeof(float));
-    b->u = xcalloc(n * W, sizeof(float));
-    b->gx = xcalloc(n * D, sizeof(float));
-    b->router = xcalloc(n * (E + 1), sizeof(float));
-    b->scores = xcalloc(E + 1, sizeof(float));
-    b->route_w = xcalloc(n * (K + 1), sizeof(float));
-    b->route_idx = xcalloc(n * (K + 1), sizeof(int));
-    b->logits = xcalloc(n * V, sizeof(float));
-}
-
-void decode_batch_free(DecodeBatch *b) {
-    float *bufs[] = {b->x, b->xb, b->rstd, b->yt, b->q_a, b->q, b->kv_a, b->o, b->y, b->g,
-                     b->u, b->gx, b->router, b->scores, b->route_w, b->logits};
-    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
-    free(b->route_idx);
-    memset(b, 0, sizeof(*b));
-}
-
-// out (n, OC) = x (n, C) @ W^T for a few rows: computed as out^T (OC, n) = W x^T, so that W
-// (OC, C) is the kernel's A, read once for all n rows, and x^T (read in place through
-// strides) is B, a single panel when n <= MM_COLS.
-static void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC,
-                        DecodeBatch *b) {
-    matmul_nn(b->yt, W, C, 1, x, 1, C, OC, C, n, 0);  // yt (OC, n)
-    for (int i = 0; i < n; i++)
-        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = b->yt[(size_t)o * n + i];
-}
-
-// y (n, D) = SwiGLU(x) for n rows: down(silu(gate(x)) * up(x)), hidden width I.
-static void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu,
-                        const float *Wd, int n, int D, int I, DecodeBatch *b) {
-    linear_rows(b->g, x, Wg, n, D, I, b);
-    linear_rows(b->u, x, Wu, n, D, I, b);
-    for (size_t i = 0; i < (size_t)n * I; i++) b->g[i] = silu(b->g[i]) * b->u[i];
-    linear_rows(y, b->g, Wd, n, I, D, b);
-}
-
-// x (n, D) += FFN(xb) of layer l for n rows: the dense MLP or shared experts, then each routed
-// expert on the rows that chose it (gathered into gx), added back with the row's gate weight.
-static void ffn_decode_rows(const Model *m, const LayerParams *lp, DecodeBatch *b, int l, int n) {
-    const Config *c = &m->cfg;
-    int D = c->hidden_size, I = ffn_width(c, l);
-    if (I > 0) {
-        swiglu_rows(b->y, b->xb, lp->mlp_gate, lp->mlp_up, lp->mlp_down, n, D, I, b);
-        for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
-    }
-    if (!is_moe_layer(c, l)) return;
-    int E = c->n_routed_experts, K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
-    linear_rows(b->router, b->xb, lp->router, n, D, E, b);
-    for (int i = 0; i < n; i++)
-        moe_route_token(c, b->router + (size_t)i * E, lp->router_bias, b->scores,
-                        b->route_idx + (size_t)i * K, b->route_w + (size_t)i * K);
-    size_t mat = (size_t)Im * D;
-    for (int e = 0; e < E; e++) {
-        int rows[DECODE_BATCH];
-        float w[DECODE_BATCH];
-        int ne = 0;
-        for (int i = 0; i < n; i++)
-            for (int k = 0; k < K; k++)
-                if (b->route_idx[(size_t)i * K + k] == e) {
-                    rows[ne] = i;
-                    w[ne] = b->route_w[(size_t)i * K + k];
-                    memcpy(b->gx + (size_t)ne * D, b->xb + (size_t)i * D, (size_t)D * sizeof(float));
-                    ne++;
-                }
-        if (ne == 0) continue;
-        swiglu_rows(b->y, b->gx, lp->experts_gate + e * mat, lp->experts_up + e * mat,
-                    lp->experts_down + e * mat, ne, D, Im, b);
-        for (int r = 0; r < ne; r++)
-            for (int d = 0; d < D; d++)
-                b->x[(size_t)rows[r] * D + d] += w[r] * b->y[(size_t)r * D + d];
-    }
-}
-
-// One step of n <= DECODE_BATCH sequences: sequence i feeds tokens[i] at position pos[i] into
-// the cache of s[i]; its next-token logits go to b->logits row i (V).
 void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
                        const int *pos, int n) {
-    const Config *c = &m->cfg;
-    int D = c->hidden_size, H = c->num_attention_heads, dv = c->v_head_dim;
-    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dq = c->q_lora_rank;
-    int dc = c->kv_lora_rank, qw = H * (dn + dr);
-    float eps = c->rms_norm_eps;
-    for (int i = 0; i < n; i++)
-        memcpy(b->x + (size_t)i * D, m->p.embed_tokens + (size_t)tokens[i] * D,
-               (size_t)D * sizeof(float));
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        const LayerParams *lp = &m->p.layers[l];
-        rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->input_layernorm, n, D, eps);
-        if (dq > 0) {
-            linear_rows(b->q_a, b->xb, lp->q_a_proj, n, D, dq, b);
-            rmsnorm_forward(b->q_a, b->rstd, b->q_a, dq, lp->q_a_layernorm, n, dq, eps);
-            linear_rows(b->q, b->q_a, lp->q_b_proj, n, dq, qw, b);
-        } else {
-            linear_rows(b->q, b->xb, lp->q_b_proj, n, D, qw, b);
-        }
-        linear_rows(b->kv_a, b->xb, lp->kv_a_proj_with_mqa, n, D, dc + dr, b);
-        for (int i = 0; i < n; i++)
-            mla_decode_attend(m, lp, s[i], l, pos[i], b->kv_a + (size_t)i * (dc + dr),
-                              b->q + (size_t)i * qw, b->o + (size_t)i * H * dv);
-        linear_rows(b->y, b->o, lp->o_proj, n, H * dv, D, b);
-        for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
-        rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->post_attention_layernorm, n, D, eps);
-        ffn_decode_rows(m, lp, b, l, n);
-    }
-    rmsnorm_forward(b->xb, b->rstd, b->x, D, m->p.norm, n, D, eps);
-    linear_rows(b->logits, b->xb, m->p.lm_head, n, D, c->vocab_size, b);
+    decode_rows(m, s, b, tokens, pos, n, 0);
 }
 
 // generate() for n <= DECODE_BATCH sequences at once. Sequence i holds len[i] tokens in ids[i]

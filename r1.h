@@ -386,18 +386,40 @@ static inline float dot_lanes(const float *a, const float *b, int n) {
     return s + add_lanes(lanes);
 }
 
+// The products of a decode step's n rows: out (n, OC) = x (n, C) @ W^T, and the SwiGLU MLP on
+// them. alone = 1 (one sequence decoding by itself, n = 1): by matvec; alone = 0 (a batch): by
+// the matmul kernel, W read once for all n rows; yt (OC, n), g, u (n, I) scratch.
+void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC, int alone,
+                 float *yt);
+void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
+                 int n, int D, int I, int alone, float *g, float *u, float *yt);
 // SiLU (the swish with beta 1): z * sigmoid(z).
 static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
 
 // ----------------------------------------------------------------------------------------------
 // Generation with the latent KV cache (absorbed MLA)
 // ----------------------------------------------------------------------------------------------
+// Batched generation: up to DECODE_BATCH sequences step together, so each weight matrix is read
+// once per step for all of them. A sequence's numbers do not depend on its batch-mates.
+#define DECODE_BATCH 16
+typedef struct {
+    // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
+    float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
+    float *route_w, *logits;  // logits (DECODE_BATCH, V)
+    int *route_idx;
+} DecodeBatch;
+// The routed experts of a decode step (moe.c): b->x += sum_k w_k Expert_k(b->xb), for one token
+// alone (experts in routing order) or for n rows (expert by expert over the rows that chose it).
+void moe_decode_token(const Config *c, const LayerParams *lp, DecodeBatch *b);
+void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int n);
+// One sequence's latent KV cache (and the scratch of its attention) for positions 0..max_T-1.
 typedef struct {
     int max_T;
-    float *c_kv;  // (L, max_T, dc)  normalised latent per position
-    float *k_pe;  // (L, max_T, dr)  rotated shared rope key per position
-    // per-token scratch
-    float *x, *xb, *xb2, *q_a, *q, *q_abs, *att, *o_lat, *o, *h1, *h2, *h3, *logits, *scores;
+    float *c_kv;          // (L, max_T, dc)  normalised latent per position
+    float *k_pe;          // (L, max_T, dr)  rotated shared rope key per position
+    float *q_abs, *att, *o_lat;  // (H, dc), (H, max_T), (H, dc): one token's attention
+    float *logits;        // (V) the next-token logits of the last decode_step
+    DecodeBatch *alone;   // decode_step's rows (a batch of one), made on its first step
 } DecodeState;
 int decode_state_create(DecodeState *s, const Model *m, int max_T, char *err);
 void decode_state_free(DecodeState *s);
@@ -446,15 +468,6 @@ int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int 
              const SamplingConfig *sc, Rng *rng, float *probs,
              void (*on_token)(int id, void *ctx), void *ctx);
 
-// Batched generation: up to DECODE_BATCH sequences step together, so each weight matrix is read
-// once per step for all of them. A sequence's numbers do not depend on its batch-mates.
-#define DECODE_BATCH 16
-typedef struct {
-    // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
-    float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
-    float *route_w, *logits;  // logits (DECODE_BATCH, V)
-    int *route_idx;
-} DecodeBatch;
 void decode_batch_create(DecodeBatch *b, const Model *m);
 void decode_batch_free(DecodeBatch *b);
 // One step: sequence i (< n <= DECODE_BATCH) feeds tokens[i] at pos[i] into s[i]'s cache; its
