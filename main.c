@@ -1737,11 +1737,22 @@ static double run_stage_command(const char *const *args) {
     return now_seconds() - t0;
 }
 
+// The recipe as a table: one row per stage, each with the ./r1 command lines it runs, as a
+// student would type them. In them, $OUT/NAME is a path under the pipeline's output directory,
+// $SEED and $PRESET are the pipeline's --seed and --preset, and $STEPS:N is N training steps
+// times --scale. Adding a stage = one row (and a line in the report's comparisons).
 typedef struct {
-    const char *name;    // the stage, and the directory or file it writes under OUT
-    const char *what;    // for the report
-    const char *eval;    // "eval": the stage's model is evaluated; NULL: not a model
+    const char *name;   // the stage, and the directory or file it writes under OUT
+    const char *what;   // for the report
+    int evaluated;      // 1: the stage makes a model, evaluated on the held-out problems
+    const char *commands[2];  // ./r1 command lines (arguments split at spaces); NULL: none
 } Stage;
+
+// The pipeline's settings (its flags).
+typedef struct {
+    const char *out, *preset, *seed;
+    double scale;
+} PipelineRun;
 
 // n * scale as a command-line number (at least 1), written into buf.
 static const char *scaled_steps(char buf[32], long n, double scale) {
@@ -1823,7 +1834,7 @@ static void write_pipeline_charts(FILE *f, const char *out, const Stage *stages,
     double pass1[32], format[32];
     int n = 0;
     for (int i = 0; i < n_stages && n < 32; i++) {
-        if (!stages[i].eval || !stage_done(out, stages[i].name)) continue;
+        if (!stages[i].evaluated || !stage_done(out, stages[i].name)) continue;
         labels[n] = stages[i].name;
         pass1[n] = eval_field(out, stages[i].name, "pass@1", NAN);
         format[n] = eval_field(out, stages[i].name, "format", NAN);
@@ -1853,13 +1864,14 @@ static void write_pipeline_charts(FILE *f, const char *out, const Stage *stages,
 #define PIPELINE_EVAL_N "128"
 
 // OUT/report.md: one row per evaluated stage that has finished, then the time of each stage.
-static void write_pipeline_report(const char *out, const char *preset, const char *seed,
-                                  double scale, const Stage *stages, int n_stages) {
+static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int n_stages) {
+    const char *out = p->out;
     char path[4096];
     snprintf(path, sizeof(path), "%s/report.md", out);
     FILE *f = fopen(path, "wb");
     if (!f) die("%s: %s", path, strerror(errno));
-    fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g)\n\n", preset, seed, scale);
+    fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g)\n\n", p->preset, p->seed,
+            p->scale);
     fprintf(f, "Held-out arithmetic (levels 1-2, %d problems, R1-Zero template); pass@1 = mean "
             "correctness of k = 4 samples at T = 0.6, top-p 0.95; cons@k = majority answer; "
             "greedy = temperature 0. The same seed gives the same table, byte for byte; the "
@@ -1867,7 +1879,7 @@ static void write_pipeline_report(const char *out, const char *preset, const cha
     fprintf(f, "| stage | what | pass@1 | cons@4 | greedy | format | language | length | "
             "parameters |\n|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_stages; i++)
-        if (stages[i].eval) report_row(f, out, &stages[i]);
+        if (stages[i].evaluated) report_row(f, out, &stages[i]);
     fprintf(f, "\nWhat to compare (the paper's findings): cold start + RL (`rl`) against R1-Zero "
             "(`r1-zero`) on format and language consistency; `final` against `cold`/`rl` "
             "(before rejection-sampling SFT); `student-distill` against `student-rl`.\n");
@@ -1888,128 +1900,120 @@ static void write_pipeline_report(const char *out, const char *preset, const cha
     fclose(f);
 }
 
+// The stages, in the order they run (DeepSeek-R1 §2.3-2.4; the student: §2.4 and Table 6).
+static const Stage STAGES[] = {
+    // the corpus and every stage after it stay on arithmetic levels 1-2: what a 2.4M-parameter
+    // base learns to do in 10 minutes (tutorial/06 shows the other tasks)
+    {"data", "toy corpus and the cold-start set (worked long CoT)", 0,
+     {"data corpus --task arithmetic --levels 1-2 --mb 2 --out $OUT/corpus.txt --seed $SEED",
+      "data tasks --task arithmetic --n 1000 --levels 1-2 --solutions --seed $SEED --out "
+      "$OUT/cold.jsonl"}},
+    // 1500 steps: the base must get past the point where the held-out loss drops from ~0.45 to
+    // ~0.2 (it learns to add). At 1000 steps 2 of 4 seeds had not (and every later stage failed
+    // with them); at 1500 all 4 had, at 0.151-0.153 (tutorial/03).
+    {"base", "pretrained base model", 1,
+     {"pretrain --config $PRESET --data $OUT/corpus.txt --out $OUT/base --steps $STEPS:1500 "
+      "--batch 8 --seq 256 --eval-every 250 --seed $SEED"}},
+    {"r1-zero", "R1-Zero: GRPO from the base (accuracy + format rewards)", 1,
+     {"grpo --model $OUT/base --out $OUT/r1-zero --task arithmetic --steps $STEPS:24 --seed "
+      "$SEED"}},
+    {"cold", "cold start: SFT of the base on long CoT", 1,
+     {"sft --model $OUT/base --data $OUT/cold.jsonl --out $OUT/cold --epochs 2 --seq 320 --lr "
+      "1e-3 --seed $SEED"}},
+    {"rl", "reasoning RL from the cold start (+ language reward)", 1,
+     {"grpo --model $OUT/cold --out $OUT/rl --task arithmetic --w-language 0.5 --lr 5e-5 "
+      "--steps $STEPS:16 --seed $SEED"}},
+    {"rs", "rejection sampling from the RL model + non-reasoning data", 0,
+     {"reject --model $OUT/rl --out $OUT/rs.jsonl --task arithmetic --levels 1-2 --n-prompts "
+      "1536 --n-per-prompt 2 --cap 1 --seed $SEED"}},
+    {"sft2", "SFT of the base on the rejection-sampled set", 1,
+     {"sft --model $OUT/base --data $OUT/rs.jsonl --out $OUT/sft2 --epochs 2 --seq 320 --lr "
+      "1e-3 --seed $SEED"}},
+    // one group in 8, on average, is a non-reasoning prompt with its rule reward
+    {"final", "final RL (after the second SFT; + non-reasoning prompts)", 1,
+     {"grpo --model $OUT/sft2 --out $OUT/final --task arithmetic --levels 1-2 --w-language "
+      "0.5 --lr 5e-5 --non-reasoning 0.125 --steps $STEPS:16 --seed $SEED"}},
+    {"student-base", "dense student, pretrained", 1,
+     {"pretrain --config student --tokenizer $OUT/base --data $OUT/corpus.txt --out "
+      "$OUT/student-base --steps $STEPS:1500 --batch 8 --eval-every 250 --seq 256 --seed "
+      "$SEED"}},
+    {"student-distill", "student distilled: SFT on the teacher's samples", 1,
+     {"distill --teacher $OUT/final --model $OUT/student-base --data $OUT/rs.jsonl --out "
+      "$OUT/student-distill --epochs 2 --seq 320 --lr 1e-3 --seed $SEED"}},
+    {"student-rl", "student trained with GRPO alone (same steps)", 1,
+     {"grpo --model $OUT/student-base --out $OUT/student-rl --task arithmetic --steps "
+      "$STEPS:20 --seed $SEED"}},
+};
+#define N_STAGES ((int)(sizeof(STAGES) / sizeof(STAGES[0])))
+
+// One argument of a stage's command line with its $-placeholders filled in (into buf).
+static const char *expand_arg(const PipelineRun *p, const char *arg, char buf[4200]) {
+    if (strncmp(arg, "$OUT/", 5) == 0) snprintf(buf, 4200, "%s/%s", p->out, arg + 5);
+    else if (strcmp(arg, "$SEED") == 0) return p->seed;
+    else if (strcmp(arg, "$PRESET") == 0) return p->preset;
+    else if (strncmp(arg, "$STEPS:", 7) == 0) scaled_steps(buf, atol(arg + 7), p->scale);
+    else return arg;
+    return buf;
+}
+
+// Runs a stage's command lines one after the other: their seconds, or -1 if one failed.
+static double run_stage(const PipelineRun *p, const Stage *s) {
+    double seconds = 0;
+    for (int c = 0; c < 2 && s->commands[c]; c++) {
+        char line[1024], bufs[32][4200];
+        const char *args[33];
+        int n = 0;
+        snprintf(line, sizeof(line), "%s", s->commands[c]);
+        for (char *tok = strtok(line, " "); tok && n < 32; tok = strtok(NULL, " "), n++)
+            args[n] = expand_arg(p, tok, bufs[n]);
+        args[n] = NULL;
+        double t = run_stage_command(args);
+        if (t < 0) return -1.0;
+        seconds += t;
+    }
+    return seconds;
+}
+
+// The held-out evaluation of a stage's model, into OUT/eval-<stage>.json.
+static void evaluate_stage(const PipelineRun *p, const Stage *s) {
+    char model[4200], json[4200];
+    snprintf(model, sizeof(model), "%s/%s", p->out, s->name);
+    snprintf(json, sizeof(json), "%s/eval-%s.json", p->out, s->name);
+    const char *a[] = {"eval", "--model", model, "--task", "arithmetic", "--levels", "1-2",
+                       "--k", "4", "--n", PIPELINE_EVAL_N, "--seed", "7", "--out", json, NULL};
+    run_stage_command(a);
+}
+
 static int cmd_pipeline(int argc, char **argv) {
     static const char *const known[] = {"--preset", "--out", "--seed", "--scale", NULL};
     static const char *const bools[] = {NULL};
     check_flags(argc, argv, known, bools);
-    const char *preset = arg_str(argc, argv, "--preset", "small");
-    const char *out = arg_str(argc, argv, "--out", "runs/pipeline");
-    const char *seed = arg_str(argc, argv, "--seed", "1");
-    double scale = arg_double(argc, argv, "--scale", 1.0, 0.01, 100.0);  // multiplies the steps
+    PipelineRun p;
+    p.preset = arg_str(argc, argv, "--preset", "small");
+    p.out = arg_str(argc, argv, "--out", "runs/pipeline");
+    p.seed = arg_str(argc, argv, "--seed", "1");
+    p.scale = arg_double(argc, argv, "--scale", 1.0, 0.01, 100.0);  // multiplies the steps
     char err[R1_ERR_LEN];
-    if (make_dirs(out, err)) die("%s", err);
-    char p[16][4096];  // paths under OUT
-    const char *names[] = {"corpus.txt", "cold.jsonl", "base", "r1-zero", "cold", "rl", "rs.jsonl",
-                           "sft2", "final", "student-base", "student-distill", "student-rl"};
-    for (int i = 0; i < 12; i++) snprintf(p[i], sizeof(p[i]), "%s/%s", out, names[i]);
-    char steps[8][32];  // the step counts of the training stages, times --scale
-    // the stages: name, description, its command line (after ./r1)
-    const Stage stages[] = {
-        {"data", "toy corpus and the cold-start set (worked long CoT)", NULL},
-        {"base", "pretrained base model", "eval"},
-        {"r1-zero", "R1-Zero: GRPO from the base (accuracy + format rewards)", "eval"},
-        {"cold", "cold start: SFT of the base on long CoT", "eval"},
-        {"rl", "reasoning RL from the cold start (+ language reward)", "eval"},
-        {"rs", "rejection sampling from the RL model + non-reasoning data", NULL},
-        {"sft2", "SFT of the base on the rejection-sampled set", "eval"},
-        {"final", "final RL (after the second SFT; + non-reasoning prompts)", "eval"},
-        {"student-base", "dense student, pretrained", "eval"},
-        {"student-distill", "student distilled: SFT on the teacher's samples", "eval"},
-        {"student-rl", "student trained with GRPO alone (same steps)", "eval"},
-    };
-    int n_stages = (int)(sizeof(stages) / sizeof(stages[0]));
+    if (make_dirs(p.out, err)) die("%s", err);
     double t_start = now_seconds();
-    for (int i = 0; i < n_stages; i++) {
-        const Stage *s = &stages[i];
-        if (stage_done(out, s->name)) {
+    for (int i = 0; i < N_STAGES; i++) {
+        const Stage *s = &STAGES[i];
+        if (stage_done(p.out, s->name)) {
             printf("stage %-16s done (skipped)\n", s->name);
             continue;
         }
         printf("\n== stage %s: %s\n", s->name, s->what);
-        double sec = 0;
-        if (strcmp(s->name, "data") == 0) {
-            // the corpus and every stage after it stay on arithmetic levels 1-2: what a
-            // 2.4M-parameter base learns to do in 10 minutes (tutorial/06 shows the other tasks)
-            const char *a1[] = {"data", "corpus", "--task", "arithmetic", "--levels", "1-2", "--mb",
-                                "2", "--out", p[0], "--seed", seed, NULL};
-            const char *a2[] = {"data", "tasks", "--task", "arithmetic", "--n", "1000", "--levels",
-                                "1-2", "--solutions", "--seed", seed, "--out", p[1], NULL};
-            sec = run_stage_command(a1);
-            if (sec >= 0) {
-                double sec2 = run_stage_command(a2);
-                sec = sec2 < 0 ? sec2 : sec + sec2;
-            }
-        } else if (strcmp(s->name, "base") == 0) {
-            // 1500 steps: the base must get past the point where the held-out loss drops from
-            // ~0.45 to ~0.2 (it learns to add). At 1000 steps 2 of 4 seeds had not (and every
-            // later stage failed with them); at 1500 all 4 had, at 0.151-0.153 (tutorial/03).
-            const char *a[] = {"pretrain", "--config", preset, "--data", p[0], "--out", p[2],
-                               "--steps", scaled_steps(steps[0], 1500, scale), "--batch", "8",
-                               "--seq", "256", "--eval-every", "250",
-                               "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "r1-zero") == 0) {
-            const char *a[] = {"grpo", "--model", p[2], "--out", p[3], "--task", "arithmetic",
-                               "--steps", scaled_steps(steps[1], 24, scale), "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "cold") == 0) {
-            const char *a[] = {"sft", "--model", p[2], "--data", p[1], "--out", p[4], "--epochs",
-                               "2", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "rl") == 0) {
-            const char *a[] = {"grpo", "--model", p[4], "--out", p[5], "--task", "arithmetic",
-                               "--w-language", "0.5", "--lr", "5e-5", "--steps",
-                               scaled_steps(steps[2], 16, scale), "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "rs") == 0) {
-            const char *a[] = {"reject", "--model", p[5], "--out", p[6], "--task", "arithmetic",
-                               "--levels", "1-2", "--n-prompts", "1536", "--n-per-prompt", "2",
-                               "--cap", "1", "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "sft2") == 0) {
-            const char *a[] = {"sft", "--model", p[2], "--data", p[6], "--out", p[7], "--epochs",
-                               "2", "--seq", "320", "--lr", "1e-3", "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "final") == 0) {
-            // one group in 8, on average, is a non-reasoning prompt with its rule reward
-            const char *a[] = {"grpo", "--model", p[7], "--out", p[8], "--task", "arithmetic",
-                               "--levels", "1-2", "--w-language", "0.5", "--lr", "5e-5",
-                               "--non-reasoning", "0.125", "--steps",
-                               scaled_steps(steps[3], 16, scale), "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "student-base") == 0) {
-            const char *a[] = {"pretrain", "--config", "student", "--tokenizer", p[2], "--data",
-                               p[0], "--out", p[9], "--steps", scaled_steps(steps[4], 1500, scale),
-                               "--batch", "8", "--eval-every", "250",
-                               "--seq", "256", "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "student-distill") == 0) {
-            const char *a[] = {"distill", "--teacher", p[8], "--model", p[9], "--data", p[6],
-                               "--out", p[10], "--epochs", "2", "--seq", "320", "--lr", "1e-3",
-                               "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        } else if (strcmp(s->name, "student-rl") == 0) {
-            const char *a[] = {"grpo", "--model", p[9], "--out", p[11], "--task", "arithmetic",
-                               "--steps", scaled_steps(steps[5], 20, scale), "--seed", seed, NULL};
-            sec = run_stage_command(a);
-        }
+        double sec = run_stage(&p, s);
         if (sec < 0) {  // keep what was measured: the report of the stages done so far
-            write_pipeline_report(out, preset, seed, scale, stages, n_stages);
+            write_pipeline_report(&p, STAGES, N_STAGES);
             die("pipeline: stage %s failed (see above); the report of the stages before it is in "
-                "%s/report.md", s->name, out);
+                "%s/report.md", s->name, p.out);
         }
-        if (s->eval) {
-            char model[4096], json[4096];
-            snprintf(model, sizeof(model), "%s/%s", out, s->name);
-            snprintf(json, sizeof(json), "%s/eval-%s.json", out, s->name);
-            const char *a[] = {"eval", "--model", model, "--task", "arithmetic", "--levels", "1-2",
-                               "--k", "4", "--n", PIPELINE_EVAL_N, "--seed", "7", "--out", json, NULL};
-            run_stage_command(a);
-        }
-        stage_mark(out, s->name, sec);
+        if (s->evaluated) evaluate_stage(&p, s);
+        stage_mark(p.out, s->name, sec);
     }
-    write_pipeline_report(out, preset, seed, scale, stages, n_stages);
-    printf("\npipeline finished in %.0f s; report: %s/report.md\n", now_seconds() - t_start, out);
+    write_pipeline_report(&p, STAGES, N_STAGES);
+    printf("\npipeline finished in %.0f s; report: %s/report.md\n", now_seconds() - t_start, p.out);
     return 0;
 }
 
