@@ -1,4 +1,4 @@
-# r1.c build. `make` builds ./r1; `make test` runs the cmocka tests; `make debug` builds ./r1
+# r1.c build. `make` builds ./r1; `make test` runs the cmocka tests and checks the import order; `make debug` builds ./r1
 # with -O0 -g and no OpenMP for gdb; `make asan` runs the tests under Address- and
 # UndefinedBehaviorSanitizer. No -ffast-math: results must be reproducible float for float.
 CC      ?= cc
@@ -16,7 +16,7 @@ HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
 
-.PHONY: all test debug asan run clean bench
+.PHONY: all test debug asan run clean bench layers
 all: r1
 
 r1: $(SRC) $(HDR)
@@ -42,7 +42,7 @@ build/test_%: tests/test_%.c $(SRC) $(HDR) | build
 
 TEST_CFLAGS ?= -O2 -g -march=native  # the same kernels (FMA) as ./r1
 
-test: r1 r1-debug $(TESTBIN)
+test: r1 r1-debug $(TESTBIN) layers
 	@set -e; for t in $(TESTBIN); do echo "== $$t"; ./$$t; done
 	@echo "all tests passed"
 
@@ -55,6 +55,10 @@ asan:
 
 clean-tests:
 	rm -rf build
+
+# The import order (r1.h): every call between the sources points down it.
+layers:
+	@sh tests/check_layers.sh $(CC)
 
 # The main job: the toy corpus, then a base model pretrained from scratch (runs/base).
 run: r1

@@ -194,6 +194,69 @@ void token_logprobs(const float *logits, const int *ids, int B, int T, int V, fl
     }
 }
 
+// The weight of each of sequence b's tokens in the loss (how the token sum is normalised):
+//   grpo (DeepSeekMath eq. 3)  1 / (B |o_b|): the mean over a sequence's tokens, then over the B
+//   dr_grpo (Liu et al. 2025)  1 / (B max_len): a constant, so long wrong answers are not favoured
+//   dapo (Yu et al. 2025)      1 / sum_b |o_b|: every token of the batch counts the same
+static void grpo_sequence_weights(const float *mask, int B, int T, const GrpoConfig *gc,
+                                  float *weight) {
+    double all_tokens = 0.0;
+    for (int b = 0; b < B; b++) {
+        double len = 0.0;
+        for (int t = 1; t < T; t++) len += mask[(size_t)b * T + t] != 0.0f;
+        all_tokens += len;
+        weight[b] = 0.0f;
+        if (len == 0) continue;
+        if (gc->variant == GRPO_DR) weight[b] = (float)(1.0 / ((double)B * gc->max_len));
+        else weight[b] = (float)(1.0 / ((double)B * len));  // GRPO: per-sequence mean, then mean
+    }
+    if (gc->variant == GRPO_DAPO)  // token level: every token of the batch counts the same
+        for (int b = 0; b < B; b++) weight[b] = all_tokens > 0 ? (float)(1.0 / all_tokens) : 0.0f;
+}
+
+// What one completion token contributes: its term of the loss, its k3 KL, the entropy of the
+// distribution it was drawn from, whether the ratio was clipped.
+typedef struct { float loss, kl, entropy; unsigned char clipped; } GrpoTokenTerms;
+
+// One token: z (V) the logits that predicted token o with log-probabilities old_lp and ref_lp
+// under pi_old and pi_ref, advantage A, loss weight w. Writes dz (V) = dloss/dz when non-NULL.
+static GrpoTokenTerms grpo_token(const float *z, int o, float old_lp, float ref_lp, float A,
+                                 float w, int V, const GrpoConfig *gc, float *dz) {
+    GrpoTokenTerms out;
+    double lse = log_sum_exp(z, V);
+    float logsum = (float)lse;
+    double ent = 0.0;
+    for (int v = 0; v < V; v++) {
+        double p = r1_expf(z[v] - logsum);
+        ent -= p > 0 ? p * (z[v] - logsum) : 0.0;
+    }
+    // the same arithmetic as token_logprobs, so that rho is exactly 1 on the first pass
+    float lp = (float)(z[o] - lse);
+    float rho = expf(lp - old_lp);
+    float lo = 1.0f - gc->eps_low, hi = 1.0f + gc->eps_high;
+    float rho_clip = rho < lo ? lo : rho > hi ? hi : rho;
+    float unclipped = rho * A, clip = rho_clip * A;
+    float objective = unclipped < clip ? unclipped : clip;
+    float dobj = unclipped <= clip ? rho * A : 0.0f;  // the clipped branch is constant
+    float ratio_ref = expf(ref_lp - lp);              // pi_ref / pi_theta
+    // k3 = r - log r - 1 with r = pi_ref/pi_theta, written as expm1(d) - d (d = log r) so that
+    // it never rounds below 0 when r is close to 1
+    float k3 = expm1f(ref_lp - lp) - (ref_lp - lp);
+    float dk3 = 1.0f - ratio_ref;
+    out.loss = -w * (objective - gc->beta * k3);
+    out.kl = k3;
+    out.entropy = (float)ent;
+    out.clipped = rho != rho_clip;
+    if (dz) {
+        // dloss/d lp = -w (dobj - beta dk3) and d lp/dz = onehot - softmax, so
+        // dloss/dz = g (softmax - onehot) with g = w (dobj - beta dk3) = -dloss/d lp
+        float g = w * (dobj - gc->beta * dk3);
+        for (int v = 0; v < V; v++) dz[v] = g * r1_expf(z[v] - logsum);
+        dz[o] -= g;
+    }
+    return out;
+}
+
 // The GRPO loss head. Sequence b is completion i = b % G of group b / G. mask (B,T) marks the
 // completion tokens (by their own position, as lp); old_lp, ref_lp (B,T) are their
 // log-probabilities under the sampling policy and the frozen reference; adv (B).
@@ -201,72 +264,27 @@ void token_logprobs(const float *logits, const int *ids, int B, int T, int V, fl
 float grpo_loss(const float *logits, const int *ids, const float *mask, const float *old_lp,
                 const float *ref_lp, const float *adv, int B, int T, int V,
                 const GrpoConfig *gc, float *dlogits, GrpoStats *stats) {
-    double loss = 0.0, kl = 0.0, clipped = 0.0, entropy = 0.0, n_tokens = 0.0;
     float *weight = xcalloc((size_t)B, sizeof(float));  // per-token weight of each sequence
-    double all_tokens = 0.0;
-    for (int b = 0; b < B; b++) {
-        double len = 0.0;
-        for (int t = 1; t < T; t++) len += mask[(size_t)b * T + t] != 0.0f;
-        all_tokens += len;
-        if (len == 0) continue;
-        if (gc->variant == GRPO_DR) weight[b] = (float)(1.0 / ((double)B * gc->max_len));
-        else weight[b] = (float)(1.0 / ((double)B * len));  // GRPO: per-sequence mean, then mean
-    }
-    if (gc->variant == GRPO_DAPO)  // token level: every token of the batch counts the same
-        for (int b = 0; b < B; b++) weight[b] = all_tokens > 0 ? (float)(1.0 / all_tokens) : 0.0f;
-    float *row_loss = xcalloc((size_t)B * T, sizeof(float));
-    float *row_kl = xcalloc((size_t)B * T, sizeof(float)), *row_ent = xcalloc((size_t)B * T, sizeof(float));
-    unsigned char *row_clip = xcalloc((size_t)B * T, 1);
+    grpo_sequence_weights(mask, B, T, gc, weight);
+    GrpoTokenTerms *terms = xcalloc((size_t)B * T, sizeof(GrpoTokenTerms));
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < B * T; r++) {
         int b = r / T, t = r % T;
         float *dz = dlogits ? dlogits + (size_t)r * V : NULL;
-        // the logits at t predict the token at t+1
-        int target = t + 1 < T ? r + 1 : -1;
+        int target = t + 1 < T ? r + 1 : -1;  // the logits at t predict the token at t+1
         if (dz) memset(dz, 0, (size_t)V * sizeof(float));
         if (target < 0 || mask[target] == 0.0f) continue;
-        const float *z = logits + (size_t)r * V;
-        double lse = log_sum_exp(z, V);
-        float logsum = (float)lse;
-        double ent = 0.0;
-        for (int v = 0; v < V; v++) {
-            double p = r1_expf(z[v] - logsum);
-            ent -= p > 0 ? p * (z[v] - logsum) : 0.0;
-        }
-        // the same arithmetic as token_logprobs, so that rho is exactly 1 on the first pass
-        float lp = (float)(z[ids[target]] - lse);
-        float A = adv[b];
-        float rho = expf(lp - old_lp[target]);
-        float lo = 1.0f - gc->eps_low, hi = 1.0f + gc->eps_high;
-        float rho_clip = rho < lo ? lo : rho > hi ? hi : rho;
-        float unclipped = rho * A, clip = rho_clip * A;
-        float objective = unclipped < clip ? unclipped : clip;
-        float dobj = unclipped <= clip ? rho * A : 0.0f;  // the clipped branch is constant
-        float ratio_ref = expf(ref_lp[target] - lp);      // pi_ref / pi_theta
-        // k3 = r - log r - 1 with r = pi_ref/pi_theta, written as expm1(d) - d (d = log r) so
-        // that it never rounds below 0 when r is close to 1
-        float k3 = expm1f(ref_lp[target] - lp) - (ref_lp[target] - lp);
-        float dk3 = 1.0f - ratio_ref;
-        float w = weight[b];
-        row_loss[r] = -w * (objective - gc->beta * k3);
-        row_kl[r] = k3;
-        row_ent[r] = (float)ent;
-        row_clip[r] = rho != rho_clip;
-        if (dz) {
-            // dloss/d lp = -w (dobj - beta dk3) and d lp/dz = onehot - softmax, so
-            // dloss/dz = g (softmax - onehot) with g = w (dobj - beta dk3) = -dloss/d lp
-            float g = w * (dobj - gc->beta * dk3);
-            for (int v = 0; v < V; v++) dz[v] = g * r1_expf(z[v] - logsum);
-            dz[ids[target]] -= g;
-        }
+        terms[r] = grpo_token(logits + (size_t)r * V, ids[target], old_lp[target], ref_lp[target],
+                              adv[b], weight[b], V, gc, dz);
     }
+    double loss = 0.0, kl = 0.0, clipped = 0.0, entropy = 0.0, n_tokens = 0.0;
     for (int r = 0; r < B * T; r++) {  // sums in a fixed order
         int target = r % T + 1 < T ? r + 1 : -1;
         if (target < 0 || mask[target] == 0.0f) continue;
-        loss += row_loss[r];
-        kl += row_kl[r];
-        entropy += row_ent[r];
-        clipped += row_clip[r];
+        loss += terms[r].loss;
+        kl += terms[r].kl;
+        entropy += terms[r].entropy;
+        clipped += terms[r].clipped;
         n_tokens += 1.0;
     }
     if (stats) {
@@ -276,10 +294,7 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
         stats->tokens = n_tokens;
     }
     free(weight);
-    free(row_loss);
-    free(row_kl);
-    free(row_ent);
-    free(row_clip);
+    free(terms);
     return (float)loss;
 }
 

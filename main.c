@@ -887,6 +887,28 @@ static int sft_row(const Tokenizer *tok, const char *template, const char *promp
     return n + k + 1;
 }
 
+// The SFT set as training rows of T tokens: prompt and response in the template, the loss mask
+// on the response (sft_row); examples that do not fit are left out (and counted).
+static SeqData sft_rows(const Tokenizer *tok, Json *const *ex, int n_ex, const char *data_path,
+                        const char *field, const char *template, int T) {
+    SeqData d = {.T = T};
+    d.ids = xcalloc((size_t)n_ex * T, sizeof(int));
+    d.mask = xcalloc((size_t)n_ex * T, sizeof(float));
+    long too_long = 0;
+    for (int i = 0; i < n_ex; i++) {
+        const Json *p = json_get(ex[i], "prompt"), *r = json_get(ex[i], field);
+        if (!p || p->type != JSON_STRING || !r || r->type != JSON_STRING)
+            die("%s: example %d lacks a string \"prompt\" or \"%s\"", data_path, i + 1, field);
+        int *row = d.ids + (size_t)d.n_seq * T;
+        if (sft_row(tok, template, p->string, r->string, T, row, d.mask + (size_t)d.n_seq * T) < 0)
+            too_long++;
+        else
+            d.n_seq++;
+    }
+    if (too_long) printf("sft: %ld of %d examples do not fit %d tokens and are left out\n", too_long, n_ex, T);
+    return d;
+}
+
 static int cmd_sft(int argc, char **argv) {
     static const char *const known[] = {
         "--model", "--data", "--field", "--template", "--out", "--steps", "--epochs", "--batch",
@@ -937,21 +959,7 @@ static int cmd_sft(int argc, char **argv) {
     }
     if (T > m.cfg.max_position_embeddings)
         die("sft: --seq %d exceeds max_position_embeddings %d", T, m.cfg.max_position_embeddings);
-    SeqData d = {.T = T};
-    d.ids = xcalloc((size_t)n_ex * T, sizeof(int));
-    d.mask = xcalloc((size_t)n_ex * T, sizeof(float));
-    long too_long = 0;
-    for (int i = 0; i < n_ex; i++) {
-        const Json *p = json_get(ex[i], "prompt"), *r = json_get(ex[i], field);
-        if (!p || p->type != JSON_STRING || !r || r->type != JSON_STRING)
-            die("%s: example %d lacks a string \"prompt\" or \"%s\"", data_path, i + 1, field);
-        int *row = d.ids + (size_t)d.n_seq * T;
-        if (sft_row(&tok, template, p->string, r->string, T, row, d.mask + (size_t)d.n_seq * T) < 0)
-            too_long++;
-        else
-            d.n_seq++;
-    }
-    if (too_long) printf("sft: %ld of %d examples do not fit %d tokens and are left out\n", too_long, n_ex, T);
+    SeqData d = sft_rows(&tok, ex, n_ex, data_path, field, template, T);
     d.n_train = d.n_seq - (long)(d.n_seq * heldout);
     if (d.n_train == 0) die("%s: no usable training example in %s", argv[1], data_path);
     if (d.n_train < a.B) {  // a small set (rejection sampling may keep few): smaller batches

@@ -7,7 +7,7 @@ and one shared rope key; kv_a_layernorm; kv_b_proj), interleaved RoPE, causal so
 SwiGLU MLPs, and MoE with a sigmoid router whose e_score_correction_bias only picks experts,
 group-limited top-k, normalised and scaled weights, shared experts, and routed experts computed
 the usual eager way (loop over experts, index_select their tokens, index_add the results back).
-The sizes are r1.c's presets (PRESETS in r1.c). One training step is what `./r1 bench` times:
+The sizes are r1.c's presets (PRESETS in formats.c). One training step is what `./r1 bench` times:
 forward + cross-entropy, backward, global-norm clipping at 1.0, AdamW(lr 1e-3, betas (0.9, 0.95),
 weight decay 0.1 on matrices), and the auxiliary-loss-free bias update (gamma 1e-3).
 
@@ -24,10 +24,10 @@ import sys
 import time
 
 def read_presets():
-    """The preset tables of r1.c (section 1), parsed from the source so the two never drift:
+    """The preset tables of formats.c (section 2), parsed from the source so the two never drift:
     {"name", "what", {.field = value, ...}} entries of PRESETS."""
     import re
-    src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "r1.c")).read()
+    src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "formats.c")).read()
     table = src[src.index("static const Preset PRESETS[] = {"):]
     table = table[:table.index("};")]
     presets = {}

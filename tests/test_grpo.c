@@ -17,6 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <fcntl.h>
 #include <stdio.h>
