@@ -634,6 +634,7 @@ char *answer_extract(const char *text);
 // (or "助手："). malloc'd.
 char *r1_zero_prompt(const char *prompt, const char *lang);
 
+#define TASK_LEVEL_MAX 5  // every task has difficulty levels 1..TASK_LEVEL_MAX
 typedef struct {
     const char *task;        // "arithmetic", "countdown", "sort42" or "all" (round robin)
     int eval;                // 1: the held-out split (hash % 10 == 0), 0: training

@@ -208,14 +208,12 @@ static int eat(const char **s, const char *word) {
 }
 
 // ==============================================================================================
-// 2. Problems
+// 2. Problems: the record all tasks share, the row each task has in the task table
 // ==============================================================================================
 
-enum { TASK_ARITHMETIC, TASK_COUNTDOWN, TASK_SORT42, N_TASKS };
-static const char *const TASK_NAMES[N_TASKS] = {"arithmetic", "countdown", "sort42"};
 enum { LANG_EN, LANG_ZH };
 static const char *const LANG_NAMES[2] = {"en", "zh"};
-#define LEVEL_MAX 5
+#define LEVEL_MAX TASK_LEVEL_MAX  // levels are 1..5 (r1.h)
 #define MAX_NUMS 16           // the longest list a problem holds
 #define CD_MAX_NUMS 5         // countdown: at most 5 numbers (keeps the exhaustive search small)
 #define INPUT_LIMIT 10000000LL // |every number| in an example read from a file is at most 10^7
@@ -225,7 +223,7 @@ static const char *const LANG_NAMES[2] = {"en", "zh"};
 
 // One problem of any task, in one language, at one level.
 typedef struct {
-    int task, level, lang;
+    int task, level, lang;    // task: its row in TASKS (section 6)
     long long a, b;           // arithmetic: a op b ...
     char op;                  // ... with op '+' or '*'
     int n;                    // countdown: the given numbers; sort42: the list
@@ -234,11 +232,22 @@ typedef struct {
     char gold[256];           // the reference answer
 } Problem;
 
-static int task_index(const char *name) {
-    for (int t = 0; t < N_TASKS; t++)
-        if (name != NULL && strcmp(name, TASK_NAMES[t]) == 0) return t;
-    return -1;
-}
+// What makes a task: its row in the task table (section 6), one function per job. Sections 3-5
+// write these functions for the three tasks.
+typedef struct {
+    const char *name;                                  // "task" in its examples
+    void (*generate)(Problem *p, Rng *r);              // a random problem at p->level; sets gold
+    void (*prompt)(const Problem *p, Str *b);          // the question, in p->lang
+    int (*solve)(const Problem *p, Str *b, char *ans, size_t cap); // the worked solution's lines
+                                                       // into b, its answer into ans; 0 if none
+    int (*check)(const Problem *p, const char *text);  // the exact verifier: 1 if text answers p
+    void (*canonical)(const Problem *p, Str *out);     // appends what identifies the problem
+    void (*write_json)(FILE *f, const Problem *p);     // its fields of an example: ,"a":3,...
+    int (*read_json)(const Json *ex, Problem *p);      // those fields back (and gold); 0 if bad
+} Task;
+
+// The hash of the canonical content (section 6); countdown's worked solutions use it too.
+static uint64_t problem_hash(const Problem *p);
 
 // "[a, b, c]"
 static void write_list(Str *b, const long long *v, int n) {
@@ -247,34 +256,38 @@ static void write_list(Str *b, const long long *v, int n) {
     str_add(b, "]");
 }
 
-// The canonical content: what makes two problems the same problem. The order of the numbers
-// and of the operands of + and * does not change the answer, so it is sorted away; the
-// language and the level are not part of it.
-static void problem_canonical(const Problem *p, Str *out) {
-    long long v[MAX_NUMS];
-    str_clear(out);
-    str_add(out, TASK_NAMES[p->task]);
-    if (p->task == TASK_ARITHMETIC) {
-        long long x = p->a < p->b ? p->a : p->b, y = p->a < p->b ? p->b : p->a;
-        str_printf(out, ":%lld%c%lld", x, p->op, y);
-        return;
-    }
-    memcpy(v, p->nums, sizeof(long long) * (size_t)p->n);
-    sort_ascending(v, p->n);
-    str_add(out, ":");
-    write_list(out, v, p->n);
-    if (p->task == TASK_COUNTDOWN) str_printf(out, "=%lld", p->target);
+// The list in ascending order: the canonical form of numbers whose order does not matter.
+static void write_sorted_list(Str *b, const long long *v, int n) {
+    long long s[MAX_NUMS];
+    memcpy(s, v, sizeof(long long) * (size_t)n);
+    sort_ascending(s, n);
+    write_list(b, s, n);
 }
 
-static uint64_t problem_hash(const Problem *p) {
-    Str c = {0};
-    problem_canonical(p, &c);
-    uint64_t h = hash_text(c.s);
-    str_free(&c);
-    return h;
+// ,"numbers":[a,b,c] (an example's field)
+static void write_json_numbers(FILE *f, const Problem *p) {
+    fprintf(f, ",\"numbers\":[");
+    for (int i = 0; i < p->n; i++) fprintf(f, i ? ",%lld" : "%lld", p->nums[i]);
+    fprintf(f, "]");
 }
 
-static int problem_is_eval(const Problem *p) { return problem_hash(p) % 10 == 0; }
+// A JSON number that is a whole number in [lo, hi].
+static int json_integer(const Json *j, long long lo, long long hi, long long *out) {
+    if (j == NULL || j->type != JSON_NUMBER) return 0;
+    double d = j->number;
+    if (!(d >= (double)lo && d <= (double)hi) || d != (double)(long long)d) return 0;
+    *out = (long long)d;
+    return 1;
+}
+
+// A JSON array of at most cap whole numbers in [lo, hi].
+static int json_integers(const Json *j, int cap, long long lo, long long hi, long long *v, int *n) {
+    if (j == NULL || j->type != JSON_ARRAY || j->n > cap) return 0;
+    for (int i = 0; i < j->n; i++)
+        if (!json_integer(&j->items[i], lo, hi, &v[i])) return 0;
+    *n = j->n;
+    return 1;
+}
 
 // ==============================================================================================
 // 3. Task "arithmetic": a + b or a * b, answered with the integer
@@ -413,7 +426,7 @@ static void write_multiplication(Str *b, int lang, long long x, long long y) {
     str_printf(b, TR(lang, "So %lld * %lld = %lld.\n", "所以 %lld * %lld = %lld。\n"), x, y, sum);
 }
 
-static void arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
+static int arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     if (p->op == '+') {
         write_addition(b, p->lang, p->a, p->b);
         str_printf(b, TR(p->lang, "Check: %lld - %lld = %lld. Correct.\n",
@@ -423,6 +436,32 @@ static void arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
         write_multiplication(b, p->lang, p->a, p->b);
         snprintf(ans, cap, "%lld", p->a * p->b);
     }
+    return 1;
+}
+
+static void arith_prompt(const Problem *p, Str *b) {
+    str_printf(b, TR(p->lang, "What is %lld %c %lld?", "请计算 %lld %c %lld 的结果。"), p->a, p->op, p->b);
+}
+
+// a op b with the smaller operand first: 3 + 4 and 4 + 3 are one problem.
+static void arith_canonical(const Problem *p, Str *out) {
+    long long x = p->a < p->b ? p->a : p->b, y = p->a < p->b ? p->b : p->a;
+    str_printf(out, "%lld%c%lld", x, p->op, y);
+}
+
+static void arith_write_json(FILE *f, const Problem *p) {
+    fprintf(f, ",\"a\":%lld,\"op\":\"%c\",\"b\":%lld", p->a, p->op, p->b);
+}
+
+static int arith_read_json(const Json *ex, Problem *p) {
+    const Json *op = json_get(ex, "op");
+    if (op == NULL || op->type != JSON_STRING || (strcmp(op->string, "+") && strcmp(op->string, "*")))
+        return 0;
+    p->op = op->string[0];
+    if (!json_integer(json_get(ex, "a"), 0, INPUT_LIMIT, &p->a)) return 0;
+    if (!json_integer(json_get(ex, "b"), 0, INPUT_LIMIT, &p->b)) return 0;
+    snprintf(p->gold, sizeof p->gold, "%lld", p->op == '+' ? p->a + p->b : p->a * p->b);
+    return 1;
 }
 
 // ==============================================================================================
@@ -723,6 +762,37 @@ static int cd_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     return 1;
 }
 
+static void cd_prompt(const Problem *p, Str *b) {
+    str_add(b, TR(p->lang, "Using the numbers ", "用数字 "));
+    write_list(b, p->nums, p->n);
+    str_printf(b, TR(p->lang, ", make an expression that equals %lld. You may use + - * / and "
+                              "parentheses; use each number at most once; division must be exact.",
+                     " 写出一个等于 %lld 的算式。可以使用 + - * / 和括号，每个数字最多用一次，"
+                     "除法必须整除。"),
+               p->target);
+}
+
+// The numbers in ascending order, then "=target".
+static void cd_canonical(const Problem *p, Str *out) {
+    write_sorted_list(out, p->nums, p->n);
+    str_printf(out, "=%lld", p->target);
+}
+
+static void cd_write_json(FILE *f, const Problem *p) {
+    write_json_numbers(f, p);
+    fprintf(f, ",\"target\":%lld", p->target);
+}
+
+// The gold answer is the example's "answer" (any expression that reaches the target would do).
+static int cd_read_json(const Json *ex, Problem *p) {
+    const Json *ans = json_get(ex, "answer");
+    if (!json_integers(json_get(ex, "numbers"), CD_MAX_NUMS, 1, INPUT_LIMIT, p->nums, &p->n)) return 0;
+    if (p->n < 1 || !json_integer(json_get(ex, "target"), 1, INPUT_LIMIT, &p->target)) return 0;
+    if (ans != NULL && ans->type == JSON_STRING && strlen(ans->string) < sizeof p->gold)
+        memcpy(p->gold, ans->string, strlen(ans->string) + 1);
+    return 1;
+}
+
 // ==============================================================================================
 // 5. Task "sort42": "write code that sorts a list and adds 42 at the beginning"
 // ==============================================================================================
@@ -790,7 +860,7 @@ static int s42_check(const Problem *p, const char *text) {
 // Worked solution: the plan (and, in English, the one line of code), then selection sort
 // written out: take out the smallest number left, again and again (the list it is taken from
 // is the one on the line before); then 42 in front.
-static void s42_solve(const Problem *p, Str *b, char *ans, size_t cap) {
+static int s42_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     long long left[MAX_NUMS], sorted[MAX_NUMS + 1];
     int nl = p->n, ns = 0;
     memcpy(left, p->nums, sizeof(long long) * (size_t)p->n);
@@ -820,66 +890,100 @@ static void s42_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     str_printf(b, TR(p->lang, "%s.\n", "%s。\n"), list.s);
     snprintf(ans, cap, "%s", list.s);
     str_free(&list);
+    return 1;
+}
+
+static void s42_prompt(const Problem *p, Str *b) {
+    str_add(b, TR(p->lang, "Write code that takes a list of numbers, returns them sorted, and "
+                           "adds 42 at the beginning. What does it return for ",
+                  "写一段代码：输入一个数字列表，把它从小到大排序后返回，并在开头加上 42。输入 "));
+    write_list(b, p->nums, p->n);
+    str_add(b, TR(p->lang, "?", " 时返回什么？"));
+}
+
+static void s42_canonical(const Problem *p, Str *out) { write_sorted_list(out, p->nums, p->n); }
+
+static void s42_write_json(FILE *f, const Problem *p) { write_json_numbers(f, p); }
+
+static int s42_read_json(const Json *ex, Problem *p) {
+    if (!json_integers(json_get(ex, "numbers"), MAX_NUMS - 1, -INPUT_LIMIT, INPUT_LIMIT, p->nums, &p->n))
+        return 0;
+    s42_gold(p);
+    return 1;
 }
 
 // ==============================================================================================
-// 6. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
+// 6. The task table: one row per task; what every problem of any task goes through
+// ==============================================================================================
+// To add a task: write its functions (a section like 3-5: generate, prompt, solve, check,
+// canonical, write_json, read_json; see Task in section 2), give Problem the fields it needs,
+// and add its row here. Task sets, the corpus, `./r1 data check`, the verifier behind GRPO's
+// accuracy reward and the held-out split all go through this table; only texts for people
+// name the tasks by hand (./r1 data help, ./r1 help). The row order is the order of a task
+// set's round robin, and the corpus draws a row index, so a new row goes at the end.
+// The non-reasoning prompts (section 9) are not a row: they have no levels, no Problem and
+// no exact verifier (GRPO rewards them by a rule of their kind), and no held-out split.
+static const Task TASKS[] = {
+    // name, generate, prompt, solve, check, canonical, write_json, read_json (Task's order)
+    {"arithmetic", arith_generate, arith_prompt, arith_solve, arith_check, arith_canonical,
+     arith_write_json, arith_read_json},
+    {"countdown", cd_generate, cd_prompt, cd_solve, cd_check, cd_canonical, cd_write_json,
+     cd_read_json},
+    {"sort42", s42_generate, s42_prompt, s42_solve, s42_check, s42_canonical, s42_write_json,
+     s42_read_json},
+};
+#define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
+
+// The row of a task's name, or -1.
+static int task_index(const char *name) {
+    for (int t = 0; t < N_TASKS; t++)
+        if (name != NULL && strcmp(name, TASKS[t].name) == 0) return t;
+    return -1;
+}
+
+// The names of the tasks, "arithmetic, countdown, sort42", for messages (built on the first
+// call, which comes from one thread: reading a task file or checking options).
+static const char *task_names(void) {
+    static char names[256];
+    if (names[0] == '\0')
+        for (int t = 0; t < N_TASKS; t++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", t ? ", " : "", TASKS[t].name);
+    return names;
+}
+
+// The canonical content: what makes two problems the same problem ("task:content"). The order
+// of the numbers and of the operands of + and * does not change the answer, so each task's
+// canonical function sorts it away; the language and the level are not part of it.
+static void problem_canonical(const Problem *p, Str *out) {
+    str_clear(out);
+    str_printf(out, "%s:", TASKS[p->task].name);
+    TASKS[p->task].canonical(p, out);
+}
+
+static uint64_t problem_hash(const Problem *p) {
+    Str c = {0};
+    problem_canonical(p, &c);
+    uint64_t h = hash_text(c.s);
+    str_free(&c);
+    return h;
+}
+
+static int problem_is_eval(const Problem *p) { return problem_hash(p) % 10 == 0; }
+
+static void problem_random(Problem *p, int task, int level, int lang, Rng *r) {
+    memset(p, 0, sizeof *p);
+    p->task = task, p->level = level, p->lang = lang;
+    TASKS[task].generate(p, r);
+}
+
+// ==============================================================================================
+// 7. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
 // ==============================================================================================
 // One example is one JSON object (one line of a .jsonl file):
 //   {"task":"arithmetic","lang":"en","level":2,"prompt":"What is 347 + 581?","answer":"928",
 //    "a":347,"op":"+","b":581,"id":"9c4f...","solution":"<think>\n...\n</think>\n<answer>928</answer>"}
 // Task data: arithmetic "a", "op", "b"; countdown "numbers", "target"; sort42 "numbers".
 // "id" is the hash of the canonical content; "solution" is there only when asked for.
-
-static void problem_prompt(const Problem *p, Str *b) {
-    switch (p->task) {
-    case TASK_ARITHMETIC:
-        str_printf(b, TR(p->lang, "What is %lld %c %lld?", "请计算 %lld %c %lld 的结果。"), p->a, p->op,
-                   p->b);
-        break;
-    case TASK_COUNTDOWN:
-        str_add(b, TR(p->lang, "Using the numbers ", "用数字 "));
-        write_list(b, p->nums, p->n);
-        str_printf(b, TR(p->lang, ", make an expression that equals %lld. You may use + - * / and "
-                                  "parentheses; use each number at most once; division must be exact.",
-                         " 写出一个等于 %lld 的算式。可以使用 + - * / 和括号，每个数字最多用一次，"
-                         "除法必须整除。"),
-                   p->target);
-        break;
-    default:
-        str_add(b, TR(p->lang, "Write code that takes a list of numbers, returns them sorted, and "
-                               "adds 42 at the beginning. What does it return for ",
-                      "写一段代码：输入一个数字列表，把它从小到大排序后返回，并在开头加上 42。输入 "));
-        write_list(b, p->nums, p->n);
-        str_add(b, TR(p->lang, "?", " 时返回什么？"));
-        break;
-    }
-}
-
-// The reasoning lines into b and the final answer into ans. 0 if there is no solution.
-static int problem_solve(const Problem *p, Str *b, char *ans, size_t cap) {
-    switch (p->task) {
-    case TASK_ARITHMETIC: arith_solve(p, b, ans, cap); return 1;
-    case TASK_COUNTDOWN: return cd_solve(p, b, ans, cap);
-    default: s42_solve(p, b, ans, cap); return 1;
-    }
-}
-
-static int problem_check(const Problem *p, const char *text) {
-    switch (p->task) {
-    case TASK_ARITHMETIC: return arith_check(p, text);
-    case TASK_COUNTDOWN: return cd_check(p, text);
-    default: return s42_check(p, text);
-    }
-}
-
-static void problem_random(Problem *p, int task, int level, int lang, Rng *r) {
-    memset(p, 0, sizeof *p);
-    p->task = task, p->level = level, p->lang = lang;
-    if (task == TASK_ARITHMETIC) arith_generate(p, r);
-    else if (task == TASK_COUNTDOWN) cd_generate(p, r);
-    else s42_generate(p, r);
-}
 
 // How a worked solution is dressed.
 enum {
@@ -894,13 +998,13 @@ enum {
 static int problem_write_solution(const Problem *p, int style, Str *out) {
     Str body = {0}, prompt = {0};
     char ans[256];
-    if (!problem_solve(p, &body, ans, sizeof ans)) {
+    if (!TASKS[p->task].solve(p, &body, ans, sizeof ans)) {
         str_free(&body);
         return 0;
     }
     if (body.len > 0 && body.s[body.len - 1] == '\n') body.s[--body.len] = '\0';
     int templated = style == STYLE_R1ZERO || style == STYLE_R1ZERO_PLAIN;
-    if (style == STYLE_QA || templated) problem_prompt(p, &prompt);
+    if (style == STYLE_QA || templated) TASKS[p->task].prompt(p, &prompt);
     if (style == STYLE_QA)
         str_printf(out, TR(p->lang, "Question: %s\nAnswer: ", "问题：%s\n解答："), prompt.s);
     if (templated) {
@@ -919,20 +1023,13 @@ static int problem_write_solution(const Problem *p, int style, Str *out) {
 
 static void problem_write_json(FILE *f, const Problem *p, int with_solution) {
     Str prompt = {0};
-    problem_prompt(p, &prompt);
-    fprintf(f, "{\"task\":\"%s\",\"lang\":\"%s\",\"level\":%d,\"prompt\":", TASK_NAMES[p->task],
+    TASKS[p->task].prompt(p, &prompt);
+    fprintf(f, "{\"task\":\"%s\",\"lang\":\"%s\",\"level\":%d,\"prompt\":", TASKS[p->task].name,
             LANG_NAMES[p->lang], p->level);
     json_write_string(f, prompt.s);
     fprintf(f, ",\"answer\":");
     json_write_string(f, p->gold);
-    if (p->task == TASK_ARITHMETIC) {
-        fprintf(f, ",\"a\":%lld,\"op\":\"%c\",\"b\":%lld", p->a, p->op, p->b);
-    } else {
-        fprintf(f, ",\"numbers\":[");
-        for (int i = 0; i < p->n; i++) fprintf(f, i ? ",%lld" : "%lld", p->nums[i]);
-        fprintf(f, "]");
-        if (p->task == TASK_COUNTDOWN) fprintf(f, ",\"target\":%lld", p->target);
-    }
+    TASKS[p->task].write_json(f, p);
     fprintf(f, ",\"id\":\"%016llx\"", (unsigned long long)problem_hash(p));
     if (with_solution) {
         Str sol = {0};
@@ -946,60 +1043,24 @@ static void problem_write_json(FILE *f, const Problem *p, int with_solution) {
     str_free(&prompt);
 }
 
-// A JSON number that is a whole number in [lo, hi].
-static int json_integer(const Json *j, long long lo, long long hi, long long *out) {
-    if (j == NULL || j->type != JSON_NUMBER) return 0;
-    double d = j->number;
-    if (!(d >= (double)lo && d <= (double)hi) || d != (double)(long long)d) return 0;
-    *out = (long long)d;
-    return 1;
-}
-
-// A JSON array of at most cap whole numbers in [lo, hi].
-static int json_integers(const Json *j, int cap, long long lo, long long hi, long long *v, int *n) {
-    if (j == NULL || j->type != JSON_ARRAY || j->n > cap) return 0;
-    for (int i = 0; i < j->n; i++)
-        if (!json_integer(&j->items[i], lo, hi, &v[i])) return 0;
-    *n = j->n;
-    return 1;
-}
-
 // Reads the task data of an example into p (task given, or the example's "task"); "lang" and
 // "level" are optional (en, 1). 0 if anything the task needs is missing or out of range.
 static int problem_from_json(const Json *ex, const char *task, Problem *p) {
     memset(p, 0, sizeof *p);
     if (ex == NULL || ex->type != JSON_OBJECT) return 0;
-    const Json *t = json_get(ex, "task"), *lang = json_get(ex, "lang"), *ans = json_get(ex, "answer");
+    const Json *t = json_get(ex, "task"), *lang = json_get(ex, "lang");
     if (t != NULL && (t->type != JSON_STRING || (task != NULL && strcmp(task, t->string) != 0))) return 0;
     if ((p->task = task_index(task != NULL ? task : t != NULL ? t->string : NULL)) < 0) return 0;
     p->lang = lang != NULL && lang->type == JSON_STRING && strcmp(lang->string, "zh") == 0;
     long long level;
     p->level = json_integer(json_get(ex, "level"), 1, LEVEL_MAX, &level) ? (int)level : 1;
-    if (p->task == TASK_ARITHMETIC) {
-        const Json *op = json_get(ex, "op");
-        if (op == NULL || op->type != JSON_STRING || (strcmp(op->string, "+") && strcmp(op->string, "*")))
-            return 0;
-        p->op = op->string[0];
-        if (!json_integer(json_get(ex, "a"), 0, INPUT_LIMIT, &p->a)) return 0;
-        if (!json_integer(json_get(ex, "b"), 0, INPUT_LIMIT, &p->b)) return 0;
-        snprintf(p->gold, sizeof p->gold, "%lld", p->op == '+' ? p->a + p->b : p->a * p->b);
-    } else if (p->task == TASK_COUNTDOWN) {
-        if (!json_integers(json_get(ex, "numbers"), CD_MAX_NUMS, 1, INPUT_LIMIT, p->nums, &p->n)) return 0;
-        if (p->n < 1 || !json_integer(json_get(ex, "target"), 1, INPUT_LIMIT, &p->target)) return 0;
-        if (ans != NULL && ans->type == JSON_STRING && strlen(ans->string) < sizeof p->gold)
-            memcpy(p->gold, ans->string, strlen(ans->string) + 1);
-    } else {
-        if (!json_integers(json_get(ex, "numbers"), MAX_NUMS - 1, -INPUT_LIMIT, INPUT_LIMIT, p->nums, &p->n))
-            return 0;
-        s42_gold(p);
-    }
-    return 1;
+    return TASKS[p->task].read_json(ex, p);
 }
 
 int task_check(const char *task, const Json *example, const char *answer_text) {
     Problem p;
     if (answer_text == NULL || !problem_from_json(example, task, &p)) return 0;
-    return problem_check(&p, answer_text);
+    return TASKS[p.task].check(&p, answer_text);
 }
 
 char *task_solution(const Json *example, int tagged) {
@@ -1055,7 +1116,7 @@ char *r1_zero_prompt(const char *prompt, const char *lang) {
 }
 
 // ==============================================================================================
-// 7. Plain text in English and Chinese (a small template grammar)
+// 8. Plain text in English and Chinese (a small template grammar)
 // ==============================================================================================
 // The base model must learn both languages, and numbers as words around them, before it can
 // reason in either. Each generator below writes one short paragraph in one language from
@@ -1385,7 +1446,7 @@ static void text_document(Str *b, int lang, Rng *r) {
 }
 
 // ==============================================================================================
-// 8. Datasets: task files (JSON Lines), the pretraining corpus, the reader
+// 9. Datasets: task files (JSON Lines), the pretraining corpus, the reader
 // ==============================================================================================
 
 static int lang_index(const char *name) { // 0 en, 1 zh, -1 both, -2 unknown
@@ -1673,7 +1734,7 @@ int is_nonreasoning(const Json *example) {
 
 
 // ==============================================================================================
-// 9. `./r1 data`: the command line
+// 10. `./r1 data`: the command line
 // ==============================================================================================
 // Errors print one line "r1: data: <what>" and exit with status 1.
 
@@ -1912,7 +1973,7 @@ static int data_check(int argc, char **argv) {
     printf("%s: %d examples; every gold answer and worked solution passes its verifier\n", path, n);
     for (int t = 0; t < N_TASKS; t++) {
         if (count[t][0] + count[t][1] == 0) continue;
-        printf("  %-10s  en %6ld  zh %6ld  levels", TASK_NAMES[t], count[t][0], count[t][1]);
+        printf("  %-10s  en %6ld  zh %6ld  levels", TASKS[t].name, count[t][0], count[t][1]);
         for (int l = 1; l <= LEVEL_MAX; l++) printf(" %ld", level[t][l]);
         printf("  held-out (eval split) %ld\n", eval[t]);
     }
@@ -1935,9 +1996,9 @@ static int data_show(int argc, char **argv) {
         Problem p;
         Str prompt = {0}, sol = {0};
         taskgen_next(&g, &p);
-        problem_prompt(&p, &prompt);
+        TASKS[p.task].prompt(&p, &prompt);
         problem_write_solution(&p, STYLE_TAGGED, &sol);
-        printf("== %s, level %d, %s, id %016llx (%s split)\n%s\n%s\n\n", TASK_NAMES[p.task], p.level,
+        printf("== %s, level %d, %s, id %016llx (%s split)\n%s\n%s\n\n", TASKS[p.task].name, p.level,
                LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o.eval ? "eval" : "train", prompt.s, sol.s);
         str_free(&prompt);
         str_free(&sol);
