@@ -1449,12 +1449,39 @@ static void text_document(Str *b, int lang, Rng *r) {
 // 9. Datasets: task files (JSON Lines), the pretraining corpus, the reader
 // ==============================================================================================
 
-static int lang_index(const char *name) { // 0 en, 1 zh, -1 both, -2 unknown
+// A --lang value: LANG_EN, LANG_ZH, or -1 for "both" (or NULL); -2 with err if unknown.
+static int lang_option(const char *name, char *err) {
     if (name == NULL || strcmp(name, "both") == 0) return -1;
     if (strcmp(name, "en") == 0) return LANG_EN;
     if (strcmp(name, "zh") == 0) return LANG_ZH;
+    snprintf(err, R1_ERR_LEN, "unknown language '%s' (en, zh, both)", name);
     return -2;
 }
+
+// A --task value: a task's row in TASKS, or -1 for "all"; -2 with err if unknown.
+static int task_option(const char *name, char *err) {
+    int t = strcmp(name, "all") == 0 ? -1 : task_index(name);
+    if (t == -1 && strcmp(name, "all") != 0) {
+        snprintf(err, R1_ERR_LEN, "unknown task '%s' (%s, all)", name, task_names());
+        return -2;
+    }
+    return t;
+}
+
+int task_option_check(const char *task, char *err) { return task_option(task, err) == -2 ? -1 : 0; }
+int lang_option_check(const char *lang, char *err) { return lang_option(lang, err) == -2 ? -1 : 0; }
+
+// --levels "2" or "1-3" into lo..hi; NULL if fine, else what is wrong with it. Shared by
+// `./r1 data` and the RL and evaluation commands.
+const char *levels_parse(const char *s, int *lo, int *hi) {
+    int a, b, used = 0;
+    if (sscanf(s, "%d-%d%n", &a, &b, &used) == 2 && s[used] == '\0') *lo = a, *hi = b;
+    else if (sscanf(s, "%d%n", &a, &used) == 1 && s[used] == '\0') *lo = *hi = a;
+    else return "is not a level or a range like 1-3";
+    if (*lo < 1 || *lo > *hi || *hi > LEVEL_MAX) return "is not within 1-5";
+    return NULL;
+}
+
 
 static int check_levels(int lo, int hi, char *err) {
     if (lo >= 1 && lo <= hi && hi <= LEVEL_MAX) return 0;
@@ -1487,15 +1514,8 @@ static int taskgen_remember(TaskGen *g, uint64_t h) {
 static int taskgen_init(TaskGen *g, const TaskSetOptions *o, char *err) {
     memset(g, 0, sizeof *g);
     g->o = o;
-    g->task = o->task != NULL && strcmp(o->task, "all") == 0 ? -1 : task_index(o->task);
-    if (g->task == -1 && (o->task == NULL || strcmp(o->task, "all") != 0)) {
-        snprintf(err, R1_ERR_LEN, "unknown task '%s' (arithmetic, countdown, sort42, all)", o->task ? o->task : "");
-        return -1;
-    }
-    if ((g->lang = lang_index(o->lang)) == -2) {
-        snprintf(err, R1_ERR_LEN, "unknown language '%s' (en, zh, both)", o->lang);
-        return -1;
-    }
+    if ((g->task = task_option(o->task != NULL ? o->task : "", err)) == -2) return -1;
+    if ((g->lang = lang_option(o->lang, err)) == -2) return -1;
     if (o->n <= 0 || o->n > 10000000) {
         snprintf(err, R1_ERR_LEN, "n = %d: want 1..10000000 examples", o->n);
         return -1;
@@ -1556,11 +1576,8 @@ long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
 // rarely, and R1-Zero's reward has something to find and reinforce (R1 Table/Figure 2).
 // Problems come from the training split only; tasks, levels and languages are drawn uniformly.
 long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
-    int fixed_lang = lang_index(o->lang);
-    if (fixed_lang == -2) {
-        snprintf(err, R1_ERR_LEN, "unknown language '%s' (en, zh, both)", o->lang);
-        return -1;
-    }
+    int fixed_lang = lang_option(o->lang, err);
+    if (fixed_lang == -2) return -1;
     if (!(o->mb > 0 && o->mb <= 4096)) {
         snprintf(err, R1_ERR_LEN, "mb = %g: want a size in (0, 4096] MiB", o->mb);
         return -1;
@@ -1575,11 +1592,8 @@ long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
         return -1;
     }
     if (check_levels(o->level_lo, o->level_hi, err)) return -1;
-    int fixed_task = o->task == NULL || strcmp(o->task, "all") == 0 ? -1 : task_index(o->task);
-    if (fixed_task < 0 && !(o->task == NULL || strcmp(o->task, "all") == 0)) {
-        snprintf(err, R1_ERR_LEN, "unknown task '%s' (arithmetic, countdown, sort42, all)", o->task);
-        return -1;
-    }
+    int fixed_task = o->task == NULL ? -1 : task_option(o->task, err);
+    if (fixed_task == -2) return -1;
     Rng r;
     rng_seed(&r, o->seed);
     size_t want = (size_t)(o->mb * 1048576.0), written = 0;
@@ -1625,7 +1639,11 @@ static const char *example_problem(const Json *j) {
     const Json *t = json_get(j, "task"), *p = json_get(j, "prompt"), *a = json_get(j, "answer");
     if (j->type != JSON_OBJECT) return "not a JSON object";
     if (t == NULL || t->type != JSON_STRING) return "no \"task\" string";
-    if (task_index(t->string) < 0) return "unknown \"task\" (arithmetic, countdown, sort42)";
+    if (task_index(t->string) < 0) {
+        static char unknown[300];
+        snprintf(unknown, sizeof unknown, "unknown \"task\" (%s)", task_names());
+        return unknown;
+    }
     if (p == NULL || p->type != JSON_STRING) return "no \"prompt\" string";
     if (a == NULL || a->type != JSON_STRING) return "no \"answer\" string";
     return NULL;
@@ -1669,6 +1687,65 @@ Json **jsonl_read(const char *path, int *n, const char *(*check)(const Json *), 
 }
 
 Json **tasks_read(const char *path, int *n, char *err) { return jsonl_read(path, n, example_problem, err); }
+
+// ----------------------------------------------------------------------------------------------
+// Looking at task sets: `./r1 data show` and `./r1 data check` (their command line is main.c's)
+// ----------------------------------------------------------------------------------------------
+
+int tasks_show(FILE *f, const TaskSetOptions *o, char *err) {
+    TaskGen g;
+    if (taskgen_init(&g, o, err)) return -1;
+    for (int i = 0; i < o->n; i++) {
+        Problem p;
+        Str prompt = {0}, sol = {0};
+        taskgen_next(&g, &p);
+        TASKS[p.task].prompt(&p, &prompt);
+        problem_write_solution(&p, STYLE_TAGGED, &sol);
+        fprintf(f, "== %s, level %d, %s, id %016llx (%s split)\n%s\n%s\n\n", TASKS[p.task].name, p.level,
+                LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o->eval ? "eval" : "train", prompt.s,
+                sol.s);
+        str_free(&prompt);
+        str_free(&sol);
+    }
+    free(g.seen);
+    return 0;
+}
+
+// Verifies one example: its gold answer, the worked solution we would write for it, and its
+// own "solution" if it has one. NULL if all pass, else what failed.
+const char *example_verify(const Json *ex) {
+    const Json *gold = json_get(ex, "answer"), *own = json_get(ex, "solution");
+    if (!task_check(NULL, ex, gold->string)) return "the gold answer fails the verifier";
+    char *sol = task_solution(ex, 1), *ans = answer_extract(sol);
+    int ok = sol != NULL && task_check(NULL, ex, ans);
+    free(sol);
+    free(ans);
+    if (!ok) return "the worked solution fails the verifier";
+    if (own != NULL) {
+        ans = own->type == JSON_STRING ? answer_extract(own->string) : NULL;
+        ok = task_check(NULL, ex, ans);
+        free(ans);
+        if (!ok) return "its \"solution\" fails the verifier";
+    }
+    return NULL;
+}
+
+void tasks_summary(FILE *f, Json **examples, int n) {
+    long count[N_TASKS][2] = {{0}}, level[N_TASKS][LEVEL_MAX + 1] = {{0}}, eval[N_TASKS] = {0};
+    for (int i = 0; i < n; i++) {
+        Problem p;
+        if (!problem_from_json(examples[i], NULL, &p)) continue;
+        count[p.task][p.lang]++;
+        level[p.task][p.level]++;
+        eval[p.task] += problem_is_eval(&p);
+    }
+    for (int t = 0; t < N_TASKS; t++) {
+        if (count[t][0] + count[t][1] == 0) continue;
+        fprintf(f, "  %-10s  en %6ld  zh %6ld  levels", TASKS[t].name, count[t][0], count[t][1]);
+        for (int l = 1; l <= LEVEL_MAX; l++) fprintf(f, " %ld", level[t][l]);
+        fprintf(f, "  held-out (eval split) %ld\n", eval[t]);
+    }
+}
 
 // ----------------------------------------------------------------------------------------------
 // Non-reasoning prompts (R1 §2.3.3-2.3.4: writing, factual QA, self-cognition). Rejection
@@ -1731,306 +1808,3 @@ int is_nonreasoning(const Json *example) {
     const Json *t = json_get(example, "task");
     return t && t->type == JSON_STRING && strcmp(t->string, "non-reasoning") == 0;
 }
-
-
-// ==============================================================================================
-// 10. `./r1 data`: the command line
-// ==============================================================================================
-// Errors print one line "r1: data: <what>" and exit with status 1.
-
-static void data_die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "r1: data: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-// Flags come after "data <what>", i.e. from argv[3].
-static const char *flag_str(int argc, char **argv, const char *name, const char *fallback) {
-    for (int i = 3; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) {
-            if (i + 1 >= argc) data_die("%s needs a value", name);
-            return argv[i + 1];
-        }
-    return fallback;
-}
-
-static int flag_bool(int argc, char **argv, const char *name) {
-    for (int i = 3; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) return 1;
-    return 0;
-}
-
-static long long flag_int(int argc, char **argv, const char *name, long long fallback, long long lo,
-                          long long hi) {
-    const char *s = flag_str(argc, argv, name, NULL);
-    if (s == NULL) return fallback;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        data_die("%s: '%s' is not an integer in %lld..%lld", name, s, lo, hi);
-    return v;
-}
-
-static double flag_double(int argc, char **argv, const char *name, double fallback, double lo, double hi) {
-    const char *s = flag_str(argc, argv, name, NULL);
-    if (s == NULL) return fallback;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(v >= lo && v <= hi)) data_die("%s: '%s' is not a number in %g..%g", name, s, lo, hi);
-    return v;
-}
-
-// --levels "2" or "1-3" into lo..hi; NULL if fine, else what is wrong with it. Shared by
-// `./r1 data` and the RL and evaluation commands.
-const char *levels_parse(const char *s, int *lo, int *hi) {
-    int a, b, used = 0;
-    if (sscanf(s, "%d-%d%n", &a, &b, &used) == 2 && s[used] == '\0') *lo = a, *hi = b;
-    else if (sscanf(s, "%d%n", &a, &used) == 1 && s[used] == '\0') *lo = *hi = a;
-    else return "is not a level or a range like 1-3";
-    if (*lo < 1 || *lo > *hi || *hi > LEVEL_MAX) return "is not within 1-5";
-    return NULL;
-}
-
-static void flag_levels(int argc, char **argv, int *lo, int *hi) {
-    const char *s = flag_str(argc, argv, "--levels", NULL);
-    const char *why = s ? levels_parse(s, lo, hi) : NULL;
-    if (why) data_die("--levels: '%s' %s", s, why);
-}
-
-static const char *flag_lang(int argc, char **argv) {
-    const char *lang = flag_str(argc, argv, "--lang", "both");
-    if (lang_index(lang) == -2) data_die("--lang: unknown language '%s' (en, zh, both)", lang);
-    return lang;
-}
-
-static const char *flag_task(int argc, char **argv) {
-    const char *task = flag_str(argc, argv, "--task", "all");
-    if (strcmp(task, "all") != 0 && task_index(task) < 0)
-        data_die("--task: unknown task '%s' (arithmetic, countdown, sort42, all)", task);
-    return task;
-}
-
-static int flag_split(int argc, char **argv) {
-    const char *s = flag_str(argc, argv, "--split", "train");
-    if (strcmp(s, "train") != 0 && strcmp(s, "eval") != 0) data_die("--split: '%s' is not train or eval", s);
-    return strcmp(s, "eval") == 0;
-}
-
-// Every flag must be known (a typo fails loudly instead of being ignored).
-static void data_check_flags(int argc, char **argv, const char *const *with_value, const char *const *bools) {
-    for (int i = 3; i < argc; i++) {
-        int ok = 0;
-        for (const char *const *k = with_value; *k && !ok; k++)
-            if (strcmp(argv[i], *k) == 0) ok = 1, i++;
-        for (const char *const *k = bools; *k && !ok; k++)
-            if (strcmp(argv[i], *k) == 0) ok = 1;
-        if (!ok) data_die("%s: unknown argument '%s' (see ./r1 data help)", argv[2], argv[i]);
-    }
-}
-
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// Writes a file atomically: everything goes to path.tmp, which is flushed, synced and renamed
-// over path only when complete. "-" means stdout. Returns the writer's result.
-typedef long (*Writer)(FILE *f, const void *options, char *err);
-
-static long write_atomically(const char *path, Writer writer, const void *options, size_t *bytes) {
-    char err[R1_ERR_LEN] = "";
-    if (strcmp(path, "-") == 0) {
-        long r = writer(stdout, options, err);
-        if (r < 0) data_die("%s", err);
-        if (fflush(stdout) != 0) data_die("stdout: %s", strerror(errno));
-        return r;
-    }
-    size_t n = strlen(path) + 5;
-    char *tmp = xrealloc(NULL, n);
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (f == NULL) data_die("cannot write %s: %s", path, strerror(errno));
-    long r = writer(f, options, err);
-    int e = 0;
-    if (r >= 0 && (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0)) e = errno ? errno : EIO;
-    if (bytes != NULL) *bytes = (size_t)ftell(f);
-    if (fclose(f) != 0 && e == 0 && r >= 0) e = errno ? errno : EIO;
-    if (r < 0 || e != 0) {
-        remove(tmp);
-        if (r < 0) data_die("%s", err);
-        data_die("cannot write %s: %s", path, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        remove(tmp);
-        data_die("cannot write %s: %s", path, strerror(e));
-    }
-    free(tmp);
-    return r;
-}
-
-static long tasks_writer(FILE *f, const void *o, char *err) { return tasks_write(f, o, err); }
-static long corpus_writer(FILE *f, const void *o, char *err) { return corpus_write(f, o, err); }
-
-static int data_tasks(int argc, char **argv) {
-    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", "--out", NULL};
-    static const char *const bools[] = {"--solutions", NULL};
-    data_check_flags(argc, argv, known, bools);
-    TaskSetOptions o = {.task = flag_task(argc, argv), .eval = flag_split(argc, argv),
-                        .n = (int)flag_int(argc, argv, "--n", 1000, 1, 10000000), .level_lo = 1,
-                        .level_hi = LEVEL_MAX, .lang = flag_lang(argc, argv),
-                        .seed = (uint64_t)flag_int(argc, argv, "--seed", 1, 0, LLONG_MAX),
-                        .solutions = flag_bool(argc, argv, "--solutions")};
-    flag_levels(argc, argv, &o.level_lo, &o.level_hi);
-    const char *out = flag_str(argc, argv, "--out", NULL);
-    if (out == NULL) data_die("tasks needs --out FILE (or --out - for stdout)");
-    double t0 = seconds_now();
-    size_t bytes = 0;
-    long repeats = write_atomically(out, tasks_writer, &o, &bytes);
-    if (repeats > 0)
-        fprintf(stderr, "r1: data: note: %ld examples repeat a problem: the %s split of levels %d-%d holds "
-                        "fewer distinct problems than asked for\n", repeats, o.eval ? "eval" : "train",
-                o.level_lo, o.level_hi);
-    if (strcmp(out, "-") != 0)
-        printf("wrote %s: %d %s examples (task %s, levels %d-%d, lang %s, seed %llu), %.1f KiB in %.2f s\n", out,
-               o.n, o.eval ? "eval" : "train", o.task, o.level_lo, o.level_hi, o.lang,
-               (unsigned long long)o.seed, bytes / 1024.0, seconds_now() - t0);
-    return 0;
-}
-
-static int data_corpus(int argc, char **argv) {
-    static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--tagged", "--text", "--levels",
-                                        "--lang", "--task", NULL};
-    static const char *const bools[] = {NULL};
-    data_check_flags(argc, argv, known, bools);
-    CorpusOptions o = {.mb = flag_double(argc, argv, "--mb", 4, 1e-6, 4096),
-                       .think_share = flag_double(argc, argv, "--think", 0.3, 0, 1),
-                       .tagged_share = flag_double(argc, argv, "--tagged", 0.1, 0, 1),
-                       .text_share = flag_double(argc, argv, "--text", 0.1, 0, 1),
-                       .task = flag_task(argc, argv), .level_lo = 1,
-                       .level_hi = LEVEL_MAX, .lang = flag_lang(argc, argv),
-                       .seed = (uint64_t)flag_int(argc, argv, "--seed", 1, 0, LLONG_MAX)};
-    flag_levels(argc, argv, &o.level_lo, &o.level_hi);
-    if (o.think_share + o.text_share > 1) data_die("--think %g + --text %g is more than 1", o.think_share, o.text_share);
-    const char *out = flag_str(argc, argv, "--out", NULL);
-    if (out == NULL) data_die("corpus needs --out FILE (or --out - for stdout)");
-    double t0 = seconds_now();
-    size_t bytes = 0;
-    long docs = write_atomically(out, corpus_writer, &o, &bytes);
-    if (strcmp(out, "-") != 0)
-        printf("wrote %s: %.2f MiB, %ld documents (text %.0f%%, R1-Zero template %.0f%% of which %.0f%% "
-               "tagged, question/answer %.0f%%; task %s, levels %d-%d, lang %s, seed %llu) in %.2f s\n", out,
-               bytes / 1048576.0, docs, 100 * o.text_share, 100 * o.think_share, 100 * o.tagged_share,
-               100 * (1 - o.text_share - o.think_share), o.task, o.level_lo, o.level_hi, o.lang,
-               (unsigned long long)o.seed, seconds_now() - t0);
-    return 0;
-}
-
-// Verifies one example: its gold answer, the worked solution we would write for it, and its
-// own "solution" if it has one. NULL if all pass, else what failed.
-static const char *check_example(const Json *ex) {
-    const Json *gold = json_get(ex, "answer"), *own = json_get(ex, "solution");
-    if (!task_check(NULL, ex, gold->string)) return "the gold answer fails the verifier";
-    char *sol = task_solution(ex, 1), *ans = answer_extract(sol);
-    int ok = sol != NULL && task_check(NULL, ex, ans);
-    free(sol);
-    free(ans);
-    if (!ok) return "the worked solution fails the verifier";
-    if (own != NULL) {
-        ans = own->type == JSON_STRING ? answer_extract(own->string) : NULL;
-        ok = task_check(NULL, ex, ans);
-        free(ans);
-        if (!ok) return "its \"solution\" fails the verifier";
-    }
-    return NULL;
-}
-
-static int data_check(int argc, char **argv) {
-    static const char *const known[] = {"--in", NULL}, *const bools[] = {NULL};
-    data_check_flags(argc, argv, known, bools);
-    const char *path = flag_str(argc, argv, "--in", NULL);
-    if (path == NULL) data_die("check needs --in FILE");
-    char err[R1_ERR_LEN];
-    int n;
-    Json **ex = tasks_read(path, &n, err);
-    if (ex == NULL) data_die("%s", err);
-    long count[N_TASKS][2] = {{0}}, level[N_TASKS][LEVEL_MAX + 1] = {{0}}, eval[N_TASKS] = {0};
-    for (int i = 0; i < n; i++) {
-        const char *bad = check_example(ex[i]);
-        if (bad != NULL) data_die("%s: example %d: %s", path, i + 1, bad);
-        Problem p;
-        problem_from_json(ex[i], NULL, &p);
-        count[p.task][p.lang]++;
-        level[p.task][p.level]++;
-        eval[p.task] += problem_is_eval(&p);
-    }
-    printf("%s: %d examples; every gold answer and worked solution passes its verifier\n", path, n);
-    for (int t = 0; t < N_TASKS; t++) {
-        if (count[t][0] + count[t][1] == 0) continue;
-        printf("  %-10s  en %6ld  zh %6ld  levels", TASKS[t].name, count[t][0], count[t][1]);
-        for (int l = 1; l <= LEVEL_MAX; l++) printf(" %ld", level[t][l]);
-        printf("  held-out (eval split) %ld\n", eval[t]);
-    }
-    tasks_free(ex, n);
-    return 0;
-}
-
-static int data_show(int argc, char **argv) {
-    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", NULL};
-    static const char *const bools[] = {NULL};
-    data_check_flags(argc, argv, known, bools);
-    TaskSetOptions o = {.task = flag_task(argc, argv), .eval = flag_split(argc, argv),
-                        .n = (int)flag_int(argc, argv, "--n", 3, 1, 1000), .level_lo = 1, .level_hi = LEVEL_MAX,
-                        .lang = flag_lang(argc, argv), .seed = (uint64_t)flag_int(argc, argv, "--seed", 1, 0, LLONG_MAX)};
-    flag_levels(argc, argv, &o.level_lo, &o.level_hi);
-    char err[R1_ERR_LEN];
-    TaskGen g;
-    if (taskgen_init(&g, &o, err)) data_die("%s", err);
-    for (int i = 0; i < o.n; i++) {
-        Problem p;
-        Str prompt = {0}, sol = {0};
-        taskgen_next(&g, &p);
-        TASKS[p.task].prompt(&p, &prompt);
-        problem_write_solution(&p, STYLE_TAGGED, &sol);
-        printf("== %s, level %d, %s, id %016llx (%s split)\n%s\n%s\n\n", TASKS[p.task].name, p.level,
-               LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o.eval ? "eval" : "train", prompt.s, sol.s);
-        str_free(&prompt);
-        str_free(&sol);
-    }
-    free(g.seen);
-    return 0;
-}
-
-static void data_usage(FILE *f) {
-    fprintf(f,
-            "./r1 data tasks  --out FILE [--task arithmetic|countdown|sort42|all] [--split train|eval]\n"
-            "                 [--n N] [--levels 1-3] [--lang en|zh|both] [--seed S] [--solutions]\n"
-            "                 task examples as JSON Lines (defaults: all, train, 1000, 1-5, both, 1)\n"
-            "./r1 data corpus --out FILE [--mb 4] [--task all] [--levels 1-5] [--think 0.3] [--tagged 0.1]\n"
-            "                 [--text 0.1] [--lang both] [--seed S]   the pretraining text (training split only)\n"
-            "./r1 data check  --in FILE          verifies every example's gold answer and worked solution\n"
-            "./r1 data show   [--task T] [--levels L] [--lang L] [--n 3] [--seed S] [--split S]\n"
-            "                 prints problems with their worked solutions\n");
-}
-
-int cmd_data(int argc, char **argv) {
-    const char *what = argc > 2 ? argv[2] : NULL;
-    if (what != NULL && (strcmp(what, "help") == 0 || strcmp(what, "--help") == 0)) {
-        data_usage(stdout);
-        return 0;
-    }
-    if (what == NULL) data_die("what data? tasks, corpus, check or show (see ./r1 data help)");
-    if (strcmp(what, "tasks") == 0) return data_tasks(argc, argv);
-    if (strcmp(what, "corpus") == 0) return data_corpus(argc, argv);
-    if (strcmp(what, "check") == 0) return data_check(argc, argv);
-    if (strcmp(what, "show") == 0) return data_show(argc, argv);
-    data_die("unknown data command '%s' (tasks, corpus, check, show)", what);
-    return 1;
-}
-
