@@ -1,18 +1,19 @@
 // tasks.c: the toy reasoning world of r1.c: the tasks a policy learns to reason about, their
 // exact verifiers, worked solutions in English and Chinese, plain text in both languages, and
-// the datasets every stage reads (`./r1 data ...`).
-// rejection sampling and evaluation build on this file in later issues.
+// the datasets every stage reads. It makes and checks data only: its command line, `./r1
+// data ...`, is main.c's; rewards, rollouts, rejection sampling and evaluation are grpo.c's.
 //
 // Sections:
 //   1. Utilities: a growable string, random helpers, hashing, exact integer arithmetic
-//   2. Problems: the record all tasks share, its canonical content, the train/eval split
+//   2. Problems: the record all tasks share, the row each task has in the task table
 //   3. Task "arithmetic": column addition and long multiplication
 //   4. Task "countdown": generator, exact expression verifier, search-trace solutions
 //   5. Task "sort42": sort a list and put 42 in front
-//   6. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
-//   7. Plain text in English and Chinese (a small template grammar)
-//   8. Datasets: task files (JSON Lines), the pretraining corpus, the reader
-//   9. `./r1 data`: the command line
+//   6. The task table: one row per task (how to add a task), problem identity and the split
+//   7. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
+//   8. Plain text in English and Chinese (a small template grammar)
+//   9. Datasets: task files (JSON Lines), the pretraining corpus, the reader, show and check,
+//      the non-reasoning prompts
 //
 // Why these tasks. GRPO learns only from groups whose rewards differ: if a tiny model never
 // solves a problem, every reward is 0, every advantage is 0 and nothing is learned (the
@@ -30,14 +31,9 @@
 #include "r1.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <ctype.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 
 // ==============================================================================================
@@ -1446,7 +1442,7 @@ static void text_document(Str *b, int lang, Rng *r) {
 }
 
 // ==============================================================================================
-// 9. Datasets: task files (JSON Lines), the pretraining corpus, the reader
+// 9. Datasets: task files (JSON Lines), the pretraining corpus, the reader, show and check
 // ==============================================================================================
 
 // A --lang value: LANG_EN, LANG_ZH, or -1 for "both" (or NULL); -2 with err if unknown.
