@@ -1456,12 +1456,10 @@ static int lang_option(const char *name, char *err) {
 
 // A --task value: a task's row in TASKS, or -1 for "all"; -2 with err if unknown.
 static int task_option(const char *name, char *err) {
-    int t = strcmp(name, "all") == 0 ? -1 : task_index(name);
-    if (t == -1 && strcmp(name, "all") != 0) {
-        snprintf(err, R1_ERR_LEN, "unknown task '%s' (%s, all)", name, task_names());
-        return -2;
-    }
-    return t;
+    if (strcmp(name, "all") == 0) return -1;
+    int t = task_index(name);
+    if (t < 0) snprintf(err, R1_ERR_LEN, "unknown task '%s' (%s, all)", name, task_names());
+    return t < 0 ? -2 : t;
 }
 
 int task_option_check(const char *task, char *err) { return task_option(task, err) == -2 ? -1 : 0; }
@@ -1707,8 +1705,9 @@ int tasks_show(FILE *f, const TaskSetOptions *o, char *err) {
     return 0;
 }
 
-// Verifies one example: its gold answer, the worked solution we would write for it, and its
-// own "solution" if it has one. NULL if all pass, else what failed.
+// Verifies one example that tasks_read accepted (so "answer" is a string): its gold answer, the
+// worked solution we would write for it, and its own "solution" if it has one. NULL if all
+// pass, else what failed.
 const char *example_verify(const Json *ex) {
     const Json *gold = json_get(ex, "answer"), *own = json_get(ex, "solution");
     if (!task_check(NULL, ex, gold->string)) return "the gold answer fails the verifier";
