@@ -1,6 +1,38 @@
 // grpo.c: reinforcement learning for r1.c: the rule-based rewards (accuracy, format, language
-// consistency), group rollouts with the latent KV cache, group-relative advantages, the GRPO
-// objective as a loss head, evaluation (pass@1, cons@k) and rejection sampling.
+// consistency), rollouts sampled with the latent KV cache, group-relative advantages, the GRPO
+// objective as a loss head, one GRPO step, evaluation (pass@1, cons@k) and rejection sampling.
+// It sits above the model (r1.c) and the toy world (tasks.c); main.c runs it from the command
+// line (`./r1 grpo`, `eval`, `reject`) and in the pipeline.
+//
+// Sections:
+//   1. Rule-based rewards: accuracy (the task's verifier), format, language consistency
+//   2. GRPO: advantages, token log-probabilities, the loss head (grpo, dr_grpo, dapo)
+//   3. Rollouts: prompts, batched sampling, prompt sets in memory
+//   4. One GRPO step: grpo_step, the algorithm box, and its four parts
+//   5. Evaluation: greedy, pass@1 over k samples, cons@k, per difficulty level
+//   6. Rejection sampling: the filters, the next SFT set
+//
+// Where this departs from the papers (DeepSeekMath §4.1, DeepSeek-R1 §2.2) and from TRL's
+// GRPOTrainer, on purpose:
+//   - Scale. R1-Zero samples G = 16 completions of up to 32,768 tokens for 32 questions a step
+//     (8,192 rollouts in 16 minibatches); the pipeline samples G = 8 of up to 160 tokens for 8
+//     questions, in one batch.
+//   - std in the advantage: the papers do not say which; here the sample std (n - 1) plus 1e-4,
+//     as TRL (torch.std). Groups whose rewards are all equal get A = 0 (no signal).
+//   - mu = 1 by default (one update per batch of rollouts, TRL's num_iterations = 1): then
+//     pi_old is the policy itself, rho = 1 and the clip never acts; --mu > 1 freezes pi_old
+//     first. The papers take several minibatch steps over one batch of rollouts.
+//   - pi_ref is frozen at the start; --ref-every N copies the policy into it every N steps
+//     (R1-Zero: every 400 steps; TRL: off unless sync_ref_model).
+//   - beta = 0.04 (DeepSeekMath, and TRL's old default; R1-Zero used 0.001; TRL now 0.0).
+//   - The loss's normalisation is a flag (--variant): grpo = the paper's per-sequence mean,
+//     dr_grpo = Dr. GRPO's constant, dapo = token level (TRL's default loss_type today). DAPO's
+//     dynamic sampling drops flat groups from the loss instead of sampling more to refill.
+//   - Rewards are rules for every prompt, including the final RL stage's non-reasoning prompts,
+//     where R1 used reward models for helpfulness and harmlessness (§2.3.4).
+//   - The auxiliary-loss-free expert balancing (bias updates) goes on during RL.
+//   - Rollouts are sampled by the same code and weights that are trained (no separate
+//     inference engine, so no sampler/trainer mismatch), at temperature 1 and top-p 1.
 #define _POSIX_C_SOURCE 200809L
 #include "r1.h"
 
@@ -15,7 +47,7 @@
 #include <unistd.h>
 
 // ==============================================================================================
-// 10. Rule-based rewards (DeepSeek-R1 §2.2.2): accuracy, format, language consistency
+// 1. Rule-based rewards (DeepSeek-R1 §2.2.2): accuracy, format, language consistency
 // ==============================================================================================
 // One verifier serves RL, rejection sampling and evaluation alike. A completion is the text the
 // policy wrote after the prompt. Every function here scores any text, however malformed.
@@ -143,7 +175,7 @@ int has_reflection(const char *completion) {
 }
 
 // ==============================================================================================
-// 11. GRPO: group-relative advantages and the clipped, KL-regularised objective as a loss head
+// 2. GRPO: group-relative advantages and the clipped, KL-regularised objective as a loss head
 // ==============================================================================================
 // DeepSeekMath eqs. 3-4, DeepSeek-R1 eqs. 1-3. For a group of G completions o_1..o_G of one
 // prompt with rewards r_i:
@@ -299,7 +331,7 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
 }
 
 // ==============================================================================================
-// 12. Rollouts: completions sampled with the latent KV cache, DECODE_BATCH streams at a time
+// 3. Rollouts: completions sampled with the latent KV cache, DECODE_BATCH streams at a time
 // ==============================================================================================
 
 // A prompt in token ids: BOS + the R1-Zero template (R1 Table 1) or the chat template.
@@ -431,7 +463,7 @@ Json **nonreasoning_examples(int n, uint64_t seed) {
 }
 
 // ==============================================================================================
-// 13. One GRPO step (DeepSeekMath Algorithm 1, the body of its inner loop; R1 §2.2.1)
+// 4. One GRPO step (DeepSeekMath Algorithm 1, the body of its inner loop; R1 §2.2.1)
 // ==============================================================================================
 // grpo_step below is the algorithm box; each numbered line is one function of this section.
 
@@ -619,7 +651,7 @@ void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettin
 }
 
 // ==============================================================================================
-// 14. Evaluation: pass@1 over k samples, cons@k, greedy accuracy (the R1 protocol, §3)
+// 5. Evaluation: pass@1 over k samples, cons@k, greedy accuracy (the R1 protocol, §3)
 // ==============================================================================================
 // For each held-out problem: one greedy completion, and k samples at temperature 0.6, top-p
 // 0.95. pass@1 is the mean correctness of the k samples; cons@k is the correctness of the
@@ -690,7 +722,7 @@ void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int 
 }
 
 // ==============================================================================================
-// 15. Rejection sampling to build the next SFT set (DeepSeek-R1 §2.3.3)
+// 6. Rejection sampling to build the next SFT set (DeepSeek-R1 §2.3.3)
 // ==============================================================================================
 // Sample K completions per training prompt; keep those that are correct, well formed,
 // language-consistent and not cut off by the length limit; drop duplicates; keep at most `cap`

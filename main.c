@@ -978,6 +978,188 @@ static int cmd_sft(int argc, char **argv) {
 }
 
 // ==============================================================================================
+// 13b. `./r1 data`: task sets, the pretraining corpus, and checking or showing them
+// ==============================================================================================
+// The command line of tasks.c, which makes (and verifies) every example and document. Errors
+// print one line "r1: data: <what>" and exit with status 1: cmd_data sets die's context, so the
+// flag helpers of section 11 say "r1: data: --n: ..." too. Each subcommand gets argv from
+// "data" on, so that its flags start at argv[2] as those helpers expect.
+
+static void data_usage(FILE *f) {
+    fprintf(f,
+            "./r1 data tasks  --out FILE [--task arithmetic|countdown|sort42|all] [--split train|eval]\n"
+            "                 [--n N] [--levels 1-3] [--lang en|zh|both] [--seed S] [--solutions]\n"
+            "                 task examples as JSON Lines (defaults: all, train, 1000, 1-5, both, 1)\n"
+            "./r1 data corpus --out FILE [--mb 4] [--task all] [--levels 1-5] [--think 0.3] [--tagged 0.1]\n"
+            "                 [--text 0.1] [--lang both] [--seed S]   the pretraining text (training split only)\n"
+            "./r1 data check  --in FILE          verifies every example's gold answer and worked solution\n"
+            "./r1 data show   [--task T] [--levels L] [--lang L] [--n 3] [--seed S] [--split S]\n"
+            "                 prints problems with their worked solutions\n");
+}
+
+static const char *data_task(int argc, char **argv) {
+    char err[R1_ERR_LEN];
+    const char *task = arg_str(argc, argv, "--task", "all");
+    if (task_option_check(task, err)) die("--task: %s", err);
+    return task;
+}
+
+static const char *data_lang(int argc, char **argv) {
+    char err[R1_ERR_LEN];
+    const char *lang = arg_str(argc, argv, "--lang", "both");
+    if (lang_option_check(lang, err)) die("--lang: %s", err);
+    return lang;
+}
+
+static void data_levels(int argc, char **argv, int *lo, int *hi) {
+    const char *s = arg_str(argc, argv, "--levels", NULL);
+    const char *why = s ? levels_parse(s, lo, hi) : NULL;
+    if (why) die("--levels: '%s' %s", s, why);
+}
+
+// The flags of `tasks` and `show`, checked in this order (the first bad one is reported).
+static TaskSetOptions data_task_set(int argc, char **argv, long n_default, long n_max) {
+    TaskSetOptions o = {.level_lo = 1, .level_hi = TASK_LEVEL_MAX};
+    o.task = data_task(argc, argv);
+    const char *split = arg_str(argc, argv, "--split", "train");
+    if (strcmp(split, "train") != 0 && strcmp(split, "eval") != 0) die("--split: '%s' is not train or eval", split);
+    o.eval = strcmp(split, "eval") == 0;
+    o.n = (int)arg_long(argc, argv, "--n", n_default, 1, n_max);
+    o.lang = data_lang(argc, argv);
+    o.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    o.solutions = arg_flag(argc, argv, "--solutions");
+    data_levels(argc, argv, &o.level_lo, &o.level_hi);
+    return o;
+}
+
+// Writes a task set or the corpus through writer into path, atomically, or to stdout for "-".
+// Returns what the writer returns; bytes: the file's size.
+typedef long (*DataWriter)(FILE *f, const void *options, char *err);
+static long tasks_writer(FILE *f, const void *o, char *err) { return tasks_write(f, o, err); }
+static long corpus_writer(FILE *f, const void *o, char *err) { return corpus_write(f, o, err); }
+
+static long data_write(const char *path, DataWriter writer, const void *options, size_t *bytes) {
+    char err[R1_ERR_LEN] = "";
+    if (strcmp(path, "-") == 0) {
+        long r = writer(stdout, options, err);
+        if (r < 0) die("%s", err);
+        if (fflush(stdout) != 0) die("stdout: %s", strerror(errno));
+        return r;
+    }
+    AtomicFile a;
+    if (atomic_open(&a, path, err)) die("cannot write %s", err);
+    long r = writer(a.f, options, err);
+    if (r < 0) {
+        atomic_abort(&a);
+        die("%s", err);
+    }
+    *bytes = (size_t)ftell(a.f);
+    if (atomic_commit(&a, err)) die("cannot write %s", err);
+    return r;
+}
+
+static int data_tasks(int argc, char **argv) {
+    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", "--out", NULL};
+    static const char *const bools[] = {"--solutions", NULL};
+    check_flags(argc, argv, known, bools);
+    TaskSetOptions o = data_task_set(argc, argv, 1000, 10000000);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (out == NULL) die("tasks needs --out FILE (or --out - for stdout)");
+    double t0 = now_seconds();
+    size_t bytes = 0;
+    long repeats = data_write(out, tasks_writer, &o, &bytes);
+    if (repeats > 0)
+        fprintf(stderr, "r1: data: note: %ld examples repeat a problem: the %s split of levels %d-%d holds "
+                        "fewer distinct problems than asked for\n", repeats, o.eval ? "eval" : "train",
+                o.level_lo, o.level_hi);
+    if (strcmp(out, "-") != 0)
+        printf("wrote %s: %d %s examples (task %s, levels %d-%d, lang %s, seed %llu), %.1f KiB in %.2f s\n", out,
+               o.n, o.eval ? "eval" : "train", o.task, o.level_lo, o.level_hi, o.lang,
+               (unsigned long long)o.seed, bytes / 1024.0, now_seconds() - t0);
+    return 0;
+}
+
+static int data_corpus(int argc, char **argv) {
+    static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--tagged", "--text", "--levels",
+                                        "--lang", "--task", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    CorpusOptions o = {.level_lo = 1, .level_hi = TASK_LEVEL_MAX};
+    o.mb = arg_double(argc, argv, "--mb", 4, 1e-6, 4096);
+    o.think_share = arg_double(argc, argv, "--think", 0.3, 0, 1);
+    o.tagged_share = arg_double(argc, argv, "--tagged", 0.1, 0, 1);
+    o.text_share = arg_double(argc, argv, "--text", 0.1, 0, 1);
+    o.task = data_task(argc, argv);
+    o.lang = data_lang(argc, argv);
+    o.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    data_levels(argc, argv, &o.level_lo, &o.level_hi);
+    if (o.think_share + o.text_share > 1) die("--think %g + --text %g is more than 1", o.think_share, o.text_share);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (out == NULL) die("corpus needs --out FILE (or --out - for stdout)");
+    double t0 = now_seconds();
+    size_t bytes = 0;
+    long docs = data_write(out, corpus_writer, &o, &bytes);
+    if (strcmp(out, "-") != 0)
+        printf("wrote %s: %.2f MiB, %ld documents (text %.0f%%, R1-Zero template %.0f%% of which %.0f%% "
+               "tagged, question/answer %.0f%%; task %s, levels %d-%d, lang %s, seed %llu) in %.2f s\n", out,
+               bytes / 1048576.0, docs, 100 * o.text_share, 100 * o.think_share, 100 * o.tagged_share,
+               100 * (1 - o.text_share - o.think_share), o.task, o.level_lo, o.level_hi, o.lang,
+               (unsigned long long)o.seed, now_seconds() - t0);
+    return 0;
+}
+
+static int data_check(int argc, char **argv) {
+    static const char *const known[] = {"--in", NULL}, *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *path = arg_str(argc, argv, "--in", NULL);
+    if (path == NULL) die("check needs --in FILE");
+    char err[R1_ERR_LEN];
+    int n;
+    Json **ex = tasks_read(path, &n, err);
+    if (ex == NULL) die("%s", err);
+    for (int i = 0; i < n; i++) {
+        const char *bad = example_verify(ex[i]);
+        if (bad != NULL) die("%s: example %d: %s", path, i + 1, bad);
+    }
+    printf("%s: %d examples; every gold answer and worked solution passes its verifier\n", path, n);
+    tasks_summary(stdout, ex, n);
+    tasks_free(ex, n);
+    return 0;
+}
+
+static int data_show(int argc, char **argv) {
+    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    TaskSetOptions o = data_task_set(argc, argv, 3, 1000);
+    char err[R1_ERR_LEN];
+    if (tasks_show(stdout, &o, err)) die("%s", err);
+    return 0;
+}
+
+static int data_command(int argc, char **argv) {
+    const char *what = argc > 2 ? argv[2] : NULL;
+    if (what != NULL && (strcmp(what, "help") == 0 || strcmp(what, "--help") == 0)) {
+        data_usage(stdout);
+        return 0;
+    }
+    if (what == NULL) die("what data? tasks, corpus, check or show (see ./r1 data help)");
+    if (strcmp(what, "tasks") == 0) return data_tasks(argc - 1, argv + 1);
+    if (strcmp(what, "corpus") == 0) return data_corpus(argc - 1, argv + 1);
+    if (strcmp(what, "check") == 0) return data_check(argc - 1, argv + 1);
+    if (strcmp(what, "show") == 0) return data_show(argc - 1, argv + 1);
+    die("unknown data command '%s' (tasks, corpus, check, show)", what);
+    return 1;
+}
+
+int cmd_data(int argc, char **argv) {
+    die_set_context("data: ");
+    int rc = data_command(argc, argv);
+    die_set_context("");
+    return rc;
+}
+
+// ==============================================================================================
 // 14. `bench`: forward, backward, training step, generation; tokens/s and GFLOP/s
 // ==============================================================================================
 

@@ -30,7 +30,7 @@
 #endif
 
 // ==============================================================================================
-// 2. The parameter table: one ParamInfo per Hugging Face tensor, all in one buffer
+// 1. The parameter table: one ParamInfo per Hugging Face tensor, all in one buffer
 // ==============================================================================================
 
 typedef struct {
@@ -452,7 +452,7 @@ void model_zero_grad(Model *m) {
     if (m->grads) zero_floats(m->grads, m->n_params);
 }
 // ==============================================================================================
-// 3. Random numbers: one RNG type with explicit state (xorshift64*, Box-Muller normals)
+// 2. Random numbers: one RNG type with explicit state (xorshift64*, Box-Muller normals)
 // ==============================================================================================
 
 void rng_seed(Rng *r, uint64_t seed) {
@@ -479,7 +479,7 @@ float rng_normal(Rng *r) {
 }
 
 // ==============================================================================================
-// 5. MLA: Multi-head Latent Attention (DeepSeek-V2 §2.1, eqs. 37-47; DeepSeek-V3 eqs. 1-11)
+// 3. MLA: Multi-head Latent Attention (DeepSeek-V2 §2.1, eqs. 37-47; DeepSeek-V3 eqs. 1-11)
 // ==============================================================================================
 // Training path, "naive" form: the latent c_kv is expanded by kv_b_proj into per-head k_nope and
 // v, then ordinary causal softmax attention. Generation uses the absorbed form (section 9).
@@ -700,7 +700,7 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
 }
 
 // ==============================================================================================
-// 6. The block and the whole model
+// 4. The block and the whole model
 // ==============================================================================================
 // x_out = x_mid + FFN(RMSNorm(x_mid)),  x_mid = x_in + o_proj(MLA(RMSNorm(x_in)))
 
@@ -798,7 +798,7 @@ void model_backward(Model *m, const int *ids, const float *dlogits) {
 }
 
 // ==============================================================================================
-// 7. Loss heads
+// 5. Loss heads
 // ==============================================================================================
 
 // Mean next-token cross-entropy. Position t of sequence b predicts ids[b, t+1]; it counts when
@@ -881,7 +881,7 @@ float distill_loss(const float *logits, const float *teacher_logits, const int *
 }
 
 // ==============================================================================================
-// 8. AdamW (Loshchilov & Hutter 2019) with global-norm clipping; DeepSeek-V3 §4.2 settings
+// 6. AdamW (Loshchilov & Hutter 2019) with global-norm clipping; DeepSeek-V3 §4.2 settings
 // ==============================================================================================
 
 AdamWConfig adamw_defaults(void) {
@@ -942,7 +942,7 @@ float adamw_step(Model *m, const AdamWConfig *oc) {
     return norm;
 }
 // ==============================================================================================
-// 9. Generation: one token at a time with the latent KV cache and absorbed attention
+// 7. Generation: one token at a time with the latent KV cache and absorbed attention
 // ==============================================================================================
 // DeepSeek-V2 §2.1.2: since k_nope[h,j] = W_UK[h] c_kv[j] and v[h,j] = W_UV[h] c_kv[j],
 //   q_nope[h] . k_nope[h,j] = (W_UK[h]^T q_nope[h]) . c_kv[j]         (W_UK absorbed into q)
@@ -1271,7 +1271,7 @@ int sample_token(const float *logits, int V, float temperature, float top_p, Rng
     return pick;
 }
 // ==============================================================================================
-// 10. Parameter counting, `info`
+// 8. Parameter counting
 // ==============================================================================================
 
 void count_params(const Config *c, ParamCount *pc) {

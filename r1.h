@@ -529,6 +529,7 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
 // How the program fails (formats.c, section 0): die prints "r1: ..." and exits with status 1;
 // xcalloc and xrealloc exit with one line when memory runs out.
 void die(const char *fmt, ...);
+void die_set_context(const char *context);  // "data: " -> "r1: data: ..." from then on ("": none)
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 double now_seconds(void);  // a monotonic clock, in seconds
@@ -560,6 +561,7 @@ int arg_flag(int argc, char **argv, const char *name);
 // Dies on any argument not in known (flags with a value, NULL-terminated) or bools.
 void check_flags(int argc, char **argv, const char *const *known, const char *const *bools);
 void load_model_or_die(Model *m, const char *dir);
+int cmd_data(int argc, char **argv);           // ./r1 data (main.c; the tests call it)
 int make_dirs(const char *dir, char *err);     // mkdir -p (formats.c)
 
 // ----------------------------------------------------------------------------------------------
@@ -627,10 +629,15 @@ int checkpoint_recover(const char *dir, char *err);
 int checkpoint_load_train_state(Model *m, TrainState *ts, const char *dir, char *err);
 
 // ----------------------------------------------------------------------------------------------
-// The toy reasoning world: tasks, verifiers, datasets (grpo.c)
+// The toy reasoning world: tasks, verifiers, datasets (tasks.c)
 // ----------------------------------------------------------------------------------------------
-// `./r1 data ...`: generates task sets and the pretraining corpus (JSON Lines / text).
-int cmd_data(int argc, char **argv);
+// Three tasks (arithmetic, countdown, sort42), each a row of tasks.c's task table: a generator
+// with difficulty levels 1..TASK_LEVEL_MAX, an exact rule-based verifier, worked solutions in
+// English and Chinese. An example is one JSON object (a line of a .jsonl file) with "task",
+// "lang", "level", "prompt", "answer", the task's own fields and "id"; a problem whose id hash
+// is 0 mod 10 is held out for evaluation. `./r1 data` (main.c) is their command line.
+#define TASK_LEVEL_MAX 5  // every task has difficulty levels 1..TASK_LEVEL_MAX
+
 // Returns 1 if answer_text (the text inside <answer>...</answer>) solves the example, else 0.
 // task may be NULL (then the example's "task" is used; a different one gives 0). Never
 // crashes on any text, and never on a malformed example (0).
@@ -647,6 +654,14 @@ char *answer_extract(const char *text);
 // (or "助手："). malloc'd.
 char *r1_zero_prompt(const char *prompt, const char *lang);
 
+// The --task and --lang options of task sets and the corpus: 0 if task is a task's name or
+// "all" (lang: en, zh or both), else -1 with "unknown task 'x' (arithmetic, countdown, sort42,
+// all)" (or "unknown language 'x' (en, zh, both)") in err.
+int task_option_check(const char *task, char *err);
+int lang_option_check(const char *lang, char *err);
+// "2" or "1-3" -> lo, hi in 1..5; NULL, or what is wrong with s.
+const char *levels_parse(const char *s, int *lo, int *hi);
+
 typedef struct {
     const char *task;        // "arithmetic", "countdown", "sort42" or "all" (round robin)
     int eval;                // 1: the held-out split (hash % 10 == 0), 0: training
@@ -659,6 +674,9 @@ typedef struct {
 // Writes o->n examples as JSON Lines. Returns how many repeat an earlier problem (only when the
 // split holds fewer distinct problems than asked for), or -1 with err on a bad option.
 long tasks_write(FILE *f, const TaskSetOptions *o, char *err);
+// Prints the problems tasks_write would write, each with its prompt and tagged worked solution,
+// for people (`./r1 data show`). 0, or -1 with err on a bad option.
+int tasks_show(FILE *f, const TaskSetOptions *o, char *err);
 
 typedef struct {
     double mb;               // size in MiB (whole documents; stops at the first one past it)
@@ -680,14 +698,18 @@ Json **tasks_read(const char *path, int *n, char *err);
 // Any JSON Lines file of objects; check (may be NULL) returns what is wrong with one, or NULL.
 Json **jsonl_read(const char *path, int *n, const char *(*check)(const Json *), char *err);
 void tasks_free(Json **examples, int n);
+// What is wrong with an example read by tasks_read: its gold answer, the worked solution
+// task_solution writes for it and its own "solution" (if any) must each pass the verifier.
+// NULL if all do, else what failed (`./r1 data check`).
+const char *example_verify(const Json *example);
+// One line per task present: examples in en and zh, per level, and in the held-out split.
+void tasks_summary(FILE *f, Json **examples, int n);
+
 // The text after any leading whitespace.
 const char *skip_space(const char *s);
-// "2" or "1-3" -> lo, hi in 1..5; NULL, or what is wrong with s.
-const char *levels_parse(const char *s, int *lo, int *hi);
 // Writes non-reasoning example i (kind identity / writing / parity, en or zh) as one JSON line;
 // with_solution adds its plain response as "solution".
 void nonreasoning_write(FILE *f, int i, Rng *r, int with_solution);
-// (cmd_data is declared in r1.h already.)
 
 
 // ----------------------------------------------------------------------------------------------

@@ -1,18 +1,19 @@
 // tasks.c: the toy reasoning world of r1.c: the tasks a policy learns to reason about, their
 // exact verifiers, worked solutions in English and Chinese, plain text in both languages, and
-// the datasets every stage reads (`./r1 data ...`).
-// rejection sampling and evaluation build on this file in later issues.
+// the datasets every stage reads. It makes and checks data only: its command line, `./r1
+// data ...`, is main.c's; rewards, rollouts, rejection sampling and evaluation are grpo.c's.
 //
 // Sections:
 //   1. Utilities: a growable string, random helpers, hashing, exact integer arithmetic
-//   2. Problems: the record all tasks share, its canonical content, the train/eval split
+//   2. Problems: the record all tasks share, the row each task has in the task table
 //   3. Task "arithmetic": column addition and long multiplication
 //   4. Task "countdown": generator, exact expression verifier, search-trace solutions
 //   5. Task "sort42": sort a list and put 42 in front
-//   6. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
-//   7. Plain text in English and Chinese (a small template grammar)
-//   8. Datasets: task files (JSON Lines), the pretraining corpus, the reader
-//   9. `./r1 data`: the command line
+//   6. The task table: one row per task (how to add a task), problem identity and the split
+//   7. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
+//   8. Plain text in English and Chinese (a small template grammar)
+//   9. Datasets: task files (JSON Lines), the pretraining corpus, the reader, show and check,
+//      the non-reasoning prompts
 //
 // Why these tasks. GRPO learns only from groups whose rewards differ: if a tiny model never
 // solves a problem, every reward is 0, every advantage is 0 and nothing is learned (the
@@ -30,14 +31,9 @@
 #include "r1.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <ctype.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 
 // ==============================================================================================
@@ -208,14 +204,12 @@ static int eat(const char **s, const char *word) {
 }
 
 // ==============================================================================================
-// 2. Problems
+// 2. Problems: the record all tasks share, the row each task has in the task table
 // ==============================================================================================
 
-enum { TASK_ARITHMETIC, TASK_COUNTDOWN, TASK_SORT42, N_TASKS };
-static const char *const TASK_NAMES[N_TASKS] = {"arithmetic", "countdown", "sort42"};
 enum { LANG_EN, LANG_ZH };
 static const char *const LANG_NAMES[2] = {"en", "zh"};
-#define LEVEL_MAX 5
+#define LEVEL_MAX TASK_LEVEL_MAX  // levels are 1..5 (r1.h)
 #define MAX_NUMS 16           // the longest list a problem holds
 #define CD_MAX_NUMS 5         // countdown: at most 5 numbers (keeps the exhaustive search small)
 #define INPUT_LIMIT 10000000LL // |every number| in an example read from a file is at most 10^7
@@ -225,7 +219,7 @@ static const char *const LANG_NAMES[2] = {"en", "zh"};
 
 // One problem of any task, in one language, at one level.
 typedef struct {
-    int task, level, lang;
+    int task, level, lang;    // task: its row in TASKS (section 6)
     long long a, b;           // arithmetic: a op b ...
     char op;                  // ... with op '+' or '*'
     int n;                    // countdown: the given numbers; sort42: the list
@@ -234,11 +228,22 @@ typedef struct {
     char gold[256];           // the reference answer
 } Problem;
 
-static int task_index(const char *name) {
-    for (int t = 0; t < N_TASKS; t++)
-        if (name != NULL && strcmp(name, TASK_NAMES[t]) == 0) return t;
-    return -1;
-}
+// What makes a task: its row in the task table (section 6), one function per job. Sections 3-5
+// write these functions for the three tasks.
+typedef struct {
+    const char *name;                                  // "task" in its examples
+    void (*generate)(Problem *p, Rng *r);              // a random problem at p->level; sets gold
+    void (*prompt)(const Problem *p, Str *b);          // the question, in p->lang
+    int (*solve)(const Problem *p, Str *b, char *ans, size_t cap); // the worked solution's lines
+                                                       // into b, its answer into ans; 0 if none
+    int (*check)(const Problem *p, const char *text);  // the exact verifier: 1 if text answers p
+    void (*canonical)(const Problem *p, Str *out);     // appends what identifies the problem
+    void (*write_json)(FILE *f, const Problem *p);     // its fields of an example: ,"a":3,...
+    int (*read_json)(const Json *ex, Problem *p);      // those fields back (and gold); 0 if bad
+} Task;
+
+// The hash of the canonical content (section 6); countdown's worked solutions use it too.
+static uint64_t problem_hash(const Problem *p);
 
 // "[a, b, c]"
 static void write_list(Str *b, const long long *v, int n) {
@@ -247,34 +252,38 @@ static void write_list(Str *b, const long long *v, int n) {
     str_add(b, "]");
 }
 
-// The canonical content: what makes two problems the same problem. The order of the numbers
-// and of the operands of + and * does not change the answer, so it is sorted away; the
-// language and the level are not part of it.
-static void problem_canonical(const Problem *p, Str *out) {
-    long long v[MAX_NUMS];
-    str_clear(out);
-    str_add(out, TASK_NAMES[p->task]);
-    if (p->task == TASK_ARITHMETIC) {
-        long long x = p->a < p->b ? p->a : p->b, y = p->a < p->b ? p->b : p->a;
-        str_printf(out, ":%lld%c%lld", x, p->op, y);
-        return;
-    }
-    memcpy(v, p->nums, sizeof(long long) * (size_t)p->n);
-    sort_ascending(v, p->n);
-    str_add(out, ":");
-    write_list(out, v, p->n);
-    if (p->task == TASK_COUNTDOWN) str_printf(out, "=%lld", p->target);
+// The list in ascending order: the canonical form of numbers whose order does not matter.
+static void write_sorted_list(Str *b, const long long *v, int n) {
+    long long s[MAX_NUMS];
+    memcpy(s, v, sizeof(long long) * (size_t)n);
+    sort_ascending(s, n);
+    write_list(b, s, n);
 }
 
-static uint64_t problem_hash(const Problem *p) {
-    Str c = {0};
-    problem_canonical(p, &c);
-    uint64_t h = hash_text(c.s);
-    str_free(&c);
-    return h;
+// ,"numbers":[a,b,c] (an example's field)
+static void write_json_numbers(FILE *f, const Problem *p) {
+    fprintf(f, ",\"numbers\":[");
+    for (int i = 0; i < p->n; i++) fprintf(f, i ? ",%lld" : "%lld", p->nums[i]);
+    fprintf(f, "]");
 }
 
-static int problem_is_eval(const Problem *p) { return problem_hash(p) % 10 == 0; }
+// A JSON number that is a whole number in [lo, hi].
+static int json_integer(const Json *j, long long lo, long long hi, long long *out) {
+    if (j == NULL || j->type != JSON_NUMBER) return 0;
+    double d = j->number;
+    if (!(d >= (double)lo && d <= (double)hi) || d != (double)(long long)d) return 0;
+    *out = (long long)d;
+    return 1;
+}
+
+// A JSON array of at most cap whole numbers in [lo, hi].
+static int json_integers(const Json *j, int cap, long long lo, long long hi, long long *v, int *n) {
+    if (j == NULL || j->type != JSON_ARRAY || j->n > cap) return 0;
+    for (int i = 0; i < j->n; i++)
+        if (!json_integer(&j->items[i], lo, hi, &v[i])) return 0;
+    *n = j->n;
+    return 1;
+}
 
 // ==============================================================================================
 // 3. Task "arithmetic": a + b or a * b, answered with the integer
@@ -413,7 +422,7 @@ static void write_multiplication(Str *b, int lang, long long x, long long y) {
     str_printf(b, TR(lang, "So %lld * %lld = %lld.\n", "所以 %lld * %lld = %lld。\n"), x, y, sum);
 }
 
-static void arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
+static int arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     if (p->op == '+') {
         write_addition(b, p->lang, p->a, p->b);
         str_printf(b, TR(p->lang, "Check: %lld - %lld = %lld. Correct.\n",
@@ -423,6 +432,32 @@ static void arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
         write_multiplication(b, p->lang, p->a, p->b);
         snprintf(ans, cap, "%lld", p->a * p->b);
     }
+    return 1;
+}
+
+static void arith_prompt(const Problem *p, Str *b) {
+    str_printf(b, TR(p->lang, "What is %lld %c %lld?", "请计算 %lld %c %lld 的结果。"), p->a, p->op, p->b);
+}
+
+// a op b with the smaller operand first: 3 + 4 and 4 + 3 are one problem.
+static void arith_canonical(const Problem *p, Str *out) {
+    long long x = p->a < p->b ? p->a : p->b, y = p->a < p->b ? p->b : p->a;
+    str_printf(out, "%lld%c%lld", x, p->op, y);
+}
+
+static void arith_write_json(FILE *f, const Problem *p) {
+    fprintf(f, ",\"a\":%lld,\"op\":\"%c\",\"b\":%lld", p->a, p->op, p->b);
+}
+
+static int arith_read_json(const Json *ex, Problem *p) {
+    const Json *op = json_get(ex, "op");
+    if (op == NULL || op->type != JSON_STRING || (strcmp(op->string, "+") && strcmp(op->string, "*")))
+        return 0;
+    p->op = op->string[0];
+    if (!json_integer(json_get(ex, "a"), 0, INPUT_LIMIT, &p->a)) return 0;
+    if (!json_integer(json_get(ex, "b"), 0, INPUT_LIMIT, &p->b)) return 0;
+    snprintf(p->gold, sizeof p->gold, "%lld", p->op == '+' ? p->a + p->b : p->a * p->b);
+    return 1;
 }
 
 // ==============================================================================================
@@ -723,6 +758,37 @@ static int cd_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     return 1;
 }
 
+static void cd_prompt(const Problem *p, Str *b) {
+    str_add(b, TR(p->lang, "Using the numbers ", "用数字 "));
+    write_list(b, p->nums, p->n);
+    str_printf(b, TR(p->lang, ", make an expression that equals %lld. You may use + - * / and "
+                              "parentheses; use each number at most once; division must be exact.",
+                     " 写出一个等于 %lld 的算式。可以使用 + - * / 和括号，每个数字最多用一次，"
+                     "除法必须整除。"),
+               p->target);
+}
+
+// The numbers in ascending order, then "=target".
+static void cd_canonical(const Problem *p, Str *out) {
+    write_sorted_list(out, p->nums, p->n);
+    str_printf(out, "=%lld", p->target);
+}
+
+static void cd_write_json(FILE *f, const Problem *p) {
+    write_json_numbers(f, p);
+    fprintf(f, ",\"target\":%lld", p->target);
+}
+
+// The gold answer is the example's "answer" (any expression that reaches the target would do).
+static int cd_read_json(const Json *ex, Problem *p) {
+    const Json *ans = json_get(ex, "answer");
+    if (!json_integers(json_get(ex, "numbers"), CD_MAX_NUMS, 1, INPUT_LIMIT, p->nums, &p->n)) return 0;
+    if (p->n < 1 || !json_integer(json_get(ex, "target"), 1, INPUT_LIMIT, &p->target)) return 0;
+    if (ans != NULL && ans->type == JSON_STRING && strlen(ans->string) < sizeof p->gold)
+        memcpy(p->gold, ans->string, strlen(ans->string) + 1);
+    return 1;
+}
+
 // ==============================================================================================
 // 5. Task "sort42": "write code that sorts a list and adds 42 at the beginning"
 // ==============================================================================================
@@ -790,7 +856,7 @@ static int s42_check(const Problem *p, const char *text) {
 // Worked solution: the plan (and, in English, the one line of code), then selection sort
 // written out: take out the smallest number left, again and again (the list it is taken from
 // is the one on the line before); then 42 in front.
-static void s42_solve(const Problem *p, Str *b, char *ans, size_t cap) {
+static int s42_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     long long left[MAX_NUMS], sorted[MAX_NUMS + 1];
     int nl = p->n, ns = 0;
     memcpy(left, p->nums, sizeof(long long) * (size_t)p->n);
@@ -820,66 +886,100 @@ static void s42_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     str_printf(b, TR(p->lang, "%s.\n", "%s。\n"), list.s);
     snprintf(ans, cap, "%s", list.s);
     str_free(&list);
+    return 1;
+}
+
+static void s42_prompt(const Problem *p, Str *b) {
+    str_add(b, TR(p->lang, "Write code that takes a list of numbers, returns them sorted, and "
+                           "adds 42 at the beginning. What does it return for ",
+                  "写一段代码：输入一个数字列表，把它从小到大排序后返回，并在开头加上 42。输入 "));
+    write_list(b, p->nums, p->n);
+    str_add(b, TR(p->lang, "?", " 时返回什么？"));
+}
+
+static void s42_canonical(const Problem *p, Str *out) { write_sorted_list(out, p->nums, p->n); }
+
+static void s42_write_json(FILE *f, const Problem *p) { write_json_numbers(f, p); }
+
+static int s42_read_json(const Json *ex, Problem *p) {
+    if (!json_integers(json_get(ex, "numbers"), MAX_NUMS - 1, -INPUT_LIMIT, INPUT_LIMIT, p->nums, &p->n))
+        return 0;
+    s42_gold(p);
+    return 1;
 }
 
 // ==============================================================================================
-// 6. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
+// 6. The task table: one row per task; what every problem of any task goes through
+// ==============================================================================================
+// To add a task: write its functions (a section like 3-5: generate, prompt, solve, check,
+// canonical, write_json, read_json; see Task in section 2), give Problem the fields it needs,
+// and add its row here. Task sets, the corpus, `./r1 data check`, the verifier behind GRPO's
+// accuracy reward and the held-out split all go through this table; only texts for people
+// name the tasks by hand (./r1 data help, ./r1 help). The row order is the order of a task
+// set's round robin, and the corpus draws a row index, so a new row goes at the end.
+// The non-reasoning prompts (section 9) are not a row: they have no levels, no Problem and
+// no exact verifier (GRPO rewards them by a rule of their kind), and no held-out split.
+static const Task TASKS[] = {
+    // name, generate, prompt, solve, check, canonical, write_json, read_json (Task's order)
+    {"arithmetic", arith_generate, arith_prompt, arith_solve, arith_check, arith_canonical,
+     arith_write_json, arith_read_json},
+    {"countdown", cd_generate, cd_prompt, cd_solve, cd_check, cd_canonical, cd_write_json,
+     cd_read_json},
+    {"sort42", s42_generate, s42_prompt, s42_solve, s42_check, s42_canonical, s42_write_json,
+     s42_read_json},
+};
+#define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
+
+// The row of a task's name, or -1.
+static int task_index(const char *name) {
+    for (int t = 0; t < N_TASKS; t++)
+        if (name != NULL && strcmp(name, TASKS[t].name) == 0) return t;
+    return -1;
+}
+
+// The names of the tasks, "arithmetic, countdown, sort42", for messages (built on the first
+// call, which comes from one thread: reading a task file or checking options).
+static const char *task_names(void) {
+    static char names[256];
+    if (names[0] == '\0')
+        for (int t = 0; t < N_TASKS; t++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", t ? ", " : "", TASKS[t].name);
+    return names;
+}
+
+// The canonical content: what makes two problems the same problem ("task:content"). The order
+// of the numbers and of the operands of + and * does not change the answer, so each task's
+// canonical function sorts it away; the language and the level are not part of it.
+static void problem_canonical(const Problem *p, Str *out) {
+    str_clear(out);
+    str_printf(out, "%s:", TASKS[p->task].name);
+    TASKS[p->task].canonical(p, out);
+}
+
+static uint64_t problem_hash(const Problem *p) {
+    Str c = {0};
+    problem_canonical(p, &c);
+    uint64_t h = hash_text(c.s);
+    str_free(&c);
+    return h;
+}
+
+static int problem_is_eval(const Problem *p) { return problem_hash(p) % 10 == 0; }
+
+static void problem_random(Problem *p, int task, int level, int lang, Rng *r) {
+    memset(p, 0, sizeof *p);
+    p->task = task, p->level = level, p->lang = lang;
+    TASKS[task].generate(p, r);
+}
+
+// ==============================================================================================
+// 7. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
 // ==============================================================================================
 // One example is one JSON object (one line of a .jsonl file):
 //   {"task":"arithmetic","lang":"en","level":2,"prompt":"What is 347 + 581?","answer":"928",
 //    "a":347,"op":"+","b":581,"id":"9c4f...","solution":"<think>\n...\n</think>\n<answer>928</answer>"}
 // Task data: arithmetic "a", "op", "b"; countdown "numbers", "target"; sort42 "numbers".
 // "id" is the hash of the canonical content; "solution" is there only when asked for.
-
-static void problem_prompt(const Problem *p, Str *b) {
-    switch (p->task) {
-    case TASK_ARITHMETIC:
-        str_printf(b, TR(p->lang, "What is %lld %c %lld?", "请计算 %lld %c %lld 的结果。"), p->a, p->op,
-                   p->b);
-        break;
-    case TASK_COUNTDOWN:
-        str_add(b, TR(p->lang, "Using the numbers ", "用数字 "));
-        write_list(b, p->nums, p->n);
-        str_printf(b, TR(p->lang, ", make an expression that equals %lld. You may use + - * / and "
-                                  "parentheses; use each number at most once; division must be exact.",
-                         " 写出一个等于 %lld 的算式。可以使用 + - * / 和括号，每个数字最多用一次，"
-                         "除法必须整除。"),
-                   p->target);
-        break;
-    default:
-        str_add(b, TR(p->lang, "Write code that takes a list of numbers, returns them sorted, and "
-                               "adds 42 at the beginning. What does it return for ",
-                      "写一段代码：输入一个数字列表，把它从小到大排序后返回，并在开头加上 42。输入 "));
-        write_list(b, p->nums, p->n);
-        str_add(b, TR(p->lang, "?", " 时返回什么？"));
-        break;
-    }
-}
-
-// The reasoning lines into b and the final answer into ans. 0 if there is no solution.
-static int problem_solve(const Problem *p, Str *b, char *ans, size_t cap) {
-    switch (p->task) {
-    case TASK_ARITHMETIC: arith_solve(p, b, ans, cap); return 1;
-    case TASK_COUNTDOWN: return cd_solve(p, b, ans, cap);
-    default: s42_solve(p, b, ans, cap); return 1;
-    }
-}
-
-static int problem_check(const Problem *p, const char *text) {
-    switch (p->task) {
-    case TASK_ARITHMETIC: return arith_check(p, text);
-    case TASK_COUNTDOWN: return cd_check(p, text);
-    default: return s42_check(p, text);
-    }
-}
-
-static void problem_random(Problem *p, int task, int level, int lang, Rng *r) {
-    memset(p, 0, sizeof *p);
-    p->task = task, p->level = level, p->lang = lang;
-    if (task == TASK_ARITHMETIC) arith_generate(p, r);
-    else if (task == TASK_COUNTDOWN) cd_generate(p, r);
-    else s42_generate(p, r);
-}
 
 // How a worked solution is dressed.
 enum {
@@ -894,13 +994,13 @@ enum {
 static int problem_write_solution(const Problem *p, int style, Str *out) {
     Str body = {0}, prompt = {0};
     char ans[256];
-    if (!problem_solve(p, &body, ans, sizeof ans)) {
+    if (!TASKS[p->task].solve(p, &body, ans, sizeof ans)) {
         str_free(&body);
         return 0;
     }
     if (body.len > 0 && body.s[body.len - 1] == '\n') body.s[--body.len] = '\0';
     int templated = style == STYLE_R1ZERO || style == STYLE_R1ZERO_PLAIN;
-    if (style == STYLE_QA || templated) problem_prompt(p, &prompt);
+    if (style == STYLE_QA || templated) TASKS[p->task].prompt(p, &prompt);
     if (style == STYLE_QA)
         str_printf(out, TR(p->lang, "Question: %s\nAnswer: ", "问题：%s\n解答："), prompt.s);
     if (templated) {
@@ -919,20 +1019,13 @@ static int problem_write_solution(const Problem *p, int style, Str *out) {
 
 static void problem_write_json(FILE *f, const Problem *p, int with_solution) {
     Str prompt = {0};
-    problem_prompt(p, &prompt);
-    fprintf(f, "{\"task\":\"%s\",\"lang\":\"%s\",\"level\":%d,\"prompt\":", TASK_NAMES[p->task],
+    TASKS[p->task].prompt(p, &prompt);
+    fprintf(f, "{\"task\":\"%s\",\"lang\":\"%s\",\"level\":%d,\"prompt\":", TASKS[p->task].name,
             LANG_NAMES[p->lang], p->level);
     json_write_string(f, prompt.s);
     fprintf(f, ",\"answer\":");
     json_write_string(f, p->gold);
-    if (p->task == TASK_ARITHMETIC) {
-        fprintf(f, ",\"a\":%lld,\"op\":\"%c\",\"b\":%lld", p->a, p->op, p->b);
-    } else {
-        fprintf(f, ",\"numbers\":[");
-        for (int i = 0; i < p->n; i++) fprintf(f, i ? ",%lld" : "%lld", p->nums[i]);
-        fprintf(f, "]");
-        if (p->task == TASK_COUNTDOWN) fprintf(f, ",\"target\":%lld", p->target);
-    }
+    TASKS[p->task].write_json(f, p);
     fprintf(f, ",\"id\":\"%016llx\"", (unsigned long long)problem_hash(p));
     if (with_solution) {
         Str sol = {0};
@@ -946,60 +1039,24 @@ static void problem_write_json(FILE *f, const Problem *p, int with_solution) {
     str_free(&prompt);
 }
 
-// A JSON number that is a whole number in [lo, hi].
-static int json_integer(const Json *j, long long lo, long long hi, long long *out) {
-    if (j == NULL || j->type != JSON_NUMBER) return 0;
-    double d = j->number;
-    if (!(d >= (double)lo && d <= (double)hi) || d != (double)(long long)d) return 0;
-    *out = (long long)d;
-    return 1;
-}
-
-// A JSON array of at most cap whole numbers in [lo, hi].
-static int json_integers(const Json *j, int cap, long long lo, long long hi, long long *v, int *n) {
-    if (j == NULL || j->type != JSON_ARRAY || j->n > cap) return 0;
-    for (int i = 0; i < j->n; i++)
-        if (!json_integer(&j->items[i], lo, hi, &v[i])) return 0;
-    *n = j->n;
-    return 1;
-}
-
 // Reads the task data of an example into p (task given, or the example's "task"); "lang" and
 // "level" are optional (en, 1). 0 if anything the task needs is missing or out of range.
 static int problem_from_json(const Json *ex, const char *task, Problem *p) {
     memset(p, 0, sizeof *p);
     if (ex == NULL || ex->type != JSON_OBJECT) return 0;
-    const Json *t = json_get(ex, "task"), *lang = json_get(ex, "lang"), *ans = json_get(ex, "answer");
+    const Json *t = json_get(ex, "task"), *lang = json_get(ex, "lang");
     if (t != NULL && (t->type != JSON_STRING || (task != NULL && strcmp(task, t->string) != 0))) return 0;
     if ((p->task = task_index(task != NULL ? task : t != NULL ? t->string : NULL)) < 0) return 0;
     p->lang = lang != NULL && lang->type == JSON_STRING && strcmp(lang->string, "zh") == 0;
     long long level;
     p->level = json_integer(json_get(ex, "level"), 1, LEVEL_MAX, &level) ? (int)level : 1;
-    if (p->task == TASK_ARITHMETIC) {
-        const Json *op = json_get(ex, "op");
-        if (op == NULL || op->type != JSON_STRING || (strcmp(op->string, "+") && strcmp(op->string, "*")))
-            return 0;
-        p->op = op->string[0];
-        if (!json_integer(json_get(ex, "a"), 0, INPUT_LIMIT, &p->a)) return 0;
-        if (!json_integer(json_get(ex, "b"), 0, INPUT_LIMIT, &p->b)) return 0;
-        snprintf(p->gold, sizeof p->gold, "%lld", p->op == '+' ? p->a + p->b : p->a * p->b);
-    } else if (p->task == TASK_COUNTDOWN) {
-        if (!json_integers(json_get(ex, "numbers"), CD_MAX_NUMS, 1, INPUT_LIMIT, p->nums, &p->n)) return 0;
-        if (p->n < 1 || !json_integer(json_get(ex, "target"), 1, INPUT_LIMIT, &p->target)) return 0;
-        if (ans != NULL && ans->type == JSON_STRING && strlen(ans->string) < sizeof p->gold)
-            memcpy(p->gold, ans->string, strlen(ans->string) + 1);
-    } else {
-        if (!json_integers(json_get(ex, "numbers"), MAX_NUMS - 1, -INPUT_LIMIT, INPUT_LIMIT, p->nums, &p->n))
-            return 0;
-        s42_gold(p);
-    }
-    return 1;
+    return TASKS[p->task].read_json(ex, p);
 }
 
 int task_check(const char *task, const Json *example, const char *answer_text) {
     Problem p;
     if (answer_text == NULL || !problem_from_json(example, task, &p)) return 0;
-    return problem_check(&p, answer_text);
+    return TASKS[p.task].check(&p, answer_text);
 }
 
 char *task_solution(const Json *example, int tagged) {
@@ -1055,7 +1112,7 @@ char *r1_zero_prompt(const char *prompt, const char *lang) {
 }
 
 // ==============================================================================================
-// 7. Plain text in English and Chinese (a small template grammar)
+// 8. Plain text in English and Chinese (a small template grammar)
 // ==============================================================================================
 // The base model must learn both languages, and numbers as words around them, before it can
 // reason in either. Each generator below writes one short paragraph in one language from
@@ -1385,15 +1442,40 @@ static void text_document(Str *b, int lang, Rng *r) {
 }
 
 // ==============================================================================================
-// 8. Datasets: task files (JSON Lines), the pretraining corpus, the reader
+// 9. Datasets: task files (JSON Lines), the pretraining corpus, the reader, show and check
 // ==============================================================================================
 
-static int lang_index(const char *name) { // 0 en, 1 zh, -1 both, -2 unknown
+// A --lang value: LANG_EN, LANG_ZH, or -1 for "both" (or NULL); -2 with err if unknown.
+static int lang_option(const char *name, char *err) {
     if (name == NULL || strcmp(name, "both") == 0) return -1;
     if (strcmp(name, "en") == 0) return LANG_EN;
     if (strcmp(name, "zh") == 0) return LANG_ZH;
+    snprintf(err, R1_ERR_LEN, "unknown language '%s' (en, zh, both)", name);
     return -2;
 }
+
+// A --task value: a task's row in TASKS, or -1 for "all"; -2 with err if unknown.
+static int task_option(const char *name, char *err) {
+    if (strcmp(name, "all") == 0) return -1;
+    int t = task_index(name);
+    if (t < 0) snprintf(err, R1_ERR_LEN, "unknown task '%s' (%s, all)", name, task_names());
+    return t < 0 ? -2 : t;
+}
+
+int task_option_check(const char *task, char *err) { return task_option(task, err) == -2 ? -1 : 0; }
+int lang_option_check(const char *lang, char *err) { return lang_option(lang, err) == -2 ? -1 : 0; }
+
+// --levels "2" or "1-3" into lo..hi; NULL if fine, else what is wrong with it. Shared by
+// `./r1 data` and the RL and evaluation commands.
+const char *levels_parse(const char *s, int *lo, int *hi) {
+    int a, b, used = 0;
+    if (sscanf(s, "%d-%d%n", &a, &b, &used) == 2 && s[used] == '\0') *lo = a, *hi = b;
+    else if (sscanf(s, "%d%n", &a, &used) == 1 && s[used] == '\0') *lo = *hi = a;
+    else return "is not a level or a range like 1-3";
+    if (*lo < 1 || *lo > *hi || *hi > LEVEL_MAX) return "is not within 1-5";
+    return NULL;
+}
+
 
 static int check_levels(int lo, int hi, char *err) {
     if (lo >= 1 && lo <= hi && hi <= LEVEL_MAX) return 0;
@@ -1426,15 +1508,8 @@ static int taskgen_remember(TaskGen *g, uint64_t h) {
 static int taskgen_init(TaskGen *g, const TaskSetOptions *o, char *err) {
     memset(g, 0, sizeof *g);
     g->o = o;
-    g->task = o->task != NULL && strcmp(o->task, "all") == 0 ? -1 : task_index(o->task);
-    if (g->task == -1 && (o->task == NULL || strcmp(o->task, "all") != 0)) {
-        snprintf(err, R1_ERR_LEN, "unknown task '%s' (arithmetic, countdown, sort42, all)", o->task ? o->task : "");
-        return -1;
-    }
-    if ((g->lang = lang_index(o->lang)) == -2) {
-        snprintf(err, R1_ERR_LEN, "unknown language '%s' (en, zh, both)", o->lang);
-        return -1;
-    }
+    if ((g->task = task_option(o->task != NULL ? o->task : "", err)) == -2) return -1;
+    if ((g->lang = lang_option(o->lang, err)) == -2) return -1;
     if (o->n <= 0 || o->n > 10000000) {
         snprintf(err, R1_ERR_LEN, "n = %d: want 1..10000000 examples", o->n);
         return -1;
@@ -1495,11 +1570,8 @@ long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
 // rarely, and R1-Zero's reward has something to find and reinforce (R1 Table/Figure 2).
 // Problems come from the training split only; tasks, levels and languages are drawn uniformly.
 long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
-    int fixed_lang = lang_index(o->lang);
-    if (fixed_lang == -2) {
-        snprintf(err, R1_ERR_LEN, "unknown language '%s' (en, zh, both)", o->lang);
-        return -1;
-    }
+    int fixed_lang = lang_option(o->lang, err);
+    if (fixed_lang == -2) return -1;
     if (!(o->mb > 0 && o->mb <= 4096)) {
         snprintf(err, R1_ERR_LEN, "mb = %g: want a size in (0, 4096] MiB", o->mb);
         return -1;
@@ -1514,11 +1586,8 @@ long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
         return -1;
     }
     if (check_levels(o->level_lo, o->level_hi, err)) return -1;
-    int fixed_task = o->task == NULL || strcmp(o->task, "all") == 0 ? -1 : task_index(o->task);
-    if (fixed_task < 0 && !(o->task == NULL || strcmp(o->task, "all") == 0)) {
-        snprintf(err, R1_ERR_LEN, "unknown task '%s' (arithmetic, countdown, sort42, all)", o->task);
-        return -1;
-    }
+    int fixed_task = o->task == NULL ? -1 : task_option(o->task, err);
+    if (fixed_task == -2) return -1;
     Rng r;
     rng_seed(&r, o->seed);
     size_t want = (size_t)(o->mb * 1048576.0), written = 0;
@@ -1564,7 +1633,11 @@ static const char *example_problem(const Json *j) {
     const Json *t = json_get(j, "task"), *p = json_get(j, "prompt"), *a = json_get(j, "answer");
     if (j->type != JSON_OBJECT) return "not a JSON object";
     if (t == NULL || t->type != JSON_STRING) return "no \"task\" string";
-    if (task_index(t->string) < 0) return "unknown \"task\" (arithmetic, countdown, sort42)";
+    if (task_index(t->string) < 0) {
+        static char unknown[300];
+        snprintf(unknown, sizeof unknown, "unknown \"task\" (%s)", task_names());
+        return unknown;
+    }
     if (p == NULL || p->type != JSON_STRING) return "no \"prompt\" string";
     if (a == NULL || a->type != JSON_STRING) return "no \"answer\" string";
     return NULL;
@@ -1608,6 +1681,66 @@ Json **jsonl_read(const char *path, int *n, const char *(*check)(const Json *), 
 }
 
 Json **tasks_read(const char *path, int *n, char *err) { return jsonl_read(path, n, example_problem, err); }
+
+// ----------------------------------------------------------------------------------------------
+// Looking at task sets: `./r1 data show` and `./r1 data check` (their command line is main.c's)
+// ----------------------------------------------------------------------------------------------
+
+int tasks_show(FILE *f, const TaskSetOptions *o, char *err) {
+    TaskGen g;
+    if (taskgen_init(&g, o, err)) return -1;
+    for (int i = 0; i < o->n; i++) {
+        Problem p;
+        Str prompt = {0}, sol = {0};
+        taskgen_next(&g, &p);
+        TASKS[p.task].prompt(&p, &prompt);
+        problem_write_solution(&p, STYLE_TAGGED, &sol);
+        fprintf(f, "== %s, level %d, %s, id %016llx (%s split)\n%s\n%s\n\n", TASKS[p.task].name, p.level,
+                LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o->eval ? "eval" : "train", prompt.s,
+                sol.s);
+        str_free(&prompt);
+        str_free(&sol);
+    }
+    free(g.seen);
+    return 0;
+}
+
+// Verifies one example that tasks_read accepted (so "answer" is a string): its gold answer, the
+// worked solution we would write for it, and its own "solution" if it has one. NULL if all
+// pass, else what failed.
+const char *example_verify(const Json *ex) {
+    const Json *gold = json_get(ex, "answer"), *own = json_get(ex, "solution");
+    if (!task_check(NULL, ex, gold->string)) return "the gold answer fails the verifier";
+    char *sol = task_solution(ex, 1), *ans = answer_extract(sol);
+    int ok = sol != NULL && task_check(NULL, ex, ans);
+    free(sol);
+    free(ans);
+    if (!ok) return "the worked solution fails the verifier";
+    if (own != NULL) {
+        ans = own->type == JSON_STRING ? answer_extract(own->string) : NULL;
+        ok = task_check(NULL, ex, ans);
+        free(ans);
+        if (!ok) return "its \"solution\" fails the verifier";
+    }
+    return NULL;
+}
+
+void tasks_summary(FILE *f, Json **examples, int n) {
+    long count[N_TASKS][2] = {{0}}, level[N_TASKS][LEVEL_MAX + 1] = {{0}}, eval[N_TASKS] = {0};
+    for (int i = 0; i < n; i++) {
+        Problem p;
+        if (!problem_from_json(examples[i], NULL, &p)) continue;
+        count[p.task][p.lang]++;
+        level[p.task][p.level]++;
+        eval[p.task] += problem_is_eval(&p);
+    }
+    for (int t = 0; t < N_TASKS; t++) {
+        if (count[t][0] + count[t][1] == 0) continue;
+        fprintf(f, "  %-10s  en %6ld  zh %6ld  levels", TASKS[t].name, count[t][0], count[t][1]);
+        for (int l = 1; l <= LEVEL_MAX; l++) fprintf(f, " %ld", level[t][l]);
+        fprintf(f, "  held-out (eval split) %ld\n", eval[t]);
+    }
+}
 
 // ----------------------------------------------------------------------------------------------
 // Non-reasoning prompts (R1 §2.3.3-2.3.4: writing, factual QA, self-cognition). Rejection
@@ -1670,306 +1803,3 @@ int is_nonreasoning(const Json *example) {
     const Json *t = json_get(example, "task");
     return t && t->type == JSON_STRING && strcmp(t->string, "non-reasoning") == 0;
 }
-
-
-// ==============================================================================================
-// 9. `./r1 data`: the command line
-// ==============================================================================================
-// Errors print one line "r1: data: <what>" and exit with status 1.
-
-static void data_die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "r1: data: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-// Flags come after "data <what>", i.e. from argv[3].
-static const char *flag_str(int argc, char **argv, const char *name, const char *fallback) {
-    for (int i = 3; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) {
-            if (i + 1 >= argc) data_die("%s needs a value", name);
-            return argv[i + 1];
-        }
-    return fallback;
-}
-
-static int flag_bool(int argc, char **argv, const char *name) {
-    for (int i = 3; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) return 1;
-    return 0;
-}
-
-static long long flag_int(int argc, char **argv, const char *name, long long fallback, long long lo,
-                          long long hi) {
-    const char *s = flag_str(argc, argv, name, NULL);
-    if (s == NULL) return fallback;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        data_die("%s: '%s' is not an integer in %lld..%lld", name, s, lo, hi);
-    return v;
-}
-
-static double flag_double(int argc, char **argv, const char *name, double fallback, double lo, double hi) {
-    const char *s = flag_str(argc, argv, name, NULL);
-    if (s == NULL) return fallback;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(v >= lo && v <= hi)) data_die("%s: '%s' is not a number in %g..%g", name, s, lo, hi);
-    return v;
-}
-
-// --levels "2" or "1-3" into lo..hi; NULL if fine, else what is wrong with it. Shared by
-// `./r1 data` and the RL and evaluation commands.
-const char *levels_parse(const char *s, int *lo, int *hi) {
-    int a, b, used = 0;
-    if (sscanf(s, "%d-%d%n", &a, &b, &used) == 2 && s[used] == '\0') *lo = a, *hi = b;
-    else if (sscanf(s, "%d%n", &a, &used) == 1 && s[used] == '\0') *lo = *hi = a;
-    else return "is not a level or a range like 1-3";
-    if (*lo < 1 || *lo > *hi || *hi > LEVEL_MAX) return "is not within 1-5";
-    return NULL;
-}
-
-static void flag_levels(int argc, char **argv, int *lo, int *hi) {
-    const char *s = flag_str(argc, argv, "--levels", NULL);
-    const char *why = s ? levels_parse(s, lo, hi) : NULL;
-    if (why) data_die("--levels: '%s' %s", s, why);
-}
-
-static const char *flag_lang(int argc, char **argv) {
-    const char *lang = flag_str(argc, argv, "--lang", "both");
-    if (lang_index(lang) == -2) data_die("--lang: unknown language '%s' (en, zh, both)", lang);
-    return lang;
-}
-
-static const char *flag_task(int argc, char **argv) {
-    const char *task = flag_str(argc, argv, "--task", "all");
-    if (strcmp(task, "all") != 0 && task_index(task) < 0)
-        data_die("--task: unknown task '%s' (arithmetic, countdown, sort42, all)", task);
-    return task;
-}
-
-static int flag_split(int argc, char **argv) {
-    const char *s = flag_str(argc, argv, "--split", "train");
-    if (strcmp(s, "train") != 0 && strcmp(s, "eval") != 0) data_die("--split: '%s' is not train or eval", s);
-    return strcmp(s, "eval") == 0;
-}
-
-// Every flag must be known (a typo fails loudly instead of being ignored).
-static void data_check_flags(int argc, char **argv, const char *const *with_value, const char *const *bools) {
-    for (int i = 3; i < argc; i++) {
-        int ok = 0;
-        for (const char *const *k = with_value; *k && !ok; k++)
-            if (strcmp(argv[i], *k) == 0) ok = 1, i++;
-        for (const char *const *k = bools; *k && !ok; k++)
-            if (strcmp(argv[i], *k) == 0) ok = 1;
-        if (!ok) data_die("%s: unknown argument '%s' (see ./r1 data help)", argv[2], argv[i]);
-    }
-}
-
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// Writes a file atomically: everything goes to path.tmp, which is flushed, synced and renamed
-// over path only when complete. "-" means stdout. Returns the writer's result.
-typedef long (*Writer)(FILE *f, const void *options, char *err);
-
-static long write_atomically(const char *path, Writer writer, const void *options, size_t *bytes) {
-    char err[R1_ERR_LEN] = "";
-    if (strcmp(path, "-") == 0) {
-        long r = writer(stdout, options, err);
-        if (r < 0) data_die("%s", err);
-        if (fflush(stdout) != 0) data_die("stdout: %s", strerror(errno));
-        return r;
-    }
-    size_t n = strlen(path) + 5;
-    char *tmp = xrealloc(NULL, n);
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (f == NULL) data_die("cannot write %s: %s", path, strerror(errno));
-    long r = writer(f, options, err);
-    int e = 0;
-    if (r >= 0 && (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0)) e = errno ? errno : EIO;
-    if (bytes != NULL) *bytes = (size_t)ftell(f);
-    if (fclose(f) != 0 && e == 0 && r >= 0) e = errno ? errno : EIO;
-    if (r < 0 || e != 0) {
-        remove(tmp);
-        if (r < 0) data_die("%s", err);
-        data_die("cannot write %s: %s", path, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        remove(tmp);
-        data_die("cannot write %s: %s", path, strerror(e));
-    }
-    free(tmp);
-    return r;
-}
-
-static long tasks_writer(FILE *f, const void *o, char *err) { return tasks_write(f, o, err); }
-static long corpus_writer(FILE *f, const void *o, char *err) { return corpus_write(f, o, err); }
-
-static int data_tasks(int argc, char **argv) {
-    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", "--out", NULL};
-    static const char *const bools[] = {"--solutions", NULL};
-    data_check_flags(argc, argv, known, bools);
-    TaskSetOptions o = {.task = flag_task(argc, argv), .eval = flag_split(argc, argv),
-                        .n = (int)flag_int(argc, argv, "--n", 1000, 1, 10000000), .level_lo = 1,
-                        .level_hi = LEVEL_MAX, .lang = flag_lang(argc, argv),
-                        .seed = (uint64_t)flag_int(argc, argv, "--seed", 1, 0, LLONG_MAX),
-                        .solutions = flag_bool(argc, argv, "--solutions")};
-    flag_levels(argc, argv, &o.level_lo, &o.level_hi);
-    const char *out = flag_str(argc, argv, "--out", NULL);
-    if (out == NULL) data_die("tasks needs --out FILE (or --out - for stdout)");
-    double t0 = seconds_now();
-    size_t bytes = 0;
-    long repeats = write_atomically(out, tasks_writer, &o, &bytes);
-    if (repeats > 0)
-        fprintf(stderr, "r1: data: note: %ld examples repeat a problem: the %s split of levels %d-%d holds "
-                        "fewer distinct problems than asked for\n", repeats, o.eval ? "eval" : "train",
-                o.level_lo, o.level_hi);
-    if (strcmp(out, "-") != 0)
-        printf("wrote %s: %d %s examples (task %s, levels %d-%d, lang %s, seed %llu), %.1f KiB in %.2f s\n", out,
-               o.n, o.eval ? "eval" : "train", o.task, o.level_lo, o.level_hi, o.lang,
-               (unsigned long long)o.seed, bytes / 1024.0, seconds_now() - t0);
-    return 0;
-}
-
-static int data_corpus(int argc, char **argv) {
-    static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--tagged", "--text", "--levels",
-                                        "--lang", "--task", NULL};
-    static const char *const bools[] = {NULL};
-    data_check_flags(argc, argv, known, bools);
-    CorpusOptions o = {.mb = flag_double(argc, argv, "--mb", 4, 1e-6, 4096),
-                       .think_share = flag_double(argc, argv, "--think", 0.3, 0, 1),
-                       .tagged_share = flag_double(argc, argv, "--tagged", 0.1, 0, 1),
-                       .text_share = flag_double(argc, argv, "--text", 0.1, 0, 1),
-                       .task = flag_task(argc, argv), .level_lo = 1,
-                       .level_hi = LEVEL_MAX, .lang = flag_lang(argc, argv),
-                       .seed = (uint64_t)flag_int(argc, argv, "--seed", 1, 0, LLONG_MAX)};
-    flag_levels(argc, argv, &o.level_lo, &o.level_hi);
-    if (o.think_share + o.text_share > 1) data_die("--think %g + --text %g is more than 1", o.think_share, o.text_share);
-    const char *out = flag_str(argc, argv, "--out", NULL);
-    if (out == NULL) data_die("corpus needs --out FILE (or --out - for stdout)");
-    double t0 = seconds_now();
-    size_t bytes = 0;
-    long docs = write_atomically(out, corpus_writer, &o, &bytes);
-    if (strcmp(out, "-") != 0)
-        printf("wrote %s: %.2f MiB, %ld documents (text %.0f%%, R1-Zero template %.0f%% of which %.0f%% "
-               "tagged, question/answer %.0f%%; task %s, levels %d-%d, lang %s, seed %llu) in %.2f s\n", out,
-               bytes / 1048576.0, docs, 100 * o.text_share, 100 * o.think_share, 100 * o.tagged_share,
-               100 * (1 - o.text_share - o.think_share), o.task, o.level_lo, o.level_hi, o.lang,
-               (unsigned long long)o.seed, seconds_now() - t0);
-    return 0;
-}
-
-// Verifies one example: its gold answer, the worked solution we would write for it, and its
-// own "solution" if it has one. NULL if all pass, else what failed.
-static const char *check_example(const Json *ex) {
-    const Json *gold = json_get(ex, "answer"), *own = json_get(ex, "solution");
-    if (!task_check(NULL, ex, gold->string)) return "the gold answer fails the verifier";
-    char *sol = task_solution(ex, 1), *ans = answer_extract(sol);
-    int ok = sol != NULL && task_check(NULL, ex, ans);
-    free(sol);
-    free(ans);
-    if (!ok) return "the worked solution fails the verifier";
-    if (own != NULL) {
-        ans = own->type == JSON_STRING ? answer_extract(own->string) : NULL;
-        ok = task_check(NULL, ex, ans);
-        free(ans);
-        if (!ok) return "its \"solution\" fails the verifier";
-    }
-    return NULL;
-}
-
-static int data_check(int argc, char **argv) {
-    static const char *const known[] = {"--in", NULL}, *const bools[] = {NULL};
-    data_check_flags(argc, argv, known, bools);
-    const char *path = flag_str(argc, argv, "--in", NULL);
-    if (path == NULL) data_die("check needs --in FILE");
-    char err[R1_ERR_LEN];
-    int n;
-    Json **ex = tasks_read(path, &n, err);
-    if (ex == NULL) data_die("%s", err);
-    long count[N_TASKS][2] = {{0}}, level[N_TASKS][LEVEL_MAX + 1] = {{0}}, eval[N_TASKS] = {0};
-    for (int i = 0; i < n; i++) {
-        const char *bad = check_example(ex[i]);
-        if (bad != NULL) data_die("%s: example %d: %s", path, i + 1, bad);
-        Problem p;
-        problem_from_json(ex[i], NULL, &p);
-        count[p.task][p.lang]++;
-        level[p.task][p.level]++;
-        eval[p.task] += problem_is_eval(&p);
-    }
-    printf("%s: %d examples; every gold answer and worked solution passes its verifier\n", path, n);
-    for (int t = 0; t < N_TASKS; t++) {
-        if (count[t][0] + count[t][1] == 0) continue;
-        printf("  %-10s  en %6ld  zh %6ld  levels", TASK_NAMES[t], count[t][0], count[t][1]);
-        for (int l = 1; l <= LEVEL_MAX; l++) printf(" %ld", level[t][l]);
-        printf("  held-out (eval split) %ld\n", eval[t]);
-    }
-    tasks_free(ex, n);
-    return 0;
-}
-
-static int data_show(int argc, char **argv) {
-    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", NULL};
-    static const char *const bools[] = {NULL};
-    data_check_flags(argc, argv, known, bools);
-    TaskSetOptions o = {.task = flag_task(argc, argv), .eval = flag_split(argc, argv),
-                        .n = (int)flag_int(argc, argv, "--n", 3, 1, 1000), .level_lo = 1, .level_hi = LEVEL_MAX,
-                        .lang = flag_lang(argc, argv), .seed = (uint64_t)flag_int(argc, argv, "--seed", 1, 0, LLONG_MAX)};
-    flag_levels(argc, argv, &o.level_lo, &o.level_hi);
-    char err[R1_ERR_LEN];
-    TaskGen g;
-    if (taskgen_init(&g, &o, err)) data_die("%s", err);
-    for (int i = 0; i < o.n; i++) {
-        Problem p;
-        Str prompt = {0}, sol = {0};
-        taskgen_next(&g, &p);
-        problem_prompt(&p, &prompt);
-        problem_write_solution(&p, STYLE_TAGGED, &sol);
-        printf("== %s, level %d, %s, id %016llx (%s split)\n%s\n%s\n\n", TASK_NAMES[p.task], p.level,
-               LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o.eval ? "eval" : "train", prompt.s, sol.s);
-        str_free(&prompt);
-        str_free(&sol);
-    }
-    free(g.seen);
-    return 0;
-}
-
-static void data_usage(FILE *f) {
-    fprintf(f,
-            "./r1 data tasks  --out FILE [--task arithmetic|countdown|sort42|all] [--split train|eval]\n"
-            "                 [--n N] [--levels 1-3] [--lang en|zh|both] [--seed S] [--solutions]\n"
-            "                 task examples as JSON Lines (defaults: all, train, 1000, 1-5, both, 1)\n"
-            "./r1 data corpus --out FILE [--mb 4] [--task all] [--levels 1-5] [--think 0.3] [--tagged 0.1]\n"
-            "                 [--text 0.1] [--lang both] [--seed S]   the pretraining text (training split only)\n"
-            "./r1 data check  --in FILE          verifies every example's gold answer and worked solution\n"
-            "./r1 data show   [--task T] [--levels L] [--lang L] [--n 3] [--seed S] [--split S]\n"
-            "                 prints problems with their worked solutions\n");
-}
-
-int cmd_data(int argc, char **argv) {
-    const char *what = argc > 2 ? argv[2] : NULL;
-    if (what != NULL && (strcmp(what, "help") == 0 || strcmp(what, "--help") == 0)) {
-        data_usage(stdout);
-        return 0;
-    }
-    if (what == NULL) data_die("what data? tasks, corpus, check or show (see ./r1 data help)");
-    if (strcmp(what, "tasks") == 0) return data_tasks(argc, argv);
-    if (strcmp(what, "corpus") == 0) return data_corpus(argc, argv);
-    if (strcmp(what, "check") == 0) return data_check(argc, argv);
-    if (strcmp(what, "show") == 0) return data_show(argc, argv);
-    data_die("unknown data command '%s' (tasks, corpus, check, show)", what);
-    return 1;
-}
-
