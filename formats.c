@@ -175,6 +175,61 @@ char *read_file(const char *path, size_t *size, char *err) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// Atomic files: every file the program writes goes through these three functions, so a reader
+// (or a run that is killed) sees the old file or the new one whole, never a part of either.
+// The bytes go to PATH.tmp, which is flushed, synced to the disk and renamed over PATH (a rename
+// within one directory is atomic in POSIX) only once it is complete.
+// ----------------------------------------------------------------------------------------------
+
+int atomic_open(AtomicFile *a, const char *path, char *err) {
+    memset(a, 0, sizeof(*a));
+    if (strlen(path) + 5 > sizeof(a->tmp))
+        return io_fail(err, "%.200s...: path too long (%zu bytes)", path, strlen(path));
+    snprintf(a->path, sizeof(a->path), "%s", path);
+    snprintf(a->tmp, sizeof(a->tmp), "%s.tmp", path);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) return io_fail(err, "%s: %s", a->tmp, strerror(errno));
+    return 0;
+}
+
+int atomic_commit(AtomicFile *a, char *err) {
+    int ok = !ferror(a->f);
+    ok = fflush(a->f) == 0 && ok;
+    ok = fsync(fileno(a->f)) == 0 && ok;
+    int e = ok ? 0 : (errno ? errno : EIO);
+    if (fclose(a->f) != 0 && ok) ok = 0, e = errno;
+    a->f = NULL;
+    if (ok && rename(a->tmp, a->path) != 0) ok = 0, e = errno, a->failed_at_rename = 1;
+    if (!ok) {
+        a->failed_errno = e;
+        remove(a->tmp);
+        return io_fail(err, "%s: %s", a->path, strerror(e));
+    }
+    return 0;
+}
+
+void atomic_abort(AtomicFile *a) {
+    if (a->f) fclose(a->f);
+    a->f = NULL;
+    remove(a->tmp);
+}
+
+int write_bytes_atomic(const char *path, const void *data, size_t n, char *err) {
+    AtomicFile a;
+    if (atomic_open(&a, path, err)) return -1;
+    if (fwrite(data, 1, n, a.f) != n) {
+        int e = errno ? errno : EIO;
+        atomic_abort(&a);
+        return io_fail(err, "%s: %s", path, strerror(e));
+    }
+    return atomic_commit(&a, err);
+}
+
+int write_text_atomic(const char *path, const char *text, char *err) {
+    return write_bytes_atomic(path, text, strlen(text), err);
+}
+
+// ----------------------------------------------------------------------------------------------
 // JSON (RFC 8259), parsed into a tree of Json nodes (the struct is in r1.h)
 // ----------------------------------------------------------------------------------------------
 // A recursive-descent parser: one function per kind of value, each called with the position on
@@ -926,8 +981,8 @@ static void st_build_header(ByteBuf *b, const StWrite *tensors, int n, const cha
     while (b->len % 8 != 0) bytebuf_putc(b, ' ');
 }
 
-// Writes the length, header and data to fp, and makes sure they reach the disk. Returns 0, or
-// -1 with errno set.
+// Writes the length, header and data to fp (atomic_commit then syncs them to the disk).
+// Returns 0, or -1 with errno set.
 static int st_write_stream(FILE *fp, const ByteBuf *header, const StWrite *tensors, int n,
                            const uint64_t *nbytes) {
     unsigned char len[8];
@@ -937,13 +992,29 @@ static int st_write_stream(FILE *fp, const ByteBuf *header, const StWrite *tenso
     for (int i = 0; i < n; i++) {
         if (nbytes[i] > 0 && fwrite(tensors[i].data, 1, (size_t)nbytes[i], fp) != (size_t)nbytes[i]) return -1;
     }
-    if (fflush(fp) != 0) return -1;
-    if (fsync(fileno(fp)) != 0) return -1;
     return 0;
 }
 
-// Atomic: the file is written to "<path>.tmp", synced, and renamed onto path, so a crash or a
-// full disk leaves either the old file or the new one, never half of one.
+// The file through an atomic file (above): "<path>.tmp" is written, synced and renamed onto
+// path, so a crash or a full disk leaves either the old file or the new one, never half of one.
+// The message names the step that failed: create, write or rename "<path>.tmp".
+static int st_write_atomic(const char *path, const ByteBuf *header, const StWrite *tensors, int n,
+                           const uint64_t *nbytes, char *err) {
+    AtomicFile a;
+    char why[R1_ERR_LEN];  // "<path>.tmp: why"
+    if (atomic_open(&a, path, why) != 0) return io_fail(err, "%s: cannot create %s", path, why);
+    if (st_write_stream(a.f, header, tensors, n, nbytes) != 0) {
+        int e = errno;
+        atomic_abort(&a);
+        return io_fail(err, "%s: cannot write %s: %s", path, a.tmp, strerror(e));
+    }
+    if (atomic_commit(&a, NULL) == 0) return 0;
+    if (a.failed_at_rename)
+        return io_fail(err, "%s: cannot rename %s onto it: %s", path, a.tmp, strerror(a.failed_errno));
+    return io_fail(err, "%s: cannot write %s: %s", path, a.tmp, strerror(a.failed_errno));
+}
+
+// Checks the tensors, builds the header, and writes the file atomically.
 int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
              char *err) {
     uint64_t *nbytes = calloc(n > 0 ? (size_t)n : 1, sizeof *nbytes);
@@ -951,28 +1022,8 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
     if (st_check_writes(path, tensors, n, metadata, n_meta, nbytes, err) != 0) { free(nbytes); return -1; }
     ByteBuf header = {0};
     st_build_header(&header, tensors, n, metadata, n_meta, nbytes);
-    size_t path_len = strlen(path);
-    char *tmp = malloc(path_len + 5);
-    if (header.oom || tmp == NULL) {
-        free(nbytes); free(header.data); free(tmp);
-        return io_fail(err, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, path_len);
-    memcpy(tmp + path_len, ".tmp", 5);
-
-    int rc = 0;
-    FILE *fp = fopen(tmp, "wb");
-    if (fp == NULL) {
-        rc = io_fail(err, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    } else {
-        int failed = st_write_stream(fp, &header, tensors, n, nbytes) != 0;
-        int e = errno;
-        if (fclose(fp) != 0 && !failed) { failed = 1; e = errno; }
-        if (failed) rc = io_fail(err, "%s: cannot write %s: %s", path, tmp, strerror(e));
-        else if (rename(tmp, path) != 0) rc = io_fail(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
-        if (rc != 0) remove(tmp);
-    }
-    free(tmp);
+    int rc = header.oom ? io_fail(err, "%s: out of memory", path)
+                        : st_write_atomic(path, &header, tensors, n, nbytes, err);
     free(header.data);
     free(nbytes);
     return rc;
@@ -1300,60 +1351,6 @@ int config_from_json(const char *text, Config *c, char *err) {
 done:
     json_free(root);
     return rc;
-}
-
-// ----------------------------------------------------------------------------------------------
-// Atomic files: every file the program writes goes through these three functions, so a reader
-// (or a run that is killed) sees the old file or the new one whole, never a part of either.
-// The bytes go to PATH.tmp, which is flushed, synced to the disk and renamed over PATH (a rename
-// within one directory is atomic in POSIX) only once it is complete.
-// ----------------------------------------------------------------------------------------------
-
-int atomic_open(AtomicFile *a, const char *path, char *err) {
-    memset(a, 0, sizeof(*a));
-    if (strlen(path) + 5 > sizeof(a->tmp))
-        return io_fail(err, "%.200s...: path too long (%zu bytes)", path, strlen(path));
-    snprintf(a->path, sizeof(a->path), "%s", path);
-    snprintf(a->tmp, sizeof(a->tmp), "%s.tmp", path);
-    a->f = fopen(a->tmp, "wb");
-    if (!a->f) return io_fail(err, "%s: %s", a->tmp, strerror(errno));
-    return 0;
-}
-
-int atomic_commit(AtomicFile *a, char *err) {
-    int ok = !ferror(a->f);
-    ok = fflush(a->f) == 0 && ok;
-    ok = fsync(fileno(a->f)) == 0 && ok;
-    int e = ok ? 0 : (errno ? errno : EIO);
-    if (fclose(a->f) != 0 && ok) ok = 0, e = errno;
-    a->f = NULL;
-    if (ok && rename(a->tmp, a->path) != 0) ok = 0, e = errno;
-    if (!ok) {
-        remove(a->tmp);
-        return io_fail(err, "%s: %s", a->path, strerror(e));
-    }
-    return 0;
-}
-
-void atomic_abort(AtomicFile *a) {
-    if (a->f) fclose(a->f);
-    a->f = NULL;
-    remove(a->tmp);
-}
-
-int write_bytes_atomic(const char *path, const void *data, size_t n, char *err) {
-    AtomicFile a;
-    if (atomic_open(&a, path, err)) return -1;
-    if (fwrite(data, 1, n, a.f) != n) {
-        int e = errno ? errno : EIO;
-        atomic_abort(&a);
-        return io_fail(err, "%s: %s", path, strerror(e));
-    }
-    return atomic_commit(&a, err);
-}
-
-int write_text_atomic(const char *path, const char *text, char *err) {
-    return write_bytes_atomic(path, text, strlen(text), err);
 }
 
 // The shortest decimal that reads back as the same float (0.707, not 0.707000017).
