@@ -1266,45 +1266,46 @@ static int parse_rope(const Json *root, Config *c, char *err) {
     return 0;
 }
 
-int config_from_json(const char *text, Config *c, char *err) {
-    char jerr[R1_ERR_LEN];
-    Json *root = json_parse(text, strlen(text), jerr);
-    if (!root) {
-        snprintf(err, R1_ERR_LEN, "config.json: %s", jerr);
-        return -1;
-    }
-    int rc = -1;
-    if (root->type != JSON_OBJECT) {
-        snprintf(err, R1_ERR_LEN, "config.json: not a JSON object");
-        goto done;
-    }
+// The keys whose value r1.c cannot change: absent is fine, another value is not (model_type,
+// the activation, the router's scoring and top-k method, an MoE layer after every dense prefix).
+static int config_check_fixed_keys(const Json *root, char *err) {
     const Json *mt = json_get(root, "model_type");
     if (mt && (mt->type != JSON_STRING || strcmp(mt->string, "deepseek_v3") != 0)) {
         snprintf(err, R1_ERR_LEN, "config.json: model_type must be \"deepseek_v3\"");
-        goto done;
+        return -1;
     }
-    // string keys the model depends on: absent is fine, another value is not
     static const char *const fixed[][2] = {{"hidden_act", "silu"}, {"scoring_func", "sigmoid"},
                                            {"topk_method", "noaux_tc"}};
     for (int i = 0; i < 3; i++) {
         const Json *v = json_get(root, fixed[i][0]);
         if (v && (v->type != JSON_STRING || strcmp(v->string, fixed[i][1]) != 0)) {
             snprintf(err, R1_ERR_LEN, "config.json: %s must be \"%s\"", fixed[i][0], fixed[i][1]);
-            goto done;
+            return -1;
         }
     }
     const Json *freq = json_get(root, "moe_layer_freq");
     if (freq && (freq->type != JSON_NUMBER || freq->number != 1)) {
         snprintf(err, R1_ERR_LEN, "config.json: moe_layer_freq must be 1");
-        goto done;
+        return -1;
     }
-    // defaults: transformers' DeepseekV3Config defaults where a key is absent
+    return 0;
+}
+
+// transformers' DeepseekV3Config defaults, for the keys a config.json leaves out: the
+// deepseek-v3 preset without YaRN, with initializer_range 0.02 and untied embeddings.
+static void config_json_defaults(Config *c, char *err) {
     Config d = {0};
     config_preset("deepseek-v3", &d, err);
     d.rope_yarn = 0;
     d.initializer_range = 0.02f;
     d.tie_word_embeddings = 0;
     *c = d;
+}
+
+// The sizes, counts and flags of config.json into c (a key that is absent keeps c's value),
+// each checked for its type and range. "q_lora_rank": null means no query compression (0);
+// "attention_bias": true is refused (DeepSeek-V3 has none).
+static int config_read_fields(const Json *root, Config *c, char *err) {
     const int BIG = 1 << 30;
     int q_null = 0;
     const Json *q = json_get(root, "q_lora_rank");
@@ -1336,7 +1337,7 @@ int config_from_json(const char *text, Config *c, char *err) {
         json_float_field(root, "initializer_range", &c->initializer_range, err) ||
         json_bool_field(root, "attention_bias", &attention_bias, err) ||
         json_bool_field(root, "rope_interleave", &interleave, err))
-        goto done;
+        return -1;
     if (q_null) c->q_lora_rank = 0;
     c->rope_interleave = interleave;
     const Json *bos = json_get(root, "bos_token_id"), *eos = json_get(root, "eos_token_id");
@@ -1344,11 +1345,29 @@ int config_from_json(const char *text, Config *c, char *err) {
     if (eos && eos->type == JSON_NUMBER) c->eos_token_id = (int)eos->number;
     if (attention_bias) {
         snprintf(err, R1_ERR_LEN, "config.json: attention_bias true is not supported");
-        goto done;
+        return -1;
     }
-    if (parse_rope(root, c, err)) goto done;
-    rc = config_validate(c, err);
-done:
+    return 0;
+}
+
+// config.json text -> c, in steps: parse the JSON, check the keys with a fixed value, start from
+// transformers' defaults, read the fields, then the rope parameters, and validate the whole.
+// *c is untouched when the JSON or a fixed key is wrong.
+int config_from_json(const char *text, Config *c, char *err) {
+    char jerr[R1_ERR_LEN];
+    Json *root = json_parse(text, strlen(text), jerr);
+    if (!root) {
+        snprintf(err, R1_ERR_LEN, "config.json: %s", jerr);
+        return -1;
+    }
+    int rc = -1;
+    if (root->type != JSON_OBJECT) {
+        snprintf(err, R1_ERR_LEN, "config.json: not a JSON object");
+    } else if (config_check_fixed_keys(root, err) == 0) {
+        config_json_defaults(c, err);
+        if (config_read_fields(root, c, err) == 0 && parse_rope(root, c, err) == 0)
+            rc = config_validate(c, err);
+    }
     json_free(root);
     return rc;
 }
