@@ -458,20 +458,32 @@ static void tok_push_fresh(TokTrainer *tr) {
     tr->n_fresh = 0;
 }
 
-int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, char *err) {
-    memset(t, 0, sizeof(*t));
-    if (vocab_size < TOK_FIRST_MERGE || vocab_size > TOK_MAX_VOCAB) {
-        snprintf(err, R1_ERR_LEN, "tokenizer: vocab_size %d must be in [%d, %d] (%d specials + 256 bytes + merges)",
-                 vocab_size, TOK_FIRST_MERGE, TOK_MAX_VOCAB, TOK_N_SPECIAL);
-        return -1;
-    }
-    const unsigned char *s = (const unsigned char *)text;
+static void tok_trainer_free(TokTrainer *tr) {
+    for (int i = 0; i < tr->n_pairs; i++) free(tr->pairs[i].words);
+    free(tr->pairs);
+    free(tr->heap);
+    free(tr->fresh);
+    tok_map_free(&tr->index);
+}
 
-    // 1. The distinct chunks ("words") of the text and how often each occurs, in order of first
-    //    appearance (so that everything after is a function of the text alone).
-    TokStrMap chunks;
-    tok_strmap_init(&chunks);
-    int64_t *freq = NULL;
+// The training text as its distinct chunks ("words", step 2 of encoding): word w occurs freq[w]
+// times and is, at each point of training, the tokens sym[start[w] .. start[w] + len[w]) (all
+// words in one buffer; a merge shrinks a word in place).
+typedef struct {
+    TokStrMap chunks;  // word w's bytes (pointers into the text), in order of first appearance
+    int64_t *freq;     // [n]
+    int n;
+    int *sym;          // [total bytes of all words]
+    size_t *start;     // [n]
+    int *len;          // [n]
+} TokWords;
+
+// Step 1 of training: the distinct chunks of the text and how often each occurs, in order of
+// first appearance (so that everything after is a function of the text alone). Special tokens
+// are cut out, as in encoding.
+static void tok_count_words(TokWords *wd, const unsigned char *s, size_t len) {
+    tok_strmap_init(&wd->chunks);
+    wd->freq = NULL;
     int cap_freq = 0;
     size_t pos = 0;
     while (pos < len) {
@@ -480,134 +492,193 @@ int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, 
         while (pos < at) {
             size_t end = tok_chunk_end(s, pos, at);
             int added;
-            int w = tok_strmap_add(&chunks, s + pos, end - pos, &added);
+            int w = tok_strmap_add(&wd->chunks, s + pos, end - pos, &added);
             if (added) {
                 if (w >= cap_freq) {
                     cap_freq = cap_freq ? 2 * cap_freq : 1024;
-                    freq = tok_grow(freq, (size_t)cap_freq, sizeof(int64_t));
+                    wd->freq = tok_grow(wd->freq, (size_t)cap_freq, sizeof(int64_t));
                 }
-                freq[w] = 0;
+                wd->freq[w] = 0;
             }
-            freq[w]++;
+            wd->freq[w]++;
             pos = end;
         }
         if (sp >= 0) pos = at + strlen(TOK_SPECIAL_TEXT[sp]);
     }
-    int n_words = chunks.n;
+    wd->n = wd->chunks.n;
+}
 
-    // 2. Each word as a sequence of token ids, all words in one buffer (merges shrink them in place).
+// Step 2: each word as a sequence of token ids, one per byte (id = TOK_N_SPECIAL + byte).
+static void tok_words_to_byte_tokens(TokWords *wd) {
     size_t total = 0;
-    for (int w = 0; w < n_words; w++) total += chunks.len[w];
-    int *sym = tok_alloc(total, sizeof(int));
-    size_t *start = tok_alloc((size_t)n_words, sizeof(size_t));
-    int *wlen = tok_alloc((size_t)n_words, sizeof(int));
+    for (int w = 0; w < wd->n; w++) total += wd->chunks.len[w];
+    wd->sym = tok_alloc(total, sizeof(int));
+    wd->start = tok_alloc((size_t)wd->n, sizeof(size_t));
+    wd->len = tok_alloc((size_t)wd->n, sizeof(int));
     total = 0;
-    for (int w = 0; w < n_words; w++) {
-        start[w] = total;
-        wlen[w] = (int)chunks.len[w];
-        for (uint32_t k = 0; k < chunks.len[w]; k++) sym[total++] = TOK_N_SPECIAL + chunks.ptr[w][k];
+    for (int w = 0; w < wd->n; w++) {
+        wd->start[w] = total;
+        wd->len[w] = (int)wd->chunks.len[w];
+        for (uint32_t k = 0; k < wd->chunks.len[w]; k++) wd->sym[total++] = TOK_N_SPECIAL + wd->chunks.ptr[w][k];
     }
+}
 
-    // 3. Count every adjacent pair; push them all on the heap.
-    TokTrainer tr = {0};
-    tok_map_init(&tr.index, 1 << 16);
-    for (int w = 0; w < n_words; w++)
-        for (int k = 0; k + 1 < wlen[w]; k++)
-            tok_pair_add(&tr, sym[start[w] + k], sym[start[w] + k + 1], freq[w], w);
-    tok_push_fresh(&tr);
+static void tok_words_free(TokWords *wd) {
+    free(wd->sym);
+    free(wd->start);
+    free(wd->len);
+    free(wd->freq);
+    tok_strmap_free(&wd->chunks);
+}
 
-    // 4. Merge. The heap holds each live pair once, with a count that is >= its true count:
-    //    counts of existing pairs only fall (a merge removes occurrences of pairs touching a or b),
-    //    and the only new pairs are those holding the new token, pushed right after their merge.
-    //    So when the top's count is current, it is the most frequent pair; otherwise it is pushed
-    //    back with its true count (the lazy update of HF's BpeTrainer).
-    int cap_merges = vocab_size - TOK_FIRST_MERGE;
+// Step 3: count every adjacent pair of every word (times the word's frequency); push them all
+// on the heap.
+static void tok_count_pairs(TokTrainer *tr, const TokWords *wd) {
+    tok_map_init(&tr->index, 1 << 16);
+    for (int w = 0; w < wd->n; w++) {
+        const int *q = wd->sym + wd->start[w];
+        for (int k = 0; k + 1 < wd->len[w]; k++) tok_pair_add(tr, q[k], q[k + 1], wd->freq[w], w);
+    }
+    tok_push_fresh(tr);
+}
+
+// The heap holds each live pair once, with a count that is >= its true count: counts of existing
+// pairs only fall (a merge removes occurrences of pairs touching a or b), and the only new pairs
+// are those holding the new token, pushed right after their merge. So when the top's count is
+// current, it is the most frequent pair; otherwise it is pushed back with its true count (the
+// lazy update of HF's BpeTrainer). Returns the pair number of the most frequent pair, or -1 when
+// the top was stale (pushed back: pop again).
+static int tok_pop_best_pair(TokTrainer *tr) {
+    TokHeapItem top = tok_heap_pop(tr);
+    TokPair *p = &tr->pairs[top.p];
+    if (top.count == p->count) return top.p;
+    if (p->count > 0) tok_heap_push(tr, (TokHeapItem){p->count, p->a, p->b, top.p});
+    return -1;
+}
+
+// The bytes of every merged token, so that a pair whose bytes another merge already made is
+// skipped: HF's vocab is keyed by the string, so there is one token per string (a guard, as in
+// HF's trainer; we have not seen it happen).
+typedef struct {
+    TokStrMap strings;     // the merged tokens' bytes -> merge number
+    unsigned char **bytes; // bytes[i], len[i]: the bytes of token TOK_FIRST_MERGE + i
+    int *len;
+    int n;
+} TokMadeTokens;
+
+static void tok_made_init(TokMadeTokens *made, int cap_merges) {
+    tok_strmap_init(&made->strings);
+    made->bytes = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(unsigned char *));
+    made->len = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(int));
+    made->n = 0;
+}
+
+static void tok_made_free(TokMadeTokens *made) {
+    for (int i = 0; i < made->n; i++) free(made->bytes[i]);
+    free(made->bytes);
+    free(made->len);
+    tok_strmap_free(&made->strings);
+}
+
+// Records the bytes of the token a + b as the next merged token; returns 0 (and records nothing)
+// when another merge already made these bytes.
+static int tok_made_add(TokMadeTokens *made, int a, int b) {
+    int la = a < TOK_FIRST_MERGE ? 1 : made->len[a - TOK_FIRST_MERGE];
+    int lb = b < TOK_FIRST_MERGE ? 1 : made->len[b - TOK_FIRST_MERGE];
+    unsigned char *mb = tok_alloc((size_t)(la + lb), 1);
+    if (a < TOK_FIRST_MERGE) mb[0] = (unsigned char)(a - TOK_N_SPECIAL);
+    else memcpy(mb, made->bytes[a - TOK_FIRST_MERGE], (size_t)la);
+    if (b < TOK_FIRST_MERGE) mb[la] = (unsigned char)(b - TOK_N_SPECIAL);
+    else memcpy(mb + la, made->bytes[b - TOK_FIRST_MERGE], (size_t)lb);
+    int added;
+    tok_strmap_add(&made->strings, mb, (size_t)(la + lb), &added);
+    if (!added) {
+        free(mb);
+        return 0;
+    }
+    made->bytes[made->n] = mb;
+    made->len[made->n] = la + lb;
+    made->n++;
+    return 1;
+}
+
+// Replaces every (a, b) of pair number p by c in the words that hold it, left to right, and
+// updates the counts of the neighbouring pairs: x a b y -> x c y takes one (x,a) and one (b,y)
+// away and adds (x,c) and (c,y). x is read after the previous replacement, so "a b a b"
+// correctly turns (b,a) into (c,c). The word list is taken out of the pair first, since
+// tok_pair_add may reallocate tr->pairs while we walk it. Then pair p has count 0, and the pairs
+// the merge created go on the heap.
+static void tok_merge_pair_in_words(TokTrainer *tr, TokWords *wd, int p, int c) {
+    TokPair *pair = &tr->pairs[p];
+    int a = pair->a, b = pair->b;
+    int n_list = pair->n_words;
+    int *list = pair->words;
+    pair->words = NULL;
+    pair->n_words = pair->cap_words = 0;
+    for (int li = 0; li < n_list; li++) {
+        int w = list[li];
+        int *q = wd->sym + wd->start[w], n = wd->len[w], o = 0;
+        int64_t f = wd->freq[w];
+        for (int i = 0; i < n;) {
+            if (i + 1 < n && q[i] == a && q[i + 1] == b) {
+                if (o > 0) {
+                    tok_pair_add(tr, q[o - 1], a, -f, w);
+                    tok_pair_add(tr, q[o - 1], c, f, w);
+                }
+                if (i + 2 < n) {
+                    tok_pair_add(tr, b, q[i + 2], -f, w);
+                    tok_pair_add(tr, c, q[i + 2], f, w);
+                }
+                q[o++] = c;
+                i += 2;
+            } else {
+                q[o++] = q[i++];
+            }
+        }
+        wd->len[w] = o;
+    }
+    free(list);
+    tr->pairs[p].count = 0; // every occurrence is gone
+    tok_push_fresh(tr);
+}
+
+// Step 4: merge the most frequent pair, again and again, until cap_merges merges are learned or
+// no pair is left. Fills t->merges; returns how many.
+static int tok_learn_merges(Tokenizer *t, TokTrainer *tr, TokWords *wd, int cap_merges) {
     t->merges = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(int[2]));
-    TokStrMap made; // the bytes of every merged token: a pair whose bytes already exist is skipped
-    tok_strmap_init(&made);
-    unsigned char **made_bytes = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(unsigned char *));
-    int *made_len = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(int));
+    TokMadeTokens made;
+    tok_made_init(&made, cap_merges);
     int n_merges = 0;
-    while (n_merges < cap_merges && tr.n_heap > 0) {
-        TokHeapItem top = tok_heap_pop(&tr);
-        TokPair *p = &tr.pairs[top.p];
-        if (top.count != p->count) {
-            if (p->count > 0) tok_heap_push(&tr, (TokHeapItem){p->count, p->a, p->b, top.p});
-            continue;
-        }
-        int a = p->a, b = p->b, c = TOK_FIRST_MERGE + n_merges;
-        // the merged token's bytes
-        int la = a < TOK_FIRST_MERGE ? 1 : made_len[a - TOK_FIRST_MERGE];
-        int lb = b < TOK_FIRST_MERGE ? 1 : made_len[b - TOK_FIRST_MERGE];
-        unsigned char *mb = tok_alloc((size_t)(la + lb), 1);
-        if (a < TOK_FIRST_MERGE) mb[0] = (unsigned char)(a - TOK_N_SPECIAL);
-        else memcpy(mb, made_bytes[a - TOK_FIRST_MERGE], (size_t)la);
-        if (b < TOK_FIRST_MERGE) mb[la] = (unsigned char)(b - TOK_N_SPECIAL);
-        else memcpy(mb + la, made_bytes[b - TOK_FIRST_MERGE], (size_t)lb);
-        int added;
-        tok_strmap_add(&made, mb, (size_t)(la + lb), &added);
-        if (!added) { // another pair already made these bytes: HF's vocab is keyed by the string,
-            free(mb); // so there is one token per string and this pair is never merged (a guard,
-            continue; // as in HF's trainer; we have not seen it happen)
-        }
-        made_bytes[n_merges] = mb;
-        made_len[n_merges] = la + lb;
+    while (n_merges < cap_merges && tr->n_heap > 0) {
+        int p = tok_pop_best_pair(tr);
+        if (p < 0) continue;
+        int a = tr->pairs[p].a, b = tr->pairs[p].b;
+        if (!tok_made_add(&made, a, b)) continue; // these bytes are a token already: never merged
         t->merges[n_merges][0] = a;
         t->merges[n_merges][1] = b;
+        tok_merge_pair_in_words(tr, wd, p, TOK_FIRST_MERGE + n_merges);
         n_merges++;
-        // Replace every (a, b) by c in the words that hold it, left to right, and update the
-        // counts of the neighbouring pairs: x a b y -> x c y takes one (x,a) and one (b,y) away
-        // and adds (x,c) and (c,y). x is read after the previous replacement, so "a b a b"
-        // correctly turns (b,a) into (c,c). The word list is taken out of the pair first, since
-        // tok_pair_add may reallocate tr.pairs (and p with it) while we walk it.
-        int n_list = p->n_words;
-        int *list = p->words;
-        p->words = NULL;
-        p->n_words = p->cap_words = 0;
-        for (int li = 0; li < n_list; li++) {
-            int w = list[li];
-            int *q = sym + start[w], n = wlen[w], o = 0;
-            int64_t f = freq[w];
-            for (int i = 0; i < n;) {
-                if (i + 1 < n && q[i] == a && q[i + 1] == b) {
-                    if (o > 0) {
-                        tok_pair_add(&tr, q[o - 1], a, -f, w);
-                        tok_pair_add(&tr, q[o - 1], c, f, w);
-                    }
-                    if (i + 2 < n) {
-                        tok_pair_add(&tr, b, q[i + 2], -f, w);
-                        tok_pair_add(&tr, c, q[i + 2], f, w);
-                    }
-                    q[o++] = c;
-                    i += 2;
-                } else {
-                    q[o++] = q[i++];
-                }
-            }
-            wlen[w] = o;
-        }
-        free(list);
-        tr.pairs[top.p].count = 0; // every occurrence is gone
-        tok_push_fresh(&tr);
     }
+    tok_made_free(&made);
+    return n_merges;
+}
 
-    for (int i = 0; i < n_merges; i++) free(made_bytes[i]);
-    free(made_bytes);
-    free(made_len);
-    tok_strmap_free(&made);
-    for (int i = 0; i < tr.n_pairs; i++) free(tr.pairs[i].words);
-    free(tr.pairs);
-    free(tr.heap);
-    free(tr.fresh);
-    tok_map_free(&tr.index);
-    free(sym);
-    free(start);
-    free(wlen);
-    free(freq);
-    tok_strmap_free(&chunks);
-
+int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, char *err) {
+    memset(t, 0, sizeof(*t));
+    if (vocab_size < TOK_FIRST_MERGE || vocab_size > TOK_MAX_VOCAB) {
+        snprintf(err, R1_ERR_LEN, "tokenizer: vocab_size %d must be in [%d, %d] (%d specials + 256 bytes + merges)",
+                 vocab_size, TOK_FIRST_MERGE, TOK_MAX_VOCAB, TOK_N_SPECIAL);
+        return -1;
+    }
+    TokWords words;
+    tok_count_words(&words, (const unsigned char *)text, len);
+    tok_words_to_byte_tokens(&words);
+    TokTrainer tr = {0};
+    tok_count_pairs(&tr, &words);
     // Fewer merges than asked for when the text runs out of pairs: vocab_size says how many.
-    t->n_merges = n_merges;
+    t->n_merges = tok_learn_merges(t, &tr, &words, vocab_size - TOK_FIRST_MERGE);
+    tok_trainer_free(&tr);
+    tok_words_free(&words);
     tok_build(t);
     return 0;
 }
