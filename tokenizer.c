@@ -874,31 +874,9 @@ static int tok_unspell(const char *s, unsigned char *out) {
     return o;
 }
 
-// Writes text to dir/name atomically (formats.c's atomic files).
-static int tok_write_atomic(const char *dir, const char *name, char *text, size_t n, char *err) {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    return write_bytes_atomic(path, text, n, err);
-}
-
-int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, R1_ERR_LEN, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) {
-        snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
-        return -1;
-    }
-    // token strings: the longest token's spelling takes 2 bytes per byte
-    int maxlen = 1;
-    for (int id = TOK_N_SPECIAL; id < t->vocab_size; id++) maxlen = t->len[id] > maxlen ? t->len[id] : maxlen;
-    char *sp = tok_alloc((size_t)maxlen * 2 + 1, 1);
-
-    fprintf(f, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n");
+// tokenizer.json, part 1: "added_tokens", the special tokens, each matched as a whole string
+// and never normalized (encoding step 1).
+static void tok_write_added_tokens(FILE *f) {
     fprintf(f, "  \"added_tokens\": [");
     for (int id = 0; id < TOK_N_SPECIAL; id++) {
         fprintf(f, "%s\n    {\"id\": %d, \"content\": ", id ? "," : "", id);
@@ -906,7 +884,13 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
         fprintf(f, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
                    "\"normalized\": false, \"special\": true}");
     }
-    fprintf(f, "\n  ],\n  \"normalizer\": null,\n");
+    fprintf(f, "\n  ],\n");
+}
+
+// Part 2: the pipeline around the model: no normalizer, the pre-tokenizer (TOK_PATTERN, then
+// ByteLevel without a regex of its own: encoding step 2), no post-processor, the ByteLevel decoder.
+static void tok_write_pipeline(FILE *f) {
+    fprintf(f, "  \"normalizer\": null,\n");
     fprintf(f, "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [\n");
     fprintf(f, "    {\"type\": \"Split\", \"pattern\": {\"Regex\": ");
     json_write_string(f, TOK_PATTERN);
@@ -916,9 +900,11 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
     fprintf(f, "  \"post_processor\": null,\n");
     fprintf(f, "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
                "\"trim_offsets\": false, \"use_regex\": false},\n");
-    fprintf(f, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
-               "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
-               "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n");
+}
+
+// Part 3, "model.vocab": every token's string -> its id, in id order; a special token as its
+// text, every other token spelled through bytes_to_unicode. sp holds the longest spelling.
+static void tok_write_vocab(FILE *f, const Tokenizer *t, char *sp) {
     fprintf(f, "    \"vocab\": {");
     for (int id = 0; id < t->vocab_size; id++) {
         fprintf(f, "%s\n      ", id ? "," : "");
@@ -929,7 +915,13 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
         }
         fprintf(f, ": %d", id);
     }
-    fprintf(f, "\n    },\n    \"merges\": [");
+    fprintf(f, "\n    },\n");
+}
+
+// Part 4, "model.merges": each merge as the pair of its parts' spellings ["a", "b"], in rank
+// order (merge i makes token TOK_FIRST_MERGE + i).
+static void tok_write_merges(FILE *f, const Tokenizer *t, char *sp) {
+    fprintf(f, "    \"merges\": [");
     for (int i = 0; i < t->n_merges; i++) {
         fprintf(f, "%s\n      [", i ? "," : "");
         for (int k = 0; k < 2; k++) {
@@ -940,23 +932,31 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
         }
         fprintf(f, "]");
     }
-    fprintf(f, "\n    ]\n  }\n}\n");
-    free(sp);
-    int ok = fclose(f) == 0;
-    if (!ok) {
-        free(buf);
-        snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
-        return -1;
-    }
-    int rc = tok_write_atomic(dir, "tokenizer.json", buf, size, err);
-    free(buf);
-    if (rc) return rc;
+    fprintf(f, "\n    ]\n");
+}
 
-    f = open_memstream(&buf, &size);
-    if (!f) {
-        snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
-        return -1;
-    }
+// tokenizer.json: the HF `tokenizers` file, the four parts above inside the BPE model's settings.
+static void tok_write_tokenizer_json(FILE *f, const Tokenizer *t) {
+    // token strings: the longest token's spelling takes 2 bytes per byte
+    int maxlen = 1;
+    for (int id = TOK_N_SPECIAL; id < t->vocab_size; id++) maxlen = t->len[id] > maxlen ? t->len[id] : maxlen;
+    char *sp = tok_alloc((size_t)maxlen * 2 + 1, 1);
+    fprintf(f, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n");
+    tok_write_added_tokens(f);
+    tok_write_pipeline(f);
+    fprintf(f, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
+               "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
+               "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n");
+    tok_write_vocab(f, t, sp);
+    tok_write_merges(f, t, sp);
+    fprintf(f, "  }\n}\n");
+    free(sp);
+}
+
+// tokenizer_config.json: transformers' PreTrainedTokenizerFast with the special tokens it needs
+// by name and DeepSeek-R1's chat template.
+static void tok_write_tokenizer_config(FILE *f, const Tokenizer *t) {
+    (void)t;
     fprintf(f, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"bos_token\": ");
     json_write_string(f, TOK_SPECIAL_TEXT[TOK_BOS]);
     fprintf(f, ",\n  \"eos_token\": ");
@@ -968,14 +968,39 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
                "  \"chat_template\": ");
     json_write_string(f, TOK_CHAT_TEMPLATE);
     fprintf(f, "\n}\n");
+}
+
+// Renders one file with `write` into memory, then writes it to dir/name atomically (formats.c's
+// atomic files), so a half-rendered file never reaches the disk.
+static int tok_save_file(const char *dir, const char *name, void (*write)(FILE *, const Tokenizer *),
+                         const Tokenizer *t, char *err) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) {
+        snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
+        return -1;
+    }
+    write(f, t);
     if (fclose(f) != 0) {
         free(buf);
         snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
         return -1;
     }
-    rc = tok_write_atomic(dir, "tokenizer_config.json", buf, size, err);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int rc = write_bytes_atomic(path, buf, size, err);
     free(buf);
     return rc;
+}
+
+int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, R1_ERR_LEN, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (tok_save_file(dir, "tokenizer.json", tok_write_tokenizer_json, t, err)) return -1;
+    return tok_save_file(dir, "tokenizer_config.json", tok_write_tokenizer_config, t, err);
 }
 
 // ----------------------------------------------------------------------------------------------
