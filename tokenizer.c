@@ -10,6 +10,7 @@
 #include "r1.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1038,15 +1039,208 @@ static int tok_int(const Json *j, int lo, int hi, int *out) {
     return 0;
 }
 
-#define TOK_FAIL(...)                                                   \
-    do {                                                                \
-        int at_ = snprintf(err, R1_ERR_LEN, "%s: ", path);              \
-        if (at_ >= 0 && at_ < R1_ERR_LEN) snprintf(err + at_, (size_t)(R1_ERR_LEN - at_), __VA_ARGS__); \
-        goto fail;                                                      \
-    } while (0)
+// Formats "PATH: what" into err and returns -1: every message of tokenizer_load names the file.
+static int tok_load_fail(char *err, const char *path, const char *fmt, ...) {
+    int at = snprintf(err, R1_ERR_LEN, "%s: ", path);
+    if (at >= 0 && at < R1_ERR_LEN) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + at, (size_t)(R1_ERR_LEN - at), fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
 
+// Step 1: the file around the vocab is what tokenizer_save writes: a JSON object, no
+// normalizer, our pre-tokenizer, a BPE model with a "vocab" object (*vocab) and a "merges" array
+// (*merges) of the matching sizes: V = 9 specials + 256 bytes + one token per merge.
+static int tok_check_model(const Json *root, const Json **vocab, const Json **merges, const char *path,
+                           char *err) {
+    if (root->type != JSON_OBJECT) return tok_load_fail(err, path, "expected a JSON object");
+    const Json *norm = json_get(root, "normalizer");
+    if (norm && norm->type != JSON_NULL) return tok_load_fail(err, path, "normalizer: r1.c supports none (null)");
+    const char *what = tok_check_pretokenizer(json_get(root, "pre_tokenizer"));
+    if (what) return tok_load_fail(err, path, "%s", what);
+    const Json *model = json_get(root, "model");
+    if (!model || model->type != JSON_OBJECT) return tok_load_fail(err, path, "model: missing");
+    if (!tok_is_string(json_get(model, "type"), "BPE")) return tok_load_fail(err, path, "model.type: expected \"BPE\"");
+    *vocab = json_get(model, "vocab");
+    *merges = json_get(model, "merges");
+    if (!*vocab || (*vocab)->type != JSON_OBJECT) return tok_load_fail(err, path, "model.vocab: missing (an object)");
+    if (!*merges || (*merges)->type != JSON_ARRAY) return tok_load_fail(err, path, "model.merges: missing (an array)");
+    int V = (*vocab)->n;
+    if (V < TOK_FIRST_MERGE || V > TOK_MAX_VOCAB)
+        return tok_load_fail(err, path, "model.vocab: %d tokens; expected %d specials + 256 bytes + merges", V,
+                             TOK_N_SPECIAL);
+    if ((*merges)->n != V - TOK_FIRST_MERGE)
+        return tok_load_fail(err, path, "model.merges: %d merges for %d tokens; expected %d (one per token after id %d)",
+                             (*merges)->n, V, V - TOK_FIRST_MERGE, TOK_FIRST_MERGE - 1);
+    return 0;
+}
+
+// Step 2: "added_tokens" is exactly our specials, with their ids.
+static int tok_check_added_tokens(const Json *root, const char *path, char *err) {
+    const Json *added = json_get(root, "added_tokens");
+    if (!added || added->type != JSON_ARRAY) return tok_load_fail(err, path, "added_tokens: missing (an array)");
+    if (added->n != TOK_N_SPECIAL)
+        return tok_load_fail(err, path, "added_tokens: %d entries; expected the %d special tokens", added->n,
+                             TOK_N_SPECIAL);
+    for (int i = 0; i < added->n; i++) {
+        const Json *a = &added->items[i];
+        int id;
+        if (tok_int(json_get(a, "id"), 0, TOK_N_SPECIAL - 1, &id) || id != i ||
+            !tok_is_string(json_get(a, "content"), TOK_SPECIAL_TEXT[i]))
+            return tok_load_fail(err, path, "added_tokens[%d]: expected {\"id\": %d, \"content\": \"%s\"}", i, i,
+                                 TOK_SPECIAL_TEXT[i]);
+    }
+    return 0;
+}
+
+// The vocab as read from "model.vocab": every token's bytes, and the way back from bytes to id.
+typedef struct {
+    unsigned char *raw; // every non-special token's bytes, back to back
+    size_t raw_size;    // their total (the sum of the vocab keys' lengths bounds it)
+    unsigned char **tb; // tb[id]: its bytes in raw
+    int *tl;            // tl[id]: their count (0 for a special token; -1 while id is unseen)
+    TokStrMap ids;      // non-special token bytes -> strmap entry
+    int *entry_id;      // strmap entry -> id
+} TokReadVocab;
+
+static void tok_read_vocab_free(TokReadVocab *rv) {
+    tok_strmap_free(&rv->ids);
+    free(rv->raw);
+    free(rv->tb);
+    free(rv->tl);
+    free(rv->entry_id);
+}
+
+// One "string": id entry of the vocab (V entries): the id in range and new; a special token at
+// its id; byte b at 9 + b; a merged token (2 bytes or more) from TOK_FIRST_MERGE on; every
+// string once. Its bytes go to raw at *used.
+static int tok_read_vocab_entry(TokReadVocab *rv, const char *key, const Json *value, int V, size_t *used,
+                                const char *path, char *err) {
+    int id, fresh;
+    if (tok_int(value, 0, V - 1, &id))
+        return tok_load_fail(err, path, "model.vocab[\"%.80s\"]: the id must be an integer in [0, %d]", key, V - 1);
+    if (rv->tl[id] >= 0) return tok_load_fail(err, path, "model.vocab: id %d is given twice", id);
+    if (id < TOK_N_SPECIAL) {
+        if (strcmp(key, TOK_SPECIAL_TEXT[id]) != 0)
+            return tok_load_fail(err, path, "model.vocab: id %d is \"%.80s\"; expected the special token \"%s\"", id,
+                                 key, TOK_SPECIAL_TEXT[id]);
+        rv->tl[id] = 0;
+        return 0;
+    }
+    unsigned char *bytes = rv->raw + *used;
+    int n = tok_unspell(key, bytes);
+    if (n <= 0) return tok_load_fail(err, path, "model.vocab[\"%.80s\"]: not a byte-level token string", key);
+    if (id < TOK_FIRST_MERGE && (n != 1 || bytes[0] != id - TOK_N_SPECIAL))
+        return tok_load_fail(err, path, "model.vocab: id %d is \"%.80s\"; expected the byte 0x%02x", id, key,
+                             id - TOK_N_SPECIAL);
+    if (id >= TOK_FIRST_MERGE && n < 2)
+        return tok_load_fail(err, path, "model.vocab: id %d is the single byte \"%.80s\"; ids from %d on are merges",
+                             id, key, TOK_FIRST_MERGE);
+    tok_strmap_add(&rv->ids, bytes, (size_t)n, &fresh);
+    if (!fresh) return tok_load_fail(err, path, "model.vocab: \"%.80s\" appears twice", key);
+    rv->tb[id] = bytes;
+    rv->tl[id] = n;
+    *used += (size_t)n;
+    return 0;
+}
+
+// Step 3: "model.vocab" into rv. V keys, each id in range and none twice, so every id in [0, V)
+// appears exactly once.
+static int tok_read_vocab(const Json *vocab, TokReadVocab *rv, const char *path, char *err) {
+    int V = vocab->n;
+    for (int k = 0; k < V; k++) rv->raw_size += strlen(vocab->keys[k]);
+    rv->raw = tok_alloc(rv->raw_size + 1, 1);
+    rv->tb = tok_alloc((size_t)V, sizeof(unsigned char *));
+    rv->tl = tok_alloc((size_t)V, sizeof(int));
+    for (int id = 0; id < V; id++) rv->tl[id] = -1;
+    size_t used = 0;
+    for (int k = 0; k < V; k++) {
+        if (tok_read_vocab_entry(rv, vocab->keys[k], &vocab->items[k], V, &used, path, err)) return -1;
+    }
+    rv->entry_id = tok_alloc((size_t)V, sizeof(int));
+    for (int id = TOK_N_SPECIAL; id < V; id++) {
+        size_t n = (size_t)rv->tl[id];
+        rv->entry_id[tok_strmap_find(&rv->ids, rv->tb[id], n, tok_hash_bytes(rv->tb[id], n))] = id;
+    }
+    return 0;
+}
+
+// A merge's two token strings: ["a", "b"], or the older "a b" form (split into *scratch, which
+// the caller frees). Returns 0, 1 when m is neither form, or -1 when out of memory.
+static int tok_merge_parts(const Json *m, char **scratch, const char *part[2]) {
+    if (m->type == JSON_ARRAY && m->n == 2 && m->items[0].type == JSON_STRING && m->items[1].type == JSON_STRING) {
+        part[0] = m->items[0].string;
+        part[1] = m->items[1].string;
+        return 0;
+    }
+    if (m->type != JSON_STRING || !strchr(m->string, ' ') || strchr(strchr(m->string, ' ') + 1, ' ')) return 1;
+    free(*scratch);
+    *scratch = strdup(m->string);
+    if (!*scratch) return -1;
+    *strchr(*scratch, ' ') = 0;
+    part[0] = *scratch;
+    part[1] = *scratch + strlen(*scratch) + 1;
+    return 0;
+}
+
+// The strmap entry of the n bytes at s, or -1 when no token has them.
+static int tok_read_vocab_find(const TokReadVocab *rv, const unsigned char *s, int n) {
+    return tok_strmap_find(&rv->ids, s, (size_t)n, tok_hash_bytes(s, (size_t)n));
+}
+
+// Merge i, m: its two parts are tokens made before token TOK_FIRST_MERGE + i, and their bytes
+// together are the vocab's token of exactly that id. cat: scratch for a part's or the result's
+// bytes; *split: scratch for the "a b" form.
+static int tok_read_merge(int i, const Json *m, const TokReadVocab *rv, unsigned char *cat, char **split,
+                          Tokenizer *t, const char *path, char *err) {
+    const char *part[2];
+    int form = tok_merge_parts(m, split, part);
+    if (form < 0) return tok_load_fail(err, path, "out of memory");
+    if (form > 0) return tok_load_fail(err, path, "model.merges[%d]: expected a pair of token strings", i);
+    int pid[2];
+    for (int k = 0; k < 2; k++) {
+        int n = strlen(part[k]) <= rv->raw_size ? tok_unspell(part[k], cat) : -1;
+        int e = n > 0 ? tok_read_vocab_find(rv, cat, n) : -1;
+        if (e < 0) return tok_load_fail(err, path, "model.merges[%d]: unknown token \"%.80s\"", i, part[k]);
+        pid[k] = rv->entry_id[e];
+    }
+    int want = TOK_FIRST_MERGE + i;
+    if (pid[0] >= want || pid[1] >= want)
+        return tok_load_fail(err, path, "model.merges[%d]: uses token %d, which a later merge makes (ids out of order)",
+                             i, pid[0] > pid[1] ? pid[0] : pid[1]);
+    int la = rv->tl[pid[0]], lb = rv->tl[pid[1]];
+    memcpy(cat, rv->tb[pid[0]], (size_t)la);
+    memcpy(cat + la, rv->tb[pid[1]], (size_t)lb);
+    int e = tok_read_vocab_find(rv, cat, la + lb);
+    if (e < 0) return tok_load_fail(err, path, "model.merges[%d]: the merged token is not in model.vocab", i);
+    if (rv->entry_id[e] != want)
+        return tok_load_fail(err, path, "model.merges[%d]: makes token %d; expected id %d (ids out of order)", i,
+                             rv->entry_id[e], want);
+    t->merges[i][0] = pid[0];
+    t->merges[i][1] = pid[1];
+    return 0;
+}
+
+// Step 4: "model.merges" into t->merges, in rank order.
+static int tok_read_merges(const Json *merges, const TokReadVocab *rv, Tokenizer *t, const char *path,
+                           char *err) {
+    t->merges = tok_alloc((size_t)(merges->n ? merges->n : 1), sizeof(int[2]));
+    unsigned char *cat = tok_alloc(2 * rv->raw_size + 2, 1); // fits any part (<= raw_size bytes) and any two tokens
+    char *split = NULL;
+    int rc = 0;
+    for (int i = 0; i < merges->n && rc == 0; i++)
+        rc = tok_read_merge(i, &merges->items[i], rv, cat, &split, t, path, err);
+    free(cat);
+    free(split);
+    return rc;
+}
+
+// Reads dir/tokenizer.json in steps: the model around the vocab, the added tokens, the vocab, the
+// merges; then builds the tables encoding needs. On failure *t is empty and err says why.
 int tokenizer_load(Tokenizer *t, const char *dir, char *err) {
-    int rc = -1;
     memset(t, 0, sizeof(*t));
     char path[4096], jerr[R1_ERR_LEN];
     snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
@@ -1055,141 +1249,21 @@ int tokenizer_load(Tokenizer *t, const char *dir, char *err) {
     if (!text) return -1;
     Json *root = json_parse(text, size, jerr);
     free(text);
-    TokStrMap ids;             // non-special token bytes -> strmap entry
-    tok_strmap_init(&ids);
-    unsigned char *raw = NULL; // every non-special token's bytes, back to back
-    unsigned char **tb = NULL; // tb[id]: its bytes in raw
-    int *tl = NULL;            // tl[id]: their count
-    int *entry_id = NULL;      // strmap entry -> id
-    unsigned char *cat = NULL; // scratch for a merge's parts and result
-    char *split = NULL;        // scratch for the "a b" form of a merge
-    if (!root) TOK_FAIL("%s", jerr);
-    if (root->type != JSON_OBJECT) TOK_FAIL("expected a JSON object");
-    const Json *norm = json_get(root, "normalizer");
-    if (norm && norm->type != JSON_NULL) TOK_FAIL("normalizer: r1.c supports none (null)");
-    const char *what = tok_check_pretokenizer(json_get(root, "pre_tokenizer"));
-    if (what) TOK_FAIL("%s", what);
-    const Json *model = json_get(root, "model");
-    if (!model || model->type != JSON_OBJECT) TOK_FAIL("model: missing");
-    if (!tok_is_string(json_get(model, "type"), "BPE")) TOK_FAIL("model.type: expected \"BPE\"");
-    const Json *vocab = json_get(model, "vocab"), *merges = json_get(model, "merges");
-    if (!vocab || vocab->type != JSON_OBJECT) TOK_FAIL("model.vocab: missing (an object)");
-    if (!merges || merges->type != JSON_ARRAY) TOK_FAIL("model.merges: missing (an array)");
-    int V = vocab->n;
-    if (V < TOK_FIRST_MERGE || V > TOK_MAX_VOCAB)
-        TOK_FAIL("model.vocab: %d tokens; expected %d specials + 256 bytes + merges", V, TOK_N_SPECIAL);
-    if (merges->n != V - TOK_FIRST_MERGE)
-        TOK_FAIL("model.merges: %d merges for %d tokens; expected %d (one per token after id %d)",
-                 merges->n, V, V - TOK_FIRST_MERGE, TOK_FIRST_MERGE - 1);
-
-    // added_tokens: exactly our specials, with their ids
-    const Json *added = json_get(root, "added_tokens");
-    if (!added || added->type != JSON_ARRAY) TOK_FAIL("added_tokens: missing (an array)");
-    if (added->n != TOK_N_SPECIAL)
-        TOK_FAIL("added_tokens: %d entries; expected the %d special tokens", added->n, TOK_N_SPECIAL);
-    for (int i = 0; i < added->n; i++) {
-        const Json *a = &added->items[i];
-        int id;
-        if (tok_int(json_get(a, "id"), 0, TOK_N_SPECIAL - 1, &id) || id != i ||
-            !tok_is_string(json_get(a, "content"), TOK_SPECIAL_TEXT[i]))
-            TOK_FAIL("added_tokens[%d]: expected {\"id\": %d, \"content\": \"%s\"}", i, i, TOK_SPECIAL_TEXT[i]);
+    const Json *vocab = NULL, *merges = NULL;
+    TokReadVocab rv = {0};
+    tok_strmap_init(&rv.ids);
+    int rc = -1;
+    if (!root) {
+        tok_load_fail(err, path, "%s", jerr);
+    } else if (tok_check_model(root, &vocab, &merges, path, err) == 0 &&
+               tok_check_added_tokens(root, path, err) == 0 && tok_read_vocab(vocab, &rv, path, err) == 0 &&
+               tok_read_merges(merges, &rv, t, path, err) == 0) {
+        t->n_merges = merges->n;
+        tok_build(t);
+        rc = 0;
     }
-
-    // vocab: every id in [0, V) exactly once (V keys, each id in range, none twice), the specials
-    // at 0..8, byte b at 9 + b, every string once
-    size_t raw_size = 0;
-    for (int k = 0; k < V; k++) raw_size += strlen(vocab->keys[k]);
-    raw = tok_alloc(raw_size + 1, 1);
-    tb = tok_alloc((size_t)V, sizeof(unsigned char *));
-    tl = tok_alloc((size_t)V, sizeof(int));
-    for (int id = 0; id < V; id++) tl[id] = -1;
-    size_t used = 0;
-    for (int k = 0; k < V; k++) {
-        const char *key = vocab->keys[k];
-        int id, fresh;
-        if (tok_int(&vocab->items[k], 0, V - 1, &id))
-            TOK_FAIL("model.vocab[\"%.80s\"]: the id must be an integer in [0, %d]", key, V - 1);
-        if (tl[id] >= 0) TOK_FAIL("model.vocab: id %d is given twice", id);
-        if (id < TOK_N_SPECIAL) {
-            if (strcmp(key, TOK_SPECIAL_TEXT[id]) != 0)
-                TOK_FAIL("model.vocab: id %d is \"%.80s\"; expected the special token \"%s\"", id, key,
-                         TOK_SPECIAL_TEXT[id]);
-            tl[id] = 0;
-            continue;
-        }
-        int n = tok_unspell(key, raw + used);
-        if (n <= 0) TOK_FAIL("model.vocab[\"%.80s\"]: not a byte-level token string", key);
-        if (id < TOK_FIRST_MERGE && (n != 1 || raw[used] != id - TOK_N_SPECIAL))
-            TOK_FAIL("model.vocab: id %d is \"%.80s\"; expected the byte 0x%02x", id, key, id - TOK_N_SPECIAL);
-        if (id >= TOK_FIRST_MERGE && n < 2)
-            TOK_FAIL("model.vocab: id %d is the single byte \"%.80s\"; ids from %d on are merges", id, key,
-                     TOK_FIRST_MERGE);
-        tok_strmap_add(&ids, raw + used, (size_t)n, &fresh);
-        if (!fresh) TOK_FAIL("model.vocab: \"%.80s\" appears twice", key);
-        tb[id] = raw + used;
-        tl[id] = n;
-        used += (size_t)n;
-    }
-    entry_id = tok_alloc((size_t)V, sizeof(int));
-    for (int id = TOK_N_SPECIAL; id < V; id++)
-        entry_id[tok_strmap_find(&ids, tb[id], (size_t)tl[id], tok_hash_bytes(tb[id], (size_t)tl[id]))] = id;
-
-    // merges: merge i joins two earlier tokens into token TOK_FIRST_MERGE + i
-    t->merges = tok_alloc((size_t)(merges->n ? merges->n : 1), sizeof(int[2]));
-    size_t cap_cat = 2 * raw_size + 2; // fits any part (<= raw_size bytes) and any two tokens
-    cat = tok_alloc(cap_cat, 1);
-    for (int i = 0; i < merges->n; i++) {
-        const Json *m = &merges->items[i];
-        const char *part[2];
-        if (m->type == JSON_ARRAY && m->n == 2 && m->items[0].type == JSON_STRING &&
-            m->items[1].type == JSON_STRING) {
-            part[0] = m->items[0].string;
-            part[1] = m->items[1].string;
-        } else if (m->type == JSON_STRING && strchr(m->string, ' ') &&
-                   !strchr(strchr(m->string, ' ') + 1, ' ')) {
-            free(split); // the older "a b" form
-            split = strdup(m->string);
-            if (!split) TOK_FAIL("out of memory");
-            *strchr(split, ' ') = 0;
-            part[0] = split;
-            part[1] = split + strlen(split) + 1;
-        } else {
-            TOK_FAIL("model.merges[%d]: expected a pair of token strings", i);
-        }
-        int pid[2];
-        for (int k = 0; k < 2; k++) {
-            int n = strlen(part[k]) <= raw_size ? tok_unspell(part[k], cat) : -1;
-            int e = n > 0 ? tok_strmap_find(&ids, cat, (size_t)n, tok_hash_bytes(cat, (size_t)n)) : -1;
-            if (e < 0) TOK_FAIL("model.merges[%d]: unknown token \"%.80s\"", i, part[k]);
-            pid[k] = entry_id[e];
-        }
-        int want = TOK_FIRST_MERGE + i;
-        if (pid[0] >= want || pid[1] >= want)
-            TOK_FAIL("model.merges[%d]: uses token %d, which a later merge makes (ids out of order)", i,
-                     pid[0] > pid[1] ? pid[0] : pid[1]);
-        int la = tl[pid[0]], lb = tl[pid[1]];
-        memcpy(cat, tb[pid[0]], (size_t)la);
-        memcpy(cat + la, tb[pid[1]], (size_t)lb);
-        int e = tok_strmap_find(&ids, cat, (size_t)(la + lb), tok_hash_bytes(cat, (size_t)(la + lb)));
-        if (e < 0) TOK_FAIL("model.merges[%d]: the merged token is not in model.vocab", i);
-        if (entry_id[e] != want)
-            TOK_FAIL("model.merges[%d]: makes token %d; expected id %d (ids out of order)", i, entry_id[e], want);
-        t->merges[i][0] = pid[0];
-        t->merges[i][1] = pid[1];
-    }
-    t->n_merges = merges->n;
-    tok_build(t);
-    rc = 0;
-fail:  // success and failure share the cleanup; a failure also empties *t
     json_free(root);
-    tok_strmap_free(&ids);
-    free(raw);
-    free(tb);
-    free(tl);
-    free(entry_id);
-    free(cat);
-    free(split);
-    if (rc) tokenizer_free(t);
+    tok_read_vocab_free(&rv);
+    if (rc) tokenizer_free(t); // a failure also empties *t
     return rc;
 }
-#undef TOK_FAIL
