@@ -1,14 +1,27 @@
-// formats.c: the ecosystem's file formats for r1.c: a strict JSON parser, safetensors (read with
-// every field validated, written atomically), config.json in both of its layouts, and checkpoint
-// directories in the Hugging Face hub layout, saved as one atomic set with the optimizer state.
+// formats.c: the files r1.c reads and writes, bytes on disk <-> the program's structs:
+//   - whole files: read_file, and the atomic writer (AtomicFile: atomic_open / atomic_commit /
+//     atomic_abort, write_bytes_atomic, write_text_atomic) that every file the program writes
+//     goes through, so a crash leaves the old file or the new one whole;
+//   - a strict JSON parser (and json_write_string);
+//   - safetensors, read with every field validated and written atomically;
+//   - config.json in both of its layouts (transformers 5 and the hub), with the presets and
+//     config_validate;
+//   - the checkpoint directory's staged commit: checkpoint_recover finishes or discards a save
+//     that was interrupted between DIR/.staging and DIR.
+// The model's checkpoint load and save (which tensors, in which order, the optimizer state) are
+// in r1.c, which builds them from these pieces.
 //
-// Why a file of its own: DESIGN.md keeps the C in r1.c, moe.c and grpo.c unless a file would pass
-// ~3,000 lines. r1.c passed that; the file formats are one concept (bytes on disk <-> Config,
-// parameters, optimizer state), independent of how the network computes, so they moved here whole.
+// Why a file of its own: the file formats are one concept, independent of how the network
+// computes; nothing here knows a parameter or a kernel. formats.c is the bottom of the import
+// order that r1.h lists (formats.c, tokenizer.c -> kernels.c -> moe.c -> r1.c -> tasks.c ->
+// grpo.c -> main.c: a file calls only functions of the files before it), so it calls into none
+// of the others, and it holds the three functions every file uses to give up (section 0).
 //
 // Sections:
-//   1. JSON and safetensors
-//   2. config.json and checkpoints
+//   0. How the program fails: die, xcalloc, xrealloc
+//   1. Files, JSON and safetensors: errors and a byte buffer, whole files and atomic files, JSON,
+//      safetensors
+//   2. Configs: the presets, validation, config.json; the checkpoint directory's staged commit
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE  // madvise (Linux, the BSDs)
 #include "r1.h"
@@ -82,7 +95,7 @@ void *xcalloc(size_t n, size_t size) {
 }
 
 // ==============================================================================================
-// 1. JSON and safetensors
+// 1. Files, JSON and safetensors
 // ==============================================================================================
 
 // ----------------------------------------------------------------------------------------------
@@ -1465,8 +1478,12 @@ int config_read_file(const char *path, Config *c, char *err) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// Saving a checkpoint as one atomic set of files
+// The checkpoint directory's staged commit
 // ----------------------------------------------------------------------------------------------
+// A checkpoint is saved as one atomic set of files (r1.c's checkpoint save, r1.h): every file
+// goes to DIR/.staging/ first, then DIR/.staging/COMMIT (written atomically, listing the files)
+// marks the set complete, and the files are moved into DIR. checkpoint_recover, run before every
+// load and save, finishes whichever of these steps a killed run left undone.
 
 // Finishes or discards an interrupted save (see r1.h). Safe to call on any directory.
 int checkpoint_recover(const char *dir, char *err) {

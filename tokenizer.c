@@ -1,11 +1,17 @@
 // tokenizer.c: byte-level BPE for r1.c (training, encoding, decoding, tokenizer.json I/O).
 //
-// Why a file of its own: DESIGN.md keeps the C in r1.c, moe.c and grpo.c unless a file would pass
-// ~3,000 lines. r1.c passed that with the model, its I/O and the training loops; the tokenizer is
-// a concept of its own (text <-> ids, nothing about the network), used by r1.c and grpo.c alike
-// through r1.h, so it moved here whole.
+// Why a file of its own: the tokenizer is a concept of its own (text <-> ids, nothing about the
+// network). It sits at the bottom of the import order (r1.h) beside formats.c, whose JSON parser,
+// read_file and atomic writer it uses, and calls nothing else; r1.c (checkpoints), grpo.c and
+// main.c use it through r1.h.
+//
+// Sections: the encoding rules (below), small helpers (memory, hashing, hash maps), the
+// tokenizer's private tables, pre-tokenization (special tokens, then chunks), training
+// (tokenizer_train: count the words, count the pairs, learn the merges), encoding and decoding,
+// tokenizer.json and tokenizer_config.json (tokenizer_save: one function per part of the file),
+// tokenizer_load (check the model and the added tokens, read the vocab, read the merges).
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L // fsync, mkdir (r1.c defines it at its top)
+#define _POSIX_C_SOURCE 200809L // open_memstream, mkdir, strdup
 #endif
 #include "r1.h"
 
@@ -15,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 // ==============================================================================================
 // Tokenizer: byte-level BPE (as GPT-2 and DeepSeek-V3) with single-digit numbers (as LLaMA)
