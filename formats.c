@@ -1,14 +1,27 @@
-// formats.c: the ecosystem's file formats for r1.c: a strict JSON parser, safetensors (read with
-// every field validated, written atomically), config.json in both of its layouts, and checkpoint
-// directories in the Hugging Face hub layout, saved as one atomic set with the optimizer state.
+// formats.c: the files r1.c reads and writes, bytes on disk <-> the program's structs:
+//   - whole files: read_file, and the atomic writer (AtomicFile: atomic_open / atomic_commit /
+//     atomic_abort, write_bytes_atomic, write_text_atomic) that every file the program writes
+//     goes through, so a crash leaves the old file or the new one whole;
+//   - a strict JSON parser (and json_write_string);
+//   - safetensors, read with every field validated and written atomically;
+//   - config.json in both of its layouts (transformers 5 and the hub), with the presets and
+//     config_validate;
+//   - the checkpoint directory's staged commit: checkpoint_recover finishes or discards a save
+//     that was interrupted between DIR/.staging and DIR.
+// The model's checkpoint load and save (which tensors, in which order, the optimizer state) are
+// in r1.c, which builds them from these pieces.
 //
-// Why a file of its own: DESIGN.md keeps the C in r1.c, moe.c and grpo.c unless a file would pass
-// ~3,000 lines. r1.c passed that; the file formats are one concept (bytes on disk <-> Config,
-// parameters, optimizer state), independent of how the network computes, so they moved here whole.
+// Why a file of its own: the file formats are one concept, independent of how the network
+// computes; nothing here knows a parameter or a kernel. formats.c is the bottom of the import
+// order that r1.h lists (formats.c, tokenizer.c -> kernels.c -> moe.c -> r1.c -> tasks.c ->
+// grpo.c -> main.c: a file calls only functions of the files before it), so it calls into none
+// of the others, and it holds the three functions every file uses to give up (section 0).
 //
 // Sections:
-//   1. JSON and safetensors
-//   2. config.json and checkpoints
+//   0. How the program fails: die, xcalloc, xrealloc
+//   1. Files, JSON and safetensors: errors and a byte buffer, whole files and atomic files, JSON,
+//      safetensors
+//   2. Configs: the presets, validation, config.json; the checkpoint directory's staged commit
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE  // madvise (Linux, the BSDs)
 #include "r1.h"
@@ -95,7 +108,7 @@ void *xcalloc(size_t n, size_t size) {
 }
 
 // ==============================================================================================
-// 1. JSON and safetensors
+// 1. Files, JSON and safetensors
 // ==============================================================================================
 
 // ----------------------------------------------------------------------------------------------
@@ -185,6 +198,61 @@ char *read_file(const char *path, size_t *size, char *err) {
     buf[len] = '\0';
     if (size != NULL) *size = len;
     return buf;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Atomic files: every file the program writes goes through these three functions, so a reader
+// (or a run that is killed) sees the old file or the new one whole, never a part of either.
+// The bytes go to PATH.tmp, which is flushed, synced to the disk and renamed over PATH (a rename
+// within one directory is atomic in POSIX) only once it is complete.
+// ----------------------------------------------------------------------------------------------
+
+int atomic_open(AtomicFile *a, const char *path, char *err) {
+    memset(a, 0, sizeof(*a));
+    if (strlen(path) + 5 > sizeof(a->tmp))
+        return io_fail(err, "%.200s...: path too long (%zu bytes)", path, strlen(path));
+    snprintf(a->path, sizeof(a->path), "%s", path);
+    snprintf(a->tmp, sizeof(a->tmp), "%s.tmp", path);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) return io_fail(err, "%s: %s", a->tmp, strerror(errno));
+    return 0;
+}
+
+int atomic_commit(AtomicFile *a, char *err) {
+    int ok = !ferror(a->f);
+    ok = fflush(a->f) == 0 && ok;
+    ok = fsync(fileno(a->f)) == 0 && ok;
+    int e = ok ? 0 : (errno ? errno : EIO);
+    if (fclose(a->f) != 0 && ok) ok = 0, e = errno;
+    a->f = NULL;
+    if (ok && rename(a->tmp, a->path) != 0) ok = 0, e = errno, a->failed_at_rename = 1;
+    if (!ok) {
+        a->failed_errno = e;
+        remove(a->tmp);
+        return io_fail(err, "%s: %s", a->path, strerror(e));
+    }
+    return 0;
+}
+
+void atomic_abort(AtomicFile *a) {
+    if (a->f) fclose(a->f);
+    a->f = NULL;
+    remove(a->tmp);
+}
+
+int write_bytes_atomic(const char *path, const void *data, size_t n, char *err) {
+    AtomicFile a;
+    if (atomic_open(&a, path, err)) return -1;
+    if (fwrite(data, 1, n, a.f) != n) {
+        int e = errno ? errno : EIO;
+        atomic_abort(&a);
+        return io_fail(err, "%s: %s", path, strerror(e));
+    }
+    return atomic_commit(&a, err);
+}
+
+int write_text_atomic(const char *path, const char *text, char *err) {
+    return write_bytes_atomic(path, text, strlen(text), err);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -939,8 +1007,8 @@ static void st_build_header(ByteBuf *b, const StWrite *tensors, int n, const cha
     while (b->len % 8 != 0) bytebuf_putc(b, ' ');
 }
 
-// Writes the length, header and data to fp, and makes sure they reach the disk. Returns 0, or
-// -1 with errno set.
+// Writes the length, header and data to fp (atomic_commit then syncs them to the disk).
+// Returns 0, or -1 with errno set.
 static int st_write_stream(FILE *fp, const ByteBuf *header, const StWrite *tensors, int n,
                            const uint64_t *nbytes) {
     unsigned char len[8];
@@ -950,13 +1018,29 @@ static int st_write_stream(FILE *fp, const ByteBuf *header, const StWrite *tenso
     for (int i = 0; i < n; i++) {
         if (nbytes[i] > 0 && fwrite(tensors[i].data, 1, (size_t)nbytes[i], fp) != (size_t)nbytes[i]) return -1;
     }
-    if (fflush(fp) != 0) return -1;
-    if (fsync(fileno(fp)) != 0) return -1;
     return 0;
 }
 
-// Atomic: the file is written to "<path>.tmp", synced, and renamed onto path, so a crash or a
-// full disk leaves either the old file or the new one, never half of one.
+// The file through an atomic file (above): "<path>.tmp" is written, synced and renamed onto
+// path, so a crash or a full disk leaves either the old file or the new one, never half of one.
+// The message names the step that failed: create, write or rename "<path>.tmp".
+static int st_write_atomic(const char *path, const ByteBuf *header, const StWrite *tensors, int n,
+                           const uint64_t *nbytes, char *err) {
+    AtomicFile a;
+    char why[R1_ERR_LEN];  // "<path>.tmp: why"
+    if (atomic_open(&a, path, why) != 0) return io_fail(err, "%s: cannot create %s", path, why);
+    if (st_write_stream(a.f, header, tensors, n, nbytes) != 0) {
+        int e = errno;
+        atomic_abort(&a);
+        return io_fail(err, "%s: cannot write %s: %s", path, a.tmp, strerror(e));
+    }
+    if (atomic_commit(&a, NULL) == 0) return 0;
+    if (a.failed_at_rename)
+        return io_fail(err, "%s: cannot rename %s onto it: %s", path, a.tmp, strerror(a.failed_errno));
+    return io_fail(err, "%s: cannot write %s: %s", path, a.tmp, strerror(a.failed_errno));
+}
+
+// Checks the tensors, builds the header, and writes the file atomically.
 int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
              char *err) {
     uint64_t *nbytes = calloc(n > 0 ? (size_t)n : 1, sizeof *nbytes);
@@ -964,28 +1048,8 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
     if (st_check_writes(path, tensors, n, metadata, n_meta, nbytes, err) != 0) { free(nbytes); return -1; }
     ByteBuf header = {0};
     st_build_header(&header, tensors, n, metadata, n_meta, nbytes);
-    size_t path_len = strlen(path);
-    char *tmp = malloc(path_len + 5);
-    if (header.oom || tmp == NULL) {
-        free(nbytes); free(header.data); free(tmp);
-        return io_fail(err, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, path_len);
-    memcpy(tmp + path_len, ".tmp", 5);
-
-    int rc = 0;
-    FILE *fp = fopen(tmp, "wb");
-    if (fp == NULL) {
-        rc = io_fail(err, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    } else {
-        int failed = st_write_stream(fp, &header, tensors, n, nbytes) != 0;
-        int e = errno;
-        if (fclose(fp) != 0 && !failed) { failed = 1; e = errno; }
-        if (failed) rc = io_fail(err, "%s: cannot write %s: %s", path, tmp, strerror(e));
-        else if (rename(tmp, path) != 0) rc = io_fail(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
-        if (rc != 0) remove(tmp);
-    }
-    free(tmp);
+    int rc = header.oom ? io_fail(err, "%s: out of memory", path)
+                        : st_write_atomic(path, &header, tensors, n, nbytes, err);
     free(header.data);
     free(nbytes);
     return rc;
@@ -1228,45 +1292,46 @@ static int parse_rope(const Json *root, Config *c, char *err) {
     return 0;
 }
 
-int config_from_json(const char *text, Config *c, char *err) {
-    char jerr[R1_ERR_LEN];
-    Json *root = json_parse(text, strlen(text), jerr);
-    if (!root) {
-        snprintf(err, R1_ERR_LEN, "config.json: %s", jerr);
-        return -1;
-    }
-    int rc = -1;
-    if (root->type != JSON_OBJECT) {
-        snprintf(err, R1_ERR_LEN, "config.json: not a JSON object");
-        goto done;
-    }
+// The keys whose value r1.c cannot change: absent is fine, another value is not (model_type,
+// the activation, the router's scoring and top-k method, an MoE layer after every dense prefix).
+static int config_check_fixed_keys(const Json *root, char *err) {
     const Json *mt = json_get(root, "model_type");
     if (mt && (mt->type != JSON_STRING || strcmp(mt->string, "deepseek_v3") != 0)) {
         snprintf(err, R1_ERR_LEN, "config.json: model_type must be \"deepseek_v3\"");
-        goto done;
+        return -1;
     }
-    // string keys the model depends on: absent is fine, another value is not
     static const char *const fixed[][2] = {{"hidden_act", "silu"}, {"scoring_func", "sigmoid"},
                                            {"topk_method", "noaux_tc"}};
     for (int i = 0; i < 3; i++) {
         const Json *v = json_get(root, fixed[i][0]);
         if (v && (v->type != JSON_STRING || strcmp(v->string, fixed[i][1]) != 0)) {
             snprintf(err, R1_ERR_LEN, "config.json: %s must be \"%s\"", fixed[i][0], fixed[i][1]);
-            goto done;
+            return -1;
         }
     }
     const Json *freq = json_get(root, "moe_layer_freq");
     if (freq && (freq->type != JSON_NUMBER || freq->number != 1)) {
         snprintf(err, R1_ERR_LEN, "config.json: moe_layer_freq must be 1");
-        goto done;
+        return -1;
     }
-    // defaults: transformers' DeepseekV3Config defaults where a key is absent
+    return 0;
+}
+
+// transformers' DeepseekV3Config defaults, for the keys a config.json leaves out: the
+// deepseek-v3 preset without YaRN, with initializer_range 0.02 and untied embeddings.
+static void config_json_defaults(Config *c, char *err) {
     Config d = {0};
     config_preset("deepseek-v3", &d, err);
     d.rope_yarn = 0;
     d.initializer_range = 0.02f;
     d.tie_word_embeddings = 0;
     *c = d;
+}
+
+// The sizes, counts and flags of config.json into c (a key that is absent keeps c's value),
+// each checked for its type and range. "q_lora_rank": null means no query compression (0);
+// "attention_bias": true is refused (DeepSeek-V3 has none).
+static int config_read_fields(const Json *root, Config *c, char *err) {
     const int BIG = 1 << 30;
     int q_null = 0;
     const Json *q = json_get(root, "q_lora_rank");
@@ -1298,7 +1363,7 @@ int config_from_json(const char *text, Config *c, char *err) {
         json_float_field(root, "initializer_range", &c->initializer_range, err) ||
         json_bool_field(root, "attention_bias", &attention_bias, err) ||
         json_bool_field(root, "rope_interleave", &interleave, err))
-        goto done;
+        return -1;
     if (q_null) c->q_lora_rank = 0;
     c->rope_interleave = interleave;
     const Json *bos = json_get(root, "bos_token_id"), *eos = json_get(root, "eos_token_id");
@@ -1306,67 +1371,31 @@ int config_from_json(const char *text, Config *c, char *err) {
     if (eos && eos->type == JSON_NUMBER) c->eos_token_id = (int)eos->number;
     if (attention_bias) {
         snprintf(err, R1_ERR_LEN, "config.json: attention_bias true is not supported");
-        goto done;
+        return -1;
     }
-    if (parse_rope(root, c, err)) goto done;
-    rc = config_validate(c, err);
-done:
+    return 0;
+}
+
+// config.json text -> c, in steps: parse the JSON, check the keys with a fixed value, start from
+// transformers' defaults, read the fields, then the rope parameters, and validate the whole.
+// *c is untouched when the JSON or a fixed key is wrong.
+int config_from_json(const char *text, Config *c, char *err) {
+    char jerr[R1_ERR_LEN];
+    Json *root = json_parse(text, strlen(text), jerr);
+    if (!root) {
+        snprintf(err, R1_ERR_LEN, "config.json: %s", jerr);
+        return -1;
+    }
+    int rc = -1;
+    if (root->type != JSON_OBJECT) {
+        snprintf(err, R1_ERR_LEN, "config.json: not a JSON object");
+    } else if (config_check_fixed_keys(root, err) == 0) {
+        config_json_defaults(c, err);
+        if (config_read_fields(root, c, err) == 0 && parse_rope(root, c, err) == 0)
+            rc = config_validate(c, err);
+    }
     json_free(root);
     return rc;
-}
-
-// ----------------------------------------------------------------------------------------------
-// Atomic files: every file the program writes goes through these three functions, so a reader
-// (or a run that is killed) sees the old file or the new one whole, never a part of either.
-// The bytes go to PATH.tmp, which is flushed, synced to the disk and renamed over PATH (a rename
-// within one directory is atomic in POSIX) only once it is complete.
-// ----------------------------------------------------------------------------------------------
-
-int atomic_open(AtomicFile *a, const char *path, char *err) {
-    memset(a, 0, sizeof(*a));
-    if (strlen(path) + 5 > sizeof(a->tmp))
-        return io_fail(err, "%.200s...: path too long (%zu bytes)", path, strlen(path));
-    snprintf(a->path, sizeof(a->path), "%s", path);
-    snprintf(a->tmp, sizeof(a->tmp), "%s.tmp", path);
-    a->f = fopen(a->tmp, "wb");
-    if (!a->f) return io_fail(err, "%s: %s", a->tmp, strerror(errno));
-    return 0;
-}
-
-int atomic_commit(AtomicFile *a, char *err) {
-    int ok = !ferror(a->f);
-    ok = fflush(a->f) == 0 && ok;
-    ok = fsync(fileno(a->f)) == 0 && ok;
-    int e = ok ? 0 : (errno ? errno : EIO);
-    if (fclose(a->f) != 0 && ok) ok = 0, e = errno;
-    a->f = NULL;
-    if (ok && rename(a->tmp, a->path) != 0) ok = 0, e = errno;
-    if (!ok) {
-        remove(a->tmp);
-        return io_fail(err, "%s: %s", a->path, strerror(e));
-    }
-    return 0;
-}
-
-void atomic_abort(AtomicFile *a) {
-    if (a->f) fclose(a->f);
-    a->f = NULL;
-    remove(a->tmp);
-}
-
-int write_bytes_atomic(const char *path, const void *data, size_t n, char *err) {
-    AtomicFile a;
-    if (atomic_open(&a, path, err)) return -1;
-    if (fwrite(data, 1, n, a.f) != n) {
-        int e = errno ? errno : EIO;
-        atomic_abort(&a);
-        return io_fail(err, "%s: %s", path, strerror(e));
-    }
-    return atomic_commit(&a, err);
-}
-
-int write_text_atomic(const char *path, const char *text, char *err) {
-    return write_bytes_atomic(path, text, strlen(text), err);
 }
 
 // The shortest decimal that reads back as the same float (0.707, not 0.707000017).
@@ -1462,8 +1491,12 @@ int config_read_file(const char *path, Config *c, char *err) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// Saving a checkpoint as one atomic set of files
+// The checkpoint directory's staged commit
 // ----------------------------------------------------------------------------------------------
+// A checkpoint is saved as one atomic set of files (r1.c's checkpoint save, r1.h): every file
+// goes to DIR/.staging/ first, then DIR/.staging/COMMIT (written atomically, listing the files)
+// marks the set complete, and the files are moved into DIR. checkpoint_recover, run before every
+// load and save, finishes whichever of these steps a killed run left undone.
 
 // Finishes or discards an interrupted save (see r1.h). Safe to call on any directory.
 int checkpoint_recover(const char *dir, char *err) {

@@ -520,7 +520,8 @@ typedef struct {
     int64_t shape[4];
     const void *data;
 } StWrite;
-// Writes atomically: path.tmp, fsync, rename. metadata may be NULL (pairs of strings, n_meta).
+// Writes atomically (an AtomicFile: path.tmp, fsync, rename); a failure says which step:
+// "PATH: cannot create|write|rename PATH.tmp...". metadata may be NULL (pairs of strings, n_meta).
 int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
              char *err);
 
@@ -536,11 +537,14 @@ double now_seconds(void);  // a monotonic clock, in seconds
 // Atomic files (formats.c): every file the program writes goes to PATH.tmp, is flushed and
 // synced, and is renamed over PATH only when complete, so the old file or the new one is there
 // whole, never a part. atomic_open: 0, or -1 with "PATH.tmp: why" in err; atomic_commit: 0, or
-// -1 with "PATH: why" (the .tmp removed); atomic_abort: drop a half-written file.
+// -1 with "PATH: why" (the .tmp removed), and failed_errno / failed_at_rename say which step
+// failed for a caller that words its own message (st_write); atomic_abort: drop a half-written file.
 typedef struct {
-    FILE *f;          // write to this between atomic_open and atomic_commit
-    char path[4096];  // the file's name
-    char tmp[4104];   // PATH.tmp
+    FILE *f;               // write to this between atomic_open and atomic_commit
+    char path[4096];       // the file's name
+    char tmp[4104];        // PATH.tmp
+    int failed_errno;      // after a failed atomic_commit: why (an errno value)
+    int failed_at_rename;  // and 1 if PATH.tmp was complete but the rename onto PATH failed
 } AtomicFile;
 int atomic_open(AtomicFile *a, const char *path, char *err);
 int atomic_commit(AtomicFile *a, char *err);

@@ -1,20 +1,26 @@
 // tokenizer.c: byte-level BPE for r1.c (training, encoding, decoding, tokenizer.json I/O).
 //
-// Why a file of its own: DESIGN.md keeps the C in r1.c, moe.c and grpo.c unless a file would pass
-// ~3,000 lines. r1.c passed that with the model, its I/O and the training loops; the tokenizer is
-// a concept of its own (text <-> ids, nothing about the network), used by r1.c and grpo.c alike
-// through r1.h, so it moved here whole.
+// Why a file of its own: the tokenizer is a concept of its own (text <-> ids, nothing about the
+// network). It sits at the bottom of the import order (r1.h) beside formats.c, whose JSON parser,
+// read_file and atomic writer it uses, and calls nothing else; r1.c (checkpoints), grpo.c and
+// main.c use it through r1.h.
+//
+// Sections: the encoding rules (below), small helpers (memory, hashing, hash maps), the
+// tokenizer's private tables, pre-tokenization (special tokens, then chunks), training
+// (tokenizer_train: count the words, count the pairs, learn the merges), encoding and decoding,
+// tokenizer.json and tokenizer_config.json (tokenizer_save: one function per part of the file),
+// tokenizer_load (check the model and the added tokens, read the vocab, read the merges).
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L // fsync, mkdir (r1.c defines it at its top)
+#define _POSIX_C_SOURCE 200809L // open_memstream, mkdir, strdup
 #endif
 #include "r1.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 // ==============================================================================================
 // Tokenizer: byte-level BPE (as GPT-2 and DeepSeek-V3) with single-digit numbers (as LLaMA)
@@ -458,20 +464,32 @@ static void tok_push_fresh(TokTrainer *tr) {
     tr->n_fresh = 0;
 }
 
-int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, char *err) {
-    memset(t, 0, sizeof(*t));
-    if (vocab_size < TOK_FIRST_MERGE || vocab_size > TOK_MAX_VOCAB) {
-        snprintf(err, R1_ERR_LEN, "tokenizer: vocab_size %d must be in [%d, %d] (%d specials + 256 bytes + merges)",
-                 vocab_size, TOK_FIRST_MERGE, TOK_MAX_VOCAB, TOK_N_SPECIAL);
-        return -1;
-    }
-    const unsigned char *s = (const unsigned char *)text;
+static void tok_trainer_free(TokTrainer *tr) {
+    for (int i = 0; i < tr->n_pairs; i++) free(tr->pairs[i].words);
+    free(tr->pairs);
+    free(tr->heap);
+    free(tr->fresh);
+    tok_map_free(&tr->index);
+}
 
-    // 1. The distinct chunks ("words") of the text and how often each occurs, in order of first
-    //    appearance (so that everything after is a function of the text alone).
-    TokStrMap chunks;
-    tok_strmap_init(&chunks);
-    int64_t *freq = NULL;
+// The training text as its distinct chunks ("words", step 2 of encoding): word w occurs freq[w]
+// times and is, at each point of training, the tokens sym[start[w] .. start[w] + len[w]) (all
+// words in one buffer; a merge shrinks a word in place).
+typedef struct {
+    TokStrMap chunks;  // word w's bytes (pointers into the text), in order of first appearance
+    int64_t *freq;     // [n]
+    int n;
+    int *sym;          // [total bytes of all words]
+    size_t *start;     // [n]
+    int *len;          // [n]
+} TokWords;
+
+// Step 1 of training: the distinct chunks of the text and how often each occurs, in order of
+// first appearance (so that everything after is a function of the text alone). Special tokens
+// are cut out, as in encoding.
+static void tok_count_words(TokWords *wd, const unsigned char *s, size_t len) {
+    tok_strmap_init(&wd->chunks);
+    wd->freq = NULL;
     int cap_freq = 0;
     size_t pos = 0;
     while (pos < len) {
@@ -480,134 +498,193 @@ int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, 
         while (pos < at) {
             size_t end = tok_chunk_end(s, pos, at);
             int added;
-            int w = tok_strmap_add(&chunks, s + pos, end - pos, &added);
+            int w = tok_strmap_add(&wd->chunks, s + pos, end - pos, &added);
             if (added) {
                 if (w >= cap_freq) {
                     cap_freq = cap_freq ? 2 * cap_freq : 1024;
-                    freq = tok_grow(freq, (size_t)cap_freq, sizeof(int64_t));
+                    wd->freq = tok_grow(wd->freq, (size_t)cap_freq, sizeof(int64_t));
                 }
-                freq[w] = 0;
+                wd->freq[w] = 0;
             }
-            freq[w]++;
+            wd->freq[w]++;
             pos = end;
         }
         if (sp >= 0) pos = at + strlen(TOK_SPECIAL_TEXT[sp]);
     }
-    int n_words = chunks.n;
+    wd->n = wd->chunks.n;
+}
 
-    // 2. Each word as a sequence of token ids, all words in one buffer (merges shrink them in place).
+// Step 2: each word as a sequence of token ids, one per byte (id = TOK_N_SPECIAL + byte).
+static void tok_words_to_byte_tokens(TokWords *wd) {
     size_t total = 0;
-    for (int w = 0; w < n_words; w++) total += chunks.len[w];
-    int *sym = tok_alloc(total, sizeof(int));
-    size_t *start = tok_alloc((size_t)n_words, sizeof(size_t));
-    int *wlen = tok_alloc((size_t)n_words, sizeof(int));
+    for (int w = 0; w < wd->n; w++) total += wd->chunks.len[w];
+    wd->sym = tok_alloc(total, sizeof(int));
+    wd->start = tok_alloc((size_t)wd->n, sizeof(size_t));
+    wd->len = tok_alloc((size_t)wd->n, sizeof(int));
     total = 0;
-    for (int w = 0; w < n_words; w++) {
-        start[w] = total;
-        wlen[w] = (int)chunks.len[w];
-        for (uint32_t k = 0; k < chunks.len[w]; k++) sym[total++] = TOK_N_SPECIAL + chunks.ptr[w][k];
+    for (int w = 0; w < wd->n; w++) {
+        wd->start[w] = total;
+        wd->len[w] = (int)wd->chunks.len[w];
+        for (uint32_t k = 0; k < wd->chunks.len[w]; k++) wd->sym[total++] = TOK_N_SPECIAL + wd->chunks.ptr[w][k];
     }
+}
 
-    // 3. Count every adjacent pair; push them all on the heap.
-    TokTrainer tr = {0};
-    tok_map_init(&tr.index, 1 << 16);
-    for (int w = 0; w < n_words; w++)
-        for (int k = 0; k + 1 < wlen[w]; k++)
-            tok_pair_add(&tr, sym[start[w] + k], sym[start[w] + k + 1], freq[w], w);
-    tok_push_fresh(&tr);
+static void tok_words_free(TokWords *wd) {
+    free(wd->sym);
+    free(wd->start);
+    free(wd->len);
+    free(wd->freq);
+    tok_strmap_free(&wd->chunks);
+}
 
-    // 4. Merge. The heap holds each live pair once, with a count that is >= its true count:
-    //    counts of existing pairs only fall (a merge removes occurrences of pairs touching a or b),
-    //    and the only new pairs are those holding the new token, pushed right after their merge.
-    //    So when the top's count is current, it is the most frequent pair; otherwise it is pushed
-    //    back with its true count (the lazy update of HF's BpeTrainer).
-    int cap_merges = vocab_size - TOK_FIRST_MERGE;
+// Step 3: count every adjacent pair of every word (times the word's frequency); push them all
+// on the heap.
+static void tok_count_pairs(TokTrainer *tr, const TokWords *wd) {
+    tok_map_init(&tr->index, 1 << 16);
+    for (int w = 0; w < wd->n; w++) {
+        const int *q = wd->sym + wd->start[w];
+        for (int k = 0; k + 1 < wd->len[w]; k++) tok_pair_add(tr, q[k], q[k + 1], wd->freq[w], w);
+    }
+    tok_push_fresh(tr);
+}
+
+// The heap holds each live pair once, with a count that is >= its true count: counts of existing
+// pairs only fall (a merge removes occurrences of pairs touching a or b), and the only new pairs
+// are those holding the new token, pushed right after their merge. So when the top's count is
+// current, it is the most frequent pair; otherwise it is pushed back with its true count (the
+// lazy update of HF's BpeTrainer). Returns the pair number of the most frequent pair, or -1 when
+// the top was stale (pushed back: pop again).
+static int tok_pop_best_pair(TokTrainer *tr) {
+    TokHeapItem top = tok_heap_pop(tr);
+    TokPair *p = &tr->pairs[top.p];
+    if (top.count == p->count) return top.p;
+    if (p->count > 0) tok_heap_push(tr, (TokHeapItem){p->count, p->a, p->b, top.p});
+    return -1;
+}
+
+// The bytes of every merged token, so that a pair whose bytes another merge already made is
+// skipped: HF's vocab is keyed by the string, so there is one token per string (a guard, as in
+// HF's trainer; we have not seen it happen).
+typedef struct {
+    TokStrMap strings;     // the merged tokens' bytes -> merge number
+    unsigned char **bytes; // bytes[i], len[i]: the bytes of token TOK_FIRST_MERGE + i
+    int *len;
+    int n;
+} TokMadeTokens;
+
+static void tok_made_init(TokMadeTokens *made, int cap_merges) {
+    tok_strmap_init(&made->strings);
+    made->bytes = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(unsigned char *));
+    made->len = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(int));
+    made->n = 0;
+}
+
+static void tok_made_free(TokMadeTokens *made) {
+    for (int i = 0; i < made->n; i++) free(made->bytes[i]);
+    free(made->bytes);
+    free(made->len);
+    tok_strmap_free(&made->strings);
+}
+
+// Records the bytes of the token a + b as the next merged token; returns 0 (and records nothing)
+// when another merge already made these bytes.
+static int tok_made_add(TokMadeTokens *made, int a, int b) {
+    int la = a < TOK_FIRST_MERGE ? 1 : made->len[a - TOK_FIRST_MERGE];
+    int lb = b < TOK_FIRST_MERGE ? 1 : made->len[b - TOK_FIRST_MERGE];
+    unsigned char *mb = tok_alloc((size_t)(la + lb), 1);
+    if (a < TOK_FIRST_MERGE) mb[0] = (unsigned char)(a - TOK_N_SPECIAL);
+    else memcpy(mb, made->bytes[a - TOK_FIRST_MERGE], (size_t)la);
+    if (b < TOK_FIRST_MERGE) mb[la] = (unsigned char)(b - TOK_N_SPECIAL);
+    else memcpy(mb + la, made->bytes[b - TOK_FIRST_MERGE], (size_t)lb);
+    int added;
+    tok_strmap_add(&made->strings, mb, (size_t)(la + lb), &added);
+    if (!added) {
+        free(mb);
+        return 0;
+    }
+    made->bytes[made->n] = mb;
+    made->len[made->n] = la + lb;
+    made->n++;
+    return 1;
+}
+
+// Replaces every (a, b) of pair number p by c in the words that hold it, left to right, and
+// updates the counts of the neighbouring pairs: x a b y -> x c y takes one (x,a) and one (b,y)
+// away and adds (x,c) and (c,y). x is read after the previous replacement, so "a b a b"
+// correctly turns (b,a) into (c,c). The word list is taken out of the pair first, since
+// tok_pair_add may reallocate tr->pairs while we walk it. Then pair p has count 0, and the pairs
+// the merge created go on the heap.
+static void tok_merge_pair_in_words(TokTrainer *tr, TokWords *wd, int p, int c) {
+    TokPair *pair = &tr->pairs[p];
+    int a = pair->a, b = pair->b;
+    int n_list = pair->n_words;
+    int *list = pair->words;
+    pair->words = NULL;
+    pair->n_words = pair->cap_words = 0;
+    for (int li = 0; li < n_list; li++) {
+        int w = list[li];
+        int *q = wd->sym + wd->start[w], n = wd->len[w], o = 0;
+        int64_t f = wd->freq[w];
+        for (int i = 0; i < n;) {
+            if (i + 1 < n && q[i] == a && q[i + 1] == b) {
+                if (o > 0) {
+                    tok_pair_add(tr, q[o - 1], a, -f, w);
+                    tok_pair_add(tr, q[o - 1], c, f, w);
+                }
+                if (i + 2 < n) {
+                    tok_pair_add(tr, b, q[i + 2], -f, w);
+                    tok_pair_add(tr, c, q[i + 2], f, w);
+                }
+                q[o++] = c;
+                i += 2;
+            } else {
+                q[o++] = q[i++];
+            }
+        }
+        wd->len[w] = o;
+    }
+    free(list);
+    tr->pairs[p].count = 0; // every occurrence is gone
+    tok_push_fresh(tr);
+}
+
+// Step 4: merge the most frequent pair, again and again, until cap_merges merges are learned or
+// no pair is left. Fills t->merges; returns how many.
+static int tok_learn_merges(Tokenizer *t, TokTrainer *tr, TokWords *wd, int cap_merges) {
     t->merges = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(int[2]));
-    TokStrMap made; // the bytes of every merged token: a pair whose bytes already exist is skipped
-    tok_strmap_init(&made);
-    unsigned char **made_bytes = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(unsigned char *));
-    int *made_len = tok_alloc((size_t)(cap_merges ? cap_merges : 1), sizeof(int));
+    TokMadeTokens made;
+    tok_made_init(&made, cap_merges);
     int n_merges = 0;
-    while (n_merges < cap_merges && tr.n_heap > 0) {
-        TokHeapItem top = tok_heap_pop(&tr);
-        TokPair *p = &tr.pairs[top.p];
-        if (top.count != p->count) {
-            if (p->count > 0) tok_heap_push(&tr, (TokHeapItem){p->count, p->a, p->b, top.p});
-            continue;
-        }
-        int a = p->a, b = p->b, c = TOK_FIRST_MERGE + n_merges;
-        // the merged token's bytes
-        int la = a < TOK_FIRST_MERGE ? 1 : made_len[a - TOK_FIRST_MERGE];
-        int lb = b < TOK_FIRST_MERGE ? 1 : made_len[b - TOK_FIRST_MERGE];
-        unsigned char *mb = tok_alloc((size_t)(la + lb), 1);
-        if (a < TOK_FIRST_MERGE) mb[0] = (unsigned char)(a - TOK_N_SPECIAL);
-        else memcpy(mb, made_bytes[a - TOK_FIRST_MERGE], (size_t)la);
-        if (b < TOK_FIRST_MERGE) mb[la] = (unsigned char)(b - TOK_N_SPECIAL);
-        else memcpy(mb + la, made_bytes[b - TOK_FIRST_MERGE], (size_t)lb);
-        int added;
-        tok_strmap_add(&made, mb, (size_t)(la + lb), &added);
-        if (!added) { // another pair already made these bytes: HF's vocab is keyed by the string,
-            free(mb); // so there is one token per string and this pair is never merged (a guard,
-            continue; // as in HF's trainer; we have not seen it happen)
-        }
-        made_bytes[n_merges] = mb;
-        made_len[n_merges] = la + lb;
+    while (n_merges < cap_merges && tr->n_heap > 0) {
+        int p = tok_pop_best_pair(tr);
+        if (p < 0) continue;
+        int a = tr->pairs[p].a, b = tr->pairs[p].b;
+        if (!tok_made_add(&made, a, b)) continue; // these bytes are a token already: never merged
         t->merges[n_merges][0] = a;
         t->merges[n_merges][1] = b;
+        tok_merge_pair_in_words(tr, wd, p, TOK_FIRST_MERGE + n_merges);
         n_merges++;
-        // Replace every (a, b) by c in the words that hold it, left to right, and update the
-        // counts of the neighbouring pairs: x a b y -> x c y takes one (x,a) and one (b,y) away
-        // and adds (x,c) and (c,y). x is read after the previous replacement, so "a b a b"
-        // correctly turns (b,a) into (c,c). The word list is taken out of the pair first, since
-        // tok_pair_add may reallocate tr.pairs (and p with it) while we walk it.
-        int n_list = p->n_words;
-        int *list = p->words;
-        p->words = NULL;
-        p->n_words = p->cap_words = 0;
-        for (int li = 0; li < n_list; li++) {
-            int w = list[li];
-            int *q = sym + start[w], n = wlen[w], o = 0;
-            int64_t f = freq[w];
-            for (int i = 0; i < n;) {
-                if (i + 1 < n && q[i] == a && q[i + 1] == b) {
-                    if (o > 0) {
-                        tok_pair_add(&tr, q[o - 1], a, -f, w);
-                        tok_pair_add(&tr, q[o - 1], c, f, w);
-                    }
-                    if (i + 2 < n) {
-                        tok_pair_add(&tr, b, q[i + 2], -f, w);
-                        tok_pair_add(&tr, c, q[i + 2], f, w);
-                    }
-                    q[o++] = c;
-                    i += 2;
-                } else {
-                    q[o++] = q[i++];
-                }
-            }
-            wlen[w] = o;
-        }
-        free(list);
-        tr.pairs[top.p].count = 0; // every occurrence is gone
-        tok_push_fresh(&tr);
     }
+    tok_made_free(&made);
+    return n_merges;
+}
 
-    for (int i = 0; i < n_merges; i++) free(made_bytes[i]);
-    free(made_bytes);
-    free(made_len);
-    tok_strmap_free(&made);
-    for (int i = 0; i < tr.n_pairs; i++) free(tr.pairs[i].words);
-    free(tr.pairs);
-    free(tr.heap);
-    free(tr.fresh);
-    tok_map_free(&tr.index);
-    free(sym);
-    free(start);
-    free(wlen);
-    free(freq);
-    tok_strmap_free(&chunks);
-
+int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, char *err) {
+    memset(t, 0, sizeof(*t));
+    if (vocab_size < TOK_FIRST_MERGE || vocab_size > TOK_MAX_VOCAB) {
+        snprintf(err, R1_ERR_LEN, "tokenizer: vocab_size %d must be in [%d, %d] (%d specials + 256 bytes + merges)",
+                 vocab_size, TOK_FIRST_MERGE, TOK_MAX_VOCAB, TOK_N_SPECIAL);
+        return -1;
+    }
+    TokWords words;
+    tok_count_words(&words, (const unsigned char *)text, len);
+    tok_words_to_byte_tokens(&words);
+    TokTrainer tr = {0};
+    tok_count_pairs(&tr, &words);
     // Fewer merges than asked for when the text runs out of pairs: vocab_size says how many.
-    t->n_merges = n_merges;
+    t->n_merges = tok_learn_merges(t, &tr, &words, vocab_size - TOK_FIRST_MERGE);
+    tok_trainer_free(&tr);
+    tok_words_free(&words);
     tok_build(t);
     return 0;
 }
@@ -803,31 +880,9 @@ static int tok_unspell(const char *s, unsigned char *out) {
     return o;
 }
 
-// Writes text to dir/name atomically (formats.c's atomic files).
-static int tok_write_atomic(const char *dir, const char *name, char *text, size_t n, char *err) {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    return write_bytes_atomic(path, text, n, err);
-}
-
-int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, R1_ERR_LEN, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) {
-        snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
-        return -1;
-    }
-    // token strings: the longest token's spelling takes 2 bytes per byte
-    int maxlen = 1;
-    for (int id = TOK_N_SPECIAL; id < t->vocab_size; id++) maxlen = t->len[id] > maxlen ? t->len[id] : maxlen;
-    char *sp = tok_alloc((size_t)maxlen * 2 + 1, 1);
-
-    fprintf(f, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n");
+// tokenizer.json, part 1: "added_tokens", the special tokens, each matched as a whole string
+// and never normalized (encoding step 1).
+static void tok_write_added_tokens(FILE *f) {
     fprintf(f, "  \"added_tokens\": [");
     for (int id = 0; id < TOK_N_SPECIAL; id++) {
         fprintf(f, "%s\n    {\"id\": %d, \"content\": ", id ? "," : "", id);
@@ -835,7 +890,13 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
         fprintf(f, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
                    "\"normalized\": false, \"special\": true}");
     }
-    fprintf(f, "\n  ],\n  \"normalizer\": null,\n");
+    fprintf(f, "\n  ],\n");
+}
+
+// Part 2: the pipeline around the model: no normalizer, the pre-tokenizer (TOK_PATTERN, then
+// ByteLevel without a regex of its own: encoding step 2), no post-processor, the ByteLevel decoder.
+static void tok_write_pipeline(FILE *f) {
+    fprintf(f, "  \"normalizer\": null,\n");
     fprintf(f, "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [\n");
     fprintf(f, "    {\"type\": \"Split\", \"pattern\": {\"Regex\": ");
     json_write_string(f, TOK_PATTERN);
@@ -845,9 +906,11 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
     fprintf(f, "  \"post_processor\": null,\n");
     fprintf(f, "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
                "\"trim_offsets\": false, \"use_regex\": false},\n");
-    fprintf(f, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
-               "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
-               "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n");
+}
+
+// Part 3, "model.vocab": every token's string -> its id, in id order; a special token as its
+// text, every other token spelled through bytes_to_unicode. sp holds the longest spelling.
+static void tok_write_vocab(FILE *f, const Tokenizer *t, char *sp) {
     fprintf(f, "    \"vocab\": {");
     for (int id = 0; id < t->vocab_size; id++) {
         fprintf(f, "%s\n      ", id ? "," : "");
@@ -858,7 +921,13 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
         }
         fprintf(f, ": %d", id);
     }
-    fprintf(f, "\n    },\n    \"merges\": [");
+    fprintf(f, "\n    },\n");
+}
+
+// Part 4, "model.merges": each merge as the pair of its parts' spellings ["a", "b"], in rank
+// order (merge i makes token TOK_FIRST_MERGE + i).
+static void tok_write_merges(FILE *f, const Tokenizer *t, char *sp) {
+    fprintf(f, "    \"merges\": [");
     for (int i = 0; i < t->n_merges; i++) {
         fprintf(f, "%s\n      [", i ? "," : "");
         for (int k = 0; k < 2; k++) {
@@ -869,23 +938,31 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
         }
         fprintf(f, "]");
     }
-    fprintf(f, "\n    ]\n  }\n}\n");
-    free(sp);
-    int ok = fclose(f) == 0;
-    if (!ok) {
-        free(buf);
-        snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
-        return -1;
-    }
-    int rc = tok_write_atomic(dir, "tokenizer.json", buf, size, err);
-    free(buf);
-    if (rc) return rc;
+    fprintf(f, "\n    ]\n");
+}
 
-    f = open_memstream(&buf, &size);
-    if (!f) {
-        snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
-        return -1;
-    }
+// tokenizer.json: the HF `tokenizers` file, the four parts above inside the BPE model's settings.
+static void tok_write_tokenizer_json(FILE *f, const Tokenizer *t) {
+    // token strings: the longest token's spelling takes 2 bytes per byte
+    int maxlen = 1;
+    for (int id = TOK_N_SPECIAL; id < t->vocab_size; id++) maxlen = t->len[id] > maxlen ? t->len[id] : maxlen;
+    char *sp = tok_alloc((size_t)maxlen * 2 + 1, 1);
+    fprintf(f, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n");
+    tok_write_added_tokens(f);
+    tok_write_pipeline(f);
+    fprintf(f, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
+               "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
+               "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n");
+    tok_write_vocab(f, t, sp);
+    tok_write_merges(f, t, sp);
+    fprintf(f, "  }\n}\n");
+    free(sp);
+}
+
+// tokenizer_config.json: transformers' PreTrainedTokenizerFast with the special tokens it needs
+// by name and DeepSeek-R1's chat template.
+static void tok_write_tokenizer_config(FILE *f, const Tokenizer *t) {
+    (void)t;
     fprintf(f, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"bos_token\": ");
     json_write_string(f, TOK_SPECIAL_TEXT[TOK_BOS]);
     fprintf(f, ",\n  \"eos_token\": ");
@@ -897,14 +974,39 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
                "  \"chat_template\": ");
     json_write_string(f, TOK_CHAT_TEMPLATE);
     fprintf(f, "\n}\n");
+}
+
+// Renders one file with `write` into memory, then writes it to dir/name atomically (formats.c's
+// atomic files), so a half-rendered file never reaches the disk.
+static int tok_save_file(const char *dir, const char *name, void (*write)(FILE *, const Tokenizer *),
+                         const Tokenizer *t, char *err) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) {
+        snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
+        return -1;
+    }
+    write(f, t);
     if (fclose(f) != 0) {
         free(buf);
         snprintf(err, R1_ERR_LEN, "%s: out of memory", dir);
         return -1;
     }
-    rc = tok_write_atomic(dir, "tokenizer_config.json", buf, size, err);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int rc = write_bytes_atomic(path, buf, size, err);
     free(buf);
     return rc;
+}
+
+int tokenizer_save(const Tokenizer *t, const char *dir, char *err) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, R1_ERR_LEN, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (tok_save_file(dir, "tokenizer.json", tok_write_tokenizer_json, t, err)) return -1;
+    return tok_save_file(dir, "tokenizer_config.json", tok_write_tokenizer_config, t, err);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -942,15 +1044,208 @@ static int tok_int(const Json *j, int lo, int hi, int *out) {
     return 0;
 }
 
-#define TOK_FAIL(...)                                                   \
-    do {                                                                \
-        int at_ = snprintf(err, R1_ERR_LEN, "%s: ", path);              \
-        if (at_ >= 0 && at_ < R1_ERR_LEN) snprintf(err + at_, (size_t)(R1_ERR_LEN - at_), __VA_ARGS__); \
-        goto fail;                                                      \
-    } while (0)
+// Formats "PATH: what" into err and returns -1: every message of tokenizer_load names the file.
+static int tok_load_fail(char *err, const char *path, const char *fmt, ...) {
+    int at = snprintf(err, R1_ERR_LEN, "%s: ", path);
+    if (at >= 0 && at < R1_ERR_LEN) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + at, (size_t)(R1_ERR_LEN - at), fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
 
+// Step 1: the file around the vocab is what tokenizer_save writes: a JSON object, no
+// normalizer, our pre-tokenizer, a BPE model with a "vocab" object (*vocab) and a "merges" array
+// (*merges) of the matching sizes: V = 9 specials + 256 bytes + one token per merge.
+static int tok_check_model(const Json *root, const Json **vocab, const Json **merges, const char *path,
+                           char *err) {
+    if (root->type != JSON_OBJECT) return tok_load_fail(err, path, "expected a JSON object");
+    const Json *norm = json_get(root, "normalizer");
+    if (norm && norm->type != JSON_NULL) return tok_load_fail(err, path, "normalizer: r1.c supports none (null)");
+    const char *what = tok_check_pretokenizer(json_get(root, "pre_tokenizer"));
+    if (what) return tok_load_fail(err, path, "%s", what);
+    const Json *model = json_get(root, "model");
+    if (!model || model->type != JSON_OBJECT) return tok_load_fail(err, path, "model: missing");
+    if (!tok_is_string(json_get(model, "type"), "BPE")) return tok_load_fail(err, path, "model.type: expected \"BPE\"");
+    *vocab = json_get(model, "vocab");
+    *merges = json_get(model, "merges");
+    if (!*vocab || (*vocab)->type != JSON_OBJECT) return tok_load_fail(err, path, "model.vocab: missing (an object)");
+    if (!*merges || (*merges)->type != JSON_ARRAY) return tok_load_fail(err, path, "model.merges: missing (an array)");
+    int V = (*vocab)->n;
+    if (V < TOK_FIRST_MERGE || V > TOK_MAX_VOCAB)
+        return tok_load_fail(err, path, "model.vocab: %d tokens; expected %d specials + 256 bytes + merges", V,
+                             TOK_N_SPECIAL);
+    if ((*merges)->n != V - TOK_FIRST_MERGE)
+        return tok_load_fail(err, path, "model.merges: %d merges for %d tokens; expected %d (one per token after id %d)",
+                             (*merges)->n, V, V - TOK_FIRST_MERGE, TOK_FIRST_MERGE - 1);
+    return 0;
+}
+
+// Step 2: "added_tokens" is exactly our specials, with their ids.
+static int tok_check_added_tokens(const Json *root, const char *path, char *err) {
+    const Json *added = json_get(root, "added_tokens");
+    if (!added || added->type != JSON_ARRAY) return tok_load_fail(err, path, "added_tokens: missing (an array)");
+    if (added->n != TOK_N_SPECIAL)
+        return tok_load_fail(err, path, "added_tokens: %d entries; expected the %d special tokens", added->n,
+                             TOK_N_SPECIAL);
+    for (int i = 0; i < added->n; i++) {
+        const Json *a = &added->items[i];
+        int id;
+        if (tok_int(json_get(a, "id"), 0, TOK_N_SPECIAL - 1, &id) || id != i ||
+            !tok_is_string(json_get(a, "content"), TOK_SPECIAL_TEXT[i]))
+            return tok_load_fail(err, path, "added_tokens[%d]: expected {\"id\": %d, \"content\": \"%s\"}", i, i,
+                                 TOK_SPECIAL_TEXT[i]);
+    }
+    return 0;
+}
+
+// The vocab as read from "model.vocab": every token's bytes, and the way back from bytes to id.
+typedef struct {
+    unsigned char *raw; // every non-special token's bytes, back to back
+    size_t raw_size;    // their total (the sum of the vocab keys' lengths bounds it)
+    unsigned char **tb; // tb[id]: its bytes in raw
+    int *tl;            // tl[id]: their count (0 for a special token; -1 while id is unseen)
+    TokStrMap ids;      // non-special token bytes -> strmap entry
+    int *entry_id;      // strmap entry -> id
+} TokReadVocab;
+
+static void tok_read_vocab_free(TokReadVocab *rv) {
+    tok_strmap_free(&rv->ids);
+    free(rv->raw);
+    free(rv->tb);
+    free(rv->tl);
+    free(rv->entry_id);
+}
+
+// One "string": id entry of the vocab (V entries): the id in range and new; a special token at
+// its id; byte b at 9 + b; a merged token (2 bytes or more) from TOK_FIRST_MERGE on; every
+// string once. Its bytes go to raw at *used.
+static int tok_read_vocab_entry(TokReadVocab *rv, const char *key, const Json *value, int V, size_t *used,
+                                const char *path, char *err) {
+    int id, fresh;
+    if (tok_int(value, 0, V - 1, &id))
+        return tok_load_fail(err, path, "model.vocab[\"%.80s\"]: the id must be an integer in [0, %d]", key, V - 1);
+    if (rv->tl[id] >= 0) return tok_load_fail(err, path, "model.vocab: id %d is given twice", id);
+    if (id < TOK_N_SPECIAL) {
+        if (strcmp(key, TOK_SPECIAL_TEXT[id]) != 0)
+            return tok_load_fail(err, path, "model.vocab: id %d is \"%.80s\"; expected the special token \"%s\"", id,
+                                 key, TOK_SPECIAL_TEXT[id]);
+        rv->tl[id] = 0;
+        return 0;
+    }
+    unsigned char *bytes = rv->raw + *used;
+    int n = tok_unspell(key, bytes);
+    if (n <= 0) return tok_load_fail(err, path, "model.vocab[\"%.80s\"]: not a byte-level token string", key);
+    if (id < TOK_FIRST_MERGE && (n != 1 || bytes[0] != id - TOK_N_SPECIAL))
+        return tok_load_fail(err, path, "model.vocab: id %d is \"%.80s\"; expected the byte 0x%02x", id, key,
+                             id - TOK_N_SPECIAL);
+    if (id >= TOK_FIRST_MERGE && n < 2)
+        return tok_load_fail(err, path, "model.vocab: id %d is the single byte \"%.80s\"; ids from %d on are merges",
+                             id, key, TOK_FIRST_MERGE);
+    tok_strmap_add(&rv->ids, bytes, (size_t)n, &fresh);
+    if (!fresh) return tok_load_fail(err, path, "model.vocab: \"%.80s\" appears twice", key);
+    rv->tb[id] = bytes;
+    rv->tl[id] = n;
+    *used += (size_t)n;
+    return 0;
+}
+
+// Step 3: "model.vocab" into rv. V keys, each id in range and none twice, so every id in [0, V)
+// appears exactly once.
+static int tok_read_vocab(const Json *vocab, TokReadVocab *rv, const char *path, char *err) {
+    int V = vocab->n;
+    for (int k = 0; k < V; k++) rv->raw_size += strlen(vocab->keys[k]);
+    rv->raw = tok_alloc(rv->raw_size + 1, 1);
+    rv->tb = tok_alloc((size_t)V, sizeof(unsigned char *));
+    rv->tl = tok_alloc((size_t)V, sizeof(int));
+    for (int id = 0; id < V; id++) rv->tl[id] = -1;
+    size_t used = 0;
+    for (int k = 0; k < V; k++) {
+        if (tok_read_vocab_entry(rv, vocab->keys[k], &vocab->items[k], V, &used, path, err)) return -1;
+    }
+    rv->entry_id = tok_alloc((size_t)V, sizeof(int));
+    for (int id = TOK_N_SPECIAL; id < V; id++) {
+        size_t n = (size_t)rv->tl[id];
+        rv->entry_id[tok_strmap_find(&rv->ids, rv->tb[id], n, tok_hash_bytes(rv->tb[id], n))] = id;
+    }
+    return 0;
+}
+
+// A merge's two token strings: ["a", "b"], or the older "a b" form (split into *scratch, which
+// the caller frees). Returns 0, 1 when m is neither form, or -1 when out of memory.
+static int tok_merge_parts(const Json *m, char **scratch, const char *part[2]) {
+    if (m->type == JSON_ARRAY && m->n == 2 && m->items[0].type == JSON_STRING && m->items[1].type == JSON_STRING) {
+        part[0] = m->items[0].string;
+        part[1] = m->items[1].string;
+        return 0;
+    }
+    if (m->type != JSON_STRING || !strchr(m->string, ' ') || strchr(strchr(m->string, ' ') + 1, ' ')) return 1;
+    free(*scratch);
+    *scratch = strdup(m->string);
+    if (!*scratch) return -1;
+    *strchr(*scratch, ' ') = 0;
+    part[0] = *scratch;
+    part[1] = *scratch + strlen(*scratch) + 1;
+    return 0;
+}
+
+// The strmap entry of the n bytes at s, or -1 when no token has them.
+static int tok_read_vocab_find(const TokReadVocab *rv, const unsigned char *s, int n) {
+    return tok_strmap_find(&rv->ids, s, (size_t)n, tok_hash_bytes(s, (size_t)n));
+}
+
+// Merge i, m: its two parts are tokens made before token TOK_FIRST_MERGE + i, and their bytes
+// together are the vocab's token of exactly that id. cat: scratch for a part's or the result's
+// bytes; *split: scratch for the "a b" form.
+static int tok_read_merge(int i, const Json *m, const TokReadVocab *rv, unsigned char *cat, char **split,
+                          Tokenizer *t, const char *path, char *err) {
+    const char *part[2];
+    int form = tok_merge_parts(m, split, part);
+    if (form < 0) return tok_load_fail(err, path, "out of memory");
+    if (form > 0) return tok_load_fail(err, path, "model.merges[%d]: expected a pair of token strings", i);
+    int pid[2];
+    for (int k = 0; k < 2; k++) {
+        int n = strlen(part[k]) <= rv->raw_size ? tok_unspell(part[k], cat) : -1;
+        int e = n > 0 ? tok_read_vocab_find(rv, cat, n) : -1;
+        if (e < 0) return tok_load_fail(err, path, "model.merges[%d]: unknown token \"%.80s\"", i, part[k]);
+        pid[k] = rv->entry_id[e];
+    }
+    int want = TOK_FIRST_MERGE + i;
+    if (pid[0] >= want || pid[1] >= want)
+        return tok_load_fail(err, path, "model.merges[%d]: uses token %d, which a later merge makes (ids out of order)",
+                             i, pid[0] > pid[1] ? pid[0] : pid[1]);
+    int la = rv->tl[pid[0]], lb = rv->tl[pid[1]];
+    memcpy(cat, rv->tb[pid[0]], (size_t)la);
+    memcpy(cat + la, rv->tb[pid[1]], (size_t)lb);
+    int e = tok_read_vocab_find(rv, cat, la + lb);
+    if (e < 0) return tok_load_fail(err, path, "model.merges[%d]: the merged token is not in model.vocab", i);
+    if (rv->entry_id[e] != want)
+        return tok_load_fail(err, path, "model.merges[%d]: makes token %d; expected id %d (ids out of order)", i,
+                             rv->entry_id[e], want);
+    t->merges[i][0] = pid[0];
+    t->merges[i][1] = pid[1];
+    return 0;
+}
+
+// Step 4: "model.merges" into t->merges, in rank order.
+static int tok_read_merges(const Json *merges, const TokReadVocab *rv, Tokenizer *t, const char *path,
+                           char *err) {
+    t->merges = tok_alloc((size_t)(merges->n ? merges->n : 1), sizeof(int[2]));
+    unsigned char *cat = tok_alloc(2 * rv->raw_size + 2, 1); // fits any part (<= raw_size bytes) and any two tokens
+    char *split = NULL;
+    int rc = 0;
+    for (int i = 0; i < merges->n && rc == 0; i++)
+        rc = tok_read_merge(i, &merges->items[i], rv, cat, &split, t, path, err);
+    free(cat);
+    free(split);
+    return rc;
+}
+
+// Reads dir/tokenizer.json in steps: the model around the vocab, the added tokens, the vocab, the
+// merges; then builds the tables encoding needs. On failure *t is empty and err says why.
 int tokenizer_load(Tokenizer *t, const char *dir, char *err) {
-    int rc = -1;
     memset(t, 0, sizeof(*t));
     char path[4096], jerr[R1_ERR_LEN];
     snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
@@ -959,141 +1254,21 @@ int tokenizer_load(Tokenizer *t, const char *dir, char *err) {
     if (!text) return -1;
     Json *root = json_parse(text, size, jerr);
     free(text);
-    TokStrMap ids;             // non-special token bytes -> strmap entry
-    tok_strmap_init(&ids);
-    unsigned char *raw = NULL; // every non-special token's bytes, back to back
-    unsigned char **tb = NULL; // tb[id]: its bytes in raw
-    int *tl = NULL;            // tl[id]: their count
-    int *entry_id = NULL;      // strmap entry -> id
-    unsigned char *cat = NULL; // scratch for a merge's parts and result
-    char *split = NULL;        // scratch for the "a b" form of a merge
-    if (!root) TOK_FAIL("%s", jerr);
-    if (root->type != JSON_OBJECT) TOK_FAIL("expected a JSON object");
-    const Json *norm = json_get(root, "normalizer");
-    if (norm && norm->type != JSON_NULL) TOK_FAIL("normalizer: r1.c supports none (null)");
-    const char *what = tok_check_pretokenizer(json_get(root, "pre_tokenizer"));
-    if (what) TOK_FAIL("%s", what);
-    const Json *model = json_get(root, "model");
-    if (!model || model->type != JSON_OBJECT) TOK_FAIL("model: missing");
-    if (!tok_is_string(json_get(model, "type"), "BPE")) TOK_FAIL("model.type: expected \"BPE\"");
-    const Json *vocab = json_get(model, "vocab"), *merges = json_get(model, "merges");
-    if (!vocab || vocab->type != JSON_OBJECT) TOK_FAIL("model.vocab: missing (an object)");
-    if (!merges || merges->type != JSON_ARRAY) TOK_FAIL("model.merges: missing (an array)");
-    int V = vocab->n;
-    if (V < TOK_FIRST_MERGE || V > TOK_MAX_VOCAB)
-        TOK_FAIL("model.vocab: %d tokens; expected %d specials + 256 bytes + merges", V, TOK_N_SPECIAL);
-    if (merges->n != V - TOK_FIRST_MERGE)
-        TOK_FAIL("model.merges: %d merges for %d tokens; expected %d (one per token after id %d)",
-                 merges->n, V, V - TOK_FIRST_MERGE, TOK_FIRST_MERGE - 1);
-
-    // added_tokens: exactly our specials, with their ids
-    const Json *added = json_get(root, "added_tokens");
-    if (!added || added->type != JSON_ARRAY) TOK_FAIL("added_tokens: missing (an array)");
-    if (added->n != TOK_N_SPECIAL)
-        TOK_FAIL("added_tokens: %d entries; expected the %d special tokens", added->n, TOK_N_SPECIAL);
-    for (int i = 0; i < added->n; i++) {
-        const Json *a = &added->items[i];
-        int id;
-        if (tok_int(json_get(a, "id"), 0, TOK_N_SPECIAL - 1, &id) || id != i ||
-            !tok_is_string(json_get(a, "content"), TOK_SPECIAL_TEXT[i]))
-            TOK_FAIL("added_tokens[%d]: expected {\"id\": %d, \"content\": \"%s\"}", i, i, TOK_SPECIAL_TEXT[i]);
+    const Json *vocab = NULL, *merges = NULL;
+    TokReadVocab rv = {0};
+    tok_strmap_init(&rv.ids);
+    int rc = -1;
+    if (!root) {
+        tok_load_fail(err, path, "%s", jerr);
+    } else if (tok_check_model(root, &vocab, &merges, path, err) == 0 &&
+               tok_check_added_tokens(root, path, err) == 0 && tok_read_vocab(vocab, &rv, path, err) == 0 &&
+               tok_read_merges(merges, &rv, t, path, err) == 0) {
+        t->n_merges = merges->n;
+        tok_build(t);
+        rc = 0;
     }
-
-    // vocab: every id in [0, V) exactly once (V keys, each id in range, none twice), the specials
-    // at 0..8, byte b at 9 + b, every string once
-    size_t raw_size = 0;
-    for (int k = 0; k < V; k++) raw_size += strlen(vocab->keys[k]);
-    raw = tok_alloc(raw_size + 1, 1);
-    tb = tok_alloc((size_t)V, sizeof(unsigned char *));
-    tl = tok_alloc((size_t)V, sizeof(int));
-    for (int id = 0; id < V; id++) tl[id] = -1;
-    size_t used = 0;
-    for (int k = 0; k < V; k++) {
-        const char *key = vocab->keys[k];
-        int id, fresh;
-        if (tok_int(&vocab->items[k], 0, V - 1, &id))
-            TOK_FAIL("model.vocab[\"%.80s\"]: the id must be an integer in [0, %d]", key, V - 1);
-        if (tl[id] >= 0) TOK_FAIL("model.vocab: id %d is given twice", id);
-        if (id < TOK_N_SPECIAL) {
-            if (strcmp(key, TOK_SPECIAL_TEXT[id]) != 0)
-                TOK_FAIL("model.vocab: id %d is \"%.80s\"; expected the special token \"%s\"", id, key,
-                         TOK_SPECIAL_TEXT[id]);
-            tl[id] = 0;
-            continue;
-        }
-        int n = tok_unspell(key, raw + used);
-        if (n <= 0) TOK_FAIL("model.vocab[\"%.80s\"]: not a byte-level token string", key);
-        if (id < TOK_FIRST_MERGE && (n != 1 || raw[used] != id - TOK_N_SPECIAL))
-            TOK_FAIL("model.vocab: id %d is \"%.80s\"; expected the byte 0x%02x", id, key, id - TOK_N_SPECIAL);
-        if (id >= TOK_FIRST_MERGE && n < 2)
-            TOK_FAIL("model.vocab: id %d is the single byte \"%.80s\"; ids from %d on are merges", id, key,
-                     TOK_FIRST_MERGE);
-        tok_strmap_add(&ids, raw + used, (size_t)n, &fresh);
-        if (!fresh) TOK_FAIL("model.vocab: \"%.80s\" appears twice", key);
-        tb[id] = raw + used;
-        tl[id] = n;
-        used += (size_t)n;
-    }
-    entry_id = tok_alloc((size_t)V, sizeof(int));
-    for (int id = TOK_N_SPECIAL; id < V; id++)
-        entry_id[tok_strmap_find(&ids, tb[id], (size_t)tl[id], tok_hash_bytes(tb[id], (size_t)tl[id]))] = id;
-
-    // merges: merge i joins two earlier tokens into token TOK_FIRST_MERGE + i
-    t->merges = tok_alloc((size_t)(merges->n ? merges->n : 1), sizeof(int[2]));
-    size_t cap_cat = 2 * raw_size + 2; // fits any part (<= raw_size bytes) and any two tokens
-    cat = tok_alloc(cap_cat, 1);
-    for (int i = 0; i < merges->n; i++) {
-        const Json *m = &merges->items[i];
-        const char *part[2];
-        if (m->type == JSON_ARRAY && m->n == 2 && m->items[0].type == JSON_STRING &&
-            m->items[1].type == JSON_STRING) {
-            part[0] = m->items[0].string;
-            part[1] = m->items[1].string;
-        } else if (m->type == JSON_STRING && strchr(m->string, ' ') &&
-                   !strchr(strchr(m->string, ' ') + 1, ' ')) {
-            free(split); // the older "a b" form
-            split = strdup(m->string);
-            if (!split) TOK_FAIL("out of memory");
-            *strchr(split, ' ') = 0;
-            part[0] = split;
-            part[1] = split + strlen(split) + 1;
-        } else {
-            TOK_FAIL("model.merges[%d]: expected a pair of token strings", i);
-        }
-        int pid[2];
-        for (int k = 0; k < 2; k++) {
-            int n = strlen(part[k]) <= raw_size ? tok_unspell(part[k], cat) : -1;
-            int e = n > 0 ? tok_strmap_find(&ids, cat, (size_t)n, tok_hash_bytes(cat, (size_t)n)) : -1;
-            if (e < 0) TOK_FAIL("model.merges[%d]: unknown token \"%.80s\"", i, part[k]);
-            pid[k] = entry_id[e];
-        }
-        int want = TOK_FIRST_MERGE + i;
-        if (pid[0] >= want || pid[1] >= want)
-            TOK_FAIL("model.merges[%d]: uses token %d, which a later merge makes (ids out of order)", i,
-                     pid[0] > pid[1] ? pid[0] : pid[1]);
-        int la = tl[pid[0]], lb = tl[pid[1]];
-        memcpy(cat, tb[pid[0]], (size_t)la);
-        memcpy(cat + la, tb[pid[1]], (size_t)lb);
-        int e = tok_strmap_find(&ids, cat, (size_t)(la + lb), tok_hash_bytes(cat, (size_t)(la + lb)));
-        if (e < 0) TOK_FAIL("model.merges[%d]: the merged token is not in model.vocab", i);
-        if (entry_id[e] != want)
-            TOK_FAIL("model.merges[%d]: makes token %d; expected id %d (ids out of order)", i, entry_id[e], want);
-        t->merges[i][0] = pid[0];
-        t->merges[i][1] = pid[1];
-    }
-    t->n_merges = merges->n;
-    tok_build(t);
-    rc = 0;
-fail:  // success and failure share the cleanup; a failure also empties *t
     json_free(root);
-    tok_strmap_free(&ids);
-    free(raw);
-    free(tb);
-    free(tl);
-    free(entry_id);
-    free(cat);
-    free(split);
-    if (rc) tokenizer_free(t);
+    tok_read_vocab_free(&rv);
+    if (rc) tokenizer_free(t); // a failure also empties *t
     return rc;
 }
-#undef TOK_FAIL
