@@ -46,16 +46,10 @@
 // formats.c is the bottom of the import order (r1.h), so the three functions every file uses to
 // give up live here: one message line "r1: ...", exit status 1.
 
-// What die says after "r1: ": "" unless a command names itself in all its errors, those of the
-// shared flag helpers (main.c) included: `./r1 data` sets "data: ".
-static const char *die_context = "";
-
-void die_set_context(const char *context) { die_context = context; }
-
 void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "r1: %s", die_context);
+    fprintf(stderr, "r1: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);

@@ -79,11 +79,14 @@ static void print_info(const Config *c, const char *name) {
 // 11. Command-line interface
 // ==============================================================================================
 
+// The flags of a command: argv[1] is the command's name and argv[2..] its flags. Every error
+// names the command ("r1: pretrain: --steps: 'x' is not an integer in 1..1000000000").
+
 // Finds "--name value" in argv; NULL if absent. A flag at the end with no value is an error.
 const char *arg_str(int argc, char **argv, const char *name, const char *fallback) {
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], name) == 0) {
-            if (i + 1 >= argc) die("%s needs a value", name);
+            if (i + 1 >= argc) die("%s: %s needs a value", argv[1], name);
             return argv[i + 1];
         }
     return fallback;
@@ -102,7 +105,7 @@ long arg_long(int argc, char **argv, const char *name, long fallback, long lo, l
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || *end || end == s || v < lo || v > hi)
-        die("%s: '%s' is not an integer in %ld..%ld", name, s, lo, hi);
+        die("%s: %s: '%s' is not an integer in %ld..%ld", argv[1], name, s, lo, hi);
     return v;
 }
 
@@ -113,7 +116,7 @@ double arg_double(int argc, char **argv, const char *name, double fallback, doub
     char *end;
     double v = strtod(s, &end);
     if (*end || end == s || !(v >= lo && v <= hi))
-        die("%s: '%s' is not a number in %g..%g", name, s, lo, hi);
+        die("%s: %s: '%s' is not a number in %g..%g", argv[1], name, s, lo, hi);
     return v;
 }
 
@@ -1000,21 +1003,21 @@ static void data_usage(FILE *f) {
 static const char *data_task(int argc, char **argv) {
     char err[R1_ERR_LEN];
     const char *task = arg_str(argc, argv, "--task", "all");
-    if (task_option_check(task, err)) die("--task: %s", err);
+    if (task_option_check(task, err)) die("data: --task: %s", err);
     return task;
 }
 
 static const char *data_lang(int argc, char **argv) {
     char err[R1_ERR_LEN];
     const char *lang = arg_str(argc, argv, "--lang", "both");
-    if (lang_option_check(lang, err)) die("--lang: %s", err);
+    if (lang_option_check(lang, err)) die("data: --lang: %s", err);
     return lang;
 }
 
 static void data_levels(int argc, char **argv, int *lo, int *hi) {
     const char *s = arg_str(argc, argv, "--levels", NULL);
     const char *why = s ? levels_parse(s, lo, hi) : NULL;
-    if (why) die("--levels: '%s' %s", s, why);
+    if (why) die("data: --levels: '%s' %s", s, why);
 }
 
 // The flags of `tasks` and `show`, checked in this order (the first bad one is reported).
@@ -1022,7 +1025,7 @@ static TaskSetOptions data_task_set(int argc, char **argv, long n_default, long 
     TaskSetOptions o = {.level_lo = 1, .level_hi = TASK_LEVEL_MAX};
     o.task = data_task(argc, argv);
     const char *split = arg_str(argc, argv, "--split", "train");
-    if (strcmp(split, "train") != 0 && strcmp(split, "eval") != 0) die("--split: '%s' is not train or eval", split);
+    if (strcmp(split, "train") != 0 && strcmp(split, "eval") != 0) die("data: --split: '%s' is not train or eval", split);
     o.eval = strcmp(split, "eval") == 0;
     o.n = (int)arg_long(argc, argv, "--n", n_default, 1, n_max);
     o.lang = data_lang(argc, argv);
@@ -1042,19 +1045,19 @@ static long data_write(const char *path, DataWriter writer, const void *options,
     char err[R1_ERR_LEN] = "";
     if (strcmp(path, "-") == 0) {
         long r = writer(stdout, options, err);
-        if (r < 0) die("%s", err);
-        if (fflush(stdout) != 0) die("stdout: %s", strerror(errno));
+        if (r < 0) die("data: %s", err);
+        if (fflush(stdout) != 0) die("data: stdout: %s", strerror(errno));
         return r;
     }
     AtomicFile a;
-    if (atomic_open(&a, path, err)) die("cannot write %s", err);
+    if (atomic_open(&a, path, err)) die("data: cannot write %s", err);
     long r = writer(a.f, options, err);
     if (r < 0) {
         atomic_abort(&a);
-        die("%s", err);
+        die("data: %s", err);
     }
     *bytes = (size_t)ftell(a.f);
-    if (atomic_commit(&a, err)) die("cannot write %s", err);
+    if (atomic_commit(&a, err)) die("data: cannot write %s", err);
     return r;
 }
 
@@ -1064,7 +1067,7 @@ static int data_tasks(int argc, char **argv) {
     check_flags(argc, argv, known, bools);
     TaskSetOptions o = data_task_set(argc, argv, 1000, 10000000);
     const char *out = arg_str(argc, argv, "--out", NULL);
-    if (out == NULL) die("tasks needs --out FILE (or --out - for stdout)");
+    if (out == NULL) die("data: tasks needs --out FILE (or --out - for stdout)");
     double t0 = now_seconds();
     size_t bytes = 0;
     long repeats = data_write(out, tasks_writer, &o, &bytes);
@@ -1093,9 +1096,9 @@ static int data_corpus(int argc, char **argv) {
     o.lang = data_lang(argc, argv);
     o.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     data_levels(argc, argv, &o.level_lo, &o.level_hi);
-    if (o.think_share + o.text_share > 1) die("--think %g + --text %g is more than 1", o.think_share, o.text_share);
+    if (o.think_share + o.text_share > 1) die("data: --think %g + --text %g is more than 1", o.think_share, o.text_share);
     const char *out = arg_str(argc, argv, "--out", NULL);
-    if (out == NULL) die("corpus needs --out FILE (or --out - for stdout)");
+    if (out == NULL) die("data: corpus needs --out FILE (or --out - for stdout)");
     double t0 = now_seconds();
     size_t bytes = 0;
     long docs = data_write(out, corpus_writer, &o, &bytes);
@@ -1112,14 +1115,14 @@ static int data_check(int argc, char **argv) {
     static const char *const known[] = {"--in", NULL}, *const bools[] = {NULL};
     check_flags(argc, argv, known, bools);
     const char *path = arg_str(argc, argv, "--in", NULL);
-    if (path == NULL) die("check needs --in FILE");
+    if (path == NULL) die("data: check needs --in FILE");
     char err[R1_ERR_LEN];
     int n;
     Json **ex = tasks_read(path, &n, err);
-    if (ex == NULL) die("%s", err);
+    if (ex == NULL) die("data: %s", err);
     for (int i = 0; i < n; i++) {
         const char *bad = example_verify(ex[i]);
-        if (bad != NULL) die("%s: example %d: %s", path, i + 1, bad);
+        if (bad != NULL) die("data: %s: example %d: %s", path, i + 1, bad);
     }
     printf("%s: %d examples; every gold answer and worked solution passes its verifier\n", path, n);
     tasks_summary(stdout, ex, n);
@@ -1133,31 +1136,32 @@ static int data_show(int argc, char **argv) {
     check_flags(argc, argv, known, bools);
     TaskSetOptions o = data_task_set(argc, argv, 3, 1000);
     char err[R1_ERR_LEN];
-    if (tasks_show(stdout, &o, err)) die("%s", err);
+    if (tasks_show(stdout, &o, err)) die("data: %s", err);
     return 0;
 }
 
-static int data_command(int argc, char **argv) {
+int cmd_data(int argc, char **argv) {
     const char *what = argc > 2 ? argv[2] : NULL;
     if (what != NULL && (strcmp(what, "help") == 0 || strcmp(what, "--help") == 0)) {
         data_usage(stdout);
         return 0;
     }
-    if (what == NULL) die("what data? tasks, corpus, check or show (see ./r1 data help)");
-    if (strcmp(what, "tasks") == 0) return data_tasks(argc - 1, argv + 1);
-    if (strcmp(what, "corpus") == 0) return data_corpus(argc - 1, argv + 1);
-    if (strcmp(what, "check") == 0) return data_check(argc - 1, argv + 1);
-    if (strcmp(what, "show") == 0) return data_show(argc - 1, argv + 1);
-    die("unknown data command '%s' (tasks, corpus, check, show)", what);
-    return 1;
-}
-
-int cmd_data(int argc, char **argv) {
-    die_set_context("data: ");
-    int rc = data_command(argc, argv);
-    die_set_context("");
+    if (what == NULL) die("data: what data? tasks, corpus, check or show (see ./r1 data help)");
+    // the subcommand's flags are read as those of one command named "data" (so that every
+    // error says "r1: data: ..."): argv without the subcommand word
+    char **flags = xcalloc((size_t)argc, sizeof(char *));
+    flags[0] = argv[0], flags[1] = argv[1];
+    for (int i = 3; i < argc; i++) flags[i - 1] = argv[i];
+    int rc = -1;
+    if (strcmp(what, "tasks") == 0) rc = data_tasks(argc - 1, flags);
+    else if (strcmp(what, "corpus") == 0) rc = data_corpus(argc - 1, flags);
+    else if (strcmp(what, "check") == 0) rc = data_check(argc - 1, flags);
+    else if (strcmp(what, "show") == 0) rc = data_show(argc - 1, flags);
+    else die("data: unknown data command '%s' (tasks, corpus, check, show)", what);
+    free(flags);
     return rc;
 }
+
 
 // ==============================================================================================
 // 14. `bench`: forward, backward, training step, generation; tokens/s and GFLOP/s

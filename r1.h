@@ -530,7 +530,6 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
 // How the program fails (formats.c, section 0): die prints "r1: ..." and exits with status 1;
 // xcalloc and xrealloc exit with one line when memory runs out.
 void die(const char *fmt, ...);
-void die_set_context(const char *context);  // "data: " -> "r1: data: ..." from then on ("": none)
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 double now_seconds(void);  // a monotonic clock, in seconds
