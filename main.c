@@ -1,6 +1,17 @@
 // main.c: the r1 program. The command line, the training loops (pretraining, SFT,
 // distillation, GRPO), `bench`, `plot`, and the pipeline that runs the whole R1 recipe stage
-// after stage and writes its report. The only file that knows every other one.
+// after stage and writes its report. The only file that knows every other one (r1.h: the map).
+//
+// Contents:
+//   1. The command line: flags, `info`, `forward`, `sample`, `chat`
+//   2. `train`: a short run on a synthetic stream, and one training step
+//   3. `pretrain`, `sft`, `distill`: one training loop, the LR schedule, resumable
+//   4. `data`: task sets and the corpus (tasks.c)
+//   5. `grpo`, `eval`, `reject` (grpo.c)
+//   6. `bench`
+//   7. `plot`: SVG charts written by the program itself
+//   8. `pipeline`: the R1 recipe as a table of stages, and its report
+//   9. main
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 #include "r1.h"
@@ -76,14 +87,14 @@ static void print_info(const Config *c, const char *name) {
 }
 
 // ==============================================================================================
-// 11. Command-line interface
+// 1. The command line: flags, `info`, `forward`, `sample`, `chat`
 // ==============================================================================================
 
 // The flags of a command: argv[1] is the command's name and argv[2..] its flags. Every error
 // names the command ("r1: pretrain: --steps: 'x' is not an integer in 1..1000000000").
 
 // Finds "--name value" in argv; NULL if absent. A flag at the end with no value is an error.
-const char *arg_str(int argc, char **argv, const char *name, const char *fallback) {
+static const char *arg_str(int argc, char **argv, const char *name, const char *fallback) {
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], name) == 0) {
             if (i + 1 >= argc) die("%s: %s needs a value", argv[1], name);
@@ -92,13 +103,13 @@ const char *arg_str(int argc, char **argv, const char *name, const char *fallbac
     return fallback;
 }
 
-int arg_flag(int argc, char **argv, const char *name) {
+static int arg_flag(int argc, char **argv, const char *name) {
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], name) == 0) return 1;
     return 0;
 }
 
-long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi) {
+static long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi) {
     const char *s = arg_str(argc, argv, name, NULL);
     if (!s) return fallback;
     char *end;
@@ -109,7 +120,7 @@ long arg_long(int argc, char **argv, const char *name, long fallback, long lo, l
     return v;
 }
 
-double arg_double(int argc, char **argv, const char *name, double fallback, double lo,
+static double arg_double(int argc, char **argv, const char *name, double fallback, double lo,
                          double hi) {
     const char *s = arg_str(argc, argv, name, NULL);
     if (!s) return fallback;
@@ -120,8 +131,16 @@ double arg_double(int argc, char **argv, const char *name, double fallback, doub
     return v;
 }
 
+// --levels "2" or "1-3" (difficulty levels of the toy tasks) into lo, hi; with the flag absent
+// and fallback NULL, lo and hi stay as they are.
+static void arg_levels(int argc, char **argv, const char *fallback, int *lo, int *hi) {
+    const char *s = arg_str(argc, argv, "--levels", fallback);
+    const char *why = s ? levels_parse(s, lo, hi) : NULL;
+    if (why) die("%s: --levels: '%s' %s", argv[1], s, why);
+}
+
 // Checks that every flag given is one the command knows (so typos fail loudly).
-void check_flags(int argc, char **argv, const char *const *known, const char *const *bools) {
+static void check_flags(int argc, char **argv, const char *const *known, const char *const *bools) {
     for (int i = 2; i < argc; i++) {
         int ok = 0;
         for (const char *const *k = known; *k; k++)
@@ -132,7 +151,7 @@ void check_flags(int argc, char **argv, const char *const *known, const char *co
     }
 }
 
-void load_model_or_die(Model *m, const char *dir) {
+static void load_model_or_die(Model *m, const char *dir) {
     char err[R1_ERR_LEN];
     if (checkpoint_load(m, dir, err)) die("%s", err);
 }
@@ -412,7 +431,7 @@ static int cmd_chat(int argc, char **argv) {
 }
 
 // ==============================================================================================
-// 12. `train`: a short pretraining run on a synthetic stream (loss must fall)
+// 2. `train`: a short pretraining run on a synthetic stream (loss must fall)
 // ==============================================================================================
 // Each sequence is an arithmetic progression modulo V: a random start s and step d, then
 // s, s+d, s+2d, ... The first two tokens fix d, so the model must learn to attend back to them:
@@ -534,7 +553,7 @@ static int cmd_train(int argc, char **argv) {
 }
 
 // ==============================================================================================
-// 13. Pretraining, SFT, distillation: one training loop, the DeepSeek-V3 LR schedule, resumable
+// 3. Pretraining, SFT, distillation: one training loop, the DeepSeek-V3 LR schedule, resumable
 // ==============================================================================================
 // DeepSeek-V3 §4.2: linear warmup (2K steps) to the peak LR, constant for ~2/3 of training,
 // cosine decay to 10% of the peak, and a short stretch at the end at the low rate. Scaled down:
@@ -981,12 +1000,12 @@ static int cmd_sft(int argc, char **argv) {
 }
 
 // ==============================================================================================
-// 13b. `./r1 data`: task sets, the pretraining corpus, and checking or showing them
+// 4. `./r1 data`: task sets, the pretraining corpus, and checking or showing them
 // ==============================================================================================
 // The command line of tasks.c, which makes (and verifies) every example and document. Errors
-// print one line "r1: data: <what>" and exit with status 1: cmd_data sets die's context, so the
-// flag helpers of section 11 say "r1: data: --n: ..." too. Each subcommand gets argv from
-// "data" on, so that its flags start at argv[2] as those helpers expect.
+// print one line "r1: data: <what>" and exit with status 1: the subcommand's flags are read as
+// those of a command named "data" (cmd_data drops the subcommand's word), so the flag helpers
+// of section 1 say "r1: data: --n needs a value" too.
 
 static void data_usage(FILE *f) {
     fprintf(f,
@@ -1014,12 +1033,6 @@ static const char *data_lang(int argc, char **argv) {
     return lang;
 }
 
-static void data_levels(int argc, char **argv, int *lo, int *hi) {
-    const char *s = arg_str(argc, argv, "--levels", NULL);
-    const char *why = s ? levels_parse(s, lo, hi) : NULL;
-    if (why) die("data: --levels: '%s' %s", s, why);
-}
-
 // The flags of `tasks` and `show`, checked in this order (the first bad one is reported).
 static TaskSetOptions data_task_set(int argc, char **argv, long n_default, long n_max) {
     TaskSetOptions o = {.level_lo = 1, .level_hi = TASK_LEVEL_MAX};
@@ -1031,7 +1044,7 @@ static TaskSetOptions data_task_set(int argc, char **argv, long n_default, long 
     o.lang = data_lang(argc, argv);
     o.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     o.solutions = arg_flag(argc, argv, "--solutions");
-    data_levels(argc, argv, &o.level_lo, &o.level_hi);
+    arg_levels(argc, argv, NULL, &o.level_lo, &o.level_hi);
     return o;
 }
 
@@ -1095,7 +1108,7 @@ static int data_corpus(int argc, char **argv) {
     o.task = data_task(argc, argv);
     o.lang = data_lang(argc, argv);
     o.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
-    data_levels(argc, argv, &o.level_lo, &o.level_hi);
+    arg_levels(argc, argv, NULL, &o.level_lo, &o.level_hi);
     if (o.think_share + o.text_share > 1) die("data: --think %g + --text %g is more than 1", o.think_share, o.text_share);
     const char *out = arg_str(argc, argv, "--out", NULL);
     if (out == NULL) die("data: corpus needs --out FILE (or --out - for stdout)");
@@ -1164,7 +1177,271 @@ int cmd_data(int argc, char **argv) {
 
 
 // ==============================================================================================
-// 14. `bench`: forward, backward, training step, generation; tokens/s and GFLOP/s
+// 5. `grpo`, `eval`, `reject`: the command lines of grpo.c's RL, evaluation and rejection sampling
+// ==============================================================================================
+
+static int parse_template(const char *template) {  // 1: chat, 0: r1-zero
+    int chat = strcmp(template, "chat") == 0;
+    if (!chat && strcmp(template, "r1-zero") != 0)
+        die("--template: '%s' is not r1-zero or chat", template);
+    return chat;
+}
+
+static GrpoVariant parse_variant(const char *variant) {
+    if (strcmp(variant, "grpo") == 0) return GRPO_PAPER;
+    if (strcmp(variant, "dr_grpo") == 0) return GRPO_DR;
+    if (strcmp(variant, "dapo") == 0) return GRPO_DAPO;
+    die("--variant: '%s' is not grpo, dr_grpo or dapo", variant);
+    return GRPO_PAPER;
+}
+
+// `./r1 grpo`'s settings from its flags (the defaults are the pipeline's R1-Zero stage's).
+static GrpoSettings grpo_settings_from_args(int argc, char **argv) {
+    GrpoSettings s = {0};
+    s.P = (int)arg_long(argc, argv, "--prompts", 8, 1, 4096);
+    s.G = (int)arg_long(argc, argv, "--group", 8, 2, 1024);
+    s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
+    s.mu = (int)arg_long(argc, argv, "--mu", 1, 1, 100);
+    s.sc.temperature = (float)arg_double(argc, argv, "--temperature", 1.0, 0.0, 10.0);
+    s.sc.top_p = (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0);
+    s.oc = adamw_defaults();
+    // 2e-4 for RL from a base (R1-Zero: the format has to be found); after SFT, 5e-5 (the
+    // pipeline's rl and final stages): 2e-4 there undoes part of what SFT taught (tutorial/05)
+    s.oc.lr = (float)arg_double(argc, argv, "--lr", 2e-4, 0.0, 1.0);
+    s.oc.weight_decay = 0.0f;  // RL fine-tuning: no decay towards 0 of the pretrained weights
+    s.gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0.0, 1.0);
+    s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
+    s.gc.variant = parse_variant(arg_str(argc, argv, "--variant", "grpo"));
+    int dapo = s.gc.variant == GRPO_DAPO;
+    s.gc.eps_low = (float)arg_double(argc, argv, "--eps", 0.2, 0.0, 1.0);
+    s.gc.eps_high = (float)arg_double(argc, argv, "--eps-high", dapo ? 0.28 : s.gc.eps_low, 0.0, 10.0);
+    s.gc.beta = (float)arg_double(argc, argv, "--beta", dapo ? 0.0 : 0.04, 0.0, 10.0);
+    s.gc.max_len = s.max_new;
+    s.w.accuracy = arg_double(argc, argv, "--w-accuracy", 1.0, 0.0, 100.0);
+    s.w.format = arg_double(argc, argv, "--w-format", 0.5, 0.0, 100.0);
+    s.w.language = arg_double(argc, argv, "--w-language", 0.0, 0.0, 100.0);
+    return s;
+}
+
+// One line of metrics.jsonl and one line of progress for a GRPO step.
+static void grpo_log_step(FILE *metrics, long step, long steps, const GrpoSettings *s,
+                          const GrpoStepReport *rep, double elapsed) {
+    fprintf(metrics, "{\"step\": %ld, \"reward\": %.4f, \"accuracy\": %.4f, \"format\": %.4f, "
+            "\"language\": %.4f, \"length\": %.1f, \"reflection\": %.4f, \"kl\": %.6f, "
+            "\"clip_fraction\": %.4f, \"entropy\": %.4f, \"zero_variance_groups\": %.4f, "
+            "\"loss\": %.6f, \"grad_norm\": %.4f, \"generate_s\": %.2f, \"learn_s\": %.2f}\n",
+            step, rep->reward, rep->accuracy, rep->format, rep->language, rep->length,
+            rep->reflection, rep->stats.kl, rep->stats.clip_fraction, rep->stats.entropy,
+            (double)rep->zero_variance_groups / s->P, rep->loss, rep->grad_norm,
+            rep->generate_s, rep->learn_s);
+    fflush(metrics);
+    printf("step %ld/%ld | reward %.3f | acc %.3f | format %.3f | len %.0f | kl %.4f | "
+           "zero-var %d/%d | gen %.1fs learn %.1fs | %.0fs\n", step, steps, rep->reward,
+           rep->accuracy, rep->format, rep->length, rep->stats.kl, rep->zero_variance_groups,
+           s->P, rep->generate_s, rep->learn_s, elapsed);
+}
+
+// The questions of a step: P training problems drawn at random, and with probability
+// `nonreasoning` a non-reasoning prompt in a problem's place (final RL: R1 §2.3.4).
+static void pick_questions(GrpoGroups *g, Json *const *train, int n_train, Json *const *plain,
+                           int n_plain, double nonreasoning, Rng *rng) {
+    for (int p = 0; p < g->P; p++) {
+        const Json *ex = train[rng_next(rng) % (uint64_t)n_train];
+        if (n_plain && rng_uniform(rng) < nonreasoning)  // (no draw at all when 0)
+            ex = plain[rng_next(rng) % (uint64_t)n_plain];
+        g->example[p] = ex;
+    }
+}
+
+static int cmd_grpo(int argc, char **argv) {
+    static const char *const known[] = {
+        "--model", "--task", "--out", "--template", "--steps", "--prompts", "--group",
+        "--max-new-tokens", "--temperature", "--top-p", "--lr", "--beta", "--eps", "--eps-high",
+        "--mu", "--variant", "--w-accuracy", "--w-format", "--w-language", "--levels", "--lang",
+        "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", "--non-reasoning",
+        NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
+    if (!dir || !out) die("grpo: needs --model DIR --out DIR");
+    double nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.0, 0.0, 1.0);
+    const char *task = arg_str(argc, argv, "--task", "arithmetic");
+    int level_lo, level_hi;
+    arg_levels(argc, argv, "1-2", &level_lo, &level_hi);
+    GrpoSettings s = grpo_settings_from_args(argc, argv);
+    long steps = arg_long(argc, argv, "--steps", 60, 1, 1000000);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    long sample_every = arg_long(argc, argv, "--sample-every", 10, 1, 1000000);
+    long save_every = arg_long(argc, argv, "--save-every", 50, 1, 1000000);
+    long ref_every = arg_long(argc, argv, "--ref-every", 0, 0, 1000000);
+    char err[R1_ERR_LEN], path[4096];
+    Model policy, ref;
+    Tokenizer tok;
+    load_model_or_die(&policy, dir);
+    load_model_or_die(&ref, dir);  // the frozen reference policy pi_ref
+    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    int n_train = 4096, n_plain = nonreasoning > 0 ? 600 : 0;
+    Json **train = make_examples(task, 0, n_train, level_lo, level_hi,
+                                 arg_str(argc, argv, "--lang", "both"), seed);
+    Json **plain = n_plain ? nonreasoning_examples(n_plain, seed) : NULL;
+    GrpoGroups g = grpo_groups_new(s.P, s.G, policy.cfg.max_position_embeddings);
+    if (make_dirs(out, err)) die("%s", err);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
+    FILE *metrics = fopen(path, "wb");
+    if (!metrics) die("%s: %s", path, strerror(errno));
+    Rng rng;
+    rng_seed(&rng, seed ^ 0x6770u);
+    printf("GRPO (%s) on %s levels %d-%d: %d prompts x %d rollouts per step, %ld steps, "
+           "template %s, beta %g, eps [%g, %g], mu %d, lr %g\n",
+           arg_str(argc, argv, "--variant", "grpo"), task, level_lo, level_hi, s.P, s.G, steps,
+           s.chat ? "chat" : "r1-zero", s.gc.beta, s.gc.eps_low, s.gc.eps_high, s.mu, s.oc.lr);
+    if (n_plain) printf("non-reasoning prompts in %.0f%% of the groups (rule reward: plain answer, "
+                        "kind's rule, language)\n", 100.0 * nonreasoning);
+    double t_start = now_seconds();
+    for (long step = 1; step <= steps; step++) {
+        pick_questions(&g, train, n_train, plain, n_plain, nonreasoning, &rng);
+        GrpoStepReport rep;
+        grpo_step(&policy, &ref, &tok, &s, &g, seed * 7919u + (uint64_t)step, &rep);
+        if (ref_every && step % ref_every == 0)  // R1-Zero refreshes pi_ref periodically
+            memcpy(ref.params, policy.params, policy.n_params * sizeof(float));
+        grpo_log_step(metrics, step, steps, &s, &rep, now_seconds() - t_start);
+        if (step % sample_every == 0 || step == 1) {
+            const Json *pr = json_get(g.example[0], "prompt");
+            printf("  prompt: %s\n  sample (reward %.2f): %s\n", pr ? pr->string : "?",
+                   g.rewards[0], g.r[0].text);
+        }
+        fflush(stdout);
+        if (step % save_every == 0 || step == steps)
+            if (checkpoint_save(&policy, &tok, NULL, out, err)) die("%s", err);
+    }
+    fclose(metrics);
+    printf("policy saved in %s\n", out);
+    grpo_groups_free(&g);
+    tasks_free(train, n_train);
+    if (plain) tasks_free(plain, n_plain);
+    tokenizer_free(&tok);
+    model_free(&policy);
+    model_free(&ref);
+    return 0;
+}
+
+static void print_eval_table(const EvalResult *res) {
+    printf("  %-6s %5s %8s %8s %8s %8s %8s %8s\n", "level", "n", "greedy", "pass@1", "cons@k",
+           "format", "language", "length");
+    for (int l = 0; l <= 5; l++) {
+        const EvalCell *c = l ? &res->by_level[l] : &res->all;
+        if (!c->n) continue;
+        char name[16];
+        snprintf(name, sizeof(name), l ? "%d" : "all", l);
+        printf("  %-6s %5d %8.3f %8.3f %8.3f %8.3f %8.3f %8.1f\n", name, c->n, c->greedy / c->n,
+               c->pass1 / c->n, c->consk / c->n, c->format / c->n, c->language / c->n,
+               c->length / c->n);
+    }
+}
+
+// `eval --out FILE`: the whole's numbers as one JSON object (the pipeline's report reads it).
+static void write_eval_json(const char *out, const char *dir, const char *task, int k,
+                            const EvalResult *res) {
+    char err[R1_ERR_LEN];
+    AtomicFile af;
+    if (atomic_open(&af, out, err)) die("%s", err);
+    const EvalCell *a = &res->all;
+    fprintf(af.f, "{\"model\": ");
+    json_write_string(af.f, dir);
+    fprintf(af.f, ", \"task\": ");
+    json_write_string(af.f, task);
+    fprintf(af.f, ", \"n\": %d, \"k\": %d, \"greedy\": %.4f, \"pass@1\": %.4f, \"cons@k\": %.4f, "
+            "\"format\": %.4f, \"language\": %.4f, \"length\": %.2f, \"seconds\": %.2f}\n",
+            a->n, k, a->greedy / a->n, a->pass1 / a->n, a->consk / a->n, a->format / a->n,
+            a->language / a->n, a->length / a->n, res->seconds);
+    if (atomic_commit(&af, err)) die("%s", err);
+}
+
+static int cmd_eval(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--task", "--k", "--n", "--levels", "--lang",
+                                        "--template", "--max-new-tokens", "--seed", "--out",
+                                        NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL);
+    if (!dir) die("eval: needs --model DIR");
+    const char *task = arg_str(argc, argv, "--task", "arithmetic");
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    int k = (int)arg_long(argc, argv, "--k", 4, 1, 256);
+    int n = (int)arg_long(argc, argv, "--n", 64, 1, 100000);
+    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    int level_lo, level_hi;
+    arg_levels(argc, argv, "1-2", &level_lo, &level_hi);
+    int chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
+    char err[R1_ERR_LEN];
+    Model m;
+    Tokenizer tok;
+    load_model_or_die(&m, dir);
+    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    Json **ex = make_examples(task, 1, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
+                              seed);
+    EvalResult res;
+    evaluate(&m, &tok, ex, n, k, max_new, chat, seed, &res);
+    printf("eval of %s on %d held-out %s problems (levels %d-%d), k = %d at T=0.6 top-p 0.95, "
+           "%.1f s\n", dir, n, task, level_lo, level_hi, k, res.seconds);
+    print_eval_table(&res);
+    if (out) write_eval_json(out, dir, task, k, &res);
+    tasks_free(ex, n);
+    tokenizer_free(&tok);
+    model_free(&m);
+    return 0;
+}
+
+static int cmd_reject(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--task", "--n-prompts", "--n-per-prompt",
+                                        "--cap", "--levels", "--lang", "--template",
+                                        "--max-new-tokens", "--temperature", "--min-language",
+                                        "--non-reasoning", "--seed", "--out", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
+    if (!dir || !out) die("reject: needs --model DIR --out FILE.jsonl");
+    const char *task = arg_str(argc, argv, "--task", "all");
+    int n = (int)arg_long(argc, argv, "--n-prompts", 256, 1, 1000000);
+    RejectSettings s = {0};
+    s.per_prompt = (int)arg_long(argc, argv, "--n-per-prompt", 4, 1, 256);
+    s.cap = (int)arg_long(argc, argv, "--cap", 2, 1, 256);
+    s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 200, 1, 1 << 20);
+    s.min_language = arg_double(argc, argv, "--min-language", 0.9, 0.0, 1.0);
+    s.nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.2, 0.0, 10.0);
+    s.sc = (SamplingConfig){(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f};
+    s.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
+    int level_lo, level_hi;
+    arg_levels(argc, argv, "1-3", &level_lo, &level_hi);
+    char err[R1_ERR_LEN];
+    Model m;
+    Tokenizer tok;
+    load_model_or_die(&m, dir);
+    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    Json **ex = make_examples(task, 0, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
+                              s.seed);
+    AtomicFile af;
+    if (atomic_open(&af, out, err)) die("%s", err);
+    RejectCounts c;
+    reject_sample(&m, &tok, ex, n, &s, af.f, &c);
+    if (atomic_commit(&af, err)) die("%s", err);
+    long total = (long)n * s.per_prompt;
+    printf("rejection sampling from %s: %d prompts x %d samples = %ld in %.1f s\n", dir, n,
+           s.per_prompt, total, c.seconds);
+    printf("  malformed %ld, wrong %ld, mixed language %ld, cut off %ld, duplicate %ld, over the "
+           "cap of %d %ld\n  kept %ld (%.1f%%), plus %ld non-reasoning examples -> %s\n",
+           c.malformed, c.wrong, c.mixed, c.overlong, c.duplicate, s.cap, c.capped, c.kept,
+           100.0 * c.kept / total, c.plain, out);
+    tasks_free(ex, n);
+    tokenizer_free(&tok);
+    model_free(&m);
+    return 0;
+}
+
+// ==============================================================================================
+// 6. `bench`: forward, backward, training step, generation; tokens/s and GFLOP/s
 // ==============================================================================================
 
 // Matmul FLOPs per token of one forward: 2 per activated weight (not the embedding lookup),
@@ -1413,276 +1690,7 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 // ==============================================================================================
-// `grpo`, `eval`, `reject`: the command lines of grpo.c's RL, evaluation and rejection sampling
-// ==============================================================================================
-
-static void parse_levels(const char *s, int *lo, int *hi) {
-    const char *why = levels_parse(s, lo, hi);
-    if (why) die("--levels: '%s' %s", s, why);
-}
-
-static int parse_template(const char *template) {  // 1: chat, 0: r1-zero
-    int chat = strcmp(template, "chat") == 0;
-    if (!chat && strcmp(template, "r1-zero") != 0)
-        die("--template: '%s' is not r1-zero or chat", template);
-    return chat;
-}
-
-static GrpoVariant parse_variant(const char *variant) {
-    if (strcmp(variant, "grpo") == 0) return GRPO_PAPER;
-    if (strcmp(variant, "dr_grpo") == 0) return GRPO_DR;
-    if (strcmp(variant, "dapo") == 0) return GRPO_DAPO;
-    die("--variant: '%s' is not grpo, dr_grpo or dapo", variant);
-    return GRPO_PAPER;
-}
-
-// `./r1 grpo`'s settings from its flags (the defaults are the pipeline's R1-Zero stage's).
-static GrpoSettings grpo_settings_from_args(int argc, char **argv) {
-    GrpoSettings s = {0};
-    s.P = (int)arg_long(argc, argv, "--prompts", 8, 1, 4096);
-    s.G = (int)arg_long(argc, argv, "--group", 8, 2, 1024);
-    s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
-    s.mu = (int)arg_long(argc, argv, "--mu", 1, 1, 100);
-    s.sc.temperature = (float)arg_double(argc, argv, "--temperature", 1.0, 0.0, 10.0);
-    s.sc.top_p = (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0);
-    s.oc = adamw_defaults();
-    // 2e-4 for RL from a base (R1-Zero: the format has to be found); after SFT, 5e-5 (the
-    // pipeline's rl and final stages): 2e-4 there undoes part of what SFT taught (tutorial/05)
-    s.oc.lr = (float)arg_double(argc, argv, "--lr", 2e-4, 0.0, 1.0);
-    s.oc.weight_decay = 0.0f;  // RL fine-tuning: no decay towards 0 of the pretrained weights
-    s.gamma = (float)arg_double(argc, argv, "--gamma", 1e-3, 0.0, 1.0);
-    s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
-    s.gc.variant = parse_variant(arg_str(argc, argv, "--variant", "grpo"));
-    int dapo = s.gc.variant == GRPO_DAPO;
-    s.gc.eps_low = (float)arg_double(argc, argv, "--eps", 0.2, 0.0, 1.0);
-    s.gc.eps_high = (float)arg_double(argc, argv, "--eps-high", dapo ? 0.28 : s.gc.eps_low, 0.0, 10.0);
-    s.gc.beta = (float)arg_double(argc, argv, "--beta", dapo ? 0.0 : 0.04, 0.0, 10.0);
-    s.gc.max_len = s.max_new;
-    s.w.accuracy = arg_double(argc, argv, "--w-accuracy", 1.0, 0.0, 100.0);
-    s.w.format = arg_double(argc, argv, "--w-format", 0.5, 0.0, 100.0);
-    s.w.language = arg_double(argc, argv, "--w-language", 0.0, 0.0, 100.0);
-    return s;
-}
-
-// One line of metrics.jsonl and one line of progress for a GRPO step.
-static void grpo_log_step(FILE *metrics, long step, long steps, const GrpoSettings *s,
-                          const GrpoStepReport *rep, double elapsed) {
-    fprintf(metrics, "{\"step\": %ld, \"reward\": %.4f, \"accuracy\": %.4f, \"format\": %.4f, "
-            "\"language\": %.4f, \"length\": %.1f, \"reflection\": %.4f, \"kl\": %.6f, "
-            "\"clip_fraction\": %.4f, \"entropy\": %.4f, \"zero_variance_groups\": %.4f, "
-            "\"loss\": %.6f, \"grad_norm\": %.4f, \"generate_s\": %.2f, \"learn_s\": %.2f}\n",
-            step, rep->reward, rep->accuracy, rep->format, rep->language, rep->length,
-            rep->reflection, rep->stats.kl, rep->stats.clip_fraction, rep->stats.entropy,
-            (double)rep->zero_variance_groups / s->P, rep->loss, rep->grad_norm,
-            rep->generate_s, rep->learn_s);
-    fflush(metrics);
-    printf("step %ld/%ld | reward %.3f | acc %.3f | format %.3f | len %.0f | kl %.4f | "
-           "zero-var %d/%d | gen %.1fs learn %.1fs | %.0fs\n", step, steps, rep->reward,
-           rep->accuracy, rep->format, rep->length, rep->stats.kl, rep->zero_variance_groups,
-           s->P, rep->generate_s, rep->learn_s, elapsed);
-}
-
-// The questions of a step: P training problems drawn at random, and with probability
-// `nonreasoning` a non-reasoning prompt in a problem's place (final RL: R1 §2.3.4).
-static void pick_questions(GrpoGroups *g, Json *const *train, int n_train, Json *const *plain,
-                           int n_plain, double nonreasoning, Rng *rng) {
-    for (int p = 0; p < g->P; p++) {
-        const Json *ex = train[rng_next(rng) % (uint64_t)n_train];
-        if (n_plain && rng_uniform(rng) < nonreasoning)  // (no draw at all when 0)
-            ex = plain[rng_next(rng) % (uint64_t)n_plain];
-        g->example[p] = ex;
-    }
-}
-
-static int cmd_grpo(int argc, char **argv) {
-    static const char *const known[] = {
-        "--model", "--task", "--out", "--template", "--steps", "--prompts", "--group",
-        "--max-new-tokens", "--temperature", "--top-p", "--lr", "--beta", "--eps", "--eps-high",
-        "--mu", "--variant", "--w-accuracy", "--w-format", "--w-language", "--levels", "--lang",
-        "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", "--non-reasoning",
-        NULL};
-    static const char *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
-    const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
-    if (!dir || !out) die("grpo: needs --model DIR --out DIR");
-    double nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.0, 0.0, 1.0);
-    const char *task = arg_str(argc, argv, "--task", "arithmetic");
-    int level_lo, level_hi;
-    parse_levels(arg_str(argc, argv, "--levels", "1-2"), &level_lo, &level_hi);
-    GrpoSettings s = grpo_settings_from_args(argc, argv);
-    long steps = arg_long(argc, argv, "--steps", 60, 1, 1000000);
-    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
-    long sample_every = arg_long(argc, argv, "--sample-every", 10, 1, 1000000);
-    long save_every = arg_long(argc, argv, "--save-every", 50, 1, 1000000);
-    long ref_every = arg_long(argc, argv, "--ref-every", 0, 0, 1000000);
-    char err[R1_ERR_LEN], path[4096];
-    Model policy, ref;
-    Tokenizer tok;
-    load_model_or_die(&policy, dir);
-    load_model_or_die(&ref, dir);  // the frozen reference policy pi_ref
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
-    int n_train = 4096, n_plain = nonreasoning > 0 ? 600 : 0;
-    Json **train = make_examples(task, 0, n_train, level_lo, level_hi,
-                                 arg_str(argc, argv, "--lang", "both"), seed);
-    Json **plain = n_plain ? nonreasoning_examples(n_plain, seed) : NULL;
-    GrpoGroups g = grpo_groups_new(s.P, s.G, policy.cfg.max_position_embeddings);
-    if (make_dirs(out, err)) die("%s", err);
-    snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
-    FILE *metrics = fopen(path, "wb");
-    if (!metrics) die("%s: %s", path, strerror(errno));
-    Rng rng;
-    rng_seed(&rng, seed ^ 0x6770u);
-    printf("GRPO (%s) on %s levels %d-%d: %d prompts x %d rollouts per step, %ld steps, "
-           "template %s, beta %g, eps [%g, %g], mu %d, lr %g\n",
-           arg_str(argc, argv, "--variant", "grpo"), task, level_lo, level_hi, s.P, s.G, steps,
-           s.chat ? "chat" : "r1-zero", s.gc.beta, s.gc.eps_low, s.gc.eps_high, s.mu, s.oc.lr);
-    if (n_plain) printf("non-reasoning prompts in %.0f%% of the groups (rule reward: plain answer, "
-                        "kind's rule, language)\n", 100.0 * nonreasoning);
-    double t_start = now_seconds();
-    for (long step = 1; step <= steps; step++) {
-        pick_questions(&g, train, n_train, plain, n_plain, nonreasoning, &rng);
-        GrpoStepReport rep;
-        grpo_step(&policy, &ref, &tok, &s, &g, seed * 7919u + (uint64_t)step, &rep);
-        if (ref_every && step % ref_every == 0)  // R1-Zero refreshes pi_ref periodically
-            memcpy(ref.params, policy.params, policy.n_params * sizeof(float));
-        grpo_log_step(metrics, step, steps, &s, &rep, now_seconds() - t_start);
-        if (step % sample_every == 0 || step == 1) {
-            const Json *pr = json_get(g.example[0], "prompt");
-            printf("  prompt: %s\n  sample (reward %.2f): %s\n", pr ? pr->string : "?",
-                   g.rewards[0], g.r[0].text);
-        }
-        fflush(stdout);
-        if (step % save_every == 0 || step == steps)
-            if (checkpoint_save(&policy, &tok, NULL, out, err)) die("%s", err);
-    }
-    fclose(metrics);
-    printf("policy saved in %s\n", out);
-    grpo_groups_free(&g);
-    tasks_free(train, n_train);
-    if (plain) tasks_free(plain, n_plain);
-    tokenizer_free(&tok);
-    model_free(&policy);
-    model_free(&ref);
-    return 0;
-}
-
-static void print_eval_table(const EvalResult *res) {
-    printf("  %-6s %5s %8s %8s %8s %8s %8s %8s\n", "level", "n", "greedy", "pass@1", "cons@k",
-           "format", "language", "length");
-    for (int l = 0; l <= 5; l++) {
-        const EvalCell *c = l ? &res->by_level[l] : &res->all;
-        if (!c->n) continue;
-        char name[16];
-        snprintf(name, sizeof(name), l ? "%d" : "all", l);
-        printf("  %-6s %5d %8.3f %8.3f %8.3f %8.3f %8.3f %8.1f\n", name, c->n, c->greedy / c->n,
-               c->pass1 / c->n, c->consk / c->n, c->format / c->n, c->language / c->n,
-               c->length / c->n);
-    }
-}
-
-// `eval --out FILE`: the whole's numbers as one JSON object (the pipeline's report reads it).
-static void write_eval_json(const char *out, const char *dir, const char *task, int k,
-                            const EvalResult *res) {
-    char err[R1_ERR_LEN];
-    AtomicFile af;
-    if (atomic_open(&af, out, err)) die("%s", err);
-    const EvalCell *a = &res->all;
-    fprintf(af.f, "{\"model\": ");
-    json_write_string(af.f, dir);
-    fprintf(af.f, ", \"task\": ");
-    json_write_string(af.f, task);
-    fprintf(af.f, ", \"n\": %d, \"k\": %d, \"greedy\": %.4f, \"pass@1\": %.4f, \"cons@k\": %.4f, "
-            "\"format\": %.4f, \"language\": %.4f, \"length\": %.2f, \"seconds\": %.2f}\n",
-            a->n, k, a->greedy / a->n, a->pass1 / a->n, a->consk / a->n, a->format / a->n,
-            a->language / a->n, a->length / a->n, res->seconds);
-    if (atomic_commit(&af, err)) die("%s", err);
-}
-
-static int cmd_eval(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--task", "--k", "--n", "--levels", "--lang",
-                                        "--template", "--max-new-tokens", "--seed", "--out",
-                                        NULL};
-    static const char *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
-    const char *dir = arg_str(argc, argv, "--model", NULL);
-    if (!dir) die("eval: needs --model DIR");
-    const char *task = arg_str(argc, argv, "--task", "arithmetic");
-    const char *out = arg_str(argc, argv, "--out", NULL);
-    int k = (int)arg_long(argc, argv, "--k", 4, 1, 256);
-    int n = (int)arg_long(argc, argv, "--n", 64, 1, 100000);
-    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
-    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
-    int level_lo, level_hi;
-    parse_levels(arg_str(argc, argv, "--levels", "1-2"), &level_lo, &level_hi);
-    int chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
-    char err[R1_ERR_LEN];
-    Model m;
-    Tokenizer tok;
-    load_model_or_die(&m, dir);
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
-    Json **ex = make_examples(task, 1, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
-                              seed);
-    EvalResult res;
-    evaluate(&m, &tok, ex, n, k, max_new, chat, seed, &res);
-    printf("eval of %s on %d held-out %s problems (levels %d-%d), k = %d at T=0.6 top-p 0.95, "
-           "%.1f s\n", dir, n, task, level_lo, level_hi, k, res.seconds);
-    print_eval_table(&res);
-    if (out) write_eval_json(out, dir, task, k, &res);
-    tasks_free(ex, n);
-    tokenizer_free(&tok);
-    model_free(&m);
-    return 0;
-}
-
-static int cmd_reject(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--task", "--n-prompts", "--n-per-prompt",
-                                        "--cap", "--levels", "--lang", "--template",
-                                        "--max-new-tokens", "--temperature", "--min-language",
-                                        "--non-reasoning", "--seed", "--out", NULL};
-    static const char *const bools[] = {NULL};
-    check_flags(argc, argv, known, bools);
-    const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
-    if (!dir || !out) die("reject: needs --model DIR --out FILE.jsonl");
-    const char *task = arg_str(argc, argv, "--task", "all");
-    int n = (int)arg_long(argc, argv, "--n-prompts", 256, 1, 1000000);
-    RejectSettings s = {0};
-    s.per_prompt = (int)arg_long(argc, argv, "--n-per-prompt", 4, 1, 256);
-    s.cap = (int)arg_long(argc, argv, "--cap", 2, 1, 256);
-    s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 200, 1, 1 << 20);
-    s.min_language = arg_double(argc, argv, "--min-language", 0.9, 0.0, 1.0);
-    s.nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.2, 0.0, 10.0);
-    s.sc = (SamplingConfig){(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f};
-    s.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
-    s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
-    int level_lo, level_hi;
-    parse_levels(arg_str(argc, argv, "--levels", "1-3"), &level_lo, &level_hi);
-    char err[R1_ERR_LEN];
-    Model m;
-    Tokenizer tok;
-    load_model_or_die(&m, dir);
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
-    Json **ex = make_examples(task, 0, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
-                              s.seed);
-    AtomicFile af;
-    if (atomic_open(&af, out, err)) die("%s", err);
-    RejectCounts c;
-    reject_sample(&m, &tok, ex, n, &s, af.f, &c);
-    if (atomic_commit(&af, err)) die("%s", err);
-    long total = (long)n * s.per_prompt;
-    printf("rejection sampling from %s: %d prompts x %d samples = %ld in %.1f s\n", dir, n,
-           s.per_prompt, total, c.seconds);
-    printf("  malformed %ld, wrong %ld, mixed language %ld, cut off %ld, duplicate %ld, over the "
-           "cap of %d %ld\n  kept %ld (%.1f%%), plus %ld non-reasoning examples -> %s\n",
-           c.malformed, c.wrong, c.mixed, c.overlong, c.duplicate, s.cap, c.capped, c.kept,
-           100.0 * c.kept / total, c.plain, out);
-    tasks_free(ex, n);
-    tokenizer_free(&tok);
-    model_free(&m);
-    return 0;
-}
-
-// ==============================================================================================
-// 15. `plot`: SVG line charts of metrics.jsonl, written by the program itself
+// 7. `plot`: SVG line charts of metrics.jsonl, written by the program itself
 // ==============================================================================================
 // Every numeric field of metrics.jsonl becomes a series over "step". Fields that belong
 // together share a chart (CHART_GROUPS); any other field gets a chart of its own, so new metrics
@@ -1897,7 +1905,7 @@ static void write_bar_chart(const char *path, const char *title, const char *con
 }
 
 // ==============================================================================================
-// 16. `pipeline`: the whole R1 recipe, stage after stage, and its report (DeepSeek-R1 §2.3-2.4)
+// 8. `pipeline`: the whole R1 recipe, stage after stage, and its report (DeepSeek-R1 §2.3-2.4)
 // ==============================================================================================
 // Each stage is this program run on one command line (so each one is also a command a student
 // can paste). A stage whose marker file OUT/<stage>.done exists is skipped, so an interrupted
@@ -2212,7 +2220,7 @@ static int cmd_pipeline(int argc, char **argv) {
 }
 
 // ==============================================================================================
-// 17. main (left out when a test includes this file with R1_TEST)
+// 9. main (left out when a test includes this file with R1_TEST)
 // ==============================================================================================
 
 #ifndef R1_TEST

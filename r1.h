@@ -1,24 +1,39 @@
-// r1.h: the one header of r1.c, the DeepSeek-R1 system in plain C.
+// r1.h: the one header of r1.c, the DeepSeek-R1 system in plain C. Read this first: it is the
+// map. The sources, in their import order (each calls only the ones above it; main.c knows them
+// all; `make layers`, part of `make test`, checks it), which is also the order data flows in:
 //
-// Where things live:
-//   r1.c   the dense half and the driver: kernels (matmul, RMSNorm, RoPE/YaRN, softmax),
-//          MLA attention, SwiGLU MLP, the block, LM head, the loss heads, AdamW, generation
-//          with the latent KV cache, the training loops, the CLI.
-//   formats.c  JSON, safetensors, config.json, checkpoint directories.
-//   tokenizer.c  byte-level BPE and tokenizer.json.
-//   moe.c  DeepSeekMoE: router, shared + routed experts, load statistics, bias update.
-//   grpo.c the toy world (tasks, verifiers, corpus), rewards, GRPO, rollouts, rejection
-//          sampling, evaluation.
+//   formats.c    bytes on disk: die/xcalloc (how the program fails), atomic files, JSON,
+//                safetensors, Config (the presets, validation, config.json), the staged commit
+//                of a checkpoint directory
+//   tokenizer.c  text <-> token ids: byte-level BPE, tokenizer.json
+//   kernels.c    the arithmetic: the matrix product, softmax, RMSNorm, RoPE, SwiGLU
+//   moe.c        DeepSeekMoE: router, shared + routed experts, balancing, decode-time experts
+//   r1.c         the model: parameter table, MLA, the block, forward/backward, loss heads, AdamW,
+//                generation with the latent KV cache, sampling, checkpoints
+//   tasks.c      the toy world: tasks (a table: generator, verifier, worked solution, prompt),
+//                the pretraining corpus, datasets
+//   grpo.c       RL: rewards, rollouts, advantages, the GRPO loss, grpo_step, evaluation,
+//                rejection sampling
+//   main.c       the program: the command line, training loops, bench, plot, the pipeline
+//
+// How data flows (DESIGN: every training algorithm is a loss head that produces dlogits):
+//   tokens -> embed -> [block x L: x += MLA(RMSNorm(x)); x += FFN(RMSNorm(x))] -> RMSNorm ->
+//   lm_head -> logits;  FFN = SwiGLU MLP (l < first_k_dense_replace) | DeepSeekMoE
+//   logits -> loss head (cross-entropy, distillation, GRPO) -> dlogits -> model_backward ->
+//   grads -> AdamW
 //
 // Conventions (see tutorial/01-architecture.md):
 //   - All parameters live in one float buffer described by a table of ParamInfo whose names are
 //     the Hugging Face hub names. Gradients and AdamW moments mirror that buffer exactly.
-//   - Every op is a *_forward / *_backward pair; backward ACCUMULATES (+=) into gradients.
+//   - Every op is a *_forward / *_backward pair; a backward adds (+=) into weight gradients and
+//     writes or adds (its `accumulate` flag) into input gradients.
 //   - Shapes in comments: N = B*T tokens, D = hidden_size, H = num_attention_heads,
 //     dn = qk_nope_head_dim, dr = qk_rope_head_dim, dv = v_head_dim, dc = kv_lora_rank,
 //     dq = q_lora_rank, E = n_routed_experts, K = num_experts_per_tok.
 //   - Functions that read input which may be wrong return 0 on success and -1 on failure, with
 //     a one-line message in `err` (R1_ERR_LEN bytes). The CLI prints "r1: <err>" and exits 1.
+//   - Every sum is taken in a fixed order by one thread: the same seed gives the same floats at
+//     any thread count.
 #ifndef R1_H
 #define R1_H
 
@@ -30,45 +45,98 @@
 
 #define R1_ERR_LEN 512
 
-// exp(x) for floats in plain arithmetic, so that the loops which call it (softmax, SiLU, the
-// sigmoid, cross-entropy) vectorise; libm's expf is a call per element, about 6x slower here.
-// Cody-Waite reduction: n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two so n ln 2 is
-// exact), |r| <= ln 2 / 2; exp(r) by its Taylor series to degree 7 (truncation < 4e-9); then
-// 2^n is built in the exponent bits. Within 1.5 ulp of the true value on [-87, 88] (checked in
-// tests/test_r1.c against double exp); 0 below -87 (where exp(x) < 1.7e-38), +inf above 88,
-// NaN for NaN. Every step is an IEEE operation, so the result is the same float in every build.
-// The constants are shared with vec_expf (r1.c), the same steps on a whole vector register.
-static const float R1_EXP_LO = -87.0f, R1_EXP_HI = 88.0f;  // the range before 0 and +inf
-static const float R1_EXP_LOG2E = 1.44269504f;
-static const float R1_EXP_SHIFTER = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-static const float R1_EXP_LN2_HI = 0.693359375f, R1_EXP_LN2_LO = -2.12194440e-4f;
-// exp(r)'s Taylor coefficients, highest degree first (1/7!, 1/6!, ..., 1/1!, 1/0!): Horner's rule
-static const float R1_EXP_POLY[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
-                                     1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
+// ==============================================================================================
+// 1. formats.c: how the program fails; files, JSON, safetensors; Config and config.json;
+//    a checkpoint directory's staged commit
+// ==============================================================================================
+// How the program fails (formats.c, section 0): die prints "r1: ..." and exits with status 1;
+// xcalloc and xrealloc exit with one line when memory runs out.
+void die(const char *fmt, ...);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+double now_seconds(void);  // a monotonic clock, in seconds
 
-static inline float r1_expf(float x) {
-    float xc = x < R1_EXP_LO ? R1_EXP_LO : x;
-    xc = xc > R1_EXP_HI ? R1_EXP_HI : xc;
-    float t = xc * R1_EXP_LOG2E + R1_EXP_SHIFTER;  // n sits in the low mantissa bits of t
-    float n = t - R1_EXP_SHIFTER;
-    float r = (xc - n * R1_EXP_LN2_HI) - n * R1_EXP_LN2_LO;
-    float p = R1_EXP_POLY[0];
-    for (int i = 1; i < 8; i++) p = p * r + R1_EXP_POLY[i];
-    uint32_t bits, scale_bits;
-    memcpy(&bits, &t, sizeof(bits));
-    scale_bits = (bits - 0x4B400000u + 127u) << 23;  // t's bits minus the shifter's = n
-    float scale;
-    memcpy(&scale, &scale_bits, sizeof(scale));  // 2^n
-    float y = p * scale;
-    y = x < R1_EXP_LO ? 0.0f : y;
-    return x > R1_EXP_HI ? INFINITY : y;
-}
+// Atomic files (formats.c): every file the program writes goes to PATH.tmp, is flushed and
+// synced, and is renamed over PATH only when complete, so the old file or the new one is there
+// whole, never a part. atomic_open: 0, or -1 with "PATH.tmp: why" in err; atomic_commit: 0, or
+// -1 with "PATH: why" (the .tmp removed), and failed_errno / failed_at_rename say which step
+// failed for a caller that words its own message (st_write); atomic_abort: drop a half-written file.
+typedef struct {
+    FILE *f;               // write to this between atomic_open and atomic_commit
+    char path[4096];       // the file's name
+    char tmp[4104];        // PATH.tmp
+    int failed_errno;      // after a failed atomic_commit: why (an errno value)
+    int failed_at_rename;  // and 1 if PATH.tmp was complete but the rename onto PATH failed
+} AtomicFile;
+int atomic_open(AtomicFile *a, const char *path, char *err);
+int atomic_commit(AtomicFile *a, char *err);
+void atomic_abort(AtomicFile *a);
+int write_bytes_atomic(const char *path, const void *data, size_t n, char *err);
+int write_text_atomic(const char *path, const char *text, char *err);
+// Reads a whole file into a NUL-terminated buffer.
+char *read_file(const char *path, size_t *size, char *err);
 
-// The logistic sigmoid 1 / (1 + e^-z): SwiGLU's backward and the MoE router's scores.
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + r1_expf(-z)); }
+int make_dirs(const char *dir, char *err);  // mkdir -p
 
 // ----------------------------------------------------------------------------------------------
-// Config: field names as in transformers' DeepseekV3Config
+// JSON: a small DOM parser, enough for config.json, safetensors headers, JSON Lines
+// ----------------------------------------------------------------------------------------------
+typedef enum { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT } JsonType;
+typedef struct Json {
+    JsonType type;
+    double number;        // JSON_NUMBER (and JSON_BOOL: 0 or 1)
+    char *string;         // JSON_STRING: UTF-8, escapes decoded, NUL-terminated
+    int n;                // JSON_ARRAY / JSON_OBJECT: number of items
+    char **keys;          // JSON_OBJECT: n keys
+    struct Json *items;   // n values
+} Json;
+// Parses text[0..len); on error returns NULL with "line L col C: what" in err. Rejects trailing
+// garbage, nesting deeper than 64, invalid escapes and invalid numbers.
+Json *json_parse(const char *text, size_t len, char *err);
+void json_free(Json *j);
+Json *json_get(const Json *obj, const char *key);  // NULL if obj is not an object or lacks key
+// Writes s as a JSON string literal (with quotes and escapes) to f.
+void json_write_string(FILE *f, const char *s);
+
+// ----------------------------------------------------------------------------------------------
+// safetensors: tensors by name, validated on read, written atomically
+// ----------------------------------------------------------------------------------------------
+typedef struct {
+    char name[160];
+    char dtype[8];     // "F32", "I32", "I64", ...
+    int ndim;
+    int64_t shape[4];
+    size_t begin, end; // byte range in the data section
+} StTensor;
+
+typedef struct {
+    int n;
+    StTensor *t;
+    unsigned char *data;  // the data section
+    size_t data_size;
+} StFile;
+
+// Reads and validates a whole safetensors file (header JSON, dtypes, offsets in range, sizes
+// consistent with shapes). Returns -1 with a message naming the file and tensor otherwise.
+int st_read(const char *path, StFile *f, char *err);
+void st_free(StFile *f);
+StTensor *st_find(StFile *f, const char *name);
+
+// A tensor to write.
+typedef struct {
+    const char *name;
+    const char *dtype; // "F32" or "I32"
+    int ndim;
+    int64_t shape[4];
+    const void *data;
+} StWrite;
+// Writes atomically (an AtomicFile: path.tmp, fsync, rename); a failure says which step:
+// "PATH: cannot create|write|rename PATH.tmp...". metadata may be NULL (pairs of strings, n_meta).
+int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
+             char *err);
+
+// ----------------------------------------------------------------------------------------------
+// Config: field names as in transformers' DeepseekV3Config; the presets; config.json
 // ----------------------------------------------------------------------------------------------
 typedef struct {
     int vocab_size;              // V
@@ -119,6 +187,174 @@ int config_read_file(const char *path, Config *c, char *err);
 // Writes config.json text (hub layout, loadable by transformers' DeepseekV3ForCausalLM).
 int config_write_json(const Config *c, const char *path, char *err);
 
+// A checkpoint directory is saved as one set (r1.c's checkpoint_save): every file goes to
+// DIR/.staging/ first, then an atomic COMMIT marker lists them, then they move in.
+// checkpoint_recover finishes a committed set or discards an uncommitted one (safe to call on
+// any directory), so an interrupted save never loses the previous checkpoint.
+int checkpoint_recover(const char *dir, char *err);
+
+// ==============================================================================================
+// 2. tokenizer.c: byte-level BPE with single-digit pre-splitting and the DeepSeek-R1
+//    special tokens; saved as Hugging Face tokenizer.json + tokenizer_config.json
+// ==============================================================================================
+enum {
+    TOK_BOS = 0,         // <｜begin▁of▁sentence｜>
+    TOK_EOS = 1,         // <｜end▁of▁sentence｜>
+    TOK_PAD = 2,         // <｜▁pad▁｜>
+    TOK_USER = 3,        // <｜User｜>
+    TOK_ASSISTANT = 4,   // <｜Assistant｜>
+    TOK_THINK = 5,       // <think>
+    TOK_THINK_END = 6,   // </think>
+    TOK_ANSWER = 7,      // <answer>
+    TOK_ANSWER_END = 8,  // </answer>
+    TOK_N_SPECIAL = 9    // then 256 byte tokens, then one token per merge
+};
+
+typedef struct {
+    int vocab_size;          // specials + 256 bytes + merges
+    int n_merges;
+    int (*merges)[2];        // merge i joins tokens merges[i][0], merges[i][1] into token
+                             // TOK_N_SPECIAL + 256 + i; lower i = higher priority
+    unsigned char **bytes;   // bytes[id]: the raw bytes a token stands for (specials: their text)
+    int *len;                // len[id]
+    void *index;             // private lookup tables (pair -> merge rank), built on load/train
+} Tokenizer;
+
+// Trains on text: merges are learned inside pre-tokenized chunks (never across a digit, and
+// never across a space boundary). vocab_size includes specials and bytes.
+int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, char *err);
+// Encodes UTF-8 text (special-token strings in the text become their ids). Returns the number
+// of ids written, or -1 if more than cap would be needed.
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int *ids, int cap);
+// Decodes ids into a malloc'd NUL-terminated string (bytes of every token concatenated).
+char *tokenizer_decode(const Tokenizer *t, const int *ids, int n);
+// Writes dir/tokenizer.json and dir/tokenizer_config.json (with the chat template).
+int tokenizer_save(const Tokenizer *t, const char *dir, char *err);
+// Reads dir/tokenizer.json written by tokenizer_save.
+int tokenizer_load(Tokenizer *t, const char *dir, char *err);
+void tokenizer_free(Tokenizer *t);
+
+// ==============================================================================================
+// 3. kernels.c: flat buffers in, flat buffers out; every sum in a fixed order
+// ==============================================================================================
+// exp(x) for floats in plain arithmetic, so that the loops which call it (softmax, SiLU, the
+// sigmoid, cross-entropy) vectorise; libm's expf is a call per element, about 6x slower here.
+// Cody-Waite reduction: n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two so n ln 2 is
+// exact), |r| <= ln 2 / 2; exp(r) by its Taylor series to degree 7 (truncation < 4e-9); then
+// 2^n is built in the exponent bits. Within 1.5 ulp of the true value on [-87, 88] (checked in
+// tests/test_r1.c against double exp); 0 below -87 (where exp(x) < 1.7e-38), +inf above 88,
+// NaN for NaN. Every step is an IEEE operation, so the result is the same float in every build.
+// The constants are shared with vec_expf (kernels.c), the same steps on a whole vector register.
+static const float R1_EXP_LO = -87.0f, R1_EXP_HI = 88.0f;  // the range before 0 and +inf
+static const float R1_EXP_LOG2E = 1.44269504f;
+static const float R1_EXP_SHIFTER = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+static const float R1_EXP_LN2_HI = 0.693359375f, R1_EXP_LN2_LO = -2.12194440e-4f;
+// exp(r)'s Taylor coefficients, highest degree first (1/7!, 1/6!, ..., 1/1!, 1/0!): Horner's rule
+static const float R1_EXP_POLY[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                     1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
+
+static inline float r1_expf(float x) {
+    float xc = x < R1_EXP_LO ? R1_EXP_LO : x;
+    xc = xc > R1_EXP_HI ? R1_EXP_HI : xc;
+    float t = xc * R1_EXP_LOG2E + R1_EXP_SHIFTER;  // n sits in the low mantissa bits of t
+    float n = t - R1_EXP_SHIFTER;
+    float r = (xc - n * R1_EXP_LN2_HI) - n * R1_EXP_LN2_LO;
+    float p = R1_EXP_POLY[0];
+    for (int i = 1; i < 8; i++) p = p * r + R1_EXP_POLY[i];
+    uint32_t bits, scale_bits;
+    memcpy(&bits, &t, sizeof(bits));
+    scale_bits = (bits - 0x4B400000u + 127u) << 23;  // t's bits minus the shifter's = n
+    float scale;
+    memcpy(&scale, &scale_bits, sizeof(scale));  // 2^n
+    float y = p * scale;
+    y = x < R1_EXP_LO ? 0.0f : y;
+    return x > R1_EXP_HI ? INFINITY : y;
+}
+
+// The logistic sigmoid 1 / (1 + e^-z): SwiGLU's backward and the MoE router's scores.
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + r1_expf(-z)); }
+
+// The one matrix product: out (N,M) (=, or += when accumulate) A (N,K) @ B (K,M), with A and B
+// read through strides: a(i,k) = a[i*ars + k*aks], b(k,j) = b[k*bks + j*bcs] (so either may be
+// a transposed view). Every product of the model, forward and backward, is a call of this.
+void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const float *b, size_t bks,
+               size_t bcs, int N, int K, int M, int accumulate);
+// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T, W (OC,C).
+void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
+                    int accumulate);
+// dinp (N,C) (=, or += when accumulate) dout (N,OC) @ W;  dW (OC,C) += dout^T @ inp.
+// Either output may be NULL.
+void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
+                     int N, int C, int OC, int accumulate);
+// The causal attention products skip the masked half (kernels.c explains the three modes);
+// bp is room for B packed: causal_pack_floats(K, M) floats. A causal (T,T) operand's row i is
+// read up to causal_read_end(i, T).
+typedef enum { CAUSAL_OUT_LOWER, CAUSAL_K_UPTO_ROW, CAUSAL_K_FROM_ROW } CausalMode;
+void matmul_causal(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
+                   const float *b, size_t bks, size_t bcs, int N, int K, int M, CausalMode mode,
+                   int accumulate, float *bp);
+int causal_read_end(int i, int T);
+size_t causal_pack_floats(int K, int M);
+// out (OC) = W (OC,C) @ x (C): one token's matrix-vector product.
+void matvec(float *out, const float *x, const float *W, int C, int OC);
+// Softmax of n scores in place.
+void softmax_inplace(float *p, int n);
+// log sum_v exp(z[v]) of a row of n logits (max + log of the shifted sum; vectorised). The one
+// log-sum-exp of the loss heads, so their log-probabilities agree float for float.
+double log_sum_exp(const float *z, int n);
+// RMSNorm: out (N,C) = inp * rstd * w, rstd (N) = 1/sqrt(mean(inp^2) + eps); rows of inp are
+// stride floats apart. out may be inp.
+void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride, const float *w,
+                     int N, int C, float eps);
+// dinp (N,C) (=, or += when accumulate) ...; dw (C) += ... .
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, int stride,
+                      const float *w, const float *rstd, int N, int C, int accumulate);
+// Rotates one head's dr rope dims by the position's angles (sign -1: the transpose, for the
+// backward); interleave 1 rotates pairs (x[2i], x[2i+1]), 0 the halves (x[i], x[i + dr/2]).
+void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row, float sign,
+                 int interleave);
+// SwiGLU MLP: out (N,D) (=, or += when accumulate) down(silu(gate(x)) * up(x)); saves g,u,h.
+void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
+                    const float *Wd, float *g, float *u, float *h, int N, int D, int I,
+                    int accumulate);
+// dx (N,D) (=, or += when accumulate) ...; dWg, dWu, dWd += ...; scratch (N,I) x 2.
+void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
+                     const float *x, const float *Wg, const float *Wu, const float *Wd,
+                     const float *g, const float *u, const float *h, int N, int D, int I,
+                     float *dh_scratch, float *dgu_scratch, int accumulate);
+
+// The 8 partial sums of a lane loop, added pairwise in a fixed order.
+static inline float add_lanes(const float lanes[8]) {
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+           ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+// a . b over n floats in 8 independent partial sums (lane l sums the elements l, l+8, ...):
+// the compiler vectorises it (a single running sum would be a chain of dependent additions),
+// and the order stays fixed.
+static inline float dot_lanes(const float *a, const float *b, int n) {
+    float lanes[8] = {0};
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += a[c + l] * b[c + l];
+    float s = 0.0f;
+    for (; c < n; c++) s += a[c] * b[c];
+    return s + add_lanes(lanes);
+}
+
+// The products of a decode step's n rows: out (n, OC) = x (n, C) @ W^T, and the SwiGLU MLP on
+// them. alone = 1 (one sequence decoding by itself, n = 1): by matvec; alone = 0 (a batch): by
+// the matmul kernel, W read once for all n rows; yt (OC, n), g, u (n, I) scratch.
+void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC, int alone,
+                 float *yt);
+void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
+                 int n, int D, int I, int alone, float *g, float *u, float *yt);
+// SiLU (the swish with beta 1): z * sigmoid(z).
+static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
+
+// ==============================================================================================
+// 4. The model's data (r1.c builds it; moe.c and r1.c compute with it)
+// ==============================================================================================
 // ----------------------------------------------------------------------------------------------
 // Parameter table: one entry per Hugging Face tensor
 // ----------------------------------------------------------------------------------------------
@@ -241,6 +477,47 @@ typedef struct {
     float balance_loss;   // its value in the last forward (summed over MoE layers)
 } Model;
 
+// Batched generation: up to DECODE_BATCH sequences step together, so each weight matrix is read
+// once per step for all of them. A sequence's numbers do not depend on its batch-mates.
+#define DECODE_BATCH 16
+typedef struct {
+    // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
+    float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
+    float *route_w, *logits;  // logits (DECODE_BATCH, V)
+    int *route_idx;
+} DecodeBatch;
+// ==============================================================================================
+// 5. moe.c: DeepSeekMoE (DeepSeek-V3 §2.1.2)
+// ==============================================================================================
+// ln2 (N,D) -> out (N,D) += sum_k w_k Expert_k(ln2) (shared experts are added by the caller).
+void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out, int N);
+// dout (N,D) -> dinp (N,D) += ..., router and expert weight gradients.
+void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const float *dout,
+                  float *dinp, int N);
+// Router for one token: scores s (E) from logits, group-limited top-k with the bias used for
+// selection only, weights normalised and scaled. idx (K), w (K).
+void moe_route_token(const Config *c, const float *logits, const float *bias, float *s,
+                     int *idx, float *w);
+// Sequence-wise balance loss of one MoE layer (DeepSeek-V3 eqs. 17-20) for the routing in a:
+// returns alpha * mean over sequences of sum_i f_i P_i. With dlogits (N,E) non-NULL, adds its
+// gradient with respect to the router logits.
+float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, float alpha,
+                       float *dlogits);
+// Auxiliary-loss-free balancing (DeepSeek-V3 §2.1.2): b_i += gamma * sign(mean load - load_i).
+void moe_update_bias(Model *m, float gamma);
+void moe_reset_load(Model *m);
+
+// The routed experts of a decode step (moe.c): b->x += sum_k w_k Expert_k(b->xb), for one token
+// alone (experts in routing order) or for n rows (expert by expert over the rows that chose it).
+void moe_decode_token(const Config *c, const LayerParams *lp, DecodeBatch *b);
+void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int n);
+
+// ==============================================================================================
+// 6. r1.c: the model
+// ==============================================================================================
+// ----------------------------------------------------------------------------------------------
+// Building it, the training forward and backward
+// ----------------------------------------------------------------------------------------------
 // Builds the parameter table and allocates params (zeroed). Does not allocate activations.
 int model_create(Model *m, const Config *c, char *err);
 void model_free(Model *m);
@@ -256,7 +533,7 @@ void model_forward(Model *m, const int *ids, int B, int T);
 // Backward from dlogits (B,T,V); accumulates into m->grads.
 void model_backward(Model *m, const int *ids, const float *dlogits);
 void model_zero_grad(Model *m);
-// memset(x, 0) and memcpy of n floats, shared among the threads (r1.c, section 2).
+// memset(x, 0) and memcpy of n floats, shared among the threads (r1.c, section 1).
 void zero_floats(float *x, size_t n);
 void copy_floats(float *dst, const float *src, size_t n);
 // Looks up a tensor by hub name; NULL if absent.
@@ -272,9 +549,6 @@ void count_params(const Config *c, ParamCount *pc);
 // ----------------------------------------------------------------------------------------------
 // Loss heads: logits -> scalar loss and dlogits
 // ----------------------------------------------------------------------------------------------
-// log sum_v exp(z[v]) of a row of n logits (max + log of the shifted sum; vectorised). The one
-// log-sum-exp of the loss heads, so their log-probabilities agree float for float.
-double log_sum_exp(const float *z, int n);
 // Mean next-token cross-entropy: position t predicts ids[t+1]; mask (B,T) optional (NULL = all)
 // selects which targets count (mask[b,t+1] for the prediction made at t). dlogits may be NULL.
 float cross_entropy_forward_backward(const float *logits, const int *ids, const float *mask,
@@ -297,121 +571,17 @@ AdamWConfig adamw_defaults(void);      // DeepSeek-V3: betas 0.9/0.95, wd 0.1, c
 float adamw_step(Model *m, const AdamWConfig *oc);
 
 // ----------------------------------------------------------------------------------------------
-// DeepSeekMoE (moe.c)
+// Random numbers: one RNG type with explicit state
 // ----------------------------------------------------------------------------------------------
-// ln2 (N,D) -> out (N,D) += sum_k w_k Expert_k(ln2) (shared experts are added by the caller).
-void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out, int N);
-// dout (N,D) -> dinp (N,D) += ..., router and expert weight gradients.
-void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const float *dout,
-                  float *dinp, int N);
-// Router for one token: scores s (E) from logits, group-limited top-k with the bias used for
-// selection only, weights normalised and scaled. idx (K), w (K).
-void moe_route_token(const Config *c, const float *logits, const float *bias, float *s,
-                     int *idx, float *w);
-// Sequence-wise balance loss of one MoE layer (DeepSeek-V3 eqs. 17-20) for the routing in a:
-// returns alpha * mean over sequences of sum_i f_i P_i. With dlogits (N,E) non-NULL, adds its
-// gradient with respect to the router logits.
-float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, float alpha,
-                       float *dlogits);
-// Auxiliary-loss-free balancing (DeepSeek-V3 §2.1.2): b_i += gamma * sign(mean load - load_i).
-void moe_update_bias(Model *m, float gamma);
-void moe_reset_load(Model *m);
+typedef struct { uint64_t state; } Rng;
+void rng_seed(Rng *r, uint64_t seed);
+uint64_t rng_next(Rng *r);
+float rng_uniform(Rng *r);  // [0, 1)
+float rng_normal(Rng *r);
 
 // ----------------------------------------------------------------------------------------------
-// Kernels (kernels.c): flat buffers in, flat buffers out. Every sum is taken in a fixed order by
-// one thread, so every result is the same float at any thread count.
+// Generation with the latent KV cache (absorbed MLA), sampling
 // ----------------------------------------------------------------------------------------------
-// The one matrix product: out (N,M) (=, or += when accumulate) A (N,K) @ B (K,M), with A and B
-// read through strides: a(i,k) = a[i*ars + k*aks], b(k,j) = b[k*bks + j*bcs] (so either may be
-// a transposed view). Every product of the model, forward and backward, is a call of this.
-void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const float *b, size_t bks,
-               size_t bcs, int N, int K, int M, int accumulate);
-// out (N,OC) (=, or += when accumulate) inp (N,C) @ W^T, W (OC,C).
-void matmul_forward(float *out, const float *inp, const float *W, int N, int C, int OC,
-                    int accumulate);
-// dinp (N,C) (=, or += when accumulate) dout (N,OC) @ W;  dW (OC,C) += dout^T @ inp.
-// Either output may be NULL.
-void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W,
-                     int N, int C, int OC, int accumulate);
-// The causal attention products skip the masked half (kernels.c explains the three modes);
-// bp is room for B packed: causal_pack_floats(K, M) floats. A causal (T,T) operand's row i is
-// read up to causal_read_end(i, T).
-typedef enum { CAUSAL_OUT_LOWER, CAUSAL_K_UPTO_ROW, CAUSAL_K_FROM_ROW } CausalMode;
-void matmul_causal(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
-                   const float *b, size_t bks, size_t bcs, int N, int K, int M, CausalMode mode,
-                   int accumulate, float *bp);
-int causal_read_end(int i, int T);
-size_t causal_pack_floats(int K, int M);
-// out (OC) = W (OC,C) @ x (C): one token's matrix-vector product.
-void matvec(float *out, const float *x, const float *W, int C, int OC);
-// Softmax of n scores in place.
-void softmax_inplace(float *p, int n);
-// RMSNorm: out (N,C) = inp * rstd * w, rstd (N) = 1/sqrt(mean(inp^2) + eps); rows of inp are
-// stride floats apart. out may be inp.
-void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride, const float *w,
-                     int N, int C, float eps);
-// dinp (N,C) (=, or += when accumulate) ...; dw (C) += ... .
-void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, int stride,
-                      const float *w, const float *rstd, int N, int C, int accumulate);
-// Rotates one head's dr rope dims by the position's angles (sign -1: the transpose, for the
-// backward); interleave 1 rotates pairs (x[2i], x[2i+1]), 0 the halves (x[i], x[i + dr/2]).
-void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row, float sign,
-                 int interleave);
-// SwiGLU MLP: out (N,D) (=, or += when accumulate) down(silu(gate(x)) * up(x)); saves g,u,h.
-void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
-                    const float *Wd, float *g, float *u, float *h, int N, int D, int I,
-                    int accumulate);
-// dx (N,D) (=, or += when accumulate) ...; dWg, dWu, dWd += ...; scratch (N,I) x 2.
-void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
-                     const float *x, const float *Wg, const float *Wu, const float *Wd,
-                     const float *g, const float *u, const float *h, int N, int D, int I,
-                     float *dh_scratch, float *dgu_scratch, int accumulate);
-
-// The 8 partial sums of a lane loop, added pairwise in a fixed order.
-static inline float add_lanes(const float lanes[8]) {
-    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-           ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-}
-
-// a . b over n floats in 8 independent partial sums (lane l sums the elements l, l+8, ...):
-// the compiler vectorises it (a single running sum would be a chain of dependent additions),
-// and the order stays fixed.
-static inline float dot_lanes(const float *a, const float *b, int n) {
-    float lanes[8] = {0};
-    int c = 0;
-    for (; c + 8 <= n; c += 8)
-        for (int l = 0; l < 8; l++) lanes[l] += a[c + l] * b[c + l];
-    float s = 0.0f;
-    for (; c < n; c++) s += a[c] * b[c];
-    return s + add_lanes(lanes);
-}
-
-// The products of a decode step's n rows: out (n, OC) = x (n, C) @ W^T, and the SwiGLU MLP on
-// them. alone = 1 (one sequence decoding by itself, n = 1): by matvec; alone = 0 (a batch): by
-// the matmul kernel, W read once for all n rows; yt (OC, n), g, u (n, I) scratch.
-void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC, int alone,
-                 float *yt);
-void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
-                 int n, int D, int I, int alone, float *g, float *u, float *yt);
-// SiLU (the swish with beta 1): z * sigmoid(z).
-static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
-
-// ----------------------------------------------------------------------------------------------
-// Generation with the latent KV cache (absorbed MLA)
-// ----------------------------------------------------------------------------------------------
-// Batched generation: up to DECODE_BATCH sequences step together, so each weight matrix is read
-// once per step for all of them. A sequence's numbers do not depend on its batch-mates.
-#define DECODE_BATCH 16
-typedef struct {
-    // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
-    float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
-    float *route_w, *logits;  // logits (DECODE_BATCH, V)
-    int *route_idx;
-} DecodeBatch;
-// The routed experts of a decode step (moe.c): b->x += sum_k w_k Expert_k(b->xb), for one token
-// alone (experts in routing order) or for n rows (expert by expert over the rows that chose it).
-void moe_decode_token(const Config *c, const LayerParams *lp, DecodeBatch *b);
-void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int n);
 // One sequence's latent KV cache (and the scratch of its attention) for positions 0..max_T-1.
 typedef struct {
     int max_T;
@@ -426,36 +596,10 @@ void decode_state_free(DecodeState *s);
 // One token at position pos: fills s->logits (V). Uses and extends the cache.
 void decode_step(const Model *m, DecodeState *s, int token, int pos);
 
-typedef struct { uint64_t state; } Rng;
-void rng_seed(Rng *r, uint64_t seed);
-uint64_t rng_next(Rng *r);
-float rng_uniform(Rng *r);  // [0, 1)
-float rng_normal(Rng *r);
-
 // Picks the next token: argmax when temperature == 0, else softmax(logits/temperature) with
 // top-p (nucleus) truncation. probs_scratch (V).
 int sample_token(const float *logits, int V, float temperature, float top_p, Rng *rng,
                  float *probs_scratch);
-
-// ----------------------------------------------------------------------------------------------
-// JSON (a small DOM parser: enough for config.json, safetensors headers, JSON Lines)
-// ----------------------------------------------------------------------------------------------
-typedef enum { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT } JsonType;
-typedef struct Json {
-    JsonType type;
-    double number;        // JSON_NUMBER (and JSON_BOOL: 0 or 1)
-    char *string;         // JSON_STRING: UTF-8, escapes decoded, NUL-terminated
-    int n;                // JSON_ARRAY / JSON_OBJECT: number of items
-    char **keys;          // JSON_OBJECT: n keys
-    struct Json *items;   // n values
-} Json;
-// Parses text[0..len); on error returns NULL with "line L col C: what" in err. Rejects trailing
-// garbage, nesting deeper than 64, invalid escapes and invalid numbers.
-Json *json_parse(const char *text, size_t len, char *err);
-void json_free(Json *j);
-Json *json_get(const Json *obj, const char *key);  // NULL if obj is not an object or lacks key
-// Writes s as a JSON string literal (with quotes and escapes) to f.
-void json_write_string(FILE *f, const char *s);
 
 typedef struct {
     float temperature;  // 0: greedy
@@ -480,136 +624,8 @@ void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *
                     int *len, const int *max_len, int n, const SamplingConfig *sc, Rng *rng,
                     float *probs);
 
-// The R1-Zero prompt (DeepSeek-R1 Table 1); the user's question and ". Assistant:" follow.
-#define R1_ZERO_TEMPLATE                                                                          \
-    "A conversation between User and Assistant. The user asks a question, and the Assistant "    \
-    "solves it. The assistant first thinks about the reasoning process in the mind and then "    \
-    "provides the user with the answer. The reasoning process and answer are enclosed within "   \
-    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "        \
-    "process here </think> <answer> answer here </answer>. User: "
-
 // ----------------------------------------------------------------------------------------------
-// safetensors and checkpoints
-// ----------------------------------------------------------------------------------------------
-typedef struct {
-    char name[160];
-    char dtype[8];     // "F32", "I32", "I64", ...
-    int ndim;
-    int64_t shape[4];
-    size_t begin, end; // byte range in the data section
-} StTensor;
-
-typedef struct {
-    int n;
-    StTensor *t;
-    unsigned char *data;  // the data section
-    size_t data_size;
-} StFile;
-
-// Reads and validates a whole safetensors file (header JSON, dtypes, offsets in range, sizes
-// consistent with shapes). Returns -1 with a message naming the file and tensor otherwise.
-int st_read(const char *path, StFile *f, char *err);
-void st_free(StFile *f);
-StTensor *st_find(StFile *f, const char *name);
-
-// A tensor to write.
-typedef struct {
-    const char *name;
-    const char *dtype; // "F32" or "I32"
-    int ndim;
-    int64_t shape[4];
-    const void *data;
-} StWrite;
-// Writes atomically (an AtomicFile: path.tmp, fsync, rename); a failure says which step:
-// "PATH: cannot create|write|rename PATH.tmp...". metadata may be NULL (pairs of strings, n_meta).
-int st_write(const char *path, const StWrite *tensors, int n, const char **metadata, int n_meta,
-             char *err);
-
-
-
-// How the program fails (formats.c, section 0): die prints "r1: ..." and exits with status 1;
-// xcalloc and xrealloc exit with one line when memory runs out.
-void die(const char *fmt, ...);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t n);
-double now_seconds(void);  // a monotonic clock, in seconds
-// Atomic files (formats.c): every file the program writes goes to PATH.tmp, is flushed and
-// synced, and is renamed over PATH only when complete, so the old file or the new one is there
-// whole, never a part. atomic_open: 0, or -1 with "PATH.tmp: why" in err; atomic_commit: 0, or
-// -1 with "PATH: why" (the .tmp removed), and failed_errno / failed_at_rename say which step
-// failed for a caller that words its own message (st_write); atomic_abort: drop a half-written file.
-typedef struct {
-    FILE *f;               // write to this between atomic_open and atomic_commit
-    char path[4096];       // the file's name
-    char tmp[4104];        // PATH.tmp
-    int failed_errno;      // after a failed atomic_commit: why (an errno value)
-    int failed_at_rename;  // and 1 if PATH.tmp was complete but the rename onto PATH failed
-} AtomicFile;
-int atomic_open(AtomicFile *a, const char *path, char *err);
-int atomic_commit(AtomicFile *a, char *err);
-void atomic_abort(AtomicFile *a);
-int write_bytes_atomic(const char *path, const void *data, size_t n, char *err);
-int write_text_atomic(const char *path, const char *text, char *err);
-// Reads a whole file into a NUL-terminated buffer.
-char *read_file(const char *path, size_t *size, char *err);
-
-// ----------------------------------------------------------------------------------------------
-// Command-line helpers shared by r1.c and grpo.c (r1.c, section 13)
-// ----------------------------------------------------------------------------------------------
-// "--name value" in argv[2..]; fallback if absent. Numbers out of [lo, hi] die with a message.
-const char *arg_str(int argc, char **argv, const char *name, const char *fallback);
-long arg_long(int argc, char **argv, const char *name, long fallback, long lo, long hi);
-double arg_double(int argc, char **argv, const char *name, double fallback, double lo, double hi);
-int arg_flag(int argc, char **argv, const char *name);
-// Dies on any argument not in known (flags with a value, NULL-terminated) or bools.
-void check_flags(int argc, char **argv, const char *const *known, const char *const *bools);
-void load_model_or_die(Model *m, const char *dir);
-int cmd_data(int argc, char **argv);           // ./r1 data (main.c; the tests call it)
-int make_dirs(const char *dir, char *err);     // mkdir -p (formats.c)
-
-// ----------------------------------------------------------------------------------------------
-// Tokenizer: byte-level BPE with single-digit pre-splitting and the DeepSeek-R1 special tokens
-// (tokenizer.c). Saved as Hugging Face tokenizer.json + tokenizer_config.json.
-// ----------------------------------------------------------------------------------------------
-enum {
-    TOK_BOS = 0,         // <｜begin▁of▁sentence｜>
-    TOK_EOS = 1,         // <｜end▁of▁sentence｜>
-    TOK_PAD = 2,         // <｜▁pad▁｜>
-    TOK_USER = 3,        // <｜User｜>
-    TOK_ASSISTANT = 4,   // <｜Assistant｜>
-    TOK_THINK = 5,       // <think>
-    TOK_THINK_END = 6,   // </think>
-    TOK_ANSWER = 7,      // <answer>
-    TOK_ANSWER_END = 8,  // </answer>
-    TOK_N_SPECIAL = 9    // then 256 byte tokens, then one token per merge
-};
-
-typedef struct {
-    int vocab_size;          // specials + 256 bytes + merges
-    int n_merges;
-    int (*merges)[2];        // merge i joins tokens merges[i][0], merges[i][1] into token
-                             // TOK_N_SPECIAL + 256 + i; lower i = higher priority
-    unsigned char **bytes;   // bytes[id]: the raw bytes a token stands for (specials: their text)
-    int *len;                // len[id]
-    void *index;             // private lookup tables (pair -> merge rank), built on load/train
-} Tokenizer;
-
-// Trains on text: merges are learned inside pre-tokenized chunks (never across a digit, and
-// never across a space boundary). vocab_size includes specials and bytes.
-int tokenizer_train(Tokenizer *t, const char *text, size_t len, int vocab_size, char *err);
-// Encodes UTF-8 text (special-token strings in the text become their ids). Returns the number
-// of ids written, or -1 if more than cap would be needed.
-int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int *ids, int cap);
-// Decodes ids into a malloc'd NUL-terminated string (bytes of every token concatenated).
-char *tokenizer_decode(const Tokenizer *t, const int *ids, int n);
-// Writes dir/tokenizer.json and dir/tokenizer_config.json (with the chat template).
-int tokenizer_save(const Tokenizer *t, const char *dir, char *err);
-// Reads dir/tokenizer.json written by tokenizer_save.
-int tokenizer_load(Tokenizer *t, const char *dir, char *err);
-void tokenizer_free(Tokenizer *t);
-
-// ----------------------------------------------------------------------------------------------
-// Checkpoints (r1.c, section 11)
+// Checkpoints: the model on disk in the Hugging Face hub layout
 // ----------------------------------------------------------------------------------------------
 // Where a training run stands, saved in optimizer.safetensors beside the model so that
 // `--resume` continues bit for bit.
@@ -626,14 +642,21 @@ typedef struct {
 int checkpoint_load(Model *m, const char *dir, char *err);   // creates the model
 int checkpoint_save(const Model *m, const Tokenizer *tok, const TrainState *ts, const char *dir,
                     char *err);
-int checkpoint_recover(const char *dir, char *err);
 // Loads the AdamW moments and the TrainState of dir/optimizer.safetensors into a model that has
 // its training buffers allocated.
 int checkpoint_load_train_state(Model *m, TrainState *ts, const char *dir, char *err);
 
-// ----------------------------------------------------------------------------------------------
-// The toy reasoning world: tasks, verifiers, datasets (tasks.c)
-// ----------------------------------------------------------------------------------------------
+// ==============================================================================================
+// 7. tasks.c: the toy reasoning world
+// ==============================================================================================
+// The R1-Zero prompt (DeepSeek-R1 Table 1); the user's question and ". Assistant:" follow.
+#define R1_ZERO_TEMPLATE                                                                          \
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "    \
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "    \
+    "provides the user with the answer. The reasoning process and answer are enclosed within "   \
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "        \
+    "process here </think> <answer> answer here </answer>. User: "
+
 // Three tasks (arithmetic, countdown, sort42), each a row of tasks.c's task table: a generator
 // with difficulty levels 1..TASK_LEVEL_MAX, an exact rule-based verifier, worked solutions in
 // English and Chinese. An example is one JSON object (a line of a .jsonl file) with "task",
@@ -710,14 +733,15 @@ void tasks_summary(FILE *f, Json **examples, int n);
 
 // The text after any leading whitespace.
 const char *skip_space(const char *s);
+// 1 if the example is a non-reasoning prompt (task "non-reasoning").
+int is_nonreasoning(const Json *example);
 // Writes non-reasoning example i (kind identity / writing / parity, en or zh) as one JSON line;
 // with_solution adds its plain response as "solution".
 void nonreasoning_write(FILE *f, int i, Rng *r, int with_solution);
 
-
-// ----------------------------------------------------------------------------------------------
-// Rewards, GRPO, rollouts, evaluation (grpo.c)
-// ----------------------------------------------------------------------------------------------
+// ==============================================================================================
+// 8. grpo.c: rewards, rollouts, GRPO, evaluation, rejection sampling
+// ==============================================================================================
 typedef struct { double accuracy, format, language; } RewardWeights;
 typedef struct { double accuracy, format, language; } RewardParts;  // each in [0, 1]
 int reward_format(const char *completion);    // 1: <think>..</think> <answer>..</answer>, no more
@@ -725,9 +749,8 @@ int reward_accuracy(const Json *example, const char *completion);  // the task's
 double reward_language(const char *completion, const char *lang);  // share of words in lang
 double reward_total(const RewardWeights *w, const Json *example, const char *completion,
                     RewardParts *parts);
-// Non-reasoning prompts (task "non-reasoning": kind identity / writing / parity): a plain answer
-// (format), the rule of its kind (accuracy), the prompt's language. reward_total uses it for them.
-int is_nonreasoning(const Json *example);
+// Non-reasoning prompts (tasks.c's is_nonreasoning: kind identity / writing / parity): a plain
+// answer (format), the rule of its kind (accuracy), the prompt's language. reward_total uses it.
 RewardParts reward_nonreasoning(const Json *example, const char *completion);
 int has_reflection(const char *completion);   // "wait", "check", "verify", 等等, 检查, 验证
 
@@ -744,7 +767,7 @@ typedef struct { double kl, clip_fraction, entropy, tokens; } GrpoStats;
 void grpo_advantages(const double *rewards, int n_groups, int G, int scale_by_std, float *adv);
 // lp (B,T): log p(ids[b,t] | ids[b,<t]) from logits (B,T,V); lp[b,0] = 0.
 void token_logprobs(const float *logits, const int *ids, int B, int T, int V, float *lp);
-// The GRPO objective as a loss head (see grpo.c section 11). mask, old_lp, ref_lp (B,T) are
+// The GRPO objective as a loss head (see grpo.c section 2). mask, old_lp, ref_lp (B,T) are
 // aligned with the tokens; adv (B). Returns the loss; dlogits (B,T,V) may be NULL.
 float grpo_loss(const float *logits, const int *ids, const float *mask, const float *old_lp,
                 const float *ref_lp, const float *adv, int B, int T, int V,
@@ -776,7 +799,7 @@ Json **make_examples(const char *task, int eval, int n, int level_lo, int level_
                      const char *lang, uint64_t seed);
 Json **nonreasoning_examples(int n, uint64_t seed);
 
-// One GRPO step (grpo.c section 13).
+// One GRPO step (grpo.c section 4).
 typedef struct {
     int P, G;           // questions per step, completions per question (the group)
     int max_new;        // the generation budget of a completion, in tokens
@@ -811,7 +834,7 @@ void grpo_groups_free(GrpoGroups *g);
 void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettings *s,
                GrpoGroups *g, uint64_t seed, GrpoStepReport *rep);
 
-// Evaluation (grpo.c section 14): per problem one greedy completion and k samples (T 0.6,
+// Evaluation (grpo.c section 5): per problem one greedy completion and k samples (T 0.6,
 // top-p 0.95): greedy accuracy, pass@1 (mean over the k), cons@k (majority answer), format,
 // language, length; over all problems and per level 1-5.
 typedef struct {
@@ -825,7 +848,7 @@ typedef struct {
 void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int k, int max_new,
               int chat, uint64_t seed, EvalResult *res);
 
-// Rejection sampling (grpo.c section 15): per_prompt samples of each prompt through the
+// Rejection sampling (grpo.c section 6): per_prompt samples of each prompt through the
 // filters; at most cap kept per prompt, written to f as SFT examples, then nonreasoning x kept
 // non-reasoning examples.
 typedef struct {
@@ -840,5 +863,11 @@ typedef struct {
 } RejectCounts;
 void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
                    const RejectSettings *s, FILE *f, RejectCounts *c);
+
+// ==============================================================================================
+// 9. main.c: the program
+// ==============================================================================================
+// `./r1 data ...` (the tests run it in-process).
+int cmd_data(int argc, char **argv);
 
 #endif
