@@ -484,6 +484,40 @@ typedef struct {
     int *len;          // [n]
 } TokWords;
 
+// The pre-tokenization of a text, piece by piece, as training and encoding both read it: the
+// chunks of ordinary text (tok_chunk_end) up to the next special token's text, then that
+// special token, and so on. Start with {s, len} and the rest zero; each call gives the next
+// piece [*begin, *end) with *special = its id, or -1 for a chunk; 0 at the end of the text.
+typedef struct {
+    const unsigned char *s;
+    size_t len;
+    size_t pos, at;  // next byte to read; where the next special token's text starts
+    int sp, started; // that special token (-1: none before the end)
+} TokPieces;
+
+static int tok_next_piece(TokPieces *p, size_t *begin, size_t *end, int *special) {
+    for (;;) {
+        if (p->started && p->pos < p->at) {  // ordinary text before the special token
+            *begin = p->pos;
+            *end = p->pos = tok_chunk_end(p->s, p->pos, p->at);
+            *special = -1;
+            return 1;
+        }
+        if (p->started && p->sp >= 0) {  // the special token itself
+            *begin = p->at;
+            *end = p->pos = p->at + strlen(TOK_SPECIAL_TEXT[p->sp]);
+            *special = p->sp;
+            p->sp = -1;
+            p->at = p->pos;
+            return 1;
+        }
+        if (p->pos >= p->len) return 0;
+        p->at = p->len;  // look for the next special token
+        p->sp = tok_find_special(p->s, p->len, p->pos, &p->at);
+        p->started = 1;
+    }
+}
+
 // Step 1 of training: the distinct chunks of the text and how often each occurs, in order of
 // first appearance (so that everything after is a function of the text alone). Special tokens
 // are cut out, as in encoding.
@@ -491,25 +525,21 @@ static void tok_count_words(TokWords *wd, const unsigned char *s, size_t len) {
     tok_strmap_init(&wd->chunks);
     wd->freq = NULL;
     int cap_freq = 0;
-    size_t pos = 0;
-    while (pos < len) {
-        size_t at = len;
-        int sp = tok_find_special(s, len, pos, &at);
-        while (pos < at) {
-            size_t end = tok_chunk_end(s, pos, at);
-            int added;
-            int w = tok_strmap_add(&wd->chunks, s + pos, end - pos, &added);
-            if (added) {
-                if (w >= cap_freq) {
-                    cap_freq = cap_freq ? 2 * cap_freq : 1024;
-                    wd->freq = tok_grow(wd->freq, (size_t)cap_freq, sizeof(int64_t));
-                }
-                wd->freq[w] = 0;
+    TokPieces pieces = {.s = s, .len = len};
+    size_t begin, end;
+    int special;
+    while (tok_next_piece(&pieces, &begin, &end, &special)) {
+        if (special >= 0) continue;  // special tokens are not learned from
+        int added;
+        int w = tok_strmap_add(&wd->chunks, s + begin, end - begin, &added);
+        if (added) {
+            if (w >= cap_freq) {
+                cap_freq = cap_freq ? 2 * cap_freq : 1024;
+                wd->freq = tok_grow(wd->freq, (size_t)cap_freq, sizeof(int64_t));
             }
-            wd->freq[w]++;
-            pos = end;
+            wd->freq[w] = 0;
         }
-        if (sp >= 0) pos = at + strlen(TOK_SPECIAL_TEXT[sp]);
+        wd->freq[w]++;
     }
     wd->n = wd->chunks.n;
 }
@@ -783,23 +813,19 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int *ids,
     const unsigned char *s = (const unsigned char *)text;
     TokScratch sc = {0};
     int n = 0;
-    size_t pos = 0;
-    while (pos < len) {
-        size_t at = len;
-        int sp = tok_find_special(s, len, pos, &at);
-        while (pos < at) {
-            size_t end = tok_chunk_end(s, pos, at);
-            if (end - pos > (size_t)INT32_MAX) { n = -1; goto done; }
-            int k = tok_bpe(t, s + pos, (int)(end - pos), &sc, ids + n, cap - n);
-            if (k < 0) { n = -1; goto done; }
-            n += k;
-            pos = end;
-        }
-        if (sp >= 0) {
+    TokPieces pieces = {.s = s, .len = len};
+    size_t begin, end;
+    int special;
+    while (tok_next_piece(&pieces, &begin, &end, &special)) {
+        if (special >= 0) {
             if (n == cap) { n = -1; goto done; }
-            ids[n++] = sp;
-            pos = at + strlen(TOK_SPECIAL_TEXT[sp]);
+            ids[n++] = special;
+            continue;
         }
+        if (end - begin > (size_t)INT32_MAX) { n = -1; goto done; }
+        int k = tok_bpe(t, s + begin, (int)(end - begin), &sc, ids + n, cap - n);
+        if (k < 0) { n = -1; goto done; }
+        n += k;
     }
 done:
     free(sc.sym);
