@@ -1,4 +1,4 @@
-// tests/test_grpo.c: the toy reasoning world (grpo.c): verifiers on crafted right, wrong and
+// tests/test_grpo.c: the toy reasoning world (tasks.c): verifiers on crafted right, wrong and
 // malformed answers; generation is deterministic; train and eval never meet (not in the
 // corpus either); every generated example is solvable by its gold answer and by its worked
 // solution; both languages are there; the CLI fails with one line and status 1; files are
@@ -7,8 +7,8 @@
 // against hand values, the formula in double and finite differences; and a tiny seeded model
 // that raises its reward on a toy task with GRPO. Rejection sampling's filters (reject_reason)
 // one by one and in their order.
-//   gcc -std=c11 -O2 -g -Wall -Wextra -Wno-format-truncation -Wno-unused-function -fopenmp -I.
-//       -DR1_TEST -o build/test_grpo tests/test_grpo.c moe.c grpo.c -lcmocka -lm
+// Rewards, the loss and the step are grpo.c's. Built by `make test` as build/test_grpo: it
+// includes kernels.c and r1.c (their static functions) and links the other sources.
 #include "kernels.c"
 #include "r1.c"
 

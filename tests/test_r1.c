@@ -1,4 +1,4 @@
-// tests/test_r1.c: the dense half of the model and the driver (r1.c).
+// tests/test_r1.c: the model (kernels.c, r1.c) and the program's training pieces (main.c).
 //
 // What is checked, and why:
 //   1. Gradients. Every *_backward is compared with central finite differences of its *_forward

@@ -1,6 +1,6 @@
-// tests/test_tokenizer.c: the byte-level BPE tokenizer (r1.c, section "Tokenizer").
-//   built by `make test` as build/test_tokenizer (r1.c is included with R1_TEST, which leaves out
-//   main). Uses only the tokenizer API of r1.h; the pre-tokenizer and BPE are checked against a
+// tests/test_tokenizer.c: the byte-level BPE tokenizer (tokenizer.c).
+//   built by `make test` as build/test_tokenizer (it includes kernels.c and r1.c and links the
+//   other sources). Uses only the tokenizer API of r1.h; the pre-tokenizer and BPE are checked against a
 //   slow reference written here from the rule's statement (the regex in tokenizer.json).
 //
 //   build/test_tokenizer                    runs the tests
