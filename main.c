@@ -1995,29 +1995,87 @@ static Json *eval_json(const char *out, const char *name) {
     return j;
 }
 
-// One row of the report from OUT/eval-<stage>.json.
+// The columns of the report's stage table: a key of OUT/eval-<stage>.json and its format.
+static const struct { const char *key, *title, *format; } REPORT_COLUMNS[] = {
+    {"pass@1", "pass@1", " %.3f |"},   {"cons@k", "cons@4", " %.3f |"},
+    {"greedy", "greedy", " %.3f |"},   {"format", "format", " %.3f |"},
+    {"language", "language", " %.3f |"}, {"mixed", "mixed", " %.3f |"},
+    {"reflection", "reflection", " %.3f |"}, {"length", "length", " %.1f |"},
+};
+#define N_REPORT_COLUMNS ((int)(sizeof(REPORT_COLUMNS) / sizeof(REPORT_COLUMNS[0])))
+
+// The total parameter count of DIR/<stage>/config.json's model (0 if it has none).
+static double stage_params(const char *out, const char *stage) {
+    char path[4200], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/%s/config.json", out, stage);
+    Config c;
+    if (config_read_file(path, &c, err)) return 0;
+    ParamCount pc;
+    count_params(&c, &pc);
+    return pc.total;
+}
+
+// One row of the report from OUT/eval-<stage>.json (a key it lacks shows as "-").
 static void report_row(FILE *f, const char *out, const Stage *s) {
-    char path[4096], err[R1_ERR_LEN];
     Json *j = eval_json(out, s->name);
     if (!j) return;
-    static const char *const keys[] = {"pass@1", "cons@k", "greedy", "format", "language", "length"};
     fprintf(f, "| %s | %s |", s->name, s->what);
-    for (int i = 0; i < 6; i++) {
-        Json *v = json_get(j, keys[i]);
-        fprintf(f, i == 5 ? " %.1f |" : " %.3f |", v && v->type == JSON_NUMBER ? v->number : NAN);
+    for (int i = 0; i < N_REPORT_COLUMNS; i++) {
+        const Json *v = json_get(j, REPORT_COLUMNS[i].key);
+        if (v && v->type == JSON_NUMBER) fprintf(f, REPORT_COLUMNS[i].format, v->number);
+        else fprintf(f, " - |");
     }
-    snprintf(path, sizeof(path), "%s/%s", out, s->name);
-    double params = 0;
-    char cfg_path[4200];
-    snprintf(cfg_path, sizeof(cfg_path), "%s/config.json", path);
-    Config c;
-    if (config_read_file(cfg_path, &c, err) == 0) {
-        ParamCount pc;
-        count_params(&c, &pc);
-        params = pc.total;
-    }
-    fprintf(f, " %.2fM |\n", params / 1e6);
+    fprintf(f, " %.2fM |\n", stage_params(out, s->name) / 1e6);
     json_free(j);
+}
+
+static void report_table_header(FILE *f, const char *first) {
+    fprintf(f, "| %s | what |", first);
+    for (int i = 0; i < N_REPORT_COLUMNS; i++) fprintf(f, " %s |", REPORT_COLUMNS[i].title);
+    fprintf(f, " parameters |\n|---|---|");
+    for (int i = 0; i <= N_REPORT_COLUMNS; i++) fprintf(f, "---|");
+    fprintf(f, "\n");
+}
+
+// pass@1 of every evaluated stage on each task (the "by_task" object of its evaluation).
+static void write_task_table(FILE *f, const char *out, const Stage *stages, int n_stages) {
+    static const char *const tasks[] = {"arithmetic", "countdown", "sort42"};
+    fprintf(f, "\n### pass@1 by task\n\n| stage | arithmetic | countdown | sort42 |\n|---|---|---|---|\n");
+    for (int i = 0; i < n_stages; i++) {
+        if (!stages[i].evaluated) continue;
+        Json *j = eval_json(out, stages[i].name);
+        const Json *bt = j ? json_get(j, "by_task") : NULL;
+        if (!bt) { json_free(j); continue; }
+        fprintf(f, "| %s |", stages[i].name);
+        for (int t = 0; t < 3; t++) {
+            const Json *c = json_get(bt, tasks[t]), *p = c ? json_get(c, "pass@1") : NULL;
+            if (p && p->type == JSON_NUMBER) fprintf(f, " %.3f |", p->number);
+            else fprintf(f, " - |");
+        }
+        fprintf(f, "\n");
+        json_free(j);
+    }
+}
+
+// pass@1 of every evaluated stage at each difficulty level ("by_level").
+static void write_level_table(FILE *f, const char *out, const Stage *stages, int n_stages) {
+    fprintf(f, "\n### pass@1 by difficulty level\n\n| stage | 1 | 2 | 3 | 4 | 5 |\n|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n_stages; i++) {
+        if (!stages[i].evaluated) continue;
+        Json *j = eval_json(out, stages[i].name);
+        const Json *bl = j ? json_get(j, "by_level") : NULL;
+        if (!bl) { json_free(j); continue; }
+        fprintf(f, "| %s |", stages[i].name);
+        for (int l = 1; l <= 5; l++) {
+            char key[8];
+            snprintf(key, sizeof(key), "%d", l);
+            const Json *c = json_get(bl, key), *p = c ? json_get(c, "pass@1") : NULL;
+            if (p && p->type == JSON_NUMBER) fprintf(f, " %.3f |", p->number);
+            else fprintf(f, " - |");
+        }
+        fprintf(f, "\n");
+        json_free(j);
+    }
 }
 
 // A number from a stage's evaluation (OUT/eval-<stage>.json), or `missing` if there is none.
@@ -2027,6 +2085,33 @@ static double eval_field(const char *out, const char *name, const char *key, dou
     double x = v && v->type == JSON_NUMBER ? v->number : missing;
     json_free(j);
     return x;
+}
+
+// OUT/tts.svg: pass@1 (and cons@k) against the thinking budget, from OUT/eval-tts.json's
+// "budgets" (`eval --think-budget`), and its link in the report.
+static void write_budget_chart(FILE *f, const char *out) {
+    Json *j = eval_json(out, "tts");
+    const Json *b = j ? json_get(j, "budgets") : NULL;
+    if (!b || b->type != JSON_ARRAY || b->n < 2) {
+        json_free(j);
+        return;
+    }
+    SeriesSet set = {0};
+    static const char *const names[] = {"pass@1", "cons@k"};
+    for (int i = 0; i < b->n; i++) {
+        const Json *x = json_get(&b->items[i], "budget");
+        for (int k = 0; k < 2 && x && x->type == JSON_NUMBER; k++) {
+            const Json *y = json_get(&b->items[i], names[k]);
+            if (y && y->type == JSON_NUMBER) series_add(series_get(&set, names[k]), x->number, y->number);
+        }
+    }
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/tts.svg", out);
+    if (write_chart(path, "test-time scaling: accuracy by thinking budget (tokens)", &set, names, 2))
+        fprintf(f, "\n![accuracy by thinking budget](tts.svg)\n");
+    for (int i = 0; i < set.n; i++) free(set.s[i].x), free(set.s[i].y);
+    free(set.s);
+    json_free(j);
 }
 
 // OUT/pass1.svg and OUT/format.svg (a bar per evaluated stage), each training stage's curves
@@ -2056,35 +2141,277 @@ static void write_pipeline_charts(FILE *f, const char *out, const Stage *stages,
         snprintf(dir, sizeof(dir), "%s/%s", out, labels[i]);
         if (plot_run(dir) == 0) continue;
         snprintf(path, sizeof(path), "%s/reward.svg", dir);  // GRPO stages; the others: loss
-        const char *chart = access(path, F_OK) == 0 ? "reward" : "loss";
-        fprintf(f, " [%s %s](%s/%s.svg)", labels[i], chart, labels[i], chart);
+        if (access(path, F_OK) != 0) {
+            fprintf(f, " [%s loss](%s/loss.svg)", labels[i], labels[i]);
+            continue;
+        }
+        static const char *const rl_charts[] = {"reward", "accuracy", "length", "reflection", "language"};
+        for (int c = 0; c < 5; c++)
+            fprintf(f, " [%s %s](%s/%s.svg)", labels[i], rl_charts[c], labels[i], rl_charts[c]);
     }
     fprintf(f, "\n");
+    write_budget_chart(f, out);
 }
 
-// The pipeline's held-out evaluation: problems per stage (each sampled k = 4 times + greedy).
+// ----------------------------------------------------------------------------------------------
+// The findings: each of R1's claims that the pipeline can test, measured from the stages'
+// evaluations and training curves, with a standard error, and judged from those numbers alone.
+// ----------------------------------------------------------------------------------------------
+// A measured difference and its standard error. Verdicts (finding_verdict): "holds" when the
+// difference is in the claimed direction and more than 2 standard errors from 0, "does not
+// hold" when it is more than 2 standard errors the other way, else "not significant".
+typedef struct {
+    double a, b;     // the two sides (means), for the report
+    double diff, se; // a - b and its standard error
+    int n;           // how many pairs, steps or seeds it rests on; 0: not measured
+} Estimate;
+
+// One stage's per-problem scores: OUT/eval-<stage>.problems.jsonl (`eval --problems`), a field
+// of each line, keyed by the problem's id.
+typedef struct {
+    int n;
+    char (*id)[48];
+    double *v;
+} ProblemColumn;
+
+static void problem_column_free(ProblemColumn *c) {
+    free(c->id);
+    free(c->v);
+    memset(c, 0, sizeof(*c));
+}
+
+// 0 with c filled, -1 if the file is missing or a line lacks the field.
+static int read_problem_column(const char *dir, const char *stage, const char *field,
+                               ProblemColumn *c) {
+    char path[4200], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/eval-%s.problems.jsonl", dir, stage);
+    memset(c, 0, sizeof(*c));
+    int n;
+    Json **rows = jsonl_read(path, &n, NULL, err);
+    if (!rows) return -1;
+    c->id = xcalloc((size_t)n + 1, sizeof(*c->id));
+    c->v = xcalloc((size_t)n + 1, sizeof(double));
+    for (int i = 0; i < n; i++) {
+        const Json *id = json_get(rows[i], "id"), *v = json_get(rows[i], field);
+        if (!id || id->type != JSON_STRING || !v || v->type != JSON_NUMBER) continue;
+        snprintf(c->id[c->n], sizeof(c->id[0]), "%s", id->string);
+        c->v[c->n++] = v->number;
+    }
+    tasks_free(rows, n);
+    return c->n > 0 ? 0 : -1;
+}
+
+// Mean and standard error (sample std / sqrt(n)) of n numbers.
+static void mean_se(const double *x, int n, double *mean, double *se) {
+    double m = 0, v = 0;
+    for (int i = 0; i < n; i++) m += x[i];
+    m = n ? m / n : 0;
+    for (int i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    *mean = m;
+    *se = n > 1 ? sqrt(v / (n - 1) / n) : INFINITY;
+}
+
+// a - b of a per-problem field, paired over the problems both stages were evaluated on (the
+// pipeline evaluates every stage on the same held-out problems).
+static Estimate paired_difference(const char *dir, const char *stage_a, const char *field_a,
+                                  const char *stage_b, const char *field_b) {
+    Estimate e = {0};
+    ProblemColumn a, b;
+    if (read_problem_column(dir, stage_a, field_a, &a)) return e;
+    if (read_problem_column(dir, stage_b, field_b, &b)) {
+        problem_column_free(&a);
+        return e;
+    }
+    double *d = xcalloc((size_t)a.n, sizeof(double)), sa = 0, sb = 0;
+    for (int i = 0; i < a.n; i++)
+        for (int j = 0; j < b.n; j++)
+            if (strcmp(a.id[i], b.id[j]) == 0) {
+                sa += a.v[i], sb += b.v[j];
+                d[e.n++] = a.v[i] - b.v[j];
+                break;
+            }
+    if (e.n > 0) {
+        e.a = sa / e.n, e.b = sb / e.n;
+        mean_se(d, e.n, &e.diff, &e.se);
+    }
+    free(d);
+    problem_column_free(&a);
+    problem_column_free(&b);
+    return e;
+}
+
+// How a metric of a training run moved: the mean over its last fifth of steps minus the mean
+// over its first fifth (a = late, b = early), from DIR/<stage>/metrics.jsonl. The standard
+// error treats the steps as independent draws, which neighbouring steps are not quite.
+static Estimate curve_change(const char *dir, const char *stage, const char *field) {
+    Estimate e = {0};
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s/metrics.jsonl", dir, stage);
+    if (access(path, F_OK) != 0) return e;
+    SeriesSet set = {0};
+    read_metrics(path, &set);
+    Series *s = NULL;
+    for (int i = 0; i < set.n; i++)
+        if (strcmp(set.s[i].name, field) == 0) s = &set.s[i];
+    int fifth = s ? s->n / 5 : 0;
+    if (fifth >= 2) {
+        double m0, se0, m1, se1;
+        mean_se(s->y, fifth, &m0, &se0);
+        mean_se(s->y + s->n - fifth, fifth, &m1, &se1);
+        e = (Estimate){.a = m1, .b = m0, .diff = m1 - m0, .se = sqrt(se0 * se0 + se1 * se1),
+                       .n = s->n};
+    }
+    for (int i = 0; i < set.n; i++) free(set.s[i].x), free(set.s[i].y);
+    free(set.s);
+    return e;
+}
+
+// Test-time scaling: pass@1 at the largest thinking budget minus at the smallest, from
+// DIR/<file>.json's "budgets" (`eval --think-budget`). The standard error is that of two
+// independent proportions over the n problems (pass@1 averages k samples, so it is a little
+// smaller in truth: the verdict errs on the side of "not significant").
+static Estimate budget_change(const char *dir, const char *file) {
+    Estimate e = {0};
+    Json *j = eval_json(dir, file);
+    const Json *b = j ? json_get(j, "budgets") : NULL;
+    if (b && b->type == JSON_ARRAY && b->n >= 2) {
+        const Json *lo = json_get(&b->items[0], "pass@1"), *hi = json_get(&b->items[b->n - 1], "pass@1");
+        const Json *n = json_get(j, "n");
+        if (lo && hi && n && lo->type == JSON_NUMBER && hi->type == JSON_NUMBER && n->number > 0) {
+            double p0 = lo->number, p1 = hi->number, N = n->number;
+            e = (Estimate){.a = p1, .b = p0, .diff = p1 - p0,
+                           .se = sqrt((p0 * (1 - p0) + p1 * (1 - p1)) / N), .n = (int)N};
+        }
+    }
+    json_free(j);
+    return e;
+}
+
+typedef enum { PAIRED, CURVE, BUDGET } MeasureKind;
+typedef struct {
+    const char *claim;  // R1's finding, in a few words
+    const char *paper;  // where the paper reports it
+    MeasureKind kind;
+    const char *a, *field_a;  // PAIRED: stage a's per-problem field; CURVE: the run and metric;
+    const char *b, *field_b;  // BUDGET: the eval file (a). PAIRED measures a - b
+    int sign;           // +1: the claim is that the difference is positive, -1 negative
+} Finding;
+
+static const Finding FINDINGS[] = {
+    {"R1-Zero's accuracy rises from the base", "R1 §2.2.4, Fig. 2", PAIRED, "r1-zero", "pass1",
+     "base", "pass1", +1},
+    {"R1-Zero's accuracy rises during RL", "R1 Fig. 2", CURVE, "r1-zero", "accuracy", NULL, NULL,
+     +1},
+    {"R1-Zero's responses grow longer during RL", "R1 §2.2.4, Fig. 3", CURVE, "r1-zero", "length",
+     NULL, NULL, +1},
+    {"R1-Zero reflects (re-checks) more during RL", "R1 §2.2.4, the aha moment", CURVE,
+     "r1-zero", "reflection", NULL, NULL, +1},
+    {"cons@k is above pass@1 (R1-Zero)", "R1 Table 2", PAIRED, "r1-zero", "cons", "r1-zero",
+     "pass1", +1},
+    {"accuracy grows with the thinking budget (R1-Zero)", "R1 §2.2.4 (test-time scaling)", BUDGET,
+     "tts", NULL, NULL, NULL, +1},
+    {"R1-Zero mixes languages more than cold start + RL with the language reward", "R1 §2.3.2",
+     PAIRED, "r1-zero", "mixed", "rl", "mixed", +1},
+    {"the language-consistency reward removes mixing", "R1 §2.3.2", PAIRED, "rl", "mixed",
+     "rl-nolang", "mixed", -1},
+    {"... at a slight cost in accuracy", "R1 §2.3.2", PAIRED, "rl", "pass1", "rl-nolang", "pass1",
+     -1},
+    {"cold start + RL beats R1-Zero: format", "R1 §2.3.1", PAIRED, "rl", "format", "r1-zero",
+     "format", +1},
+    {"cold start + RL beats R1-Zero: language consistency", "R1 §2.3.1", PAIRED, "rl", "language",
+     "r1-zero", "language", +1},
+    {"cold start + RL beats R1-Zero: accuracy", "R1 §2.3.1", PAIRED, "rl", "pass1", "r1-zero",
+     "pass1", +1},
+    {"rejection-sampling SFT + final RL beats the stage before it", "R1 §2.3.3-2.3.4", PAIRED,
+     "final", "pass1", "rl", "pass1", +1},
+    {"the distilled student beats the RL-only student", "R1 §2.4, Table 6", PAIRED,
+     "student-distill", "pass1", "student-rl", "pass1", +1},
+};
+#define N_FINDINGS ((int)(sizeof(FINDINGS) / sizeof(FINDINGS[0])))
+
+static Estimate measure_finding(const char *dir, const Finding *f) {
+    if (f->kind == CURVE) return curve_change(dir, f->a, f->field_a);
+    if (f->kind == BUDGET) return budget_change(dir, f->a);
+    return paired_difference(dir, f->a, f->field_a, f->b, f->field_b);
+}
+
+// Several seeds: the finding's difference in each run, then their mean and its standard error
+// over the runs (the spread between seeds, not within one).
+static Estimate measure_over_runs(char (*dirs)[4200], int n_dirs, const Finding *f) {
+    if (n_dirs == 1) return measure_finding(dirs[0], f);
+    double d[64], a = 0, b = 0;
+    int n = 0;
+    for (int i = 0; i < n_dirs && n < 64; i++) {
+        Estimate e = measure_finding(dirs[i], f);
+        if (e.n == 0) continue;
+        d[n++] = e.diff, a += e.a, b += e.b;
+    }
+    Estimate e = {0};
+    if (n == 0) return e;
+    mean_se(d, n, &e.diff, &e.se);
+    e.a = a / n, e.b = b / n, e.n = n;
+    return e;
+}
+
+static const char *finding_verdict(const Estimate *e, int sign) {
+    if (e->n == 0) return "not measured";
+    if (!(e->se > 0) || !isfinite(e->se)) return e->diff * sign > 0 ? "holds (no error bar)" : "does not hold (no error bar)";
+    double z = sign * e->diff / e->se;
+    return z > 2 ? "holds" : z < -2 ? "does not hold" : "not significant";
+}
+
+// The report's findings section: one row per claim, its numbers and its verdict.
+static void write_findings(FILE *f, char (*dirs)[4200], int n_dirs) {
+    fprintf(f, "\n## R1's findings, measured\n\nEach row: the paper's claim, the measured difference "
+            "(a - b) with its standard error, the two sides, and the verdict computed from them: "
+            "holds when the difference is in the claimed direction by more than 2 standard errors, "
+            "does not hold when it is more than 2 the other way, else not significant. %s\n\n"
+            "| finding | paper | difference ± se | a | b | n | verdict |\n|---|---|---|---|---|---|---|\n",
+            n_dirs > 1 ? "Several seeds: the mean of the per-seed differences, and its standard error "
+                         "over the seeds (n = seeds)."
+                       : "One seed: paired over the held-out problems (n = problems), or early "
+                         "against late training steps (n = steps).");
+    for (int i = 0; i < N_FINDINGS; i++) {
+        const Finding *fd = &FINDINGS[i];
+        Estimate e = measure_over_runs(dirs, n_dirs, fd);
+        if (e.n == 0) {
+            fprintf(f, "| %s | %s | - | - | - | 0 | not measured |\n", fd->claim, fd->paper);
+            continue;
+        }
+        fprintf(f, "| %s | %s | %+.3f ± %.3f | %.3f | %.3f | %d | %s |\n", fd->claim, fd->paper,
+                e.diff, e.se, e.a, e.b, e.n, finding_verdict(&e, fd->sign));
+    }
+}
+
+// The pipeline's held-out evaluation: problems per stage (each sampled k = 4 times + greedy),
+// of every task, at every level.
 #define PIPELINE_EVAL_N "128"
+#define PIPELINE_EVAL_LEVELS "1-5"
 
 // OUT/report.md: one row per evaluated stage that has finished, then the time of each stage.
 static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int n_stages) {
     const char *out = p->out;
-    char path[4096];
+    char path[4096], err[R1_ERR_LEN];
     snprintf(path, sizeof(path), "%s/report.md", out);
-    FILE *f = fopen(path, "wb");
-    if (!f) die("%s: %s", path, strerror(errno));
+    AtomicFile af;
+    if (atomic_open(&af, path, err)) die("%s", err);
+    FILE *f = af.f;
     fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g)\n\n", p->preset, p->seed,
             p->scale);
-    fprintf(f, "Held-out arithmetic (levels 1-2, %d problems, R1-Zero template); pass@1 = mean "
-            "correctness of k = 4 samples at T = 0.6, top-p 0.95; cons@k = majority answer; "
-            "greedy = temperature 0. The same seed gives the same table, byte for byte; the "
-            "times below vary.\n\n", atoi(PIPELINE_EVAL_N));
-    fprintf(f, "| stage | what | pass@1 | cons@4 | greedy | format | language | length | "
-            "parameters |\n|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(f, "Held-out problems of every task (levels %s, %d problems, R1-Zero template); "
+            "pass@1 = mean correctness of k = 4 samples at T = 0.6, top-p 0.95; cons@k = "
+            "majority answer; greedy = temperature 0; mixed = share of samples whose reasoning "
+            "is not all in the prompt's language; reflection = share that re-check (\"wait\", "
+            "\"check\", \"verify\", ...). The same seed gives the same tables, byte for byte; "
+            "the times below vary.\n\n", PIPELINE_EVAL_LEVELS, atoi(PIPELINE_EVAL_N));
+    report_table_header(f, "stage");
     for (int i = 0; i < n_stages; i++)
         if (stages[i].evaluated) report_row(f, out, &stages[i]);
-    fprintf(f, "\nWhat to compare (the paper's findings): cold start + RL (`rl`) against R1-Zero "
-            "(`r1-zero`) on format and language consistency; `final` against `cold`/`rl` "
-            "(before rejection-sampling SFT); `student-distill` against `student-rl`.\n");
+    write_task_table(f, out, stages, n_stages);
+    write_level_table(f, out, stages, n_stages);
+    char dirs[1][4200];
+    snprintf(dirs[0], sizeof(dirs[0]), "%s", out);
+    write_findings(f, dirs, 1);
     fprintf(f, "\n## Time on this machine\n\n| stage | training (s) | evaluation (s) |\n"
             "|---|---|---|\n");
     double train_total = 0, eval_total = 0;
@@ -2099,7 +2426,7 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
     fprintf(f, "| all | %.0f | %.0f |\n\nTotal %.0f s = %.1f min.\n", train_total, eval_total,
             train_total + eval_total, (train_total + eval_total) / 60.0);
     write_pipeline_charts(f, out, stages, n_stages);
-    fclose(f);
+    if (atomic_commit(&af, err)) die("%s", err);
 }
 
 // The stages, in the order they run (DeepSeek-R1 §2.3-2.4; the student: §2.4 and Table 6).
@@ -2186,8 +2513,65 @@ static void evaluate_stage(const PipelineRun *p, const Stage *s) {
     run_stage_command(a);
 }
 
+// Runs every stage not yet done into p->out, then writes p->out/report.md.
+static void run_pipeline(const PipelineRun *p) {
+    char err[R1_ERR_LEN];
+    if (make_dirs(p->out, err)) die("%s", err);
+    for (int i = 0; i < N_STAGES; i++) {
+        const Stage *s = &STAGES[i];
+        if (stage_done(p->out, s->name)) {
+            printf("stage %-16s done (skipped)\n", s->name);
+            continue;
+        }
+        printf("\n== stage %s: %s\n", s->name, s->what);
+        double sec = run_stage(p, s);
+        if (sec < 0) {  // keep what was measured: the report of the stages done so far
+            write_pipeline_report(p, STAGES, N_STAGES);
+            die("pipeline: stage %s failed (see above); the report of the stages before it is in "
+                "%s/report.md", s->name, p->out);
+        }
+        if (s->evaluated) evaluate_stage(p, s);
+        stage_mark(p->out, s->name, sec);
+    }
+    write_pipeline_report(p, STAGES, N_STAGES);
+}
+
+// OUT/report.md over several seeds' runs (OUT/seed-S): each stage's numbers as the mean over
+// the seeds ± its standard error, then the findings measured in every run.
+static void write_seeds_report(const char *out, char (*dirs)[4200], const char *const *seeds,
+                               int n) {
+    char path[4200], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/report.md", out);
+    AtomicFile af;
+    if (atomic_open(&af, path, err)) die("%s", err);
+    FILE *f = af.f;
+    fprintf(f, "# r1.c pipeline report over %d seeds (", n);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? ", " : "", seeds[i]);
+    fprintf(f, ")\n\nEach cell: the mean over the seeds ± its standard error (the spread between "
+            "seeds / sqrt(seeds)). One seed's own report: seed-S/report.md.\n\n");
+    report_table_header(f, "stage");
+    for (int s = 0; s < N_STAGES; s++) {
+        if (!STAGES[s].evaluated) continue;
+        fprintf(f, "| %s | %s |", STAGES[s].name, STAGES[s].what);
+        for (int c = 0; c < N_REPORT_COLUMNS; c++) {
+            double x[64], mean, se;
+            int k = 0;
+            for (int r = 0; r < n && k < 64; r++) {
+                double v = eval_field(dirs[r], STAGES[s].name, REPORT_COLUMNS[c].key, NAN);
+                if (isfinite(v)) x[k++] = v;
+            }
+            mean_se(x, k, &mean, &se);
+            if (k) fprintf(f, " %.3f ± %.3f |", mean, isfinite(se) ? se : 0.0);
+            else fprintf(f, " - |");
+        }
+        fprintf(f, " %.2fM |\n", stage_params(dirs[0], STAGES[s].name) / 1e6);
+    }
+    write_findings(f, dirs, n);
+    if (atomic_commit(&af, err)) die("%s", err);
+}
+
 static int cmd_pipeline(int argc, char **argv) {
-    static const char *const known[] = {"--preset", "--out", "--seed", "--scale", NULL};
+    static const char *const known[] = {"--preset", "--out", "--seed", "--seeds", "--scale", NULL};
     static const char *const bools[] = {NULL};
     check_flags(argc, argv, known, bools);
     PipelineRun p;
@@ -2195,27 +2579,37 @@ static int cmd_pipeline(int argc, char **argv) {
     p.out = arg_str(argc, argv, "--out", "runs/pipeline");
     p.seed = arg_str(argc, argv, "--seed", "1");
     p.scale = arg_double(argc, argv, "--scale", 1.0, 0.01, 100.0);  // multiplies the steps
+    const char *seeds = arg_str(argc, argv, "--seeds", NULL);  // "1,2,3": a run per seed
     char err[R1_ERR_LEN];
-    if (make_dirs(p.out, err)) die("%s", err);
+    Config check;
+    if (config_preset(p.preset, &check, err)) die("pipeline: --preset: %s", err);
     double t_start = now_seconds();
-    for (int i = 0; i < N_STAGES; i++) {
-        const Stage *s = &STAGES[i];
-        if (stage_done(p.out, s->name)) {
-            printf("stage %-16s done (skipped)\n", s->name);
-            continue;
-        }
-        printf("\n== stage %s: %s\n", s->name, s->what);
-        double sec = run_stage(&p, s);
-        if (sec < 0) {  // keep what was measured: the report of the stages done so far
-            write_pipeline_report(&p, STAGES, N_STAGES);
-            die("pipeline: stage %s failed (see above); the report of the stages before it is in "
-                "%s/report.md", s->name, p.out);
-        }
-        if (s->evaluated) evaluate_stage(&p, s);
-        stage_mark(p.out, s->name, sec);
+    if (!seeds) {
+        run_pipeline(&p);
+        printf("\npipeline finished in %.0f s; report: %s/report.md\n", now_seconds() - t_start, p.out);
+        return 0;
     }
-    write_pipeline_report(&p, STAGES, N_STAGES);
-    printf("\npipeline finished in %.0f s; report: %s/report.md\n", now_seconds() - t_start, p.out);
+    if (arg_str(argc, argv, "--seed", NULL)) die("pipeline: give --seed or --seeds, not both");
+    char list[256], dirs[64][4200];
+    const char *seed_of[64];
+    snprintf(list, sizeof(list), "%s", seeds);
+    int n = 0;
+    for (char *s = strtok(list, ","); s && n < 64; s = strtok(NULL, ","), n++) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (*end || end == s || v < 0) die("pipeline: --seeds: '%s' is not a seed", s);
+        seed_of[n] = s;
+        snprintf(dirs[n], sizeof(dirs[n]), "%s/seed-%s", p.out, s);
+    }
+    for (int i = 0; i < n; i++) {
+        PipelineRun r = p;
+        r.out = dirs[i], r.seed = seed_of[i];
+        printf("\n==== seed %s -> %s\n", r.seed, r.out);
+        run_pipeline(&r);
+    }
+    write_seeds_report(p.out, dirs, seed_of, n);
+    printf("\npipeline (%d seeds) finished in %.0f s; report: %s/report.md\n", n,
+           now_seconds() - t_start, p.out);
     return 0;
 }
 
@@ -2249,7 +2643,7 @@ static void usage(void) {
            "  ./r1 eval    --model DIR [--task arithmetic] [--k K] [--n N] [--levels 1-2] [--out F]\n"
            "  ./r1 reject  --model DIR --out FILE.jsonl [--task all] [--n-prompts N]\n"
            "               [--n-per-prompt K] [--cap C] [--non-reasoning SHARE]\n"
-           "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N]\n"
+           "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N | --seeds 1,2,3]\n"
            "               every stage of the R1 recipe, evaluated, with report.md\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n"

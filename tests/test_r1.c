@@ -2342,6 +2342,47 @@ static void test_sft_mask_cross_entropy(void **state) {
 // OpenMP's per-loop start-up and barriers cost more than the work, and on a machine whose cores
 // are busy with something else a spinning barrier can make a 5 s run take minutes. The thread
 // count cannot change results (test_determinism_threads checks that, with 1, 2 (and 3) threads).
+
+// The report's findings (main.c): a paired difference between two stages' per-problem scores,
+// its standard error and the verdict, against numbers worked out by hand.
+//   stage a pass1: p1 1.0, p2 0.5, p3 0.75, p4 0.0 (p4 only in a: left out of the pairs)
+//   stage b pass1: p1 0.5, p2 0.5, p3 0.5, p5 1.0 (p5 only in b)
+//   pairs p1-p3: d = 0.5, 0, 0.25; mean 0.25; sample var (0.25^2 + 0.25^2 + 0) / 2 = 1/16;
+//   se = sqrt(1/16 / 3) = 0.1443; mean a = 0.75, mean b = 0.5; z = 1.73 -> "not significant".
+static void write_problems(const char *dir, const char *stage, const char *const *ids,
+                           const double *pass1, int n) {
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/eval-%s.problems.jsonl", dir, stage);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++) fprintf(f, "{\"id\": \"%s\", \"pass1\": %g}\n", ids[i], pass1[i]);
+    fclose(f);
+}
+
+static void test_report_findings(void **state) {
+    (void)state;
+    char dir[] = "/tmp/r1_findings_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *ia[] = {"p1", "p2", "p3", "p4"}, *ib[] = {"p1", "p2", "p3", "p5"};
+    const double a[] = {1.0, 0.5, 0.75, 0.0}, b[] = {0.5, 0.5, 0.5, 1.0};
+    write_problems(dir, "sa", ia, a, 4);
+    write_problems(dir, "sb", ib, b, 4);
+    Estimate e = paired_difference(dir, "sa", "pass1", "sb", "pass1");
+    assert_int_equal(e.n, 3);
+    assert_true(fabs(e.diff - 0.25) < 1e-12);
+    assert_true(fabs(e.se - sqrt(1.0 / 48.0)) < 1e-12);
+    assert_true(fabs(e.a - 0.75) < 1e-12 && fabs(e.b - 0.5) < 1e-12);
+    assert_string_equal(finding_verdict(&e, +1), "not significant");  // z = 1.73
+    Estimate strong = {.diff = 0.3, .se = 0.1, .n = 10};
+    assert_string_equal(finding_verdict(&strong, +1), "holds");
+    assert_string_equal(finding_verdict(&strong, -1), "does not hold");
+    Estimate none = {0};
+    assert_string_equal(finding_verdict(&none, +1), "not measured");
+    Estimate missing = paired_difference(dir, "sa", "pass1", "absent", "pass1");
+    assert_int_equal(missing.n, 0);
+    rm_tree(dir);
+}
+
 int main(int argc, char **argv) {
 #ifdef _OPENMP
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
@@ -2383,6 +2424,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_sft_row_prompt_fills_row),
         cmocka_unit_test(test_sft_mask_cross_entropy),
         cmocka_unit_test(test_document_rows),
+        cmocka_unit_test(test_report_findings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
