@@ -422,10 +422,13 @@ static void write_multiplication(Str *b, int lang, long long x, long long y) {
     str_printf(b, TR(lang, "So %lld * %lld = %lld.\n", "所以 %lld * %lld = %lld。\n"), x, y, sum);
 }
 
+// The closing line undoes the sum. Worked solutions never use the words grpo.c's
+// has_reflection counts ("check", "verify", "wait", 检查, 验证, 等等): those belong to the checked
+// reasoning style (section 7), so that the share of reflecting answers tells the styles apart.
 static int arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     if (p->op == '+') {
         write_addition(b, p->lang, p->a, p->b);
-        str_printf(b, TR(p->lang, "Check: %lld - %lld = %lld. Correct.\n",
+        str_printf(b, TR(p->lang, "In reverse: %lld - %lld = %lld. Correct.\n",
                          "验算：%lld - %lld = %lld，正确。\n"), p->a + p->b, p->b, p->a);
         snprintf(ans, cap, "%lld", p->a + p->b);
     } else {
@@ -752,7 +755,7 @@ static int cd_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     }
     if (given >= 0) snprintf(s.found, sizeof s.found, "%s", items[given].text);
     else if (p->n < 2 || !cd_search(&s, items, p->n, 0)) return 0;
-    str_printf(b, TR(p->lang, "Check: %s = %lld, and no number is used twice.\n",
+    str_printf(b, TR(p->lang, "In full: %s = %lld, and no number is used twice.\n",
                      "验算：%s = %lld，没有数字用了两次。\n"), s.found, p->target);
     snprintf(ans, cap, "%s", s.found);
     return 1;
