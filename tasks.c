@@ -237,6 +237,11 @@ typedef struct {
     int (*solve)(const Problem *p, Str *b, char *ans, size_t cap); // the worked solution's lines
                                                        // into b, its answer into ans; 0 if none
     int (*check)(const Problem *p, const char *text);  // the exact verifier: 1 if text answers p
+    void (*wrong)(const Problem *p, Rng *r, char *out, size_t cap); // a plausible wrong answer
+                                                       // (a slip a person makes); never a right one
+    int (*verify)(const Problem *p, const char *cand, Str *b); // checks a candidate answer in
+                                                       // words ("929 - 581 = 348, not 347, so 929
+                                                       // is wrong.\n") into b; 1 if it is right
     void (*canonical)(const Problem *p, Str *out);     // appends what identifies the problem
     void (*write_json)(FILE *f, const Problem *p);     // its fields of an example: ,"a":3,...
     int (*read_json)(const Json *ex, Problem *p);      // those fields back (and gold); 0 if bad
@@ -258,6 +263,15 @@ static void write_sorted_list(Str *b, const long long *v, int n) {
     memcpy(s, v, sizeof(long long) * (size_t)n);
     sort_ascending(s, n);
     write_list(b, s, n);
+}
+
+// Ends a verify line: "so 928 is right." / "so it is wrong." (what = NULL: "it").
+static int verdict(Str *b, int lang, const char *what, int right) {
+    if (what == NULL) str_add(b, right ? TR(lang, "so it is right.\n", "所以它是对的。\n")
+                                       : TR(lang, "so it is wrong.\n", "所以它是错的。\n"));
+    else str_printf(b, right ? TR(lang, "so %s is right.\n", "所以 %s 是对的。\n")
+                             : TR(lang, "so %s is wrong.\n", "所以 %s 是错的。\n"), what);
+    return right;
 }
 
 // ,"numbers":[a,b,c] (an example's field)
@@ -438,6 +452,58 @@ static int arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     return 1;
 }
 
+// v with one digit off by one (the digit place drawn; a 9 goes down, a 0 or a leading 1 up).
+static long long digit_slip(long long v, Rng *r) {
+    int k = 1;
+    for (long long u = v; u >= 10; u /= 10) k++;
+    int i = (int)rand_range(r, 0, k - 1);
+    long long place = 1;
+    for (int j = 0; j < i; j++) place *= 10;
+    int d = (int)(v / place % 10);
+    int up = d == 0 || (i == k - 1 && d == 1 && k > 1) ? 1 : d == 9 ? 0 : (int)rand_range(r, 0, 1);
+    return up ? v + place : v - place;
+}
+
+// A slip: in an addition that carries, half the time one carry forgotten (the carry out of
+// column i lost makes the sum 10^(i+1) too small: 58 + 67 = 115); otherwise one digit off.
+static void arith_wrong(const Problem *p, Rng *r, char *out, size_t cap) {
+    long long right = 0, carried[20];
+    int n = 0, carry = 0;
+    exact_op(p->op, p->a, p->b, &right);
+    long long place = 10;
+    for (long long u = p->a, v = p->b; p->op == '+' && (u > 0 || v > 0); u /= 10, v /= 10, place *= 10)
+        if ((carry = (int)(u % 10 + v % 10 + carry) / 10) != 0) carried[n++] = place;
+    long long wrong = n > 0 && rand_range(r, 0, 1) ? right - carried[rand_range(r, 0, n - 1)]
+                                                   : digit_slip(right, r);
+    snprintf(out, cap, "%lld", wrong);
+}
+
+// The check undoes the operation: c - b must give a (928 - 581 = 347); c / b must be exact and
+// give a (744 / 2 = 372). A zero factor is never the divisor (0 * 0 is stated).
+static int arith_verify(const Problem *p, const char *cand, Str *b) {
+    int lang = p->lang;
+    long long c, right, x = p->a, y = p->b, got;
+    if (!parse_whole_integer(cand, &c) || !exact_op(p->op, p->a, p->b, &right)) {
+        str_printf(b, TR(lang, "%s is not a whole number, ", "%s 不是整数，"), cand);
+        return verdict(b, lang, cand, 0);
+    }
+    if (p->op == '*' && y == 0) x = p->b, y = p->a;  // divide by the other factor
+    if (p->op == '*' && y == 0) {
+        str_printf(b, TR(lang, "0 * 0 = 0, ", "0 * 0 = 0，"));
+        return verdict(b, lang, cand, c == 0);
+    }
+    if (p->op == '*' && c % y != 0) {
+        str_printf(b, TR(lang, "%lld / %lld leaves a remainder of %lld, ", "%lld / %lld 余 %lld，除不尽，"),
+                   c, y, c % y);
+        return verdict(b, lang, cand, 0);
+    }
+    got = p->op == '+' ? c - y : c / y;
+    str_printf(b, "%lld %c %lld = %lld", c, p->op == '+' ? '-' : '/', y, got);
+    if (got != x) str_printf(b, TR(lang, ", not %lld", "，不是 %lld"), x);
+    str_add(b, TR(lang, ", ", "，"));
+    return verdict(b, lang, cand, got == x);
+}
+
 static void arith_prompt(const Problem *p, Str *b) {
     str_printf(b, TR(p->lang, "What is %lld %c %lld?", "请计算 %lld %c %lld 的结果。"), p->a, p->op, p->b);
 }
@@ -526,32 +592,39 @@ static int cd_combine(const CdItem *x, int op, const CdItem *y, CdItem *out) {
     return 1;
 }
 
+// A random expression over nums[0..m): joins two random items with a random allowed operation
+// of ops until one is left (in it[0]); 0 if some join found no allowed move in 30 tries.
+static int cd_random_expression(const long long *nums, int m, const char *ops, Rng *r, CdItem *it) {
+    int nops = (int)strlen(ops), ok = 1;
+    for (int i = 0; i < m; i++) it[i] = cd_leaf(nums[i]);
+    while (m > 1 && ok) {
+        ok = 0;
+        for (int tries = 0; tries < 30 && !ok; tries++) {
+            int i = (int)rand_range(r, 0, m - 1), j = (int)rand_range(r, 0, m - 1);
+            int op = ops[rand_range(r, 0, nops - 1)];
+            CdItem c;
+            if (i == j || !cd_combine(&it[i], op, &it[j], &c)) continue;
+            int lo = i < j ? i : j, hi = i < j ? j : i;
+            it[lo] = c;
+            it[hi] = it[m - 1];
+            m--;
+            ok = 1;
+        }
+    }
+    return ok;
+}
+
 // Draws numbers, combines a few of them at random into an expression whose value becomes the
 // target, and shuffles the numbers. The gold answer is that expression.
 static void cd_generate(Problem *p, Rng *r) {
     int lv = p->level;
-    int nops = (int)strlen(CD_LEVELS[lv].ops);
     for (;;) {
         p->n = CD_LEVELS[lv].given;
         for (int i = 0; i < p->n; i++) p->nums[i] = rand_range(r, 1, CD_LEVELS[lv].max_num);
-        int m = (int)rand_range(r, CD_LEVELS[lv].used_lo, CD_LEVELS[lv].used_hi), ok = 1;
+        int m = (int)rand_range(r, CD_LEVELS[lv].used_lo, CD_LEVELS[lv].used_hi);
         CdItem it[CD_MAX_NUMS];
-        for (int i = 0; i < m; i++) it[i] = cd_leaf(p->nums[i]);
-        while (m > 1 && ok) { // join two random items with a random allowed operation
-            ok = 0;
-            for (int tries = 0; tries < 30 && !ok; tries++) {
-                int i = (int)rand_range(r, 0, m - 1), j = (int)rand_range(r, 0, m - 1);
-                int op = CD_LEVELS[lv].ops[rand_range(r, 0, nops - 1)];
-                CdItem c;
-                if (i == j || !cd_combine(&it[i], op, &it[j], &c)) continue;
-                int lo = i < j ? i : j, hi = i < j ? j : i;
-                it[lo] = c;
-                it[hi] = it[m - 1];
-                m--;
-                ok = 1;
-            }
-        }
-        if (!ok || it[0].v > CD_LEVELS[lv].target_max) continue;
+        if (!cd_random_expression(p->nums, m, CD_LEVELS[lv].ops, r, it) || it[0].v > CD_LEVELS[lv].target_max)
+            continue;
         int given = 0; // a target that is one of the numbers would be no puzzle
         for (int i = 0; i < p->n; i++) given |= p->nums[i] == it[0].v;
         if (given) continue;
@@ -761,6 +834,51 @@ static int cd_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     return 1;
 }
 
+// A near miss: the closest to the target of 8 random expressions over the given numbers (each
+// used at most once, the level's operations) that miss it. If all 8 hit it (a tiny level-1
+// puzzle), a given number that is not the target, or the first two added (twice the target).
+static void cd_wrong(const Problem *p, Rng *r, char *out, size_t cap) {
+    int lv = p->level, lo = CD_LEVELS[lv].used_lo < p->n ? CD_LEVELS[lv].used_lo : p->n;
+    int hi = CD_LEVELS[lv].used_hi < p->n ? CD_LEVELS[lv].used_hi : p->n;
+    long long best = -1;
+    out[0] = '\0';
+    for (int t = 0; t < 8 && p->n <= CD_MAX_NUMS; t++) {
+        long long nums[CD_MAX_NUMS];
+        CdItem it[CD_MAX_NUMS];
+        memcpy(nums, p->nums, sizeof(long long) * (size_t)p->n);
+        shuffle(nums, p->n, r);
+        int m = (int)rand_range(r, lo, hi);
+        if (m < 1 || !cd_random_expression(nums, m, CD_LEVELS[lv].ops, r, it) || it[0].v == p->target) continue;
+        if (best < 0 || llabs(it[0].v - p->target) < best) {
+            best = llabs(it[0].v - p->target);
+            snprintf(out, cap, "%s", it[0].text);
+        }
+    }
+    for (int i = 0; best < 0 && i < p->n; i++)
+        if (p->nums[i] != p->target) best = 0, snprintf(out, cap, "%lld", p->nums[i]);
+    if (best < 0 && p->n >= 2) snprintf(out, cap, "%lld + %lld", p->nums[0], p->nums[1]);
+    else if (best < 0) snprintf(out, cap, "%lld + %lld", p->target, p->target);  // a number used twice
+}
+
+// The check evaluates the candidate as the verifier does: "55 + 36 - 19 - 7 = 65, the target,
+// and no number is used twice" or "... = 62, not 65".
+static int cd_verify(const Problem *p, const char *cand, Str *b) {
+    int lang = p->lang;
+    CdParser q = {.s = cand, .given = p->nums, .n = p->n};
+    long long v;
+    if (p->n > MAX_NUMS || !cdp_expr(&q, &v) || *skip_space(q.s) != '\0') {
+        str_printf(b, TR(lang, "%s does not use only the given numbers, each at most once, ",
+                         "%s 没有只用给出的数字（每个最多一次），"), cand);
+        return verdict(b, lang, NULL, 0);
+    }
+    if (v == p->target)
+        str_printf(b, TR(lang, "%s = %lld, the target, and no number is used twice, ",
+                         "%s = %lld，正是目标，而且没有数字用了两次，"), cand, v);
+    else
+        str_printf(b, TR(lang, "%s = %lld, not %lld, ", "%s = %lld，不是 %lld，"), cand, v, p->target);
+    return verdict(b, lang, NULL, v == p->target);
+}
+
 static void cd_prompt(const Problem *p, Str *b) {
     str_add(b, TR(p->lang, "Using the numbers ", "用数字 "));
     write_list(b, p->nums, p->n);
@@ -892,6 +1010,67 @@ static int s42_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     return 1;
 }
 
+// A slip: two neighbours of the sorted part swapped, 42 put at the end, or 42 left out (a
+// drawn slip that would leave the list right, as with equal numbers, becomes the last one).
+static void s42_wrong(const Problem *p, Rng *r, char *out, size_t cap) {
+    long long v[MAX_NUMS + 1];
+    int n, kind = (int)rand_range(r, 0, 2), swaps[MAX_NUMS], ns = 0;
+    s42_expected(p, v, &n);
+    for (int i = 1; i + 1 < n; i++)
+        if (v[i] != v[i + 1]) swaps[ns++] = i;
+    if (kind == 0 && ns > 0) {
+        int i = swaps[rand_range(r, 0, ns - 1)];
+        long long t = v[i];
+        v[i] = v[i + 1], v[i + 1] = t;
+    } else if (kind == 1 && n > 1 && v[n - 1] != 42) {
+        memmove(v, v + 1, sizeof(long long) * (size_t)(n - 1));
+        v[n - 1] = 42;
+    } else {
+        memmove(v, v + 1, sizeof(long long) * (size_t)(--n));
+    }
+    Str b = {0};
+    write_list(&b, v, n);
+    snprintf(out, cap, "%s", b.s);
+    str_free(&b);
+}
+
+// The check goes through the rule: the right length, 42 first, the rest going up, and the rest
+// being the given numbers ("[42, 1, 3, 7] starts with 42, then 1 < 3 < 7: ...").
+static int s42_verify(const Problem *p, const char *cand, Str *b) {
+    long long want[MAX_NUMS + 1], got[MAX_NUMS + 1];
+    int nw, ng, lang = p->lang;
+    s42_expected(p, want, &nw);
+    if (!parse_list(cand, got, MAX_NUMS + 1, &ng)) {
+        str_printf(b, TR(lang, "%s is not a list of numbers, ", "%s 不是一个数字列表，"), cand);
+        return verdict(b, lang, NULL, 0);
+    }
+    if (ng != nw) {
+        str_printf(b, TR(lang, "%s has %d numbers, but 42 and the %d given ones make %d, ",
+                         "%s 有 %d 个数，但 42 加上给出的 %d 个数应该是 %d 个，"), cand, ng, p->n, nw);
+        return verdict(b, lang, NULL, 0);
+    }
+    if (got[0] != 42) {
+        str_printf(b, TR(lang, "%s does not start with 42, ", "%s 不是以 42 开头的，"), cand);
+        return verdict(b, lang, NULL, 0);
+    }
+    for (int i = 1; i + 1 < ng; i++) {
+        if (got[i] <= got[i + 1]) continue;
+        str_printf(b, TR(lang, "in %s, %lld comes before %lld, but %lld > %lld, ",
+                         "在 %s 中，%lld 排在 %lld 前面，但 %lld > %lld，"), cand, got[i], got[i + 1], got[i], got[i + 1]);
+        return verdict(b, lang, NULL, 0);
+    }
+    if (memcmp(got, want, sizeof(long long) * (size_t)nw) != 0) {
+        str_printf(b, TR(lang, "the numbers after 42 in %s are not the given ones, ",
+                         "%s 中 42 后面的数不是给出的那些数，"), cand);
+        return verdict(b, lang, NULL, 0);
+    }
+    str_printf(b, TR(lang, "%s starts with 42, then ", "%s 以 42 开头，后面 "), cand);
+    for (int i = 1; i < ng; i++)
+        str_printf(b, i == 1 ? "%lld" : got[i - 1] < got[i] ? " < %lld" : " = %lld", got[i]);
+    str_add(b, TR(lang, ": the given numbers from small to large, ", "：正是给出的数从小到大排列，"));
+    return verdict(b, lang, NULL, 1);
+}
+
 static void s42_prompt(const Problem *p, Str *b) {
     str_add(b, TR(p->lang, "Write code that takes a list of numbers, returns them sorted, and "
                            "adds 42 at the beginning. What does it return for ",
@@ -915,7 +1094,7 @@ static int s42_read_json(const Json *ex, Problem *p) {
 // 6. The task table: one row per task; what every problem of any task goes through
 // ==============================================================================================
 // To add a task: write its functions (a section like 3-5: generate, prompt, solve, check,
-// canonical, write_json, read_json; see Task in section 2), give Problem the fields it needs,
+// wrong, verify, canonical, write_json, read_json; see Task in section 2), give Problem the fields it needs,
 // and add its row here. Task sets, the corpus, `./r1 data check`, the verifier behind GRPO's
 // accuracy reward and the held-out split all go through this table; only texts for people
 // name the tasks by hand (./r1 data help, ./r1 help). The row order is the order of a task
@@ -923,13 +1102,13 @@ static int s42_read_json(const Json *ex, Problem *p) {
 // The non-reasoning prompts (section 9) are not a row: they have no levels, no Problem and
 // no exact verifier (GRPO rewards them by a rule of their kind), and no held-out split.
 static const Task TASKS[] = {
-    // name, generate, prompt, solve, check, canonical, write_json, read_json (Task's order)
-    {"arithmetic", arith_generate, arith_prompt, arith_solve, arith_check, arith_canonical,
-     arith_write_json, arith_read_json},
-    {"countdown", cd_generate, cd_prompt, cd_solve, cd_check, cd_canonical, cd_write_json,
-     cd_read_json},
-    {"sort42", s42_generate, s42_prompt, s42_solve, s42_check, s42_canonical, s42_write_json,
-     s42_read_json},
+    // name, generate, prompt, solve, check, wrong, verify, canonical, write_json, read_json
+    {"arithmetic", arith_generate, arith_prompt, arith_solve, arith_check, arith_wrong, arith_verify,
+     arith_canonical, arith_write_json, arith_read_json},
+    {"countdown", cd_generate, cd_prompt, cd_solve, cd_check, cd_wrong, cd_verify, cd_canonical,
+     cd_write_json, cd_read_json},
+    {"sort42", s42_generate, s42_prompt, s42_solve, s42_check, s42_wrong, s42_verify, s42_canonical,
+     s42_write_json, s42_read_json},
 };
 #define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
 
