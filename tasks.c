@@ -10,7 +10,8 @@
 //   4. Task "countdown": generator, exact expression verifier, search-trace solutions
 //   5. Task "sort42": sort a list and put 42 in front
 //   6. The task table: one row per task (how to add a task), problem identity and the split
-//   7. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
+//   7. The task API: examples as JSON, reasoning styles (direct, stepwise, checked) and
+//      language mixing, task_check, task_solution, answer_extract, templates
 //   8. Plain text in English and Chinese (a small template grammar)
 //   9. Datasets: task files (JSON Lines), the pretraining corpus, the reader, show and check,
 //      the non-reasoning prompts
@@ -21,6 +22,13 @@
 // (level 1..5) whose level 1 is within reach of a small model that has seen worked solutions
 // in pretraining, and the corpus carries a share of solutions already in the R1-Zero
 // <think>/<answer> shape. Verifiers are exact and rule-based (R1 §2.2: no reward model).
+//
+// Why several reasoning styles. RL selects among behaviours the base model already has (Liu et
+// al. 2025, Dr. GRPO: self-reflection is there "at epoch 0"). So the corpus's R1-Zero documents
+// reason in three styles (section 7): a short guess (often wrong on hard levels), the worked
+// solution, and a guess that is checked and, when wrong, worked out; some switch language
+// partway. Then what R1 reports (longer answers, more "wait, let me check", less language
+// mixing under a language reward) can appear as RL shifts the mix.
 //
 // The held-out split. Each problem has a canonical content (the task and its numbers, in an
 // order that does not matter to the answer, without the language); its 64-bit hash names the
@@ -73,6 +81,13 @@ static void str_printf(Str *b, const char *fmt, ...) {
         b->len += (size_t)n;
     }
     va_end(ap2);
+}
+
+static void str_add_len(Str *b, const char *s, size_t n) {
+    str_reserve(b, n);
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
 }
 
 static void str_clear(Str *b) {
@@ -1155,15 +1170,17 @@ static void problem_random(Problem *p, int task, int level, int lang, Rng *r) {
 }
 
 // ==============================================================================================
-// 7. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
+// 7. The task API: examples as JSON, reasoning styles and language mixing, task_check,
+//    task_solution, answer_extract, templates
 // ==============================================================================================
 // One example is one JSON object (one line of a .jsonl file):
 //   {"task":"arithmetic","lang":"en","level":2,"prompt":"What is 347 + 581?","answer":"928",
 //    "a":347,"op":"+","b":581,"id":"9c4f...","solution":"<think>\n...\n</think>\n<answer>928</answer>"}
 // Task data: arithmetic "a", "op", "b"; countdown "numbers", "target"; sort42 "numbers".
-// "id" is the hash of the canonical content; "solution" is there only when asked for.
+// "id" is the hash of the canonical content; "solution" (in a reasoning style, and "style":
+// "stepwise", "direct" or "checked") is there only when asked for.
 
-// How a worked solution is dressed.
+// How a solution is dressed.
 enum {
     STYLE_TAGGED,   // <think>\n...\n</think>\n<answer>A</answer>
     STYLE_PLAIN,    // the reasoning, then "So the answer is A."
@@ -1172,11 +1189,90 @@ enum {
     STYLE_R1ZERO_PLAIN,  // the R1-Zero template, then the plain solution: the tags not followed
 };
 
-// Appends the worked solution of p in a style to out. 0 if there is none.
-static int problem_write_solution(const Problem *p, int style, Str *out) {
+// How a solution reasons, whatever its dressing (r1.h, REASONING_*): a style, whether its
+// reasoning switches language partway, and the RNG its guesses come from (stepwise draws none).
+typedef struct {
+    int style, mixed;
+    Rng *rng;
+} Reasoning;
+static const Reasoning STEPWISE = {REASONING_STEPWISE, 0, NULL};
+
+static const char *const REASONING_NAMES[N_REASONING] = {"stepwise", "direct", "checked"};
+
+const char *reasoning_name(int reasoning) {
+    return reasoning >= 0 && reasoning < N_REASONING ? REASONING_NAMES[reasoning] : NULL;
+}
+
+// The reasoning of p in a style, in p's language, one line per step, each ending in '\n'; its
+// final answer into ans. A guess is the gold answer with probability TASK_GUESS_RIGHT[level],
+// else the task's slip:
+//   direct    The answer is probably 929.
+//   checked   The answer is probably 929.
+//             Wait, let me check: 929 - 581 = 348, not 347, so 929 is wrong.
+//             Let me work it out step by step:
+//             <the worked solution>
+// (a right guess: "Wait, let me check: 928 - 581 = 347, so 928 is right." and nothing more).
+static int write_reasoning(const Problem *p, int style, Rng *r, Str *b, char *ans, size_t cap) {
+    const Task *t = &TASKS[p->task];
+    if (style == REASONING_STEPWISE) return t->solve(p, b, ans, cap);
+    char guess[256];
+    if (rng_uniform(r) < TASK_GUESS_RIGHT[p->level] && p->gold[0] != '\0') snprintf(guess, sizeof guess, "%s", p->gold);
+    else t->wrong(p, r, guess, sizeof guess);
+    str_printf(b, TR(p->lang, "The answer is probably %s.\n", "答案大概是 %s。\n"), guess);
+    if (style == REASONING_CHECKED) {
+        str_add(b, TR(p->lang, "Wait, let me check: ", "等等，验证一下："));
+        if (!t->verify(p, guess, b)) {
+            str_add(b, TR(p->lang, "Let me work it out step by step:\n", "我们一步一步来算：\n"));
+            return t->solve(p, b, ans, cap);
+        }
+    }
+    snprintf(ans, cap, "%s", guess);
+    return 1;
+}
+
+// The text after the first k lines of s (its end if s has fewer).
+static const char *after_lines(const char *s, int k) {
+    for (; k > 0 && *s; k--) {
+        const char *nl = strchr(s, '\n');
+        s = nl ? nl + 1 : s + strlen(s);
+    }
+    return s;
+}
+
+// Language mixing, as R1-Zero's reasoning did (R1 §2.3.2): the reasoning in p's language up
+// to a random line, then the rest in the other language. Both texts draw their guesses from
+// copies of one RNG state, so they are the same reasoning line for line, and the switch falls
+// between two steps: after the guess (the check in the other language), or partway through the
+// worked steps. The prompt and the final "So the answer is" keep p's language.
+static int write_mixed_reasoning(const Problem *p, int style, Rng *r, Str *b, char *ans, size_t cap) {
+    Problem other = *p;
+    other.lang = p->lang == LANG_ZH ? LANG_EN : LANG_ZH;
+    Rng same = *r;
+    Str mine = {0}, theirs = {0};
+    char other_ans[256];
+    int ok = write_reasoning(p, style, r, &mine, ans, cap) &&
+             write_reasoning(&other, style, &same, &theirs, other_ans, sizeof other_ans);
+    if (ok) {
+        int lines = 0;
+        for (const char *c = mine.s; *c; c++) lines += *c == '\n';
+        int k = lines > 1 ? (int)rand_range(r, 1, lines - 1) : lines;
+        const char *cut = after_lines(mine.s, k);
+        str_add_len(b, mine.s, (size_t)(cut - mine.s));
+        str_add(b, after_lines(theirs.s, k));
+    }
+    str_free(&mine);
+    str_free(&theirs);
+    return ok;
+}
+
+// Appends the solution of p, reasoning as `how` says, dressed in a style, to out. 0 if there
+// is none.
+static int problem_write_solution(const Problem *p, int style, const Reasoning *how, Str *out) {
     Str body = {0}, prompt = {0};
     char ans[256];
-    if (!TASKS[p->task].solve(p, &body, ans, sizeof ans)) {
+    int ok = how->mixed ? write_mixed_reasoning(p, how->style, how->rng, &body, ans, sizeof ans)
+                        : write_reasoning(p, how->style, how->rng, &body, ans, sizeof ans);
+    if (!ok) {
         str_free(&body);
         return 0;
     }
@@ -1199,7 +1295,9 @@ static int problem_write_solution(const Problem *p, int style, Str *out) {
     return 1;
 }
 
-static void problem_write_json(FILE *f, const Problem *p, int with_solution) {
+// One example as a JSON line; with a solution reasoning as `how` says (NULL: none) and its
+// "style".
+static void problem_write_json(FILE *f, const Problem *p, const Reasoning *how) {
     Str prompt = {0};
     TASKS[p->task].prompt(p, &prompt);
     fprintf(f, "{\"task\":\"%s\",\"lang\":\"%s\",\"level\":%d,\"prompt\":", TASKS[p->task].name,
@@ -1209,11 +1307,12 @@ static void problem_write_json(FILE *f, const Problem *p, int with_solution) {
     json_write_string(f, p->gold);
     TASKS[p->task].write_json(f, p);
     fprintf(f, ",\"id\":\"%016llx\"", (unsigned long long)problem_hash(p));
-    if (with_solution) {
+    if (how != NULL) {
         Str sol = {0};
-        if (problem_write_solution(p, STYLE_TAGGED, &sol)) {
+        if (problem_write_solution(p, STYLE_TAGGED, how, &sol)) {
             fprintf(f, ",\"solution\":");
             json_write_string(f, sol.s);
+            fprintf(f, ",\"style\":\"%s\"", REASONING_NAMES[how->style]);
         }
         str_free(&sol);
     }
@@ -1241,15 +1340,22 @@ int task_check(const char *task, const Json *example, const char *answer_text) {
     return TASKS[p.task].check(&p, answer_text);
 }
 
-char *task_solution(const Json *example, int tagged) {
+char *task_solution_styled(const Json *example, int tagged, int reasoning, int mixed, uint64_t seed) {
     Problem p;
     Str out = {0};
-    if (!problem_from_json(example, NULL, &p)) return NULL;
-    if (!problem_write_solution(&p, tagged ? STYLE_TAGGED : STYLE_PLAIN, &out)) {
+    Rng r;
+    rng_seed(&r, seed);
+    Reasoning how = {reasoning, mixed != 0, &r};
+    if (reasoning_name(reasoning) == NULL || !problem_from_json(example, NULL, &p)) return NULL;
+    if (!problem_write_solution(&p, tagged ? STYLE_TAGGED : STYLE_PLAIN, &how, &out)) {
         str_free(&out);
         return NULL;
     }
     return str_take(&out);
+}
+
+char *task_solution(const Json *example, int tagged) {
+    return task_solution_styled(example, tagged, REASONING_STEPWISE, 0, 0);
 }
 
 int task_is_eval(const Json *example) {
@@ -1647,6 +1753,13 @@ static int task_option(const char *name, char *err) {
 int task_option_check(const char *task, char *err) { return task_option(task, err) == -2 ? -1 : 0; }
 int lang_option_check(const char *lang, char *err) { return lang_option(lang, err) == -2 ? -1 : 0; }
 
+int reasoning_option(const char *name, char *err) {
+    for (int i = 0; i < N_REASONING; i++)
+        if (name != NULL && strcmp(name, REASONING_NAMES[i]) == 0) return i;
+    snprintf(err, R1_ERR_LEN, "unknown style '%s' (stepwise, direct, checked)", name ? name : "(null)");
+    return -1;
+}
+
 // --levels "2" or "1-3" into lo..hi; NULL if fine, else what is wrong with it. Shared by
 // `./r1 data` and the RL and evaluation commands.
 const char *levels_parse(const char *s, int *lo, int *hi) {
@@ -1670,6 +1783,8 @@ typedef struct {
     const TaskSetOptions *o;
     int task, lang;        // fixed, or -1: round robin over the tasks / a coin per example
     Rng rng;
+    Rng guesses;           // the guesses of direct and checked solutions: apart from rng, so
+                           // that the problems do not depend on the style of their solutions
     uint64_t *seen;        // open-addressing set of problem hashes (0 marks an empty slot)
     size_t seen_cap;
     long count, repeats;
@@ -1697,11 +1812,16 @@ static int taskgen_init(TaskGen *g, const TaskSetOptions *o, char *err) {
         return -1;
     }
     if (check_levels(o->level_lo, o->level_hi, err)) return -1;
+    if (o->reasoning < -1 || o->reasoning >= N_REASONING) {
+        snprintf(err, R1_ERR_LEN, "reasoning style %d: want 0..%d (REASONING_*)", o->reasoning, N_REASONING - 1);
+        return -1;
+    }
     g->seen_cap = 64;
     while (g->seen_cap < 2 * (size_t)o->n) g->seen_cap *= 2;
     g->seen = xrealloc(NULL, g->seen_cap * sizeof(uint64_t));
     memset(g->seen, 0, g->seen_cap * sizeof(uint64_t));
     rng_seed(&g->rng, o->seed);
+    rng_seed(&g->guesses, o->seed ^ 0x6a09e667f3bcc909ull);
     return 0;
 }
 
@@ -1727,11 +1847,16 @@ static void taskgen_next(TaskGen *g, Problem *p) {
 
 long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
     TaskGen g;
+    if (o->reasoning == -1) {
+        snprintf(err, R1_ERR_LEN, "a task set's solutions have one style (stepwise, direct, checked)");
+        return -1;
+    }
     if (taskgen_init(&g, o, err)) return -1;
+    Reasoning how = {o->reasoning, 0, &g.guesses};
     for (int i = 0; i < o->n; i++) {
         Problem p;
         taskgen_next(&g, &p);
-        problem_write_json(f, &p, o->solutions);
+        problem_write_json(f, &p, o->solutions ? &how : NULL);
     }
     free(g.seen);
     if (ferror(f)) {
@@ -1739,6 +1864,60 @@ long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
         return -1;
     }
     return g.repeats;
+}
+
+// What is wrong with the corpus options: 0, or -1 with err.
+static int corpus_options_check(const CorpusOptions *o, char *err) {
+    if (!(o->mb > 0 && o->mb <= 4096)) {
+        snprintf(err, R1_ERR_LEN, "mb = %g: want a size in (0, 4096] MiB", o->mb);
+        return -1;
+    }
+    if (!(o->tagged_share >= 0 && o->tagged_share <= 1) || !(o->mix_share >= 0 && o->mix_share <= 1)) {
+        snprintf(err, R1_ERR_LEN, "tagged share %g, mix share %g: want shares in [0, 1]", o->tagged_share,
+                 o->mix_share);
+        return -1;
+    }
+    if (!(o->think_share >= 0 && o->text_share >= 0 && o->think_share + o->text_share <= 1)) {
+        snprintf(err, R1_ERR_LEN, "shares think %g + text %g: want each >= 0 and a sum <= 1",
+                 o->think_share, o->text_share);
+        return -1;
+    }
+    if (!(o->direct_share >= 0 && o->checked_share >= 0 && o->direct_share + o->checked_share <= 1)) {
+        snprintf(err, R1_ERR_LEN, "shares direct %g + checked %g: want each >= 0 and a sum <= 1",
+                 o->direct_share, o->checked_share);
+        return -1;
+    }
+    return check_levels(o->level_lo, o->level_hi, err);
+}
+
+// How a template document reasons: a style drawn by the shares, then, for the two long styles,
+// whether its language switches. Nothing is drawn for shares that are all 0, so that those give
+// the corpus of before the styles, byte for byte.
+static Reasoning corpus_reasoning(const CorpusOptions *o, Rng *r) {
+    Reasoning how = {REASONING_STEPWISE, 0, r};
+    if (o->direct_share + o->checked_share > 0) {
+        double u = rng_uniform(r);
+        how.style = u < o->direct_share                     ? REASONING_DIRECT
+                    : u < o->direct_share + o->checked_share ? REASONING_CHECKED
+                                                             : REASONING_STEPWISE;
+    }
+    if (how.style != REASONING_DIRECT && o->mix_share > 0) how.mixed = rng_uniform(r) < o->mix_share;
+    return how;
+}
+
+// One worked problem of the corpus, from the training split: a "Question/Answer" (stepwise), or
+// in the R1-Zero template, its tags followed or not, reasoning in a style of corpus_reasoning.
+static void corpus_problem(const CorpusOptions *o, int task, int lang, int templated, Rng *r, Str *doc) {
+    int level = (int)rand_range(r, o->level_lo, o->level_hi);
+    Problem p;
+    do problem_random(&p, task, level, lang, r); while (problem_is_eval(&p));
+    int style = STYLE_QA;
+    Reasoning how = STEPWISE;
+    if (templated) {
+        style = rng_uniform(r) < o->tagged_share ? STYLE_R1ZERO : STYLE_R1ZERO_PLAIN;
+        how = corpus_reasoning(o, r);
+    }
+    problem_write_solution(&p, style, &how, doc);  // (generated problems always solve)
 }
 
 // The corpus mixes three kinds of documents (one blank line between documents; none inside):
@@ -1750,24 +1929,13 @@ long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
 // tags; the others answer plainly ("... So the answer is 7."), as a base model that has seen
 // such conversations follows an instruction some of the time. So the base writes the format
 // rarely, and R1-Zero's reward has something to find and reinforce (R1 Table/Figure 2).
+// The templated documents reason in the three styles (direct_share, checked_share, the rest
+// stepwise; r1.h's CORPUS_*_SHARE say why those defaults), and mix_share of the long ones switch
+// language: the behaviours RL selects among. Question/Answer documents are stepwise.
 // Problems come from the training split only; tasks, levels and languages are drawn uniformly.
 long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
     int fixed_lang = lang_option(o->lang, err);
-    if (fixed_lang == -2) return -1;
-    if (!(o->mb > 0 && o->mb <= 4096)) {
-        snprintf(err, R1_ERR_LEN, "mb = %g: want a size in (0, 4096] MiB", o->mb);
-        return -1;
-    }
-    if (!(o->tagged_share >= 0 && o->tagged_share <= 1)) {
-        snprintf(err, R1_ERR_LEN, "tagged share %g: want a share in [0, 1]", o->tagged_share);
-        return -1;
-    }
-    if (!(o->think_share >= 0 && o->text_share >= 0 && o->think_share + o->text_share <= 1)) {
-        snprintf(err, R1_ERR_LEN, "shares think %g + text %g: want each >= 0 and a sum <= 1",
-                 o->think_share, o->text_share);
-        return -1;
-    }
-    if (check_levels(o->level_lo, o->level_hi, err)) return -1;
+    if (fixed_lang == -2 || corpus_options_check(o, err)) return -1;
     int fixed_task = o->task == NULL ? -1 : task_option(o->task, err);
     if (fixed_task == -2) return -1;
     Rng r;
@@ -1783,13 +1951,8 @@ long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
             text_document(&doc, lang, &r);
         } else {
             int task = fixed_task >= 0 ? fixed_task : (int)rand_range(&r, 0, N_TASKS - 1);
-            int level = (int)rand_range(&r, o->level_lo, o->level_hi);
-            Problem p;
-            do problem_random(&p, task, level, lang, &r); while (problem_is_eval(&p));
-            int style = STYLE_QA;
-            if (u < o->text_share + o->think_share)  // the template; its tags followed or not
-                style = rng_uniform(&r) < o->tagged_share ? STYLE_R1ZERO : STYLE_R1ZERO_PLAIN;
-            if (!problem_write_solution(&p, style, &doc)) continue; // (never: generated problems solve)
+            corpus_problem(o, task, lang, u < o->text_share + o->think_share, &r, &doc);
+            if (doc.len == 0) continue;  // (never: generated problems solve)
         }
         fputs(doc.s, f);
         fputs("\n\n", f);
@@ -1868,30 +2031,53 @@ Json **tasks_read(const char *path, int *n, char *err) { return jsonl_read(path,
 // Looking at task sets: `./r1 data show` and `./r1 data check` (their command line is main.c's)
 // ----------------------------------------------------------------------------------------------
 
+// For people: each problem with its prompt and its tagged solution in the style asked for, or
+// (reasoning -1) in each style, short to long, and once more checked with language mixing.
 int tasks_show(FILE *f, const TaskSetOptions *o, char *err) {
     TaskGen g;
     if (taskgen_init(&g, o, err)) return -1;
+    static const Reasoning every[] = {{REASONING_DIRECT, 0, NULL}, {REASONING_CHECKED, 0, NULL},
+                                      {REASONING_STEPWISE, 0, NULL}, {REASONING_CHECKED, 1, NULL}};
+    Reasoning one = {o->reasoning, 0, NULL};
+    const Reasoning *ways = o->reasoning < 0 ? every : &one;
+    int n_ways = o->reasoning < 0 ? (int)(sizeof every / sizeof every[0]) : 1;
     for (int i = 0; i < o->n; i++) {
         Problem p;
-        Str prompt = {0}, sol = {0};
+        Str prompt = {0};
         taskgen_next(&g, &p);
         TASKS[p.task].prompt(&p, &prompt);
-        problem_write_solution(&p, STYLE_TAGGED, &sol);
-        fprintf(f, "== %s, level %d, %s, id %016llx (%s split)\n%s\n%s\n\n", TASKS[p.task].name, p.level,
-                LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o->eval ? "eval" : "train", prompt.s,
-                sol.s);
+        fprintf(f, "== %s, level %d, %s, id %016llx (%s split)\n%s\n", TASKS[p.task].name, p.level,
+                LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o->eval ? "eval" : "train", prompt.s);
+        for (int w = 0; w < n_ways; w++) {
+            Reasoning how = ways[w];
+            Str sol = {0};
+            how.rng = &g.guesses;
+            problem_write_solution(&p, STYLE_TAGGED, &how, &sol);
+            fprintf(f, "-- %s%s\n%s\n", REASONING_NAMES[how.style], how.mixed ? ", switching language" : "", sol.s);
+            str_free(&sol);
+        }
+        fprintf(f, "\n");
         str_free(&prompt);
-        str_free(&sol);
     }
     free(g.seen);
     return 0;
 }
 
+// The "style" of an example's solution: REASONING_*, stepwise if it has none, -1 if unknown.
+static int example_style(const Json *ex) {
+    const Json *style = json_get(ex, "style");
+    char err[R1_ERR_LEN];
+    if (style == NULL) return REASONING_STEPWISE;  // (files from before the styles)
+    return style->type == JSON_STRING ? reasoning_option(style->string, err) : -1;
+}
+
 // Verifies one example that tasks_read accepted (so "answer" is a string): its gold answer, the
-// worked solution we would write for it, and its own "solution" if it has one. NULL if all
-// pass, else what failed.
+// worked solution we would write for it, and its own "solution" if it has one (a direct guess
+// only needs to give an answer: it may be wrong by design). NULL if all pass, else what failed.
 const char *example_verify(const Json *ex) {
     const Json *gold = json_get(ex, "answer"), *own = json_get(ex, "solution");
+    int style = example_style(ex);
+    if (style < 0) return "unknown \"style\" (stepwise, direct, checked)";
     if (!task_check(NULL, ex, gold->string)) return "the gold answer fails the verifier";
     char *sol = task_solution(ex, 1), *ans = answer_extract(sol);
     int ok = sol != NULL && task_check(NULL, ex, ans);
@@ -1900,11 +2086,33 @@ const char *example_verify(const Json *ex) {
     if (!ok) return "the worked solution fails the verifier";
     if (own != NULL) {
         ans = own->type == JSON_STRING ? answer_extract(own->string) : NULL;
-        ok = task_check(NULL, ex, ans);
+        ok = style == REASONING_DIRECT ? ans != NULL : task_check(NULL, ex, ans);
         free(ans);
-        if (!ok) return "its \"solution\" fails the verifier";
+        if (!ok) return style == REASONING_DIRECT ? "its direct \"solution\" gives no answer"
+                                                  : "its \"solution\" fails the verifier";
     }
     return NULL;
+}
+
+// The line of solutions per style in tasks_summary (nothing if no example has a solution).
+static void solutions_summary(FILE *f, Json **examples, int n) {
+    long count[N_REASONING] = {0}, right[N_REASONING] = {0};
+    for (int i = 0; i < n; i++) {
+        const Json *own = json_get(examples[i], "solution");
+        int style = example_style(examples[i]);
+        if (own == NULL || own->type != JSON_STRING || style < 0) continue;
+        char *ans = answer_extract(own->string);
+        count[style]++;
+        right[style] += task_check(NULL, examples[i], ans);
+        free(ans);
+    }
+    if (count[0] + count[1] + count[2] == 0) return;
+    fprintf(f, "  solutions   stepwise %ld  checked %ld  direct %ld", count[REASONING_STEPWISE],
+            count[REASONING_CHECKED], count[REASONING_DIRECT]);
+    if (count[REASONING_DIRECT] > 0)
+        fprintf(f, " (%ld of the guesses right, %.0f%%: a guess may be wrong)", right[REASONING_DIRECT],
+                100.0 * right[REASONING_DIRECT] / count[REASONING_DIRECT]);
+    fprintf(f, "\n");
 }
 
 void tasks_summary(FILE *f, Json **examples, int n) {
@@ -1922,6 +2130,7 @@ void tasks_summary(FILE *f, Json **examples, int n) {
         for (int l = 1; l <= LEVEL_MAX; l++) fprintf(f, " %ld", level[t][l]);
         fprintf(f, "  held-out (eval split) %ld\n", eval[t]);
     }
+    solutions_summary(f, examples, n);
 }
 
 // ----------------------------------------------------------------------------------------------
