@@ -69,7 +69,8 @@ static char *corpus_text(const CorpusOptions *o) {
 
 static char *gen_corpus(double mb, int lo, int hi, uint64_t seed) {
     CorpusOptions o = {.mb = mb, .think_share = 0.1, .tagged_share = 0.5, .text_share = 0.4, .level_lo = lo, .level_hi = hi,
-                       .lang = "both", .seed = seed};
+                       .lang = "both", .seed = seed, .direct_share = CORPUS_DIRECT_SHARE,
+                       .checked_share = CORPUS_CHECKED_SHARE, .mix_share = CORPUS_MIX_SHARE};
     return corpus_text(&o);
 }
 
@@ -1127,6 +1128,12 @@ static void test_cli_errors(void **state) {
     FAILS("--mb", "corpus", "--out", out, "--mb", "0");
     FAILS("more than 1", "corpus", "--out", out, "--think", "0.7", "--text", "0.5");
     FAILS("--levels", "corpus", "--out", out, "--levels", "2-9");
+    FAILS("--direct 0.7 + --checked 0.5 is more than 1", "corpus", "--out", out, "--direct", "0.7", "--checked", "0.5");
+    FAILS("--mix", "corpus", "--out", out, "--mix", "1.5");
+    FAILS("unknown style 'long' (stepwise, direct, checked)", "tasks", "--out", out, "--solutions", "--style", "long");
+    FAILS("--style needs --solutions", "tasks", "--out", out, "--style", "direct");
+    FAILS("unknown style 'all'", "tasks", "--out", out, "--solutions", "--style", "all");
+    FAILS("or all", "show", "--style", "none");
     FAILS("bad.jsonl:2: ", "check", "--in", bad);
     FAILS("check needs --in", "check");
     FAILS("unknown data command 'frobnicate'", "frobnicate");
@@ -1185,6 +1192,46 @@ static void test_cli_writes(void **state) {
     assert_int_equal(run_data(help, err, sizeof err), 0);
     char *show[] = {"r1", "data", "show", "--task", "sort42", "--n", "2", NULL};
     assert_int_equal(run_data(show, err, sizeof err), 0);
+    char *show1[] = {"r1", "data", "show", "--n", "2", "--style", "checked", NULL};
+    assert_int_equal(run_data(show1, err, sizeof err), 0);
+}
+
+// `./r1 data tasks --solutions --style direct` writes the generator's file, and `check` treats the
+// style: a direct guess need only give an answer, every other solution must be right.
+static void test_cli_check_styles(void **state) {
+    char out[512], err[2048];
+    path_in(state, "t.jsonl", out);
+    char *check[] = {"r1", "data", "check", "--in", out, NULL};
+    // direct guesses: the file is the generator's, and check passes it (a guess may be wrong)...
+    char *dargv[] = {"r1", "data", "tasks", "--n", "60", "--levels", "5", "--seed", "4", "--solutions", "--style",
+                     "direct", "--out", out, NULL};
+    assert_int_equal(run_data(dargv, err, sizeof err), 0);
+    TaskSetOptions od = task_options("all", 0, 60, 5, 5, 4);
+    od.reasoning = REASONING_DIRECT;
+    char *want = gen_tasks(&od), *got = slurp(out);
+    assert_string_equal(got, want);
+    assert_int_equal(run_data(check, err, sizeof err), 0);
+    // ... but not without its "style" (then it is taken for stepwise, and wrong guesses fail)
+    const char *tag = ",\"style\":\"direct\"";
+    for (char *s = strstr(got, tag); s != NULL; s = strstr(s, tag)) memmove(s, s + strlen(tag), strlen(s + strlen(tag)) + 1);
+    write_text(out, got);
+    assert_int_equal(run_data(check, err, sizeof err), 1);
+    assert_non_null(strstr(err, "its \"solution\" fails the verifier"));
+    free(want), free(got);
+    // a direct solution must still give an answer, a checked one a right answer; a style is known
+    static const char *const lines[][2] = {
+        {"\"solution\":\"<think>x</think>\",\"style\":\"direct\"}", "its direct \"solution\" gives no answer"},
+        {"\"solution\":\"<think>x</think><answer>6</answer>\",\"style\":\"checked\"}", "fails the verifier"},
+        {"\"solution\":\"<think>x</think><answer>5</answer>\",\"style\":\"long\"}", "unknown \"style\""},
+    };
+    for (int i = 0; i < 3; i++) {
+        char line[512];
+        snprintf(line, sizeof line, "{\"task\":\"arithmetic\",\"prompt\":\"p\",\"answer\":\"5\",\"a\":2,\"op\":\"+\",\"b\":3,%s\n",
+                 lines[i][0]);
+        write_text(out, line);
+        assert_int_equal(run_data(check, err, sizeof err), 1);
+        if (strstr(err, lines[i][1]) == NULL) fail_msg("check: '%s' lacks '%s'", err, lines[i][1]);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -2137,6 +2184,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_reader, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cli_errors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cli_writes, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_cli_check_styles, setup_dir, teardown_dir),
         cmocka_unit_test(test_reward_format),
         cmocka_unit_test(test_reward_accuracy),
         cmocka_unit_test(test_reward_language),
