@@ -1010,13 +1010,24 @@ static int cmd_sft(int argc, char **argv) {
 static void data_usage(FILE *f) {
     fprintf(f,
             "./r1 data tasks  --out FILE [--task arithmetic|countdown|sort42|all] [--split train|eval]\n"
-            "                 [--n N] [--levels 1-3] [--lang en|zh|both] [--seed S] [--solutions]\n"
-            "                 task examples as JSON Lines (defaults: all, train, 1000, 1-5, both, 1)\n"
+            "                 [--n N] [--levels 1-3] [--lang en|zh|both] [--seed S]\n"
+            "                 [--solutions [--style stepwise|checked|direct]]\n"
+            "                 task examples as JSON Lines (defaults: all, train, 1000, 1-5, both, 1, stepwise);\n"
+            "                 --solutions adds a solution in the reasoning style and its \"style\":\n"
+            "                   stepwise  the worked solution (the cold-start set's long CoT)\n"
+            "                   checked   a guess, \"Wait, let me check: ...\", the worked solution if wrong\n"
+            "                   direct    \"The answer is probably X.\": X right 90%% (level 1) .. 30%% (level 5)\n"
             "./r1 data corpus --out FILE [--mb 4] [--task all] [--levels 1-5] [--think 0.3] [--tagged 0.1]\n"
-            "                 [--text 0.1] [--lang both] [--seed S]   the pretraining text (training split only)\n"
-            "./r1 data check  --in FILE          verifies every example's gold answer and worked solution\n"
-            "./r1 data show   [--task T] [--levels L] [--lang L] [--n 3] [--seed S] [--split S]\n"
-            "                 prints problems with their worked solutions\n");
+            "                 [--text 0.1] [--direct 0.45] [--checked 0.2] [--mix 0.25] [--lang both] [--seed S]\n"
+            "                 the pretraining text (training split only): --think of the documents in the\n"
+            "                 R1-Zero template (--tagged of them with the tags), --text plain text, the rest\n"
+            "                 Question/Answer (stepwise); the template's reasoning: --direct guesses,\n"
+            "                 --checked guess-then-check, the rest stepwise; --mix of the checked and\n"
+            "                 stepwise ones switch language partway\n"
+            "./r1 data check  --in FILE          verifies every example's gold answer and worked solution,\n"
+            "                 and its own solution (a direct guess need only give an answer)\n"
+            "./r1 data show   [--task T] [--levels L] [--lang L] [--n 3] [--seed S] [--split S] [--style all]\n"
+            "                 prints problems with their solutions in each reasoning style (or --style S)\n");
 }
 
 static const char *data_task(int argc, char **argv) {
@@ -1031,6 +1042,16 @@ static const char *data_lang(int argc, char **argv) {
     const char *lang = arg_str(argc, argv, "--lang", "both");
     if (lang_option_check(lang, err)) die("data: --lang: %s", err);
     return lang;
+}
+
+// --style: a reasoning style (REASONING_*), or -1 for "all" where all is allowed (show).
+static int data_style(int argc, char **argv, const char *fallback, int all_allowed) {
+    char err[R1_ERR_LEN];
+    const char *style = arg_str(argc, argv, "--style", fallback);
+    if (all_allowed && strcmp(style, "all") == 0) return -1;
+    int r = reasoning_option(style, err);
+    if (r < 0) die("data: --style: %s%s", err, all_allowed ? " or all" : "");
+    return r;
 }
 
 // The flags of `tasks` and `show`, checked in this order (the first bad one is reported).
@@ -1075,10 +1096,13 @@ static long data_write(const char *path, DataWriter writer, const void *options,
 }
 
 static int data_tasks(int argc, char **argv) {
-    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", "--out", NULL};
+    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", "--out",
+                                        "--style", NULL};
     static const char *const bools[] = {"--solutions", NULL};
     check_flags(argc, argv, known, bools);
     TaskSetOptions o = data_task_set(argc, argv, 1000, 10000000);
+    o.reasoning = data_style(argc, argv, "stepwise", 0);
+    if (!o.solutions && arg_str(argc, argv, "--style", NULL) != NULL) die("data: --style needs --solutions");
     const char *out = arg_str(argc, argv, "--out", NULL);
     if (out == NULL) die("data: tasks needs --out FILE (or --out - for stdout)");
     double t0 = now_seconds();
@@ -1089,15 +1113,16 @@ static int data_tasks(int argc, char **argv) {
                         "fewer distinct problems than asked for\n", repeats, o.eval ? "eval" : "train",
                 o.level_lo, o.level_hi);
     if (strcmp(out, "-") != 0)
-        printf("wrote %s: %d %s examples (task %s, levels %d-%d, lang %s, seed %llu), %.1f KiB in %.2f s\n", out,
-               o.n, o.eval ? "eval" : "train", o.task, o.level_lo, o.level_hi, o.lang,
-               (unsigned long long)o.seed, bytes / 1024.0, now_seconds() - t0);
+        printf("wrote %s: %d %s examples (task %s, levels %d-%d, lang %s, seed %llu%s%s), %.1f KiB in %.2f s\n",
+               out, o.n, o.eval ? "eval" : "train", o.task, o.level_lo, o.level_hi, o.lang,
+               (unsigned long long)o.seed, o.solutions ? ", solutions " : "",
+               o.solutions ? reasoning_name(o.reasoning) : "", bytes / 1024.0, now_seconds() - t0);
     return 0;
 }
 
 static int data_corpus(int argc, char **argv) {
     static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--tagged", "--text", "--levels",
-                                        "--lang", "--task", NULL};
+                                        "--lang", "--task", "--direct", "--checked", "--mix", NULL};
     static const char *const bools[] = {NULL};
     check_flags(argc, argv, known, bools);
     CorpusOptions o = {.level_lo = 1, .level_hi = TASK_LEVEL_MAX};
@@ -1105,11 +1130,16 @@ static int data_corpus(int argc, char **argv) {
     o.think_share = arg_double(argc, argv, "--think", 0.3, 0, 1);
     o.tagged_share = arg_double(argc, argv, "--tagged", 0.1, 0, 1);
     o.text_share = arg_double(argc, argv, "--text", 0.1, 0, 1);
+    o.direct_share = arg_double(argc, argv, "--direct", CORPUS_DIRECT_SHARE, 0, 1);  // r1.h says why
+    o.checked_share = arg_double(argc, argv, "--checked", CORPUS_CHECKED_SHARE, 0, 1);
+    o.mix_share = arg_double(argc, argv, "--mix", CORPUS_MIX_SHARE, 0, 1);
     o.task = data_task(argc, argv);
     o.lang = data_lang(argc, argv);
     o.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     arg_levels(argc, argv, NULL, &o.level_lo, &o.level_hi);
     if (o.think_share + o.text_share > 1) die("data: --think %g + --text %g is more than 1", o.think_share, o.text_share);
+    if (o.direct_share + o.checked_share > 1)
+        die("data: --direct %g + --checked %g is more than 1", o.direct_share, o.checked_share);
     const char *out = arg_str(argc, argv, "--out", NULL);
     if (out == NULL) die("data: corpus needs --out FILE (or --out - for stdout)");
     double t0 = now_seconds();
@@ -1117,10 +1147,12 @@ static int data_corpus(int argc, char **argv) {
     long docs = data_write(out, corpus_writer, &o, &bytes);
     if (strcmp(out, "-") != 0)
         printf("wrote %s: %.2f MiB, %ld documents (text %.0f%%, R1-Zero template %.0f%% of which %.0f%% "
-               "tagged, question/answer %.0f%%; task %s, levels %d-%d, lang %s, seed %llu) in %.2f s\n", out,
-               bytes / 1048576.0, docs, 100 * o.text_share, 100 * o.think_share, 100 * o.tagged_share,
-               100 * (1 - o.text_share - o.think_share), o.task, o.level_lo, o.level_hi, o.lang,
-               (unsigned long long)o.seed, now_seconds() - t0);
+               "tagged and reasoning direct %.0f%% / checked %.0f%% / stepwise %.0f%%, %.0f%% of the long ones "
+               "switching language, question/answer %.0f%%; task %s, levels %d-%d, lang %s, seed %llu) in %.2f s\n",
+               out, bytes / 1048576.0, docs, 100 * o.text_share, 100 * o.think_share, 100 * o.tagged_share,
+               100 * o.direct_share, 100 * o.checked_share, 100 * (1 - o.direct_share - o.checked_share),
+               100 * o.mix_share, 100 * (1 - o.text_share - o.think_share), o.task, o.level_lo, o.level_hi,
+               o.lang, (unsigned long long)o.seed, now_seconds() - t0);
     return 0;
 }
 
@@ -1137,17 +1169,19 @@ static int data_check(int argc, char **argv) {
         const char *bad = example_verify(ex[i]);
         if (bad != NULL) die("data: %s: example %d: %s", path, i + 1, bad);
     }
-    printf("%s: %d examples; every gold answer and worked solution passes its verifier\n", path, n);
+    printf("%s: %d examples; every gold answer, worked solution and own solution (but a direct guess) passes "
+           "its verifier\n", path, n);
     tasks_summary(stdout, ex, n);
     tasks_free(ex, n);
     return 0;
 }
 
 static int data_show(int argc, char **argv) {
-    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", NULL};
+    static const char *const known[] = {"--task", "--split", "--n", "--levels", "--lang", "--seed", "--style", NULL};
     static const char *const bools[] = {NULL};
     check_flags(argc, argv, known, bools);
     TaskSetOptions o = data_task_set(argc, argv, 3, 1000);
+    o.reasoning = data_style(argc, argv, "all", 1);
     char err[R1_ERR_LEN];
     if (tasks_show(stdout, &o, err)) die("data: %s", err);
     return 0;

@@ -659,7 +659,7 @@ int checkpoint_load_train_state(Model *m, TrainState *ts, const char *dir, char 
 
 // Three tasks (arithmetic, countdown, sort42), each a row of tasks.c's task table: a generator
 // with difficulty levels 1..TASK_LEVEL_MAX, an exact rule-based verifier, worked solutions in
-// English and Chinese. An example is one JSON object (a line of a .jsonl file) with "task",
+// English and Chinese, a plausible slip (a wrong answer) and a check of any answer in words. An example is one JSON object (a line of a .jsonl file) with "task",
 // "lang", "level", "prompt", "answer", the task's own fields and "id"; a problem whose id hash
 // is 0 mod 10 is held out for evaluation. `./r1 data` (main.c) is their command line.
 #define TASK_LEVEL_MAX 5  // every task has difficulty levels 1..TASK_LEVEL_MAX
@@ -680,11 +680,39 @@ char *answer_extract(const char *text);
 // (or "助手："). malloc'd.
 char *r1_zero_prompt(const char *prompt, const char *lang);
 
+// Reasoning styles: how a solution reasons. RL can only select among behaviours its base model
+// already has (Liu et al. 2025, "Understanding R1-Zero-like training": self-reflection, the
+// "aha moment", is there at epoch 0), so the corpus shows three, and GRPO's accuracy reward can
+// find which one pays on which level:
+//   REASONING_STEPWISE  the worked solution; always right
+//   REASONING_DIRECT    one line, "The answer is probably X." (答案大概是 X。): X is right with
+//                       probability TASK_GUESS_RIGHT[level], otherwise a plausible slip
+//   REASONING_CHECKED   the guess, then "Wait, let me check: <the task's own arithmetic>" (等等，
+//                       验证一下：); after a wrong guess "Let me work it out step by step:" and the
+//                       worked solution. Always right; always has a word has_reflection counts.
+// Worked solutions (stepwise) use none of has_reflection's words, so its share measures the
+// checked style.
+enum { REASONING_STEPWISE, REASONING_DIRECT, REASONING_CHECKED, N_REASONING };
+// How often a guess (direct, and checked before its check) is right, per level 1..5: nearly
+// always on the easiest problems, less than a third of the time on the hardest. So in the corpus
+// itself the long styles pay off where R1-Zero's responses grow (R1 Figure 3): on hard problems.
+static const double TASK_GUESS_RIGHT[TASK_LEVEL_MAX + 1] = {0, 0.9, 0.75, 0.6, 0.45, 0.3};
+// "stepwise", "direct", "checked" (NULL for anything else).
+const char *reasoning_name(int reasoning);
+// A solution of the example in a reasoning style (REASONING_*), dressed as task_solution's
+// (tagged or not). Its guesses come from seed; mixed = 1 switches its reasoning to the other
+// language after a random line (the prompt's language starts it and states the answer).
+// malloc'd; NULL if the example is malformed or the style unknown.
+char *task_solution_styled(const Json *example, int tagged, int reasoning, int mixed, uint64_t seed);
+
 // The --task and --lang options of task sets and the corpus: 0 if task is a task's name or
 // "all" (lang: en, zh or both), else -1 with "unknown task 'x' (arithmetic, countdown, sort42,
 // all)" (or "unknown language 'x' (en, zh, both)") in err.
 int task_option_check(const char *task, char *err);
 int lang_option_check(const char *lang, char *err);
+// The --style option: a REASONING_* value for "stepwise", "direct" or "checked", else -1 with
+// "unknown style 'x' (stepwise, direct, checked)" in err.
+int reasoning_option(const char *name, char *err);
 // "2" or "1-3" -> lo, hi in 1..5; NULL, or what is wrong with s.
 const char *levels_parse(const char *s, int *lo, int *hi);
 
@@ -695,7 +723,10 @@ typedef struct {
     int level_lo, level_hi;  // difficulty levels, 1..5, drawn uniformly
     const char *lang;        // "en", "zh" or "both" (each example picks one)
     uint64_t seed;
-    int solutions;           // 1: add "solution", the worked solution in <think>/<answer> form
+    int solutions;           // 1: add "solution", a solution in <think>/<answer> form, and its "style"
+    int reasoning;           // the solutions' style (REASONING_*; 0: stepwise). Their guesses
+                             // have their own RNG: the problems are the same in every style.
+                             // tasks_show: -1 shows every style (and a language-mixed one)
 } TaskSetOptions;
 // Writes o->n examples as JSON Lines. Returns how many repeat an earlier problem (only when the
 // split holds fewer distinct problems than asked for), or -1 with err on a bad option.
@@ -713,7 +744,25 @@ typedef struct {
     int level_lo, level_hi;
     const char *lang;        // "en", "zh" or "both"
     uint64_t seed;
-} CorpusOptions;
+    double direct_share;     // of the template documents: direct guesses (CORPUS_DIRECT_SHARE)
+    double checked_share;    // of those: guess, then check (CORPUS_CHECKED_SHARE); the rest stepwise
+    double mix_share;        // of the template documents that reason stepwise or checked, the share
+                             // whose reasoning switches language partway (CORPUS_MIX_SHARE)
+} CorpusOptions;             // (all three 0: every template document stepwise, as before issue 18)
+// The defaults of `./r1 data corpus` (and so of the pipeline), for the template documents:
+//   direct 0.45: the most common single style, so the base's typical answer is short, as
+//     R1-Zero's are before RL grows them (R1 Figure 3); on level 1 the guess is right 90% of the
+//     time, so there RL has little reason to write more.
+//   checked 0.20 and stepwise 0.35: together over half, enough for a small base to imitate both;
+//     on levels 4-5 they are right where a guess mostly is not (45%, 30%), so the accuracy reward
+//     favours them there. Checked is the rarest: the reflection share (has_reflection) starts
+//     low with room to rise, the "aha" curve.
+//   mix 0.25: a quarter of the long reasonings switch language, so the base mixes languages as
+//     R1-Zero did (R1 §2.3.2) and the language reward has something to remove; consistent
+//     reasoning stays the majority.
+#define CORPUS_DIRECT_SHARE 0.45
+#define CORPUS_CHECKED_SHARE 0.20
+#define CORPUS_MIX_SHARE 0.25
 // Writes the pretraining corpus: documents separated by one blank line, problems from the
 // training split only. Returns the number of documents, or -1 with err.
 long corpus_write(FILE *f, const CorpusOptions *o, char *err);
@@ -725,10 +774,12 @@ Json **tasks_read(const char *path, int *n, char *err);
 Json **jsonl_read(const char *path, int *n, const char *(*check)(const Json *), char *err);
 void tasks_free(Json **examples, int n);
 // What is wrong with an example read by tasks_read: its gold answer, the worked solution
-// task_solution writes for it and its own "solution" (if any) must each pass the verifier.
-// NULL if all do, else what failed (`./r1 data check`).
+// task_solution writes for it and its own "solution" (if any) must each pass the verifier, but
+// a solution whose "style" is "direct" need only give an answer (a guess may be wrong); an
+// unknown "style" fails. NULL if all pass, else what failed (`./r1 data check`).
 const char *example_verify(const Json *example);
-// One line per task present: examples in en and zh, per level, and in the held-out split.
+// One line per task present: examples in en and zh, per level, and in the held-out split; then
+// the solutions per style, and how many direct guesses are right.
 void tasks_summary(FILE *f, Json **examples, int n);
 
 // The text after any leading whitespace.

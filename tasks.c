@@ -10,7 +10,8 @@
 //   4. Task "countdown": generator, exact expression verifier, search-trace solutions
 //   5. Task "sort42": sort a list and put 42 in front
 //   6. The task table: one row per task (how to add a task), problem identity and the split
-//   7. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
+//   7. The task API: examples as JSON, reasoning styles (direct, stepwise, checked) and
+//      language mixing, task_check, task_solution, answer_extract, templates
 //   8. Plain text in English and Chinese (a small template grammar)
 //   9. Datasets: task files (JSON Lines), the pretraining corpus, the reader, show and check,
 //      the non-reasoning prompts
@@ -21,6 +22,13 @@
 // (level 1..5) whose level 1 is within reach of a small model that has seen worked solutions
 // in pretraining, and the corpus carries a share of solutions already in the R1-Zero
 // <think>/<answer> shape. Verifiers are exact and rule-based (R1 §2.2: no reward model).
+//
+// Why several reasoning styles. RL selects among behaviours the base model already has (Liu et
+// al. 2025, Dr. GRPO: self-reflection is there "at epoch 0"). So the corpus's R1-Zero documents
+// reason in three styles (section 7): a short guess (often wrong on hard levels), the worked
+// solution, and a guess that is checked and, when wrong, worked out; some switch language
+// partway. Then what R1 reports (longer answers, more "wait, let me check", less language
+// mixing under a language reward) can appear as RL shifts the mix.
 //
 // The held-out split. Each problem has a canonical content (the task and its numbers, in an
 // order that does not matter to the answer, without the language); its 64-bit hash names the
@@ -73,6 +81,13 @@ static void str_printf(Str *b, const char *fmt, ...) {
         b->len += (size_t)n;
     }
     va_end(ap2);
+}
+
+static void str_add_len(Str *b, const char *s, size_t n) {
+    str_reserve(b, n);
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
 }
 
 static void str_clear(Str *b) {
@@ -237,6 +252,11 @@ typedef struct {
     int (*solve)(const Problem *p, Str *b, char *ans, size_t cap); // the worked solution's lines
                                                        // into b, its answer into ans; 0 if none
     int (*check)(const Problem *p, const char *text);  // the exact verifier: 1 if text answers p
+    void (*wrong)(const Problem *p, Rng *r, char *out, size_t cap); // a plausible wrong answer
+                                                       // (a slip a person makes); never a right one
+    int (*verify)(const Problem *p, const char *cand, Str *b); // checks a candidate answer in
+                                                       // words ("929 - 581 = 348, not 347, so 929
+                                                       // is wrong.\n") into b; 1 if it is right
     void (*canonical)(const Problem *p, Str *out);     // appends what identifies the problem
     void (*write_json)(FILE *f, const Problem *p);     // its fields of an example: ,"a":3,...
     int (*read_json)(const Json *ex, Problem *p);      // those fields back (and gold); 0 if bad
@@ -258,6 +278,15 @@ static void write_sorted_list(Str *b, const long long *v, int n) {
     memcpy(s, v, sizeof(long long) * (size_t)n);
     sort_ascending(s, n);
     write_list(b, s, n);
+}
+
+// Ends a verify line: "so 928 is right." / "so it is wrong." (what = NULL: "it").
+static int verdict(Str *b, int lang, const char *what, int right) {
+    if (what == NULL) str_add(b, right ? TR(lang, "so it is right.\n", "所以它是对的。\n")
+                                       : TR(lang, "so it is wrong.\n", "所以它是错的。\n"));
+    else str_printf(b, right ? TR(lang, "so %s is right.\n", "所以 %s 是对的。\n")
+                             : TR(lang, "so %s is wrong.\n", "所以 %s 是错的。\n"), what);
+    return right;
 }
 
 // ,"numbers":[a,b,c] (an example's field)
@@ -422,10 +451,13 @@ static void write_multiplication(Str *b, int lang, long long x, long long y) {
     str_printf(b, TR(lang, "So %lld * %lld = %lld.\n", "所以 %lld * %lld = %lld。\n"), x, y, sum);
 }
 
+// The closing line undoes the sum. Worked solutions never use the words grpo.c's
+// has_reflection counts ("check", "verify", "wait", 检查, 验证, 等等): those belong to the checked
+// reasoning style (section 7), so that the share of reflecting answers tells the styles apart.
 static int arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     if (p->op == '+') {
         write_addition(b, p->lang, p->a, p->b);
-        str_printf(b, TR(p->lang, "Check: %lld - %lld = %lld. Correct.\n",
+        str_printf(b, TR(p->lang, "In reverse: %lld - %lld = %lld. Correct.\n",
                          "验算：%lld - %lld = %lld，正确。\n"), p->a + p->b, p->b, p->a);
         snprintf(ans, cap, "%lld", p->a + p->b);
     } else {
@@ -433,6 +465,58 @@ static int arith_solve(const Problem *p, Str *b, char *ans, size_t cap) {
         snprintf(ans, cap, "%lld", p->a * p->b);
     }
     return 1;
+}
+
+// v with one digit off by one (the digit place drawn; a 9 goes down, a 0 or a leading 1 up).
+static long long digit_slip(long long v, Rng *r) {
+    int k = 1;
+    for (long long u = v; u >= 10; u /= 10) k++;
+    int i = (int)rand_range(r, 0, k - 1);
+    long long place = 1;
+    for (int j = 0; j < i; j++) place *= 10;
+    int d = (int)(v / place % 10);
+    int up = d == 0 || (i == k - 1 && d == 1 && k > 1) ? 1 : d == 9 ? 0 : (int)rand_range(r, 0, 1);
+    return up ? v + place : v - place;
+}
+
+// A slip: in an addition that carries, half the time one carry forgotten (the carry out of
+// column i lost makes the sum 10^(i+1) too small: 58 + 67 = 115); otherwise one digit off.
+static void arith_wrong(const Problem *p, Rng *r, char *out, size_t cap) {
+    long long right = 0, carried[20];
+    int n = 0, carry = 0;
+    exact_op(p->op, p->a, p->b, &right);
+    long long place = 10;
+    for (long long u = p->a, v = p->b; p->op == '+' && (u > 0 || v > 0); u /= 10, v /= 10, place *= 10)
+        if ((carry = (int)(u % 10 + v % 10 + carry) / 10) != 0) carried[n++] = place;
+    long long wrong = n > 0 && rand_range(r, 0, 1) ? right - carried[rand_range(r, 0, n - 1)]
+                                                   : digit_slip(right, r);
+    snprintf(out, cap, "%lld", wrong);
+}
+
+// The check undoes the operation: c - b must give a (928 - 581 = 347); c / b must be exact and
+// give a (744 / 2 = 372). A zero factor is never the divisor (0 * 0 is stated).
+static int arith_verify(const Problem *p, const char *cand, Str *b) {
+    int lang = p->lang;
+    long long c, right, x = p->a, y = p->b, got;
+    if (!parse_whole_integer(cand, &c) || !exact_op(p->op, p->a, p->b, &right)) {
+        str_printf(b, TR(lang, "%s is not a whole number, ", "%s 不是整数，"), cand);
+        return verdict(b, lang, cand, 0);
+    }
+    if (p->op == '*' && y == 0) x = p->b, y = p->a;  // divide by the other factor
+    if (p->op == '*' && y == 0) {
+        str_printf(b, TR(lang, "0 * 0 = 0, ", "0 * 0 = 0，"));
+        return verdict(b, lang, cand, c == 0);
+    }
+    if (p->op == '*' && c % y != 0) {
+        str_printf(b, TR(lang, "%lld / %lld leaves a remainder of %lld, ", "%lld / %lld 余 %lld，除不尽，"),
+                   c, y, c % y);
+        return verdict(b, lang, cand, 0);
+    }
+    got = p->op == '+' ? c - y : c / y;
+    str_printf(b, "%lld %c %lld = %lld", c, p->op == '+' ? '-' : '/', y, got);
+    if (got != x) str_printf(b, TR(lang, ", not %lld", "，不是 %lld"), x);
+    str_add(b, TR(lang, ", ", "，"));
+    return verdict(b, lang, cand, got == x);
 }
 
 static void arith_prompt(const Problem *p, Str *b) {
@@ -523,32 +607,39 @@ static int cd_combine(const CdItem *x, int op, const CdItem *y, CdItem *out) {
     return 1;
 }
 
+// A random expression over nums[0..m): joins two random items with a random allowed operation
+// of ops until one is left (in it[0]); 0 if some join found no allowed move in 30 tries.
+static int cd_random_expression(const long long *nums, int m, const char *ops, Rng *r, CdItem *it) {
+    int nops = (int)strlen(ops), ok = 1;
+    for (int i = 0; i < m; i++) it[i] = cd_leaf(nums[i]);
+    while (m > 1 && ok) {
+        ok = 0;
+        for (int tries = 0; tries < 30 && !ok; tries++) {
+            int i = (int)rand_range(r, 0, m - 1), j = (int)rand_range(r, 0, m - 1);
+            int op = ops[rand_range(r, 0, nops - 1)];
+            CdItem c;
+            if (i == j || !cd_combine(&it[i], op, &it[j], &c)) continue;
+            int lo = i < j ? i : j, hi = i < j ? j : i;
+            it[lo] = c;
+            it[hi] = it[m - 1];
+            m--;
+            ok = 1;
+        }
+    }
+    return ok;
+}
+
 // Draws numbers, combines a few of them at random into an expression whose value becomes the
 // target, and shuffles the numbers. The gold answer is that expression.
 static void cd_generate(Problem *p, Rng *r) {
     int lv = p->level;
-    int nops = (int)strlen(CD_LEVELS[lv].ops);
     for (;;) {
         p->n = CD_LEVELS[lv].given;
         for (int i = 0; i < p->n; i++) p->nums[i] = rand_range(r, 1, CD_LEVELS[lv].max_num);
-        int m = (int)rand_range(r, CD_LEVELS[lv].used_lo, CD_LEVELS[lv].used_hi), ok = 1;
+        int m = (int)rand_range(r, CD_LEVELS[lv].used_lo, CD_LEVELS[lv].used_hi);
         CdItem it[CD_MAX_NUMS];
-        for (int i = 0; i < m; i++) it[i] = cd_leaf(p->nums[i]);
-        while (m > 1 && ok) { // join two random items with a random allowed operation
-            ok = 0;
-            for (int tries = 0; tries < 30 && !ok; tries++) {
-                int i = (int)rand_range(r, 0, m - 1), j = (int)rand_range(r, 0, m - 1);
-                int op = CD_LEVELS[lv].ops[rand_range(r, 0, nops - 1)];
-                CdItem c;
-                if (i == j || !cd_combine(&it[i], op, &it[j], &c)) continue;
-                int lo = i < j ? i : j, hi = i < j ? j : i;
-                it[lo] = c;
-                it[hi] = it[m - 1];
-                m--;
-                ok = 1;
-            }
-        }
-        if (!ok || it[0].v > CD_LEVELS[lv].target_max) continue;
+        if (!cd_random_expression(p->nums, m, CD_LEVELS[lv].ops, r, it) || it[0].v > CD_LEVELS[lv].target_max)
+            continue;
         int given = 0; // a target that is one of the numbers would be no puzzle
         for (int i = 0; i < p->n; i++) given |= p->nums[i] == it[0].v;
         if (given) continue;
@@ -752,10 +843,55 @@ static int cd_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     }
     if (given >= 0) snprintf(s.found, sizeof s.found, "%s", items[given].text);
     else if (p->n < 2 || !cd_search(&s, items, p->n, 0)) return 0;
-    str_printf(b, TR(p->lang, "Check: %s = %lld, and no number is used twice.\n",
+    str_printf(b, TR(p->lang, "In full: %s = %lld, and no number is used twice.\n",
                      "验算：%s = %lld，没有数字用了两次。\n"), s.found, p->target);
     snprintf(ans, cap, "%s", s.found);
     return 1;
+}
+
+// A near miss: the closest to the target of 8 random expressions over the given numbers (each
+// used at most once, the level's operations) that miss it. If all 8 hit it (a tiny level-1
+// puzzle), a given number that is not the target, or the first two added (twice the target).
+static void cd_wrong(const Problem *p, Rng *r, char *out, size_t cap) {
+    int lv = p->level, lo = CD_LEVELS[lv].used_lo < p->n ? CD_LEVELS[lv].used_lo : p->n;
+    int hi = CD_LEVELS[lv].used_hi < p->n ? CD_LEVELS[lv].used_hi : p->n;
+    long long best = -1;
+    out[0] = '\0';
+    for (int t = 0; t < 8 && p->n <= CD_MAX_NUMS; t++) {
+        long long nums[CD_MAX_NUMS];
+        CdItem it[CD_MAX_NUMS];
+        memcpy(nums, p->nums, sizeof(long long) * (size_t)p->n);
+        shuffle(nums, p->n, r);
+        int m = (int)rand_range(r, lo, hi);
+        if (m < 1 || !cd_random_expression(nums, m, CD_LEVELS[lv].ops, r, it) || it[0].v == p->target) continue;
+        if (best < 0 || llabs(it[0].v - p->target) < best) {
+            best = llabs(it[0].v - p->target);
+            snprintf(out, cap, "%s", it[0].text);
+        }
+    }
+    for (int i = 0; best < 0 && i < p->n; i++)
+        if (p->nums[i] != p->target) best = 0, snprintf(out, cap, "%lld", p->nums[i]);
+    if (best < 0 && p->n >= 2) snprintf(out, cap, "%lld + %lld", p->nums[0], p->nums[1]);
+    else if (best < 0) snprintf(out, cap, "%lld + %lld", p->target, p->target);  // a number used twice
+}
+
+// The check evaluates the candidate as the verifier does: "55 + 36 - 19 - 7 = 65, the target,
+// and no number is used twice" or "... = 62, not 65".
+static int cd_verify(const Problem *p, const char *cand, Str *b) {
+    int lang = p->lang;
+    CdParser q = {.s = cand, .given = p->nums, .n = p->n};
+    long long v;
+    if (p->n > MAX_NUMS || !cdp_expr(&q, &v) || *skip_space(q.s) != '\0') {
+        str_printf(b, TR(lang, "%s does not use only the given numbers, each at most once, ",
+                         "%s 没有只用给出的数字（每个最多一次），"), cand);
+        return verdict(b, lang, NULL, 0);
+    }
+    if (v == p->target)
+        str_printf(b, TR(lang, "%s = %lld, the target, and no number is used twice, ",
+                         "%s = %lld，正是目标，而且没有数字用了两次，"), cand, v);
+    else
+        str_printf(b, TR(lang, "%s = %lld, not %lld, ", "%s = %lld，不是 %lld，"), cand, v, p->target);
+    return verdict(b, lang, NULL, v == p->target);
 }
 
 static void cd_prompt(const Problem *p, Str *b) {
@@ -889,6 +1025,67 @@ static int s42_solve(const Problem *p, Str *b, char *ans, size_t cap) {
     return 1;
 }
 
+// A slip: two neighbours of the sorted part swapped, 42 put at the end, or 42 left out (a
+// drawn slip that would leave the list right, as with equal numbers, becomes the last one).
+static void s42_wrong(const Problem *p, Rng *r, char *out, size_t cap) {
+    long long v[MAX_NUMS + 1];
+    int n, kind = (int)rand_range(r, 0, 2), swaps[MAX_NUMS], ns = 0;
+    s42_expected(p, v, &n);
+    for (int i = 1; i + 1 < n; i++)
+        if (v[i] != v[i + 1]) swaps[ns++] = i;
+    if (kind == 0 && ns > 0) {
+        int i = swaps[rand_range(r, 0, ns - 1)];
+        long long t = v[i];
+        v[i] = v[i + 1], v[i + 1] = t;
+    } else if (kind == 1 && n > 1 && v[n - 1] != 42) {
+        memmove(v, v + 1, sizeof(long long) * (size_t)(n - 1));
+        v[n - 1] = 42;
+    } else {
+        memmove(v, v + 1, sizeof(long long) * (size_t)(--n));
+    }
+    Str b = {0};
+    write_list(&b, v, n);
+    snprintf(out, cap, "%s", b.s);
+    str_free(&b);
+}
+
+// The check goes through the rule: the right length, 42 first, the rest going up, and the rest
+// being the given numbers ("[42, 1, 3, 7] starts with 42, then 1 < 3 < 7: ...").
+static int s42_verify(const Problem *p, const char *cand, Str *b) {
+    long long want[MAX_NUMS + 1], got[MAX_NUMS + 1];
+    int nw, ng, lang = p->lang;
+    s42_expected(p, want, &nw);
+    if (!parse_list(cand, got, MAX_NUMS + 1, &ng)) {
+        str_printf(b, TR(lang, "%s is not a list of numbers, ", "%s 不是一个数字列表，"), cand);
+        return verdict(b, lang, NULL, 0);
+    }
+    if (ng != nw) {
+        str_printf(b, TR(lang, "%s has %d numbers, but 42 and the %d given ones make %d, ",
+                         "%s 有 %d 个数，但 42 加上给出的 %d 个数应该是 %d 个，"), cand, ng, p->n, nw);
+        return verdict(b, lang, NULL, 0);
+    }
+    if (got[0] != 42) {
+        str_printf(b, TR(lang, "%s does not start with 42, ", "%s 不是以 42 开头的，"), cand);
+        return verdict(b, lang, NULL, 0);
+    }
+    for (int i = 1; i + 1 < ng; i++) {
+        if (got[i] <= got[i + 1]) continue;
+        str_printf(b, TR(lang, "in %s, %lld comes before %lld, but %lld > %lld, ",
+                         "在 %s 中，%lld 排在 %lld 前面，但 %lld > %lld，"), cand, got[i], got[i + 1], got[i], got[i + 1]);
+        return verdict(b, lang, NULL, 0);
+    }
+    if (memcmp(got, want, sizeof(long long) * (size_t)nw) != 0) {
+        str_printf(b, TR(lang, "the numbers after 42 in %s are not the given ones, ",
+                         "%s 中 42 后面的数不是给出的那些数，"), cand);
+        return verdict(b, lang, NULL, 0);
+    }
+    str_printf(b, TR(lang, "%s starts with 42, then ", "%s 以 42 开头，后面 "), cand);
+    for (int i = 1; i < ng; i++)
+        str_printf(b, i == 1 ? "%lld" : got[i - 1] < got[i] ? " < %lld" : " = %lld", got[i]);
+    str_add(b, TR(lang, ": the given numbers from small to large, ", "：正是给出的数从小到大排列，"));
+    return verdict(b, lang, NULL, 1);
+}
+
 static void s42_prompt(const Problem *p, Str *b) {
     str_add(b, TR(p->lang, "Write code that takes a list of numbers, returns them sorted, and "
                            "adds 42 at the beginning. What does it return for ",
@@ -912,7 +1109,7 @@ static int s42_read_json(const Json *ex, Problem *p) {
 // 6. The task table: one row per task; what every problem of any task goes through
 // ==============================================================================================
 // To add a task: write its functions (a section like 3-5: generate, prompt, solve, check,
-// canonical, write_json, read_json; see Task in section 2), give Problem the fields it needs,
+// wrong, verify, canonical, write_json, read_json; see Task in section 2), give Problem the fields it needs,
 // and add its row here. Task sets, the corpus, `./r1 data check`, the verifier behind GRPO's
 // accuracy reward and the held-out split all go through this table; only texts for people
 // name the tasks by hand (./r1 data help, ./r1 help). The row order is the order of a task
@@ -920,13 +1117,13 @@ static int s42_read_json(const Json *ex, Problem *p) {
 // The non-reasoning prompts (section 9) are not a row: they have no levels, no Problem and
 // no exact verifier (GRPO rewards them by a rule of their kind), and no held-out split.
 static const Task TASKS[] = {
-    // name, generate, prompt, solve, check, canonical, write_json, read_json (Task's order)
-    {"arithmetic", arith_generate, arith_prompt, arith_solve, arith_check, arith_canonical,
-     arith_write_json, arith_read_json},
-    {"countdown", cd_generate, cd_prompt, cd_solve, cd_check, cd_canonical, cd_write_json,
-     cd_read_json},
-    {"sort42", s42_generate, s42_prompt, s42_solve, s42_check, s42_canonical, s42_write_json,
-     s42_read_json},
+    // name, generate, prompt, solve, check, wrong, verify, canonical, write_json, read_json
+    {"arithmetic", arith_generate, arith_prompt, arith_solve, arith_check, arith_wrong, arith_verify,
+     arith_canonical, arith_write_json, arith_read_json},
+    {"countdown", cd_generate, cd_prompt, cd_solve, cd_check, cd_wrong, cd_verify, cd_canonical,
+     cd_write_json, cd_read_json},
+    {"sort42", s42_generate, s42_prompt, s42_solve, s42_check, s42_wrong, s42_verify, s42_canonical,
+     s42_write_json, s42_read_json},
 };
 #define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
 
@@ -973,15 +1170,17 @@ static void problem_random(Problem *p, int task, int level, int lang, Rng *r) {
 }
 
 // ==============================================================================================
-// 7. The task API: examples as JSON, task_check, task_solution, answer_extract, templates
+// 7. The task API: examples as JSON, reasoning styles and language mixing, task_check,
+//    task_solution, answer_extract, templates
 // ==============================================================================================
 // One example is one JSON object (one line of a .jsonl file):
 //   {"task":"arithmetic","lang":"en","level":2,"prompt":"What is 347 + 581?","answer":"928",
 //    "a":347,"op":"+","b":581,"id":"9c4f...","solution":"<think>\n...\n</think>\n<answer>928</answer>"}
 // Task data: arithmetic "a", "op", "b"; countdown "numbers", "target"; sort42 "numbers".
-// "id" is the hash of the canonical content; "solution" is there only when asked for.
+// "id" is the hash of the canonical content; "solution" (in a reasoning style, and "style":
+// "stepwise", "direct" or "checked") is there only when asked for.
 
-// How a worked solution is dressed.
+// How a solution is dressed.
 enum {
     STYLE_TAGGED,   // <think>\n...\n</think>\n<answer>A</answer>
     STYLE_PLAIN,    // the reasoning, then "So the answer is A."
@@ -990,11 +1189,90 @@ enum {
     STYLE_R1ZERO_PLAIN,  // the R1-Zero template, then the plain solution: the tags not followed
 };
 
-// Appends the worked solution of p in a style to out. 0 if there is none.
-static int problem_write_solution(const Problem *p, int style, Str *out) {
+// How a solution reasons, whatever its dressing (r1.h, REASONING_*): a style, whether its
+// reasoning switches language partway, and the RNG its guesses come from (stepwise draws none).
+typedef struct {
+    int style, mixed;
+    Rng *rng;
+} Reasoning;
+static const Reasoning STEPWISE = {REASONING_STEPWISE, 0, NULL};
+
+static const char *const REASONING_NAMES[N_REASONING] = {"stepwise", "direct", "checked"};
+
+const char *reasoning_name(int reasoning) {
+    return reasoning >= 0 && reasoning < N_REASONING ? REASONING_NAMES[reasoning] : NULL;
+}
+
+// The reasoning of p in a style, in p's language, one line per step, each ending in '\n'; its
+// final answer into ans. A guess is the gold answer with probability TASK_GUESS_RIGHT[level],
+// else the task's slip:
+//   direct    The answer is probably 929.
+//   checked   The answer is probably 929.
+//             Wait, let me check: 929 - 581 = 348, not 347, so 929 is wrong.
+//             Let me work it out step by step:
+//             <the worked solution>
+// (a right guess: "Wait, let me check: 928 - 581 = 347, so 928 is right." and nothing more).
+static int write_reasoning(const Problem *p, int style, Rng *r, Str *b, char *ans, size_t cap) {
+    const Task *t = &TASKS[p->task];
+    if (style == REASONING_STEPWISE) return t->solve(p, b, ans, cap);
+    char guess[256];
+    if (rng_uniform(r) < TASK_GUESS_RIGHT[p->level] && p->gold[0] != '\0') snprintf(guess, sizeof guess, "%s", p->gold);
+    else t->wrong(p, r, guess, sizeof guess);
+    str_printf(b, TR(p->lang, "The answer is probably %s.\n", "答案大概是 %s。\n"), guess);
+    if (style == REASONING_CHECKED) {
+        str_add(b, TR(p->lang, "Wait, let me check: ", "等等，验证一下："));
+        if (!t->verify(p, guess, b)) {
+            str_add(b, TR(p->lang, "Let me work it out step by step:\n", "我们一步一步来算：\n"));
+            return t->solve(p, b, ans, cap);
+        }
+    }
+    snprintf(ans, cap, "%s", guess);
+    return 1;
+}
+
+// The text after the first k lines of s (its end if s has fewer).
+static const char *after_lines(const char *s, int k) {
+    for (; k > 0 && *s; k--) {
+        const char *nl = strchr(s, '\n');
+        s = nl ? nl + 1 : s + strlen(s);
+    }
+    return s;
+}
+
+// Language mixing, as R1-Zero's reasoning did (R1 §2.3.2): the reasoning in p's language up
+// to a random line, then the rest in the other language. Both texts draw their guesses from
+// copies of one RNG state, so they are the same reasoning line for line, and the switch falls
+// between two steps: after the guess (the check in the other language), or partway through the
+// worked steps. The prompt and the final "So the answer is" keep p's language.
+static int write_mixed_reasoning(const Problem *p, int style, Rng *r, Str *b, char *ans, size_t cap) {
+    Problem other = *p;
+    other.lang = p->lang == LANG_ZH ? LANG_EN : LANG_ZH;
+    Rng same = *r;
+    Str mine = {0}, theirs = {0};
+    char other_ans[256];
+    int ok = write_reasoning(p, style, r, &mine, ans, cap) &&
+             write_reasoning(&other, style, &same, &theirs, other_ans, sizeof other_ans);
+    if (ok) {
+        int lines = 0;
+        for (const char *c = mine.s; *c; c++) lines += *c == '\n';
+        int k = lines > 1 ? (int)rand_range(r, 1, lines - 1) : lines;
+        const char *cut = after_lines(mine.s, k);
+        str_add_len(b, mine.s, (size_t)(cut - mine.s));
+        str_add(b, after_lines(theirs.s, k));
+    }
+    str_free(&mine);
+    str_free(&theirs);
+    return ok;
+}
+
+// Appends the solution of p, reasoning as `how` says, dressed in a style, to out. 0 if there
+// is none.
+static int problem_write_solution(const Problem *p, int style, const Reasoning *how, Str *out) {
     Str body = {0}, prompt = {0};
     char ans[256];
-    if (!TASKS[p->task].solve(p, &body, ans, sizeof ans)) {
+    int ok = how->mixed ? write_mixed_reasoning(p, how->style, how->rng, &body, ans, sizeof ans)
+                        : write_reasoning(p, how->style, how->rng, &body, ans, sizeof ans);
+    if (!ok) {
         str_free(&body);
         return 0;
     }
@@ -1017,7 +1295,9 @@ static int problem_write_solution(const Problem *p, int style, Str *out) {
     return 1;
 }
 
-static void problem_write_json(FILE *f, const Problem *p, int with_solution) {
+// One example as a JSON line; with a solution reasoning as `how` says (NULL: none) and its
+// "style".
+static void problem_write_json(FILE *f, const Problem *p, const Reasoning *how) {
     Str prompt = {0};
     TASKS[p->task].prompt(p, &prompt);
     fprintf(f, "{\"task\":\"%s\",\"lang\":\"%s\",\"level\":%d,\"prompt\":", TASKS[p->task].name,
@@ -1027,11 +1307,12 @@ static void problem_write_json(FILE *f, const Problem *p, int with_solution) {
     json_write_string(f, p->gold);
     TASKS[p->task].write_json(f, p);
     fprintf(f, ",\"id\":\"%016llx\"", (unsigned long long)problem_hash(p));
-    if (with_solution) {
+    if (how != NULL) {
         Str sol = {0};
-        if (problem_write_solution(p, STYLE_TAGGED, &sol)) {
+        if (problem_write_solution(p, STYLE_TAGGED, how, &sol)) {
             fprintf(f, ",\"solution\":");
             json_write_string(f, sol.s);
+            fprintf(f, ",\"style\":\"%s\"", REASONING_NAMES[how->style]);
         }
         str_free(&sol);
     }
@@ -1059,15 +1340,22 @@ int task_check(const char *task, const Json *example, const char *answer_text) {
     return TASKS[p.task].check(&p, answer_text);
 }
 
-char *task_solution(const Json *example, int tagged) {
+char *task_solution_styled(const Json *example, int tagged, int reasoning, int mixed, uint64_t seed) {
     Problem p;
     Str out = {0};
-    if (!problem_from_json(example, NULL, &p)) return NULL;
-    if (!problem_write_solution(&p, tagged ? STYLE_TAGGED : STYLE_PLAIN, &out)) {
+    Rng r;
+    rng_seed(&r, seed);
+    Reasoning how = {reasoning, mixed != 0, &r};
+    if (reasoning_name(reasoning) == NULL || !problem_from_json(example, NULL, &p)) return NULL;
+    if (!problem_write_solution(&p, tagged ? STYLE_TAGGED : STYLE_PLAIN, &how, &out)) {
         str_free(&out);
         return NULL;
     }
     return str_take(&out);
+}
+
+char *task_solution(const Json *example, int tagged) {
+    return task_solution_styled(example, tagged, REASONING_STEPWISE, 0, 0);
 }
 
 int task_is_eval(const Json *example) {
@@ -1465,6 +1753,13 @@ static int task_option(const char *name, char *err) {
 int task_option_check(const char *task, char *err) { return task_option(task, err) == -2 ? -1 : 0; }
 int lang_option_check(const char *lang, char *err) { return lang_option(lang, err) == -2 ? -1 : 0; }
 
+int reasoning_option(const char *name, char *err) {
+    for (int i = 0; i < N_REASONING; i++)
+        if (name != NULL && strcmp(name, REASONING_NAMES[i]) == 0) return i;
+    snprintf(err, R1_ERR_LEN, "unknown style '%s' (stepwise, direct, checked)", name ? name : "(null)");
+    return -1;
+}
+
 // --levels "2" or "1-3" into lo..hi; NULL if fine, else what is wrong with it. Shared by
 // `./r1 data` and the RL and evaluation commands.
 const char *levels_parse(const char *s, int *lo, int *hi) {
@@ -1488,6 +1783,8 @@ typedef struct {
     const TaskSetOptions *o;
     int task, lang;        // fixed, or -1: round robin over the tasks / a coin per example
     Rng rng;
+    Rng guesses;           // the guesses of direct and checked solutions: apart from rng, so
+                           // that the problems do not depend on the style of their solutions
     uint64_t *seen;        // open-addressing set of problem hashes (0 marks an empty slot)
     size_t seen_cap;
     long count, repeats;
@@ -1515,11 +1812,16 @@ static int taskgen_init(TaskGen *g, const TaskSetOptions *o, char *err) {
         return -1;
     }
     if (check_levels(o->level_lo, o->level_hi, err)) return -1;
+    if (o->reasoning < -1 || o->reasoning >= N_REASONING) {
+        snprintf(err, R1_ERR_LEN, "reasoning style %d: want 0..%d (REASONING_*)", o->reasoning, N_REASONING - 1);
+        return -1;
+    }
     g->seen_cap = 64;
     while (g->seen_cap < 2 * (size_t)o->n) g->seen_cap *= 2;
     g->seen = xrealloc(NULL, g->seen_cap * sizeof(uint64_t));
     memset(g->seen, 0, g->seen_cap * sizeof(uint64_t));
     rng_seed(&g->rng, o->seed);
+    rng_seed(&g->guesses, o->seed ^ 0x6a09e667f3bcc909ull);
     return 0;
 }
 
@@ -1545,11 +1847,16 @@ static void taskgen_next(TaskGen *g, Problem *p) {
 
 long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
     TaskGen g;
+    if (o->reasoning == -1) {
+        snprintf(err, R1_ERR_LEN, "a task set's solutions have one style (stepwise, direct, checked)");
+        return -1;
+    }
     if (taskgen_init(&g, o, err)) return -1;
+    Reasoning how = {o->reasoning, 0, &g.guesses};
     for (int i = 0; i < o->n; i++) {
         Problem p;
         taskgen_next(&g, &p);
-        problem_write_json(f, &p, o->solutions);
+        problem_write_json(f, &p, o->solutions ? &how : NULL);
     }
     free(g.seen);
     if (ferror(f)) {
@@ -1557,6 +1864,60 @@ long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
         return -1;
     }
     return g.repeats;
+}
+
+// What is wrong with the corpus options: 0, or -1 with err.
+static int corpus_options_check(const CorpusOptions *o, char *err) {
+    if (!(o->mb > 0 && o->mb <= 4096)) {
+        snprintf(err, R1_ERR_LEN, "mb = %g: want a size in (0, 4096] MiB", o->mb);
+        return -1;
+    }
+    if (!(o->tagged_share >= 0 && o->tagged_share <= 1) || !(o->mix_share >= 0 && o->mix_share <= 1)) {
+        snprintf(err, R1_ERR_LEN, "tagged share %g, mix share %g: want shares in [0, 1]", o->tagged_share,
+                 o->mix_share);
+        return -1;
+    }
+    if (!(o->think_share >= 0 && o->text_share >= 0 && o->think_share + o->text_share <= 1)) {
+        snprintf(err, R1_ERR_LEN, "shares think %g + text %g: want each >= 0 and a sum <= 1",
+                 o->think_share, o->text_share);
+        return -1;
+    }
+    if (!(o->direct_share >= 0 && o->checked_share >= 0 && o->direct_share + o->checked_share <= 1)) {
+        snprintf(err, R1_ERR_LEN, "shares direct %g + checked %g: want each >= 0 and a sum <= 1",
+                 o->direct_share, o->checked_share);
+        return -1;
+    }
+    return check_levels(o->level_lo, o->level_hi, err);
+}
+
+// How a template document reasons: a style drawn by the shares, then, for the two long styles,
+// whether its language switches. Nothing is drawn for shares that are all 0, so that those give
+// the corpus of before the styles, byte for byte.
+static Reasoning corpus_reasoning(const CorpusOptions *o, Rng *r) {
+    Reasoning how = {REASONING_STEPWISE, 0, r};
+    if (o->direct_share + o->checked_share > 0) {
+        double u = rng_uniform(r);
+        how.style = u < o->direct_share                     ? REASONING_DIRECT
+                    : u < o->direct_share + o->checked_share ? REASONING_CHECKED
+                                                             : REASONING_STEPWISE;
+    }
+    if (how.style != REASONING_DIRECT && o->mix_share > 0) how.mixed = rng_uniform(r) < o->mix_share;
+    return how;
+}
+
+// One worked problem of the corpus, from the training split: a "Question/Answer" (stepwise), or
+// in the R1-Zero template, its tags followed or not, reasoning in a style of corpus_reasoning.
+static void corpus_problem(const CorpusOptions *o, int task, int lang, int templated, Rng *r, Str *doc) {
+    int level = (int)rand_range(r, o->level_lo, o->level_hi);
+    Problem p;
+    do problem_random(&p, task, level, lang, r); while (problem_is_eval(&p));
+    int style = STYLE_QA;
+    Reasoning how = STEPWISE;
+    if (templated) {
+        style = rng_uniform(r) < o->tagged_share ? STYLE_R1ZERO : STYLE_R1ZERO_PLAIN;
+        how = corpus_reasoning(o, r);
+    }
+    problem_write_solution(&p, style, &how, doc);  // (generated problems always solve)
 }
 
 // The corpus mixes three kinds of documents (one blank line between documents; none inside):
@@ -1568,24 +1929,13 @@ long tasks_write(FILE *f, const TaskSetOptions *o, char *err) {
 // tags; the others answer plainly ("... So the answer is 7."), as a base model that has seen
 // such conversations follows an instruction some of the time. So the base writes the format
 // rarely, and R1-Zero's reward has something to find and reinforce (R1 Table/Figure 2).
+// The templated documents reason in the three styles (direct_share, checked_share, the rest
+// stepwise; r1.h's CORPUS_*_SHARE say why those defaults), and mix_share of the long ones switch
+// language: the behaviours RL selects among. Question/Answer documents are stepwise.
 // Problems come from the training split only; tasks, levels and languages are drawn uniformly.
 long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
     int fixed_lang = lang_option(o->lang, err);
-    if (fixed_lang == -2) return -1;
-    if (!(o->mb > 0 && o->mb <= 4096)) {
-        snprintf(err, R1_ERR_LEN, "mb = %g: want a size in (0, 4096] MiB", o->mb);
-        return -1;
-    }
-    if (!(o->tagged_share >= 0 && o->tagged_share <= 1)) {
-        snprintf(err, R1_ERR_LEN, "tagged share %g: want a share in [0, 1]", o->tagged_share);
-        return -1;
-    }
-    if (!(o->think_share >= 0 && o->text_share >= 0 && o->think_share + o->text_share <= 1)) {
-        snprintf(err, R1_ERR_LEN, "shares think %g + text %g: want each >= 0 and a sum <= 1",
-                 o->think_share, o->text_share);
-        return -1;
-    }
-    if (check_levels(o->level_lo, o->level_hi, err)) return -1;
+    if (fixed_lang == -2 || corpus_options_check(o, err)) return -1;
     int fixed_task = o->task == NULL ? -1 : task_option(o->task, err);
     if (fixed_task == -2) return -1;
     Rng r;
@@ -1601,13 +1951,8 @@ long corpus_write(FILE *f, const CorpusOptions *o, char *err) {
             text_document(&doc, lang, &r);
         } else {
             int task = fixed_task >= 0 ? fixed_task : (int)rand_range(&r, 0, N_TASKS - 1);
-            int level = (int)rand_range(&r, o->level_lo, o->level_hi);
-            Problem p;
-            do problem_random(&p, task, level, lang, &r); while (problem_is_eval(&p));
-            int style = STYLE_QA;
-            if (u < o->text_share + o->think_share)  // the template; its tags followed or not
-                style = rng_uniform(&r) < o->tagged_share ? STYLE_R1ZERO : STYLE_R1ZERO_PLAIN;
-            if (!problem_write_solution(&p, style, &doc)) continue; // (never: generated problems solve)
+            corpus_problem(o, task, lang, u < o->text_share + o->think_share, &r, &doc);
+            if (doc.len == 0) continue;  // (never: generated problems solve)
         }
         fputs(doc.s, f);
         fputs("\n\n", f);
@@ -1686,30 +2031,53 @@ Json **tasks_read(const char *path, int *n, char *err) { return jsonl_read(path,
 // Looking at task sets: `./r1 data show` and `./r1 data check` (their command line is main.c's)
 // ----------------------------------------------------------------------------------------------
 
+// For people: each problem with its prompt and its tagged solution in the style asked for, or
+// (reasoning -1) in each style, short to long, and once more checked with language mixing.
 int tasks_show(FILE *f, const TaskSetOptions *o, char *err) {
     TaskGen g;
     if (taskgen_init(&g, o, err)) return -1;
+    static const Reasoning every[] = {{REASONING_DIRECT, 0, NULL}, {REASONING_CHECKED, 0, NULL},
+                                      {REASONING_STEPWISE, 0, NULL}, {REASONING_CHECKED, 1, NULL}};
+    Reasoning one = {o->reasoning, 0, NULL};
+    const Reasoning *ways = o->reasoning < 0 ? every : &one;
+    int n_ways = o->reasoning < 0 ? (int)(sizeof every / sizeof every[0]) : 1;
     for (int i = 0; i < o->n; i++) {
         Problem p;
-        Str prompt = {0}, sol = {0};
+        Str prompt = {0};
         taskgen_next(&g, &p);
         TASKS[p.task].prompt(&p, &prompt);
-        problem_write_solution(&p, STYLE_TAGGED, &sol);
-        fprintf(f, "== %s, level %d, %s, id %016llx (%s split)\n%s\n%s\n\n", TASKS[p.task].name, p.level,
-                LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o->eval ? "eval" : "train", prompt.s,
-                sol.s);
+        fprintf(f, "== %s, level %d, %s, id %016llx (%s split)\n%s\n", TASKS[p.task].name, p.level,
+                LANG_NAMES[p.lang], (unsigned long long)problem_hash(&p), o->eval ? "eval" : "train", prompt.s);
+        for (int w = 0; w < n_ways; w++) {
+            Reasoning how = ways[w];
+            Str sol = {0};
+            how.rng = &g.guesses;
+            problem_write_solution(&p, STYLE_TAGGED, &how, &sol);
+            fprintf(f, "-- %s%s\n%s\n", REASONING_NAMES[how.style], how.mixed ? ", switching language" : "", sol.s);
+            str_free(&sol);
+        }
+        fprintf(f, "\n");
         str_free(&prompt);
-        str_free(&sol);
     }
     free(g.seen);
     return 0;
 }
 
+// The "style" of an example's solution: REASONING_*, stepwise if it has none, -1 if unknown.
+static int example_style(const Json *ex) {
+    const Json *style = json_get(ex, "style");
+    char err[R1_ERR_LEN];
+    if (style == NULL) return REASONING_STEPWISE;  // (files from before the styles)
+    return style->type == JSON_STRING ? reasoning_option(style->string, err) : -1;
+}
+
 // Verifies one example that tasks_read accepted (so "answer" is a string): its gold answer, the
-// worked solution we would write for it, and its own "solution" if it has one. NULL if all
-// pass, else what failed.
+// worked solution we would write for it, and its own "solution" if it has one (a direct guess
+// only needs to give an answer: it may be wrong by design). NULL if all pass, else what failed.
 const char *example_verify(const Json *ex) {
     const Json *gold = json_get(ex, "answer"), *own = json_get(ex, "solution");
+    int style = example_style(ex);
+    if (style < 0) return "unknown \"style\" (stepwise, direct, checked)";
     if (!task_check(NULL, ex, gold->string)) return "the gold answer fails the verifier";
     char *sol = task_solution(ex, 1), *ans = answer_extract(sol);
     int ok = sol != NULL && task_check(NULL, ex, ans);
@@ -1718,11 +2086,33 @@ const char *example_verify(const Json *ex) {
     if (!ok) return "the worked solution fails the verifier";
     if (own != NULL) {
         ans = own->type == JSON_STRING ? answer_extract(own->string) : NULL;
-        ok = task_check(NULL, ex, ans);
+        ok = style == REASONING_DIRECT ? ans != NULL : task_check(NULL, ex, ans);
         free(ans);
-        if (!ok) return "its \"solution\" fails the verifier";
+        if (!ok) return style == REASONING_DIRECT ? "its direct \"solution\" gives no answer"
+                                                  : "its \"solution\" fails the verifier";
     }
     return NULL;
+}
+
+// The line of solutions per style in tasks_summary (nothing if no example has a solution).
+static void solutions_summary(FILE *f, Json **examples, int n) {
+    long count[N_REASONING] = {0}, right[N_REASONING] = {0};
+    for (int i = 0; i < n; i++) {
+        const Json *own = json_get(examples[i], "solution");
+        int style = example_style(examples[i]);
+        if (own == NULL || own->type != JSON_STRING || style < 0) continue;
+        char *ans = answer_extract(own->string);
+        count[style]++;
+        right[style] += task_check(NULL, examples[i], ans);
+        free(ans);
+    }
+    if (count[0] + count[1] + count[2] == 0) return;
+    fprintf(f, "  solutions   stepwise %ld  checked %ld  direct %ld", count[REASONING_STEPWISE],
+            count[REASONING_CHECKED], count[REASONING_DIRECT]);
+    if (count[REASONING_DIRECT] > 0)
+        fprintf(f, " (%ld of the guesses right, %.0f%%: a guess may be wrong)", right[REASONING_DIRECT],
+                100.0 * right[REASONING_DIRECT] / count[REASONING_DIRECT]);
+    fprintf(f, "\n");
 }
 
 void tasks_summary(FILE *f, Json **examples, int n) {
@@ -1740,6 +2130,7 @@ void tasks_summary(FILE *f, Json **examples, int n) {
         for (int l = 1; l <= LEVEL_MAX; l++) fprintf(f, " %ld", level[t][l]);
         fprintf(f, "  held-out (eval split) %ld\n", eval[t]);
     }
+    solutions_summary(f, examples, n);
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 // malformed answers; generation is deterministic; train and eval never meet (not in the
 // corpus either); every generated example is solvable by its gold answer and by its worked
 // solution; both languages are there; the CLI fails with one line and status 1; files are
-// written atomically. Rewards (format, accuracy, language, total, reflection) on crafted
+// written atomically. The reasoning styles (direct guesses right at the documented rate per
+// level, wrong guesses really wrong, checked solutions that check as the verifier does and end
+// right), language mixing, and the corpus's shares of both. Rewards (format, accuracy, language, total, reflection) on crafted
 // completions; group advantages; token log-probabilities; the GRPO / Dr. GRPO / DAPO loss head
 // against hand values, the formula in double and finite differences; and a tiny seeded model
 // that raises its reward on a toy task with GRPO. Rejection sampling's filters (reject_reason)
@@ -52,18 +54,24 @@ static char *gen_tasks(const TaskSetOptions *o) {
     return buf;
 }
 
-static char *gen_corpus(double mb, int lo, int hi, uint64_t seed) {
-    CorpusOptions o = {.mb = mb, .think_share = 0.1, .tagged_share = 0.5, .text_share = 0.4, .level_lo = lo, .level_hi = hi,
-                       .lang = "both", .seed = seed};
+// The corpus as one string; gen_corpus: with the reasoning styles' default shares (r1.h).
+static char *corpus_text(const CorpusOptions *o) {
     char *buf = NULL, err[R1_ERR_LEN] = "";
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     assert_non_null(f);
-    long docs = corpus_write(f, &o, err);
+    long docs = corpus_write(f, o, err);
     if (docs <= 0) fail_msg("corpus_write: %s", err);
     assert_int_equal(fclose(f), 0);
-    assert_true(len >= (size_t)(mb * 1048576));
+    assert_true(len >= (size_t)(o->mb * 1048576));
     return buf;
+}
+
+static char *gen_corpus(double mb, int lo, int hi, uint64_t seed) {
+    CorpusOptions o = {.mb = mb, .think_share = 0.1, .tagged_share = 0.5, .text_share = 0.4, .level_lo = lo, .level_hi = hi,
+                       .lang = "both", .seed = seed, .direct_share = CORPUS_DIRECT_SHARE,
+                       .checked_share = CORPUS_CHECKED_SHARE, .mix_share = CORPUS_MIX_SHARE};
+    return corpus_text(&o);
 }
 
 // Parses every line of a JSON Lines text; each must parse.
@@ -607,6 +615,297 @@ static void test_text_is_true(void **state) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// Reasoning styles and language mixing (issue 18): what RL selects among
+// ----------------------------------------------------------------------------------------------
+
+static const char *const GUESS_LINE[2][2] = {{"The answer is probably ", "."}, {"答案大概是 ", "。"}};
+static const char *const CHECK_OPEN[2] = {"Wait, let me check: ", "等等，验证一下："};
+static const char *const CHECK_RIGHT[2] = {" is right.", "是对的。"};
+static const char *const WORK_OUT[2] = {"Let me work it out step by step:", "我们一步一步来算："};
+
+static int ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
+// The reasoning of a tagged solution: between "<think>\n" and "\n</think>" (malloc'd).
+static char *think_of(const char *sol) {
+    const char *a = strstr(sol, "<think>\n"), *b = strstr(sol, "\n</think>");
+    if (a == NULL || b == NULL || b < a + 8) fail_msg("not a tagged solution: %s", sol);
+    return strndup(a + 8, (size_t)(b - a - 8));
+}
+
+// Line i (from 0) of text, malloc'd, or NULL past the end.
+static char *line_of(const char *text, int i) {
+    for (; i > 0 && text != NULL; i--) text = strchr(text, '\n') ? strchr(text, '\n') + 1 : NULL;
+    if (text == NULL) return NULL;
+    const char *nl = strchr(text, '\n');
+    return strndup(text, nl ? (size_t)(nl - text) : strlen(text));
+}
+
+static int count_lines(const char *text) {
+    int n = 1;
+    for (; *text; text++) n += *text == '\n';
+    return n;
+}
+
+// The X of "The answer is probably X." (or 答案大概是 X。), malloc'd; NULL if line is no guess.
+static char *guess_of(const char *line, int zh) {
+    const char *open = GUESS_LINE[zh][0], *close = GUESS_LINE[zh][1];
+    if (strncmp(line, open, strlen(open)) != 0 || !ends_with(line, close)) return NULL;
+    return strndup(line + strlen(open), strlen(line) - strlen(open) - strlen(close));
+}
+
+// n examples of one task, level and language with solutions in a style (seed 5: the same
+// problems in every style).
+static Json **styled_set(const char *task, int level, const char *lang, int reasoning, int n, char **text) {
+    TaskSetOptions o = task_options(task, 0, n, level, level, 5);
+    o.lang = lang, o.reasoning = reasoning;
+    *text = gen_tasks(&o);
+    int got;
+    Json **v = parse_lines(*text, &got);
+    assert_int_equal(got, n);
+    return v;
+}
+
+// The reasoning is in the example's language only: Chinese has no Latin letters, English no
+// non-ASCII byte, and reward_language gives 1.
+static void expect_one_language(const char *sol, int zh) {
+    char *think = think_of(sol);
+    if (zh ? has_ascii_letter(think) : has_non_ascii(think)) fail_msg("other language in: %s", sol);
+    if (reward_language(sol, zh ? "zh" : "en") != 1.0) fail_msg("language share < 1: %s", sol);
+    free(think);
+}
+
+// A checked solution of v whose direct twin guessed `guess`: the guess line, the check (saying
+// right exactly when the verifier does), then for a wrong guess the worked solution.
+static void expect_checked(const Json *v, const char *sol, const char *guess, int zh) {
+    char *think = think_of(sol), *first = line_of(think, 0), *second = line_of(think, 1);
+    char *g = guess_of(first, zh), *ans = answer_extract(sol);
+    if (g == NULL || strcmp(g, guess) != 0) fail_msg("checked's guess '%s' is not direct's '%s'", first, guess);
+    assert_int_equal(strncmp(second, CHECK_OPEN[zh], strlen(CHECK_OPEN[zh])), 0);
+    assert_true(has_reflection(sol));
+    if (task_check(NULL, v, ans) != 1) fail_msg("checked answer wrong: %s", sol);
+    int right = task_check(NULL, v, guess);
+    if (ends_with(second, CHECK_RIGHT[zh]) != right) fail_msg("check says %d, verifier %d: %s", !right, right, sol);
+    if (right) {
+        assert_int_equal(count_lines(think), 2);
+        assert_string_equal(ans, guess);
+    } else {  // then the worked solution, word for word
+        char *third = line_of(think, 2), *stepwise = task_solution((Json *)v, 1), *worked = think_of(stepwise);
+        assert_string_equal(third, WORK_OUT[zh]);
+        assert_string_equal(strstr(think, WORK_OUT[zh]) + strlen(WORK_OUT[zh]) + 1, worked);
+        free(third), free(stepwise), free(worked);
+    }
+    free(think), free(first), free(second), free(g), free(ans);
+}
+
+// Every style's text for every task, level and language: direct is one guess line whose guess
+// is the answer; checked guesses the same, checks it as the verifier would and ends right;
+// stepwise is task_solution's; only checked uses a reflection word; one language throughout.
+static void test_reasoning_styles(void **state) {
+    (void)state;
+    const char *tasks[3] = {"arithmetic", "countdown", "sort42"}, *langs[2] = {"en", "zh"};
+    int wrong_guesses = 0, right_guesses = 0;
+    for (int t = 0; t < 3; t++) for (int level = 1; level <= 5; level++) for (int zh = 0; zh <= 1; zh++) {
+        char *text[N_REASONING];
+        Json **v[N_REASONING];
+        for (int s = 0; s < N_REASONING; s++) v[s] = styled_set(tasks[t], level, langs[zh], s, 30, &text[s]);
+        for (int i = 0; i < 30; i++) {
+            const char *sol[N_REASONING];
+            for (int s = 0; s < N_REASONING; s++) {
+                assert_string_equal(str_field(v[s][i], "id"), str_field(v[0][i], "id"));  // the same problems
+                assert_string_equal(str_field(v[s][i], "style"), reasoning_name(s));
+                sol[s] = str_field(v[s][i], "solution");
+                assert_int_equal(reward_format(sol[s]), 1);
+                expect_one_language(sol[s], zh);
+                assert_int_equal(has_reflection(sol[s]), s == REASONING_CHECKED);
+            }
+            char *stepwise = task_solution(v[0][i], 1);
+            assert_string_equal(sol[REASONING_STEPWISE], stepwise);
+            char *think = think_of(sol[REASONING_DIRECT]), *guess = guess_of(think, zh), *ans = answer_extract(sol[REASONING_DIRECT]);
+            if (guess == NULL || strcmp(guess, ans) != 0) fail_msg("direct is not one guess: %s", sol[REASONING_DIRECT]);
+            task_check(NULL, v[0][i], guess) ? right_guesses++ : wrong_guesses++;
+            expect_checked(v[0][i], sol[REASONING_CHECKED], guess, zh);
+            free(stepwise), free(think), free(guess), free(ans);
+        }
+        for (int s = 0; s < N_REASONING; s++) free_lines(v[s], 30), free(text[s]);
+    }
+    assert_true(wrong_guesses > 200 && right_guesses > 200);
+    // `./r1 data show` shows each problem in every style, and once switching language
+    TaskSetOptions so = task_options("all", 0, 3, 5, 5, 2);
+    so.reasoning = -1;
+    char *buf = NULL, err[R1_ERR_LEN];
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(tasks_show(f, &so, err), 0);
+    assert_int_equal(fclose(f), 0);
+    static const char *const heads[] = {"-- direct\n<think>", "-- checked\n<think>", "-- stepwise\n<think>",
+                                        "-- checked, switching language\n<think>"};
+    for (int h = 0; h < 4; h++) {
+        int k = 0;
+        for (const char *at = strstr(buf, heads[h]); at; at = strstr(at + 1, heads[h])) k++;
+        if (k != 3) fail_msg("show: %d times '%s', want 3", k, heads[h]);
+    }
+    free(buf);
+}
+
+// DIRECT's guess is right at the documented rate (TASK_GUESS_RIGHT, r1.h) at every level, over
+// all tasks and per task: a statistical test with a wide tolerance (about 4 standard deviations).
+static void test_direct_guess_rate(void **state) {
+    (void)state;
+    for (int level = 1; level <= 5; level++) {
+        TaskSetOptions o = task_options("all", 0, 1500, level, level, 40 + level);
+        o.reasoning = REASONING_DIRECT;
+        char *text = gen_tasks(&o);
+        int n, right = 0, per_task[3] = {0}, count[3] = {0};
+        Json **v = parse_lines(text, &n);
+        for (int i = 0; i < n; i++) {
+            char *ans = answer_extract(str_field(v[i], "solution"));
+            int t = i % 3, ok = task_check(NULL, v[i], ans);  // the round robin: task i % 3
+            right += ok, per_task[t] += ok, count[t]++;
+            free(ans);
+        }
+        double p = TASK_GUESS_RIGHT[level], rate = (double)right / n;
+        if (fabs(rate - p) > 0.05) fail_msg("level %d: direct right %.3f, want %.2f", level, rate, p);
+        for (int t = 0; t < 3; t++)
+            if (fabs((double)per_task[t] / count[t] - p) > 0.09)
+                fail_msg("level %d task %d: direct right %.3f, want %.2f", level, t, (double)per_task[t] / count[t], p);
+        free_lines(v, n);
+        free(text);
+    }
+    assert_true(TASK_GUESS_RIGHT[5] < TASK_GUESS_RIGHT[1]);  // guesses get worse with the level
+}
+
+// A wrong guess is really wrong, also where slips are few: equal numbers (no swap changes the
+// list), 42s, a countdown whose every short expression hits the target, zeros, an example with
+// no gold answer (every guess a slip). Over many seeds the rate is the coin's, the check agrees
+// with the verifier, and the same seed gives the same text.
+static void test_wrong_guesses(void **state) {
+    (void)state;
+    static const struct { const char *json; double p_right; } cases[] = {
+        {"{\"task\":\"sort42\",\"level\":5,\"answer\":\"[42, 5, 5, 5]\",\"numbers\":[5,5,5]}", 0.3},
+        {"{\"task\":\"sort42\",\"level\":4,\"answer\":\"[42, 42, 42]\",\"numbers\":[42,42]}", 0.45},
+        {"{\"task\":\"sort42\",\"level\":5,\"lang\":\"zh\",\"answer\":\"[42]\",\"numbers\":[]}", 0.3},
+        {"{\"task\":\"countdown\",\"level\":1,\"answer\":\"5 + 5\",\"numbers\":[5,5,5],\"target\":10}", 0.9},
+        {"{\"task\":\"countdown\",\"level\":5,\"numbers\":[7,10,24,19],\"target\":266}", 0.0},
+        {"{\"task\":\"arithmetic\",\"level\":5,\"a\":0,\"op\":\"*\",\"b\":0}", 0.3},
+        {"{\"task\":\"arithmetic\",\"level\":5,\"lang\":\"zh\",\"a\":0,\"op\":\"*\",\"b\":37}", 0.3},
+        {"{\"task\":\"arithmetic\",\"level\":3,\"a\":99999,\"op\":\"+\",\"b\":1}", 0.6},
+        {"{\"task\":\"arithmetic\",\"level\":2,\"a\":0,\"op\":\"+\",\"b\":0}", 0.75},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        Json *e = ex(cases[c].json);
+        int zh = strstr(cases[c].json, "\"zh\"") != NULL, right = 0, n = 400;
+        for (int seed = 0; seed < n; seed++) {
+            char *direct = task_solution_styled(e, 1, REASONING_DIRECT, 0, (uint64_t)seed);
+            char *checked = task_solution_styled(e, 1, REASONING_CHECKED, 0, (uint64_t)seed);
+            char *again = task_solution_styled(e, 1, REASONING_CHECKED, 0, (uint64_t)seed);
+            assert_non_null(direct);
+            assert_string_equal(checked, again);
+            char *guess = answer_extract(direct);
+            right += task_check(NULL, e, guess);
+            expect_checked(e, checked, guess, zh);
+            free(direct), free(checked), free(again), free(guess);
+        }
+        if (fabs((double)right / n - cases[c].p_right) > 0.1)
+            fail_msg("case %zu: %d of %d guesses right, want %.2f", c, right, n, cases[c].p_right);
+        json_free(e);
+    }
+    Json *e = ex(cases[0].json);
+    assert_null(task_solution_styled(e, 1, N_REASONING, 0, 1));  // no such style
+    json_free(e);
+}
+
+// Language mixing: the reasoning starts in the prompt's language and switches to the other
+// after a whole line, so both languages' words are there (reward_language strictly between 0
+// and 1); the answer is still right and the untagged ending keeps the prompt's language. A
+// direct guess, one line, has nowhere to switch.
+static void test_language_mixing(void **state) {
+    (void)state;
+    TaskSetOptions o = task_options("all", 0, 90, 1, 5, 17);
+    char *text = gen_tasks(&o);
+    int n;
+    Json **v = parse_lines(text, &n);
+    for (int i = 0; i < n; i++) {
+        int zh = strcmp(str_field(v[i], "lang"), "zh") == 0;
+        for (int s = 0; s < N_REASONING; s++) {
+            char *sol = task_solution_styled(v[i], 1, s, 1, (uint64_t)i), *plain = task_solution_styled(v[i], 0, s, 1, (uint64_t)i);
+            char *think = think_of(sol), *first = line_of(think, 0), *ans = answer_extract(sol);
+            double share = reward_language(sol, zh ? "zh" : "en");
+            if (s == REASONING_DIRECT) {
+                if (share != 1.0) fail_msg("a mixed direct guess: %s", sol);
+            } else {
+                if (!(share > 0 && share < 1) || !has_ascii_letter(think) || !has_non_ascii(think))
+                    fail_msg("not mixed (share %.3f): %s", share, sol);
+                if (zh ? has_ascii_letter(first) : has_non_ascii(first)) fail_msg("starts in the other language: %s", sol);
+            }
+            if (task_check(NULL, v[i], ans) != 1 && s != REASONING_DIRECT) fail_msg("mixed answer wrong: %s", sol);
+            char tail[300];
+            snprintf(tail, sizeof tail, zh ? "\n所以答案是 %s。" : "\nSo the answer is %s.", ans);
+            if (!ends_with(plain, tail)) fail_msg("the ending changed language: %s", plain);
+            free(sol), free(plain), free(think), free(first), free(ans);
+        }
+    }
+    free_lines(v, n);
+    free(text);
+}
+
+// The reasoning of a template document: what follows "Assistant:" (or 助手：).
+static const char *completion_of(const char *doc, int *zh) {
+    *zh = strncmp(doc, "用户与助手之间的对话。", strlen("用户与助手之间的对话。")) == 0;
+    const char *a = strstr(doc, *zh ? "助手：" : "Assistant:");
+    assert_non_null(a);
+    return skip_space(a + strlen(*zh ? "助手：" : "Assistant:"));
+}
+
+// The corpus's template documents reason in the three styles at the option's shares, the long
+// ones switch language at the mix share, and nothing else does; shares of 0 give a corpus with
+// neither guesses nor mixing.
+static void test_corpus_styles(void **state) {
+    (void)state;
+    for (int on = 0; on <= 1; on++) {
+        CorpusOptions o = {.mb = 1.0, .think_share = 0.6, .tagged_share = 0.5, .text_share = 0.1, .level_lo = 1,
+                           .level_hi = 5, .lang = "both", .seed = 31, .direct_share = on ? 0.45 : 0,
+                           .checked_share = on ? 0.2 : 0, .mix_share = on ? 0.25 : 0};
+        char *c = corpus_text(&o);
+        int templ = 0, direct = 0, checked = 0, lng = 0, mixed = 0, others = 0;
+        for (char *s = c; *s;) {
+            char *end = strstr(s, "\n\n");
+            assert_non_null(end);
+            *end = '\0';
+            int is_templ = strstr(s, "A conversation between User and Assistant.") == s ||
+                           strstr(s, "用户与助手之间的对话。") == s;
+            int is_checked = strstr(s, CHECK_OPEN[0]) || strstr(s, CHECK_OPEN[1]);
+            int is_guess = strstr(s, GUESS_LINE[0][0]) || strstr(s, GUESS_LINE[1][0]);
+            if (is_templ) {
+                int zh;
+                const char *comp = completion_of(s, &zh);
+                int is_mixed = reward_language(comp, zh ? "zh" : "en") < 1;
+                templ++;
+                direct += is_guess && !is_checked;
+                checked += is_checked;
+                if (!(is_guess && !is_checked)) lng++, mixed += is_mixed;
+                else assert_false(is_mixed);
+            } else {
+                others += is_guess || is_checked;
+            }
+            s = end + 2;
+        }
+        assert_int_equal(others, 0);  // Question/Answer documents are stepwise
+        printf("  corpus styles (shares %s): %d template documents, direct %.3f, checked %.3f, mixed %.3f of %d long\n",
+               on ? "on" : "0", templ, (double)direct / templ, (double)checked / templ, lng ? (double)mixed / lng : 0, lng);
+        assert_true(templ > 600);
+        double want_d = on ? 0.45 : 0, want_c = on ? 0.2 : 0, want_m = on ? 0.25 : 0;
+        if (fabs((double)direct / templ - want_d) > 0.05 || fabs((double)checked / templ - want_c) > 0.05 ||
+            fabs((double)mixed / lng - want_m) > 0.06)
+            fail_msg("corpus (shares %s): direct %.3f, checked %.3f, mixed %.3f of the long ones", on ? "on" : "0",
+                     (double)direct / templ, (double)checked / templ, (double)mixed / lng);
+        free(c);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
 // The held-out split
 // ----------------------------------------------------------------------------------------------
 
@@ -829,6 +1128,12 @@ static void test_cli_errors(void **state) {
     FAILS("--mb", "corpus", "--out", out, "--mb", "0");
     FAILS("more than 1", "corpus", "--out", out, "--think", "0.7", "--text", "0.5");
     FAILS("--levels", "corpus", "--out", out, "--levels", "2-9");
+    FAILS("--direct 0.7 + --checked 0.5 is more than 1", "corpus", "--out", out, "--direct", "0.7", "--checked", "0.5");
+    FAILS("--mix", "corpus", "--out", out, "--mix", "1.5");
+    FAILS("unknown style 'long' (stepwise, direct, checked)", "tasks", "--out", out, "--solutions", "--style", "long");
+    FAILS("--style needs --solutions", "tasks", "--out", out, "--style", "direct");
+    FAILS("unknown style 'all'", "tasks", "--out", out, "--solutions", "--style", "all");
+    FAILS("or all", "show", "--style", "none");
     FAILS("bad.jsonl:2: ", "check", "--in", bad);
     FAILS("check needs --in", "check");
     FAILS("unknown data command 'frobnicate'", "frobnicate");
@@ -887,6 +1192,46 @@ static void test_cli_writes(void **state) {
     assert_int_equal(run_data(help, err, sizeof err), 0);
     char *show[] = {"r1", "data", "show", "--task", "sort42", "--n", "2", NULL};
     assert_int_equal(run_data(show, err, sizeof err), 0);
+    char *show1[] = {"r1", "data", "show", "--n", "2", "--style", "checked", NULL};
+    assert_int_equal(run_data(show1, err, sizeof err), 0);
+}
+
+// `./r1 data tasks --solutions --style direct` writes the generator's file, and `check` treats the
+// style: a direct guess need only give an answer, every other solution must be right.
+static void test_cli_check_styles(void **state) {
+    char out[512], err[2048];
+    path_in(state, "t.jsonl", out);
+    char *check[] = {"r1", "data", "check", "--in", out, NULL};
+    // direct guesses: the file is the generator's, and check passes it (a guess may be wrong)...
+    char *dargv[] = {"r1", "data", "tasks", "--n", "60", "--levels", "5", "--seed", "4", "--solutions", "--style",
+                     "direct", "--out", out, NULL};
+    assert_int_equal(run_data(dargv, err, sizeof err), 0);
+    TaskSetOptions od = task_options("all", 0, 60, 5, 5, 4);
+    od.reasoning = REASONING_DIRECT;
+    char *want = gen_tasks(&od), *got = slurp(out);
+    assert_string_equal(got, want);
+    assert_int_equal(run_data(check, err, sizeof err), 0);
+    // ... but not without its "style" (then it is taken for stepwise, and wrong guesses fail)
+    const char *tag = ",\"style\":\"direct\"";
+    for (char *s = strstr(got, tag); s != NULL; s = strstr(s, tag)) memmove(s, s + strlen(tag), strlen(s + strlen(tag)) + 1);
+    write_text(out, got);
+    assert_int_equal(run_data(check, err, sizeof err), 1);
+    assert_non_null(strstr(err, "its \"solution\" fails the verifier"));
+    free(want), free(got);
+    // a direct solution must still give an answer, a checked one a right answer; a style is known
+    static const char *const lines[][2] = {
+        {"\"solution\":\"<think>x</think>\",\"style\":\"direct\"}", "its direct \"solution\" gives no answer"},
+        {"\"solution\":\"<think>x</think><answer>6</answer>\",\"style\":\"checked\"}", "fails the verifier"},
+        {"\"solution\":\"<think>x</think><answer>5</answer>\",\"style\":\"long\"}", "unknown \"style\""},
+    };
+    for (int i = 0; i < 3; i++) {
+        char line[512];
+        snprintf(line, sizeof line, "{\"task\":\"arithmetic\",\"prompt\":\"p\",\"answer\":\"5\",\"a\":2,\"op\":\"+\",\"b\":3,%s\n",
+                 lines[i][0]);
+        write_text(out, line);
+        assert_int_equal(run_data(check, err, sizeof err), 1);
+        if (strstr(err, lines[i][1]) == NULL) fail_msg("check: '%s' lacks '%s'", err, lines[i][1]);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1829,11 +2174,17 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_countdown_solutions_search),
         cmocka_unit_test(test_both_languages),
         cmocka_unit_test(test_text_is_true),
+        cmocka_unit_test(test_reasoning_styles),
+        cmocka_unit_test(test_direct_guess_rate),
+        cmocka_unit_test(test_wrong_guesses),
+        cmocka_unit_test(test_language_mixing),
+        cmocka_unit_test(test_corpus_styles),
         cmocka_unit_test(test_train_eval_disjoint),
         cmocka_unit_test(test_corpus_skips_eval),
         cmocka_unit_test_setup_teardown(test_reader, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cli_errors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cli_writes, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_cli_check_styles, setup_dir, teardown_dir),
         cmocka_unit_test(test_reward_format),
         cmocka_unit_test(test_reward_accuracy),
         cmocka_unit_test(test_reward_language),
