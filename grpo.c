@@ -453,13 +453,10 @@ void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, in
 // Think budgets (test-time scaling, R1 §2.2.4 and Figure 3: accuracy grows with the thinking
 // length). This is s1's "budget forcing" (Muennighoff et al. 2025), its cut-off half: a
 // completion still thinking after B tokens has its think block closed for it and must answer.
-// THINK_CLOSE is what is appended (the tokenizer turns "</think>" and "<answer>" into their
-// special ids, TOK_THINK_END and TOK_ANSWER); then at most ANSWER_BUDGET tokens more, enough for
-// any toy task's answer ("= 1234</answer>", a sorted list) and the EOS, so that the budget
-// bounds the thinking and not the answer.
-static const char THINK_CLOSE[] = "\n</think>\n<answer>";
-#define ANSWER_BUDGET 32
-#define THINK_CLOSE_MAX 16  // room for THINK_CLOSE's tokens (4 with any tokenizer)
+// THINK_BUDGET_CLOSE (r1.h) is what is appended (the tokenizer turns "</think>" and "<answer>"
+// into their special ids, TOK_THINK_END and TOK_ANSWER); then at most THINK_BUDGET_ANSWER
+// tokens more.
+#define THINK_CLOSE_MAX 16  // room for THINK_BUDGET_CLOSE's tokens (4 with any tokenizer)
 
 // 1 if ids[0..n) hold the think block's close, TOK_THINK_END.
 static int has_think_end(const int *ids, int n) {
@@ -482,19 +479,19 @@ static void force_answers(RolloutBatch *b, const Rollout *r, const int *close, i
             memcpy(ids + len, close, (size_t)n_close * sizeof(int));
             b->len[j] = len += n_close;
         }
-        b->max_len[j] = len + ANSWER_BUDGET < room ? len + ANSWER_BUDGET : room;
+        b->max_len[j] = len + THINK_BUDGET_ANSWER < room ? len + THINK_BUDGET_ANSWER : room;
     }
 }
 
-// sample_rollouts with a think budget of `budget` tokens: generate_batch samples up to
-// min(budget, max_new) tokens; then force_answers closes the think block of every completion
-// still in it and a second generate_batch writes the answers (at most ANSWER_BUDGET tokens; a
-// completion that closed its think block within the budget but has not ended finishes its answer
-// in the same allowance, unforced). The second call feeds each sequence's tokens into its cache
-// again before it samples (generate_batch starts from an empty cache): that costs about as much
-// as the first call. A budget <= 0 or >= max_new never binds: those are sample_rollouts'
-// rollouts, token for token. Each sequence keeps its RNG across both calls, so the results do
-// not depend on the number of threads either.
+// sample_rollouts with a think budget of `budget` tokens: generate_batch samples up to budget
+// tokens; then force_answers closes the think block of every completion still in it, and a
+// second generate_batch writes the answers (at most THINK_BUDGET_ANSWER tokens; a completion
+// that closed its think block within the budget but has not ended finishes its answer in the
+// same allowance, unforced). The second call feeds each sequence's tokens into its cache again
+// before it samples (generate_batch starts from an empty cache), which costs about as much as
+// the first call. A budget <= 0 or >= max_new never binds: those are sample_rollouts' rollouts,
+// token for token. Each sequence keeps its RNG across both calls, so the results do not depend
+// on the number of threads either.
 void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                             int budget, const SamplingConfig *sc, uint64_t seed) {
     if (budget <= 0 || budget >= max_new) {
@@ -502,14 +499,15 @@ void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, in
         return;
     }
     int close[THINK_CLOSE_MAX];
-    int n_close = tokenizer_encode(tok, THINK_CLOSE, strlen(THINK_CLOSE), close, THINK_CLOSE_MAX);
+    int n_close = tokenizer_encode(tok, THINK_BUDGET_CLOSE, strlen(THINK_BUDGET_CLOSE), close,
+                                   THINK_CLOSE_MAX);
     if (n_close <= 0) die("think budget: cannot encode the forced close");
     int n_batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
 #pragma omp parallel for schedule(dynamic)
     for (int bi = 0; bi < n_batches; bi++) {
         int first = bi * DECODE_BATCH, nb = n - first < DECODE_BATCH ? n - first : DECODE_BATCH;
         RolloutBatch b;
-        batch_open(&b, m, r + first, first, nb, budget, n_close + ANSWER_BUDGET, seed);
+        batch_open(&b, m, r + first, first, nb, budget, n_close + THINK_BUDGET_ANSWER, seed);
         batch_generate(m, &b, sc);  // the thinking, up to the budget
         force_answers(&b, r + first, close, n_close);
         batch_generate(m, &b, sc);  // the answers

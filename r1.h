@@ -794,8 +794,12 @@ void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, i
 void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                      const SamplingConfig *sc, uint64_t seed);
 // The same with a think budget (test-time scaling): a completion still inside its think block
-// after `budget` tokens gets "\n</think>\n<answer>" appended and at most 32 tokens more to
-// answer. budget <= 0 or >= max_new: exactly sample_rollouts.
+// (no TOK_THINK_END, no EOS) after `budget` tokens gets THINK_BUDGET_CLOSE appended, and every
+// completion that has not ended gets at most THINK_BUDGET_ANSWER tokens more to answer: enough
+// for any toy task's answer and the EOS, so that the budget bounds the thinking, not the answer.
+// budget <= 0 or >= max_new: exactly sample_rollouts.
+#define THINK_BUDGET_CLOSE "\n</think>\n<answer>"
+#define THINK_BUDGET_ANSWER 32
 void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                             int budget, const SamplingConfig *sc, uint64_t seed);
 // Prompt sets in memory: n examples of a task's split (`./r1 data tasks`'s generator), and n
