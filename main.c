@@ -1360,8 +1360,9 @@ static void print_eval_detail(const EvalResult *res) {
 
 // `eval --think-budget`: one row per budget.
 static void print_budget_table(const int *budget, const EvalResult *br, int n_budgets) {
-    printf("think budgets: a completion still thinking after B tokens gets \"</think> <answer>\" "
-           "and at most 32 tokens to answer (B >= --max-new-tokens: no budget)\n");
+    printf("think budgets: a completion still thinking after B tokens gets \"</think><answer>\" "
+           "and at most %d tokens to answer (B >= --max-new-tokens: no budget)\n",
+           THINK_BUDGET_ANSWER);
     printf("  %-6s %8s %8s %8s %8s %8s %8s %8s\n", "budget", "greedy", "pass@1", "cons@k",
            "format", "think", "length", "seconds");
     for (int b = 0; b < n_budgets; b++) {
@@ -1452,7 +1453,8 @@ static void write_problem_line(FILE *f, const Json *ex, const EvalScores *p, int
     json_write_string(f, id && id->type == JSON_STRING ? id->string : "");
     fprintf(f, ", \"task\": ");
     json_write_string(f, task && task->type == JSON_STRING ? task->string : "");
-    fprintf(f, ", \"level\": %d, \"lang\": ", level && level->type == JSON_NUMBER ? (int)level->number : 0);
+    int lv = level && level->type == JSON_NUMBER ? (int)level->number : 0;
+    fprintf(f, ", \"level\": %d, \"lang\": ", lv);
     json_write_string(f, lang && lang->type == JSON_STRING ? lang->string : "en");
     if (budget >= 0) fprintf(f, ", \"budget\": %d", budget);
     fprintf(f, ", \"greedy\": %.0f, \"pass1\": %.6g, \"cons\": %.0f, \"format\": %.6g, "

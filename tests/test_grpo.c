@@ -1837,7 +1837,8 @@ static void assert_cell_sums(const EvalCell *sum, const EvalCell *all, const cha
                             all->length, all->reflection, all->mixed, all->think};
     if (sum->n != all->n) fail_msg("%s: %d problems, the whole has %d", what, sum->n, all->n);
     for (int i = 0; i < 9; i++)
-        if (fabs(got[i] - want[i]) > 1e-9) fail_msg("%s: field %d sums to %g, the whole %g", what, i, got[i], want[i]);
+        if (fabs(got[i] - want[i]) > 1e-9)
+            fail_msg("%s: field %d sums to %g, the whole %g", what, i, got[i], want[i]);
 }
 
 static void cell_plus(EvalCell *c, const EvalCell *x) {
@@ -1911,7 +1912,8 @@ static void test_eval_reflection_mixed(void **state) {
     Rollout *g = rollouts_new(2, 64), *s = rollouts_new(8, 64);
     for (int i = 0; i < 2; i++) {
         craft_rollout(&g[i], texts[i][1], 5, -1);
-        for (int j = 0; j < 4; j++) craft_rollout(&s[i * 4 + j], texts[i][j], 30, j == 3 ? -1 : 5 * j);
+        for (int j = 0; j < 4; j++)  // </think> at token 0, 5, 10, none
+            craft_rollout(&s[i * 4 + j], texts[i][j], 30, j == 3 ? -1 : 5 * j);
     }
     s[1].ids[s[1].n - 1] = TOK_EOS;  // EOS is not a think token
     EvalResult res;
@@ -1919,9 +1921,10 @@ static void test_eval_reflection_mixed(void **state) {
     for (int i = 0; i < 2; i++) {
         const EvalScores *p = &res.problem[i];
         if (p->reflection != 0.25 || p->mixed != 0.25)
-            fail_msg("%s: reflection %g, mixed %g; want 0.25, 0.25", i ? "zh" : "en", p->reflection, p->mixed);
+            fail_msg("%s: reflection %g, mixed %g; want 0.25, 0.25", i ? "zh" : "en", p->reflection,
+                     p->mixed);
         assert_true(p->pass1 == 0.75 && p->consk == 1.0 && p->format == 1.0);
-        assert_true(p->think == (0 + 5 + 10 + 25) / 4.0);  // the last has no </think>: 30, capped at 25
+        assert_true(p->think == (0 + 5 + 10 + 25) / 4.0);  // no </think>: 30 tokens, capped at 25
     }
     // the language reward of the no-words completion is 0, yet it is not mixed
     assert_true(reward_language(texts[0][3], "en") == 0.0);
@@ -1986,8 +1989,8 @@ static void assert_same_rollouts(const Rollout *a, const Rollout *b, int n, cons
 // One budgeted rollout against the unbudgeted one of the same seed (free: its first
 // min(budget, n) completion tokens are budgeted's): if free thinks past the budget without an
 // EOS, budgeted is free's first B tokens, then "\n</think>\n<answer>", then at most
-// THINK_BUDGET_ANSWER tokens; else it starts with free's first B tokens and is not forced. Returns 1
-// if it was forced.
+// THINK_BUDGET_ANSWER tokens; else it starts with free's first B tokens and is not forced.
+// Returns 1 if it was forced.
 static int check_budgeted(const Tokenizer *tok, const Rollout *budgeted, const Rollout *free_,
                           int B, const int *close, int n_close) {
     const int *c = budgeted->ids + budgeted->n_prompt, *f = free_->ids + free_->n_prompt;
