@@ -7,9 +7,10 @@
 // Sections:
 //   1. Rule-based rewards: accuracy (the task's verifier), format, language consistency
 //   2. GRPO: advantages, token log-probabilities, the loss head (grpo, dr_grpo, dapo)
-//   3. Rollouts: prompts, batched sampling, prompt sets in memory
+//   3. Rollouts: prompts, batched sampling (and with a think budget), prompt sets in memory
 //   4. One GRPO step: grpo_step, the algorithm box, and its four parts
-//   5. Evaluation: greedy, pass@1 over k samples, cons@k, per difficulty level
+//   5. Evaluation: greedy, pass@1 over k samples, cons@k, reflection, language mixing; per
+//      problem, per task and per difficulty level
 //   6. Rejection sampling: the filters, the next SFT set
 //
 // Where this departs from the papers (DeepSeekMath §4.1, DeepSeek-R1 §2.2) and from TRL's
@@ -384,41 +385,133 @@ void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, i
 // each weight once per step for the whole batch. Each sequence has its own RNG, seeded from
 // (seed, i), and its numbers do not depend on its batch-mates: the samples do not depend on the
 // number of threads.
+
+// One batch: rollouts r[0..nb), which are rollouts first..first+nb of the whole set.
+typedef struct {
+    int nb;
+    DecodeState states[DECODE_BATCH], *sp[DECODE_BATCH];
+    Rng rng[DECODE_BATCH];
+    int *ids[DECODE_BATCH], len[DECODE_BATCH], max_len[DECODE_BATCH];
+    DecodeBatch batch;
+    float *probs;  // (V) sample_token's scratch
+} RolloutBatch;
+
+// Sets up a batch whose sequences may grow max_new tokens past their prompts; their caches hold
+// `extra` tokens more (room for a second generate_batch: the think budget's answer).
+static void batch_open(RolloutBatch *b, const Model *m, Rollout *r, int first, int nb,
+                       int max_new, int extra, uint64_t seed) {
+    int ctx = m->cfg.max_position_embeddings;
+    b->nb = nb;
+    for (int j = 0; j < nb; j++) {
+        Rollout *ro = &r[j];
+        char err[R1_ERR_LEN];
+        b->max_len[j] = ro->n_prompt + max_new < ctx ? ro->n_prompt + max_new : ctx;
+        int room = b->max_len[j] + extra < ctx ? b->max_len[j] + extra : ctx;
+        if (decode_state_create(&b->states[j], m, room, err)) die("%s", err);
+        b->sp[j] = &b->states[j];
+        rng_seed(&b->rng[j], seed * 1000003u + (uint64_t)(first + j));
+        b->ids[j] = ro->ids;
+        b->len[j] = ro->n_prompt;
+    }
+    decode_batch_create(&b->batch, m);
+    b->probs = xcalloc((size_t)m->cfg.vocab_size, sizeof(float));
+}
+
+// Runs generate_batch on the batch: every sequence grows until EOS or its max_len.
+static void batch_generate(const Model *m, RolloutBatch *b, const SamplingConfig *sc) {
+    generate_batch(m, b->sp, &b->batch, b->ids, b->len, b->max_len, b->nb, sc, b->rng, b->probs);
+}
+
+// Ends a batch: each rollout's length and its completion decoded (EOS left out).
+static void batch_close(RolloutBatch *b, const Tokenizer *tok, Rollout *r) {
+    for (int j = 0; j < b->nb; j++) {
+        Rollout *ro = &r[j];
+        ro->n = b->len[j];
+        int end = ro->n;
+        if (end > ro->n_prompt && ro->ids[end - 1] == TOK_EOS) end--;
+        ro->text = tokenizer_decode(tok, ro->ids + ro->n_prompt, end - ro->n_prompt);
+        if (!ro->text) ro->text = xcalloc(1, 1);
+        decode_state_free(&b->states[j]);
+    }
+    free(b->probs);
+    decode_batch_free(&b->batch);
+}
+
 void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                      const SamplingConfig *sc, uint64_t seed) {
-    int ctx = m->cfg.max_position_embeddings, V = m->cfg.vocab_size;
     int n_batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
 #pragma omp parallel for schedule(dynamic)
     for (int bi = 0; bi < n_batches; bi++) {
         int first = bi * DECODE_BATCH, nb = n - first < DECODE_BATCH ? n - first : DECODE_BATCH;
-        DecodeState states[DECODE_BATCH], *sp[DECODE_BATCH];
-        Rng rng[DECODE_BATCH];
-        int *ids[DECODE_BATCH], len[DECODE_BATCH], max_len[DECODE_BATCH];
-        for (int j = 0; j < nb; j++) {
-            Rollout *ro = &r[first + j];
-            char err[R1_ERR_LEN];
-            max_len[j] = ro->n_prompt + max_new < ctx ? ro->n_prompt + max_new : ctx;
-            if (decode_state_create(&states[j], m, max_len[j], err)) die("%s", err);
-            sp[j] = &states[j];
-            rng_seed(&rng[j], seed * 1000003u + (uint64_t)(first + j));
-            ids[j] = ro->ids;
-            len[j] = ro->n_prompt;
+        RolloutBatch b;
+        batch_open(&b, m, r + first, first, nb, max_new, 0, seed);
+        batch_generate(m, &b, sc);
+        batch_close(&b, tok, r + first);
+    }
+}
+
+// Think budgets (test-time scaling, R1 §2.2.4 and Figure 3: accuracy grows with the thinking
+// length). This is s1's "budget forcing" (Muennighoff et al. 2025), its cut-off half: a
+// completion still thinking after B tokens has its think block closed for it and must answer.
+// THINK_BUDGET_CLOSE (r1.h) is what is appended (the tokenizer turns "</think>" and "<answer>"
+// into their special ids, TOK_THINK_END and TOK_ANSWER); then at most THINK_BUDGET_ANSWER
+// tokens more.
+#define THINK_CLOSE_MAX 16  // room for THINK_BUDGET_CLOSE's tokens (4 with any tokenizer)
+
+// 1 if ids[0..n) hold the think block's close, TOK_THINK_END.
+static int has_think_end(const int *ids, int n) {
+    for (int t = 0; t < n; t++)
+        if (ids[t] == TOK_THINK_END) return 1;
+    return 0;
+}
+
+// Between the two generate_batch calls: each sequence of the batch that has not ended gets its
+// answer budget, after the forced close (close[0..n_close)) if it is still thinking. A sequence
+// that ended (EOS), or that has no room left in its cache for the close and one more token,
+// stays as it is.
+static void force_answers(RolloutBatch *b, const Rollout *r, const int *close, int n_close) {
+    for (int j = 0; j < b->nb; j++) {
+        int *ids = b->ids[j], len = b->len[j], room = b->states[j].max_T;
+        b->max_len[j] = len;  // by default: no more tokens
+        if (len > r[j].n_prompt && ids[len - 1] == TOK_EOS) continue;
+        if (!has_think_end(ids + r[j].n_prompt, len - r[j].n_prompt)) {
+            if (len + n_close >= room) continue;
+            memcpy(ids + len, close, (size_t)n_close * sizeof(int));
+            b->len[j] = len += n_close;
         }
-        DecodeBatch batch;
-        decode_batch_create(&batch, m);
-        float *probs = xcalloc((size_t)V, sizeof(float));
-        generate_batch(m, sp, &batch, ids, len, max_len, nb, sc, rng, probs);
-        for (int j = 0; j < nb; j++) {
-            Rollout *ro = &r[first + j];
-            ro->n = len[j];
-            int end = ro->n;
-            if (end > ro->n_prompt && ro->ids[end - 1] == TOK_EOS) end--;
-            ro->text = tokenizer_decode(tok, ro->ids + ro->n_prompt, end - ro->n_prompt);
-            if (!ro->text) ro->text = xcalloc(1, 1);
-            decode_state_free(&states[j]);
-        }
-        free(probs);
-        decode_batch_free(&batch);
+        b->max_len[j] = len + THINK_BUDGET_ANSWER < room ? len + THINK_BUDGET_ANSWER : room;
+    }
+}
+
+// sample_rollouts with a think budget of `budget` tokens: generate_batch samples up to budget
+// tokens; then force_answers closes the think block of every completion still in it, and a
+// second generate_batch writes the answers (at most THINK_BUDGET_ANSWER tokens; a completion
+// that closed its think block within the budget but has not ended finishes its answer in the
+// same allowance, unforced). The second call feeds each sequence's tokens into its cache again
+// before it samples (generate_batch starts from an empty cache), which costs about as much as
+// the first call. A budget <= 0 or >= max_new never binds: those are sample_rollouts' rollouts,
+// token for token. Each sequence keeps its RNG across both calls, so the results do not depend
+// on the number of threads either.
+void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
+                            int budget, const SamplingConfig *sc, uint64_t seed) {
+    if (budget <= 0 || budget >= max_new) {
+        sample_rollouts(m, tok, r, n, max_new, sc, seed);
+        return;
+    }
+    int close[THINK_CLOSE_MAX];
+    int n_close = tokenizer_encode(tok, THINK_BUDGET_CLOSE, strlen(THINK_BUDGET_CLOSE), close,
+                                   THINK_CLOSE_MAX);
+    if (n_close <= 0) die("think budget: cannot encode the forced close");
+    int n_batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
+#pragma omp parallel for schedule(dynamic)
+    for (int bi = 0; bi < n_batches; bi++) {
+        int first = bi * DECODE_BATCH, nb = n - first < DECODE_BATCH ? n - first : DECODE_BATCH;
+        RolloutBatch b;
+        batch_open(&b, m, r + first, first, nb, budget, n_close + THINK_BUDGET_ANSWER, seed);
+        batch_generate(m, &b, sc);  // the thinking, up to the budget
+        force_answers(&b, r + first, close, n_close);
+        batch_generate(m, &b, sc);  // the answers
+        batch_close(&b, tok, r + first);
     }
 }
 
@@ -655,12 +748,39 @@ void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettin
 // ==============================================================================================
 // For each held-out problem: one greedy completion, and k samples at temperature 0.6, top-p
 // 0.95. pass@1 is the mean correctness of the k samples; cons@k is the correctness of the
-// majority answer (ties: the answer seen first); format and length are over the samples.
+// majority answer (ties: the answer seen first); format, language, length, reflection, mixed
+// and think are over the samples:
+//   reflection  the share of the k samples for which has_reflection is 1 (R1-Zero's "aha")
+//   mixed       the share of the k samples that mix languages: the reasoning reward_language
+//               reads (inside <think>...</think>, or the whole text without one) holds at least
+//               one word of the other language, i.e. reward_language(text, prompt's lang) < 1
+//               with at least one word. Text with no words at all (digits and symbols only;
+//               reward_language gives it 0) is not mixed: it holds no second language.
+//   think       the tokens before the completion's first </think> (all of them, EOS left out,
+//               if it has none), at most think_cap (the think budget, else max_new), so a
+//               forced close counts the budget's B tokens
+// Each problem's numbers go to res->problem[i], and are added to the whole, to its level and to
+// its task ("task" field).
 
-static void eval_add(EvalCell *c, double greedy, double pass1, double consk, double format,
-                     double language, double length) {
-    c->greedy += greedy, c->pass1 += pass1, c->consk += consk, c->format += format;
-    c->language += language, c->length += length, c->n++;
+// 1 if the completion mixes languages (see above); lang is the prompt's language.
+static int mixes_languages(const char *completion, const char *lang) {
+    const char *other = strcmp(lang, "zh") == 0 ? "en" : "zh";
+    return reward_language(completion, other) > 0.0;
+}
+
+// The completion's think tokens (see above), at most cap.
+static int think_tokens(const Rollout *r, int cap) {
+    int n = r->n - r->n_prompt, t = 0;
+    const int *c = r->ids + r->n_prompt;
+    if (n > 0 && c[n - 1] == TOK_EOS) n--;
+    while (t < n && c[t] != TOK_THINK_END) t++;
+    return t < cap ? t : cap;
+}
+
+static void eval_add(EvalCell *c, const EvalScores *p) {
+    c->greedy += p->greedy, c->pass1 += p->pass1, c->consk += p->consk, c->format += p->format;
+    c->language += p->language, c->length += p->length, c->reflection += p->reflection;
+    c->mixed += p->mixed, c->think += p->think, c->n++;
 }
 
 // The answer most of the k completions give (NULL answers do not vote): its index, or -1.
@@ -675,48 +795,88 @@ static int majority_answer(char **answers, int k) {
     return best;
 }
 
-// Scores one problem: its greedy completion, and its k samples (pass@1, cons@k, format,
-// language, length); adds it to the whole and to its level.
-static void score_problem(const Json *ex, const Rollout *greedy, const Rollout *sampled, int k,
-                          char **answers, EvalResult *res) {
-    double pass = 0, fmt = 0, lng = 0, len = 0;
-    const Json *lv = json_get(ex, "level"), *lg = json_get(ex, "lang");
-    const char *pl = lg && lg->type == JSON_STRING ? lg->string : "en";
+static const char *string_field(const Json *ex, const char *key, const char *missing) {
+    const Json *v = json_get(ex, key);
+    return v && v->type == JSON_STRING ? v->string : missing;
+}
+
+// One problem's scores: its greedy completion, and its k samples.
+static EvalScores score_problem(const Json *ex, const Rollout *greedy, const Rollout *sampled,
+                                int k, int think_cap) {
+    EvalScores p = {0};
+    const char *lang = string_field(ex, "lang", "en");
+    char **answers = xcalloc((size_t)k, sizeof(char *));
     for (int j = 0; j < k; j++) {
         const char *text = sampled[j].text;
-        pass += reward_accuracy(ex, text);
-        fmt += reward_format(text);
-        lng += reward_language(text, pl);
-        len += sampled[j].n - sampled[j].n_prompt;
+        p.pass1 += reward_accuracy(ex, text);
+        p.format += reward_format(text);
+        p.language += reward_language(text, lang);
+        p.length += sampled[j].n - sampled[j].n_prompt;
+        p.reflection += has_reflection(text);
+        p.mixed += mixes_languages(text, lang);
+        p.think += think_tokens(&sampled[j], think_cap);
         answers[j] = answer_extract(text);
     }
     int maj = majority_answer(answers, k);
-    double cons = maj >= 0 && task_check(NULL, ex, answers[maj]);
+    p.consk = maj >= 0 && task_check(NULL, ex, answers[maj]);
     for (int j = 0; j < k; j++) free(answers[j]);
-    double gr = reward_accuracy(ex, greedy->text);
-    eval_add(&res->all, gr, pass / k, cons, fmt / k, lng / k, len / k);
-    int level = lv && lv->type == JSON_NUMBER ? (int)lv->number : 0;
-    if (level >= 1 && level <= 5)
-        eval_add(&res->by_level[level], gr, pass / k, cons, fmt / k, lng / k, len / k);
+    free(answers);
+    p.greedy = reward_accuracy(ex, greedy->text);
+    p.pass1 /= k, p.format /= k, p.language /= k, p.length /= k;
+    p.reflection /= k, p.mixed /= k, p.think /= k;
+    return p;
 }
 
-void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int k, int max_new,
-              int chat, uint64_t seed, EvalResult *res) {
+// The cell of the example's task in res->by_task, added on first sight; NULL when the table is
+// full (more than EVAL_MAX_TASKS tasks: those problems count in the whole and their level only).
+static EvalCell *task_cell(EvalResult *res, const Json *ex) {
+    const char *task = string_field(ex, "task", "?");
+    for (int t = 0; t < res->n_tasks; t++)
+        if (strcmp(res->task_name[t], task) == 0) return &res->by_task[t];
+    if (res->n_tasks == EVAL_MAX_TASKS) return NULL;
+    snprintf(res->task_name[res->n_tasks], sizeof(res->task_name[0]), "%s", task);
+    return &res->by_task[res->n_tasks++];
+}
+
+void eval_score(Json *const *ex, int n, const Rollout *greedy, const Rollout *sampled, int k,
+                int think_cap, EvalResult *res) {
     memset(res, 0, sizeof(*res));
-    int ctx = m->cfg.max_position_embeddings;
+    res->n_problems = n;
+    res->problem = xcalloc((size_t)(n > 0 ? n : 1), sizeof(EvalScores));
+    for (int i = 0; i < n; i++) {
+        EvalScores *p = &res->problem[i];
+        *p = score_problem(ex[i], &greedy[i], &sampled[i * k], k, think_cap);
+        eval_add(&res->all, p);
+        const Json *lv = json_get(ex[i], "level");
+        int level = lv && lv->type == JSON_NUMBER ? (int)lv->number : 0;
+        if (level >= 1 && level <= TASK_LEVEL_MAX) eval_add(&res->by_level[level], p);
+        EvalCell *c = task_cell(res, ex[i]);
+        if (c) eval_add(c, p);
+    }
+}
+
+void eval_result_free(EvalResult *res) {
+    free(res->problem);
+    res->problem = NULL;
+}
+
+void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
+              const EvalSettings *s, EvalResult *res) {
+    int ctx = m->cfg.max_position_embeddings, k = s->k;
     Rollout *greedy = rollouts_new(n, ctx), *sampled = rollouts_new(n * k, ctx);
     for (int i = 0; i < n; i++) {
-        rollout_set_prompt(&greedy[i], tok, ex[i], chat, ctx, "eval");
-        for (int j = 0; j < k; j++) rollout_set_prompt(&sampled[i * k + j], tok, ex[i], chat, ctx, "eval");
+        rollout_set_prompt(&greedy[i], tok, ex[i], s->chat, ctx, "eval");
+        for (int j = 0; j < k; j++)
+            rollout_set_prompt(&sampled[i * k + j], tok, ex[i], s->chat, ctx, "eval");
     }
     double t0 = now_seconds();
-    SamplingConfig g = {0.0f, 1.0f}, s = {0.6f, 0.95f};
-    sample_rollouts(m, tok, greedy, n, max_new, &g, seed);
-    sample_rollouts(m, tok, sampled, n * k, max_new, &s, seed + 1);
-    res->seconds = now_seconds() - t0;
-    char **answers = xcalloc((size_t)k, sizeof(char *));
-    for (int i = 0; i < n; i++) score_problem(ex[i], &greedy[i], &sampled[i * k], k, answers, res);
-    free(answers);
+    SamplingConfig g = {0.0f, 1.0f}, t = {0.6f, 0.95f};
+    sample_rollouts_budget(m, tok, greedy, n, s->max_new, s->think_budget, &g, s->seed);
+    sample_rollouts_budget(m, tok, sampled, n * k, s->max_new, s->think_budget, &t, s->seed + 1);
+    double seconds = now_seconds() - t0;
+    int budgeted = s->think_budget > 0 && s->think_budget < s->max_new;
+    eval_score(ex, n, greedy, sampled, k, budgeted ? s->think_budget : s->max_new, res);
+    res->seconds = seconds;
     rollouts_free(greedy, n);
     rollouts_free(sampled, n * k);
 }

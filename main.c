@@ -1373,9 +1373,93 @@ static void print_eval_table(const EvalResult *res) {
     }
 }
 
-// `eval --out FILE`: the whole's numbers as one JSON object (the pipeline's report reads it).
+// `eval --detail`: every cell (the whole, each task, each level) with the reflection and
+// language-mixing shares of the samples (grpo.c section 5 defines them).
+static void print_eval_detail(const EvalResult *res) {
+    printf("  %-12s %5s %8s %8s %8s %8s %8s %8s %8s %8s\n", "cell", "n", "greedy", "pass@1",
+           "cons@k", "format", "language", "length", "reflect", "mixed");
+    for (int i = -1; i < res->n_tasks + TASK_LEVEL_MAX; i++) {
+        const EvalCell *c = i < 0 ? &res->all : i < res->n_tasks ? &res->by_task[i]
+                                              : &res->by_level[i - res->n_tasks + 1];
+        char name[48];
+        if (i < 0) snprintf(name, sizeof(name), "all");
+        else if (i < res->n_tasks) snprintf(name, sizeof(name), "%s", res->task_name[i]);
+        else snprintf(name, sizeof(name), "level %d", i - res->n_tasks + 1);
+        if (!c->n) continue;
+        printf("  %-12s %5d %8.3f %8.3f %8.3f %8.3f %8.3f %8.1f %8.3f %8.3f\n", name, c->n,
+               c->greedy / c->n, c->pass1 / c->n, c->consk / c->n, c->format / c->n,
+               c->language / c->n, c->length / c->n, c->reflection / c->n, c->mixed / c->n);
+    }
+}
+
+// `eval --think-budget`: one row per budget.
+static void print_budget_table(const int *budget, const EvalResult *br, int n_budgets) {
+    printf("think budgets: a completion still thinking after B tokens gets \"</think><answer>\" "
+           "and at most %d tokens to answer (B >= --max-new-tokens: no budget)\n",
+           THINK_BUDGET_ANSWER);
+    printf("  %-6s %8s %8s %8s %8s %8s %8s %8s\n", "budget", "greedy", "pass@1", "cons@k",
+           "format", "think", "length", "seconds");
+    for (int b = 0; b < n_budgets; b++) {
+        const EvalCell *c = &br[b].all;
+        printf("  %-6d %8.3f %8.3f %8.3f %8.3f %8.1f %8.1f %8.1f\n", budget[b], c->greedy / c->n,
+               c->pass1 / c->n, c->consk / c->n, c->format / c->n, c->think / c->n,
+               c->length / c->n, br[b].seconds);
+    }
+}
+
+// A cell's means as a JSON object.
+static void write_cell_json(FILE *f, const EvalCell *c) {
+    fprintf(f, "{\"n\": %d, \"greedy\": %.4f, \"pass@1\": %.4f, \"cons@k\": %.4f, \"format\": "
+            "%.4f, \"language\": %.4f, \"length\": %.2f, \"reflection\": %.4f, \"mixed\": %.4f}",
+            c->n, c->greedy / c->n, c->pass1 / c->n, c->consk / c->n, c->format / c->n,
+            c->language / c->n, c->length / c->n, c->reflection / c->n, c->mixed / c->n);
+}
+
+// --detail: "by_task": {"arithmetic": CELL, ...}, "by_level": {"1": CELL, ...} (cells with
+// problems only).
+static void write_cells_json(FILE *f, const EvalResult *res) {
+    fprintf(f, ", \"by_task\": {");
+    for (int t = 0; t < res->n_tasks; t++) {
+        fprintf(f, t ? ", " : "");
+        json_write_string(f, res->task_name[t]);
+        fprintf(f, ": ");
+        write_cell_json(f, &res->by_task[t]);
+    }
+    fprintf(f, "}, \"by_level\": {");
+    for (int l = 1, first = 1; l <= TASK_LEVEL_MAX; l++) {
+        if (!res->by_level[l].n) continue;
+        fprintf(f, "%s\"%d\": ", first ? "" : ", ", l);
+        write_cell_json(f, &res->by_level[l]);
+        first = 0;
+    }
+    fprintf(f, "}");
+}
+
+// --think-budget: "budgets": [{"budget": B, "greedy", "pass@1", "cons@k", "format", "think",
+// "length", "seconds"}, ...].
+static void write_budgets_json(FILE *f, const int *budget, const EvalResult *br, int n_budgets) {
+    fprintf(f, ", \"budgets\": [");
+    for (int b = 0; b < n_budgets; b++) {
+        const EvalCell *c = &br[b].all;
+        fprintf(f, "%s{\"budget\": %d, \"greedy\": %.4f, \"pass@1\": %.4f, \"cons@k\": %.4f, "
+                "\"format\": %.4f, \"think\": %.2f, \"length\": %.2f, \"seconds\": %.2f}",
+                b ? ", " : "", budget[b], c->greedy / c->n, c->pass1 / c->n, c->consk / c->n,
+                c->format / c->n, c->think / c->n, c->length / c->n, br[b].seconds);
+    }
+    fprintf(f, "]");
+}
+
+// The budgets of a sweep, one result each (eval's --think-budget).
+typedef struct {
+    int n, budget[16];
+    EvalResult res[16];
+} BudgetSweep;
+
+// `eval --out FILE`: the whole's numbers as one JSON object (the pipeline's report reads it);
+// --detail adds "by_task" and "by_level", --think-budget "budgets". Without them, the same
+// bytes as before they existed.
 static void write_eval_json(const char *out, const char *dir, const char *task, int k,
-                            const EvalResult *res) {
+                            const EvalResult *res, int detail, const BudgetSweep *sweep) {
     char err[R1_ERR_LEN];
     AtomicFile af;
     if (atomic_open(&af, out, err)) die("%s", err);
@@ -1385,42 +1469,116 @@ static void write_eval_json(const char *out, const char *dir, const char *task, 
     fprintf(af.f, ", \"task\": ");
     json_write_string(af.f, task);
     fprintf(af.f, ", \"n\": %d, \"k\": %d, \"greedy\": %.4f, \"pass@1\": %.4f, \"cons@k\": %.4f, "
-            "\"format\": %.4f, \"language\": %.4f, \"length\": %.2f, \"seconds\": %.2f}\n",
+            "\"format\": %.4f, \"language\": %.4f, \"length\": %.2f, \"seconds\": %.2f",
             a->n, k, a->greedy / a->n, a->pass1 / a->n, a->consk / a->n, a->format / a->n,
             a->language / a->n, a->length / a->n, res->seconds);
+    if (detail) write_cells_json(af.f, res);
+    if (sweep->n) write_budgets_json(af.f, sweep->budget, sweep->res, sweep->n);
+    fprintf(af.f, "}\n");
     if (atomic_commit(&af, err)) die("%s", err);
+}
+
+// One problem's line of --problems (budget < 0: the plain evaluation, without "budget" and
+// "think").
+static void write_problem_line(FILE *f, const Json *ex, const EvalScores *p, int budget) {
+    const Json *id = json_get(ex, "id"), *task = json_get(ex, "task"), *lang = json_get(ex, "lang");
+    const Json *level = json_get(ex, "level");
+    fprintf(f, "{\"id\": ");
+    json_write_string(f, id && id->type == JSON_STRING ? id->string : "");
+    fprintf(f, ", \"task\": ");
+    json_write_string(f, task && task->type == JSON_STRING ? task->string : "");
+    int lv = level && level->type == JSON_NUMBER ? (int)level->number : 0;
+    fprintf(f, ", \"level\": %d, \"lang\": ", lv);
+    json_write_string(f, lang && lang->type == JSON_STRING ? lang->string : "en");
+    if (budget >= 0) fprintf(f, ", \"budget\": %d", budget);
+    fprintf(f, ", \"greedy\": %.0f, \"pass1\": %.6g, \"cons\": %.0f, \"format\": %.6g, "
+            "\"language\": %.6g, \"length\": %.6g, \"reflection\": %.6g, \"mixed\": %.6g",
+            p->greedy, p->pass1, p->consk, p->format, p->language, p->length, p->reflection,
+            p->mixed);
+    if (budget >= 0) fprintf(f, ", \"think\": %.6g", p->think);
+    fprintf(f, "}\n");
+}
+
+// `eval --problems FILE.jsonl`: one line per problem (for paired standard errors between
+// stages), then, with --think-budget, one per problem and budget (with "budget" and "think").
+static void write_problems(const char *path, Json *const *ex, int n, const EvalResult *res,
+                           const BudgetSweep *sweep) {
+    char err[R1_ERR_LEN];
+    AtomicFile af;
+    if (atomic_open(&af, path, err)) die("%s", err);
+    for (int i = 0; i < n; i++) write_problem_line(af.f, ex[i], &res->problem[i], -1);
+    for (int b = 0; b < sweep->n; b++)
+        for (int i = 0; i < n; i++)
+            write_problem_line(af.f, ex[i], &sweep->res[b].problem[i], sweep->budget[b]);
+    if (atomic_commit(&af, err)) die("%s", err);
+}
+
+// --think-budget 16,32,64: up to 16 budgets, each in 1..1048576.
+static void parse_budgets(const char *list, BudgetSweep *sweep) {
+    sweep->n = 0;
+    if (!list) return;
+    for (const char *p = list;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 1 || v > (1 << 20) || (*end && *end != ',') || sweep->n == 16)
+            die("eval: --think-budget: '%s' is not a comma list of at most 16 token counts in "
+                "1..1048576", list);
+        sweep->budget[sweep->n++] = (int)v;
+        if (!*end) return;
+        p = end + 1;
+    }
+}
+
+// Evaluates the model once per budget of the sweep (after the plain evaluation).
+static void run_budgets(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
+                        EvalSettings s, BudgetSweep *sweep) {
+    for (int b = 0; b < sweep->n; b++) {
+        s.think_budget = sweep->budget[b];
+        evaluate(m, tok, ex, n, &s, &sweep->res[b]);
+    }
+    if (sweep->n) print_budget_table(sweep->budget, sweep->res, sweep->n);
 }
 
 static int cmd_eval(int argc, char **argv) {
     static const char *const known[] = {"--model", "--task", "--k", "--n", "--levels", "--lang",
                                         "--template", "--max-new-tokens", "--seed", "--out",
-                                        NULL};
-    static const char *const bools[] = {NULL};
+                                        "--problems", "--think-budget", NULL};
+    static const char *const bools[] = {"--detail", NULL};
     check_flags(argc, argv, known, bools);
     const char *dir = arg_str(argc, argv, "--model", NULL);
     if (!dir) die("eval: needs --model DIR");
     const char *task = arg_str(argc, argv, "--task", "arithmetic");
     const char *out = arg_str(argc, argv, "--out", NULL);
-    int k = (int)arg_long(argc, argv, "--k", 4, 1, 256);
+    const char *problems = arg_str(argc, argv, "--problems", NULL);
+    int detail = arg_flag(argc, argv, "--detail");
+    BudgetSweep sweep;
+    parse_budgets(arg_str(argc, argv, "--think-budget", NULL), &sweep);
+    EvalSettings s = {.k = (int)arg_long(argc, argv, "--k", 4, 1, 256)};
     int n = (int)arg_long(argc, argv, "--n", 64, 1, 100000);
-    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
-    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
+    s.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     int level_lo, level_hi;
     arg_levels(argc, argv, "1-2", &level_lo, &level_hi);
-    int chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
+    s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
     char err[R1_ERR_LEN];
     Model m;
     Tokenizer tok;
     load_model_or_die(&m, dir);
     if (tokenizer_load(&tok, dir, err)) die("%s", err);
     Json **ex = make_examples(task, 1, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
-                              seed);
+                              s.seed);
     EvalResult res;
-    evaluate(&m, &tok, ex, n, k, max_new, chat, seed, &res);
+    evaluate(&m, &tok, ex, n, &s, &res);
     printf("eval of %s on %d held-out %s problems (levels %d-%d), k = %d at T=0.6 top-p 0.95, "
-           "%.1f s\n", dir, n, task, level_lo, level_hi, k, res.seconds);
+           "%.1f s\n", dir, n, task, level_lo, level_hi, s.k, res.seconds);
     print_eval_table(&res);
-    if (out) write_eval_json(out, dir, task, k, &res);
+    if (detail) print_eval_detail(&res);
+    run_budgets(&m, &tok, ex, n, s, &sweep);
+    if (out) write_eval_json(out, dir, task, s.k, &res, detail, &sweep);
+    if (problems) write_problems(problems, ex, n, &res, &sweep);
+    for (int b = 0; b < sweep.n; b++) eval_result_free(&sweep.res[b]);
+    eval_result_free(&res);
     tasks_free(ex, n);
     tokenizer_free(&tok);
     model_free(&m);

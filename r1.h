@@ -844,6 +844,15 @@ void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, i
 // time; rollout i draws from its own RNG seeded by (seed, i), so no result depends on threads.
 void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                      const SamplingConfig *sc, uint64_t seed);
+// The same with a think budget (test-time scaling): a completion still inside its think block
+// (no TOK_THINK_END, no EOS) after `budget` tokens gets THINK_BUDGET_CLOSE appended, and every
+// completion that has not ended gets at most THINK_BUDGET_ANSWER tokens more to answer: enough
+// for any toy task's answer and the EOS, so that the budget bounds the thinking, not the answer.
+// budget <= 0 or >= max_new: exactly sample_rollouts.
+#define THINK_BUDGET_CLOSE "\n</think>\n<answer>"
+#define THINK_BUDGET_ANSWER 32
+void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
+                            int budget, const SamplingConfig *sc, uint64_t seed);
 // Prompt sets in memory: n examples of a task's split (`./r1 data tasks`'s generator), and n
 // non-reasoning prompts. Free with tasks_free.
 Json **make_examples(const char *task, int eval, int n, int level_lo, int level_hi,
@@ -887,17 +896,42 @@ void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettin
 
 // Evaluation (grpo.c section 5): per problem one greedy completion and k samples (T 0.6,
 // top-p 0.95): greedy accuracy, pass@1 (mean over the k), cons@k (majority answer), format,
-// language, length; over all problems and per level 1-5.
+// language, length, reflection share, language-mixing share, think tokens; per problem, over
+// all problems, per level 1-5 and per task.
+typedef struct {
+    int k;             // samples per problem
+    int max_new;       // the generation budget of a completion, in tokens
+    int think_budget;  // 0: none; B: sample_rollouts_budget's think budget
+    int chat;          // 1: chat template, 0: the R1-Zero template
+    uint64_t seed;
+} EvalSettings;
+typedef struct {  // one problem: greedy and consk 0 or 1, the others means over its k samples
+    double greedy, pass1, consk, format, language, length;
+    double reflection, mixed;  // shares of the samples: has_reflection, mixing two languages
+    double think;              // tokens before </think> (at most the think budget)
+} EvalScores;
 typedef struct {
     double greedy, pass1, consk, format, language, length;  // sums over the n problems
+    double reflection, mixed, think;                        // (each problem's EvalScores)
     int n;
 } EvalCell;
+#define EVAL_MAX_TASKS 8
 typedef struct {
-    EvalCell all, by_level[6];
-    double seconds;
+    EvalCell all, by_level[TASK_LEVEL_MAX + 1];  // by_level[l], l = 1..5
+    int n_tasks;                                 // by_task[t]: the problems of task_name[t],
+    char task_name[EVAL_MAX_TASKS][32];          // in the order the tasks first appear
+    EvalCell by_task[EVAL_MAX_TASKS];
+    int n_problems;
+    EvalScores *problem;  // (n_problems) in the examples' order; eval_result_free frees it
+    double seconds;       // the sampling's time
 } EvalResult;
-void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int k, int max_new,
-              int chat, uint64_t seed, EvalResult *res);
+void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
+              const EvalSettings *s, EvalResult *res);
+// The scoring half of evaluate: greedy (n) and sampled (n * k: problem i's are i*k .. i*k+k-1)
+// rollouts into res (allocated; seconds = 0). think_cap: the most think tokens counted.
+void eval_score(Json *const *ex, int n, const Rollout *greedy, const Rollout *sampled, int k,
+                int think_cap, EvalResult *res);
+void eval_result_free(EvalResult *res);
 
 // Rejection sampling (grpo.c section 6): per_prompt samples of each prompt through the
 // filters; at most cap kept per prompt, written to f as SFT examples, then nonreasoning x kept

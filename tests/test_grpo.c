@@ -8,7 +8,10 @@
 // completions; group advantages; token log-probabilities; the GRPO / Dr. GRPO / DAPO loss head
 // against hand values, the formula in double and finite differences; and a tiny seeded model
 // that raises its reward on a toy task with GRPO. Rejection sampling's filters (reject_reason)
-// one by one and in their order.
+// one by one and in their order. Evaluation: the task, level and per-problem cells add up to the
+// whole; the reflection and language-mixing shares on crafted completions; the think budget on
+// a tiny random model (each completion is the unbudgeted one cut at B tokens, closed by force
+// and answered; a budget >= max_new changes nothing; the same on 1 and 2 threads).
 // Rewards, the loss and the step are grpo.c's. Built by `make test` as build/test_grpo: it
 // includes kernels.c and r1.c (their static functions) and links the other sources.
 #include "kernels.c"
@@ -2159,6 +2162,250 @@ static void test_reject_reason(void **state) {
     json_free(en), json_free(zh), json_free(nolang);
 }
 
+// ----------------------------------------------------------------------------------------------
+// Evaluation: cells, reflection and language mixing, the think budget
+// ----------------------------------------------------------------------------------------------
+
+// A crafted rollout: no prompt, the completion's text, and its tokens (n of them, the first
+// </think> at think_at, or none when think_at < 0).
+static void craft_rollout(Rollout *r, const char *text, int n, int think_at) {
+    free(r->text);
+    r->text = strdup(text);
+    r->n_prompt = 0, r->n = n;
+    for (int t = 0; t < n; t++) r->ids[t] = t == think_at ? TOK_THINK_END : TOK_N_SPECIAL + 'a';
+}
+
+static void assert_cell_sums(const EvalCell *sum, const EvalCell *all, const char *what) {
+    const double got[9] = {sum->greedy, sum->pass1, sum->consk, sum->format, sum->language,
+                           sum->length, sum->reflection, sum->mixed, sum->think};
+    const double want[9] = {all->greedy, all->pass1, all->consk, all->format, all->language,
+                            all->length, all->reflection, all->mixed, all->think};
+    if (sum->n != all->n) fail_msg("%s: %d problems, the whole has %d", what, sum->n, all->n);
+    for (int i = 0; i < 9; i++)
+        if (fabs(got[i] - want[i]) > 1e-9)
+            fail_msg("%s: field %d sums to %g, the whole %g", what, i, got[i], want[i]);
+}
+
+static void cell_plus(EvalCell *c, const EvalCell *x) {
+    c->greedy += x->greedy, c->pass1 += x->pass1, c->consk += x->consk, c->format += x->format;
+    c->language += x->language, c->length += x->length, c->reflection += x->reflection;
+    c->mixed += x->mixed, c->think += x->think, c->n += x->n;
+}
+
+// Mixed tasks (`--task all`), levels 1-5, both languages: the task cells, the level cells and
+// the per-problem scores each add up to the whole; the right worked solutions score greedy 1.
+static void test_eval_cells_add_up(void **state) {
+    (void)state;
+    enum { N = 45, K = 3, CTX = 64 };
+    Json **e = make_examples("all", 1, N, 1, 5, "both", 11);
+    Rollout *greedy = rollouts_new(N, CTX), *sampled = rollouts_new(N * K, CTX);
+    const char *other[K - 1] = {"<think>wait, let me check</think><answer>0</answer>",
+                                "<think>先想 then 答</think><answer>1</answer>"};
+    int right = 0;
+    for (int i = 0; i < N; i++) {
+        char *sol = task_solution(e[i], 1);
+        assert_non_null(sol);
+        craft_rollout(&greedy[i], i % 2 ? "no answer" : sol, 10, -1);
+        right += i % 2 == 0;
+        craft_rollout(&sampled[i * K], sol, 20 + i, i % 7);
+        for (int j = 1; j < K; j++) craft_rollout(&sampled[i * K + j], other[j - 1], 12, -1);
+        free(sol);
+    }
+    EvalResult res;
+    eval_score(e, N, greedy, sampled, K, 16, &res);
+    assert_int_equal(res.all.n, N);
+    assert_int_equal(res.n_tasks, 3);
+    assert_true(fabs(res.all.greedy - right) < 1e-9);
+    EvalCell tasks = {0}, levels = {0}, problems = {0};
+    for (int t = 0; t < res.n_tasks; t++) cell_plus(&tasks, &res.by_task[t]);
+    for (int l = 1; l <= TASK_LEVEL_MAX; l++) cell_plus(&levels, &res.by_level[l]);
+    for (int i = 0; i < N; i++) {
+        const EvalScores *p = &res.problem[i];
+        EvalCell one = {p->greedy, p->pass1, p->consk, p->format, p->language, p->length,
+                        p->reflection, p->mixed, p->think, 1};
+        cell_plus(&problems, &one);
+        assert_true(p->pass1 >= 1.0 / K - 1e-12);  // the worked solution is right
+    }
+    assert_cell_sums(&tasks, &res.all, "tasks");
+    assert_cell_sums(&levels, &res.all, "levels");
+    assert_cell_sums(&problems, &res.all, "problems");
+    for (int t = 0; t < res.n_tasks; t++) assert_true(res.by_task[t].n > 0);
+    eval_result_free(&res);
+    rollouts_free(greedy, N), rollouts_free(sampled, N * K);
+    tasks_free(e, N);
+}
+
+// The shares on crafted completions: reflection (has_reflection), mixed (a word of the other
+// language in the reasoning; no words at all is not mixed), think tokens (to the first
+// </think>, at most the cap), and that the program's own worked solutions never mix.
+static void test_eval_reflection_mixed(void **state) {
+    (void)state;
+    Json *en = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
+                  "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39,\"id\":\"49e4dfa30767307a\"}");
+    Json *zh = ex("{\"task\":\"arithmetic\",\"lang\":\"zh\",\"level\":2,\"prompt\":\"请计算 54 + 33 的结果。\","
+                  "\"answer\":\"87\",\"a\":54,\"op\":\"+\",\"b\":33,\"id\":\"0d5a1b8c2f3e4a6b\"}");
+    Json *both[2] = {en, zh};
+    const char *texts[2][4] = {
+        {"<think>33 + 39 = 72. Wait, let me verify.</think><answer>72</answer>",  // reflects
+         "<think>I add 33 and 39 to get 72.</think><answer>72</answer>",
+         "<think>I add 三十三 and 39.</think><answer>71</answer>",                // mixed
+         "<think>33+39=72</think><answer>72</answer>"},                          // no words
+        {"<think>先算十位，再算个位，得八十七。检查一下。</think><answer>87</answer>",  // reflects
+         "<think>先算十位 then 个位</think><answer>87</answer>",                   // mixed
+         "<think>54+33=87</think><answer>87</answer>",                           // no words
+         "<think>先算十位，再算个位。</think><answer>86</answer>"}};
+    Rollout *g = rollouts_new(2, 64), *s = rollouts_new(8, 64);
+    for (int i = 0; i < 2; i++) {
+        craft_rollout(&g[i], texts[i][1], 5, -1);
+        for (int j = 0; j < 4; j++)  // </think> at token 0, 5, 10, none
+            craft_rollout(&s[i * 4 + j], texts[i][j], 30, j == 3 ? -1 : 5 * j);
+    }
+    s[1].ids[s[1].n - 1] = TOK_EOS;  // EOS is not a think token
+    EvalResult res;
+    eval_score(both, 2, g, s, 4, 25, &res);
+    for (int i = 0; i < 2; i++) {
+        const EvalScores *p = &res.problem[i];
+        if (p->reflection != 0.25 || p->mixed != 0.25)
+            fail_msg("%s: reflection %g, mixed %g; want 0.25, 0.25", i ? "zh" : "en", p->reflection,
+                     p->mixed);
+        assert_true(p->pass1 == 0.75 && p->consk == 1.0 && p->format == 1.0);
+        assert_true(p->think == (0 + 5 + 10 + 25) / 4.0);  // no </think>: 30 tokens, capped at 25
+    }
+    // the language reward of the no-words completion is 0, yet it is not mixed
+    assert_true(reward_language(texts[0][3], "en") == 0.0);
+    eval_result_free(&res);
+    rollouts_free(g, 2), rollouts_free(s, 8);
+    json_free(en), json_free(zh);
+    // the worked solutions, every task, both languages: never mixed
+    Json **e = make_examples("all", 0, 300, 1, 5, "both", 3);
+    Rollout *r = rollouts_new(300, 8);
+    for (int i = 0; i < 300; i++) {
+        char *sol = task_solution(e[i], 1);
+        craft_rollout(&r[i], sol, 1, -1);
+        free(sol);
+    }
+    eval_score(e, 300, r, r, 1, 1, &res);
+    if (res.all.mixed != 0.0) fail_msg("%g worked solutions mix languages", res.all.mixed);
+    eval_result_free(&res);
+    rollouts_free(r, 300);
+    tasks_free(e, 300);
+}
+
+// A tiny random model over a 300-token tokenizer trained on a small text (the R1-Zero template's
+// words among it, so prompts are short), with room for the prompt and the completions.
+static void budget_model(Model *m, Tokenizer *tok) {
+    static const char *const lines[] = {
+        R1_ZERO_TEMPLATE "What is 33 + 39? Assistant: <think>I add 33 and 39.</think> "
+        "<answer>72</answer>\n",
+        "请计算 54 + 33 的结果。先算十位，再算个位，所以答案是 87。助手：\n",
+    };
+    char text[16384] = "", err[R1_ERR_LEN];
+    for (int rep = 0; rep < 4; rep++)
+        for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) strcat(text, lines[i]);
+    if (tokenizer_train(tok, text, strlen(text), 300, err)) fail_msg("tokenizer_train: %s", err);
+    Config cfg;
+    if (config_preset("tiny", &cfg, err)) fail_msg("%s", err);
+    cfg.vocab_size = tok->vocab_size;
+    cfg.max_position_embeddings = 512;
+    if (model_create(m, &cfg, err)) fail_msg("%s", err);
+    model_init_random(m, 77);
+}
+
+// n rollouts of the examples' prompts (chat template; each example k times), sampled with a
+// think budget.
+static Rollout *budget_rollouts(const Model *m, const Tokenizer *tok, Json **e, int n_ex, int k,
+                                int max_new, int budget, uint64_t seed) {
+    int ctx = m->cfg.max_position_embeddings;
+    Rollout *r = rollouts_new(n_ex * k, ctx);
+    for (int i = 0; i < n_ex * k; i++) rollout_set_prompt(&r[i], tok, e[i / k], 1, ctx, "test");
+    SamplingConfig sc = {1.0f, 1.0f};
+    sample_rollouts_budget(m, tok, r, n_ex * k, max_new, budget, &sc, seed);
+    return r;
+}
+
+static void assert_same_rollouts(const Rollout *a, const Rollout *b, int n, const char *what) {
+    for (int i = 0; i < n; i++) {
+        if (a[i].n != b[i].n || memcmp(a[i].ids, b[i].ids, sizeof(int) * (size_t)a[i].n) != 0)
+            fail_msg("%s: rollout %d differs (%d vs %d tokens)", what, i, a[i].n, b[i].n);
+        assert_string_equal(a[i].text, b[i].text);
+    }
+}
+
+// One budgeted rollout against the unbudgeted one of the same seed (free: its first
+// min(budget, n) completion tokens are budgeted's): if free thinks past the budget without an
+// EOS, budgeted is free's first B tokens, then "\n</think>\n<answer>", then at most
+// THINK_BUDGET_ANSWER tokens; else it starts with free's first B tokens and is not forced.
+// Returns 1 if it was forced.
+static int check_budgeted(const Tokenizer *tok, const Rollout *budgeted, const Rollout *free_,
+                          int B, const int *close, int n_close) {
+    const int *c = budgeted->ids + budgeted->n_prompt, *f = free_->ids + free_->n_prompt;
+    int n = budgeted->n - budgeted->n_prompt, nf = free_->n - free_->n_prompt;
+    int head = nf < B ? nf : B;
+    assert_true(n >= head && memcmp(c, f, sizeof(int) * (size_t)head) == 0);
+    int closed = 0;
+    for (int t = 0; t < head; t++) closed |= f[t] == TOK_THINK_END || f[t] == TOK_EOS;
+    int forced = !closed && nf >= B;
+    if (forced) {
+        assert_true(memcmp(c + B, close, sizeof(int) * (size_t)n_close) == 0);
+        assert_true(n <= B + n_close + THINK_BUDGET_ANSWER);
+        // the text: tokens of random bytes may hold a NUL, so the close is found by its tokens
+        char *text = tokenizer_decode(tok, c + B, n_close);
+        assert_string_equal(text, "\n</think>\n<answer>");
+        free(text);
+        int think = 0, at = 0;  // the tokens before the first </think>: B, then the close's own
+        while (c[think] != TOK_THINK_END) think++;
+        while (close[at] != TOK_THINK_END) at++;
+        assert_int_equal(think, B + at);
+    } else {
+        assert_true(n <= B + THINK_BUDGET_ANSWER);
+    }
+    return forced;
+}
+
+// The think budget on a tiny random model: each budgeted completion is the unbudgeted one cut at
+// B tokens and closed by force (when it was still thinking) then answered; a budget of max_new or
+// more gives exactly the unbudgeted rollouts; the same seed gives the same rollouts on 1 and 2
+// threads; evaluate's think tokens stay within the budget.
+static void test_think_budget(void **state) {
+    (void)state;
+    enum { NE = 3, K = 7, N = NE * K, MAX_NEW = 40 };  // 21 rollouts: two decode batches
+    Model m;
+    Tokenizer tok;
+    budget_model(&m, &tok);
+    Json **e = make_examples("all", 1, NE, 1, 2, "both", 4);
+    int close[16];
+    int n_close = tokenizer_encode(&tok, THINK_BUDGET_CLOSE, strlen(THINK_BUDGET_CLOSE), close, 16);
+    assert_true(n_close >= 2);
+    Rollout *free_ = budget_rollouts(&m, &tok, e, NE, K, MAX_NEW, 0, 9);
+    const int budgets[3] = {4, 9, 17};
+    for (int b = 0; b < 3; b++) {
+        Rollout *r = budget_rollouts(&m, &tok, e, NE, K, MAX_NEW, budgets[b], 9);
+        int forced = 0;
+        for (int i = 0; i < N; i++) forced += check_budgeted(&tok, &r[i], &free_[i], budgets[b], close, n_close);
+        print_message("  budget %d: %d of %d completions forced\n", budgets[b], forced, N);
+        assert_true(forced > 0);
+        omp_set_num_threads(2);  // the same seed on two threads: the same rollouts
+        Rollout *again = budget_rollouts(&m, &tok, e, NE, K, MAX_NEW, budgets[b], 9);
+        omp_set_num_threads(1);
+        assert_same_rollouts(r, again, N, "think budget, 1 vs 2 threads");
+        rollouts_free(r, N), rollouts_free(again, N);
+    }
+    for (int B = MAX_NEW; B <= MAX_NEW + 1; B++) {  // the budget never binds
+        Rollout *r = budget_rollouts(&m, &tok, e, NE, K, MAX_NEW, B, 9);
+        assert_same_rollouts(r, free_, N, "budget >= max_new");
+        rollouts_free(r, N);
+    }
+    EvalSettings s = {.k = 2, .max_new = MAX_NEW, .think_budget = 6, .chat = 1, .seed = 5};
+    EvalResult res;
+    evaluate(&m, &tok, e, NE, &s, &res);
+    for (int i = 0; i < NE; i++) assert_true(res.problem[i].think <= 6.0);
+    eval_result_free(&res);
+    rollouts_free(free_, N);
+    tasks_free(e, NE);
+    tokenizer_free(&tok);
+    model_free(&m);
+}
+
 // ./build/test_grpo [PATTERN] runs the tests whose names match PATTERN (e.g. 'test_reject*').
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
@@ -2197,6 +2444,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_grpo_loss_gradient),
         cmocka_unit_test(test_grpo_learns_toy_task),
         cmocka_unit_test(test_reject_reason),
+        cmocka_unit_test(test_eval_cells_add_up),
+        cmocka_unit_test(test_eval_reflection_mixed),
+        cmocka_unit_test(test_think_budget),
     };
     // One thread unless asked otherwise: results and timings do not depend on the machine.
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
