@@ -2349,7 +2349,7 @@ static void test_sft_mask_cross_entropy(void **state) {
 //   stage b pass1: p1 0.5, p2 0.5, p3 0.5, p5 1.0 (p5 only in b)
 //   pairs p1-p3: d = 0.5, 0, 0.25; mean 0.25; sample var (0.25^2 + 0.25^2 + 0) / 2 = 1/16;
 //   se = sqrt(1/16 / 3) = 0.1443; mean a = 0.75, mean b = 0.5; z = 1.73 -> "not significant".
-static void write_problems(const char *dir, const char *stage, const char *const *ids,
+static void write_problem_lines(const char *dir, const char *stage, const char *const *ids,
                            const double *pass1, int n) {
     char path[4300];
     snprintf(path, sizeof(path), "%s/eval-%s.problems.jsonl", dir, stage);
@@ -2365,8 +2365,8 @@ static void test_report_findings(void **state) {
     assert_non_null(mkdtemp(dir));
     const char *ia[] = {"p1", "p2", "p3", "p4"}, *ib[] = {"p1", "p2", "p3", "p5"};
     const double a[] = {1.0, 0.5, 0.75, 0.0}, b[] = {0.5, 0.5, 0.5, 1.0};
-    write_problems(dir, "sa", ia, a, 4);
-    write_problems(dir, "sb", ib, b, 4);
+    write_problem_lines(dir, "sa", ia, a, 4);
+    write_problem_lines(dir, "sb", ib, b, 4);
     Estimate e = paired_difference(dir, "sa", "pass1", "sb", "pass1");
     assert_int_equal(e.n, 3);
     assert_true(fabs(e.diff - 0.25) < 1e-12);
