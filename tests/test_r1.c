@@ -1502,6 +1502,29 @@ static void test_config_from_json(void **state) {
     expect_json_rejected(", \"vocab_size\": -1", "vocab_size");
     expect_json_rejected(", \"num_experts_per_tok\": 9", "num_experts_per_tok");  // validate runs
     expect_json_rejected(", \"norm_topk_prob\": 1", "norm_topk_prob");   // bool expected
+    // the audit's reproducers: out-of-range numbers (no UB cast), values that overflow a float,
+    // a non-string rope type, token ids outside the vocabulary
+    expect_json_rejected(", \"bos_token_id\": 1e20", "bos_token_id");
+    expect_json_rejected(", \"eos_token_id\": -1e300", "eos_token_id");
+    expect_json_rejected(", \"bos_token_id\": 64", "bos_token_id");   // vocab_size is 64
+    expect_json_rejected(", \"eos_token_id\": 1.5", "eos_token_id");
+    expect_json_rejected(", \"bos_token_id\": \"0\"", "bos_token_id");
+    expect_json_rejected(", \"rms_norm_eps\": 1e39", "rms_norm_eps");
+    expect_json_rejected(", \"rope_theta\": 1e39", "rope_theta");
+    expect_json_rejected(", \"routed_scaling_factor\": 1e39", "routed_scaling_factor");
+    expect_json_rejected(", \"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 1e39}", "factor");
+    expect_json_rejected(", \"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 2, \"mscale\": -1e39}", "mscale");
+    expect_json_rejected(", \"rope_parameters\": {\"rope_type\": 5, \"factor\": 2}", "rope_type");
+    expect_json_rejected(", \"rope_scaling\": {\"type\": null, \"factor\": 2}", "type");
+    expect_json_rejected(", \"initializer_range\": 1e39", "initializer_range");
+    expect_json_rejected(", \"max_position_embeddings\": 1e30", "max_position_embeddings");
+    // sizes whose products overflow an int (H * (dn + dr), Im * n_shared, ...) are refused
+    // before any table is built
+    expect_json_rejected(", \"num_attention_heads\": 65536, \"qk_nope_head_dim\": 1073741824", "int");
+    expect_json_rejected(", \"moe_intermediate_size\": 1073741824, \"n_shared_experts\": 4", "int");
+    // null bos/eos (as some hub configs write) keep the defaults
+    EXPECT(parse_with(", \"bos_token_id\": null, \"eos_token_id\": null", &c, err) == 0,
+           "null token ids refused: %s", err);
     // not an object at all
     EXPECT(config_from_json("[1, 2, 3]", &c, err) == -1, "%s", "a JSON array accepted as config");
     EXPECT(config_from_json("", &c, err) == -1, "%s", "empty text accepted as config");
