@@ -1,6 +1,8 @@
 # r1.c build. `make` builds ./r1; `make test` runs the cmocka tests and checks the import order; `make debug` builds ./r1
 # with -O0 -g and no OpenMP for gdb; `make asan` runs the tests under Address- and
-# UndefinedBehaviorSanitizer. No -ffast-math: results must be reproducible float for float.
+# UndefinedBehaviorSanitizer; `make ubsan` runs them built by clang under its UndefinedBehaviorSanitizer
+# (float-to-int casts out of range, signed overflow, pointer arithmetic on NULL, ...); `make fuzz`
+# runs the libFuzzer harnesses of tests/fuzz/ for a few seconds each. No -ffast-math: results must be reproducible float for float.
 CC      ?= cc
 CFLAGS  ?= -O3 -march=native
 # -fno-trapping-math promises only that no program traps on floating-point exceptions, which lets
@@ -16,7 +18,7 @@ HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
 
-.PHONY: all test debug asan run clean bench layers
+.PHONY: all test debug asan ubsan fuzz run clean bench layers
 all: r1
 
 r1: $(SRC) $(HDR)
@@ -52,6 +54,15 @@ asan:
 	@set -e; for t in $(TESTBIN); do echo "== $$t (asan)"; ASAN_OPTIONS=detect_leaks=1 ./$$t; done
 	$(MAKE) clean-tests
 	@echo "asan: all tests clean"
+
+# clang's UBSan: every report is fatal (-fno-sanitize-recover), so a test that triggers one fails.
+UBSAN_CC ?= clang
+ubsan:
+	$(MAKE) clean-tests
+	$(MAKE) CC=$(UBSAN_CC) TEST_CFLAGS="-O1 -g -march=native -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" $(TESTBIN)
+	@set -e; for t in $(TESTBIN); do echo "== $$t (ubsan)"; UBSAN_OPTIONS=print_stacktrace=1 ./$$t; done
+	$(MAKE) clean-tests
+	@echo "ubsan: all tests clean"
 
 clean-tests:
 	rm -rf build

@@ -951,7 +951,7 @@ static int cmd_sft(int argc, char **argv) {
     double epochs = arg_double(argc, argv, "--epochs", 2.0, 0.01, 1000);
     uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     char err[R1_ERR_LEN];
-    int n_ex;
+    int n_ex = 0;
     Json **ex = data_path ? jsonl_read(data_path, &n_ex, NULL, err) : NULL;
     if ((!init && !distill) || (distill && !teacher_dir) || !data_path ||
         !arg_str(argc, argv, "--out", NULL))
