@@ -229,19 +229,31 @@ int model_create(Model *m, const Config *c, char *err) {
     memset(m, 0, sizeof(*m));
     if (config_validate(c, err)) return -1;
     m->cfg = *c;
+    // the size guards come before the table is built (count_params computes in doubles, so
+    // nothing here overflows): the parameters, and the tensors (1 + 9 per layer + 3 per routed
+    // expert of each MoE layer, ...), each entry of the table ~140 bytes
+    ParamCount pc;
+    count_params(c, &pc);
+    double bytes = pc.total * sizeof(float);
+    if (bytes > 64e9) {
+        snprintf(err, R1_ERR_LEN, "config: %.1fB parameters (%.0f GB) is too large to allocate; "
+                 "use `./r1 info` for this shape", pc.total / 1e9, bytes / 1e9);
+        return -1;
+    }
+    int L = c->num_hidden_layers;
+    int moe_layers = L - (c->first_k_dense_replace < L ? c->first_k_dense_replace : L);
+    double tensors = 3.0 + 12.0 * L + (double)moe_layers * (2.0 + 3.0 * c->n_routed_experts);
+    if (tensors > (double)(1 << 22)) {
+        snprintf(err, R1_ERR_LEN, "config: %.3g tensors (%d layers x %d routed experts) are too "
+                 "many for the parameter table (at most %d)", tensors, L, c->n_routed_experts,
+                 1 << 22);
+        return -1;
+    }
     TableBuilder tb = {0};
     build_table(c, &tb);
     m->table = tb.t;
     m->n_tensors = tb.n;
     m->n_params = tb.offset;
-    double bytes = (double)m->n_params * sizeof(float);
-    if (bytes > 64e9) {
-        snprintf(err, R1_ERR_LEN, "config: %.1fB parameters (%.0f GB) is too large to allocate; "
-                 "use `./r1 info` for this shape", m->n_params / 1e9, bytes / 1e9);
-        free(m->table);
-        m->table = NULL;
-        return -1;
-    }
     m->params = xcalloc(m->n_params, sizeof(float));
     m->p.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
     point_views(m, m->params, &m->p);

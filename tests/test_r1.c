@@ -35,7 +35,9 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 // ==============================================================================================
 // Helpers
@@ -1399,6 +1401,32 @@ static void test_model_create_too_large(void **state) {
     count_params(&c, &pc);
     EXPECT(pc.total > 6.6e11 && pc.total < 6.9e11, "deepseek-v3 total %.4g, expected ~671B", pc.total);
     EXPECT(pc.activated > 3.6e10 && pc.activated < 3.9e10, "activated %.4g, expected ~37B", pc.activated);
+    // the audit's reproducers, each refused with a message before the table is built: a head
+    // width whose int product overflows (H * (dn + dr) > INT_MAX), and a shape of few parameters
+    // but ~2e8 tensors (1000 layers x 65536 experts x 3), run in a child under a 2 GB address
+    // limit (building its table would need ~27 GB)
+    Config w = tiny_config(V_BASE);
+    w.num_attention_heads = 65536;
+    w.qk_nope_head_dim = 1 << 30;
+    EXPECT(model_create(&m, &w, err) == -1 && strstr(err, "int"), "huge head dims: \"%s\"", err);
+    EXPECT(m.params == NULL && m.table == NULL, "%s", "model_create left allocations behind");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = {2ul << 30, 2ul << 30};
+        setrlimit(RLIMIT_AS, &lim);
+        Config h = tiny_config(V_BASE);
+        h.hidden_size = 2; h.num_hidden_layers = 1000; h.first_k_dense_replace = 0;
+        h.n_routed_experts = 65536; h.n_group = 1; h.topk_group = 1; h.num_experts_per_tok = 1;
+        h.moe_intermediate_size = 1; h.n_shared_experts = 0;
+        Model hm;
+        int rc = model_create(&hm, &h, err);
+        _exit(rc == -1 && strstr(err, "tensors") && hm.table == NULL ? 0 : 2);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "1000 layers x 65536 experts: child status %d (not refused before the table)", status);
     // and for tiny, the count equals the table's size
     Config t = tiny_config(V_BASE);
     EXPECT(model_create(&m, &t, err) == 0, "%s", err);
