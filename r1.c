@@ -1314,11 +1314,25 @@ void count_params(const Config *c, ParamCount *pc) {
 // 9. Checkpoints: the model on disk (Hugging Face hub layout), saved as one atomic set
 // ==============================================================================================
 
+// Where a checkpoint's file is to be read: in a directory this process may write, the
+// recovery (checkpoint_recover) has already finished or dropped any interrupted save, so DIR/name;
+// in a read-only one (a copy, a shared model) nothing is changed: a committed set still in
+// DIR/.staging is read from there, an uncommitted one ignored.
+static void checkpoint_file(const char *dir, const char *name, char *path, size_t n) {
+    snprintf(path, n, "%s/.staging/COMMIT", dir);
+    if (access(path, F_OK) == 0) {
+        snprintf(path, n, "%s/.staging/%s", dir, name);
+        if (access(path, R_OK) == 0) return;
+    }
+    snprintf(path, n, "%s/%s", dir, name);
+}
+
 int checkpoint_load(Model *m, const char *dir, char *err) {
     char path[4096];
     memset(m, 0, sizeof(*m));  // model_free is safe after any failure below
-    if (checkpoint_recover(dir, err)) return -1;
-    snprintf(path, sizeof(path), "%s/config.json", dir);
+    // loading never needs to write: recover an interrupted save only where we may
+    if (access(dir, W_OK) == 0 && checkpoint_recover(dir, err)) return -1;
+    checkpoint_file(dir, "config.json", path, sizeof(path));
     char *text = read_file(path, NULL, err);
     if (!text) return -1;
     Config c;
@@ -1330,7 +1344,7 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
         return -1;
     }
     if (model_create(m, &c, err)) return -1;
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    checkpoint_file(dir, "model.safetensors", path, sizeof(path));
     StFile f;
     if (st_read(path, &f, err)) {
         model_free(m);
@@ -1363,7 +1377,33 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
             model_free(m);
             return -1;
         }
-        memcpy(m->params + p->offset, f.data + t->begin, p->numel * sizeof(float));
+        float *w = m->params + p->offset;
+        memcpy(w, f.data + t->begin, p->numel * sizeof(float));
+        size_t bad = p->numel;
+        for (size_t j = 0; j < p->numel && bad == p->numel; j++)
+            if (!isfinite(w[j])) bad = j;
+        if (bad < p->numel) {
+            snprintf(err, R1_ERR_LEN, "%s: tensor %s: element %zu is not finite (%g)", path,
+                     p->name, bad, w[bad]);
+            st_free(&f);
+            model_free(m);
+            return -1;
+        }
+    }
+    // every tensor of the file is one the config uses (a config of fewer layers, or without
+    // shared experts, must not silently drop trained weights): st_read refused duplicate names,
+    // so the file holds exactly the table when it holds as many tensors
+    if (f.n != m->n_tensors) {
+        for (int i = 0; i < f.n; i++)
+            if (!model_find_param(m, f.t[i].name)) {
+                snprintf(err, R1_ERR_LEN, "%s: tensor %s is not used by the config.json beside it "
+                         "(%d tensors in the file, %d in the model)", path, f.t[i].name, f.n,
+                         m->n_tensors);
+                break;
+            }
+        st_free(&f);
+        model_free(m);
+        return -1;
     }
     st_free(&f);
     return 0;

@@ -1669,6 +1669,78 @@ static void test_checkpoint_shape_message_1d(void **state) {
            "message \"%s\" should say \"shape [33], expected [32]\"", err);
 }
 
+// The audit's checkpoint reproducers: a config that uses a subset of the file's tensors (fewer
+// layers, no shared experts) is refused naming an unused tensor; a NaN or Inf weight is refused
+// naming its tensor; a read-only copy with a leftover uncommitted .staging loads (loading does not
+// need to write).
+static void test_checkpoint_audit(void **state) {
+    (void)state;
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char dir[512], path[600], err[R1_ERR_LEN];
+    Config c = tiny_config(V_BASE);
+    Model m;
+    make_model(&m, &c, 61, 1, 4);
+    snprintf(dir, sizeof(dir), "%s/ck", root);
+    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    // fewer layers than the file holds
+    Config fewer = c;
+    fewer.num_hidden_layers = c.num_hidden_layers - 1;
+    EXPECT(config_write_json(&fewer, path, err) == 0, "%s", err);
+    char last[64];
+    snprintf(last, sizeof(last), "model.layers.%d.", c.num_hidden_layers - 1);
+    expect_load_fails(dir, "model.safetensors", last, "not used");
+    // no shared experts
+    Config unshared = c;
+    unshared.n_shared_experts = 0;
+    EXPECT(config_write_json(&unshared, path, err) == 0, "%s", err);
+    expect_load_fails(dir, "model.safetensors", "shared_experts", "not used");
+    // a NaN, then an Inf, weight
+    const char *victims[2] = {"model.norm.weight", "model.layers.1.self_attn.o_proj.weight"};
+    for (int k = 0; k < 2; k++) {
+        ParamInfo *p = model_find_param(&m, victims[k]);
+        assert_non_null(p);
+        float keep = m.params[p->offset + p->numel - 1];
+        m.params[p->offset + p->numel - 1] = k ? INFINITY : NAN;
+        EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+        m.params[p->offset + p->numel - 1] = keep;
+        expect_load_fails(dir, "model.safetensors", victims[k], "not finite");
+    }
+    // read-only copy with an uncommitted .staging: loads the committed weights (as a user who
+    // cannot write there: a child drops root's rights)
+    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+    char staged[600];
+    snprintf(staged, sizeof(staged), "%s/.staging", dir);
+    mkdir(staged, 0755);
+    snprintf(path, sizeof(path), "%s/model.safetensors", staged);
+    write_text(path, "half a file");
+    chmod(root, 0755);
+    chmod(staged, 0555);
+    chmod(dir, 0555);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (getuid() == 0 && setuid(65534) != 0) _exit(3);
+        Model r;
+        char e[R1_ERR_LEN];
+        if (checkpoint_load(&r, dir, e) != 0) {
+            fprintf(stderr, "read-only load: %s\n", e);
+            _exit(1);
+        }
+        _exit(memcmp(r.params, m.params, sizeof(float) * m.n_params) == 0 ? 0 : 2);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "a read-only checkpoint with an uncommitted .staging: child status %d", status);
+    EXPECT(access(path, F_OK) == 0, "%s", "the read-only load changed the directory");
+    chmod(dir, 0755);
+    chmod(staged, 0755);
+    model_free(&m);
+    rm_tree(root);
+}
+
 static void test_checkpoints(void **state) {
     (void)state;
     char root[] = "/tmp/test_r1_XXXXXX";
@@ -2465,6 +2537,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_config_from_json),
         cmocka_unit_test(test_config_json_round_trip),
         cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_checkpoint_audit),
         cmocka_unit_test(test_checkpoint_shape_message_1d),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_debug_build_same_floats),
