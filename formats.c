@@ -28,6 +28,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -1533,6 +1534,18 @@ int config_read_file(const char *path, Config *c, char *err) {
 // marks the set complete, and the files are moved into DIR. checkpoint_recover, run before every
 // load and save, finishes whichever of these steps a killed run left undone.
 
+// A rename or remove is durable only once its directory is synced: fsync(2) of the directory
+// itself. (A file system that cannot sync a directory says EINVAL: nothing more to do there.)
+static int fsync_dir(const char *dir, char *err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return io_fail(err, "%s: %s", dir, strerror(errno));
+    int rc = fsync(fd) != 0 && errno != EINVAL ? -1 : 0;
+    int e = errno;
+    close(fd);
+    if (rc) return io_fail(err, "%s: cannot sync the directory: %s", dir, strerror(e));
+    return 0;
+}
+
 // Finishes or discards an interrupted save (see r1.h). Safe to call on any directory.
 int checkpoint_recover(const char *dir, char *err) {
     char staging[4096], path[4200], dest[4200];
@@ -1541,6 +1554,12 @@ int checkpoint_recover(const char *dir, char *err) {
     if (!d) return 0;  // nothing interrupted
     snprintf(path, sizeof(path), "%s/COMMIT", staging);
     int committed = access(path, F_OK) == 0;
+    // the COMMIT marker must be on the disk before the first file moves: else a crash could
+    // leave moved files beside a set that recovery then discards as uncommitted
+    if (committed && fsync_dir(staging, err)) {
+        closedir(d);
+        return -1;
+    }
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
@@ -1571,6 +1590,6 @@ int checkpoint_recover(const char *dir, char *err) {
         snprintf(err, R1_ERR_LEN, "%s: %s", staging, strerror(errno));
         return -1;
     }
-    return 0;
+    return fsync_dir(dir, err);  // the renames into DIR (the commit itself) made durable
 }
 

@@ -1741,6 +1741,54 @@ static void test_checkpoint_audit(void **state) {
     rm_tree(root);
 }
 
+// A checkpoint's commit is the rename of its files from DIR/.staging into DIR: durable only once
+// DIR itself is synced. Traced with strace (skipped without it): after the last rename into DIR,
+// DIR is opened as a directory and that descriptor fsync'd; and .staging is synced (its COMMIT
+// marker on the disk) before the first file moves.
+static void test_checkpoint_dir_fsync(void **state) {
+    (void)state;
+    if (access("./r1", X_OK) != 0 || system("strace -V >/dev/null 2>&1") != 0) {
+        print_message("    ./r1 or strace not found: skipped\n");
+        skip();
+    }
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char cmd[2048], log[600], err[R1_ERR_LEN];
+    snprintf(log, sizeof(log), "%s/strace.log", root);
+    snprintf(cmd, sizeof(cmd), "strace -f -e trace=openat,rename,fsync -o %s ./r1 train --config "
+             "tiny --steps 1 --batch 1 --seq 8 --out %s/run >/dev/null 2>&1", log, root);
+    if (system(cmd) != 0) {  // e.g. ptrace not permitted here
+        rm_tree(root);
+        print_message("    strace could not run ./r1: skipped\n");
+        skip();
+    }
+    char *text = read_file(log, NULL, err);
+    assert_non_null(text);
+    char dir[600], staging[600], open_dir[700], open_staging[700], rename_in[700];
+    snprintf(dir, sizeof(dir), "%s/run", root);
+    snprintf(staging, sizeof(staging), "%s/run/.staging", root);
+    snprintf(open_dir, sizeof(open_dir), "\"%s\", O_RDONLY|O_DIRECTORY) = ", dir);
+    snprintf(open_staging, sizeof(open_staging), "\"%s\", O_RDONLY|O_DIRECTORY) = ", staging);
+    snprintf(rename_in, sizeof(rename_in), "\"%s/model.safetensors\", \"%s/model.safetensors\")",
+             staging, dir);
+    const char *moved = strstr(text, rename_in);
+    EXPECT(moved != NULL, "no rename of the staged model into %s in the trace", dir);
+    // .staging synced before the move
+    const char *os = strstr(text, open_staging);
+    EXPECT(os && os < moved, "%s", ".staging was not opened to be synced before the files moved");
+    char want[64];
+    snprintf(want, sizeof(want), "fsync(%d)", atoi(os + strlen(open_staging)));
+    const char *fs = strstr(os, want);
+    EXPECT(fs && fs < moved, "%s", ".staging was not fsync'd before the files moved");
+    // DIR synced after the last move
+    const char *od = strstr(moved, open_dir);
+    EXPECT(od != NULL, "%s was not opened as a directory after the commit's renames", dir);
+    snprintf(want, sizeof(want), "fsync(%d)", atoi(od + strlen(open_dir)));
+    EXPECT(strstr(od, want) != NULL, "%s was not fsync'd after the commit's renames", dir);
+    free(text);
+    rm_tree(root);
+}
+
 static void test_checkpoints(void **state) {
     (void)state;
     char root[] = "/tmp/test_r1_XXXXXX";
@@ -2537,6 +2585,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_config_from_json),
         cmocka_unit_test(test_config_json_round_trip),
         cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_checkpoint_dir_fsync),
         cmocka_unit_test(test_checkpoint_audit),
         cmocka_unit_test(test_checkpoint_shape_message_1d),
         cmocka_unit_test(test_cli_errors),
