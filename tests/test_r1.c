@@ -2044,6 +2044,135 @@ static void test_cli_errors(void **state) {
     rm_tree(root);
 }
 
+// Runs `./r1 ARGS` in dir (quiet); its exit status.
+static int run_r1(const char *root, const char *args) {
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "cd %s && %s/r1 %s >/dev/null 2>&1", root, getenv("PWD"), args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int files_equal(const char *a, const char *b) {
+    char err[R1_ERR_LEN];
+    size_t na, nb;
+    char *x = read_file(a, &na, err), *y = read_file(b, &nb, err);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+// The audit's faults, through the command line, on a small student model pretrained for 2 steps:
+// grpo --resume continues bit for bit (across a pi_ref refresh); a second run on a locked --out
+// is refused (a stale lock is taken over); duplicate flags and over-long paths are refused; a
+// tokenizer larger than the model's vocabulary is refused; a non-finite loss stops the run
+// without saving or logging it; a resumed run's data position is checked against the data.
+static void test_cli_faults(void **state) {
+    (void)state;
+    if (access("./r1", X_OK) != 0) {
+        print_message("    ./r1 not found (run `make r1` first, from the repository root): skipped\n");
+        skip();
+    }
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char args[8192], a[600], b[600], err[R1_ERR_LEN];
+    EXPECT(run_r1(root, "data corpus --out c.txt --mb 0.05") == 0, "%s", "data corpus failed");
+    EXPECT(run_r1(root, "pretrain --config student --data c.txt --out base --steps 2 --seq 32 "
+                        "--batch 2") == 0, "%s", "pretrain failed");
+    // grpo --resume: 2 steps then 3 more, and 4 then 1 (pi_ref refreshed at step 3), give the
+    // model of 5 uninterrupted steps, and the same metrics
+    const char *g = "grpo --model base --prompts 2 --group 4 --max-new-tokens 8 --save-every 2 "
+                    "--ref-every 3 --w-language 1 --lang en --lr 1e-3";
+    snprintf(args, sizeof(args), "%s --out full --steps 5", g);
+    EXPECT(run_r1(root, args) == 0, "%s", "grpo failed");
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "%s --out part%d --steps %d", g, k, k ? 4 : 2);
+        EXPECT(run_r1(root, args) == 0, "%s", "grpo (first part) failed");
+        snprintf(args, sizeof(args), "%s --out part%d --steps 5 --resume", g, k);
+        EXPECT(run_r1(root, args) == 0, "%s", "grpo --resume failed");
+        snprintf(a, sizeof(a), "%s/full/model.safetensors", root);
+        snprintf(b, sizeof(b), "%s/part%d/model.safetensors", root, k);
+        EXPECT(files_equal(a, b), "grpo resumed at step %d: not the uninterrupted model", k ? 4 : 2);
+    }
+    snprintf(a, sizeof(a), "%s/full/.lock", root);
+    EXPECT(access(a, F_OK) != 0, "%s", "the lock was left behind");
+    // a locked --out: refused while its pid lives (ours), taken over once it is gone
+    snprintf(a, sizeof(a), "%s/part0/.lock", root);
+    snprintf(b, sizeof(b), "%ld\n", (long)getpid());
+    write_text(a, b);
+    snprintf(args, sizeof(args), "%s --out %s/part0 --steps 6 --resume", g, root);
+    char *base_abs = strstr(args, "--model base");
+    char shifted[8192];
+    snprintf(shifted, sizeof(shifted), "%.*s--model %s/base%s", (int)(base_abs - args), args, root,
+             base_abs + strlen("--model base"));
+    expect_cli_error(root, shifted, "in use by another run");
+    write_text(a, "999999999\n");  // no such process
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "cd %s && %s/r1 %s >/dev/null 2>&1", root, getenv("PWD"), args);
+    int st = system(cmd);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a stale lock blocked the run (status %d)", st);
+    // duplicate flags, over-long paths
+    expect_cli_error(root, "info --config tiny --config small", "given twice");
+    char *longp = malloc(5000);
+    memset(longp, 'a', 4999);
+    longp[4999] = 0;
+    snprintf(cmd, sizeof(cmd), "cd %s && %s/r1 grpo --model base --out %s >/dev/null 2>err.txt",
+             root, getenv("PWD"), longp);
+    st = system(cmd);
+    free(longp);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 1, "an over-long --out: status %d", st);
+    snprintf(a, sizeof(a), "%s/err.txt", root);
+    char *said = read_file(a, NULL, err);
+    EXPECT(said && strstr(said, "path is 4999 bytes") && strncmp(said, "r1: ", 4) == 0,
+           "an over-long --out: stderr \"%s\"", said ? said : "");
+    free(said);
+    // a tokenizer larger than the model's vocabulary (a tiny model, 64 tokens, with base's)
+    Model m;
+    Tokenizer tok;
+    snprintf(a, sizeof(a), "%s/base", root);
+    EXPECT(tokenizer_load(&tok, a, err) == 0, "%s", err);
+    Config c = tiny_config(V_BASE);
+    make_model(&m, &c, 5, 1, 4);
+    snprintf(b, sizeof(b), "%s/small_vocab", root);
+    EXPECT(checkpoint_save(&m, &tok, NULL, b, err) == 0, "%s", err);
+    model_free(&m);
+    snprintf(args, sizeof(args), "sample --model %s --prompt hello", b);
+    expect_cli_error(root, args, "more than the model's vocab_size");
+    snprintf(args, sizeof(args), "grpo --model %s --out %s/g2 --steps 1", b, root);
+    expect_cli_error(root, args, "more than the model's vocab_size");
+    // a resumed pretraining run whose saved data position is past this data's rows, then one
+    // whose weights overflow (model.norm.weight 3e38: the logits are inf - inf)
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "cp -r %s/base %s/run%d", root, root, k);
+        assert_int_equal(system(args), 0);
+        snprintf(b, sizeof(b), "%s/run%d", root, k);
+        TrainState ts;
+        EXPECT(checkpoint_load(&m, b, err) == 0, "%s", err);
+        EXPECT(model_alloc_training(&m, 1, 1, err) == 0 && checkpoint_load_train_state(&m, &ts, b, err) == 0,
+               "%s", err);
+        if (k == 0) ts.cursor = 1000000000L;
+        else for (int i = 0; i < m.cfg.hidden_size; i++) m.p.norm[i] = 3e38f;
+        EXPECT(checkpoint_save(&m, &tok, &ts, b, err) == 0, "%s", err);
+        model_free(&m);
+        char model_path[700], keep[700], metrics[700];
+        snprintf(model_path, sizeof(model_path), "%s/model.safetensors", b);
+        snprintf(keep, sizeof(keep), "%s/kept.safetensors", root);
+        snprintf(args, sizeof(args), "cp %s %s", model_path, keep);
+        assert_int_equal(system(args), 0);
+        snprintf(args, sizeof(args), "pretrain --config student --data %s/c.txt --out %s "
+                 "--steps 4 --seq 32 --batch 2 --save-every 1 --resume", root, b);
+        expect_cli_error(root, args, k ? "the loss is" : "not in this data");
+        EXPECT(files_equal(model_path, keep), "run%d: the checkpoint changed", k);
+        snprintf(metrics, sizeof(metrics), "%s/metrics.jsonl", b);
+        char *text = read_file(metrics, NULL, err);
+        EXPECT(!text || (!strstr(text, "nan") && !strstr(text, "inf")),
+               "run%d: metrics.jsonl holds a non-finite number", k);
+        free(text);
+    }
+    tokenizer_free(&tok);
+    rm_tree(root);
+}
+
 // ==============================================================================================
 // 8. Sampling
 // ==============================================================================================
@@ -2585,6 +2714,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_config_from_json),
         cmocka_unit_test(test_config_json_round_trip),
         cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_cli_faults),
         cmocka_unit_test(test_checkpoint_dir_fsync),
         cmocka_unit_test(test_checkpoint_audit),
         cmocka_unit_test(test_checkpoint_shape_message_1d),
