@@ -64,6 +64,28 @@ ubsan:
 	$(MAKE) clean-tests
 	@echo "ubsan: all tests clean"
 
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c): json_parse, config_from_json, st_read and
+# tokenizer_load on arbitrary input, each for FUZZ_SECONDS under ASan + UBSan, starting from the
+# seed corpus tests/fuzz/corpus/NAME (new inputs go to build/fuzz/NAME, crashes to build/fuzz/).
+# Needs clang with libFuzzer; skipped with a message otherwise.
+FUZZ_SECONDS ?= 20
+FUZZ         = json config st tokenizer
+FUZZ_SRC     = formats.c tokenizer.c kernels.c moe.c r1.c tasks.c grpo.c
+fuzz:
+	@if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' | \
+	    $(UBSAN_CC) -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null; then \
+	    echo "fuzz: skipped ($(UBSAN_CC) with libFuzzer, -fsanitize=fuzzer, not found)"; exit 0; fi; \
+	set -e; mkdir -p build/fuzz; for h in $(FUZZ); do \
+	    $(UBSAN_CC) -O1 -g -march=native -std=c11 -fopenmp -Wno-psabi -I. -fsanitize=fuzzer,address,undefined \
+	        -fno-sanitize-recover=all -o build/fuzz/fuzz_$$h tests/fuzz/fuzz_$$h.c $(FUZZ_SRC) $(LDLIBS); \
+	    mkdir -p build/fuzz/$$h; echo "== fuzz_$$h ($(FUZZ_SECONDS) s)"; \
+	    ./build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
+	        -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/$$h tests/fuzz/corpus/$$h \
+	        2>&1 | grep -E '^(stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|.*runtime error)' ; \
+	    [ -z "$$(ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* build/fuzz/oom-* 2>/dev/null)" ] || \
+	        { echo "fuzz_$$h: see build/fuzz/ (crash-*: the input)"; exit 1; }; \
+	done; echo "fuzz: no crash"
+
 clean-tests:
 	rm -rf build
 
