@@ -1,6 +1,8 @@
 # r1.c build. `make` builds ./r1; `make test` runs the cmocka tests and checks the import order; `make debug` builds ./r1
 # with -O0 -g and no OpenMP for gdb; `make asan` runs the tests under Address- and
-# UndefinedBehaviorSanitizer. No -ffast-math: results must be reproducible float for float.
+# UndefinedBehaviorSanitizer; `make ubsan` runs them built by clang under its UndefinedBehaviorSanitizer
+# (float-to-int casts out of range, signed overflow, pointer arithmetic on NULL, ...); `make fuzz`
+# runs the libFuzzer harnesses of tests/fuzz/ for a few seconds each. No -ffast-math: results must be reproducible float for float.
 CC      ?= cc
 CFLAGS  ?= -O3 -march=native
 # -fno-trapping-math promises only that no program traps on floating-point exceptions, which lets
@@ -16,7 +18,7 @@ HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
 
-.PHONY: all test debug asan run clean bench layers
+.PHONY: all test debug asan ubsan fuzz run clean bench layers
 all: r1
 
 r1: $(SRC) $(HDR)
@@ -52,6 +54,37 @@ asan:
 	@set -e; for t in $(TESTBIN); do echo "== $$t (asan)"; ASAN_OPTIONS=detect_leaks=1 ./$$t; done
 	$(MAKE) clean-tests
 	@echo "asan: all tests clean"
+
+# clang's UBSan: every report is fatal (-fno-sanitize-recover), so a test that triggers one fails.
+UBSAN_CC ?= clang
+ubsan:
+	$(MAKE) clean-tests
+	$(MAKE) CC=$(UBSAN_CC) TEST_CFLAGS="-O1 -g -march=native -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" $(TESTBIN)
+	@set -e; for t in $(TESTBIN); do echo "== $$t (ubsan)"; UBSAN_OPTIONS=print_stacktrace=1 ./$$t; done
+	$(MAKE) clean-tests
+	@echo "ubsan: all tests clean"
+
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c): json_parse, config_from_json, st_read and
+# tokenizer_load on arbitrary input, each for FUZZ_SECONDS under ASan + UBSan, starting from the
+# seed corpus tests/fuzz/corpus/NAME (new inputs go to build/fuzz/NAME, crashes to build/fuzz/).
+# Needs clang with libFuzzer; skipped with a message otherwise.
+FUZZ_SECONDS ?= 20
+FUZZ         = json config st tokenizer
+FUZZ_SRC     = formats.c tokenizer.c kernels.c moe.c r1.c tasks.c grpo.c
+fuzz:
+	@if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' | \
+	    $(UBSAN_CC) -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null; then \
+	    echo "fuzz: skipped ($(UBSAN_CC) with libFuzzer, -fsanitize=fuzzer, not found)"; exit 0; fi; \
+	set -e; mkdir -p build/fuzz; for h in $(FUZZ); do \
+	    $(UBSAN_CC) -O1 -g -march=native -std=c11 -fopenmp -Wno-psabi -I. -fsanitize=fuzzer,address,undefined \
+	        -fno-sanitize-recover=all -o build/fuzz/fuzz_$$h tests/fuzz/fuzz_$$h.c $(FUZZ_SRC) $(LDLIBS); \
+	    mkdir -p build/fuzz/$$h; echo "== fuzz_$$h ($(FUZZ_SECONDS) s)"; \
+	    ./build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
+	        -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/$$h tests/fuzz/corpus/$$h \
+	        2>&1 | grep -E '^(stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|.*runtime error)' ; \
+	    [ -z "$$(ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* build/fuzz/oom-* 2>/dev/null)" ] || \
+	        { echo "fuzz_$$h: see build/fuzz/ (crash-*: the input)"; exit 1; }; \
+	done; echo "fuzz: no crash"
 
 clean-tests:
 	rm -rf build

@@ -28,6 +28,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -1189,6 +1191,32 @@ int config_validate(const Config *c, char *err) {
         NEED(c->rope_beta_fast > 0 && c->rope_beta_slow > 0, "YaRN betas must be > 0");
     }
     NEED(c->initializer_range >= 0, "initializer_range must be >= 0");
+    // every float finite (inf passes the comparisons above), the token ids in the vocabulary
+    const float floats[] = {c->routed_scaling_factor, c->rms_norm_eps, c->rope_theta,
+                            c->rope_factor, c->rope_beta_fast, c->rope_beta_slow, c->rope_mscale,
+                            c->rope_mscale_all_dim, c->rope_attention_factor,
+                            c->initializer_range};
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+        NEED(isfinite(floats[i]), "a float field is not finite (%g)", floats[i]);
+    NEED(c->bos_token_id >= 0 && c->bos_token_id < c->vocab_size,
+         "bos_token_id %d is outside the vocabulary (0..%d)", c->bos_token_id, c->vocab_size - 1);
+    NEED(c->eos_token_id >= 0 && c->eos_token_id < c->vocab_size,
+         "eos_token_id %d is outside the vocabulary (0..%d)", c->eos_token_id, c->vocab_size - 1);
+    // the row widths the model computes in int (r1.c's table, its scratch buffers) must fit one:
+    // checked in 64 bits, before any of them is formed
+    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int64_t dv = c->v_head_dim, Im = c->moe_intermediate_size;
+    struct { const char *what; int64_t v; } widths[] = {
+        {"num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim)", H * (dn + dr)},
+        {"num_attention_heads * (qk_nope_head_dim + v_head_dim)", H * (dn + dv)},
+        {"kv_lora_rank + qk_rope_head_dim", (int64_t)c->kv_lora_rank + dr},
+        {"moe_intermediate_size * n_shared_experts", Im * c->n_shared_experts},
+        {"moe_intermediate_size * num_experts_per_tok", Im * c->num_experts_per_tok},
+        {"hidden_size * num_experts_per_tok", (int64_t)c->hidden_size * c->num_experts_per_tok},
+    };
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
+        NEED(widths[i].v <= INT_MAX, "%s = %" PRId64 " does not fit an int", widths[i].what,
+             widths[i].v);
     return 0;
 #undef NEED
 }
@@ -1216,6 +1244,10 @@ static int json_float_field(const Json *obj, const char *key, float *out, char *
     if (!v || v->type == JSON_NULL) return 0;
     if (v->type != JSON_NUMBER || !isfinite(v->number)) {
         snprintf(err, R1_ERR_LEN, "config.json: %s must be a number", key);
+        return -1;
+    }
+    if (fabs(v->number) > FLT_MAX) {  // would be inf as a float
+        snprintf(err, R1_ERR_LEN, "config.json: %s = %g does not fit a float", key, v->number);
         return -1;
     }
     *out = (float)v->number;
@@ -1251,7 +1283,12 @@ static int parse_rope(const Json *root, Config *c, char *err) {
     if (json_float_field(rp, "rope_theta", &c->rope_theta, err)) return -1;
     const Json *type = json_get(rp, "rope_type");
     if (!type) type = json_get(rp, "type");
-    const char *kind = type && type->type == JSON_STRING ? type->string : "default";
+    if (type && type->type != JSON_STRING) {
+        snprintf(err, R1_ERR_LEN, "config.json: rope_parameters.rope_type / rope_scaling.type "
+                 "must be a string");
+        return -1;
+    }
+    const char *kind = type ? type->string : "default";
     if (strcmp(kind, "default") == 0) return 0;
     if (strcmp(kind, "yarn") != 0) {
         snprintf(err, R1_ERR_LEN, "config.json: rope type '%s' is not supported (default, yarn)",
@@ -1360,9 +1397,14 @@ static int config_read_fields(const Json *root, Config *c, char *err) {
         return -1;
     if (q_null) c->q_lora_rank = 0;
     c->rope_interleave = interleave;
+    // token ids: null (some hub configs) keeps the default; else integers (config_validate
+    // checks them against vocab_size)
     const Json *bos = json_get(root, "bos_token_id"), *eos = json_get(root, "eos_token_id");
-    if (bos && bos->type == JSON_NUMBER) c->bos_token_id = (int)bos->number;
-    if (eos && eos->type == JSON_NUMBER) c->eos_token_id = (int)eos->number;
+    if ((bos && bos->type != JSON_NULL &&
+         json_int_field(root, "bos_token_id", &c->bos_token_id, 0, BIG, err)) ||
+        (eos && eos->type != JSON_NULL &&
+         json_int_field(root, "eos_token_id", &c->eos_token_id, 0, BIG, err)))
+        return -1;
     if (attention_bias) {
         snprintf(err, R1_ERR_LEN, "config.json: attention_bias true is not supported");
         return -1;
@@ -1492,6 +1534,18 @@ int config_read_file(const char *path, Config *c, char *err) {
 // marks the set complete, and the files are moved into DIR. checkpoint_recover, run before every
 // load and save, finishes whichever of these steps a killed run left undone.
 
+// A rename or remove is durable only once its directory is synced: fsync(2) of the directory
+// itself. (A file system that cannot sync a directory says EINVAL: nothing more to do there.)
+static int fsync_dir(const char *dir, char *err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return io_fail(err, "%s: %s", dir, strerror(errno));
+    int rc = fsync(fd) != 0 && errno != EINVAL ? -1 : 0;
+    int e = errno;
+    close(fd);
+    if (rc) return io_fail(err, "%s: cannot sync the directory: %s", dir, strerror(e));
+    return 0;
+}
+
 // Finishes or discards an interrupted save (see r1.h). Safe to call on any directory.
 int checkpoint_recover(const char *dir, char *err) {
     char staging[4096], path[4200], dest[4200];
@@ -1500,6 +1554,12 @@ int checkpoint_recover(const char *dir, char *err) {
     if (!d) return 0;  // nothing interrupted
     snprintf(path, sizeof(path), "%s/COMMIT", staging);
     int committed = access(path, F_OK) == 0;
+    // the COMMIT marker must be on the disk before the first file moves: else a crash could
+    // leave moved files beside a set that recovery then discards as uncommitted
+    if (committed && fsync_dir(staging, err)) {
+        closedir(d);
+        return -1;
+    }
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
@@ -1530,6 +1590,6 @@ int checkpoint_recover(const char *dir, char *err) {
         snprintf(err, R1_ERR_LEN, "%s: %s", staging, strerror(errno));
         return -1;
     }
-    return 0;
+    return fsync_dir(dir, err);  // the renames into DIR (the commit itself) made durable
 }
 

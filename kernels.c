@@ -195,9 +195,11 @@ static void matmul_row_tile(float *out, size_t ldo, const float *a, size_t ars, 
     }
     for (int j0 = c0; j0 < c1; j0 += MM_COLS) {
         int cols = M - j0 < MM_COLS ? M - j0 : MM_COLS;
-        const float *panel = bp + (size_t)(j0 - c0) * panel_rows;
-        size_t bps = MM_COLS;
+        // (bp is NULL when nothing is packed: no pointer arithmetic on it then, not even + 0)
+        const float *panel;
+        size_t bps;
         if (panel_in_place(bcs, j0, M)) panel = b + (size_t)k0 * bks + j0, bps = bks;
+        else panel = bp + (size_t)(j0 - c0) * panel_rows, bps = MM_COLS;
         matmul_kernel(out + (size_t)r0 * ldo + j0, ldo, at, trs, tks, panel, bps, kn, rows, cols,
                       accumulate);
     }

@@ -17,6 +17,8 @@
 #include "r1.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -139,16 +141,84 @@ static void arg_levels(int argc, char **argv, const char *fallback, int *lo, int
     if (why) die("%s: --levels: '%s' %s", argv[1], s, why);
 }
 
-// Checks that every flag given is one the command knows (so typos fail loudly).
+// The flags whose value is a file or directory: it must leave room, in the program's 4096-byte
+// path buffers, for what is put after it ("/.staging/optimizer.safetensors.tmp", ...).
+#define R1_PATH_MAX 4000
+static const char *const path_flags[] = {"--out", "--model", "--init", "--teacher", "--tokenizer",
+                                         "--data", "--input", "--config", NULL};
+
+// Checks that every flag given is one the command knows (so typos fail loudly), that none is
+// given twice (which one would win is a guess), and that paths fit.
 static void check_flags(int argc, char **argv, const char *const *known, const char *const *bools) {
+    int *is_flag = xcalloc((size_t)argc, sizeof(int));  // 1 at the flags (not their values)
     for (int i = 2; i < argc; i++) {
-        int ok = 0;
+        is_flag[i] = 1;
+        int ok = 0, with_value = 0;
         for (const char *const *k = known; *k; k++)
-            if (strcmp(argv[i], *k) == 0) { ok = 1; i++; break; }
+            if (strcmp(argv[i], *k) == 0) { ok = 1, with_value = 1; break; }
         for (const char *const *k = bools; !ok && *k; k++)
             if (strcmp(argv[i], *k) == 0) ok = 1;
         if (!ok) die("%s: unknown argument '%s' (see ./r1 help)", argv[1], argv[i]);
+        for (int j = 2; j < i; j++)
+            if (is_flag[j] && strcmp(argv[j], argv[i]) == 0)
+                die("%s: %s is given twice", argv[1], argv[i]);
+        if (!with_value) continue;
+        if (i + 1 >= argc) die("%s: %s needs a value", argv[1], argv[i]);
+        for (const char *const *k = path_flags; *k; k++)
+            if (strcmp(argv[i], *k) == 0 && strlen(argv[i + 1]) > R1_PATH_MAX)
+                die("%s: %s: the path is %zu bytes long, at most %d fit", argv[1], argv[i],
+                    strlen(argv[i + 1]), R1_PATH_MAX);
+        i++;  // the value (not a flag, even if it looks like one)
     }
+    free(is_flag);
+}
+
+// One run at a time per output directory: DIR/.lock, created with O_EXCL, holds the owner's pid
+// and is removed when the process exits (die included). A lock whose process is gone (a killed
+// run) is stale: it is taken over. who: the command, for the message.
+static char lock_path[4200];
+static void lock_release(void) {
+    if (lock_path[0]) unlink(lock_path);
+    lock_path[0] = 0;
+}
+static void out_lock(const char *who, const char *dir) {
+    char err[R1_ERR_LEN], path[4200], text[32];
+    if (make_dirs(dir, err)) die("%s", err);
+    snprintf(path, sizeof(path), "%s/.lock", dir);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd >= 0) {
+            int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+            int wrote = write(fd, text, (size_t)n) == n;
+            close(fd);
+            if (!wrote) {
+                unlink(path);
+                die("%s: %s: cannot write the lock", who, path);
+            }
+            snprintf(lock_path, sizeof(lock_path), "%s", path);
+            atexit(lock_release);
+            return;
+        }
+        if (errno != EEXIST) die("%s: %s: %s", who, path, strerror(errno));
+        char *held = read_file(path, NULL, err);
+        long pid = held ? atol(held) : 0;
+        free(held);
+        if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+            die("%s: %s is in use by another run (pid %ld, %s); wait for it or use another --out",
+                who, dir, pid, path);
+        unlink(path);  // stale (its process is gone) or unreadable: take it over
+    }
+    die("%s: %s: cannot take the lock", who, path);
+}
+
+// The tokenizer of dir for model m: every id it can produce must be a row of the model's
+// embedding (a larger tokenizer would index past it).
+static void load_tokenizer_for(Tokenizer *tok, const char *dir, const Model *m, const char *who) {
+    char err[R1_ERR_LEN];
+    if (tokenizer_load(tok, dir, err)) die("%s", err);
+    if (tok->vocab_size > m->cfg.vocab_size)
+        die("%s: %s/tokenizer.json has %d tokens, more than the model's vocab_size %d", who, dir,
+            tok->vocab_size, m->cfg.vocab_size);
 }
 
 static void load_model_or_die(Model *m, const char *dir) {
@@ -348,7 +418,7 @@ static int cmd_sample(int argc, char **argv) {
     Tokenizer tok;
     int have_tok = 0, n;
     if (prompt) {
-        if (tokenizer_load(&tok, dir, err)) die("%s", err);
+        load_tokenizer_for(&tok, dir, &m, "sample");
         have_tok = 1;
         n = encode_prompt(&tok, template, prompt, ids, ctx);
         if (n < 0) die("the prompt is longer than the context (%d tokens)", ctx);
@@ -395,7 +465,7 @@ static int cmd_chat(int argc, char **argv) {
     Model m;
     Tokenizer tok;
     load_model_or_die(&m, dir);
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    load_tokenizer_for(&tok, dir, &m, "chat");
     int ctx = m.cfg.max_position_embeddings, len = 0, cached = 0;
     int *ids = xcalloc((size_t)ctx + 1, sizeof(int));
     DecodeState s;
@@ -762,14 +832,25 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
     if (model_alloc_training(m, B, T, err)) die("%s", err);
     if (a->kd && a->kd->teacher && model_alloc_inference(a->kd->teacher, B, T, err)) die("%s", err);
     m->balance_alpha = a->alpha;
+    out_lock(a->kind, a->out);  // before anything in it is written
     TrainState ts = {0};
     if (a->resume) {
         if (checkpoint_load_train_state(m, &ts, a->out, err)) die("%s", err);
+        // the saved position must be one of this data (a different corpus or --heldout gives
+        // other rows): next_batch reads row order[cursor]
+        snprintf(path, sizeof(path), "%s/optimizer.safetensors", a->out);
+        if (ts.step < 0 || ts.epoch < 0 || ts.epoch > (long)1e12 || m->adam_step < 0 ||
+            m->adam_step > ts.step)
+            die("%s: %s: train_state out of range (step %ld, epoch %ld, adam_step %ld)", a->kind,
+                path, ts.step, ts.epoch, m->adam_step);
+        if (ts.cursor < 0 || ts.cursor >= d->n_train)
+            die("%s: %s: the saved data position (row %ld of epoch %ld) is not in this data's "
+                "%ld training rows: resume with the data and --heldout of the run", a->kind, path,
+                ts.cursor, ts.epoch, d->n_train);
     } else {
         ts.rng = seed;  // the data-order seed: epoch e is shuffled by rng_seed(seed + f(e))
     }
     snprintf(path, sizeof(path), "%s/metrics.jsonl", a->out);
-    if (make_dirs(a->out, err)) die("%s", err);
     if (a->resume) truncate_metrics(path, ts.step);
     else remove(path);
     FILE *metrics = fopen(path, "ab");
@@ -790,6 +871,12 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
         oc.lr = lr_at(&a->sched, ts.step);
         next_batch(d, &ts, ids, mask, B);
         StepStats st = train_step(m, ids, d->mask ? mask : NULL, dlogits, &oc, a->gamma, a->kd);
+        // a non-finite loss or gradient has already reached the weights (AdamW ran): stop
+        // before anything is logged or saved, so the last checkpoint stays the last good one
+        if (!isfinite(st.loss) || !isfinite(st.grad_norm))
+            die("%s: step %ld: the loss is %g and the gradient norm %g: stopping (try a lower "
+                "--lr); %s keeps the last checkpoint saved", a->kind, ts.step + 1, st.loss,
+                st.grad_norm, a->out);
         ts.step++;
         double elapsed = now_seconds() - t0, tps = (ts.step - first) * (double)B * T / elapsed;
         double eta = elapsed / (ts.step - first) * (a->steps - ts.step);
@@ -828,7 +915,11 @@ static void start_model(Model *m, Tokenizer *tok, int *have_tok, const TrainArgs
     *have_tok = 0;
     if (dir) {
         load_model_or_die(m, dir);
-        if (tokenizer_load(tok, dir, err) == 0) *have_tok = 1;
+        snprintf(err, sizeof(err), "%s/tokenizer.json", dir);
+        if (access(err, F_OK) == 0) {  // (a checkpoint without one: the caller finds one)
+            load_tokenizer_for(tok, dir, m, a->kind);
+            *have_tok = 1;
+        }
         return;
     }
     Config c;
@@ -951,7 +1042,7 @@ static int cmd_sft(int argc, char **argv) {
     double epochs = arg_double(argc, argv, "--epochs", 2.0, 0.01, 1000);
     uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     char err[R1_ERR_LEN];
-    int n_ex;
+    int n_ex = 0;
     Json **ex = data_path ? jsonl_read(data_path, &n_ex, NULL, err) : NULL;
     if ((!init && !distill) || (distill && !teacher_dir) || !data_path ||
         !arg_str(argc, argv, "--out", NULL))
@@ -969,7 +1060,11 @@ static int cmd_sft(int argc, char **argv) {
                   (float)arg_double(argc, argv, "--kd-tau", 1.0, 0.05, 100.0)};
     // distillation: a fresh student from a preset (or --model) speaking the teacher's tokens
     start_model(&m, &tok, &have_tok, &a, init, student, seed);
-    if (distill && !have_tok && tokenizer_load(&tok, teacher_dir, err) == 0) have_tok = 1;
+    snprintf(err, sizeof(err), "%s/tokenizer.json", teacher_dir ? teacher_dir : ".");
+    if (distill && !have_tok && access(err, F_OK) == 0) {
+        load_tokenizer_for(&tok, teacher_dir, &m, argv[1]);
+        have_tok = 1;
+    }
     if (!have_tok) die("%s: no tokenizer.json in %s", argv[1], a.resume ? a.out : init ? init : teacher_dir);
     if (distill && kd.alpha > 0) {
         load_model_or_die(&teacher, teacher_dir);
@@ -1275,6 +1370,48 @@ static void grpo_log_step(FILE *metrics, long step, long steps, const GrpoSettin
            s->P, rep->generate_s, rep->learn_s, elapsed);
 }
 
+// --ref-every: pi_ref after its refresh at `step` is saved as OUT/ref-STEP.safetensors (a resumed
+// run needs the one of its last refresh; the model's own tensor names). The one before is removed
+// only when the checkpoint of a later step commits: a run killed in between resumes from the
+// earlier checkpoint, which still needs it.
+static void grpo_ref_path(char *path, size_t n, const char *out, long step) {
+    snprintf(path, n, "%s/ref-%ld.safetensors", out, step);
+}
+static void grpo_ref_save(const Model *ref, const char *out, long step) {
+    char path[4200], err[R1_ERR_LEN];
+    StWrite *w = xcalloc((size_t)ref->n_tensors, sizeof(StWrite));
+    for (int i = 0; i < ref->n_tensors; i++) {
+        const ParamInfo *p = &ref->table[i];
+        w[i] = (StWrite){p->name, "F32", p->ndim, {p->shape[0], p->shape[1]},
+                         ref->params + p->offset};
+    }
+    grpo_ref_path(path, sizeof(path), out, step);
+    if (st_write(path, w, ref->n_tensors, NULL, 0, err)) die("%s", err);
+    free(w);
+}
+// After the checkpoint of step `saved` commits: the refreshes before its own are not needed.
+static void grpo_ref_prune(const char *out, long saved, long ref_every) {
+    char path[4200];
+    for (long q = saved / ref_every * ref_every - ref_every; q > 0; q -= ref_every) {
+        grpo_ref_path(path, sizeof(path), out, q);
+        if (remove(path) != 0) break;  // (the older ones went at an earlier save)
+    }
+}
+static void grpo_ref_load(Model *ref, const char *out, long step) {
+    char path[4200], err[R1_ERR_LEN];
+    grpo_ref_path(path, sizeof(path), out, step);
+    StFile f;
+    if (st_read(path, &f, err)) die("grpo: pi_ref of step %ld: %s", step, err);
+    for (int i = 0; i < ref->n_tensors; i++) {
+        const ParamInfo *p = &ref->table[i];
+        StTensor *t = st_find(&f, p->name);
+        if (!t || strcmp(t->dtype, "F32") != 0 || t->end - t->begin != p->numel * sizeof(float))
+            die("grpo: %s: tensor %s is missing or has the wrong shape", path, p->name);
+        memcpy(ref->params + p->offset, f.data + t->begin, p->numel * sizeof(float));
+    }
+    st_free(&f);
+}
+
 // The questions of a step: P training problems drawn at random, and with probability
 // `nonreasoning` a non-reasoning prompt in a problem's place (final RL: R1 §2.3.4).
 static void pick_questions(GrpoGroups *g, Json *const *train, int n_train, Json *const *plain,
@@ -1294,10 +1431,11 @@ static int cmd_grpo(int argc, char **argv) {
         "--mu", "--variant", "--w-accuracy", "--w-format", "--w-language", "--levels", "--lang",
         "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", "--non-reasoning",
         NULL};
-    static const char *const bools[] = {NULL};
+    static const char *const bools[] = {"--resume", NULL};
     check_flags(argc, argv, known, bools);
     const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
     if (!dir || !out) die("grpo: needs --model DIR --out DIR");
+    int resume = arg_flag(argc, argv, "--resume");
     double nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.0, 0.0, 1.0);
     const char *task = arg_str(argc, argv, "--task", "arithmetic");
     int level_lo, level_hi;
@@ -1311,20 +1449,37 @@ static int cmd_grpo(int argc, char **argv) {
     char err[R1_ERR_LEN], path[4096];
     Model policy, ref;
     Tokenizer tok;
-    load_model_or_die(&policy, dir);
+    out_lock("grpo", out);  // before anything in it is written
+    // --resume: the policy, its AdamW moments, the step and the question RNG from OUT's last
+    // checkpoint; pi_ref is --model's weights, or the policy saved at the last refresh
+    TrainState ts = {0};
+    load_model_or_die(&policy, resume ? out : dir);
     load_model_or_die(&ref, dir);  // the frozen reference policy pi_ref
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    load_tokenizer_for(&tok, resume ? out : dir, &policy, "grpo");
+    if (ref.n_params != policy.n_params) die("grpo: %s and %s are not the same model", out, dir);
+    if (resume) {
+        if (model_alloc_training(&policy, 1, 1, err) ||
+            checkpoint_load_train_state(&policy, &ts, out, err))
+            die("%s", err);
+        if (ts.step < 0 || ts.step > steps || policy.adam_step < 0 ||
+            policy.adam_step > ts.step * s.mu || ts.epoch != 0 || ts.cursor != 0)
+            die("grpo: %s/optimizer.safetensors: train_state out of range for this run (step %ld "
+                "of %ld, adam_step %ld)", out, ts.step, steps, policy.adam_step);
+        long refreshed = ref_every ? ts.step / ref_every * ref_every : 0;
+        if (refreshed > 0) grpo_ref_load(&ref, out, refreshed);
+    }
     int n_train = 4096, n_plain = nonreasoning > 0 ? 600 : 0;
     Json **train = make_examples(task, 0, n_train, level_lo, level_hi,
                                  arg_str(argc, argv, "--lang", "both"), seed);
     Json **plain = n_plain ? nonreasoning_examples(n_plain, seed) : NULL;
     GrpoGroups g = grpo_groups_new(s.P, s.G, policy.cfg.max_position_embeddings);
-    if (make_dirs(out, err)) die("%s", err);
     snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
-    FILE *metrics = fopen(path, "wb");
+    if (resume) truncate_metrics(path, ts.step);  // as if the run had never stopped
+    FILE *metrics = fopen(path, resume ? "ab" : "wb");
     if (!metrics) die("%s: %s", path, strerror(errno));
     Rng rng;
     rng_seed(&rng, seed ^ 0x6770u);
+    if (resume) rng.state = ts.rng;
     printf("GRPO (%s) on %s levels %d-%d: %d prompts x %d rollouts per step, %ld steps, "
            "template %s, beta %g, eps [%g, %g], mu %d, lr %g\n",
            arg_str(argc, argv, "--variant", "grpo"), task, level_lo, level_hi, s.P, s.G, steps,
@@ -1332,12 +1487,19 @@ static int cmd_grpo(int argc, char **argv) {
     if (n_plain) printf("non-reasoning prompts in %.0f%% of the groups (rule reward: plain answer, "
                         "kind's rule, language)\n", 100.0 * nonreasoning);
     double t_start = now_seconds();
-    for (long step = 1; step <= steps; step++) {
+    for (long step = ts.step + 1; step <= steps; step++) {
         pick_questions(&g, train, n_train, plain, n_plain, nonreasoning, &rng);
         GrpoStepReport rep;
         grpo_step(&policy, &ref, &tok, &s, &g, seed * 7919u + (uint64_t)step, &rep);
-        if (ref_every && step % ref_every == 0)  // R1-Zero refreshes pi_ref periodically
+        // a non-finite loss or gradient has reached the policy: stop before it is logged or
+        // saved (the last checkpoint in OUT stays the last good one)
+        if (!isfinite(rep.loss) || !isfinite(rep.grad_norm))
+            die("grpo: step %ld: the loss is %g and the gradient norm %g: stopping (try a lower "
+                "--lr); %s keeps the last checkpoint saved", step, rep.loss, rep.grad_norm, out);
+        if (ref_every && step % ref_every == 0) {  // R1-Zero refreshes pi_ref periodically
             memcpy(ref.params, policy.params, policy.n_params * sizeof(float));
+            grpo_ref_save(&ref, out, step);
+        }
         grpo_log_step(metrics, step, steps, &s, &rep, now_seconds() - t_start);
         if (step % sample_every == 0 || step == 1) {
             const Json *pr = json_get(g.example[0], "prompt");
@@ -1345,8 +1507,12 @@ static int cmd_grpo(int argc, char **argv) {
                    g.rewards[0], g.r[0].text);
         }
         fflush(stdout);
-        if (step % save_every == 0 || step == steps)
-            if (checkpoint_save(&policy, &tok, NULL, out, err)) die("%s", err);
+        if (step % save_every == 0 || step == steps) {
+            ts.step = step;
+            ts.rng = rng.state;
+            if (checkpoint_save(&policy, &tok, &ts, out, err)) die("%s", err);
+            if (ref_every) grpo_ref_prune(out, step, ref_every);
+        }
     }
     fclose(metrics);
     printf("policy saved in %s\n", out);

@@ -229,19 +229,31 @@ int model_create(Model *m, const Config *c, char *err) {
     memset(m, 0, sizeof(*m));
     if (config_validate(c, err)) return -1;
     m->cfg = *c;
+    // the size guards come before the table is built (count_params computes in doubles, so
+    // nothing here overflows): the parameters, and the tensors (1 + 9 per layer + 3 per routed
+    // expert of each MoE layer, ...), each entry of the table ~140 bytes
+    ParamCount pc;
+    count_params(c, &pc);
+    double bytes = pc.total * sizeof(float);
+    if (bytes > 64e9) {
+        snprintf(err, R1_ERR_LEN, "config: %.1fB parameters (%.0f GB) is too large to allocate; "
+                 "use `./r1 info` for this shape", pc.total / 1e9, bytes / 1e9);
+        return -1;
+    }
+    int L = c->num_hidden_layers;
+    int moe_layers = L - (c->first_k_dense_replace < L ? c->first_k_dense_replace : L);
+    double tensors = 3.0 + 12.0 * L + (double)moe_layers * (2.0 + 3.0 * c->n_routed_experts);
+    if (tensors > (double)(1 << 22)) {
+        snprintf(err, R1_ERR_LEN, "config: %.3g tensors (%d layers x %d routed experts) are too "
+                 "many for the parameter table (at most %d)", tensors, L, c->n_routed_experts,
+                 1 << 22);
+        return -1;
+    }
     TableBuilder tb = {0};
     build_table(c, &tb);
     m->table = tb.t;
     m->n_tensors = tb.n;
     m->n_params = tb.offset;
-    double bytes = (double)m->n_params * sizeof(float);
-    if (bytes > 64e9) {
-        snprintf(err, R1_ERR_LEN, "config: %.1fB parameters (%.0f GB) is too large to allocate; "
-                 "use `./r1 info` for this shape", m->n_params / 1e9, bytes / 1e9);
-        free(m->table);
-        m->table = NULL;
-        return -1;
-    }
     m->params = xcalloc(m->n_params, sizeof(float));
     m->p.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
     point_views(m, m->params, &m->p);
@@ -1302,11 +1314,25 @@ void count_params(const Config *c, ParamCount *pc) {
 // 9. Checkpoints: the model on disk (Hugging Face hub layout), saved as one atomic set
 // ==============================================================================================
 
+// Where a checkpoint's file is to be read: in a directory this process may write, the
+// recovery (checkpoint_recover) has already finished or dropped any interrupted save, so DIR/name;
+// in a read-only one (a copy, a shared model) nothing is changed: a committed set still in
+// DIR/.staging is read from there, an uncommitted one ignored.
+static void checkpoint_file(const char *dir, const char *name, char *path, size_t n) {
+    snprintf(path, n, "%s/.staging/COMMIT", dir);
+    if (access(path, F_OK) == 0) {
+        snprintf(path, n, "%s/.staging/%s", dir, name);
+        if (access(path, R_OK) == 0) return;
+    }
+    snprintf(path, n, "%s/%s", dir, name);
+}
+
 int checkpoint_load(Model *m, const char *dir, char *err) {
     char path[4096];
     memset(m, 0, sizeof(*m));  // model_free is safe after any failure below
-    if (checkpoint_recover(dir, err)) return -1;
-    snprintf(path, sizeof(path), "%s/config.json", dir);
+    // loading never needs to write: recover an interrupted save only where we may
+    if (access(dir, W_OK) == 0 && checkpoint_recover(dir, err)) return -1;
+    checkpoint_file(dir, "config.json", path, sizeof(path));
     char *text = read_file(path, NULL, err);
     if (!text) return -1;
     Config c;
@@ -1318,7 +1344,7 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
         return -1;
     }
     if (model_create(m, &c, err)) return -1;
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    checkpoint_file(dir, "model.safetensors", path, sizeof(path));
     StFile f;
     if (st_read(path, &f, err)) {
         model_free(m);
@@ -1351,7 +1377,33 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
             model_free(m);
             return -1;
         }
-        memcpy(m->params + p->offset, f.data + t->begin, p->numel * sizeof(float));
+        float *w = m->params + p->offset;
+        memcpy(w, f.data + t->begin, p->numel * sizeof(float));
+        size_t bad = p->numel;
+        for (size_t j = 0; j < p->numel && bad == p->numel; j++)
+            if (!isfinite(w[j])) bad = j;
+        if (bad < p->numel) {
+            snprintf(err, R1_ERR_LEN, "%s: tensor %s: element %zu is not finite (%g)", path,
+                     p->name, bad, w[bad]);
+            st_free(&f);
+            model_free(m);
+            return -1;
+        }
+    }
+    // every tensor of the file is one the config uses (a config of fewer layers, or without
+    // shared experts, must not silently drop trained weights): st_read refused duplicate names,
+    // so the file holds exactly the table when it holds as many tensors
+    if (f.n != m->n_tensors) {
+        for (int i = 0; i < f.n; i++)
+            if (!model_find_param(m, f.t[i].name)) {
+                snprintf(err, R1_ERR_LEN, "%s: tensor %s is not used by the config.json beside it "
+                         "(%d tensors in the file, %d in the model)", path, f.t[i].name, f.n,
+                         m->n_tensors);
+                break;
+            }
+        st_free(&f);
+        model_free(m);
+        return -1;
     }
     st_free(&f);
     return 0;

@@ -1064,7 +1064,8 @@ static const char *tok_check_pretokenizer(const Json *pt) {
 
 // An integer-valued JSON number in [lo, hi]?
 static int tok_int(const Json *j, int lo, int hi, int *out) {
-    if (!j || j->type != JSON_NUMBER || j->number != (double)(long long)j->number || j->number < lo || j->number > hi)
+    // the range first: casting a double outside long long's (1e30) is undefined behaviour
+    if (!j || j->type != JSON_NUMBER || !(j->number >= lo && j->number <= hi) || j->number != floor(j->number))
         return -1;
     *out = (int)j->number;
     return 0;

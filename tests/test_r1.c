@@ -35,7 +35,9 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 // ==============================================================================================
 // Helpers
@@ -1399,6 +1401,32 @@ static void test_model_create_too_large(void **state) {
     count_params(&c, &pc);
     EXPECT(pc.total > 6.6e11 && pc.total < 6.9e11, "deepseek-v3 total %.4g, expected ~671B", pc.total);
     EXPECT(pc.activated > 3.6e10 && pc.activated < 3.9e10, "activated %.4g, expected ~37B", pc.activated);
+    // the audit's reproducers, each refused with a message before the table is built: a head
+    // width whose int product overflows (H * (dn + dr) > INT_MAX), and a shape of few parameters
+    // but ~2e8 tensors (1000 layers x 65536 experts x 3), run in a child under a 2 GB address
+    // limit (building its table would need ~27 GB)
+    Config w = tiny_config(V_BASE);
+    w.num_attention_heads = 65536;
+    w.qk_nope_head_dim = 1 << 30;
+    EXPECT(model_create(&m, &w, err) == -1 && strstr(err, "int"), "huge head dims: \"%s\"", err);
+    EXPECT(m.params == NULL && m.table == NULL, "%s", "model_create left allocations behind");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = {2ul << 30, 2ul << 30};
+        setrlimit(RLIMIT_AS, &lim);
+        Config h = tiny_config(V_BASE);
+        h.hidden_size = 2; h.num_hidden_layers = 1000; h.first_k_dense_replace = 0;
+        h.n_routed_experts = 65536; h.n_group = 1; h.topk_group = 1; h.num_experts_per_tok = 1;
+        h.moe_intermediate_size = 1; h.n_shared_experts = 0;
+        Model hm;
+        int rc = model_create(&hm, &h, err);
+        _exit(rc == -1 && strstr(err, "tensors") && hm.table == NULL ? 0 : 2);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "1000 layers x 65536 experts: child status %d (not refused before the table)", status);
     // and for tiny, the count equals the table's size
     Config t = tiny_config(V_BASE);
     EXPECT(model_create(&m, &t, err) == 0, "%s", err);
@@ -1502,6 +1530,29 @@ static void test_config_from_json(void **state) {
     expect_json_rejected(", \"vocab_size\": -1", "vocab_size");
     expect_json_rejected(", \"num_experts_per_tok\": 9", "num_experts_per_tok");  // validate runs
     expect_json_rejected(", \"norm_topk_prob\": 1", "norm_topk_prob");   // bool expected
+    // the audit's reproducers: out-of-range numbers (no UB cast), values that overflow a float,
+    // a non-string rope type, token ids outside the vocabulary
+    expect_json_rejected(", \"bos_token_id\": 1e20", "bos_token_id");
+    expect_json_rejected(", \"eos_token_id\": -1e300", "eos_token_id");
+    expect_json_rejected(", \"bos_token_id\": 64", "bos_token_id");   // vocab_size is 64
+    expect_json_rejected(", \"eos_token_id\": 1.5", "eos_token_id");
+    expect_json_rejected(", \"bos_token_id\": \"0\"", "bos_token_id");
+    expect_json_rejected(", \"rms_norm_eps\": 1e39", "rms_norm_eps");
+    expect_json_rejected(", \"rope_theta\": 1e39", "rope_theta");
+    expect_json_rejected(", \"routed_scaling_factor\": 1e39", "routed_scaling_factor");
+    expect_json_rejected(", \"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 1e39}", "factor");
+    expect_json_rejected(", \"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 2, \"mscale\": -1e39}", "mscale");
+    expect_json_rejected(", \"rope_parameters\": {\"rope_type\": 5, \"factor\": 2}", "rope_type");
+    expect_json_rejected(", \"rope_scaling\": {\"type\": null, \"factor\": 2}", "type");
+    expect_json_rejected(", \"initializer_range\": 1e39", "initializer_range");
+    expect_json_rejected(", \"max_position_embeddings\": 1e30", "max_position_embeddings");
+    // sizes whose products overflow an int (H * (dn + dr), Im * n_shared, ...) are refused
+    // before any table is built
+    expect_json_rejected(", \"num_attention_heads\": 65536, \"qk_nope_head_dim\": 1073741824", "int");
+    expect_json_rejected(", \"moe_intermediate_size\": 1073741824, \"n_shared_experts\": 4", "int");
+    // null bos/eos (as some hub configs write) keep the defaults
+    EXPECT(parse_with(", \"bos_token_id\": null, \"eos_token_id\": null", &c, err) == 0,
+           "null token ids refused: %s", err);
     // not an object at all
     EXPECT(config_from_json("[1, 2, 3]", &c, err) == -1, "%s", "a JSON array accepted as config");
     EXPECT(config_from_json("", &c, err) == -1, "%s", "empty text accepted as config");
@@ -1616,6 +1667,126 @@ static void test_checkpoint_shape_message_1d(void **state) {
     rm_tree(root);
     EXPECT(strstr(err, "shape [33]") != NULL && strstr(err, "expected [32]") != NULL,
            "message \"%s\" should say \"shape [33], expected [32]\"", err);
+}
+
+// The audit's checkpoint reproducers: a config that uses a subset of the file's tensors (fewer
+// layers, no shared experts) is refused naming an unused tensor; a NaN or Inf weight is refused
+// naming its tensor; a read-only copy with a leftover uncommitted .staging loads (loading does not
+// need to write).
+static void test_checkpoint_audit(void **state) {
+    (void)state;
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char dir[512], path[600], err[R1_ERR_LEN];
+    Config c = tiny_config(V_BASE);
+    Model m;
+    make_model(&m, &c, 61, 1, 4);
+    snprintf(dir, sizeof(dir), "%s/ck", root);
+    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    // fewer layers than the file holds
+    Config fewer = c;
+    fewer.num_hidden_layers = c.num_hidden_layers - 1;
+    EXPECT(config_write_json(&fewer, path, err) == 0, "%s", err);
+    char last[64];
+    snprintf(last, sizeof(last), "model.layers.%d.", c.num_hidden_layers - 1);
+    expect_load_fails(dir, "model.safetensors", last, "not used");
+    // no shared experts
+    Config unshared = c;
+    unshared.n_shared_experts = 0;
+    EXPECT(config_write_json(&unshared, path, err) == 0, "%s", err);
+    expect_load_fails(dir, "model.safetensors", "shared_experts", "not used");
+    // a NaN, then an Inf, weight
+    const char *victims[2] = {"model.norm.weight", "model.layers.1.self_attn.o_proj.weight"};
+    for (int k = 0; k < 2; k++) {
+        ParamInfo *p = model_find_param(&m, victims[k]);
+        assert_non_null(p);
+        float keep = m.params[p->offset + p->numel - 1];
+        m.params[p->offset + p->numel - 1] = k ? INFINITY : NAN;
+        EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+        m.params[p->offset + p->numel - 1] = keep;
+        expect_load_fails(dir, "model.safetensors", victims[k], "not finite");
+    }
+    // read-only copy with an uncommitted .staging: loads the committed weights (as a user who
+    // cannot write there: a child drops root's rights)
+    EXPECT(checkpoint_save(&m, NULL, NULL, dir, err) == 0, "%s", err);
+    char staged[600];
+    snprintf(staged, sizeof(staged), "%s/.staging", dir);
+    mkdir(staged, 0755);
+    snprintf(path, sizeof(path), "%s/model.safetensors", staged);
+    write_text(path, "half a file");
+    chmod(root, 0755);
+    chmod(staged, 0555);
+    chmod(dir, 0555);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (getuid() == 0 && setuid(65534) != 0) _exit(3);
+        Model r;
+        char e[R1_ERR_LEN];
+        if (checkpoint_load(&r, dir, e) != 0) {
+            fprintf(stderr, "read-only load: %s\n", e);
+            _exit(1);
+        }
+        _exit(memcmp(r.params, m.params, sizeof(float) * m.n_params) == 0 ? 0 : 2);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "a read-only checkpoint with an uncommitted .staging: child status %d", status);
+    EXPECT(access(path, F_OK) == 0, "%s", "the read-only load changed the directory");
+    chmod(dir, 0755);
+    chmod(staged, 0755);
+    model_free(&m);
+    rm_tree(root);
+}
+
+// A checkpoint's commit is the rename of its files from DIR/.staging into DIR: durable only once
+// DIR itself is synced. Traced with strace (skipped without it): after the last rename into DIR,
+// DIR is opened as a directory and that descriptor fsync'd; and .staging is synced (its COMMIT
+// marker on the disk) before the first file moves.
+static void test_checkpoint_dir_fsync(void **state) {
+    (void)state;
+    if (access("./r1", X_OK) != 0 || system("strace -V >/dev/null 2>&1") != 0) {
+        print_message("    ./r1 or strace not found: skipped\n");
+        skip();
+    }
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char cmd[2048], log[600], err[R1_ERR_LEN];
+    snprintf(log, sizeof(log), "%s/strace.log", root);
+    snprintf(cmd, sizeof(cmd), "strace -f -e trace=openat,rename,fsync -o %s ./r1 train --config "
+             "tiny --steps 1 --batch 1 --seq 8 --out %s/run >/dev/null 2>&1", log, root);
+    if (system(cmd) != 0) {  // e.g. ptrace not permitted here
+        rm_tree(root);
+        print_message("    strace could not run ./r1: skipped\n");
+        skip();
+    }
+    char *text = read_file(log, NULL, err);
+    assert_non_null(text);
+    char dir[600], staging[600], open_dir[700], open_staging[700], rename_in[700];
+    snprintf(dir, sizeof(dir), "%s/run", root);
+    snprintf(staging, sizeof(staging), "%s/run/.staging", root);
+    snprintf(open_dir, sizeof(open_dir), "\"%s\", O_RDONLY|O_DIRECTORY) = ", dir);
+    snprintf(open_staging, sizeof(open_staging), "\"%s\", O_RDONLY|O_DIRECTORY) = ", staging);
+    snprintf(rename_in, sizeof(rename_in), "\"%s/model.safetensors\", \"%s/model.safetensors\")",
+             staging, dir);
+    const char *moved = strstr(text, rename_in);
+    EXPECT(moved != NULL, "no rename of the staged model into %s in the trace", dir);
+    // .staging synced before the move
+    const char *os = strstr(text, open_staging);
+    EXPECT(os && os < moved, "%s", ".staging was not opened to be synced before the files moved");
+    char want[64];
+    snprintf(want, sizeof(want), "fsync(%d)", atoi(os + strlen(open_staging)));
+    const char *fs = strstr(os, want);
+    EXPECT(fs && fs < moved, "%s", ".staging was not fsync'd before the files moved");
+    // DIR synced after the last move
+    const char *od = strstr(moved, open_dir);
+    EXPECT(od != NULL, "%s was not opened as a directory after the commit's renames", dir);
+    snprintf(want, sizeof(want), "fsync(%d)", atoi(od + strlen(open_dir)));
+    EXPECT(strstr(od, want) != NULL, "%s was not fsync'd after the commit's renames", dir);
+    free(text);
+    rm_tree(root);
 }
 
 static void test_checkpoints(void **state) {
@@ -1870,6 +2041,135 @@ static void test_cli_errors(void **state) {
     expect_cli_error(root, "info --config tiny --bogus", "--bogus");
     expect_cli_error(root, "info --config", "--config");
     expect_cli_error(root, "frobnicate", "frobnicate");
+    rm_tree(root);
+}
+
+// Runs `./r1 ARGS` in dir (quiet); its exit status.
+static int run_r1(const char *root, const char *args) {
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "cd %s && %s/r1 %s >/dev/null 2>&1", root, getenv("PWD"), args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int files_equal(const char *a, const char *b) {
+    char err[R1_ERR_LEN];
+    size_t na, nb;
+    char *x = read_file(a, &na, err), *y = read_file(b, &nb, err);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+// The audit's faults, through the command line, on a small student model pretrained for 2 steps:
+// grpo --resume continues bit for bit (across a pi_ref refresh); a second run on a locked --out
+// is refused (a stale lock is taken over); duplicate flags and over-long paths are refused; a
+// tokenizer larger than the model's vocabulary is refused; a non-finite loss stops the run
+// without saving or logging it; a resumed run's data position is checked against the data.
+static void test_cli_faults(void **state) {
+    (void)state;
+    if (access("./r1", X_OK) != 0) {
+        print_message("    ./r1 not found (run `make r1` first, from the repository root): skipped\n");
+        skip();
+    }
+    char root[] = "/tmp/test_r1_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char args[8192], a[600], b[600], err[R1_ERR_LEN];
+    EXPECT(run_r1(root, "data corpus --out c.txt --mb 0.05") == 0, "%s", "data corpus failed");
+    EXPECT(run_r1(root, "pretrain --config student --data c.txt --out base --steps 2 --seq 32 "
+                        "--batch 2") == 0, "%s", "pretrain failed");
+    // grpo --resume: 2 steps then 3 more, and 4 then 1 (pi_ref refreshed at step 3), give the
+    // model of 5 uninterrupted steps, and the same metrics
+    const char *g = "grpo --model base --prompts 2 --group 4 --max-new-tokens 8 --save-every 2 "
+                    "--ref-every 3 --w-language 1 --lang en --lr 1e-3";
+    snprintf(args, sizeof(args), "%s --out full --steps 5", g);
+    EXPECT(run_r1(root, args) == 0, "%s", "grpo failed");
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "%s --out part%d --steps %d", g, k, k ? 4 : 2);
+        EXPECT(run_r1(root, args) == 0, "%s", "grpo (first part) failed");
+        snprintf(args, sizeof(args), "%s --out part%d --steps 5 --resume", g, k);
+        EXPECT(run_r1(root, args) == 0, "%s", "grpo --resume failed");
+        snprintf(a, sizeof(a), "%s/full/model.safetensors", root);
+        snprintf(b, sizeof(b), "%s/part%d/model.safetensors", root, k);
+        EXPECT(files_equal(a, b), "grpo resumed at step %d: not the uninterrupted model", k ? 4 : 2);
+    }
+    snprintf(a, sizeof(a), "%s/full/.lock", root);
+    EXPECT(access(a, F_OK) != 0, "%s", "the lock was left behind");
+    // a locked --out: refused while its pid lives (ours), taken over once it is gone
+    snprintf(a, sizeof(a), "%s/part0/.lock", root);
+    snprintf(b, sizeof(b), "%ld\n", (long)getpid());
+    write_text(a, b);
+    snprintf(args, sizeof(args), "%s --out %s/part0 --steps 6 --resume", g, root);
+    char *base_abs = strstr(args, "--model base");
+    char shifted[8192];
+    snprintf(shifted, sizeof(shifted), "%.*s--model %s/base%s", (int)(base_abs - args), args, root,
+             base_abs + strlen("--model base"));
+    expect_cli_error(root, shifted, "in use by another run");
+    write_text(a, "999999999\n");  // no such process
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "cd %s && %s/r1 %s >/dev/null 2>&1", root, getenv("PWD"), args);
+    int st = system(cmd);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a stale lock blocked the run (status %d)", st);
+    // duplicate flags, over-long paths
+    expect_cli_error(root, "info --config tiny --config small", "given twice");
+    char *longp = malloc(5000);
+    memset(longp, 'a', 4999);
+    longp[4999] = 0;
+    snprintf(cmd, sizeof(cmd), "cd %s && %s/r1 grpo --model base --out %s >/dev/null 2>err.txt",
+             root, getenv("PWD"), longp);
+    st = system(cmd);
+    free(longp);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 1, "an over-long --out: status %d", st);
+    snprintf(a, sizeof(a), "%s/err.txt", root);
+    char *said = read_file(a, NULL, err);
+    EXPECT(said && strstr(said, "path is 4999 bytes") && strncmp(said, "r1: ", 4) == 0,
+           "an over-long --out: stderr \"%s\"", said ? said : "");
+    free(said);
+    // a tokenizer larger than the model's vocabulary (a tiny model, 64 tokens, with base's)
+    Model m;
+    Tokenizer tok;
+    snprintf(a, sizeof(a), "%s/base", root);
+    EXPECT(tokenizer_load(&tok, a, err) == 0, "%s", err);
+    Config c = tiny_config(V_BASE);
+    make_model(&m, &c, 5, 1, 4);
+    snprintf(b, sizeof(b), "%s/small_vocab", root);
+    EXPECT(checkpoint_save(&m, &tok, NULL, b, err) == 0, "%s", err);
+    model_free(&m);
+    snprintf(args, sizeof(args), "sample --model %s --prompt hello", b);
+    expect_cli_error(root, args, "more than the model's vocab_size");
+    snprintf(args, sizeof(args), "grpo --model %s --out %s/g2 --steps 1", b, root);
+    expect_cli_error(root, args, "more than the model's vocab_size");
+    // a resumed pretraining run whose saved data position is past this data's rows, then one
+    // whose weights overflow (model.norm.weight 3e38: the logits are inf - inf)
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "cp -r %s/base %s/run%d", root, root, k);
+        assert_int_equal(system(args), 0);
+        snprintf(b, sizeof(b), "%s/run%d", root, k);
+        TrainState ts;
+        EXPECT(checkpoint_load(&m, b, err) == 0, "%s", err);
+        EXPECT(model_alloc_training(&m, 1, 1, err) == 0 && checkpoint_load_train_state(&m, &ts, b, err) == 0,
+               "%s", err);
+        if (k == 0) ts.cursor = 1000000000L;
+        else for (int i = 0; i < m.cfg.hidden_size; i++) m.p.norm[i] = 3e38f;
+        EXPECT(checkpoint_save(&m, &tok, &ts, b, err) == 0, "%s", err);
+        model_free(&m);
+        char model_path[700], keep[700], metrics[700];
+        snprintf(model_path, sizeof(model_path), "%s/model.safetensors", b);
+        snprintf(keep, sizeof(keep), "%s/kept.safetensors", root);
+        snprintf(args, sizeof(args), "cp %s %s", model_path, keep);
+        assert_int_equal(system(args), 0);
+        snprintf(args, sizeof(args), "pretrain --config student --data %s/c.txt --out %s "
+                 "--steps 4 --seq 32 --batch 2 --save-every 1 --resume", root, b);
+        expect_cli_error(root, args, k ? "the loss is" : "not in this data");
+        EXPECT(files_equal(model_path, keep), "run%d: the checkpoint changed", k);
+        snprintf(metrics, sizeof(metrics), "%s/metrics.jsonl", b);
+        char *text = read_file(metrics, NULL, err);
+        EXPECT(!text || (!strstr(text, "nan") && !strstr(text, "inf")),
+               "run%d: metrics.jsonl holds a non-finite number", k);
+        free(text);
+    }
+    tokenizer_free(&tok);
     rm_tree(root);
 }
 
@@ -2414,6 +2714,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_config_from_json),
         cmocka_unit_test(test_config_json_round_trip),
         cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_cli_faults),
+        cmocka_unit_test(test_checkpoint_dir_fsync),
+        cmocka_unit_test(test_checkpoint_audit),
         cmocka_unit_test(test_checkpoint_shape_message_1d),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_debug_build_same_floats),

@@ -831,6 +831,9 @@ static void test_load_rejects(void **state) {
         {"\"a\": 106", "\"a\": 107", "expected the byte 0x62"},
         {"\"a\": 106", "\"a\": 1e9", "must be an integer"},
         {"\"a\": 106", "\"a\": 106.5", "must be an integer"},
+        {"\"a\": 106", "\"a\": 1e30", "must be an integer"},   // no out-of-range cast (UBSan)
+        {"\"a\": 106", "\"a\": -1e30", "must be an integer"},
+        {"\"id\": 5", "\"id\": 1e300", "added_tokens[5]"},
         {"\"aa\": 265", "\"aa\": 265, \"zz\": 268", "model.merges: 3 merges for 269 tokens"},
         {"\"<think>\": 5", "\"<thonk>\": 5", "expected the special token"},
         {"\"content\": \"<think>\"", "\"content\": \"<thonk>\"", "added_tokens[5]"},
