@@ -1727,11 +1727,10 @@ static int cmd_eval(int argc, char **argv) {
     int level_lo, level_hi;
     arg_levels(argc, argv, "1-2", &level_lo, &level_hi);
     s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
-    char err[R1_ERR_LEN];
     Model m;
     Tokenizer tok;
     load_model_or_die(&m, dir);
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    load_tokenizer_for(&tok, dir, &m, "eval");
     Json **ex = make_examples(task, 1, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
                               s.seed);
     EvalResult res;
@@ -1777,7 +1776,7 @@ static int cmd_reject(int argc, char **argv) {
     Model m;
     Tokenizer tok;
     load_model_or_die(&m, dir);
-    if (tokenizer_load(&tok, dir, err)) die("%s", err);
+    load_tokenizer_for(&tok, dir, &m, "reject");
     Json **ex = make_examples(task, 0, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
                               s.seed);
     AtomicFile af;
@@ -2788,48 +2787,58 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
 }
 
 // The stages, in the order they run (DeepSeek-R1 §2.3-2.4; the student: §2.4 and Table 6).
+// The world: all three tasks at difficulty levels 1-5, a corpus whose R1-Zero-template
+// documents reason in three styles (a direct guess, stepwise, a guess that is checked and
+// corrected) and sometimes switch language (tasks.c, CORPUS_*_SHARE); RL and evaluation on all
+// of it. Every completion may take up to 200 new tokens.
 static const Stage STAGES[] = {
-    // the corpus and every stage after it stay on arithmetic levels 1-2: what a 2.4M-parameter
-    // base learns to do in 10 minutes (tutorial/06 shows the other tasks)
-    {"data", "toy corpus and the cold-start set (worked long CoT)", 0,
-     {"data corpus --task arithmetic --levels 1-2 --mb 2 --out $OUT/corpus.txt --seed $SEED",
-      "data tasks --task arithmetic --n 1000 --levels 1-2 --solutions --seed $SEED --out "
-      "$OUT/cold.jsonl"}},
-    // 1500 steps: the base must get past the point where the held-out loss drops from ~0.45 to
-    // ~0.2 (it learns to add). At 1000 steps 2 of 4 seeds had not (and every later stage failed
-    // with them); at 1500 all 4 had, at 0.151-0.153 (tutorial/03).
+    {"data", "toy corpus (three reasoning styles, some mixing languages) and the cold-start set "
+     "(checked long CoT, one language)", 0,
+     {"data corpus --task all --levels 1-5 --mb 3 --out $OUT/corpus.txt --seed $SEED",
+      "data tasks --task all --n 1500 --levels 1-5 --solutions --style checked --seed $SEED "
+      "--out $OUT/cold.jsonl"}},
+    // 1500 steps: on arithmetic levels 1-2 the base had to get past the point where the
+    // held-out loss drops from ~0.45 to ~0.2 (it learns to add): at 1000 steps 2 of 4 seeds had
+    // not; at 1500 all 4 had (tutorial/03).
     {"base", "pretrained base model", 1,
      {"pretrain --config $PRESET --data $OUT/corpus.txt --out $OUT/base --steps $STEPS:1500 "
-      "--batch 8 --seq 256 --eval-every 250 --seed $SEED"}},
+      "--batch 8 --seq 320 --eval-every 250 --seed $SEED"}},
     {"r1-zero", "R1-Zero: GRPO from the base (accuracy + format rewards)", 1,
-     {"grpo --model $OUT/base --out $OUT/r1-zero --task arithmetic --steps $STEPS:24 --seed "
-      "$SEED"}},
-    {"cold", "cold start: SFT of the base on long CoT", 1,
-     {"sft --model $OUT/base --data $OUT/cold.jsonl --out $OUT/cold --epochs 2 --seq 320 --lr "
+     {"grpo --model $OUT/base --out $OUT/r1-zero --task all --levels 1-5 --max-new-tokens 200 "
+      "--steps $STEPS:40 --seed $SEED"}},
+    // test-time scaling: R1-Zero's accuracy when its thinking is cut at B tokens
+    {"tts", "R1-Zero evaluated with a thinking budget of 8 to 128 tokens", 0,
+     {"eval --model $OUT/r1-zero --task all --levels 1-5 --k 4 --n 128 --max-new-tokens 200 "
+      "--think-budget 8,16,32,64,128 --seed 7 --out $OUT/eval-tts.json"}},
+    {"cold", "cold start: SFT of the base on checked long CoT", 1,
+     {"sft --model $OUT/base --data $OUT/cold.jsonl --out $OUT/cold --epochs 2 --seq 384 --lr "
       "1e-3 --seed $SEED"}},
     {"rl", "reasoning RL from the cold start (+ language reward)", 1,
-     {"grpo --model $OUT/cold --out $OUT/rl --task arithmetic --w-language 0.5 --lr 5e-5 "
-      "--steps $STEPS:16 --seed $SEED"}},
+     {"grpo --model $OUT/cold --out $OUT/rl --task all --levels 1-5 --max-new-tokens 200 "
+      "--w-language 0.5 --lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
+    // the same RL without the language-consistency reward: what that reward costs and buys
+    {"rl-nolang", "the same RL without the language reward (ablation)", 1,
+     {"grpo --model $OUT/cold --out $OUT/rl-nolang --task all --levels 1-5 --max-new-tokens 200 "
+      "--lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
     {"rs", "rejection sampling from the RL model + non-reasoning data", 0,
-     {"reject --model $OUT/rl --out $OUT/rs.jsonl --task arithmetic --levels 1-2 --n-prompts "
-      "1536 --n-per-prompt 2 --cap 1 --seed $SEED"}},
+     {"reject --model $OUT/rl --out $OUT/rs.jsonl --task all --levels 1-5 --max-new-tokens 200 "
+      "--n-prompts 1536 --n-per-prompt 2 --cap 1 --seed $SEED"}},
     {"sft2", "SFT of the base on the rejection-sampled set", 1,
-     {"sft --model $OUT/base --data $OUT/rs.jsonl --out $OUT/sft2 --epochs 2 --seq 320 --lr "
-      "1e-3 --seed $SEED"}},
+     {"sft --model $OUT/base --data $OUT/rs.jsonl --out $OUT/sft2 --epochs 2 --seq 384 --lr 1e-3 "
+      "--seed $SEED"}},
     // one group in 8, on average, is a non-reasoning prompt with its rule reward
     {"final", "final RL (after the second SFT; + non-reasoning prompts)", 1,
-     {"grpo --model $OUT/sft2 --out $OUT/final --task arithmetic --levels 1-2 --w-language "
-      "0.5 --lr 5e-5 --non-reasoning 0.125 --steps $STEPS:16 --seed $SEED"}},
+     {"grpo --model $OUT/sft2 --out $OUT/final --task all --levels 1-5 --max-new-tokens 200 "
+      "--w-language 0.5 --lr 5e-5 --non-reasoning 0.125 --steps $STEPS:24 --seed $SEED"}},
     {"student-base", "dense student, pretrained", 1,
      {"pretrain --config student --tokenizer $OUT/base --data $OUT/corpus.txt --out "
-      "$OUT/student-base --steps $STEPS:1500 --batch 8 --eval-every 250 --seq 256 --seed "
-      "$SEED"}},
+      "$OUT/student-base --steps $STEPS:1500 --batch 8 --eval-every 250 --seq 320 --seed $SEED"}},
     {"student-distill", "student distilled: SFT on the teacher's samples", 1,
      {"distill --teacher $OUT/final --model $OUT/student-base --data $OUT/rs.jsonl --out "
-      "$OUT/student-distill --epochs 2 --seq 320 --lr 1e-3 --seed $SEED"}},
+      "$OUT/student-distill --epochs 2 --seq 384 --lr 1e-3 --seed $SEED"}},
     {"student-rl", "student trained with GRPO alone (same steps)", 1,
-     {"grpo --model $OUT/student-base --out $OUT/student-rl --task arithmetic --steps "
-      "$STEPS:20 --seed $SEED"}},
+     {"grpo --model $OUT/student-base --out $OUT/student-rl --task all --levels 1-5 "
+      "--max-new-tokens 200 --steps $STEPS:40 --seed $SEED"}},
 };
 #define N_STAGES ((int)(sizeof(STAGES) / sizeof(STAGES[0])))
 
@@ -2863,11 +2872,13 @@ static double run_stage(const PipelineRun *p, const Stage *s) {
 
 // The held-out evaluation of a stage's model, into OUT/eval-<stage>.json.
 static void evaluate_stage(const PipelineRun *p, const Stage *s) {
-    char model[4200], json[4200];
+    char model[4200], json[4200], problems[4200];
     snprintf(model, sizeof(model), "%s/%s", p->out, s->name);
     snprintf(json, sizeof(json), "%s/eval-%s.json", p->out, s->name);
-    const char *a[] = {"eval", "--model", model, "--task", "arithmetic", "--levels", "1-2",
-                       "--k", "4", "--n", PIPELINE_EVAL_N, "--seed", "7", "--out", json, NULL};
+    snprintf(problems, sizeof(problems), "%s/eval-%s.problems.jsonl", p->out, s->name);
+    const char *a[] = {"eval", "--model", model, "--task", "all", "--levels", PIPELINE_EVAL_LEVELS,
+                       "--k", "4", "--n", PIPELINE_EVAL_N, "--max-new-tokens", "200", "--seed",
+                       "7", "--detail", "--out", json, "--problems", problems, NULL};
     run_stage_command(a);
 }
 
