@@ -1638,6 +1638,9 @@ static void write_eval_json(const char *out, const char *dir, const char *task, 
             "\"format\": %.4f, \"language\": %.4f, \"length\": %.2f, \"seconds\": %.2f",
             a->n, k, a->greedy / a->n, a->pass1 / a->n, a->consk / a->n, a->format / a->n,
             a->language / a->n, a->length / a->n, res->seconds);
+    if (detail)  // the whole's shares that the plain summary leaves out, then the cells
+        fprintf(af.f, ", \"reflection\": %.4f, \"mixed\": %.4f", a->reflection / a->n,
+                a->mixed / a->n);
     if (detail) write_cells_json(af.f, res);
     if (sweep->n) write_budgets_json(af.f, sweep->budget, sweep->res, sweep->n);
     fprintf(af.f, "}\n");
@@ -2712,7 +2715,10 @@ static Estimate measure_over_runs(char (*dirs)[4200], int n_dirs, const Finding 
 
 static const char *finding_verdict(const Estimate *e, int sign) {
     if (e->n == 0) return "not measured";
-    if (!(e->se > 0) || !isfinite(e->se)) return e->diff * sign > 0 ? "holds (no error bar)" : "does not hold (no error bar)";
+    if (!(e->se > 0) || !isfinite(e->se)) {  // every pair differs by the same amount (often 0)
+        if (e->diff == 0) return "not significant (no difference)";
+        return e->diff * sign > 0 ? "holds (no spread)" : "does not hold (no spread)";
+    }
     double z = sign * e->diff / e->se;
     return z > 2 ? "holds" : z < -2 ? "does not hold" : "not significant";
 }
