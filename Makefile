@@ -13,7 +13,7 @@ CFLAGS  ?= -O3 -march=native
 WARN     = -std=c11 -fno-trapping-math -fno-math-errno -Wall -Wextra -Wno-format-truncation -Wno-psabi
 OMP      = -fopenmp
 LDLIBS   = -lm
-SRC      = formats.c tokenizer.c kernels.c moe.c r1.c tasks.c grpo.c main.c
+SRC      = formats.c tokenizer.c kernels.c moe.c r1.c tasks.c grpo.c pipeline.c main.c
 HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))

@@ -1137,7 +1137,8 @@ void config_list_presets(FILE *f) {
     for (int i = 0; i < N_PRESETS; i++) fprintf(f, "  %-12s %s\n", PRESETS[i].name, PRESETS[i].what);
 }
 
-int config_validate(const Config *c, char *err) {
+// A check of config_validate: when cond fails, err gets "config: " + the message and the
+// function returns -1.
 #define NEED(cond, ...)                                                                            \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
@@ -1145,6 +1146,40 @@ int config_validate(const Config *c, char *err) {
             return -1;                                                                             \
         }                                                                                          \
     } while (0)
+
+// The limits of a config that is otherwise well formed: finite floats, token ids inside the
+// vocabulary, row widths that fit an int.
+static int config_validate_limits(const Config *c, char *err) {
+    // every float finite (inf passes the comparisons above), the token ids in the vocabulary
+    const float floats[] = {c->routed_scaling_factor, c->rms_norm_eps, c->rope_theta,
+                            c->rope_factor, c->rope_beta_fast, c->rope_beta_slow, c->rope_mscale,
+                            c->rope_mscale_all_dim, c->rope_attention_factor,
+                            c->initializer_range};
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+        NEED(isfinite(floats[i]), "a float field is not finite (%g)", floats[i]);
+    NEED(c->bos_token_id >= 0 && c->bos_token_id < c->vocab_size,
+         "bos_token_id %d is outside the vocabulary (0..%d)", c->bos_token_id, c->vocab_size - 1);
+    NEED(c->eos_token_id >= 0 && c->eos_token_id < c->vocab_size,
+         "eos_token_id %d is outside the vocabulary (0..%d)", c->eos_token_id, c->vocab_size - 1);
+    // the row widths the model computes in int (r1.c's table, its scratch buffers) must fit one:
+    // checked in 64 bits, before any of them is formed
+    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int64_t dv = c->v_head_dim, Im = c->moe_intermediate_size;
+    struct { const char *what; int64_t v; } widths[] = {
+        {"num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim)", H * (dn + dr)},
+        {"num_attention_heads * (qk_nope_head_dim + v_head_dim)", H * (dn + dv)},
+        {"kv_lora_rank + qk_rope_head_dim", (int64_t)c->kv_lora_rank + dr},
+        {"moe_intermediate_size * n_shared_experts", Im * c->n_shared_experts},
+        {"moe_intermediate_size * num_experts_per_tok", Im * c->num_experts_per_tok},
+        {"hidden_size * num_experts_per_tok", (int64_t)c->hidden_size * c->num_experts_per_tok},
+    };
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
+        NEED(widths[i].v <= INT_MAX, "%s = %" PRId64 " does not fit an int", widths[i].what,
+             widths[i].v);
+    return 0;
+}
+
+int config_validate(const Config *c, char *err) {
     NEED(c->vocab_size > 0, "vocab_size must be > 0 (got %d)", c->vocab_size);
     NEED(c->hidden_size > 0, "hidden_size must be > 0 (got %d)", c->hidden_size);
     NEED(c->num_hidden_layers > 0, "num_hidden_layers must be > 0 (got %d)", c->num_hidden_layers);
@@ -1191,35 +1226,9 @@ int config_validate(const Config *c, char *err) {
         NEED(c->rope_beta_fast > 0 && c->rope_beta_slow > 0, "YaRN betas must be > 0");
     }
     NEED(c->initializer_range >= 0, "initializer_range must be >= 0");
-    // every float finite (inf passes the comparisons above), the token ids in the vocabulary
-    const float floats[] = {c->routed_scaling_factor, c->rms_norm_eps, c->rope_theta,
-                            c->rope_factor, c->rope_beta_fast, c->rope_beta_slow, c->rope_mscale,
-                            c->rope_mscale_all_dim, c->rope_attention_factor,
-                            c->initializer_range};
-    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
-        NEED(isfinite(floats[i]), "a float field is not finite (%g)", floats[i]);
-    NEED(c->bos_token_id >= 0 && c->bos_token_id < c->vocab_size,
-         "bos_token_id %d is outside the vocabulary (0..%d)", c->bos_token_id, c->vocab_size - 1);
-    NEED(c->eos_token_id >= 0 && c->eos_token_id < c->vocab_size,
-         "eos_token_id %d is outside the vocabulary (0..%d)", c->eos_token_id, c->vocab_size - 1);
-    // the row widths the model computes in int (r1.c's table, its scratch buffers) must fit one:
-    // checked in 64 bits, before any of them is formed
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
-    int64_t dv = c->v_head_dim, Im = c->moe_intermediate_size;
-    struct { const char *what; int64_t v; } widths[] = {
-        {"num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim)", H * (dn + dr)},
-        {"num_attention_heads * (qk_nope_head_dim + v_head_dim)", H * (dn + dv)},
-        {"kv_lora_rank + qk_rope_head_dim", (int64_t)c->kv_lora_rank + dr},
-        {"moe_intermediate_size * n_shared_experts", Im * c->n_shared_experts},
-        {"moe_intermediate_size * num_experts_per_tok", Im * c->num_experts_per_tok},
-        {"hidden_size * num_experts_per_tok", (int64_t)c->hidden_size * c->num_experts_per_tok},
-    };
-    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
-        NEED(widths[i].v <= INT_MAX, "%s = %" PRId64 " does not fit an int", widths[i].what,
-             widths[i].v);
-    return 0;
-#undef NEED
+    return config_validate_limits(c, err);
 }
+#undef NEED
 
 
 // Reads an optional integer field; -1 on a value that is not an integer in [lo, hi].

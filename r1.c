@@ -1327,6 +1327,41 @@ static void checkpoint_file(const char *dir, const char *name, char *path, size_
     snprintf(path, n, "%s/%s", dir, name);
 }
 
+// Copies the checkpoint's tensor for p into the model, after checking it: present, F32, the
+// shape the config gives, every value finite. -1 with "PATH: tensor NAME: what" otherwise.
+static int load_tensor(Model *m, const ParamInfo *p, StFile *f, const char *path, char *err) {
+    StTensor *t = st_find(f, p->name);
+    char detail[256] = "";
+    if (!t) {
+        snprintf(detail, sizeof(detail), "missing");
+    } else if (strcmp(t->dtype, "F32") != 0) {
+        snprintf(detail, sizeof(detail), "dtype %s, expected F32", t->dtype);
+    } else if (t->ndim != p->ndim || t->shape[0] != p->shape[0] ||
+               (p->ndim == 2 && t->shape[1] != p->shape[1])) {
+        char got[96] = "", want[96] = "";
+        for (int d = 0; d < t->ndim; d++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", d ? ", " : "",
+                     (long long)t->shape[d]);
+        for (int d = 0; d < p->ndim; d++)
+            snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%d", d ? ", " : "",
+                     p->shape[d]);
+        snprintf(detail, sizeof(detail), "shape [%s], expected [%s]", got, want);
+    }
+    if (detail[0]) {
+        snprintf(err, R1_ERR_LEN, "%s: tensor %s: %s", path, p->name, detail);
+        return -1;
+    }
+    float *w = m->params + p->offset;
+    memcpy(w, f->data + t->begin, p->numel * sizeof(float));
+    for (size_t j = 0; j < p->numel; j++)
+        if (!isfinite(w[j])) {
+            snprintf(err, R1_ERR_LEN, "%s: tensor %s: element %zu is not finite (%g)", path,
+                     p->name, j, w[j]);
+            return -1;
+        }
+    return 0;
+}
+
 int checkpoint_load(Model *m, const char *dir, char *err) {
     char path[4096];
     memset(m, 0, sizeof(*m));  // model_free is safe after any failure below
@@ -1350,46 +1385,12 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
         model_free(m);
         return -1;
     }
-    for (int i = 0; i < m->n_tensors; i++) {
-        ParamInfo *p = &m->table[i];
-        StTensor *t = st_find(&f, p->name);
-        const char *why = NULL;
-        char detail[256] = "";
-        if (!t) why = "missing";
-        else if (strcmp(t->dtype, "F32") != 0) {
-            snprintf(detail, sizeof(detail), "dtype %s, expected F32", t->dtype);
-            why = detail;
-        } else if (t->ndim != p->ndim || t->shape[0] != p->shape[0] ||
-                   (p->ndim == 2 && t->shape[1] != p->shape[1])) {
-            char got[96] = "", want[96] = "";
-            for (int d = 0; d < t->ndim; d++)
-                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", d ? ", " : "",
-                         (long long)t->shape[d]);
-            for (int d = 0; d < p->ndim; d++)
-                snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%d", d ? ", " : "",
-                         p->shape[d]);
-            snprintf(detail, sizeof(detail), "shape [%s], expected [%s]", got, want);
-            why = detail;
-        }
-        if (why) {
-            snprintf(err, R1_ERR_LEN, "%s: tensor %s: %s", path, p->name, why);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (load_tensor(m, &m->table[i], &f, path, err)) {
             st_free(&f);
             model_free(m);
             return -1;
         }
-        float *w = m->params + p->offset;
-        memcpy(w, f.data + t->begin, p->numel * sizeof(float));
-        size_t bad = p->numel;
-        for (size_t j = 0; j < p->numel && bad == p->numel; j++)
-            if (!isfinite(w[j])) bad = j;
-        if (bad < p->numel) {
-            snprintf(err, R1_ERR_LEN, "%s: tensor %s: element %zu is not finite (%g)", path,
-                     p->name, bad, w[bad]);
-            st_free(&f);
-            model_free(m);
-            return -1;
-        }
-    }
     // every tensor of the file is one the config uses (a config of fewer layers, or without
     // shared experts, must not silently drop trained weights): st_read refused duplicate names,
     // so the file holds exactly the table when it holds as many tensors

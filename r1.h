@@ -14,7 +14,9 @@
 //                the pretraining corpus, datasets
 //   grpo.c       RL: rewards, rollouts, advantages, the GRPO loss, grpo_step, evaluation,
 //                rejection sampling
-//   main.c       the program: the command line, training loops, bench, plot, the pipeline
+//   pipeline.c   the whole recipe as a table of stages, its report and R1's findings measured
+//                with standard errors; SVG charts
+//   main.c       the program: the command line, training loops, bench
 //
 // How data flows (DESIGN: every training algorithm is a loss head that produces dlogits):
 //   tokens -> embed -> [block x L: x += MLA(RMSNorm(x)); x += FFN(RMSNorm(x))] -> RMSNorm ->
@@ -950,7 +952,27 @@ void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
                    const RejectSettings *s, FILE *f, RejectCounts *c);
 
 // ==============================================================================================
-// 9. main.c: the program
+// 9. pipeline.c: the R1 recipe as one command, its report and findings; the SVG charts
+// ==============================================================================================
+// The pipeline's settings (`./r1 pipeline`'s flags).
+typedef struct {
+    const char *out;     // the run's directory (every stage writes under it)
+    const char *preset;  // the base model's config preset
+    const char *seed;    // as it goes on the stages' command lines
+    double scale;        // multiplies every stage's training steps
+} PipelineRun;
+// Runs every stage not yet done (OUT/<stage>.done marks the finished ones), evaluating each
+// model, then writes OUT/report.md. Dies, after writing the report so far, if a stage fails.
+void pipeline_run(const PipelineRun *p);
+// OUT/report.md over n runs of the pipeline (one per seed, in dirs): every number as the mean
+// over the seeds ± its standard error, and the findings measured in every run.
+void pipeline_write_seeds_report(const char *out, char (*dirs)[4200], const char *const *seeds,
+                                 int n);
+// SVG charts of DIR/metrics.jsonl (one per metric, some grouped); returns how many.
+int plot_run(const char *dir);
+
+// ==============================================================================================
+// 10. main.c: the program
 // ==============================================================================================
 // `./r1 data ...` (the tests run it in-process).
 int cmd_data(int argc, char **argv);

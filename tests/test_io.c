@@ -1,9 +1,9 @@
 // tests/test_io.c: the I/O layer: read_file, the JSON parser, safetensors reading and writing.
-//   built by `make test` as build/test_io: includes kernels.c, r1.c and main.c (main.c compiled
-//   with R1_TEST, which leaves out main) and links the other sources (Makefile)
+//   built by `make test` as build/test_io: includes kernels.c, r1.c and pipeline.c (their static
+//   functions) and links the other sources (Makefile; main.c with R1_TEST, which leaves out main)
 #include "kernels.c"
 #include "r1.c"
-#include "main.c"  // the training data rows and the charts (static there)
+#include "pipeline.c"  // the charts (static there)
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -26,7 +26,8 @@
 // CLI tests call ./r1, built by `make r1`).
 #include "kernels.c"
 #include "r1.c"
-#include "main.c"  // the training data rows and the charts (static there)
+#include "pipeline.c"  // the report's findings (static there)
+#include "main.c"  // the training data rows (static there)
 
 #include <stdarg.h>
 #include <stddef.h>
