@@ -1262,6 +1262,7 @@ static int data_check(int argc, char **argv) {
     int n;
     Json **ex = tasks_read(path, &n, err);
     if (ex == NULL) die("data: %s", err);
+    if (n == 0) die("data: %s: no examples (an empty file is not a task set)", path);
     for (int i = 0; i < n; i++) {
         const char *bad = example_verify(ex[i]);
         if (bad != NULL) die("data: %s: example %d: %s", path, i + 1, bad);

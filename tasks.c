@@ -2074,10 +2074,33 @@ static int example_style(const Json *ex) {
 // Verifies one example that tasks_read accepted (so "answer" is a string): its gold answer, the
 // worked solution we would write for it, and its own "solution" if it has one (a direct guess
 // only needs to give an answer: it may be wrong by design). NULL if all pass, else what failed.
+// What is wrong with an example's fields beside its task data: "lang" en or zh, "level" an
+// integer in 1..LEVEL_MAX (each optional), and "prompt" the one the task writes for the problem
+// (a prompt edited away from its numbers would train and score against the wrong problem).
+static const char *example_fields(const Json *ex) {
+    const Json *lang = json_get(ex, "lang"), *level = json_get(ex, "level");
+    const Json *prompt = json_get(ex, "prompt");
+    long long lv;
+    if (lang != NULL && (lang->type != JSON_STRING ||
+                         (strcmp(lang->string, "en") != 0 && strcmp(lang->string, "zh") != 0)))
+        return "\"lang\" is not \"en\" or \"zh\"";
+    if (level != NULL && !json_integer(level, 1, LEVEL_MAX, &lv))
+        return "\"level\" is not an integer in 1..5";
+    Problem p;
+    if (!problem_from_json(ex, NULL, &p)) return "its task data (numbers) are missing or out of range";
+    Str want = {0};
+    TASKS[p.task].prompt(&p, &want);
+    int same = strcmp(want.s, prompt->string) == 0;
+    str_free(&want);
+    return same ? NULL : "its \"prompt\" is not the one its task data give";
+}
+
 const char *example_verify(const Json *ex) {
     const Json *gold = json_get(ex, "answer"), *own = json_get(ex, "solution");
     int style = example_style(ex);
     if (style < 0) return "unknown \"style\" (stepwise, direct, checked)";
+    const char *bad = example_fields(ex);
+    if (bad != NULL) return bad;
     if (!task_check(NULL, ex, gold->string)) return "the gold answer fails the verifier";
     char *sol = task_solution(ex, 1), *ans = answer_extract(sol);
     int ok = sol != NULL && task_check(NULL, ex, ans);
@@ -2090,6 +2113,12 @@ const char *example_verify(const Json *ex) {
         free(ans);
         if (!ok) return style == REASONING_DIRECT ? "its direct \"solution\" gives no answer"
                                                   : "its \"solution\" fails the verifier";
+        // a stepwise solution is exactly the task's worked solution, so any edit shows
+        char *worked = style == REASONING_STEPWISE ? task_solution(ex, 1) : NULL;
+        ok = worked == NULL || (own->type == JSON_STRING && strcmp(worked, own->string) == 0);
+        free(worked);
+        if (!ok) return "its stepwise \"solution\" is not the worked solution of its problem "
+                        "(edited or corrupted)";
     }
     return NULL;
 }

@@ -1106,6 +1106,64 @@ static void expect_failure(char **argv, const char *what) {
     if (strstr(err, what) == NULL) fail_msg("error '%s' does not mention '%s'", err, what);
 }
 
+
+// `data check` (example_verify) refuses examples whose fields were edited: a level or language
+// that no generator writes, a prompt that is not its task data's, a stepwise solution whose
+// reasoning was changed while its answer still verifies.
+#define VERIFY_BASE "{\"task\":\"arithmetic\",\"answer\":\"46\",\"a\":12,\"op\":\"+\",\"b\":34"
+static void expect_verify(const char *text, const char *want) {
+    char err[R1_ERR_LEN];
+    Json *j = json_parse(text, strlen(text), err);
+    if (!j) fail_msg("%s: %s", text, err);
+    const char *why = example_verify(j);
+    if (want == NULL && why != NULL) fail_msg("%s: refused: %s", text, why);
+    if (want != NULL && (why == NULL || strstr(why, want) == NULL))
+        fail_msg("%s: want '%s', got '%s'", text, want, why ? why : "accepted");
+    json_free(j);
+}
+
+static void test_example_verify_edits(void **state) {
+    (void)state;
+    const char *prompt = ",\"prompt\":\"What is 12 + 34?\"";
+    char text[4096];
+    snprintf(text, sizeof text, VERIFY_BASE ",\"lang\":\"en\",\"level\":1%s}", prompt);
+    expect_verify(text, NULL);
+    snprintf(text, sizeof text, VERIFY_BASE ",\"lang\":\"en\",\"level\":7%s}", prompt);
+    expect_verify(text, "\"level\" is not an integer in 1..5");
+    snprintf(text, sizeof text, VERIFY_BASE ",\"lang\":\"en\",\"level\":\"2\"%s}", prompt);
+    expect_verify(text, "\"level\" is not an integer in 1..5");
+    snprintf(text, sizeof text, VERIFY_BASE ",\"lang\":\"fr\",\"level\":1%s}", prompt);
+    expect_verify(text, "\"lang\" is not \"en\" or \"zh\"");
+    snprintf(text, sizeof text, VERIFY_BASE ",\"lang\":\"en\",\"level\":1,\"prompt\":\"What is 12 + 35?\"}");
+    expect_verify(text, "its \"prompt\" is not the one its task data give");
+    // the worked solution verbatim passes; with one digit of its reasoning changed it does not
+    char err[R1_ERR_LEN];
+    snprintf(text, sizeof text, VERIFY_BASE ",\"lang\":\"en\",\"level\":1%s}", prompt);
+    Json *g = json_parse(text, strlen(text), err);
+    assert_non_null(g);
+    char *sol = task_solution(g, 1), *esc = NULL;
+    assert_non_null(sol);
+    json_free(g);
+    for (int edit = 0; edit < 2; edit++) {
+        if (edit) {  // the first digit 0-8 of the reasoning, one up (the answer tag untouched)
+            char *d = sol;
+            while (*d && !(*d >= '0' && *d <= '8')) d++;
+            assert_true(*d && d < strstr(sol, "</think>"));
+            (*d)++;
+        }
+        size_t n = 0;
+        FILE *m = open_memstream(&esc, &n);
+        json_write_string(m, sol);
+        fclose(m);
+        snprintf(text, sizeof text, VERIFY_BASE ",\"lang\":\"en\",\"level\":1%s,\"solution\":%s,"
+                 "\"style\":\"stepwise\"}", prompt, esc);
+        expect_verify(text, edit ? "is not the worked solution of its problem" : NULL);
+        free(esc);
+    }
+    free(sol);
+}
+#undef VERIFY_BASE
+
 static void test_cli_errors(void **state) {
     char out[512], bad[512];
     path_in(state, "x.jsonl", out);
@@ -1139,6 +1197,10 @@ static void test_cli_errors(void **state) {
     FAILS("or all", "show", "--style", "none");
     FAILS("bad.jsonl:2: ", "check", "--in", bad);
     FAILS("check needs --in", "check");
+    char empty[512];
+    path_in(state, "empty.jsonl", empty);
+    write_text(empty, "\n\n");
+    FAILS("no examples (an empty file is not a task set)", "check", "--in", empty);
     FAILS("unknown data command 'frobnicate'", "frobnicate");
 #undef FAILS
     char *none[] = {"r1", "data", NULL};
@@ -2429,6 +2491,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_train_eval_disjoint),
         cmocka_unit_test(test_corpus_skips_eval),
         cmocka_unit_test_setup_teardown(test_reader, setup_dir, teardown_dir),
+        cmocka_unit_test(test_example_verify_edits),
         cmocka_unit_test_setup_teardown(test_cli_errors, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cli_writes, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cli_check_styles, setup_dir, teardown_dir),
