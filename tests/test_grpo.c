@@ -1293,7 +1293,7 @@ static void test_cli_check_styles(void **state) {
     };
     for (int i = 0; i < 3; i++) {
         char line[512];
-        snprintf(line, sizeof line, "{\"task\":\"arithmetic\",\"prompt\":\"p\",\"answer\":\"5\",\"a\":2,\"op\":\"+\",\"b\":3,%s\n",
+        snprintf(line, sizeof line, "{\"task\":\"arithmetic\",\"prompt\":\"What is 2 + 3?\",\"answer\":\"5\",\"a\":2,\"op\":\"+\",\"b\":3,%s\n",
                  lines[i][0]);
         write_text(out, line);
         assert_int_equal(run_data(check, err, sizeof err), 1);
