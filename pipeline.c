@@ -361,43 +361,30 @@ static void report_table_header(FILE *f, const char *first) {
     fprintf(f, "\n");
 }
 
-// pass@1 of every evaluated stage on each task (the "by_task" object of its evaluation).
-static void write_task_table(FILE *f, const char *out, const Stage *stages, int n_stages) {
-    static const char *const tasks[] = {"arithmetic", "countdown", "sort42"};
-    fprintf(f, "\n### pass@1 by task\n\n| stage | arithmetic | countdown | sort42 |\n|---|---|---|---|\n");
+// pass@1 of every evaluated stage in each cell of one breakdown of its evaluation: "by_task"
+// (columns: the tasks) or "by_level" (columns: the levels), one row per stage.
+static void write_cell_table(FILE *f, const char *out, const Stage *stages, int n_stages,
+                             const char *breakdown, const char *title,
+                             const char *const *cells, int n_cells) {
+    fprintf(f, "\n### pass@1 by %s\n\n| stage |", title);
+    for (int c = 0; c < n_cells; c++) fprintf(f, " %s |", cells[c]);
+    fprintf(f, "\n|---|");
+    for (int c = 0; c < n_cells; c++) fprintf(f, "---|");
+    fprintf(f, "\n");
     for (int i = 0; i < n_stages; i++) {
         if (!stages[i].evaluated) continue;
         Json *j = eval_json(out, stages[i].name);
-        const Json *bt = j ? json_get(j, "by_task") : NULL;
-        if (!bt) { json_free(j); continue; }
-        fprintf(f, "| %s |", stages[i].name);
-        for (int t = 0; t < 3; t++) {
-            const Json *c = json_get(bt, tasks[t]), *p = c ? json_get(c, "pass@1") : NULL;
-            if (p && p->type == JSON_NUMBER) fprintf(f, " %.3f |", p->number);
-            else fprintf(f, " - |");
+        const Json *cut = j ? json_get(j, breakdown) : NULL;
+        if (cut) {
+            fprintf(f, "| %s |", stages[i].name);
+            for (int c = 0; c < n_cells; c++) {
+                const Json *cell = json_get(cut, cells[c]);
+                const Json *v = cell ? json_get(cell, "pass@1") : NULL;
+                if (v && v->type == JSON_NUMBER) fprintf(f, " %.3f |", v->number);
+                else fprintf(f, " - |");
+            }
+            fprintf(f, "\n");
         }
-        fprintf(f, "\n");
-        json_free(j);
-    }
-}
-
-// pass@1 of every evaluated stage at each difficulty level ("by_level").
-static void write_level_table(FILE *f, const char *out, const Stage *stages, int n_stages) {
-    fprintf(f, "\n### pass@1 by difficulty level\n\n| stage | 1 | 2 | 3 | 4 | 5 |\n|---|---|---|---|---|---|\n");
-    for (int i = 0; i < n_stages; i++) {
-        if (!stages[i].evaluated) continue;
-        Json *j = eval_json(out, stages[i].name);
-        const Json *bl = j ? json_get(j, "by_level") : NULL;
-        if (!bl) { json_free(j); continue; }
-        fprintf(f, "| %s |", stages[i].name);
-        for (int l = 1; l <= 5; l++) {
-            char key[8];
-            snprintf(key, sizeof(key), "%d", l);
-            const Json *c = json_get(bl, key), *p = c ? json_get(c, "pass@1") : NULL;
-            if (p && p->type == JSON_NUMBER) fprintf(f, " %.3f |", p->number);
-            else fprintf(f, " - |");
-        }
-        fprintf(f, "\n");
         json_free(j);
     }
 }
@@ -734,8 +721,10 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
     report_table_header(f, "stage");
     for (int i = 0; i < n_stages; i++)
         if (stages[i].evaluated) report_row(f, out, &stages[i]);
-    write_task_table(f, out, stages, n_stages);
-    write_level_table(f, out, stages, n_stages);
+    static const char *const tasks[] = {"arithmetic", "countdown", "sort42"};
+    static const char *const levels[] = {"1", "2", "3", "4", "5"};
+    write_cell_table(f, out, stages, n_stages, "by_task", "task", tasks, 3);
+    write_cell_table(f, out, stages, n_stages, "by_level", "difficulty level", levels, 5);
     char dirs[1][4200];
     snprintf(dirs[0], sizeof(dirs[0]), "%s", out);
     write_findings(f, dirs, 1);
