@@ -1552,6 +1552,16 @@ static int cmd_grpo(int argc, char **argv) {
     return 0;
 }
 
+// The model and tokenizer of DIR, and n problems of a task's split (eval 1: held out) to
+// prompt them with: what `eval` and `reject` start from.
+static Json **load_for_prompts(Model *m, Tokenizer *tok, const char *dir, const char *who,
+                               const char *task, int eval, int n, int level_lo, int level_hi,
+                               const char *lang, uint64_t seed) {
+    load_model_or_die(m, dir);
+    load_tokenizer_for(tok, dir, m, who);
+    return make_examples(task, eval, n, level_lo, level_hi, lang, seed);
+}
+
 static void print_eval_table(const EvalResult *res) {
     printf("  %-6s %5s %8s %8s %8s %8s %8s %8s\n", "level", "n", "greedy", "pass@1", "cons@k",
            "format", "language", "length");
@@ -1759,10 +1769,8 @@ static int cmd_eval(int argc, char **argv) {
     s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
     Model m;
     Tokenizer tok;
-    load_model_or_die(&m, dir);
-    load_tokenizer_for(&tok, dir, &m, "eval");
-    Json **ex = make_examples(task, 1, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
-                              s.seed);
+    Json **ex = load_for_prompts(&m, &tok, dir, "eval", task, 1, n, level_lo, level_hi,
+                                 arg_str(argc, argv, "--lang", "both"), s.seed);
     EvalResult res;
     evaluate(&m, &tok, ex, n, &s, &res);
     printf("eval of %s on %d held-out %s problems (levels %d-%d), k = %d at T=0.6 top-p 0.95, "
@@ -1805,10 +1813,8 @@ static int cmd_reject(int argc, char **argv) {
     char err[R1_ERR_LEN];
     Model m;
     Tokenizer tok;
-    load_model_or_die(&m, dir);
-    load_tokenizer_for(&tok, dir, &m, "reject");
-    Json **ex = make_examples(task, 0, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
-                              s.seed);
+    Json **ex = load_for_prompts(&m, &tok, dir, "reject", task, 0, n, level_lo, level_hi,
+                                 arg_str(argc, argv, "--lang", "both"), s.seed);
     AtomicFile af;
     if (atomic_open(&af, out, err)) die("%s", err);
     RejectCounts c;

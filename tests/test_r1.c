@@ -1984,14 +1984,19 @@ static void test_debug_build_same_floats(void **state) {
     rm_tree(root);
 }
 
-static void test_cli_errors(void **state) {
-    (void)state;
+// The CLI tests run ./r1 (skipped when it is not built) in a fresh directory root.
+static void cli_test_root(char *root) {
     if (access("./r1", X_OK) != 0) {
         print_message("    ./r1 not found (run `make r1` first, from the repository root): skipped\n");
         skip();
     }
-    char root[] = "/tmp/test_r1_XXXXXX";
     assert_non_null(mkdtemp(root));
+}
+
+static void test_cli_errors(void **state) {
+    (void)state;
+    char root[] = "/tmp/test_r1_XXXXXX";
+    cli_test_root(root);
     char dir[512], in[512], args[2048];
     save_tiny_checkpoint(root, 81, dir, sizeof(dir));
     // a well-formed forward works (status 0), so the failures below are about the input
@@ -2070,12 +2075,8 @@ static int files_equal(const char *a, const char *b) {
 // without saving or logging it; a resumed run's data position is checked against the data.
 static void test_cli_faults(void **state) {
     (void)state;
-    if (access("./r1", X_OK) != 0) {
-        print_message("    ./r1 not found (run `make r1` first, from the repository root): skipped\n");
-        skip();
-    }
     char root[] = "/tmp/test_r1_XXXXXX";
-    assert_non_null(mkdtemp(root));
+    cli_test_root(root);
     char args[8192], a[600], b[600], err[R1_ERR_LEN];
     EXPECT(run_r1(root, "data corpus --out c.txt --mb 0.05") == 0, "%s", "data corpus failed");
     EXPECT(run_r1(root, "pretrain --config student --data c.txt --out base --steps 2 --seq 32 "
