@@ -329,6 +329,10 @@ void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp
 
 
 
+// ==============================================================================================
+// 2. Reductions in a fixed order: max, sums of exponentials, softmax, log-sum-exp, matvec
+// ==============================================================================================
+
 // A vector register's lanes as 32-bit integers: what a comparison of two vecs gives (-1 where
 // it holds, 0 where not), and the bits of a float.
 typedef int32_t vec_int __attribute__((vector_size(VEC_FLOATS * sizeof(float))));
@@ -443,6 +447,10 @@ void matvec(float *out, const float *x, const float *W, int C, int OC) {
 #pragma omp parallel for schedule(static) if (OC >= 256)
     for (int o = 0; o < OC; o++) out[o] = dot_lanes(W + (size_t)o * C, x, C);
 }
+
+// ==============================================================================================
+// 3. RMSNorm, RoPE, SwiGLU
+// ==============================================================================================
 
 // RMSNorm (Zhang & Sennrich 2019): out (N,C) = inp * rstd * w,  rstd = 1/sqrt(mean(inp^2) + eps)
 // Rows of inp are `stride` floats apart (C, or more when normalising the head of a wider row).
