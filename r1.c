@@ -11,7 +11,7 @@
 //    8. Parameter counting
 //    9. Checkpoints: the model on disk (config.json, model.safetensors, optimizer state)
 // Below it: kernels.c (the arithmetic), moe.c (DeepSeekMoE), formats.c, tokenizer.c. Above it:
-// tasks.c, grpo.c and main.c (the program). r1.h has the map.
+// tasks.c, grpo.c, pipeline.c and main.c (the program). r1.h has the map.
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE  // madvise (Linux, the BSDs)
 #include "r1.h"
