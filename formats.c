@@ -14,8 +14,9 @@
 // Why a file of its own: the file formats are one concept, independent of how the network
 // computes; nothing here knows a parameter or a kernel. formats.c is the bottom of the import
 // order that r1.h lists (formats.c, tokenizer.c -> kernels.c -> moe.c -> r1.c -> tasks.c ->
-// grpo.c -> main.c: a file calls only functions of the files before it), so it calls into none
-// of the others, and it holds the three functions every file uses to give up (section 0).
+// grpo.c -> pipeline.c -> main.c: a file calls only functions of the files before it), so it
+// calls into none of the others, and it holds the functions every file uses to give up
+// (section 0).
 //
 // Sections:
 //   0. How the program fails: die, xcalloc, xrealloc
