@@ -392,6 +392,7 @@ typedef struct {
     DecodeState states[DECODE_BATCH], *sp[DECODE_BATCH];
     Rng rng[DECODE_BATCH];
     int *ids[DECODE_BATCH], len[DECODE_BATCH], max_len[DECODE_BATCH];
+    int fed[DECODE_BATCH];  // positions already in each sequence's cache
     DecodeBatch batch;
     float *probs;  // (V) sample_token's scratch
 } RolloutBatch;
@@ -412,14 +413,17 @@ static void batch_open(RolloutBatch *b, const Model *m, Rollout *r, int first, i
         rng_seed(&b->rng[j], seed * 1000003u + (uint64_t)(first + j));
         b->ids[j] = ro->ids;
         b->len[j] = ro->n_prompt;
+        b->fed[j] = 0;
     }
     decode_batch_create(&b->batch, m);
     b->probs = xcalloc((size_t)m->cfg.vocab_size, sizeof(float));
 }
 
-// Runs generate_batch on the batch: every sequence grows until EOS or its max_len.
+// Runs generate_batch on the batch: every sequence grows until EOS or its max_len, going on
+// from what its cache already holds.
 static void batch_generate(const Model *m, RolloutBatch *b, const SamplingConfig *sc) {
-    generate_batch(m, b->sp, &b->batch, b->ids, b->len, b->max_len, b->nb, sc, b->rng, b->probs);
+    generate_batch_cached(m, b->sp, &b->batch, b->ids, b->len, b->fed, b->max_len, b->nb, sc,
+                          b->rng, b->probs);
 }
 
 // Ends a batch: each rollout's length and its completion decoded (EOS left out).
@@ -487,9 +491,8 @@ static void force_answers(RolloutBatch *b, const Rollout *r, const int *close, i
 // tokens; then force_answers closes the think block of every completion still in it, and a
 // second generate_batch writes the answers (at most THINK_BUDGET_ANSWER tokens; a completion
 // that closed its think block within the budget but has not ended finishes its answer in the
-// same allowance, unforced). The second call feeds each sequence's tokens into its cache again
-// before it samples (generate_batch starts from an empty cache), which costs about as much as
-// the first call. A budget <= 0 or >= max_new never binds: those are sample_rollouts' rollouts,
+// same allowance, unforced). The second call goes on from each sequence's cache: it feeds only
+// the last sampled token and the forced close before it samples again. A budget <= 0 or >= max_new never binds: those are sample_rollouts' rollouts,
 // token for token. Each sequence keeps its RNG across both calls, so the results do not depend
 // on the number of threads either.
 void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,

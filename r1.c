@@ -1194,18 +1194,18 @@ void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, co
 }
 
 // generate() for n <= DECODE_BATCH sequences at once. Sequence i holds len[i] tokens in ids[i]
-// (its prompt; nothing cached yet) and grows until EOS or max_len[i] tokens (at most s[i]'s
-// context), sampling with rng[i]; len[i] is updated. probs: V floats of scratch.
-void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *const *ids,
-                    int *len, const int *max_len, int n, const SamplingConfig *sc, Rng *rng,
-                    float *probs) {
-    int pos[DECODE_BATCH], cap[DECODE_BATCH];  // per sequence: tokens fed, length limit
+// of which the first fed[i] are already in s[i]'s cache (0: nothing cached), and grows until
+// EOS or max_len[i] tokens (at most s[i]'s context), sampling with rng[i]; len[i] is updated,
+// and fed[i] becomes the number of positions in the cache (len[i] - 1 once it has sampled: the
+// last token is not fed). Calling it again with more tokens appended after ids[i][len[i]]
+// continues from the cache, as generate() does with n_cached. probs: V floats of scratch.
+void generate_batch_cached(const Model *m, DecodeState *const *s, DecodeBatch *b,
+                           int *const *ids, int *len, int *fed, const int *max_len, int n,
+                           const SamplingConfig *sc, Rng *rng, float *probs) {
+    int *pos = fed, cap[DECODE_BATCH];  // per sequence: tokens fed, length limit
     int active[DECODE_BATCH], tokens[DECODE_BATCH], apos[DECODE_BATCH];  // per active row
     DecodeState *as[DECODE_BATCH];
-    for (int i = 0; i < n; i++) {
-        pos[i] = 0;
-        cap[i] = max_len[i] < s[i]->max_T ? max_len[i] : s[i]->max_T;
-    }
+    for (int i = 0; i < n; i++) cap[i] = max_len[i] < s[i]->max_T ? max_len[i] : s[i]->max_T;
     for (;;) {
         int na = 0;  // the sequences still growing take this step together
         for (int i = 0; i < n; i++)
@@ -1229,6 +1229,13 @@ void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *
             if (next == m->cfg.eos_token_id) cap[i] = len[i];  // finished: no more steps
         }
     }
+}
+
+void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *const *ids,
+                    int *len, const int *max_len, int n, const SamplingConfig *sc, Rng *rng,
+                    float *probs) {
+    int fed[DECODE_BATCH] = {0};  // nothing cached yet
+    generate_batch_cached(m, s, b, ids, len, fed, max_len, n, sc, rng, probs);
 }
 
 // ----------------------------------------------------------------------------------------------

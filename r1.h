@@ -625,6 +625,11 @@ void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, co
 void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *const *ids,
                     int *len, const int *max_len, int n, const SamplingConfig *sc, Rng *rng,
                     float *probs);
+// The same, where the first fed[i] tokens of ids[i] are already in s[i]'s cache; fed[i] is
+// updated to the positions cached, so a second call after appending tokens continues from there.
+void generate_batch_cached(const Model *m, DecodeState *const *s, DecodeBatch *b,
+                           int *const *ids, int *len, int *fed, const int *max_len, int n,
+                           const SamplingConfig *sc, Rng *rng, float *probs);
 
 // ----------------------------------------------------------------------------------------------
 // Checkpoints: the model on disk in the Hugging Face hub layout
