@@ -1382,15 +1382,8 @@ static void grpo_ref_path(char *path, size_t n, const char *out, long step) {
 }
 static void grpo_ref_save(const Model *ref, const char *out, long step) {
     char path[4200], err[R1_ERR_LEN];
-    StWrite *w = xcalloc((size_t)ref->n_tensors, sizeof(StWrite));
-    for (int i = 0; i < ref->n_tensors; i++) {
-        const ParamInfo *p = &ref->table[i];
-        w[i] = (StWrite){p->name, "F32", p->ndim, {p->shape[0], p->shape[1]},
-                         ref->params + p->offset};
-    }
     grpo_ref_path(path, sizeof(path), out, step);
-    if (st_write(path, w, ref->n_tensors, NULL, 0, err)) die("%s", err);
-    free(w);
+    if (model_save_weights(ref, path, err)) die("%s", err);
 }
 // After the checkpoint of step `saved` commits: the refreshes before its own are not needed.
 static void grpo_ref_prune(const char *out, long saved, long ref_every) {
@@ -1403,16 +1396,7 @@ static void grpo_ref_prune(const char *out, long saved, long ref_every) {
 static void grpo_ref_load(Model *ref, const char *out, long step) {
     char path[4200], err[R1_ERR_LEN];
     grpo_ref_path(path, sizeof(path), out, step);
-    StFile f;
-    if (st_read(path, &f, err)) die("grpo: pi_ref of step %ld: %s", step, err);
-    for (int i = 0; i < ref->n_tensors; i++) {
-        const ParamInfo *p = &ref->table[i];
-        StTensor *t = st_find(&f, p->name);
-        if (!t || strcmp(t->dtype, "F32") != 0 || t->end - t->begin != p->numel * sizeof(float))
-            die("grpo: %s: tensor %s is missing or has the wrong shape", path, p->name);
-        memcpy(ref->params + p->offset, f.data + t->begin, p->numel * sizeof(float));
-    }
-    st_free(&f);
+    if (model_load_weights(ref, path, err)) die("grpo: pi_ref of step %ld: %s", step, err);
 }
 
 // The questions of a step: P training problems drawn at random, and with probability

@@ -1369,6 +1369,28 @@ static int load_tensor(Model *m, const ParamInfo *p, StFile *f, const char *path
     return 0;
 }
 
+int model_load_weights(Model *m, const char *path, char *err) {
+    StFile f;
+    if (st_read(path, &f, err)) return -1;
+    int rc = 0;
+    for (int i = 0; i < m->n_tensors && rc == 0; i++) rc = load_tensor(m, &m->table[i], &f, path, err);
+    // every tensor of the file is one the config uses (a config of fewer layers, or without
+    // shared experts, must not silently drop trained weights): st_read refused duplicate names,
+    // so the file holds exactly the table when it holds as many tensors
+    if (rc == 0 && f.n != m->n_tensors) {
+        rc = -1;
+        for (int i = 0; i < f.n; i++)
+            if (!model_find_param(m, f.t[i].name)) {
+                snprintf(err, R1_ERR_LEN, "%s: tensor %s is not used by the config.json beside it "
+                         "(%d tensors in the file, %d in the model)", path, f.t[i].name, f.n,
+                         m->n_tensors);
+                break;
+            }
+    }
+    st_free(&f);
+    return rc;
+}
+
 int checkpoint_load(Model *m, const char *dir, char *err) {
     char path[4096];
     memset(m, 0, sizeof(*m));  // model_free is safe after any failure below
@@ -1387,33 +1409,10 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
     }
     if (model_create(m, &c, err)) return -1;
     checkpoint_file(dir, "model.safetensors", path, sizeof(path));
-    StFile f;
-    if (st_read(path, &f, err)) {
+    if (model_load_weights(m, path, err)) {
         model_free(m);
         return -1;
     }
-    for (int i = 0; i < m->n_tensors; i++)
-        if (load_tensor(m, &m->table[i], &f, path, err)) {
-            st_free(&f);
-            model_free(m);
-            return -1;
-        }
-    // every tensor of the file is one the config uses (a config of fewer layers, or without
-    // shared experts, must not silently drop trained weights): st_read refused duplicate names,
-    // so the file holds exactly the table when it holds as many tensors
-    if (f.n != m->n_tensors) {
-        for (int i = 0; i < f.n; i++)
-            if (!model_find_param(m, f.t[i].name)) {
-                snprintf(err, R1_ERR_LEN, "%s: tensor %s is not used by the config.json beside it "
-                         "(%d tensors in the file, %d in the model)", path, f.t[i].name, f.n,
-                         m->n_tensors);
-                break;
-            }
-        st_free(&f);
-        model_free(m);
-        return -1;
-    }
-    st_free(&f);
     return 0;
 }
 
@@ -1481,7 +1480,7 @@ done:
     return rc;
 }
 
-static int save_weights(const Model *m, const char *path, char *err) {
+int model_save_weights(const Model *m, const char *path, char *err) {
     StWrite *w = xcalloc((size_t)m->n_tensors, sizeof(StWrite));
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamInfo *p = &m->table[i];
@@ -1504,7 +1503,7 @@ int checkpoint_save(const Model *m, const Tokenizer *tok, const TrainState *ts, 
     snprintf(path, sizeof(path), "%s/config.json", staging);
     if (config_write_json(&m->cfg, path, err)) return -1;
     snprintf(path, sizeof(path), "%s/model.safetensors", staging);
-    if (save_weights(m, path, err)) return -1;
+    if (model_save_weights(m, path, err)) return -1;
     if (tok && tokenizer_save(tok, staging, err)) return -1;
     snprintf(path, sizeof(path), "%s/optimizer.safetensors", staging);
     if (ts && m->adam_m && save_train_state(m, ts, path, err)) return -1;

@@ -646,6 +646,11 @@ typedef struct {
 // [+ optimizer.safetensors]. Saving writes every file into DIR/.staging/ first, then an atomic
 // COMMIT marker, then moves them in; checkpoint_recover finishes a committed set or discards an
 // uncommitted one, so an interrupted save never loses the previous checkpoint.
+// The weights alone: model.safetensors (hub names) from or into a model whose table exists.
+// Loading checks every tensor (present, F32, its shape, finite) and that the file holds no
+// tensor the model does not use; -1 with "PATH: tensor NAME: what" otherwise.
+int model_save_weights(const Model *m, const char *path, char *err);
+int model_load_weights(Model *m, const char *path, char *err);
 int checkpoint_load(Model *m, const char *dir, char *err);   // creates the model
 int checkpoint_save(const Model *m, const Tokenizer *tok, const TrainState *ts, const char *dir,
                     char *err);
