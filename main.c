@@ -1659,10 +1659,11 @@ static void write_eval_json(const char *out, const char *dir, const char *task, 
             "\"format\": %.4f, \"language\": %.4f, \"length\": %.2f, \"seconds\": %.2f",
             a->n, k, a->greedy / a->n, a->pass1 / a->n, a->consk / a->n, a->format / a->n,
             a->language / a->n, a->length / a->n, res->seconds);
-    if (detail)  // the whole's shares that the plain summary leaves out, then the cells
+    if (detail) {  // the whole's shares that the plain summary leaves out, then the cells
         fprintf(af.f, ", \"reflection\": %.4f, \"mixed\": %.4f", a->reflection / a->n,
                 a->mixed / a->n);
-    if (detail) write_cells_json(af.f, res);
+        write_cells_json(af.f, res);
+    }
     if (sweep->n) write_budgets_json(af.f, sweep->budget, sweep->res, sweep->n);
     fprintf(af.f, "}\n");
     if (atomic_commit(&af, err)) die("%s", err);
