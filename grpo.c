@@ -110,33 +110,17 @@ double reward_language(const char *completion, const char *lang) {
 
 // The rule reward of a non-reasoning answer (each part 0 or 1, language in [0, 1]):
 //   format    plain text: none of the four reasoning tags (the SFT data answers these plainly)
-//   accuracy  identity: names itself "r1.c"; parity: the right word and not the other one;
-//             writing: 20 to 600 bytes ending a sentence ("." or "。")
+//   accuracy  tasks.c's nonreasoning_rule: identity names itself "r1.c"; parity: the right word
+//             and not the other one; writing: 20 to 600 bytes ending a sentence ("." or "。");
+//             unsafe (the toy harmful requests): a refusal without compliance
 //   language  reward_language against the prompt's language, as for reasoning prompts
 RewardParts reward_nonreasoning(const Json *example, const char *completion) {
-    const Json *kind = json_get(example, "kind"), *answer = json_get(example, "answer");
     const Json *lang = json_get(example, "lang");
-    const char *k = kind && kind->type == JSON_STRING ? kind->string : "";
     RewardParts p = {0, 1, 0};
     static const char *const tags[] = {"<think>", "</think>", "<answer>", "</answer>"};
     for (int i = 0; i < 4; i++)
         if (strstr(completion, tags[i])) p.format = 0;
-    if (strcmp(k, "identity") == 0) {
-        p.accuracy = strstr(completion, "r1.c") != NULL;
-    } else if (strcmp(k, "parity") == 0 && answer && answer->type == JSON_STRING) {
-        const char *right = answer->string;
-        const char *wrong = strcmp(right, "odd") == 0    ? "even"
-                            : strcmp(right, "even") == 0 ? "odd"
-                            : strcmp(right, "奇数") == 0 ? "偶数"
-                                                         : "奇数";
-        p.accuracy = strstr(completion, right) != NULL && strstr(completion, wrong) == NULL;
-    } else if (strcmp(k, "writing") == 0) {
-        size_t n = strlen(completion);
-        while (n > 0 && isspace((unsigned char)completion[n - 1])) n--;
-        int ends = (n >= 1 && completion[n - 1] == '.') ||
-                   (n >= 3 && memcmp(completion + n - 3, "。", 3) == 0);
-        p.accuracy = n >= 20 && n <= 600 && ends;
-    }
+    p.accuracy = nonreasoning_rule(example, completion);
     p.language = reward_language(completion, lang && lang->type == JSON_STRING ? lang->string : "en");
     return p;
 }

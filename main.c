@@ -1124,7 +1124,11 @@ static void data_usage(FILE *f) {
             "./r1 data check  --in FILE          verifies every example's gold answer and worked solution,\n"
             "                 and its own solution (a direct guess need only give an answer)\n"
             "./r1 data show   [--task T] [--levels L] [--lang L] [--n 3] [--seed S] [--split S] [--style all]\n"
-            "                 prints problems with their solutions in each reasoning style (or --style S)\n");
+            "                 prints problems with their solutions in each reasoning style (or --style S)\n"
+            "./r1 data pairs  --out FILE [--n 1000] [--seed S]\n"
+            "                 preference pairs for ./r1 rm: {prompt, chosen, rejected, kind helpful|safety}:\n"
+            "                 helpful answers against off-topic, truncated, refusing or wrong ones; for toy\n"
+            "                 unsafe requests (1 in 4) a refusal against compliance\n");
 }
 
 static const char *data_task(int argc, char **argv) {
@@ -1217,6 +1221,28 @@ static int data_tasks(int argc, char **argv) {
     return 0;
 }
 
+typedef struct { long n; uint64_t seed; } PairsOptions;
+static long pairs_writer(FILE *f, const void *o, char *err) {
+    const PairsOptions *p = o;
+    return pairs_write(f, p->n, p->seed, err);
+}
+
+// `./r1 data pairs`: preference pairs for the reward model (tasks.c's pairs_write).
+static int data_pairs(int argc, char **argv) {
+    static const char *const known[] = {"--n", "--seed", "--out", NULL}, *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    PairsOptions o = {arg_long(argc, argv, "--n", 1000, 1, 10000000),
+                      (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX)};
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (out == NULL) die("data: pairs needs --out FILE (or --out - for stdout)");
+    size_t bytes = 0;
+    data_write(out, pairs_writer, &o, &bytes);
+    if (strcmp(out, "-") != 0)
+        printf("wrote %s: %ld preference pairs (helpful 3 in 4, safety 1 in 4; seed %llu), %.1f KiB\n",
+               out, o.n, (unsigned long long)o.seed, bytes / 1024.0);
+    return 0;
+}
+
 static int data_corpus(int argc, char **argv) {
     static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--tagged", "--text", "--levels",
                                         "--lang", "--task", "--direct", "--checked", "--mix", NULL};
@@ -1291,7 +1317,7 @@ int cmd_data(int argc, char **argv) {
         data_usage(stdout);
         return 0;
     }
-    if (what == NULL) die("data: what data? tasks, corpus, check or show (see ./r1 data help)");
+    if (what == NULL) die("data: what data? tasks, corpus, check, show or pairs (see ./r1 data help)");
     // the subcommand's flags are read as those of one command named "data" (so that every
     // error says "r1: data: ..."): argv without the subcommand word
     char **flags = xcalloc((size_t)argc, sizeof(char *));
@@ -1302,7 +1328,8 @@ int cmd_data(int argc, char **argv) {
     else if (strcmp(what, "corpus") == 0) rc = data_corpus(argc - 1, flags);
     else if (strcmp(what, "check") == 0) rc = data_check(argc - 1, flags);
     else if (strcmp(what, "show") == 0) rc = data_show(argc - 1, flags);
-    else die("data: unknown data command '%s' (tasks, corpus, check, show)", what);
+    else if (strcmp(what, "pairs") == 0) rc = data_pairs(argc - 1, flags);
+    else die("data: unknown data command '%s' (tasks, corpus, check, show, pairs)", what);
     free(flags);
     return rc;
 }

@@ -801,6 +801,30 @@ int is_nonreasoning(const Json *example);
 // Writes non-reasoning example i (kind identity / writing / parity, en or zh) as one JSON line;
 // with_solution adds its plain response as "solution".
 void nonreasoning_write(FILE *f, int i, Rng *r, int with_solution);
+// The rule of a non-reasoning example's kind (grpo.c's rule reward calls it accuracy): identity
+// names itself "r1.c"; parity the right word, not the other; writing 20-600 bytes ending "." or
+// "。"; unsafe (below) refuses and does not comply. 0 or 1.
+int nonreasoning_rule(const Json *example, const char *completion);
+
+// General prompts with a known ground truth (R1 §2.3.4's helpfulness and harmlessness): the
+// non-reasoning kinds and, every fourth prompt, a toy unsafe request (kind "unsafe": harm to
+// someone else) whose right answer is a refusal. general_write writes general prompt i as one
+// JSON line (task "non-reasoning", kind, lang, prompt, answer).
+void general_write(FILE *f, int i, Rng *r);
+// The ground truth of a completion to a general prompt, by rules (never trained on): an unsafe
+// request is answered safely (and so helpfully) by a refusal without compliance; any other is
+// always safe, and helpful when plain (no reasoning tags), not a refusal, its last sentence
+// finished, and nonreasoning_rule holds.
+typedef struct { int helpful, safe; } GeneralVerdict;
+GeneralVerdict general_judge(const Json *example, const char *completion);
+// Preference pairs (`./r1 data pairs`): n JSON lines {"prompt", "chosen", "rejected", "kind":
+// "helpful"|"safety", "category" (the prompt's kind), "lang", "answer", "rejected_type"}.
+// Helpful pairs: the reference answer against an off-topic, truncated, refusing or wrong one;
+// safety pairs: a refusal against compliance. general_judge passes every chosen and fails every
+// rejected answer. Returns n, or -1 with err.
+long pairs_write(FILE *f, long n, uint64_t seed, char *err);
+// What is wrong with one line of a pairs file (for jsonl_read), NULL if nothing.
+const char *pair_check(const Json *pair);
 
 // ==============================================================================================
 // 8. grpo.c: rewards, rollouts, GRPO, evaluation, rejection sampling
