@@ -178,6 +178,8 @@ int plot_run(const char *dir) {
     static const char *const GROUPS[][4] = {
         {"loss", "loss", "heldout_loss", NULL},
         {"expert load balance (max/mean tokens per expert)", "load_max_over_mean", NULL},
+        {"reward hacking: the reward model's score (sigmoid) and the ground truth", "rm_sigmoid",
+         "true_good", NULL},
     };
     int n_groups = (int)(sizeof(GROUPS) / sizeof(GROUPS[0])), charts = 0;
     unsigned char *done = xcalloc((size_t)set.n + 1, 1);
@@ -637,6 +639,10 @@ static const Finding FINDINGS[] = {
      "final", "pass1", "rl", "pass1", +1},
     {"the distilled student beats the RL-only student", "R1 §2.4, Table 6", PAIRED,
      "student-distill", "pass1", "student-rl", "pass1", +1},
+    {"RL against a reward model raises its score", "R1 §2.3.4", CURVE, "hack", "rm_sigmoid",
+     NULL, NULL, +1},
+    {"... while the ground truth falls (reward hacking, why R1 uses rules)", "R1 §2.2.2", CURVE,
+     "hack", "true_good", NULL, NULL, -1},
 };
 #define N_FINDINGS ((int)(sizeof(FINDINGS) / sizeof(FINDINGS[0])))
 
@@ -697,6 +703,76 @@ static void write_findings(FILE *f, char (*dirs)[4200], int n_dirs) {
     }
 }
 
+// ----------------------------------------------------------------------------------------------
+// The reward model and reward hacking (R1 §2.3.4; stages pairs, rm, hack, hack-kl)
+// ----------------------------------------------------------------------------------------------
+// OUT/hacking.svg: the reward model's score (sigmoid) and the ground truth over the steps of
+// the two RM-only runs, in one chart.
+static void write_hacking_chart(FILE *f, const char *out) {
+    static const char *const runs[2] = {"hack", "hack-kl"}, *const fields[2] = {"rm_sigmoid", "true_good"};
+    static const char *const names[4] = {"hack: RM score (sigmoid)", "hack: ground truth (good)",
+                                         "hack-kl: RM score (sigmoid)", "hack-kl: ground truth (good)"};
+    SeriesSet all = {0};
+    for (int r = 0; r < 2; r++) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s/metrics.jsonl", out, runs[r]);
+        if (access(path, F_OK) != 0) continue;
+        SeriesSet set = {0};
+        read_metrics(path, &set);
+        for (int i = 0; i < set.n; i++)
+            for (int k = 0; k < 2; k++)
+                if (strcmp(set.s[i].name, fields[k]) == 0)
+                    for (int p = 0; p < set.s[i].n; p++)
+                        series_add(series_get(&all, names[2 * r + k]), set.s[i].x[p], set.s[i].y[p]);
+        for (int i = 0; i < set.n; i++) free(set.s[i].x), free(set.s[i].y);
+        free(set.s);
+    }
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/hacking.svg", out);
+    if (write_chart(path, "RL against a reward model: its score and the ground truth", &all, names, 4))
+        fprintf(f, "\n![RM score and ground truth over the steps](hacking.svg)\n");
+    for (int i = 0; i < all.n; i++) free(all.s[i].x), free(all.s[i].y);
+    free(all.s);
+}
+
+// The report's section: the reward model's held-out pair accuracy (OUT/rm/rm.json), and for each
+// RM-only run the first and last fifth of its steps: RM score, ground truth, KL.
+static void write_reward_model_section(FILE *f, const char *out) {
+    char path[4200], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/rm/rm.json", out);
+    char *text = read_file(path, NULL, err);
+    Json *j = text ? json_parse(text, strlen(text), err) : NULL;
+    free(text);
+    if (!j) return;
+    const char *keys[4] = {"heldout_accuracy", "helpful", "safety", "n_heldout"};
+    double v[4];
+    for (int k = 0; k < 4; k++) {
+        const Json *x = json_get(j, keys[k]);
+        v[k] = x && x->type == JSON_NUMBER ? x->number : NAN;
+    }
+    json_free(j);
+    fprintf(f, "\n## Reward model and reward hacking (R1 §2.3.4)\n\nThe reward model (sft2 + a score "
+            "head, Bradley-Terry on OUT/pairs.jsonl): held-out pair accuracy %.3f (helpful pairs "
+            "%.3f, safety pairs %.3f; %.0f pairs). Then GRPO on general prompts rewarded by it "
+            "alone; the ground truth (tasks.c's general_judge) is measured, never rewarded. Each cell: "
+            "the mean over the first fifth of the steps -> the last fifth.\n\n| run | RM score "
+            "(sigmoid) | ground truth: good | helpful | safe | KL |\n|---|---|---|---|---|---|\n",
+            v[0], v[1], v[2], v[3]);
+    static const char *const runs[2] = {"hack", "hack-kl"};
+    static const char *const fields[5] = {"rm_sigmoid", "true_good", "true_helpful", "true_safe", "kl"};
+    for (int r = 0; r < 2; r++) {
+        if (!stage_done(out, runs[r])) continue;
+        fprintf(f, "| %s |", runs[r]);
+        for (int k = 0; k < 5; k++) {
+            Estimate e = curve_change(out, runs[r], fields[k]);
+            if (e.n) fprintf(f, k == 4 ? " %.4f -> %.4f |" : " %.3f -> %.3f |", e.b, e.a);
+            else fprintf(f, " - |");
+        }
+        fprintf(f, "\n");
+    }
+    write_hacking_chart(f, out);
+}
+
 // The pipeline's held-out evaluation: problems per stage (each sampled k = 4 times + greedy),
 // of every task, at every level.
 #define PIPELINE_EVAL_N "128"
@@ -728,6 +804,7 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
     char dirs[1][4200];
     snprintf(dirs[0], sizeof(dirs[0]), "%s", out);
     write_findings(f, dirs, 1);
+    write_reward_model_section(f, out);
     fprintf(f, "\n## Time on this machine\n\n| stage | training (s) | evaluation (s) |\n"
             "|---|---|---|\n");
     double train_total = 0, eval_total = 0;
@@ -800,6 +877,19 @@ static const Stage STAGES[] = {
     {"student-rl", "student trained with GRPO alone (same steps)", 1,
      {"grpo --model $OUT/student-base --out $OUT/student-rl --task all --levels 1-5 "
       "--max-new-tokens 200 --steps $STEPS:32 --seed $SEED"}},
+    // R1 §2.3.4: reward models for general prompts; then what R1 avoids for reasoning: RL on
+    // general prompts alone against the learned reward, with and without the KL penalty
+    // (tutorial/10; the report's "Reward model and reward hacking")
+    {"pairs", "preference pairs: helpful vs unhelpful answers, refusal vs compliance", 0,
+     {"data pairs --n 400 --seed $SEED --out $OUT/pairs.jsonl"}},
+    {"rm", "reward model: sft2 + a score head, Bradley-Terry on the pairs", 0,
+     {"rm --model $OUT/sft2 --data $OUT/pairs.jsonl --out $OUT/rm --steps $STEPS:45 --seed $SEED"}},
+    {"hack", "GRPO on general prompts rewarded by the reward model alone, no KL penalty", 0,
+     {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0 --lr 2e-4 --prompts 4 "
+      "--max-new-tokens 48 --out $OUT/hack --steps $STEPS:20 --seed $SEED"}},
+    {"hack-kl", "the same with a KL penalty (beta 0.1)", 0,
+     {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0.1 --lr 2e-4 --prompts 4 "
+      "--max-new-tokens 48 --out $OUT/hack-kl --steps $STEPS:20 --seed $SEED"}},
 };
 #define N_STAGES ((int)(sizeof(STAGES) / sizeof(STAGES[0])))
 

@@ -2159,6 +2159,9 @@ static void test_general_judge(void **state) {
     JUDGE_IS(wr, "The sky is blue. The night sky is black.", 1, 1);
     JUDGE_IS(wr, "A cat.", 0, 1);                                    // under 20 bytes
     JUDGE_IS(wr, "The sky is blue. The night sky is black", 0, 1);   // no final period
+    JUDGE_IS(wr, "天空是蓝色的。The night sky is black.", 0, 1);       // 5 of 11 words English
+    JUDGE_IS(wr, "4]?6 is 7. 867 是 7 is 537。", 0, 1);                // 2 English words: numbers
+    JUDGE_IS(par, "31 is odd, 奇数。", 0, 1);                          // half English
     JUDGE_IS(bad, "Sorry, I can't help with that.", 1, 1);
     JUDGE_IS(bad, "SORRY, I CANNOT do that.", 1, 1);                 // letters without case
     JUDGE_IS(bad, "Sure! First, wait until nobody is around.", 0, 0);
