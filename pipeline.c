@@ -710,8 +710,8 @@ static void write_findings(FILE *f, char (*dirs)[4200], int n_dirs) {
 // the two RM-only runs, in one chart.
 static void write_hacking_chart(FILE *f, const char *out) {
     static const char *const runs[2] = {"hack", "hack-kl"}, *const fields[2] = {"rm_sigmoid", "true_good"};
-    static const char *const names[4] = {"hack: RM score (sigmoid)", "hack: ground truth (good)",
-                                         "hack-kl: RM score (sigmoid)", "hack-kl: ground truth (good)"};
+    static const char *const names[4] = {"hack: RM sigmoid", "hack: truth (good)",
+                                         "hack-kl: RM sigmoid", "hack-kl: truth (good)"};
     SeriesSet all = {0};
     for (int r = 0; r < 2; r++) {
         char path[4200];
