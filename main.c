@@ -6,8 +6,8 @@
 //   1. The command line: flags, `info`, `forward`, `sample`, `chat`
 //   2. `train`: a short run on a synthetic stream, and one training step
 //   3. `pretrain`, `sft`, `distill`: one training loop, the LR schedule, resumable
-//   4. `data`: task sets and the corpus (tasks.c)
-//   5. `grpo`, `eval`, `reject` (grpo.c)
+//   4. `data`: task sets, the corpus and preference pairs (tasks.c)
+//   5. `grpo`, `eval`, `reject`, `rm` (grpo.c)
 //   6. `bench`
 //   7. `plot`, `pipeline` (pipeline.c)
 //   8. main
@@ -1336,7 +1336,8 @@ int cmd_data(int argc, char **argv) {
 
 
 // ==============================================================================================
-// 5. `grpo`, `eval`, `reject`: the command lines of grpo.c's RL, evaluation and rejection sampling
+// 5. `grpo`, `eval`, `reject`, `rm`: the command lines of grpo.c's RL, evaluation, rejection
+//    sampling and reward models
 // ==============================================================================================
 
 static int parse_template(const char *template) {  // 1: chat, 0: r1-zero

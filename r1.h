@@ -11,9 +11,10 @@
 //   r1.c         the model: parameter table, MLA, the block, forward/backward, loss heads, AdamW,
 //                generation with the latent KV cache, sampling, checkpoints
 //   tasks.c      the toy world: tasks (a table: generator, verifier, worked solution, prompt),
-//                the pretraining corpus, datasets
+//                the pretraining corpus, datasets, general prompts with a ground-truth judge and
+//                preference pairs
 //   grpo.c       RL: rewards, rollouts, advantages, the GRPO loss, grpo_step, evaluation,
-//                rejection sampling
+//                rejection sampling, reward models (score head, Bradley-Terry)
 //   pipeline.c   the whole recipe as a table of stages, its report and R1's findings measured
 //                with standard errors; SVG charts
 //   main.c       the program: the command line, training loops, bench

@@ -14,7 +14,8 @@
 //      language mixing, task_check, task_solution, answer_extract, templates
 //   8. Plain text in English and Chinese (a small template grammar)
 //   9. Datasets: task files (JSON Lines), the pretraining corpus, the reader, show and check,
-//      the non-reasoning prompts
+//      the non-reasoning prompts; general prompts (with toy unsafe requests), their ground-truth
+//      judge and preference pairs
 //
 // Why these tasks. GRPO learns only from groups whose rewards differ: if a tiny model never
 // solves a problem, every reward is 0, every advantage is 0 and nothing is learned (the
