@@ -885,11 +885,11 @@ static const Stage STAGES[] = {
     {"rm", "reward model: sft2 + a score head, Bradley-Terry on the pairs", 0,
      {"rm --model $OUT/sft2 --data $OUT/pairs.jsonl --out $OUT/rm --steps $STEPS:45 --seed $SEED"}},
     {"hack", "GRPO on general prompts rewarded by the reward model alone, no KL penalty", 0,
-     {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0 --lr 2e-4 --prompts 4 "
-      "--max-new-tokens 48 --out $OUT/hack --steps $STEPS:20 --seed $SEED"}},
+     {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0 --lr 5e-4 --prompts 8 "
+      "--group 4 --max-new-tokens 40 --out $OUT/hack --steps $STEPS:18 --seed $SEED"}},
     {"hack-kl", "the same with a KL penalty (beta 0.1)", 0,
-     {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0.1 --lr 2e-4 --prompts 4 "
-      "--max-new-tokens 48 --out $OUT/hack-kl --steps $STEPS:20 --seed $SEED"}},
+     {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0.1 --lr 5e-4 --prompts 8 "
+      "--group 4 --max-new-tokens 40 --out $OUT/hack-kl --steps $STEPS:18 --seed $SEED"}},
 };
 #define N_STAGES ((int)(sizeof(STAGES) / sizeof(STAGES[0])))
 
