@@ -2024,7 +2024,7 @@ static int cmd_rm(int argc, char **argv) {
            batch, oc.lr, acc[0]);
     rm_train_loop(r, &t, steps, batch, eval_every, seed, metrics);
     fclose(metrics);
-    rm_center(&r->rm, &r->rows, r->train, r->n_train);
+    rm_center(&r->rm, &r->rows, r->train, r->n_train < 128 ? r->n_train : 128);  // a sample is enough
     rm_heldout(r, acc);
     printf("held-out pair accuracy %.3f (helpful %.3f, safety %.3f) on %d pairs; score bias %.4f\n",
            acc[0], acc[1], acc[2], r->n_held, r->rm.b);
