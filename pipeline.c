@@ -633,6 +633,12 @@ static const Finding FINDINGS[] = {
      "r1-zero", "language", +1},
     {"cold start + RL beats R1-Zero: accuracy", "R1 §2.3.1", PAIRED, "rl", "pass1", "r1-zero",
      "pass1", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: format", "R1 §2.3.1", PAIRED, "rl-r0",
+     "format", "r1-zero", "format", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: language", "R1 §2.3.1", PAIRED,
+     "rl-r0", "language", "r1-zero", "language", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: accuracy", "R1 §2.3.1", PAIRED,
+     "rl-r0", "pass1", "r1-zero", "pass1", +1},
     {"rejection-sampling SFT + final RL beats the stage before it", "R1 §2.3.3-2.3.4", PAIRED,
      "final", "pass1", "rl", "pass1", +1},
     {"the distilled student beats the RL-only student", "R1 §2.4, Table 6", PAIRED,
@@ -781,6 +787,19 @@ static const Stage STAGES[] = {
     {"rl-nolang", "the same RL without the language reward (ablation)", 1,
      {"grpo --model $OUT/cold --out $OUT/rl-nolang --task all --levels 1-5 --max-new-tokens 200 "
       "--lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
+    // the cold start as R1 §2.3.1 builds it: R1-Zero's outputs and the base prompted one-shot
+    // with a long CoT, verified, rewritten readable and filtered, half of it (at least 64
+    // examples in all) from the templated set, the "human-curated" share; then the same SFT
+    // and RL as cold and rl, to compare the two cold starts
+    {"r0-data", "cold-start data from R1-Zero's outputs (+ the base one-shot), rewritten, filtered", 0,
+     {"coldstart --model $OUT/r1-zero --base $OUT/base --human $OUT/cold.jsonl --human-share 0.5 "
+      "--n-prompts 1024 --n-per-prompt 2 --cap 1 --levels 1-5 --seed $SEED --out $OUT/cold-r0.jsonl"}},
+    {"cold-r0", "cold start from R1-Zero's outputs: SFT of the base", 1,
+     {"sft --model $OUT/base --data $OUT/cold-r0.jsonl --out $OUT/cold-r0 --epochs 2 --seq 384 "
+      "--lr 1e-3 --seed $SEED"}},
+    {"rl-r0", "reasoning RL from that cold start (+ language reward)", 1,
+     {"grpo --model $OUT/cold-r0 --out $OUT/rl-r0 --task all --levels 1-5 --max-new-tokens 200 "
+      "--w-language 0.5 --lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
     {"rs", "rejection sampling from the RL model + non-reasoning data", 0,
      {"reject --model $OUT/rl --out $OUT/rs.jsonl --task all --levels 1-5 --max-new-tokens 200 "
       "--n-prompts 1536 --n-per-prompt 2 --cap 1 --seed $SEED"}},
