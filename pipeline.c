@@ -709,6 +709,36 @@ static void write_findings(FILE *f, char (*dirs)[4200], int n_dirs) {
 #define PIPELINE_EVAL_LEVELS "1-5"
 
 // OUT/report.md: one row per evaluated stage that has finished, then the time of each stage.
+// The SFT sets the run wrote, with how many rows each has and where they came from ("source":
+// coldstart's r1-zero / one-shot / human; rows without one counted as the file's own kind).
+static void write_sft_sets(FILE *f, const char *out) {
+    static const struct { const char *file, *what; } SETS[] = {
+        {"cold.jsonl", "templated cold start (checked long CoT)"},
+        {"cold-r0.jsonl", "cold start from R1-Zero's outputs (`coldstart`)"},
+        {"rs.jsonl", "rejection-sampled set (+ non-reasoning)"},
+    };
+    static const char *const SOURCES[] = {"r1-zero", "one-shot", "human"};
+    fprintf(f, "\n## The SFT sets\n\n| file | what | rows | from R1-Zero | one-shot base | "
+            "human-curated (templated) | non-reasoning |\n|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof(SETS) / sizeof(SETS[0]); i++) {
+        char path[4200], err[R1_ERR_LEN];
+        snprintf(path, sizeof(path), "%s/%s", out, SETS[i].file);
+        int n;
+        Json **rows = jsonl_read(path, &n, NULL, err);
+        if (!rows) continue;
+        long count[3] = {0}, plain = 0;
+        for (int r = 0; r < n; r++) {
+            const Json *src = json_get(rows[r], "source");
+            if (is_nonreasoning(rows[r])) plain++;
+            for (int k = 0; k < 3; k++)
+                if (src && src->type == JSON_STRING && strcmp(src->string, SOURCES[k]) == 0) count[k]++;
+        }
+        fprintf(f, "| %s | %s | %d | %ld | %ld | %ld | %ld |\n", SETS[i].file, SETS[i].what, n,
+                count[0], count[1], count[2], plain);
+        tasks_free(rows, n);
+    }
+}
+
 static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int n_stages) {
     const char *out = p->out;
     char path[4096], err[R1_ERR_LEN];
@@ -734,6 +764,7 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
     char dirs[1][4200];
     snprintf(dirs[0], sizeof(dirs[0]), "%s", out);
     write_findings(f, dirs, 1);
+    write_sft_sets(f, out);
     fprintf(f, "\n## Time on this machine\n\n| stage | training (s) | evaluation (s) |\n"
             "|---|---|---|\n");
     double train_total = 0, eval_total = 0;
