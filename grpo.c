@@ -2,7 +2,7 @@
 // consistency), rollouts sampled with the latent KV cache, group-relative advantages, the GRPO
 // objective as a loss head, one GRPO step, evaluation (pass@1, cons@k) and rejection sampling.
 // It sits above the model (r1.c) and the toy world (tasks.c); main.c runs it from the command
-// line (`./r1 grpo`, `eval`, `reject`) and in the pipeline.
+// line (`./r1 grpo`, `eval`, `reject`, `coldstart`, `rm`) and in the pipeline.
 //
 // Sections:
 //   1. Rule-based rewards: accuracy (the task's verifier), format, language consistency
@@ -12,7 +12,8 @@
 //   5. Evaluation: greedy, pass@1 over k samples, cons@k, reflection, language mixing; per
 //      problem, per task and per difficulty level
 //   6. Rejection sampling: the filters, the next SFT set
-//   7. Reward models for general prompts: the score head, Bradley-Terry, training, scoring
+//   7. Cold-start data from R1-Zero's outputs: sample, verify, rewrite, filter
+//   8. Reward models for general prompts: the score head, Bradley-Terry, training, scoring
 //
 // Where this departs from the papers (DeepSeekMath §4.1, DeepSeek-R1 §2.2) and from TRL's
 // GRPOTrainer, on purpose:
@@ -32,7 +33,7 @@
 //     dynamic sampling drops flat groups from the loss instead of sampling more to refill.
 //   - Rewards are rules for every prompt by default, including the final RL stage's
 //     non-reasoning prompts; with --rm DIR those get a learned reward model's score, as R1's
-//     helpfulness and harmlessness reward models (§2.3.4; section 7). One model scores both.
+//     helpfulness and harmlessness reward models (§2.3.4; section 8). One model scores both.
 //   - The auxiliary-loss-free expert balancing (bias updates) goes on during RL.
 //   - Rollouts are sampled by the same code and weights that are trained (no separate
 //     inference engine, so no sampler/trainer mismatch), at temperature 1 and top-p 1.
@@ -994,7 +995,194 @@ void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
 }
 
 // ==============================================================================================
-// 7. Reward models for general prompts (DeepSeek-R1 §2.3.4; InstructGPT's reward model)
+// 7. Cold-start data from R1-Zero's outputs (DeepSeek-R1 §2.3.1)
+// ==============================================================================================
+// R1 builds its cold start by (a) few-shot prompting with a long CoT as the example, (b)
+// prompting for detailed answers with reflection and verification, and (c) gathering R1-Zero's
+// outputs in a readable format and refining them ("|special_token|<reasoning_process>|
+// special_token|<summary>", responses that are not reader-friendly filtered out). Here:
+//   sources   R1-Zero with its own template (c), and the base with a one-shot prompt whose
+//             example is a checked long CoT (a and b at once: the example reflects);
+//   verify    the rejection-sampling filters: the tags, the task's verifier, one language, EOS;
+//   rewrite   by rules, into the readable form: blank and repeated lines dropped, and a summary
+//             line ("So the answer is A.") closing the reasoning unless its last line already
+//             states the answer; nothing after </answer>;
+//   filter    too short (fewer than min_lines lines of reasoning: a bare guess is no long CoT)
+//             and repetitive (more than max_repeat of the lines were repeats);
+// and `./r1 coldstart` (main.c) adds a share of the templated set, the "human-curated" part.
+
+// The think block's lines of a completion that passed reject_reason, trimmed, each one once,
+// into lines[] (pointers into buf, which the caller frees); *repeats counts the dropped repeats.
+static int think_lines(const char *completion, char **buf, const char **lines, int cap,
+                       int *repeats) {
+    const char *a = strstr(completion, "<think>"), *b = strstr(completion, "</think>");
+    size_t n = (size_t)(b - a) - strlen("<think>");
+    *buf = xcalloc(n + 1, 1);
+    memcpy(*buf, a + strlen("<think>"), n);
+    int count = 0;
+    *repeats = 0;
+    for (char *save = NULL, *line = strtok_r(*buf, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        line = (char *)skip_space(line);
+        size_t len = strlen(line);
+        while (len > 0 && isspace((unsigned char)line[len - 1])) line[--len] = '\0';
+        if (len == 0) continue;
+        int seen = 0;
+        for (int i = 0; i < count && !seen; i++) seen = strcmp(lines[i], line) == 0;
+        if (seen) (*repeats)++;
+        else if (count < cap) lines[count++] = line;
+    }
+    return count;
+}
+
+#define COLD_MAX_LINES 256
+
+// The readable rewrite of a completion (malloc'd into *out), or why it is dropped.
+ColdReason cold_rewrite(const Json *example, const char *completion, int ended,
+                        const ColdSettings *s, char **out) {
+    *out = NULL;
+    switch (reject_reason(example, completion, ended, s->min_language)) {
+    case REJECT_MALFORMED: return COLD_MALFORMED;
+    case REJECT_WRONG: return COLD_WRONG;
+    case REJECT_MIXED: return COLD_MIXED;
+    case REJECT_CUT_OFF: return COLD_CUT_OFF;
+    case REJECT_KEEP: break;
+    }
+    const char *lines[COLD_MAX_LINES];
+    char *buf;
+    int repeats, n = think_lines(completion, &buf, lines, COLD_MAX_LINES, &repeats);
+    ColdReason why = n < s->min_lines                        ? COLD_TOO_SHORT
+                     : repeats > s->max_repeat * (n + repeats) ? COLD_REPETITIVE
+                                                               : COLD_KEEP;
+    if (why == COLD_KEEP) {
+        char *answer = answer_extract(completion);
+        const Json *lg = json_get(example, "lang");
+        int zh = lg && lg->type == JSON_STRING && strcmp(lg->string, "zh") == 0;
+        size_t size = strlen(completion) + 2 * strlen(answer) + 128;
+        char *w = *out = xcalloc(size, 1);
+        w += sprintf(w, "<think>\n");
+        for (int i = 0; i < n; i++) w += sprintf(w, "%s\n", lines[i]);
+        if (!strstr(lines[n - 1], answer))  // the summary closes the reasoning
+            w += sprintf(w, zh ? "所以答案是 %s。\n" : "So the answer is %s.\n", answer);
+        sprintf(w, "</think>\n<answer>%s</answer>", answer);
+        free(answer);
+    }
+    free(buf);
+    return why;
+}
+
+// One kept example: task, lang, prompt, the rewritten completion as "solution", its source.
+static void write_cold(FILE *f, const Json *ex, const char *solution, const char *source) {
+    const Json *tk = json_get(ex, "task"), *lg = json_get(ex, "lang"), *pr = json_get(ex, "prompt");
+    fprintf(f, "{\"task\": ");
+    json_write_string(f, tk->string);
+    fprintf(f, ", \"lang\": ");
+    json_write_string(f, lg && lg->type == JSON_STRING ? lg->string : "en");
+    fprintf(f, ", \"prompt\": ");
+    json_write_string(f, pr->string);
+    fprintf(f, ", \"solution\": ");
+    json_write_string(f, solution);
+    fprintf(f, ", \"source\": ");
+    json_write_string(f, source);
+    fprintf(f, "}\n");
+}
+
+// The k samples of one prompt through verification, rewrite and filters; the kept ones to f.
+static void cold_filter_prompt(FILE *f, const Json *ex, const Rollout *r, int k,
+                               const ColdSettings *s, const char *source, ColdCounts *c) {
+    char *kept[256];
+    int n_kept = 0;
+    for (int j = 0; j < k; j++) {
+        const Rollout *x = &r[j];
+        int ended = x->n > x->n_prompt && x->ids[x->n - 1] == TOK_EOS;
+        char *text;
+        ColdReason why = cold_rewrite(ex, x->text, ended, s, &text);
+        c->sampled++;
+        if (why != COLD_KEEP) {
+            c->dropped[why]++;
+            continue;
+        }
+        int dup = 0;
+        for (int q = 0; q < n_kept && !dup; q++) dup = strcmp(kept[q], text) == 0;
+        if (dup || n_kept == s->cap || n_kept == 256) {
+            c->dropped[dup ? COLD_DUPLICATE : COLD_CAPPED]++;
+            free(text);
+            continue;
+        }
+        kept[n_kept++] = text;
+        write_cold(f, ex, text, source);
+    }
+    c->kept += n_kept;
+    for (int q = 0; q < n_kept; q++) free(kept[q]);
+}
+
+// The one-shot example for prompt i: the lowest-level other prompt of the same task and
+// language (the first such in the list), or -1.
+static int one_shot_index(Json *const *ex, int n, int i) {
+    const char *task = json_get(ex[i], "task")->string;
+    const Json *lg = json_get(ex[i], "lang");
+    int best = -1;
+    double best_level = 1e9;
+    for (int j = 0; j < n; j++) {
+        const Json *lj = json_get(ex[j], "lang"), *level = json_get(ex[j], "level");
+        if (j == i || strcmp(json_get(ex[j], "task")->string, task) != 0) continue;
+        if ((lg && lj && lg->type == JSON_STRING && lj->type == JSON_STRING &&
+             strcmp(lg->string, lj->string) != 0) || !level || level->type != JSON_NUMBER)
+            continue;
+        if (level->number < best_level) best = j, best_level = level->number;
+    }
+    return best;
+}
+
+// A one-shot prompt: the example's R1-Zero conversation with its checked long CoT, a blank
+// line (as between the corpus's documents), then the question's conversation up to
+// "Assistant:". malloc'd; NULL if there is no example.
+static char *one_shot_prompt(Json *const *ex, int n, int i) {
+    int j = one_shot_index(ex, n, i);
+    if (j < 0) return NULL;
+    const Json *lj = json_get(ex[j], "lang"), *li = json_get(ex[i], "lang");
+    char *shot = r1_zero_prompt(json_get(ex[j], "prompt")->string, lj ? lj->string : "en");
+    char *cot = task_solution_styled(ex[j], 1, REASONING_CHECKED, 0, (uint64_t)j);
+    char *ask = r1_zero_prompt(json_get(ex[i], "prompt")->string, li ? li->string : "en");
+    size_t size = strlen(shot) + (cot ? strlen(cot) : 0) + strlen(ask) + 8;
+    char *text = xcalloc(size, 1);
+    snprintf(text, size, "%s %s\n\n%s", shot, cot ? cot : "", ask);
+    free(shot);
+    free(cot);
+    free(ask);
+    return text;
+}
+
+// Puts BOS + text into r as its prompt; dies like rollout_set_prompt when it does not fit.
+static void rollout_set_text(Rollout *r, const Tokenizer *tok, const char *text, int ctx) {
+    free(r->text);
+    r->text = NULL;
+    r->ids[0] = TOK_BOS;
+    int k = tokenizer_encode(tok, text, strlen(text), r->ids + 1, ctx - 1);
+    if (k < 0 || k + 1 >= ctx) die("coldstart: a one-shot prompt does not fit the context (%d)", ctx);
+    r->n_prompt = r->n = k + 1;
+}
+
+void cold_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int one_shot,
+                 const ColdSettings *s, FILE *f, ColdCounts *c) {
+    int ctx = m->cfg.max_position_embeddings, k = s->per_prompt;
+    Rollout *r = rollouts_new(n * k, ctx);
+    for (int i = 0; i < n * k; i++) {
+        char *text = one_shot ? one_shot_prompt(ex, n, i / k) : NULL;
+        if (text) rollout_set_text(&r[i], tok, text, ctx);
+        else rollout_set_prompt(&r[i], tok, ex[i / k], 0, ctx, "coldstart");
+        free(text);
+    }
+    double t0 = now_seconds();
+    sample_rollouts(m, tok, r, n * k, s->max_new, &s->sc, s->seed);
+    for (int i = 0; i < n; i++)
+        cold_filter_prompt(f, ex[i], &r[i * k], k, s, one_shot ? "one-shot" : "r1-zero", c);
+    c->seconds += now_seconds() - t0;
+    rollouts_free(r, n * k);
+}
+
+// ==============================================================================================
+// 8. Reward models for general prompts (DeepSeek-R1 §2.3.4; InstructGPT's reward model)
 // ==============================================================================================
 // R1's final RL stage rewards reasoning prompts by rules and general prompts (helpfulness,
 // harmlessness) by reward models, which learn human preference from pairs. Here the reward

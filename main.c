@@ -1892,7 +1892,130 @@ static int cmd_reject(int argc, char **argv) {
     return 0;
 }
 
-// `./r1 rm`: a reward model trained on preference pairs (grpo.c section 7). The pairs whose
+// `coldstart`: the cold-start set built from R1-Zero's outputs (grpo.c section 7, R1 §2.3.1).
+
+// The two models' tokenizer.json must be the same file: the one-shot samples are decoded with
+// R1-Zero's tokenizer.
+static void same_tokenizer_or_die(const char *dir_a, const char *dir_b) {
+    char pa[4200], pb[4200], err[R1_ERR_LEN];
+    snprintf(pa, sizeof(pa), "%s/tokenizer.json", dir_a);
+    snprintf(pb, sizeof(pb), "%s/tokenizer.json", dir_b);
+    size_t na, nb;
+    char *a = read_file(pa, &na, err), *b = a ? read_file(pb, &nb, err) : NULL;
+    if (!a || !b) die("coldstart: %s", err);
+    if (na != nb || memcmp(a, b, na) != 0)
+        die("coldstart: --base %s has another tokenizer than --model %s", dir_b, dir_a);
+    free(a);
+    free(b);
+}
+
+// What is wrong with a line of the human-curated set, or NULL.
+static const char *human_row_problem(const Json *j) {
+    const Json *p = json_get(j, "prompt"), *s = json_get(j, "solution"), *t = json_get(j, "task");
+    if (j->type != JSON_OBJECT) return "not a JSON object";
+    if (!t || t->type != JSON_STRING) return "no \"task\" string";
+    if (!p || p->type != JSON_STRING) return "no \"prompt\" string";
+    if (!s || s->type != JSON_STRING) return "no \"solution\" string";
+    return NULL;
+}
+
+// The human-curated share: the first rows of FILE, enough that they are `share` of the whole,
+// and at least enough for min_total examples in all (so that a weak R1-Zero, which gives few
+// usable samples, still leaves a set to fine-tune on; the counts printed say how it went).
+static long write_human_share(FILE *f, const char *path, double share, long generated,
+                              long min_total) {
+    char err[R1_ERR_LEN];
+    int n;
+    Json **rows = jsonl_read(path, &n, human_row_problem, err);
+    if (!rows) die("coldstart: --human: %s", err);
+    long want = (long)(generated * share / (1.0 - share) + 0.5);
+    if (generated + want < min_total) want = min_total - generated;
+    if (want > n) want = n;
+    for (long i = 0; i < want; i++) {
+        const Json *lg = json_get(rows[i], "lang");
+        fprintf(f, "{\"task\": ");
+        json_write_string(f, json_get(rows[i], "task")->string);
+        fprintf(f, ", \"lang\": ");
+        json_write_string(f, lg && lg->type == JSON_STRING ? lg->string : "en");
+        fprintf(f, ", \"prompt\": ");
+        json_write_string(f, json_get(rows[i], "prompt")->string);
+        fprintf(f, ", \"solution\": ");
+        json_write_string(f, json_get(rows[i], "solution")->string);
+        fprintf(f, ", \"source\": \"human\"}\n");
+    }
+    tasks_free(rows, n);
+    return want;
+}
+
+static void print_cold_counts(const char *source, const ColdCounts *c) {
+    static const char *const names[N_COLD_REASONS] = {
+        "kept", "malformed", "wrong", "mixed language", "cut off", "too short", "repetitive",
+        "duplicate", "over the cap"};
+    printf("  %-8s %5ld samples:", source, c->sampled);
+    for (int r = 1; r < N_COLD_REASONS; r++) printf(" %s %ld,", names[r], c->dropped[r]);
+    printf(" kept %ld (%.1f%%)\n", c->kept, c->sampled ? 100.0 * c->kept / c->sampled : 0.0);
+}
+
+static int cmd_coldstart(int argc, char **argv) {
+    static const char *const known[] = {
+        "--model", "--base", "--human", "--human-share", "--task", "--n-prompts", "--n-per-prompt",
+        "--cap", "--levels", "--lang", "--max-new-tokens", "--temperature", "--min-language",
+        "--min-lines", "--max-repeat", "--min-total", "--seed", "--out", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
+    const char *base = arg_str(argc, argv, "--base", NULL), *human = arg_str(argc, argv, "--human", NULL);
+    if (!dir || !out) die("coldstart: needs --model DIR (R1-Zero) --out FILE.jsonl");
+    int n = (int)arg_long(argc, argv, "--n-prompts", 512, 1, 1000000);
+    double share = arg_double(argc, argv, "--human-share", 0.25, 0.0, 0.9);
+    long min_total = arg_long(argc, argv, "--min-total", 64, 0, 100000000);
+    ColdSettings s = {0};
+    s.per_prompt = (int)arg_long(argc, argv, "--n-per-prompt", 2, 1, 256);
+    s.cap = (int)arg_long(argc, argv, "--cap", 1, 1, 256);
+    s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 200, 1, 1 << 20);
+    s.min_lines = (int)arg_long(argc, argv, "--min-lines", 2, 0, 1000);
+    s.min_language = arg_double(argc, argv, "--min-language", 0.99, 0.0, 1.0);
+    s.max_repeat = arg_double(argc, argv, "--max-repeat", 0.25, 0.0, 1.0);
+    s.sc = (SamplingConfig){(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f};
+    s.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    int level_lo, level_hi;
+    arg_levels(argc, argv, "1-5", &level_lo, &level_hi);
+    if (base) same_tokenizer_or_die(dir, base);
+    char err[R1_ERR_LEN];
+    Model m;
+    Tokenizer tok;
+    Json **ex = load_for_prompts(&m, &tok, dir, "coldstart", arg_str(argc, argv, "--task", "all"),
+                                 0, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
+                                 s.seed);
+    AtomicFile af;
+    if (atomic_open(&af, out, err)) die("%s", err);
+    ColdCounts zero = {0}, one_shot = {0};
+    cold_sample(&m, &tok, ex, n, 0, &s, af.f, &zero);
+    model_free(&m);
+    if (base) {
+        load_model_or_die(&m, base);
+        if (m.cfg.vocab_size < tok.vocab_size)
+            die("coldstart: --base %s: vocab_size %d is smaller than the tokenizer's %d", base,
+                m.cfg.vocab_size, tok.vocab_size);
+        cold_sample(&m, &tok, ex, n, 1, &s, af.f, &one_shot);
+        model_free(&m);
+    }
+    long generated = zero.kept + one_shot.kept;
+    long humans = human ? write_human_share(af.f, human, share, generated, min_total) : 0;
+    if (atomic_commit(&af, err)) die("%s", err);
+    printf("cold-start data: %d prompts x %d samples from %s%s%s in %.1f s\n", n, s.per_prompt,
+           dir, base ? " and one-shot from " : "", base ? base : "",
+           zero.seconds + one_shot.seconds);
+    print_cold_counts("r1-zero", &zero);
+    if (base) print_cold_counts("one-shot", &one_shot);
+    printf("  %ld generated + %ld human-curated (%s) -> %s\n", generated, humans,
+           human ? human : "none", out);
+    tasks_free(ex, n);
+    tokenizer_free(&tok);
+    return 0;
+}
+
+// `./r1 rm`: a reward model trained on preference pairs (grpo.c section 8). The pairs whose
 // index is 9 mod 10 are held out (the last pair, if there are fewer than 10).
 typedef struct {
     RewardModel rm;
@@ -2381,6 +2504,12 @@ static void usage(void) {
            "               [--n-prompts N] [--n-per-prompt K] [--cap C] [--template r1-zero|chat]\n"
            "               [--max-new-tokens N] [--temperature T] [--min-language L]\n"
            "               [--non-reasoning SHARE] [--seed S]\n"
+           "  ./r1 coldstart --model R1ZERO_DIR --out FILE.jsonl [--base DIR] [--human FILE.jsonl]\n"
+           "               [--human-share 0.25] [--n-prompts N] [--n-per-prompt K] [--cap C]\n"
+           "               [--levels 1-5] [--min-lines 2] [--max-repeat 0.25] [--min-language L]\n"
+           "               [--min-total 64]\n"
+           "               the cold start from R1-Zero's outputs (and the base, one-shot): verified,\n"
+           "               rewritten readable, filtered; plus a share of FILE (human-curated)\n"
            "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N | --seeds 1,2,3]\n"
            "               every stage of the R1 recipe, evaluated, with report.md\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
@@ -2425,6 +2554,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "grpo") == 0) return cmd_grpo(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "reject") == 0) return cmd_reject(argc, argv);
+    if (strcmp(cmd, "coldstart") == 0) return cmd_coldstart(argc, argv);
     if (strcmp(cmd, "rm") == 0) return cmd_rm(argc, argv);
     die("unknown command '%s' (see ./r1 help)", cmd);
     return 1;

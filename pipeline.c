@@ -635,6 +635,12 @@ static const Finding FINDINGS[] = {
      "r1-zero", "language", +1},
     {"cold start + RL beats R1-Zero: accuracy", "R1 §2.3.1", PAIRED, "rl", "pass1", "r1-zero",
      "pass1", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: format", "R1 §2.3.1", PAIRED, "rl-r0",
+     "format", "r1-zero", "format", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: language", "R1 §2.3.1", PAIRED,
+     "rl-r0", "language", "r1-zero", "language", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: accuracy", "R1 §2.3.1", PAIRED,
+     "rl-r0", "pass1", "r1-zero", "pass1", +1},
     {"rejection-sampling SFT + final RL beats the stage before it", "R1 §2.3.3-2.3.4", PAIRED,
      "final", "pass1", "rl", "pass1", +1},
     {"the distilled student beats the RL-only student", "R1 §2.4, Table 6", PAIRED,
@@ -779,6 +785,36 @@ static void write_reward_model_section(FILE *f, const char *out) {
 #define PIPELINE_EVAL_LEVELS "1-5"
 
 // OUT/report.md: one row per evaluated stage that has finished, then the time of each stage.
+// The SFT sets the run wrote, with how many rows each has and where they came from ("source":
+// coldstart's r1-zero / one-shot / human; rows without one counted as the file's own kind).
+static void write_sft_sets(FILE *f, const char *out) {
+    static const struct { const char *file, *what; } SETS[] = {
+        {"cold.jsonl", "templated cold start (checked long CoT)"},
+        {"cold-r0.jsonl", "cold start from R1-Zero's outputs (`coldstart`)"},
+        {"rs.jsonl", "rejection-sampled set (+ non-reasoning)"},
+    };
+    static const char *const SOURCES[] = {"r1-zero", "one-shot", "human"};
+    fprintf(f, "\n## The SFT sets\n\n| file | what | rows | from R1-Zero | one-shot base | "
+            "human-curated (templated) | non-reasoning |\n|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof(SETS) / sizeof(SETS[0]); i++) {
+        char path[4200], err[R1_ERR_LEN];
+        snprintf(path, sizeof(path), "%s/%s", out, SETS[i].file);
+        int n;
+        Json **rows = jsonl_read(path, &n, NULL, err);
+        if (!rows) continue;
+        long count[3] = {0}, plain = 0;
+        for (int r = 0; r < n; r++) {
+            const Json *src = json_get(rows[r], "source");
+            if (is_nonreasoning(rows[r])) plain++;
+            for (int k = 0; k < 3; k++)
+                if (src && src->type == JSON_STRING && strcmp(src->string, SOURCES[k]) == 0) count[k]++;
+        }
+        fprintf(f, "| %s | %s | %d | %ld | %ld | %ld | %ld |\n", SETS[i].file, SETS[i].what, n,
+                count[0], count[1], count[2], plain);
+        tasks_free(rows, n);
+    }
+}
+
 static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int n_stages) {
     const char *out = p->out;
     char path[4096], err[R1_ERR_LEN];
@@ -804,6 +840,7 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
     char dirs[1][4200];
     snprintf(dirs[0], sizeof(dirs[0]), "%s", out);
     write_findings(f, dirs, 1);
+    write_sft_sets(f, out);
     write_reward_model_section(f, out);
     fprintf(f, "\n## Time on this machine\n\n| stage | training (s) | evaluation (s) |\n"
             "|---|---|---|\n");
@@ -858,6 +895,19 @@ static const Stage STAGES[] = {
     {"rl-nolang", "the same RL without the language reward (ablation)", 1,
      {"grpo --model $OUT/cold --out $OUT/rl-nolang --task all --levels 1-5 --max-new-tokens 200 "
       "--lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
+    // the cold start as R1 §2.3.1 builds it: R1-Zero's outputs and the base prompted one-shot
+    // with a long CoT, verified, rewritten readable and filtered, half of it (at least 64
+    // examples in all) from the templated set, the "human-curated" share; then the same SFT
+    // and RL as cold and rl, to compare the two cold starts
+    {"r0-data", "cold-start data from R1-Zero's outputs (+ the base one-shot), rewritten, filtered", 0,
+     {"coldstart --model $OUT/r1-zero --base $OUT/base --human $OUT/cold.jsonl --human-share 0.5 "
+      "--n-prompts 1024 --n-per-prompt 2 --cap 1 --levels 1-5 --seed $SEED --out $OUT/cold-r0.jsonl"}},
+    {"cold-r0", "cold start from R1-Zero's outputs: SFT of the base", 1,
+     {"sft --model $OUT/base --data $OUT/cold-r0.jsonl --out $OUT/cold-r0 --epochs 2 --seq 384 "
+      "--lr 1e-3 --seed $SEED"}},
+    {"rl-r0", "reasoning RL from that cold start (+ language reward)", 1,
+     {"grpo --model $OUT/cold-r0 --out $OUT/rl-r0 --task all --levels 1-5 --max-new-tokens 200 "
+      "--w-language 0.5 --lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
     {"rs", "rejection sampling from the RL model + non-reasoning data", 0,
      {"reject --model $OUT/rl --out $OUT/rs.jsonl --task all --levels 1-5 --max-new-tokens 200 "
       "--n-prompts 1536 --n-per-prompt 2 --cap 1 --seed $SEED"}},

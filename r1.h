@@ -832,7 +832,7 @@ long pairs_write(FILE *f, long n, uint64_t seed, char *err);
 const char *pair_check(const Json *pair);
 
 // ==============================================================================================
-// 8. grpo.c: rewards, rollouts, GRPO, evaluation, rejection sampling
+// 8. grpo.c: rewards, rollouts, GRPO, evaluation, rejection sampling, cold-start data
 // ==============================================================================================
 typedef struct { double accuracy, format, language; } RewardWeights;
 typedef struct { double accuracy, format, language; } RewardParts;  // each in [0, 1]
@@ -901,7 +901,7 @@ Json **make_examples(const char *task, int eval, int n, int level_lo, int level_
 Json **nonreasoning_examples(int n, uint64_t seed);
 Json **general_examples(int n, uint64_t seed);  // the same with the unsafe requests (general_write)
 
-// Reward models for general prompts (grpo.c section 7; R1 §2.3.4): the decoder with a scalar
+// Reward models for general prompts (grpo.c section 8; R1 §2.3.4): the decoder with a scalar
 // head on the last token's final hidden state, r = w . h_last + b (h_last: acts.ln_f at the EOS
 // after the answer), trained on preference pairs with the Bradley-Terry loss. It reads the chat
 // template: BOS <｜User｜> prompt <｜Assistant｜> answer EOS.
@@ -1053,6 +1053,35 @@ typedef struct {
 } RejectCounts;
 void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
                    const RejectSettings *s, FILE *f, RejectCounts *c);
+
+// Cold-start data from R1-Zero's outputs (grpo.c section 7, R1 §2.3.1): sample, verify
+// (reject_reason's filters), rewrite by rules into the readable form (blank and repeated lines
+// dropped, a summary line closing the reasoning), drop the too short and the repetitive.
+typedef enum {
+    COLD_KEEP, COLD_MALFORMED, COLD_WRONG, COLD_MIXED, COLD_CUT_OFF,  // as reject_reason's
+    COLD_TOO_SHORT,   // fewer than min_lines lines of reasoning
+    COLD_REPETITIVE,  // more than max_repeat of its lines repeat an earlier one
+    COLD_DUPLICATE, COLD_CAPPED, N_COLD_REASONS
+} ColdReason;
+typedef struct {
+    int per_prompt, cap, max_new, min_lines;
+    double min_language, max_repeat;
+    SamplingConfig sc;
+    uint64_t seed;
+} ColdSettings;
+typedef struct {
+    long sampled, kept, dropped[N_COLD_REASONS];
+    double seconds;
+} ColdCounts;
+// The readable rewrite of one completion (malloc'd into *out) and COLD_KEEP, or why it is
+// dropped (*out NULL). ended: the completion stopped with EOS.
+ColdReason cold_rewrite(const Json *example, const char *completion, int ended,
+                        const ColdSettings *s, char **out);
+// per_prompt samples of each prompt (the R1-Zero template, or one_shot = 1: a one-shot prompt
+// whose example is a checked long CoT of another prompt of the same task and language), kept
+// ones written to f as SFT examples with "source" "r1-zero" or "one-shot"; c accumulates.
+void cold_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int one_shot,
+                 const ColdSettings *s, FILE *f, ColdCounts *c);
 
 // ==============================================================================================
 // 9. pipeline.c: the R1 recipe as one command, its report and findings; the SVG charts

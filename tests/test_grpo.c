@@ -2495,6 +2495,67 @@ static const char *reason_name(RejectReason r) {
                      __LINE__, text, ended, (double)(min_lang), reason_name(got_), reason_name(want)); \
     } while (0)
 
+// The cold start's rewrite (grpo.c section 7), on crafted completions with the exact text it
+// must write: blank and repeated lines dropped, the summary line added in the prompt's language
+// only when the last line does not state the answer, everything after </answer> gone; and each
+// reason to drop: reject_reason's four, too short, repetitive.
+static void expect_rewrite(const Json *e, const char *completion, int ended, ColdReason want,
+                           const char *want_text) {
+    ColdSettings s = {.min_lines = 2, .min_language = 0.9, .max_repeat = 0.25};
+    char *got;
+    ColdReason why = cold_rewrite(e, completion, ended, &s, &got);
+    if (why != want) fail_msg("cold_rewrite(\"%s\") = %d, expected %d", completion, why, want);
+    if (want_text == NULL) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    if (strcmp(got, want_text) != 0)
+        fail_msg("cold_rewrite(\"%s\")\n wrote    \"%s\"\n expected \"%s\"", completion, got, want_text);
+    free(got);
+}
+
+static void test_cold_rewrite(void **state) {
+    (void)state;
+    Json *en = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
+                  "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39,\"id\":\"49e4dfa30767307a\"}");
+    Json *zh = ex("{\"task\":\"arithmetic\",\"lang\":\"zh\",\"level\":1,\"prompt\":\"请计算 54 + 33 的结果。\","
+                  "\"answer\":\"87\",\"a\":54,\"op\":\"+\",\"b\":33,\"id\":\"8d41ef668df14b48\"}");
+    // the last line states the answer: no summary; a blank line and a repeat dropped (1 of 4
+    // lines repeated: 0.25, not more than max_repeat)
+    expect_rewrite(en, "<think>\nOnes: 3 + 9 = 12, write 2, carry 1.\n\n  Tens: 3 + 3 + 1 = 7.  \n"
+                       "Ones: 3 + 9 = 12, write 2, carry 1.\nSo 33 + 39 = 72.\n</think>\n<answer>72</answer>",
+                   1, COLD_KEEP,
+                   "<think>\nOnes: 3 + 9 = 12, write 2, carry 1.\nTens: 3 + 3 + 1 = 7.\n"
+                   "So 33 + 39 = 72.\n</think>\n<answer>72</answer>");
+    // the last line does not: the summary closes the reasoning, in English
+    expect_rewrite(en, "<think>The answer is probably 71.\nWait, let me check: 71 - 39 = 32, not 33.</think>"
+                       " <answer> 72 </answer>",
+                   1, COLD_KEEP,
+                   "<think>\nThe answer is probably 71.\nWait, let me check: 71 - 39 = 32, not 33.\n"
+                   "So the answer is 72.\n</think>\n<answer>72</answer>");
+    // and in Chinese
+    expect_rewrite(zh, "<think>\n先算个位：4 + 3 = 7。\n再算十位：5 + 3 = 8。\n</think>\n<answer>87</answer>", 1,
+                   COLD_KEEP,
+                   "<think>\n先算个位：4 + 3 = 7。\n再算十位：5 + 3 = 8。\n所以答案是 87。\n</think>\n"
+                   "<answer>87</answer>");
+    // dropped: one line of reasoning is no long CoT
+    expect_rewrite(en, "<think>\nThe answer is probably 72.\n\n</think>\n<answer>72</answer>", 1,
+                   COLD_TOO_SHORT, NULL);
+    // dropped: 2 of 4 lines repeat an earlier one (0.5 > 0.25)
+    expect_rewrite(en, "<think>\nI add 33 and 39.\nI add 33 and 39.\nI add 33 and 39.\nIt is 72.\n"
+                       "</think>\n<answer>72</answer>",
+                   1, COLD_REPETITIVE, NULL);
+    // reject_reason's filters come first
+    expect_rewrite(en, "<think>\nI add.\nIt is 72.\n</think>\n<answer>72</answer> more", 1, COLD_MALFORMED, NULL);
+    expect_rewrite(en, "<think>\nI add.\nIt is 71.\n</think>\n<answer>71</answer>", 1, COLD_WRONG, NULL);
+    expect_rewrite(en, "<think>\nI add.\n先算个位，再算十位，得七十二。\n</think>\n<answer>72</answer>", 1,
+                   COLD_MIXED, NULL);
+    expect_rewrite(en, "<think>\nI add.\nIt is 72.\n</think>\n<answer>72</answer>", 0, COLD_CUT_OFF, NULL);
+    json_free(en);
+    json_free(zh);
+}
+
 // Crafted completions for examples as `./r1 data tasks --task arithmetic` writes them (one
 // English line, one Chinese line): each filter alone, then the order in which they apply
 // (malformed, then wrong, then mixed language, then cut off).
@@ -2858,6 +2919,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_rm_decoder_gradient),
         cmocka_unit_test(test_rm_learns_pairs),
         cmocka_unit_test(test_reject_reason),
+        cmocka_unit_test(test_cold_rewrite),
         cmocka_unit_test(test_eval_cells_add_up),
         cmocka_unit_test(test_eval_reflection_mixed),
         cmocka_unit_test(test_think_budget),
