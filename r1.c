@@ -818,7 +818,7 @@ void model_backward(Model *m, const int *ids, const float *dlogits) {
 }
 
 // The same from dln_f (B,T,D), the gradient of the final norm's output: for a head other than
-// lm_head (the reward model's score head, grpo.c section 7).
+// lm_head (the reward model's score head, grpo.c section 8).
 void model_backward_from_hidden(Model *m, const int *ids, const float *dln_f) {
     copy_floats(m->scratch.dln, dln_f, (size_t)m->acts.B * m->acts.T * m->cfg.hidden_size);
     backward_below_head(m, ids);
