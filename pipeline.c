@@ -914,10 +914,15 @@ static const Stage STAGES[] = {
     {"sft2", "SFT of the base on the rejection-sampled set", 1,
      {"sft --model $OUT/base --data $OUT/rs.jsonl --out $OUT/sft2 --epochs 2 --seq 384 --lr 1e-3 "
       "--seed $SEED"}},
-    // one group in 8, on average, is a non-reasoning prompt with its rule reward
-    {"final", "final RL (after the second SFT; + non-reasoning prompts)", 1,
+    {"pairs", "preference pairs: helpful vs unhelpful answers, refusal vs compliance", 0,
+     {"data pairs --n 400 --seed $SEED --out $OUT/pairs.jsonl"}},
+    {"rm", "reward model: sft2 + a score head, Bradley-Terry on the pairs", 0,
+     {"rm --model $OUT/sft2 --data $OUT/pairs.jsonl --out $OUT/rm --steps $STEPS:45 --seed $SEED"}},
+    // R1 §2.3.4: rule rewards for the reasoning prompts, the reward model for the general ones
+    // (one group in 8, on average: helpfulness prompts and toy unsafe requests)
+    {"final", "final RL (after the second SFT; + general prompts scored by the reward model)", 1,
      {"grpo --model $OUT/sft2 --out $OUT/final --task all --levels 1-5 --max-new-tokens 200 "
-      "--w-language 0.5 --lr 5e-5 --non-reasoning 0.125 --steps $STEPS:24 --seed $SEED"}},
+      "--w-language 0.5 --lr 5e-5 --non-reasoning 0.125 --rm $OUT/rm --steps $STEPS:24 --seed $SEED"}},
     {"student-base", "dense student, pretrained", 1,
      {"pretrain --config student --tokenizer $OUT/base --data $OUT/corpus.txt --out "
       "$OUT/student-base --steps $STEPS:1500 --batch 8 --eval-every 250 --seq 320 --seed $SEED"}},
@@ -930,10 +935,6 @@ static const Stage STAGES[] = {
     // R1 §2.3.4: reward models for general prompts; then what R1 avoids for reasoning: RL on
     // general prompts alone against the learned reward, with and without the KL penalty
     // (tutorial/10; the report's "Reward model and reward hacking")
-    {"pairs", "preference pairs: helpful vs unhelpful answers, refusal vs compliance", 0,
-     {"data pairs --n 400 --seed $SEED --out $OUT/pairs.jsonl"}},
-    {"rm", "reward model: sft2 + a score head, Bradley-Terry on the pairs", 0,
-     {"rm --model $OUT/sft2 --data $OUT/pairs.jsonl --out $OUT/rm --steps $STEPS:45 --seed $SEED"}},
     {"hack", "GRPO on general prompts rewarded by the reward model alone, no KL penalty", 0,
      {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0 --lr 5e-4 --prompts 8 "
       "--group 4 --max-new-tokens 40 --out $OUT/hack --steps $STEPS:18 --seed $SEED"}},
