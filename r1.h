@@ -8,6 +8,8 @@
 //   tokenizer.c  text <-> token ids: byte-level BPE, tokenizer.json
 //   kernels.c    the arithmetic: the matrix product, softmax, RMSNorm, RoPE, SwiGLU
 //   moe.c        DeepSeekMoE: router, shared + routed experts, balancing, decode-time experts
+//   gqa.c        grouped-query attention (Qwen2 / Llama, the distillation students' family):
+//                forward, backward, decoding with a K/V cache
 //   r1.c         the model: parameter table, MLA, the block, forward/backward, loss heads, AdamW,
 //                generation with the latent KV cache, sampling, checkpoints
 //   tasks.c      the toy world: tasks (a table: generator, verifier, worked solution, prompt),
@@ -140,7 +142,14 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
 // ----------------------------------------------------------------------------------------------
 // Config: field names as in transformers' DeepseekV3Config; the presets; config.json
 // ----------------------------------------------------------------------------------------------
+// The architecture families (config.json's model_type): the DeepSeek-V3 decoder (MLA and
+// DeepSeekMoE; r1.c, moe.c), and the Qwen2 / Llama decoder that R1 distils into (R1 §2.4:
+// Qwen2.5 and Llama-3 students): grouped-query attention with standard RoPE and a dense SwiGLU
+// MLP in every block (gqa.c). Qwen2 and Llama differ only in Qwen2's q/k/v biases.
+enum { ARCH_DEEPSEEK_V3 = 0, ARCH_QWEN2 = 1, ARCH_LLAMA = 2 };
+
 typedef struct {
+    int arch;                    // ARCH_*: 0 (a zeroed Config) is DeepSeek-V3
     int vocab_size;              // V
     int hidden_size;             // D
     int intermediate_size;       // width of the dense SwiGLU MLPs
@@ -173,7 +182,17 @@ typedef struct {
     int tie_word_embeddings;     // 1: lm_head shares model.embed_tokens (not used by DeepSeek-V3)
     float initializer_range;     // std of the random init (DeepSeek-V3: 0.006)
     int bos_token_id, eos_token_id;
+    // grouped-query attention (ARCH_QWEN2, ARCH_LLAMA; the MLA and MoE fields above are 0 and
+    // first_k_dense_replace = num_hidden_layers: every block is dense)
+    int num_key_value_heads;     // Hkv: heads of K and V, each shared by H / Hkv query heads
+    int head_dim;                // hd: the width of every query, key and value head
+    int attention_bias;          // 1: q_proj, k_proj, v_proj have a bias (Qwen2 always; Llama no)
 } Config;
+
+// 1 for the Qwen2 / Llama family (grouped-query attention, gqa.c), 0 for DeepSeek-V3 (MLA).
+static inline int is_gqa(const Config *c) { return c->arch != ARCH_DEEPSEEK_V3; }
+// "deepseek_v3", "qwen2" or "llama": config.json's model_type for an ARCH_* value.
+const char *arch_model_type(int arch);
 
 // Fills `c` with a named preset ("deepseek-v3", "r1-61", "tiny", ...). -1 if unknown.
 int config_preset(const char *name, Config *c, char *err);
@@ -377,10 +396,14 @@ typedef struct {
     float *q_a_proj;                 // (dq, D)          NULL when q_lora_rank is 0
     float *q_a_layernorm;            // (dq)
     float *q_b_proj;                 // (H*(dn+dr), dq)  or q_proj (H*(dn+dr), D)
+                                     // GQA: q_proj (H*hd, D)
     float *kv_a_proj_with_mqa;       // (dc+dr, D)
     float *kv_a_layernorm;           // (dc)
     float *kv_b_proj;                // (H*(dn+dv), dc)
-    float *o_proj;                   // (D, H*dv)
+    float *o_proj;                   // (D, H*dv)        GQA: (D, H*hd)
+    // grouped-query attention only (gqa.c)
+    float *k_proj, *v_proj;          // (Hkv*hd, D) each
+    float *q_bias, *k_bias, *v_bias; // (H*hd), (Hkv*hd), (Hkv*hd); NULL without attention_bias
     float *post_attention_layernorm; // (D)
     // dense MLP (l < first_k_dense_replace) or the shared experts of a MoE layer
     float *mlp_gate, *mlp_up, *mlp_down; // (I, D), (I, D), (D, I)
@@ -416,6 +439,9 @@ typedef struct {
     float *kv;        // (N, H, dn+dv)  k_nope | v  = kv_b_proj(c_kv)
     float *att;       // (B, H, T, T)   softmax probabilities (causal)
     float *att_out;   // (N, H*dv)      attention output before o_proj
+    // grouped-query attention (gqa.c): q (N, H, hd) above, att_out (N, H*hd)
+    float *k;         // (N, Hkv, hd)   k_proj(ln1) (+ bias), after RoPE
+    float *v;         // (N, Hkv, hd)   v_proj(ln1) (+ bias)
     float *x_mid;     // (N, D)         residual after attention
     float *ln2;       // (N, D)
     float *ln2_rstd;  // (N)
@@ -486,7 +512,7 @@ typedef struct {
     // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
     float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
     float *route_w, *logits;  // logits (DECODE_BATCH, V)
-    int *route_idx;
+    int *route_idx;           // GQA: q (n, H*hd), kv_a (n, 2*Hkv*hd) = k | v, o (n, H*hd)
 } DecodeBatch;
 // ==============================================================================================
 // 5. moe.c: DeepSeekMoE (DeepSeek-V3 §2.1.2)
@@ -513,6 +539,24 @@ void moe_reset_load(Model *m);
 // alone (experts in routing order) or for n rows (expert by expert over the rows that chose it).
 void moe_decode_token(const Config *c, const LayerParams *lp, DecodeBatch *b);
 void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int n);
+
+// ==============================================================================================
+// 5b. gqa.c: grouped-query attention, the Qwen2 / Llama family's (R1 §2.4's students)
+// ==============================================================================================
+// q = q_proj(x) (+ b_q), k = k_proj(x) (+ b_k), v = v_proj(x) (+ b_v); RoPE (rotate-half) on q
+// and k; query head h attends with key/value head h / (H / Hkv); att_out (N, H*hd).
+// ln1 (N,D) = a->ln1 -> a->att_out (N, H*hd); the caller applies o_proj.
+void gqa_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, int T);
+// datt_out (N, H*hd) -> dln (N,D) (overwritten) and the q/k/v weight and bias gradients (+=).
+// Uses m->scratch.t2..t4 (t1 may hold datt_out).
+void gqa_backward(Model *m, const LayerParams *lp, const LayerParams *glp, LayerActs *a,
+                  const float *datt_out, float *dln, int B, int T);
+// A decode step's attention for the n rows of b (b->xb normed inputs, row i at pos[i] of s[i]):
+// projections, RoPE, this position's K and V into the cache, attention over 0..pos[i];
+// results (before o_proj) to b->o (n, H*hd).
+struct DecodeState;  // r1.c's section below
+void gqa_decode_rows(const Model *m, const LayerParams *lp, struct DecodeState *const *s,
+                     DecodeBatch *b, int l, const int *pos, int n, int alone);
 
 // ==============================================================================================
 // 6. r1.c: the model
@@ -585,11 +629,12 @@ float rng_normal(Rng *r);
 // Generation with the latent KV cache (absorbed MLA), sampling
 // ----------------------------------------------------------------------------------------------
 // One sequence's latent KV cache (and the scratch of its attention) for positions 0..max_T-1.
-typedef struct {
+typedef struct DecodeState {
     int max_T;
     float *c_kv;          // (L, max_T, dc)  normalised latent per position
     float *k_pe;          // (L, max_T, dr)  rotated shared rope key per position
     float *q_abs, *att, *o_lat;  // (H, dc), (H, max_T), (H, dc): one token's attention
+    float *k, *v;         // GQA instead of c_kv, k_pe: (L, max_T, Hkv*hd) rotated keys, values
     float *logits;        // (V) the next-token logits of the last decode_step
     DecodeBatch *alone;   // decode_step's rows (a batch of one), made on its first step
 } DecodeState;
