@@ -1207,6 +1207,7 @@ static int config_validate_limits(const Config *c, char *err) {
 static int config_validate_gqa(const Config *c, char *err) {
     int H = c->num_attention_heads, Hkv = c->num_key_value_heads;
     const char *family = arch_model_type(c->arch);
+    NEED(H > 0, "num_attention_heads must be > 0");
     NEED(Hkv > 0 && Hkv <= H, "num_key_value_heads must be in 1..num_attention_heads (%d), "
          "got %d", H, Hkv);
     NEED(H % Hkv == 0, "num_attention_heads (%d) must be divisible by num_key_value_heads (%d): "
@@ -1231,6 +1232,7 @@ int config_validate(const Config *c, char *err) {
     NEED(c->vocab_size > 0, "vocab_size must be > 0 (got %d)", c->vocab_size);
     NEED(c->hidden_size > 0, "hidden_size must be > 0 (got %d)", c->hidden_size);
     NEED(c->num_hidden_layers > 0, "num_hidden_layers must be > 0 (got %d)", c->num_hidden_layers);
+    if (is_gqa(c) && config_validate_gqa(c, err)) return -1;  // Qwen2 / Llama: their attention
     NEED(c->first_k_dense_replace >= 0, "first_k_dense_replace must be >= 0");
     int has_dense = c->first_k_dense_replace > 0;
     int has_moe = c->first_k_dense_replace < c->num_hidden_layers;
@@ -1258,9 +1260,7 @@ int config_validate(const Config *c, char *err) {
         NEED(c->routed_scaling_factor > 0, "routed_scaling_factor must be > 0");
     }
     NEED(c->num_attention_heads > 0, "num_attention_heads must be > 0");
-    if (is_gqa(c)) {
-        if (config_validate_gqa(c, err)) return -1;
-    } else {
+    if (!is_gqa(c)) {  // MLA's sizes
         NEED(c->q_lora_rank >= 0, "q_lora_rank must be >= 0 (0 = null)");
         NEED(c->kv_lora_rank > 0, "kv_lora_rank must be > 0 (got %d)", c->kv_lora_rank);
         NEED(c->qk_nope_head_dim > 0, "qk_nope_head_dim must be > 0");
