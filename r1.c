@@ -4,13 +4,15 @@
 //    1. The parameter table (Hugging Face names -> one float buffer), activations, init
 //    2. Random numbers
 //    3. MLA: Multi-head Latent Attention, forward and backward (the naive, training form)
-//    4. The block and the whole model (embedding, blocks, final norm, lm_head)
+//    4. The block and the whole model (embedding, blocks, final norm, lm_head); a Qwen2 / Llama
+//       config (is_gqa) takes gqa.c's attention instead of MLA, here and in section 7
 //    5. Loss heads (cross-entropy, distillation)
 //    6. AdamW
 //    7. Generation: latent KV cache, absorbed attention, batched decoding, sampling
 //    8. Parameter counting
 //    9. Checkpoints: the model on disk (config.json, model.safetensors, optimizer state)
-// Below it: kernels.c (the arithmetic), moe.c (DeepSeekMoE), formats.c, tokenizer.c. Above it:
+// Below it: kernels.c (the arithmetic), moe.c (DeepSeekMoE), gqa.c (grouped-query attention),
+// formats.c, tokenizer.c. Above it:
 // tasks.c, grpo.c, pipeline.c and main.c (the program). r1.h has the map.
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE  // madvise (Linux, the BSDs)

@@ -23,6 +23,7 @@
 // How data flows (DESIGN: every training algorithm is a loss head that produces dlogits):
 //   tokens -> embed -> [block x L: x += MLA(RMSNorm(x)); x += FFN(RMSNorm(x))] -> RMSNorm ->
 //   lm_head -> logits;  FFN = SwiGLU MLP (l < first_k_dense_replace) | DeepSeekMoE
+//   (Qwen2 / Llama, the distillation students: GQA instead of MLA, every FFN a SwiGLU MLP)
 //   logits -> loss head (cross-entropy, distillation, GRPO) -> dlogits -> model_backward ->
 //   grads -> AdamW
 //
@@ -33,7 +34,8 @@
 //     writes or adds (its `accumulate` flag) into input gradients.
 //   - Shapes in comments: N = B*T tokens, D = hidden_size, H = num_attention_heads,
 //     dn = qk_nope_head_dim, dr = qk_rope_head_dim, dv = v_head_dim, dc = kv_lora_rank,
-//     dq = q_lora_rank, E = n_routed_experts, K = num_experts_per_tok.
+//     dq = q_lora_rank, E = n_routed_experts, K = num_experts_per_tok; for the Qwen2 / Llama
+//     family (gqa.c): Hkv = num_key_value_heads, hd = head_dim.
 //   - Functions that read input which may be wrong return 0 on success and -1 on failure, with
 //     a one-line message in `err` (R1_ERR_LEN bytes). The CLI prints "r1: <err>" and exits 1.
 //   - Every sum is taken in a fixed order by one thread: the same seed gives the same floats at
@@ -567,7 +569,8 @@ void gqa_decode_rows(const Model *m, const LayerParams *lp, struct DecodeState *
 // Builds the parameter table and allocates params (zeroed). Does not allocate activations.
 int model_create(Model *m, const Config *c, char *err);
 void model_free(Model *m);
-// Random init: normal(0, initializer_range) for matrices, 1 for norms, 0 for the router bias.
+// Random init: normal(0, initializer_range) for matrices, 1 for norms, 0 for the router bias
+// and the q/k/v biases.
 void model_init_random(Model *m, uint64_t seed);
 // Allocates grads, AdamW moments and activations for batches of B x T tokens.
 int model_alloc_training(Model *m, int B, int T, char *err);
