@@ -18,7 +18,7 @@ nonzero q/k/v biases for Qwen2), and writes into <out>/<case>/
 
 and checks that from_pretrained on the written directory gives the same logits.
 
-With --check DIR ... it instead loads each directory written by ./r1 (config.json and
+With --check DIR ... it also (or, with --cases "", only) loads each directory written by ./r1 (config.json and
 model.safetensors, with r1_logits.safetensors from `./r1 forward` on the input_ids of
 r1_input.safetensors) in transformers and compares the logits.
 
@@ -175,16 +175,20 @@ def main():
     torch.set_num_threads(1)
     log("torch", torch.__version__, "transformers", transformers.__version__)
     ok = True
-    if args.check:
-        ok = all(check_r1(d) < 1e-4 for d in args.check)
-    else:
-        for name in args.cases.split(","):
-            try:
-                ok &= run_case(name, CASES[name], args.out) < 1e-5
-            except Exception:  # keep going: one failed case must not lose the other
-                import traceback
-                traceback.print_exc()
-                ok = False
+    for name in filter(None, args.cases.split(",")):
+        try:
+            ok &= run_case(name, CASES[name], args.out) < 1e-5
+        except Exception:  # keep going: one failed case must not lose the other
+            import traceback
+            traceback.print_exc()
+            ok = False
+    for d in args.check:
+        try:
+            ok &= check_r1(d) < 1e-4
+        except Exception:
+            import traceback
+            traceback.print_exc()
+            ok = False
     return 0 if ok else 1
 
 
