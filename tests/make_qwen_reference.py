@@ -18,12 +18,13 @@ nonzero q/k/v biases for Qwen2), and writes into <out>/<case>/
 
 and checks that from_pretrained on the written directory gives the same logits.
 
-With --check DIR ... it also (or, with --cases "", only) loads each directory written by ./r1 (config.json and
-model.safetensors, with r1_logits.safetensors from `./r1 forward` on the input_ids of
-r1_input.safetensors) in transformers and compares the logits.
+With --check DIR ... it also (with --cases "", only) loads each directory written by ./r1
+(config.json and model.safetensors, with r1_logits.safetensors from `./r1 forward` on the
+input_ids of r1_input.safetensors) in transformers and compares the logits.
 
     python3 tests/make_qwen_reference.py --out tests/fixtures
-    python3 tests/make_qwen_reference.py --check tests/fixtures/r1_saved_qwen2-tiny
+    python3 tests/make_qwen_reference.py --cases "" --check tests/fixtures/r1_saved_qwen2 \
+        tests/fixtures/r1_saved_llama
 """
 
 import argparse
