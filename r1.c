@@ -62,6 +62,27 @@ static void table_add(TableBuilder *tb, const char *name, int rows, int cols, in
     tb->offset += p->numel;
 }
 
+// The attention tensors of a DeepSeek-V3 block (MLA, section 3).
+static void mla_table_add(const Config *c, TableBuilder *tb, int l) {
+    int D = c->hidden_size, H = c->num_attention_heads;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    int dq = c->q_lora_rank, dc = c->kv_lora_rank;
+    char nm[96];
+#define NAME(fmt) (snprintf(nm, sizeof(nm), "model.layers.%d." fmt, l), nm)
+    if (dq > 0) {
+        table_add(tb, NAME("self_attn.q_a_proj.weight"), dq, D, 1, 0);
+        table_add(tb, NAME("self_attn.q_a_layernorm.weight"), dq, 0, 1, 0);
+        table_add(tb, NAME("self_attn.q_b_proj.weight"), H * (dn + dr), dq, 1, 0);
+    } else {
+        table_add(tb, NAME("self_attn.q_proj.weight"), H * (dn + dr), D, 1, 0);
+    }
+    table_add(tb, NAME("self_attn.kv_a_proj_with_mqa.weight"), dc + dr, D, 1, 0);
+    table_add(tb, NAME("self_attn.kv_a_layernorm.weight"), dc, 0, 1, 0);
+    table_add(tb, NAME("self_attn.kv_b_proj.weight"), H * (dn + dv), dc, 1, 0);
+    table_add(tb, NAME("self_attn.o_proj.weight"), D, H * dv, 1, 0);
+#undef NAME
+}
+
 // The attention tensors of a Qwen2 / Llama block (gqa.c), in transformers' order: q, k, v (each
 // weight, then its bias where the config has them), o_proj.
 static void gqa_table_add(const Config *c, TableBuilder *tb, int l) {
@@ -85,30 +106,15 @@ static void gqa_table_add(const Config *c, TableBuilder *tb, int l) {
 // [gate_proj of experts 0..E-1][up_proj of 0..E-1][down_proj of 0..E-1], so that expert e's
 // gate matrix is simply experts_gate + e * Im * D.
 static void build_table(const Config *c, TableBuilder *tb) {
-    int D = c->hidden_size, H = c->num_attention_heads;
-    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    int dq = c->q_lora_rank, dc = c->kv_lora_rank, E = c->n_routed_experts;
+    int D = c->hidden_size, E = c->n_routed_experts;
     int Im = c->moe_intermediate_size, Is = c->moe_intermediate_size * c->n_shared_experts;
     char nm[96];
     table_add(tb, "model.embed_tokens.weight", c->vocab_size, D, 1, 0);
     for (int l = 0; l < c->num_hidden_layers; l++) {
 #define NAME(fmt) (snprintf(nm, sizeof(nm), "model.layers.%d." fmt, l), nm)
         table_add(tb, NAME("input_layernorm.weight"), D, 0, 1, 0);
-        if (is_gqa(c)) {
-            gqa_table_add(c, tb, l);
-        } else if (dq > 0) {
-            table_add(tb, NAME("self_attn.q_a_proj.weight"), dq, D, 1, 0);
-            table_add(tb, NAME("self_attn.q_a_layernorm.weight"), dq, 0, 1, 0);
-            table_add(tb, NAME("self_attn.q_b_proj.weight"), H * (dn + dr), dq, 1, 0);
-        } else {
-            table_add(tb, NAME("self_attn.q_proj.weight"), H * (dn + dr), D, 1, 0);
-        }
-        if (!is_gqa(c)) {
-            table_add(tb, NAME("self_attn.kv_a_proj_with_mqa.weight"), dc + dr, D, 1, 0);
-            table_add(tb, NAME("self_attn.kv_a_layernorm.weight"), dc, 0, 1, 0);
-            table_add(tb, NAME("self_attn.kv_b_proj.weight"), H * (dn + dv), dc, 1, 0);
-            table_add(tb, NAME("self_attn.o_proj.weight"), D, H * dv, 1, 0);
-        }
+        if (is_gqa(c)) gqa_table_add(c, tb, l);
+        else mla_table_add(c, tb, l);
         table_add(tb, NAME("post_attention_layernorm.weight"), D, 0, 1, 0);
         if (l < c->first_k_dense_replace) {
             table_add(tb, NAME("mlp.gate_proj.weight"), c->intermediate_size, D, 1, 0);
