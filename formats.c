@@ -1107,6 +1107,23 @@ static const Preset PRESETS[] = {
       .qk_rope_head_dim = 16, .v_head_dim = 16, .rms_norm_eps = 1e-6f, .rope_interleave = 1,
       .rope_theta = 10000.0f, .max_position_embeddings = 512, .initializer_range = 0.02f,
       .bos_token_id = 0, .eos_token_id = 1}},
+    // R1 §2.4 distils into Qwen2.5 and Llama-3 models: the same student size in their family
+    // (grouped-query attention, gqa.c): 4 query heads of 24 share 2 key/value heads
+    {"qwen-student", "the distillation student as R1 has it: a Qwen2 model (GQA, q/k/v bias), "
+     "the student's size",
+     {.arch = ARCH_QWEN2, .vocab_size = 1024, .hidden_size = 96, .intermediate_size = 256,
+      .num_hidden_layers = 4, .first_k_dense_replace = 4, .n_group = 1, .topk_group = 1,
+      .norm_topk_prob = 1, .routed_scaling_factor = 1.0f, .num_attention_heads = 4,
+      .num_key_value_heads = 2, .head_dim = 24, .attention_bias = 1, .rms_norm_eps = 1e-6f,
+      .rope_theta = 10000.0f, .max_position_embeddings = 512, .initializer_range = 0.02f,
+      .bos_token_id = 0, .eos_token_id = 1}},
+    {"llama-student", "qwen-student as a Llama model (no q/k/v bias)",
+     {.arch = ARCH_LLAMA, .vocab_size = 1024, .hidden_size = 96, .intermediate_size = 256,
+      .num_hidden_layers = 4, .first_k_dense_replace = 4, .n_group = 1, .topk_group = 1,
+      .norm_topk_prob = 1, .routed_scaling_factor = 1.0f, .num_attention_heads = 4,
+      .num_key_value_heads = 2, .head_dim = 24, .attention_bias = 0, .rms_norm_eps = 1e-6f,
+      .rope_theta = 10000.0f, .max_position_embeddings = 512, .initializer_range = 0.02f,
+      .bos_token_id = 0, .eos_token_id = 1}},
     {"tiny", "for tests and gdb: the shape of tests/fixtures/hf-tiny",
      {.vocab_size = 64, .hidden_size = 32, .intermediate_size = 64, .moe_intermediate_size = 16,
       .num_hidden_layers = 5, .first_k_dense_replace = 3, .n_routed_experts = 8,
@@ -1130,12 +1147,16 @@ int config_preset(const char *name, Config *c, char *err) {
             return 0;
         }
     }
-    snprintf(err, R1_ERR_LEN, "unknown preset '%s' (try: deepseek-v3, r1-61, small, student, tiny, or a FILE.json)", name);
+    snprintf(err, R1_ERR_LEN, "unknown preset '%s' (try: deepseek-v3, r1-61, small, student, qwen-student, llama-student, tiny, or a FILE.json)", name);
     return -1;
 }
 
 void config_list_presets(FILE *f) {
-    for (int i = 0; i < N_PRESETS; i++) fprintf(f, "  %-12s %s\n", PRESETS[i].name, PRESETS[i].what);
+    for (int i = 0; i < N_PRESETS; i++) fprintf(f, "  %-13s %s\n", PRESETS[i].name, PRESETS[i].what);
+}
+
+const char *arch_model_type(int arch) {
+    return arch == ARCH_QWEN2 ? "qwen2" : arch == ARCH_LLAMA ? "llama" : "deepseek_v3";
 }
 
 // A check of config_validate: when cond fails, err gets "config: " + the message and the
@@ -1180,10 +1201,38 @@ static int config_validate_limits(const Config *c, char *err) {
     return 0;
 }
 
+// The attention of a Qwen2 / Llama config (gqa.c): H query heads in Hkv groups, heads of an even
+// width (RoPE turns pairs), every block dense, standard RoPE without YaRN, and the biases each
+// family has: Qwen2 on q, k, v; Llama none (its attention_bias would bias o_proj as well).
+static int config_validate_gqa(const Config *c, char *err) {
+    int H = c->num_attention_heads, Hkv = c->num_key_value_heads;
+    const char *family = arch_model_type(c->arch);
+    NEED(H > 0, "num_attention_heads must be > 0");
+    NEED(Hkv > 0 && Hkv <= H, "num_key_value_heads must be in 1..num_attention_heads (%d), "
+         "got %d", H, Hkv);
+    NEED(H % Hkv == 0, "num_attention_heads (%d) must be divisible by num_key_value_heads (%d): "
+         "each key/value head serves a whole group of query heads", H, Hkv);
+    NEED(c->head_dim > 0 && c->head_dim % 2 == 0, "head_dim must be even and > 0 (got %d)",
+         c->head_dim);
+    NEED((int64_t)H * c->head_dim <= INT_MAX, "num_attention_heads * head_dim does not fit an int");
+    NEED(c->first_k_dense_replace >= c->num_hidden_layers, "a %s model has no MoE layers: "
+         "first_k_dense_replace (%d) must be num_hidden_layers (%d)", family,
+         c->first_k_dense_replace, c->num_hidden_layers);
+    NEED(!c->rope_yarn, "%s with YaRN rope scaling is not supported (rope_type default)", family);
+    NEED(!c->rope_interleave, "%s rotates halves (rope_interleave must be false)", family);
+    NEED(c->arch != ARCH_QWEN2 || c->attention_bias, "qwen2 always has q/k/v biases "
+         "(attention_bias 1)");
+    NEED(c->arch != ARCH_LLAMA || !c->attention_bias, "llama with attention_bias true (biases "
+         "on q, k, v and o_proj) is not supported");
+    return 0;
+}
+
 int config_validate(const Config *c, char *err) {
+    NEED(c->arch >= ARCH_DEEPSEEK_V3 && c->arch <= ARCH_LLAMA, "unknown architecture %d", c->arch);
     NEED(c->vocab_size > 0, "vocab_size must be > 0 (got %d)", c->vocab_size);
     NEED(c->hidden_size > 0, "hidden_size must be > 0 (got %d)", c->hidden_size);
     NEED(c->num_hidden_layers > 0, "num_hidden_layers must be > 0 (got %d)", c->num_hidden_layers);
+    if (is_gqa(c) && config_validate_gqa(c, err)) return -1;  // Qwen2 / Llama: their attention
     NEED(c->first_k_dense_replace >= 0, "first_k_dense_replace must be >= 0");
     int has_dense = c->first_k_dense_replace > 0;
     int has_moe = c->first_k_dense_replace < c->num_hidden_layers;
@@ -1211,12 +1260,14 @@ int config_validate(const Config *c, char *err) {
         NEED(c->routed_scaling_factor > 0, "routed_scaling_factor must be > 0");
     }
     NEED(c->num_attention_heads > 0, "num_attention_heads must be > 0");
-    NEED(c->q_lora_rank >= 0, "q_lora_rank must be >= 0 (0 = null)");
-    NEED(c->kv_lora_rank > 0, "kv_lora_rank must be > 0 (got %d)", c->kv_lora_rank);
-    NEED(c->qk_nope_head_dim > 0, "qk_nope_head_dim must be > 0");
-    NEED(c->qk_rope_head_dim > 0 && c->qk_rope_head_dim % 2 == 0,
-         "qk_rope_head_dim must be even and > 0 (got %d)", c->qk_rope_head_dim);
-    NEED(c->v_head_dim > 0, "v_head_dim must be > 0");
+    if (!is_gqa(c)) {  // MLA's sizes
+        NEED(c->q_lora_rank >= 0, "q_lora_rank must be >= 0 (0 = null)");
+        NEED(c->kv_lora_rank > 0, "kv_lora_rank must be > 0 (got %d)", c->kv_lora_rank);
+        NEED(c->qk_nope_head_dim > 0, "qk_nope_head_dim must be > 0");
+        NEED(c->qk_rope_head_dim > 0 && c->qk_rope_head_dim % 2 == 0,
+             "qk_rope_head_dim must be even and > 0 (got %d)", c->qk_rope_head_dim);
+        NEED(c->v_head_dim > 0, "v_head_dim must be > 0");
+    }
     NEED(c->rms_norm_eps > 0, "rms_norm_eps must be > 0");
     NEED(c->rope_theta > 1, "rope_theta must be > 1");
     NEED(c->max_position_embeddings > 0, "max_position_embeddings must be > 0");
@@ -1335,10 +1386,22 @@ static int parse_rope(const Json *root, Config *c, char *err) {
 
 // The keys whose value r1.c cannot change: absent is fine, another value is not (model_type,
 // the activation, the router's scoring and top-k method, an MoE layer after every dense prefix).
-static int config_check_fixed_keys(const Json *root, char *err) {
+// *arch: the family model_type names (absent: deepseek_v3).
+static int config_check_fixed_keys(const Json *root, int *arch, char *err) {
     const Json *mt = json_get(root, "model_type");
-    if (mt && (mt->type != JSON_STRING || strcmp(mt->string, "deepseek_v3") != 0)) {
-        snprintf(err, R1_ERR_LEN, "config.json: model_type must be \"deepseek_v3\"");
+    *arch = ARCH_DEEPSEEK_V3;
+    if (mt && mt->type == JSON_STRING && strcmp(mt->string, "qwen2") == 0) *arch = ARCH_QWEN2;
+    else if (mt && mt->type == JSON_STRING && strcmp(mt->string, "llama") == 0) *arch = ARCH_LLAMA;
+    else if (mt && (mt->type != JSON_STRING || strcmp(mt->string, "deepseek_v3") != 0)) {
+        snprintf(err, R1_ERR_LEN, "config.json: model_type must be \"deepseek_v3\", \"qwen2\" "
+                 "or \"llama\"");
+        return -1;
+    }
+    // Qwen2's sliding-window attention and Llama's MLP biases are not implemented
+    const Json *sw = json_get(root, "use_sliding_window"), *mb = json_get(root, "mlp_bias");
+    if ((sw && sw->type == JSON_BOOL && sw->number) || (mb && mb->type == JSON_BOOL && mb->number)) {
+        snprintf(err, R1_ERR_LEN, "config.json: %s true is not supported",
+                 sw && sw->number ? "use_sliding_window" : "mlp_bias");
         return -1;
     }
     static const char *const fixed[][2] = {{"hidden_act", "silu"}, {"scoring_func", "sigmoid"},
@@ -1359,14 +1422,46 @@ static int config_check_fixed_keys(const Json *root, char *err) {
 }
 
 // transformers' DeepseekV3Config defaults, for the keys a config.json leaves out: the
-// deepseek-v3 preset without YaRN, with initializer_range 0.02 and untied embeddings.
-static void config_json_defaults(Config *c, char *err) {
+// deepseek-v3 preset without YaRN, with initializer_range 0.02 and untied embeddings. For
+// qwen2 and llama, Qwen2Config's / LlamaConfig's defaults (7B shapes); num_key_value_heads and
+// head_dim (0 here) default to num_attention_heads and hidden_size / num_attention_heads.
+static void config_json_defaults(Config *c, int arch, char *err) {
     Config d = {0};
     config_preset("deepseek-v3", &d, err);
     d.rope_yarn = 0;
     d.initializer_range = 0.02f;
     d.tie_word_embeddings = 0;
+    if (arch != ARCH_DEEPSEEK_V3) {
+        int qwen = arch == ARCH_QWEN2;
+        d = (Config){.arch = arch, .vocab_size = qwen ? 151936 : 32000, .hidden_size = 4096,
+                     .intermediate_size = qwen ? 22016 : 11008, .num_hidden_layers = 32,
+                     .n_group = 1, .topk_group = 1, .norm_topk_prob = 1,
+                     .routed_scaling_factor = 1.0f, .num_attention_heads = 32,
+                     .rms_norm_eps = 1e-6f, .rope_theta = 10000.0f,
+                     .max_position_embeddings = qwen ? 32768 : 2048, .initializer_range = 0.02f,
+                     .bos_token_id = qwen ? 151643 : 1, .eos_token_id = qwen ? 151643 : 2,
+                     .attention_bias = qwen};
+    }
     *c = d;
+}
+
+// The fields of a qwen2 / llama config.json that DeepSeek-V3 has not (read after the common
+// ones): the key/value heads and head width, llama's attention_bias (qwen2's biases are
+// implicit); every block is dense and RoPE rotates halves.
+static int config_read_gqa(const Json *root, Config *c, char *err) {
+    c->num_key_value_heads = c->num_attention_heads;
+    c->head_dim = c->hidden_size / c->num_attention_heads;
+    const Json *kvh = json_get(root, "num_key_value_heads"), *hd = json_get(root, "head_dim");
+    if ((kvh && kvh->type != JSON_NULL &&
+         json_int_field(root, "num_key_value_heads", &c->num_key_value_heads, 1, 1 << 16, err)) ||
+        (hd && hd->type != JSON_NULL &&
+         json_int_field(root, "head_dim", &c->head_dim, 1, 1 << 20, err)))
+        return -1;
+    if (c->arch == ARCH_LLAMA && json_bool_field(root, "attention_bias", &c->attention_bias, err))
+        return -1;
+    c->first_k_dense_replace = c->num_hidden_layers;
+    c->rope_interleave = 0;
+    return 0;
 }
 
 // The sizes, counts and flags of config.json into c (a key that is absent keeps c's value),
@@ -1415,6 +1510,7 @@ static int config_read_fields(const Json *root, Config *c, char *err) {
         (eos && eos->type != JSON_NULL &&
          json_int_field(root, "eos_token_id", &c->eos_token_id, 0, BIG, err)))
         return -1;
+    if (is_gqa(c)) return config_read_gqa(root, c, err);
     if (attention_bias) {
         snprintf(err, R1_ERR_LEN, "config.json: attention_bias true is not supported");
         return -1;
@@ -1432,11 +1528,11 @@ int config_from_json(const char *text, Config *c, char *err) {
         snprintf(err, R1_ERR_LEN, "config.json: %s", jerr);
         return -1;
     }
-    int rc = -1;
+    int rc = -1, arch;
     if (root->type != JSON_OBJECT) {
         snprintf(err, R1_ERR_LEN, "config.json: not a JSON object");
-    } else if (config_check_fixed_keys(root, err) == 0) {
-        config_json_defaults(c, err);
+    } else if (config_check_fixed_keys(root, &arch, err) == 0) {
+        config_json_defaults(c, arch, err);
         if (config_read_fields(root, c, err) == 0 && parse_rope(root, c, err) == 0)
             rc = config_validate(c, err);
     }
@@ -1454,8 +1550,36 @@ static const char *float_text(float v, char buf[32]) {
     return buf;
 }
 
+// config.json of a qwen2 / llama model, which transformers' Qwen2ForCausalLM /
+// LlamaForCausalLM loads (the keys their configs have; none of DeepSeek-V3's).
+static int config_write_gqa_json(const Config *c, const char *path, char *err) {
+    char buf[4096], f1[32], f2[32], f3[32];
+    int qwen = c->arch == ARCH_QWEN2;
+    char family[160];  // the keys only one of the two has
+    if (qwen) snprintf(family, sizeof(family), "  \"use_sliding_window\": false,\n");
+    else snprintf(family, sizeof(family), "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n");
+    snprintf(buf, sizeof(buf),
+             "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n"
+             "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n"
+             "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
+             "  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n%s"
+             "  \"hidden_act\": \"silu\",\n  \"rms_norm_eps\": %s,\n"
+             "  \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": %s},\n"
+             "  \"max_position_embeddings\": %d,\n  \"tie_word_embeddings\": %s,\n"
+             "  \"initializer_range\": %s,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
+             "  \"torch_dtype\": \"float32\"\n}\n",
+             qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM", arch_model_type(c->arch),
+             c->vocab_size, c->hidden_size, c->intermediate_size, c->num_hidden_layers,
+             c->num_attention_heads, c->num_key_value_heads, c->head_dim, family,
+             float_text(c->rms_norm_eps, f1), float_text(c->rope_theta, f2),
+             c->max_position_embeddings, c->tie_word_embeddings ? "true" : "false",
+             float_text(c->initializer_range, f3), c->bos_token_id, c->eos_token_id);
+    return write_text_atomic(path, buf, err);
+}
+
 // config.json in the transformers-5 layout (rope_parameters), which DeepseekV3ForCausalLM loads.
 int config_write_json(const Config *c, const char *path, char *err) {
+    if (is_gqa(c)) return config_write_gqa_json(c, path, err);
     char buf[8192];
     char q[32], rope[1024];
     if (c->q_lora_rank > 0) snprintf(q, sizeof(q), "%d", c->q_lora_rank);

@@ -42,6 +42,17 @@ static void print_count(const char *what, double n, double total) {
     printf("  %-28s %16.0f  %8.3fB  %5.1f%%\n", what, n, n / 1e9, 100.0 * n / total);
 }
 
+// The KV-cache lines of a Qwen2 / Llama config (gqa.c): whole keys and values per kv head.
+static void print_gqa_cache(const Config *c) {
+    int H = c->num_attention_heads, Hkv = c->num_key_value_heads, hd = c->head_dim;
+    double L = c->num_hidden_layers, per_layer = 2.0 * Hkv * hd;
+    printf("KV cache per token: K and V of %d kv heads = 2*%d*%d = %.0f floats per layer = %.0f "
+           "floats (%.0f bytes f32, %.0f bytes bf16)\n", Hkv, Hkv, hd, per_layer, per_layer * L,
+           4 * per_layer * L, 2 * per_layer * L);
+    printf("  multi-head attention with %d kv heads would keep %.0f per layer: GQA is %.1fx "
+           "smaller\n", H, 2.0 * H * hd, (double)H / Hkv);
+}
+
 static void print_info(const Config *c, const char *name) {
     char q_rank[16] = "null (q_proj)";
     if (c->q_lora_rank) snprintf(q_rank, sizeof(q_rank), "%d", c->q_lora_rank);
@@ -50,9 +61,19 @@ static void print_info(const Config *c, const char *name) {
     int L = c->num_hidden_layers;
     int dense = c->first_k_dense_replace < L ? c->first_k_dense_replace : L;
     printf("model: %s\n", name);
-    printf("architecture: DeepSeek-V3 decoder, %d blocks (%d dense SwiGLU + %d DeepSeekMoE), "
-           "hidden %d, vocab %d\n", L, dense, L - dense, c->hidden_size, c->vocab_size);
-    printf("  MLA: %d heads, q_lora_rank %s, kv_lora_rank %d, qk_nope %d + qk_rope %d, v %d, "
+    if (is_gqa(c))
+        printf("architecture: %s decoder (%s), %d dense SwiGLU blocks, hidden %d, vocab %d\n",
+               c->arch == ARCH_QWEN2 ? "Qwen2" : "Llama", arch_model_type(c->arch), L,
+               c->hidden_size, c->vocab_size);
+    else
+        printf("architecture: DeepSeek-V3 decoder, %d blocks (%d dense SwiGLU + %d DeepSeekMoE), "
+               "hidden %d, vocab %d\n", L, dense, L - dense, c->hidden_size, c->vocab_size);
+    if (is_gqa(c))
+        printf("  GQA: %d query heads share %d key/value heads (groups of %d), head_dim %d, "
+               "q/k/v bias %s, rope theta %g (rotate-half)\n", c->num_attention_heads,
+               c->num_key_value_heads, c->num_attention_heads / c->num_key_value_heads,
+               c->head_dim, c->attention_bias ? "yes" : "no", c->rope_theta);
+    else printf("  MLA: %d heads, q_lora_rank %s, kv_lora_rank %d, qk_nope %d + qk_rope %d, v %d, "
            "rope theta %g%s\n", c->num_attention_heads, q_rank, c->kv_lora_rank,
            c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim, c->rope_theta, c->rope_yarn ? " with YaRN" : "");
     if (c->rope_yarn)
@@ -68,12 +89,16 @@ static void print_info(const Config *c, const char *name) {
            100.0 * pc.activated / pc.total);
     print_count("embedding", pc.embed, pc.total);
     print_count("lm_head", pc.head, pc.total);
-    print_count("attention (MLA)", pc.attention, pc.total);
+    print_count(is_gqa(c) ? "attention (GQA)" : "attention (MLA)", pc.attention, pc.total);
     print_count("RMSNorm weights", pc.norms, pc.total);
     print_count("dense MLPs", pc.dense_mlp, pc.total);
     print_count("MoE routers", pc.router, pc.total);
     print_count("MoE shared experts", pc.shared, pc.total);
     print_count("MoE routed experts", pc.routed, pc.total);
+    if (is_gqa(c)) {
+        print_gqa_cache(c);
+        return;
+    }
     // KV cache per token (float32 here; DeepSeek-V3 stores it in FP8/BF16)
     double H = c->num_attention_heads, dc = c->kv_lora_rank, dr = c->qk_rope_head_dim;
     double mla = (dc + dr) * L;
@@ -2174,6 +2199,7 @@ static double forward_flops_per_token(const Config *c, int T) {
     double weights = pc.activated - pc.embed - pc.norms + (c->tie_word_embeddings ? pc.embed : 0);
     double att = 2.0 * c->num_attention_heads *
                  (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim) * (T + 1) / 2.0;
+    if (is_gqa(c)) att = 2.0 * c->num_attention_heads * 2.0 * c->head_dim * (T + 1) / 2.0;
     return 2.0 * weights + att * c->num_hidden_layers;
 }
 

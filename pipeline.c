@@ -923,18 +923,29 @@ static const Stage STAGES[] = {
     {"final", "final RL (after the second SFT; + general prompts scored by the reward model)", 1,
      {"grpo --model $OUT/sft2 --out $OUT/final --task all --levels 1-5 --max-new-tokens 200 "
       "--w-language 0.5 --lr 5e-5 --non-reasoning 0.125 --rm $OUT/rm --steps $STEPS:24 --seed $SEED"}},
-    {"student-base", "dense student, pretrained", 1,
-     {"pretrain --config student --tokenizer $OUT/base --data $OUT/corpus.txt --out "
+    // The student is a Qwen2 model, as R1's are (§2.4: Qwen2.5 and Llama-3 students): grouped-
+    // query attention and a dense SwiGLU MLP (gqa.c), the teacher's tokenizer, 0.60M parameters.
+    {"student-base", "Qwen2 student (GQA, dense), pretrained", 1,
+     {"pretrain --config qwen-student --tokenizer $OUT/base --data $OUT/corpus.txt --out "
       "$OUT/student-base --steps $STEPS:1500 --batch 8 --eval-every 250 --seq 320 --seed $SEED"}},
-    {"student-distill", "student distilled: SFT on the teacher's samples", 1,
+    {"student-distill", "Qwen2 student distilled: SFT on the teacher's samples", 1,
      {"distill --teacher $OUT/final --model $OUT/student-base --data $OUT/rs.jsonl --out "
       "$OUT/student-distill --epochs 2 --seq 384 --lr 1e-3 --seed $SEED"}},
-    {"student-rl", "student trained with GRPO alone (same steps)", 1,
+    {"student-rl", "Qwen2 student trained with GRPO alone (same steps)", 1,
      {"grpo --model $OUT/student-base --out $OUT/student-rl --task all --levels 1-5 "
       "--max-new-tokens 200 --steps $STEPS:32 --seed $SEED"}},
-    // R1 §2.3.4: reward models for general prompts; then what R1 avoids for reasoning: RL on
-    // general prompts alone against the learned reward, with and without the KL penalty
-    // (tutorial/10; the report's "Reward model and reward hacking")
+    // The same size in the teacher's own family (a dense DeepSeek-V3: MLA, no MoE), pretrained
+    // and distilled alike: what the student's architecture changes at this size.
+    {"student-ds-base", "DeepSeek-V3-dense student (MLA), pretrained", 1,
+     {"pretrain --config student --tokenizer $OUT/base --data $OUT/corpus.txt --out "
+      "$OUT/student-ds-base --steps $STEPS:1500 --batch 8 --eval-every 250 --seq 320 "
+      "--seed $SEED"}},
+    {"student-ds-distill", "DeepSeek-V3-dense student distilled: SFT on the teacher's samples", 1,
+     {"distill --teacher $OUT/final --model $OUT/student-ds-base --data $OUT/rs.jsonl --out "
+      "$OUT/student-ds-distill --epochs 2 --seq 384 --lr 1e-3 --seed $SEED"}},
+    // What R1 avoids for reasoning prompts (§2.2.2): RL on general prompts alone against the
+    // learned reward, with and without the KL penalty (tutorial/10; the report's "Reward model
+    // and reward hacking")
     {"hack", "GRPO on general prompts rewarded by the reward model alone, no KL penalty", 0,
      {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0 --lr 5e-4 --prompts 8 "
       "--group 4 --max-new-tokens 40 --out $OUT/hack --steps $STEPS:18 --seed $SEED"}},

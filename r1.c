@@ -4,13 +4,15 @@
 //    1. The parameter table (Hugging Face names -> one float buffer), activations, init
 //    2. Random numbers
 //    3. MLA: Multi-head Latent Attention, forward and backward (the naive, training form)
-//    4. The block and the whole model (embedding, blocks, final norm, lm_head)
+//    4. The block and the whole model (embedding, blocks, final norm, lm_head); a Qwen2 / Llama
+//       config (is_gqa) takes gqa.c's attention instead of MLA, here and in section 7
 //    5. Loss heads (cross-entropy, distillation)
 //    6. AdamW
 //    7. Generation: latent KV cache, absorbed attention, batched decoding, sampling
 //    8. Parameter counting
 //    9. Checkpoints: the model on disk (config.json, model.safetensors, optimizer state)
-// Below it: kernels.c (the arithmetic), moe.c (DeepSeekMoE), formats.c, tokenizer.c. Above it:
+// Below it: kernels.c (the arithmetic), moe.c (DeepSeekMoE), gqa.c (grouped-query attention),
+// formats.c, tokenizer.c. Above it:
 // tasks.c, grpo.c, pipeline.c and main.c (the program). r1.h has the map.
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE  // madvise (Linux, the BSDs)
@@ -60,30 +62,59 @@ static void table_add(TableBuilder *tb, const char *name, int rows, int cols, in
     tb->offset += p->numel;
 }
 
+// The attention tensors of a DeepSeek-V3 block (MLA, section 3).
+static void mla_table_add(const Config *c, TableBuilder *tb, int l) {
+    int D = c->hidden_size, H = c->num_attention_heads;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    int dq = c->q_lora_rank, dc = c->kv_lora_rank;
+    char nm[96];
+#define NAME(fmt) (snprintf(nm, sizeof(nm), "model.layers.%d." fmt, l), nm)
+    if (dq > 0) {
+        table_add(tb, NAME("self_attn.q_a_proj.weight"), dq, D, 1, 0);
+        table_add(tb, NAME("self_attn.q_a_layernorm.weight"), dq, 0, 1, 0);
+        table_add(tb, NAME("self_attn.q_b_proj.weight"), H * (dn + dr), dq, 1, 0);
+    } else {
+        table_add(tb, NAME("self_attn.q_proj.weight"), H * (dn + dr), D, 1, 0);
+    }
+    table_add(tb, NAME("self_attn.kv_a_proj_with_mqa.weight"), dc + dr, D, 1, 0);
+    table_add(tb, NAME("self_attn.kv_a_layernorm.weight"), dc, 0, 1, 0);
+    table_add(tb, NAME("self_attn.kv_b_proj.weight"), H * (dn + dv), dc, 1, 0);
+    table_add(tb, NAME("self_attn.o_proj.weight"), D, H * dv, 1, 0);
+#undef NAME
+}
+
+// The attention tensors of a Qwen2 / Llama block (gqa.c), in transformers' order: q, k, v (each
+// weight, then its bias where the config has them), o_proj.
+static void gqa_table_add(const Config *c, TableBuilder *tb, int l) {
+    int D = c->hidden_size, qw = c->num_attention_heads * c->head_dim;
+    int kw = c->num_key_value_heads * c->head_dim;
+    const char *proj[3] = {"q_proj", "k_proj", "v_proj"};
+    int rows[3] = {qw, kw, kw};
+    char nm[96];
+    for (int i = 0; i < 3; i++) {
+        snprintf(nm, sizeof(nm), "model.layers.%d.self_attn.%s.weight", l, proj[i]);
+        table_add(tb, nm, rows[i], D, 1, 0);
+        if (!c->attention_bias) continue;
+        snprintf(nm, sizeof(nm), "model.layers.%d.self_attn.%s.bias", l, proj[i]);
+        table_add(tb, nm, rows[i], 0, 1, 0);
+    }
+    snprintf(nm, sizeof(nm), "model.layers.%d.self_attn.o_proj.weight", l);
+    table_add(tb, nm, D, qw, 1, 0);
+}
+
 // Builds the table in a fixed order. The routed experts of a layer are laid out as
 // [gate_proj of experts 0..E-1][up_proj of 0..E-1][down_proj of 0..E-1], so that expert e's
 // gate matrix is simply experts_gate + e * Im * D.
 static void build_table(const Config *c, TableBuilder *tb) {
-    int D = c->hidden_size, H = c->num_attention_heads;
-    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    int dq = c->q_lora_rank, dc = c->kv_lora_rank, E = c->n_routed_experts;
+    int D = c->hidden_size, E = c->n_routed_experts;
     int Im = c->moe_intermediate_size, Is = c->moe_intermediate_size * c->n_shared_experts;
     char nm[96];
     table_add(tb, "model.embed_tokens.weight", c->vocab_size, D, 1, 0);
     for (int l = 0; l < c->num_hidden_layers; l++) {
 #define NAME(fmt) (snprintf(nm, sizeof(nm), "model.layers.%d." fmt, l), nm)
         table_add(tb, NAME("input_layernorm.weight"), D, 0, 1, 0);
-        if (dq > 0) {
-            table_add(tb, NAME("self_attn.q_a_proj.weight"), dq, D, 1, 0);
-            table_add(tb, NAME("self_attn.q_a_layernorm.weight"), dq, 0, 1, 0);
-            table_add(tb, NAME("self_attn.q_b_proj.weight"), H * (dn + dr), dq, 1, 0);
-        } else {
-            table_add(tb, NAME("self_attn.q_proj.weight"), H * (dn + dr), D, 1, 0);
-        }
-        table_add(tb, NAME("self_attn.kv_a_proj_with_mqa.weight"), dc + dr, D, 1, 0);
-        table_add(tb, NAME("self_attn.kv_a_layernorm.weight"), dc, 0, 1, 0);
-        table_add(tb, NAME("self_attn.kv_b_proj.weight"), H * (dn + dv), dc, 1, 0);
-        table_add(tb, NAME("self_attn.o_proj.weight"), D, H * dv, 1, 0);
+        if (is_gqa(c)) gqa_table_add(c, tb, l);
+        else mla_table_add(c, tb, l);
         table_add(tb, NAME("post_attention_layernorm.weight"), D, 0, 1, 0);
         if (l < c->first_k_dense_replace) {
             table_add(tb, NAME("mlp.gate_proj.weight"), c->intermediate_size, D, 1, 0);
@@ -144,6 +175,11 @@ static void point_views(Model *m, float *base, ParamPointers *pp) {
         lp->q_a_layernorm = AT("self_attn.q_a_layernorm.weight");
         lp->q_b_proj = c->q_lora_rank > 0 ? AT("self_attn.q_b_proj.weight")
                                           : AT("self_attn.q_proj.weight");
+        lp->k_proj = AT("self_attn.k_proj.weight");  // GQA only (NULL for MLA)
+        lp->v_proj = AT("self_attn.v_proj.weight");
+        lp->q_bias = AT("self_attn.q_proj.bias");    // GQA with attention_bias only
+        lp->k_bias = AT("self_attn.k_proj.bias");
+        lp->v_bias = AT("self_attn.v_proj.bias");
         lp->kv_a_proj_with_mqa = AT("self_attn.kv_a_proj_with_mqa.weight");
         lp->kv_a_layernorm = AT("self_attn.kv_a_layernorm.weight");
         lp->kv_b_proj = AT("self_attn.kv_b_proj.weight");
@@ -186,8 +222,9 @@ static double yarn_attention_factor(const Config *c) {
 // RoPE tables with YaRN (transformers' _compute_yarn_parameters; YaRN paper §3).
 static void rope_init(Model *m) {
     const Config *c = &m->cfg;
-    int half = c->qk_rope_head_dim / 2, P = c->max_position_embeddings;
-    double d = c->qk_rope_head_dim, theta = c->rope_theta;
+    int dims = is_gqa(c) ? c->head_dim : c->qk_rope_head_dim;  // GQA rotates whole heads
+    int half = dims / 2, P = c->max_position_embeddings;
+    double d = dims, theta = c->rope_theta;
     double *inv_freq = xcalloc((size_t)half, sizeof(double));
     double attention_factor = 1.0;
     for (int i = 0; i < half; i++) inv_freq[i] = 1.0 / pow(theta, (2.0 * i) / d);
@@ -218,7 +255,8 @@ static void rope_init(Model *m) {
             m->rope_sin[(size_t)p * half + i] = (float)(sinf(angle) * attention_factor);
         }
     free(inv_freq);
-    m->attn_scale = (float)(1.0 / sqrt((double)(c->qk_nope_head_dim + c->qk_rope_head_dim)));
+    int qk = is_gqa(c) ? c->head_dim : c->qk_nope_head_dim + c->qk_rope_head_dim;
+    m->attn_scale = (float)(1.0 / sqrt((double)qk));
     if (c->rope_yarn) {  // the softmax scale reads mscale_all_dim only (0 = absent: no change)
         double ms = yarn_mscale(c->rope_factor, c->rope_mscale_all_dim);
         m->attn_scale = (float)(m->attn_scale * ms * ms);
@@ -269,7 +307,7 @@ void model_init_random(Model *m, uint64_t seed) {
     for (int i = 0; i < m->n_tensors; i++) {
         ParamInfo *p = &m->table[i];
         float *w = m->params + p->offset;
-        if (strstr(p->name, "e_score_correction_bias")) {
+        if (strstr(p->name, "e_score_correction_bias") || strstr(p->name, ".bias")) {
             for (size_t j = 0; j < p->numel; j++) w[j] = 0.0f;
         } else if (p->ndim == 1) {
             for (size_t j = 0; j < p->numel; j++) w[j] = 1.0f;   // RMSNorm weights
@@ -288,7 +326,7 @@ static int max_width(const Config *c) {
                   H * (c->qk_nope_head_dim + c->v_head_dim), H * c->v_head_dim,
                   c->intermediate_size, c->moe_intermediate_size * c->n_shared_experts,
                   c->moe_intermediate_size, c->q_lora_rank, c->kv_lora_rank + c->qk_rope_head_dim,
-                  c->n_routed_experts};
+                  c->n_routed_experts, c->num_attention_heads * c->head_dim};
     for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
         if (cand[i] > w) w = cand[i];
     return w;
@@ -314,6 +352,8 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, i
     size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     size_t dq = c->q_lora_rank, dc = c->kv_lora_rank, E = c->n_routed_experts;
     size_t K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
+    size_t Hkv = c->num_key_value_heads, hd = c->head_dim;
+    int gqa = is_gqa(c);  // MLA's sizes are 0 then
     size_t used = 0, iused = 0;
     a->B = B;
     a->T = T;
@@ -331,13 +371,15 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, i
         la->q_a = carve(base, &used, N * dq);
         la->q_a_ln = carve(base, &used, N * dq);
         la->q_a_rstd = carve(base, &used, N);
-        la->q = carve(base, &used, N * H * (dn + dr));
+        la->q = carve(base, &used, N * H * (gqa ? hd : dn + dr));
         la->kv_a = carve(base, &used, N * (dc + dr));
         la->c_kv = carve(base, &used, N * dc);
         la->c_kv_rstd = carve(base, &used, N);
         la->kv = carve(base, &used, N * H * (dn + dv));
+        la->k = carve(base, &used, gqa ? N * Hkv * hd : 0);  // GQA's keys and values
+        la->v = carve(base, &used, gqa ? N * Hkv * hd : 0);
         la->att = carve(base, &used, (size_t)B * H * T * T);
-        la->att_out = carve(base, &used, N * H * dv);
+        la->att_out = carve(base, &used, N * H * (gqa ? hd : dv));
         la->x_mid = carve(base, &used, N * D);
         la->ln2 = carve(base, &used, N * D);
         la->ln2_rstd = carve(base, &used, N);
@@ -718,6 +760,11 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
 
 static int is_moe_layer(const Config *c, int l) { return l >= c->first_k_dense_replace; }
 
+// The width of the attention's output, o_proj's input: H*dv (MLA) or H*hd (GQA).
+static int attn_out_width(const Config *c) {
+    return c->num_attention_heads * (is_gqa(c) ? c->head_dim : c->v_head_dim);
+}
+
 static int ffn_width(const Config *c, int l) {
     return is_moe_layer(c, l) ? c->moe_intermediate_size * c->n_shared_experts
                               : c->intermediate_size;
@@ -729,10 +776,10 @@ static void block_forward(Model *m, int l, float *x_out, int B, int T) {
     LayerActs *a = &m->acts.layers[l];
     int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
     rmsnorm_forward(a->ln1, a->ln1_rstd, a->x_in, D, lp->input_layernorm, N, D, c->rms_norm_eps);
-    mla_forward(m, lp, a, B, T);
+    if (is_gqa(c)) gqa_forward(m, lp, a, B, T);  // Qwen2 / Llama (gqa.c)
+    else mla_forward(m, lp, a, B, T);
     copy_floats(a->x_mid, a->x_in, (size_t)N * D);  // residual: x_mid = x_in + o_proj(att_out)
-    matmul_forward(a->x_mid, a->att_out, lp->o_proj, N, c->num_attention_heads * c->v_head_dim,
-                   D, 1);
+    matmul_forward(a->x_mid, a->att_out, lp->o_proj, N, attn_out_width(c), D, 1);
     rmsnorm_forward(a->ln2, a->ln2_rstd, a->x_mid, D, lp->post_attention_layernorm, N, D,
                     c->rms_norm_eps);
     copy_floats(x_out, a->x_mid, (size_t)N * D);    // residual: x_out = x_mid + FFN(ln2)
@@ -749,7 +796,6 @@ static void block_backward(Model *m, int l, int B, int T) {
     LayerActs *a = &m->acts.layers[l];
     Grads *s = &m->scratch;
     int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
-    int H = c->num_attention_heads, dv = c->v_head_dim;
     // FFN: the dense MLP or shared experts write dln first; the routed experts add to it
     if (I > 0)
         swiglu_backward(s->dln, glp->mlp_gate, glp->mlp_up, glp->mlp_down, s->dx, a->ln2,
@@ -762,8 +808,10 @@ static void block_backward(Model *m, int l, int B, int T) {
                      lp->post_attention_layernorm, a->ln2_rstd, N, D, 1);  // + the residual
     // attention: o_proj, then MLA
     float *datt_out = s->t1;
-    matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, H * dv, D, 0);
-    mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);
+    matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, attn_out_width(c),
+                    D, 0);
+    if (is_gqa(c)) gqa_backward(m, lp, glp, a, datt_out, s->dln, B, T);
+    else mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);
     rmsnorm_backward(s->dx, glp->input_layernorm, s->dln, a->x_in, D, lp->input_layernorm,
                      a->ln1_rstd, N, D, 1);  // + the residual
 }
@@ -987,9 +1035,12 @@ int decode_state_create(DecodeState *s, const Model *m, int max_T, char *err) {
     }
     size_t L = c->num_hidden_layers, H = c->num_attention_heads;
     size_t dr = c->qk_rope_head_dim, dc = c->kv_lora_rank;
+    size_t kv = is_gqa(c) ? (size_t)c->num_key_value_heads * c->head_dim : 0;  // GQA's cache
     s->max_T = max_T;
     s->c_kv = xcalloc(L * max_T * dc, sizeof(float));
     s->k_pe = xcalloc(L * max_T * dr, sizeof(float));
+    s->k = xcalloc(L * max_T * kv, sizeof(float));
+    s->v = xcalloc(L * max_T * kv, sizeof(float));
     s->q_abs = xcalloc(H * dc, sizeof(float));
     s->att = xcalloc(H * (size_t)max_T, sizeof(float));
     s->o_lat = xcalloc(H * dc, sizeof(float));
@@ -998,7 +1049,7 @@ int decode_state_create(DecodeState *s, const Model *m, int max_T, char *err) {
 }
 
 void decode_state_free(DecodeState *s) {
-    float *bufs[] = {s->c_kv, s->k_pe, s->q_abs, s->att, s->o_lat, s->logits};
+    float *bufs[] = {s->c_kv, s->k_pe, s->k, s->v, s->q_abs, s->att, s->o_lat, s->logits};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     if (s->alone) decode_batch_free(s->alone);
     free(s->alone);
@@ -1012,7 +1063,13 @@ void decode_batch_create(DecodeBatch *b, const Model *m) {
     size_t dc = c->kv_lora_rank, W = (size_t)max_width(c), V = c->vocab_size;
     size_t E = c->n_routed_experts, K = c->num_experts_per_tok;
     size_t wide = W;  // the widest row any product writes
-    if (H * (dn + dr) > wide) wide = H * (dn + dr);
+    size_t q_w = H * (dn + dr), kv_w = dc + dr, o_w = H * dv;  // MLA's rows, or GQA's:
+    if (is_gqa(c)) {
+        q_w = o_w = H * c->head_dim;
+        kv_w = 2 * (size_t)c->num_key_value_heads * c->head_dim;  // k | v
+    }
+    if (q_w > wide) wide = q_w;
+    if (kv_w > wide) wide = kv_w;
     if (V > wide) wide = V;
     if (D > wide) wide = D;
     memset(b, 0, sizeof(*b));
@@ -1021,9 +1078,9 @@ void decode_batch_create(DecodeBatch *b, const Model *m) {
     b->rstd = xcalloc(n, sizeof(float));
     b->yt = xcalloc(n * wide, sizeof(float));
     b->q_a = xcalloc(n * W, sizeof(float));
-    b->q = xcalloc(n * H * (dn + dr), sizeof(float));
-    b->kv_a = xcalloc(n * (dc + dr), sizeof(float));
-    b->o = xcalloc(n * H * dv, sizeof(float));
+    b->q = xcalloc(n * q_w, sizeof(float));
+    b->kv_a = xcalloc(n * kv_w, sizeof(float));
+    b->o = xcalloc(n * o_w, sizeof(float));
     b->y = xcalloc(n * D, sizeof(float));
     b->g = xcalloc(n * W, sizeof(float));
     b->u = xcalloc(n * W, sizeof(float));
@@ -1141,11 +1198,12 @@ static void decode_block(const Model *m, int l, DecodeState *const *s, DecodeBat
                          const int *pos, int n, int alone) {
     const Config *c = &m->cfg;
     const LayerParams *lp = &m->p.layers[l];
-    int D = c->hidden_size, H = c->num_attention_heads, dv = c->v_head_dim;
+    int D = c->hidden_size;
     float eps = c->rms_norm_eps;
     rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->input_layernorm, n, D, eps);
-    mla_decode_rows(m, lp, s, b, l, pos, n, alone);
-    linear_rows(b->y, b->o, lp->o_proj, n, H * dv, D, alone, b->yt);
+    if (is_gqa(c)) gqa_decode_rows(m, lp, s, b, l, pos, n, alone);  // Qwen2 / Llama (gqa.c)
+    else mla_decode_rows(m, lp, s, b, l, pos, n, alone);
+    linear_rows(b->y, b->o, lp->o_proj, n, attn_out_width(c), D, alone, b->yt);
     for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
     rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->post_attention_layernorm, n, D, eps);
     ffn_decode_rows(m, lp, b, l, n, alone);
@@ -1321,6 +1379,10 @@ void count_params(const Config *c, ParamCount *pc) {
     pc->head = c->tie_word_embeddings ? 0 : V * D;
     double q = dq > 0 ? D * dq + dq + dq * H * (dn + dr) : D * H * (dn + dr);
     double attn = q + D * (dc + dr) + dc + dc * H * (dn + dv) + H * dv * D;
+    if (is_gqa(c)) {  // q, k, v, o and the q/k/v biases
+        double qw = H * c->head_dim, kw = (double)c->num_key_value_heads * c->head_dim;
+        attn = D * (qw + 2 * kw) + qw * D + (c->attention_bias ? qw + 2 * kw : 0);
+    }
     pc->attention = L * attn;
     pc->norms = 2.0 * D * L + D;
     pc->dense_mlp = dense * 3.0 * D * c->intermediate_size;

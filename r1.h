@@ -8,6 +8,8 @@
 //   tokenizer.c  text <-> token ids: byte-level BPE, tokenizer.json
 //   kernels.c    the arithmetic: the matrix product, softmax, RMSNorm, RoPE, SwiGLU
 //   moe.c        DeepSeekMoE: router, shared + routed experts, balancing, decode-time experts
+//   gqa.c        grouped-query attention (Qwen2 / Llama, the distillation students' family):
+//                forward, backward, decoding with a K/V cache
 //   r1.c         the model: parameter table, MLA, the block, forward/backward, loss heads, AdamW,
 //                generation with the latent KV cache, sampling, checkpoints
 //   tasks.c      the toy world: tasks (a table: generator, verifier, worked solution, prompt),
@@ -22,6 +24,7 @@
 // How data flows (DESIGN: every training algorithm is a loss head that produces dlogits):
 //   tokens -> embed -> [block x L: x += MLA(RMSNorm(x)); x += FFN(RMSNorm(x))] -> RMSNorm ->
 //   lm_head -> logits;  FFN = SwiGLU MLP (l < first_k_dense_replace) | DeepSeekMoE
+//   (Qwen2 / Llama, the distillation students: GQA instead of MLA, every FFN a SwiGLU MLP)
 //   logits -> loss head (cross-entropy, distillation, GRPO) -> dlogits -> model_backward ->
 //   grads -> AdamW
 //
@@ -32,7 +35,8 @@
 //     writes or adds (its `accumulate` flag) into input gradients.
 //   - Shapes in comments: N = B*T tokens, D = hidden_size, H = num_attention_heads,
 //     dn = qk_nope_head_dim, dr = qk_rope_head_dim, dv = v_head_dim, dc = kv_lora_rank,
-//     dq = q_lora_rank, E = n_routed_experts, K = num_experts_per_tok.
+//     dq = q_lora_rank, E = n_routed_experts, K = num_experts_per_tok; for the Qwen2 / Llama
+//     family (gqa.c): Hkv = num_key_value_heads, hd = head_dim.
 //   - Functions that read input which may be wrong return 0 on success and -1 on failure, with
 //     a one-line message in `err` (R1_ERR_LEN bytes). The CLI prints "r1: <err>" and exits 1.
 //   - Every sum is taken in a fixed order by one thread: the same seed gives the same floats at
@@ -141,7 +145,14 @@ int st_write(const char *path, const StWrite *tensors, int n, const char **metad
 // ----------------------------------------------------------------------------------------------
 // Config: field names as in transformers' DeepseekV3Config; the presets; config.json
 // ----------------------------------------------------------------------------------------------
+// The architecture families (config.json's model_type): the DeepSeek-V3 decoder (MLA and
+// DeepSeekMoE; r1.c, moe.c), and the Qwen2 / Llama decoder that R1 distils into (R1 §2.4:
+// Qwen2.5 and Llama-3 students): grouped-query attention with standard RoPE and a dense SwiGLU
+// MLP in every block (gqa.c). Qwen2 and Llama differ only in Qwen2's q/k/v biases.
+enum { ARCH_DEEPSEEK_V3 = 0, ARCH_QWEN2 = 1, ARCH_LLAMA = 2 };
+
 typedef struct {
+    int arch;                    // ARCH_*: 0 (a zeroed Config) is DeepSeek-V3
     int vocab_size;              // V
     int hidden_size;             // D
     int intermediate_size;       // width of the dense SwiGLU MLPs
@@ -174,7 +185,17 @@ typedef struct {
     int tie_word_embeddings;     // 1: lm_head shares model.embed_tokens (not used by DeepSeek-V3)
     float initializer_range;     // std of the random init (DeepSeek-V3: 0.006)
     int bos_token_id, eos_token_id;
+    // grouped-query attention (ARCH_QWEN2, ARCH_LLAMA; the MLA and MoE fields above are 0 and
+    // first_k_dense_replace = num_hidden_layers: every block is dense)
+    int num_key_value_heads;     // Hkv: heads of K and V, each shared by H / Hkv query heads
+    int head_dim;                // hd: the width of every query, key and value head
+    int attention_bias;          // 1: q_proj, k_proj, v_proj have a bias (Qwen2 always; Llama no)
 } Config;
+
+// 1 for the Qwen2 / Llama family (grouped-query attention, gqa.c), 0 for DeepSeek-V3 (MLA).
+static inline int is_gqa(const Config *c) { return c->arch != ARCH_DEEPSEEK_V3; }
+// "deepseek_v3", "qwen2" or "llama": config.json's model_type for an ARCH_* value.
+const char *arch_model_type(int arch);
 
 // Fills `c` with a named preset ("deepseek-v3", "r1-61", "tiny", ...). -1 if unknown.
 int config_preset(const char *name, Config *c, char *err);
@@ -378,10 +399,14 @@ typedef struct {
     float *q_a_proj;                 // (dq, D)          NULL when q_lora_rank is 0
     float *q_a_layernorm;            // (dq)
     float *q_b_proj;                 // (H*(dn+dr), dq)  or q_proj (H*(dn+dr), D)
+                                     // GQA: q_proj (H*hd, D)
     float *kv_a_proj_with_mqa;       // (dc+dr, D)
     float *kv_a_layernorm;           // (dc)
     float *kv_b_proj;                // (H*(dn+dv), dc)
-    float *o_proj;                   // (D, H*dv)
+    float *o_proj;                   // (D, H*dv)        GQA: (D, H*hd)
+    // grouped-query attention only (gqa.c)
+    float *k_proj, *v_proj;          // (Hkv*hd, D) each
+    float *q_bias, *k_bias, *v_bias; // (H*hd), (Hkv*hd), (Hkv*hd); NULL without attention_bias
     float *post_attention_layernorm; // (D)
     // dense MLP (l < first_k_dense_replace) or the shared experts of a MoE layer
     float *mlp_gate, *mlp_up, *mlp_down; // (I, D), (I, D), (D, I)
@@ -417,6 +442,9 @@ typedef struct {
     float *kv;        // (N, H, dn+dv)  k_nope | v  = kv_b_proj(c_kv)
     float *att;       // (B, H, T, T)   softmax probabilities (causal)
     float *att_out;   // (N, H*dv)      attention output before o_proj
+    // grouped-query attention (gqa.c): q (N, H, hd) above, att_out (N, H*hd)
+    float *k;         // (N, Hkv, hd)   k_proj(ln1) (+ bias), after RoPE
+    float *v;         // (N, Hkv, hd)   v_proj(ln1) (+ bias)
     float *x_mid;     // (N, D)         residual after attention
     float *ln2;       // (N, D)
     float *ln2_rstd;  // (N)
@@ -487,7 +515,7 @@ typedef struct {
     // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
     float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
     float *route_w, *logits;  // logits (DECODE_BATCH, V)
-    int *route_idx;
+    int *route_idx;           // GQA: q (n, H*hd), kv_a (n, 2*Hkv*hd) = k | v, o (n, H*hd)
 } DecodeBatch;
 // ==============================================================================================
 // 5. moe.c: DeepSeekMoE (DeepSeek-V3 §2.1.2)
@@ -516,6 +544,24 @@ void moe_decode_token(const Config *c, const LayerParams *lp, DecodeBatch *b);
 void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int n);
 
 // ==============================================================================================
+// 5b. gqa.c: grouped-query attention, the Qwen2 / Llama family's (R1 §2.4's students)
+// ==============================================================================================
+// q = q_proj(x) (+ b_q), k = k_proj(x) (+ b_k), v = v_proj(x) (+ b_v); RoPE (rotate-half) on q
+// and k; query head h attends with key/value head h / (H / Hkv); att_out (N, H*hd).
+// ln1 (N,D) = a->ln1 -> a->att_out (N, H*hd); the caller applies o_proj.
+void gqa_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, int T);
+// datt_out (N, H*hd) -> dln (N,D) (overwritten) and the q/k/v weight and bias gradients (+=).
+// Uses m->scratch.t2..t4 (t1 may hold datt_out).
+void gqa_backward(Model *m, const LayerParams *lp, const LayerParams *glp, LayerActs *a,
+                  const float *datt_out, float *dln, int B, int T);
+// A decode step's attention for the n rows of b (b->xb normed inputs, row i at pos[i] of s[i]):
+// projections, RoPE, this position's K and V into the cache, attention over 0..pos[i];
+// results (before o_proj) to b->o (n, H*hd).
+struct DecodeState;  // r1.c's section below
+void gqa_decode_rows(const Model *m, const LayerParams *lp, struct DecodeState *const *s,
+                     DecodeBatch *b, int l, const int *pos, int n, int alone);
+
+// ==============================================================================================
 // 6. r1.c: the model
 // ==============================================================================================
 // ----------------------------------------------------------------------------------------------
@@ -524,7 +570,8 @@ void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int
 // Builds the parameter table and allocates params (zeroed). Does not allocate activations.
 int model_create(Model *m, const Config *c, char *err);
 void model_free(Model *m);
-// Random init: normal(0, initializer_range) for matrices, 1 for norms, 0 for the router bias.
+// Random init: normal(0, initializer_range) for matrices, 1 for norms, 0 for the router bias
+// and the q/k/v biases.
 void model_init_random(Model *m, uint64_t seed);
 // Allocates grads, AdamW moments and activations for batches of B x T tokens.
 int model_alloc_training(Model *m, int B, int T, char *err);
@@ -589,11 +636,12 @@ float rng_normal(Rng *r);
 // Generation with the latent KV cache (absorbed MLA), sampling
 // ----------------------------------------------------------------------------------------------
 // One sequence's latent KV cache (and the scratch of its attention) for positions 0..max_T-1.
-typedef struct {
+typedef struct DecodeState {
     int max_T;
     float *c_kv;          // (L, max_T, dc)  normalised latent per position
     float *k_pe;          // (L, max_T, dr)  rotated shared rope key per position
     float *q_abs, *att, *o_lat;  // (H, dc), (H, max_T), (H, dc): one token's attention
+    float *k, *v;         // GQA instead of c_kv, k_pe: (L, max_T, Hkv*hd) rotated keys, values
     float *logits;        // (V) the next-token logits of the last decode_step
     DecodeBatch *alone;   // decode_step's rows (a batch of one), made on its first step
 } DecodeState;

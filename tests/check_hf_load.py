@@ -5,7 +5,9 @@ logits as ./r1 itself. Needs torch + transformers (run it where they are install
 
 Each r1_saved_<case>/ holds config.json + model.safetensors written by `./r1 train --init ...
 --out` (or from scratch for r1_saved_tiny) and r1_logits.safetensors written by `./r1 forward`
-on the input_ids of tests/fixtures/<case>/reference.safetensors (base for tiny).
+on the input_ids of tests/fixtures/<case>/reference.safetensors (base for tiny), or of its own
+r1_input.safetensors (r1_saved_qwen2, r1_saved_llama: Qwen2 / Llama checkpoints, which
+make_qwen_reference.py --check also compares).
 """
 import glob
 import os
@@ -13,16 +15,19 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-from transformers import DeepseekV3ForCausalLM
+from transformers import AutoModelForCausalLM
 
 here = os.path.dirname(os.path.abspath(__file__))
 worst = 0.0
 for d in sorted(glob.glob(os.path.join(here, "fixtures", "r1_saved_*"))):
     case = os.path.basename(d)[len("r1_saved_"):]
     ref_case = "base" if case == "tiny" else case
-    ids = load_file(os.path.join(here, "fixtures", ref_case, "reference.safetensors"))["input_ids"]
-    model = DeepseekV3ForCausalLM.from_pretrained(d, torch_dtype=torch.float32,
-                                                  attn_implementation="eager").eval()
+    own = os.path.join(d, "r1_input.safetensors")
+    ids_file = own if os.path.exists(own) else os.path.join(here, "fixtures", ref_case,
+                                                                  "reference.safetensors")
+    ids = load_file(ids_file)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
     with torch.no_grad():
         logits = model(ids.long()).logits
     ours = load_file(os.path.join(d, "r1_logits.safetensors"))["logits"]

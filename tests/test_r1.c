@@ -1526,7 +1526,7 @@ static void test_config_from_json(void **state) {
     expect_json_rejected(", \"num_attention_heads\": true", "num_attention_heads");  // a boolean
     expect_json_rejected(", \"hidden_act\": \"gelu\"", "hidden_act");
     expect_json_rejected(", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "linear");
-    expect_json_rejected(", \"model_type\": \"llama\"", "model_type");
+    expect_json_rejected(", \"model_type\": \"mistral\"", "model_type");
     expect_json_rejected(", \"hidden_size\": -32", "hidden_size");
     expect_json_rejected(", \"vocab_size\": -1", "vocab_size");
     expect_json_rejected(", \"num_experts_per_tok\": 9", "num_experts_per_tok");  // validate runs
@@ -1896,7 +1896,7 @@ static void test_checkpoints(void **state) {
     write_text(path, "{\"vocab_size\": 64,, }");
     expect_load_fails(dir, "config.json", NULL, NULL);
     // config.json that is JSON but an unusable config
-    write_text(path, "{\"model_type\": \"llama\"}");
+    write_text(path, "{\"model_type\": \"mistral\"}");
     expect_load_fails(dir, "config.json", "model_type", NULL);
     // no config.json, no directory
     unlink(path);
