@@ -970,9 +970,11 @@ typedef struct {
     const char *preset;  // the base model's config preset
     const char *seed;    // as it goes on the stages' command lines
     double scale;        // multiplies every stage's training steps
+    const char *until;   // NULL, or the name of the last stage to run (`--until rl`)
 } PipelineRun;
 // Runs every stage not yet done (OUT/<stage>.done marks the finished ones), evaluating each
-// model, then writes OUT/report.md. Dies, after writing the report so far, if a stage fails.
+// model, then writes OUT/report.md; with p->until, stops after that stage. Dies, after writing
+// the report so far, if a stage fails, and at once if p->until names no stage.
 void pipeline_run(const PipelineRun *p);
 // OUT/report.md over n runs of the pipeline (one per seed, in dirs): every number as the mean
 // over the seeds ± its standard error, and the findings measured in every run.
