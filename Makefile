@@ -18,7 +18,7 @@ HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
 
-.PHONY: all test debug asan ubsan fuzz run clean bench layers
+.PHONY: all test debug asan ubsan fuzz run clean bench layers demos
 all: r1
 
 r1: $(SRC) $(HDR)
@@ -33,6 +33,14 @@ r1-debug: $(SRC) $(HDR)
 
 build:
 	mkdir -p build
+
+# The tutorial's helper programs (tutorial/demos/*.c), at -O0 -g for gdb, linked with every
+# source (main.c without its main(): -DR1_TEST): `make demos` -> build/demos/bpe_demo, ...
+DEMOS = $(patsubst tutorial/demos/%.c,build/demos/%,$(wildcard tutorial/demos/*.c))
+demos: $(DEMOS)
+build/demos/%: tutorial/demos/%.c $(SRC) $(HDR)
+	@mkdir -p build/demos
+	$(CC) -O0 -g $(WARN) -Wno-unknown-pragmas -Wno-unused-function -DR1_TEST -I. -o $@ $< $(SRC) $(LDLIBS)
 
 # Each test #includes the source files whose static functions it checks (tests/test_r1.c:
 # kernels.c and r1.c, ...) and links the others; main.c is compiled with R1_TEST, which leaves
