@@ -89,6 +89,8 @@ VOLATILE = [
     (re.compile(r"\breal\s+\d+m[\d.]+s"), "real T"),
     (re.compile(r"\[(Inferior|New Thread|Thread debugging|Using host).*"), ""),
     (re.compile(r"process \d+"), "process N"),
+    (re.compile(r"\.c:\d+"), ".c:N"), (re.compile(r"\bline \d+"), "line N"),  # source lines move
+    (re.compile(r"^\d+\t"), "N\t"),                                           # gdb's "1037<TAB>..."
     (re.compile(r"\s+"), " "),
 ]
 
