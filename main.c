@@ -2213,6 +2213,9 @@ static void keep_freed_memory(void) {
 
 int main(int argc, char **argv) {
     keep_freed_memory();
+    // R1_PLAIN_ATTENTION=1: the training attention as plain loops, to step in gdb (r1.c)
+    const char *plain = getenv("R1_PLAIN_ATTENTION");
+    attention_plain_loops = plain && strcmp(plain, "1") == 0;
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         usage();
         return argc < 2 ? 1 : 0;

@@ -602,6 +602,44 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
     }
 }
 
+// The same attention as attention_forward_head, written as plain loops for stepping in gdb:
+// row i of the scores, its softmax, then row i of O = P V. Used when attention_plain_loops is
+// set (R1_PLAIN_ATTENTION=1 in the environment, read by main); off by default, because each
+// score here is one dot product summed d = 0, 1, ... in order, while the tiled kernel sums in
+// blocks and vector lanes: the floats may differ in the last bits (test_plain_attention), and
+// ./r1 and ./r1-debug must compute the same floats (test_debug_build_same_floats). It fills P
+// (the layer's att) and att_out as the tiled form does, so the backward is the same.
+int attention_plain_loops = 0;
+
+static void attention_forward_head_loops(const Model *m, LayerActs *a, int T, int b, int h) {
+    const Config *c = &m->cfg;
+    int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int dv = c->v_head_dim, dc = c->kv_lora_rank, qk = dn + dr;
+    float *P = a->att + ((size_t)b * H + h) * T * T;  // (T, T) of this (b, h)
+    for (int i = 0; i < T; i++) {
+        const float *q = a->q + ((size_t)(b * T + i) * H + h) * qk;  // [q_nope | q_pe] (qk)
+        float *p = P + (size_t)i * T;
+        for (int j = 0; j <= i; j++) {  // score = (q_nope . k_nope + q_pe . k_pe) * scale
+            const float *k_nope = a->kv + ((size_t)(b * T + j) * H + h) * (dn + dv);
+            const float *k_pe = a->kv_a + (size_t)(b * T + j) * (dc + dr) + dc;
+            float score = 0.0f;
+            for (int d = 0; d < dn; d++) score += q[d] * k_nope[d];
+            for (int d = 0; d < dr; d++) score += q[dn + d] * k_pe[d];
+            p[j] = score * m->attn_scale;
+        }
+        softmax_inplace(p, i + 1);
+        for (int j = i + 1; j < T; j++) p[j] = 0.0f;  // masked: P = 0
+        float *o = a->att_out + ((size_t)(b * T + i) * H + h) * dv;  // o (dv) = sum_j p_j v_j
+        const float *v = a->kv + ((size_t)b * T * H + h) * (dn + dv) + dn;  // v_j: v[j * vs]
+        size_t vs = (size_t)H * (dn + dv);
+        for (int e = 0; e < dv; e++) {
+            float sum = 0.0f;
+            for (int j = 0; j <= i; j++) sum += p[j] * v[j * vs + e];
+            o[e] = sum;
+        }
+    }
+}
+
 // Applies RoPE (sign +1) or its transpose (sign -1) to the rope part of every head of q-like
 // rows (N, H, w) where the rope dims are the last dr of each head's w.
 static void rope_rows(const Model *m, float *x, int N, int T, int heads, int w, int off,
@@ -641,6 +679,11 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
     // decoupled RoPE: q_pe per head, k_pe shared by all heads (V3 eqs. 3, 8)
     rope_rows(m, a->q, N, T, H, dn + dr, dn, 1.0f);
     rope_rows(m, a->kv_a, N, T, 1, dc + dr, dc, 1.0f);
+    if (attention_plain_loops) {  // R1_PLAIN_ATTENTION=1: the plain loops, one head at a time
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) attention_forward_head_loops(m, a, T, b, h);
+        return;
+    }
 #pragma omp parallel
     {
         float *scratch = xcalloc(head_scratch_floats(c, T), sizeof(float));  // this thread's

@@ -532,6 +532,10 @@ int model_alloc_training(Model *m, int B, int T, char *err);
 int model_alloc_inference(Model *m, int B, int T, char *err);
 // Training forward: ids (B,T) -> acts.logits (B,T,V).
 void model_forward(Model *m, const int *ids, int B, int T);
+// 1: the training attention runs as plain loops (attention_forward_head_loops, to step in gdb;
+// floats may differ in the last bits), 0 (default): the tiled kernel. main sets it from the
+// environment: R1_PLAIN_ATTENTION=1 ./r1-debug ...
+extern int attention_plain_loops;
 // Backward from dlogits (B,T,V); accumulates into m->grads.
 void model_backward(Model *m, const int *ids, const float *dlogits);
 void model_zero_grad(Model *m);

@@ -1017,6 +1017,31 @@ static void check_decode_matches(Variant v) {
     model_free(&m);
 }
 
+// The plain-loop attention of the debug path (R1_PLAIN_ATTENTION=1) is the same function as the
+// tiled one: the logits agree up to float rounding (the sums run in another order), and so do
+// the gradients, since the backward reads the same P.
+static void test_plain_attention(void **state) {
+    (void)state;
+    Config c = tiny_config(V_BASE);
+    enum { B = 2, T = 19 };  // 19: rows past whole tiles
+    Model m;
+    make_model(&m, &c, 53, B, T);
+    int ids[B * T];
+    random_ids(ids, B * T, c.vocab_size, 54);
+    size_t n = (size_t)B * T * c.vocab_size;
+    float *tiled = xcalloc(n, sizeof(float));
+    model_forward(&m, ids, B, T);
+    memcpy(tiled, m.acts.logits, n * sizeof(float));
+    attention_plain_loops = 1;
+    model_forward(&m, ids, B, T);
+    attention_plain_loops = 0;
+    double r = rel_l2(m.acts.logits, tiled, n);
+    print_message("    plain-loop attention vs tiled: logits relative L2 %.2e\n", r);
+    EXPECT(r < 1e-5, "plain-loop attention differs from the tiled one: relative L2 %.3g", r);
+    free(tiled);
+    model_free(&m);
+}
+
 static void test_decode_matches_forward(void **state) {
     (void)state;
     check_decode_matches(V_BASE);
@@ -2722,6 +2747,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_checkpoint_shape_message_1d),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_debug_build_same_floats),
+        cmocka_unit_test(test_plain_attention),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_distill_loss_by_hand),
         cmocka_unit_test(test_distill_loss_gradient),

@@ -3,7 +3,8 @@
 the output block the text shows after them.
 
 A chapter is a list of ```sh blocks, each optionally followed (nothing but blank lines between) by
-an untyped ``` block: the output the text claims. The blocks of a chapter run in order, in the
+an untyped ``` block: the output the text claims; and of terminal transcripts, untyped blocks
+whose first line is "$ command": their "$ " lines run, the other lines are what they print. The blocks of a chapter run in order, in the
 repository's root, in one bash each (so a later block sees the files an earlier one wrote). An
 HTML comment on the line just above a ```sh block says how to treat it:
 
@@ -48,11 +49,46 @@ BLOCK_TIMEOUT = int(os.environ.get("TUTORIAL_TIMEOUT", "300"))  # seconds per bl
 MARK = re.compile(r"<!--\s*check:\s*(full|illustrative|run|needs)\b\s*([\w.]*).*?-->")
 
 
+def transcript(lines, i, marker):
+    """An untyped block whose first line is "$ command": a terminal transcript. Its commands run
+    in one bash; the other lines are the output they must print."""
+    j = i + 1
+    while j < len(lines) and lines[j].strip() != "```":
+        j += 1
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    body = [x[indent:] for x in lines[i + 1:j]]
+    commands, expected = [], []
+    for k, x in enumerate(body):
+        if x.startswith("$ "):
+            commands.append(x[2:])
+        elif x.startswith("      ") and k > 0 and (body[k - 1].startswith("$ ") or
+                                                  body[k - 1].endswith("\\")) and \
+                commands and commands[-1].endswith("\\"):
+            commands.append(x)  # a continued command line
+        else:
+            expected.append(x)
+    return (i + 1, marker, "\n".join(commands), expected), j
+
+
 def blocks(path):
-    """The ```sh blocks of a markdown file: (line, marker, command, expected output or None)."""
+    """The ```sh blocks and "$ " transcripts of a markdown file: (line, marker, command,
+    expected output or None)."""
     lines = open(path, encoding="utf-8").read().split("\n")
     out, i = [], 0
     while i < len(lines):
+        if lines[i].strip() == "```" and i + 1 < len(lines) and lines[i + 1].lstrip().startswith("$ "):
+            m = MARK.search(lines[i - 1]) if i > 0 else None
+            marker = None if not m else (m.group(1) if m.group(1) != "needs" else "needs " + m.group(2))
+            block, i = transcript(lines, i, marker)
+            out.append(block)
+            i += 1
+            continue
+        if lines[i].strip() == "```":  # an untyped block that is not a transcript: skip it whole
+            i += 1
+            while i < len(lines) and lines[i].strip() != "```":
+                i += 1
+            i += 1
+            continue
         if lines[i].strip() != "```sh":
             i += 1
             continue
@@ -88,7 +124,7 @@ VOLATILE = [
     (re.compile(r"\b\d+(\.\d+)?\s*(k|M)?(tok|tokens|steps|seqs|samples)/s\b"), "R"),  # rates
     (re.compile(r"\breal\s+\d+m[\d.]+s"), "real T"),
     (re.compile(r"\[(Inferior|New Thread|Thread debugging|Using host).*"), ""),
-    (re.compile(r"process \d+"), "process N"),
+    (re.compile(r"process \d+"), "process N"), (re.compile(r"\bpid \d+"), "pid N"),
     (re.compile(r"\.c:\d+"), ".c:N"), (re.compile(r"\bline \d+"), "line N"),  # source lines move
     (re.compile(r"^\d+\t"), "N\t"),                                           # gdb's "1037<TAB>..."
     (re.compile(r"\s+"), " "),
