@@ -18,7 +18,7 @@ HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
 
-.PHONY: all test debug asan ubsan fuzz run clean bench layers demos
+.PHONY: all test debug asan ubsan fuzz run clean bench layers demos handout grade tutorial-check
 all: r1
 
 r1: $(SRC) $(HDR)
@@ -93,6 +93,20 @@ fuzz:
 	    [ -z "$$(ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* build/fuzz/oom-* 2>/dev/null)" ] || \
 	        { echo "fuzz_$$h: see build/fuzz/ (crash-*: the input)"; exit 1; }; \
 	done; echo "fuzz: no crash"
+
+# The course kit (tutorial/assignments.md): `make handout` writes build/handout/, a copy of the
+# tree with the bodies between "// BEGIN ASSIGNMENT name" and "// END ASSIGNMENT name" replaced
+# by a TODO and a stub; `make grade` runs tests/test_assignments.c, one process per assignment,
+# and prints the points (and build/grade.json). HIDDEN=path/to/extra_tests.c adds an
+# instructor's tests (a file defining HIDDEN_TESTS[]; the header of test_assignments.c says how).
+handout:
+	@python3 tests/handout.py build/handout
+grade: | build
+	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST \
+	    $(if $(HIDDEN),-DHIDDEN='"$(abspath $(HIDDEN))"') -o build/test_assignments_grade \
+	    tests/test_assignments.c $(filter-out $(call test_includes,tests/test_assignments.c),$(SRC)) \
+	    -lcmocka $(LDLIBS)
+	@sh tests/grade.sh build/test_assignments_grade
 
 clean-tests:
 	rm -rf build
