@@ -108,6 +108,13 @@ grade: | build
 	    -lcmocka $(LDLIBS)
 	@sh tests/grade.sh build/test_assignments_grade
 
+# The tutorial's command blocks, run and compared with the output the text shows
+# (tests/tutorial_check.py says how blocks are marked); TUTORIAL_FULL=1 also runs the
+# expensive ones (training: they need the pipeline's runs/). The gdb sessions are
+# tutorial/gdb/*.gdb, run by tutorial/gdb/run.sh (skipped where gdb is missing).
+tutorial-check: r1 r1-debug demos build/test_tokenizer
+	@python3 tests/tutorial_check.py
+
 clean-tests:
 	rm -rf build
 

@@ -10,7 +10,8 @@ HTML comment on the line just above a ```sh block says how to treat it:
 
   <!-- check: full -->          expensive (training): runs only with TUTORIAL_FULL=1
   <!-- check: illustrative -->  never run: shows a pattern, or edits the code, or needs a person
-  <!-- check: run -->           run it, but compare nothing (its output is not shown or not fixed)
+  <!-- check: run -->           run it and require exit status 0, but compare no output (it moves
+                                with the kernels' rounding, or is not shown)
   <!-- check: needs MODULE -->  run it only where Python can import MODULE (transformers, ...)
 
 Every other block runs and, if an output block follows, is compared with it: each non-blank line
@@ -30,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 # The chapters checked, and the default for their unmarked blocks: "cheap" (run them) or "full"
@@ -83,7 +85,8 @@ def blocks(path):
             out.append(block)
             i += 1
             continue
-        if lines[i].strip() == "```":  # an untyped block that is not a transcript: skip it whole
+        fence = lines[i].strip()
+        if fence.startswith("```") and fence != "```sh":  # any other block: skip it whole
             i += 1
             while i < len(lines) and lines[i].strip() != "```":
                 i += 1
@@ -186,15 +189,23 @@ def main(argv):
                 print("tutorial-check: %s: skipped (gdb not installed)" % where)
                 continue
             t0 = time.time()
-            try:
-                r = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, timeout=BLOCK_TIMEOUT)
-                printed = r.stdout.decode("utf-8", "replace")
-            except subprocess.TimeoutExpired:
-                printed = "(timed out after %d s)" % BLOCK_TIMEOUT
+            # into a file, not a pipe: a job the block leaves in the background would hold a
+            # pipe open until it ends
+            with tempfile.TemporaryFile() as f:
+                status = 0
+                try:
+                    status = subprocess.run(["bash", "-c", command], stdout=f,
+                                            stderr=subprocess.STDOUT,
+                                            timeout=BLOCK_TIMEOUT).returncode
+                    f.seek(0)
+                    printed = f.read().decode("utf-8", "replace")
+                except subprocess.TimeoutExpired:
+                    printed = "(timed out after %d s)" % BLOCK_TIMEOUT
             if verbose:
                 print("== %s (%.1f s)\n%s" % (where, time.time() - t0, printed))
             bad = compare(expected, printed) if expected is not None and kind != "run" else None
+            if kind == "run" and status != 0:
+                bad = "(exit status 0; it exited with %d)" % status
             if bad is None:
                 counts["passed"] += 1
             else:
