@@ -2022,7 +2022,7 @@ static void test_cli_errors(void **state) {
     (void)state;
     char root[] = "/tmp/test_r1_XXXXXX";
     cli_test_root(root);
-    char dir[512], in[512], args[2048];
+    char dir[512], in[512], args[2048], a600[600];
     save_tiny_checkpoint(root, 81, dir, sizeof(dir));
     // a well-formed forward works (status 0), so the failures below are about the input
     snprintf(in, sizeof(in), "%s/ok.safetensors", root);
@@ -2066,6 +2066,11 @@ static void test_cli_errors(void **state) {
     // sample: not a number
     snprintf(args, sizeof(args), "sample --model %s --prompt-ids '1 two 3'", dir);
     expect_cli_error(root, args, "two");
+    // pipeline --until: a stage that does not exist names the stages, and nothing is run
+    snprintf(args, sizeof(args), "pipeline --out %s/pp --until nosuch", root);
+    expect_cli_error(root, args, "student-rl");
+    snprintf(a600, sizeof(a600), "%s/pp", root);
+    EXPECT(access(a600, F_OK) != 0, "%s", "pipeline --until nosuch created its --out");
     // info: an unknown preset
     expect_cli_error(root, "info --config nonsense", "nonsense");
     // an unknown flag, a flag without its value, an unknown command
@@ -2501,6 +2506,41 @@ static void check_sft_row(const Tokenizer *tok, const char *template, const char
     *n_resp = kr;
 }
 
+// sft's held-out rows are the last --heldout of the rows after sft_shuffle_rows: a permutation
+// fixed by the data alone (a second call from the same order gives the same order), which moves
+// rows and their masks together, and which mixes a file whose last rows are all of one kind
+// (rejection sampling writes the non-reasoning rows last) into the held-out tail.
+static void test_sft_shuffle_rows(void **state) {
+    (void)state;
+    enum { N = 100, T = 3 };
+    SeqData d = {.T = T, .n_seq = N};
+    d.ids = xcalloc(N * T, sizeof(int));
+    d.mask = xcalloc(N * T, sizeof(float));
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < T; t++) d.ids[i * T + t] = i, d.mask[i * T + t] = (float)i;
+    sft_shuffle_rows(&d);
+    int seen[N] = {0}, tail_late = 0, moved = 0;
+    for (int i = 0; i < N; i++) {
+        int r = d.ids[i * T];
+        for (int t = 0; t < T; t++)
+            EXPECT(d.ids[i * T + t] == r && d.mask[i * T + t] == (float)r, "row %d was torn apart", i);
+        seen[r]++;
+        moved += r != i;
+        if (i >= 95) tail_late += r >= 80;  // the held-out 5%: rows from the file's last fifth?
+    }
+    for (int r = 0; r < N; r++) EXPECT(seen[r] == 1, "row %d appears %d times", r, seen[r]);
+    EXPECT(moved > 80, "only %d of %d rows moved", moved, N);
+    EXPECT(tail_late < 5, "the held-out rows all come from the file's tail");
+    int first[N];
+    for (int i = 0; i < N; i++) first[i] = d.ids[i * T];
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < T; t++) d.ids[i * T + t] = i, d.mask[i * T + t] = (float)i;
+    sft_shuffle_rows(&d);
+    for (int i = 0; i < N; i++) EXPECT(d.ids[i * T] == first[i], "%s", "the order is not fixed");
+    free(d.ids);
+    free(d.mask);
+}
+
 static void test_sft_row_mask(void **state) {
     (void)state;
     Tokenizer tok;
@@ -2751,6 +2791,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_distill_loss_by_hand),
         cmocka_unit_test(test_distill_loss_gradient),
+        cmocka_unit_test(test_sft_shuffle_rows),
         cmocka_unit_test(test_sft_row_mask),
         cmocka_unit_test(test_sft_row_prompt_fills_row),
         cmocka_unit_test(test_sft_mask_cross_entropy),
