@@ -47,6 +47,9 @@ CHAPTERS = {
     "tutorial/08-distillation.md": "full",
     "tutorial/09-bad-input-and-faults.md": "cheap",
 }
+# Chapters whose commands write files into the current directory (c.txt, base/, ...) run in a
+# scratch directory of their own under build/, where ./r1 is a link to the program.
+SCRATCH = {"tutorial/09-bad-input-and-faults.md": "build/tutorial-09"}
 BLOCK_TIMEOUT = int(os.environ.get("TUTORIAL_TIMEOUT", "300"))  # seconds per block
 MARK = re.compile(r"<!--\s*check:\s*(full|illustrative|run|needs)\b\s*([\w.]*).*?-->")
 
@@ -168,6 +171,12 @@ def main(argv):
     os.makedirs("/tmp/r1demo", exist_ok=True)
     for path in chapters:
         default = CHAPTERS.get(path, "cheap")
+        cwd = root
+        if path in SCRATCH:
+            cwd = os.path.join(root, SCRATCH[path])
+            shutil.rmtree(cwd, ignore_errors=True)
+            os.makedirs(cwd)
+            os.symlink(os.path.join(root, "r1"), os.path.join(cwd, "r1"))
         for line, marker, command, expected in blocks(path):
             kind = marker or ("full" if default == "full" else "cheap")
             where = "%s:%d" % (path, line)
@@ -194,7 +203,7 @@ def main(argv):
             with tempfile.TemporaryFile() as f:
                 status = 0
                 try:
-                    status = subprocess.run(["bash", "-c", command], stdout=f,
+                    status = subprocess.run(["bash", "-c", command], stdout=f, cwd=cwd,
                                             stderr=subprocess.STDOUT,
                                             timeout=BLOCK_TIMEOUT).returncode
                     f.seek(0)
