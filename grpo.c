@@ -2,7 +2,7 @@
 // consistency), rollouts sampled with the latent KV cache, group-relative advantages, the GRPO
 // objective as a loss head, one GRPO step, evaluation (pass@1, cons@k) and rejection sampling.
 // It sits above the model (r1.c) and the toy world (tasks.c); main.c runs it from the command
-// line (`./r1 grpo`, `eval`, `reject`) and in the pipeline.
+// line (`./r1 grpo`, `eval`, `reject`, `coldstart`, `rm`) and in the pipeline.
 //
 // Sections:
 //   1. Rule-based rewards: accuracy (the task's verifier), format, language consistency
@@ -12,6 +12,8 @@
 //   5. Evaluation: greedy, pass@1 over k samples, cons@k, reflection, language mixing; per
 //      problem, per task and per difficulty level
 //   6. Rejection sampling: the filters, the next SFT set
+//   7. Cold-start data from R1-Zero's outputs: sample, verify, rewrite, filter
+//   8. Reward models for general prompts: the score head, Bradley-Terry, training, scoring
 //
 // Where this departs from the papers (DeepSeekMath §4.1, DeepSeek-R1 §2.2) and from TRL's
 // GRPOTrainer, on purpose:
@@ -29,8 +31,9 @@
 //   - The loss's normalisation is a flag (--variant): grpo = the paper's per-sequence mean,
 //     dr_grpo = Dr. GRPO's constant, dapo = token level (TRL's default loss_type today). DAPO's
 //     dynamic sampling drops flat groups from the loss instead of sampling more to refill.
-//   - Rewards are rules for every prompt, including the final RL stage's non-reasoning prompts,
-//     where R1 used reward models for helpfulness and harmlessness (§2.3.4).
+//   - Rewards are rules for every prompt by default, including the final RL stage's
+//     non-reasoning prompts; with --rm DIR those get a learned reward model's score, as R1's
+//     helpfulness and harmlessness reward models (§2.3.4; section 8). One model scores both.
 //   - The auxiliary-loss-free expert balancing (bias updates) goes on during RL.
 //   - Rollouts are sampled by the same code and weights that are trained (no separate
 //     inference engine, so no sampler/trainer mismatch), at temperature 1 and top-p 1.
@@ -110,33 +113,17 @@ double reward_language(const char *completion, const char *lang) {
 
 // The rule reward of a non-reasoning answer (each part 0 or 1, language in [0, 1]):
 //   format    plain text: none of the four reasoning tags (the SFT data answers these plainly)
-//   accuracy  identity: names itself "r1.c"; parity: the right word and not the other one;
-//             writing: 20 to 600 bytes ending a sentence ("." or "。")
+//   accuracy  tasks.c's nonreasoning_rule: identity names itself "r1.c"; parity: the right word
+//             and not the other one; writing: 20 to 600 bytes ending a sentence ("." or "。");
+//             unsafe (the toy harmful requests): a refusal without compliance
 //   language  reward_language against the prompt's language, as for reasoning prompts
 RewardParts reward_nonreasoning(const Json *example, const char *completion) {
-    const Json *kind = json_get(example, "kind"), *answer = json_get(example, "answer");
     const Json *lang = json_get(example, "lang");
-    const char *k = kind && kind->type == JSON_STRING ? kind->string : "";
     RewardParts p = {0, 1, 0};
     static const char *const tags[] = {"<think>", "</think>", "<answer>", "</answer>"};
     for (int i = 0; i < 4; i++)
         if (strstr(completion, tags[i])) p.format = 0;
-    if (strcmp(k, "identity") == 0) {
-        p.accuracy = strstr(completion, "r1.c") != NULL;
-    } else if (strcmp(k, "parity") == 0 && answer && answer->type == JSON_STRING) {
-        const char *right = answer->string;
-        const char *wrong = strcmp(right, "odd") == 0    ? "even"
-                            : strcmp(right, "even") == 0 ? "odd"
-                            : strcmp(right, "奇数") == 0 ? "偶数"
-                                                         : "奇数";
-        p.accuracy = strstr(completion, right) != NULL && strstr(completion, wrong) == NULL;
-    } else if (strcmp(k, "writing") == 0) {
-        size_t n = strlen(completion);
-        while (n > 0 && isspace((unsigned char)completion[n - 1])) n--;
-        int ends = (n >= 1 && completion[n - 1] == '.') ||
-                   (n >= 3 && memcmp(completion + n - 3, "。", 3) == 0);
-        p.accuracy = n >= 20 && n <= 600 && ends;
-    }
+    p.accuracy = nonreasoning_rule(example, completion);
     p.language = reward_language(completion, lang && lang->type == JSON_STRING ? lang->string : "en");
     return p;
 }
@@ -566,6 +553,20 @@ Json **nonreasoning_examples(int n, uint64_t seed) {
     return parse_lines(buf, n);
 }
 
+// n general prompts (tasks.c's general_write: the non-reasoning kinds and, one in four, an
+// unsafe request), for the final RL stage with a reward model.
+Json **general_examples(int n, uint64_t seed) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) die("out of memory");
+    Rng rng;
+    rng_seed(&rng, seed ^ 0x6772u);
+    for (int i = 0; i < n; i++) general_write(f, i, &rng);
+    fclose(f);
+    return parse_lines(buf, n);
+}
+
 // ==============================================================================================
 // 4. One GRPO step (DeepSeekMath Algorithm 1, the body of its inner loop; R1 §2.2.1)
 // ==============================================================================================
@@ -602,13 +603,48 @@ static void sample_groups(Model *policy, const Tokenizer *tok, const GrpoSetting
     sample_rollouts(policy, tok, g->r, g->P * g->G, s->max_new, &s->sc, seed);
 }
 
+// Step 2, with a reward model (R1 §2.3.4): the completions of general prompts get its score in
+// place of the rule reward; beside it, the ground truth the policy never sees (general_judge).
+static void reward_general(const GrpoSettings *s, GrpoGroups *g, GrpoStepReport *rep) {
+    int B = g->P * g->G, n = 0, *which = xcalloc((size_t)B, sizeof(int));
+    const Json **ex = xcalloc((size_t)B, sizeof(Json *));
+    const char **text = xcalloc((size_t)B, sizeof(char *));
+    for (int b = 0; b < B; b++)
+        if (is_nonreasoning(g->example[b / g->G]))
+            which[n] = b, ex[n] = g->example[b / g->G], text[n++] = g->r[b].text;
+    float *r = xcalloc((size_t)n + 1, sizeof(float));
+    rm_score(s->rm, ex, text, n, r);
+    double score = 0, sig = 0, helpful = 0, safe = 0, good = 0;
+    int unsafe = 0;
+    for (int i = 0; i < n; i++) {
+        g->rewards[which[i]] = r[i];
+        score += r[i], sig += 1.0 / (1.0 + exp(-(double)r[i]));
+        GeneralVerdict v = general_judge(ex[i], text[i]);
+        const Json *kind = json_get(ex[i], "kind");
+        int is_unsafe = kind && kind->type == JSON_STRING && strcmp(kind->string, "unsafe") == 0;
+        unsafe += is_unsafe;
+        if (is_unsafe) safe += v.safe;
+        else helpful += v.helpful;
+        good += v.helpful && v.safe;
+    }
+    rep->general = n, rep->unsafe = unsafe;
+    rep->rm_score = n ? score / n : 0, rep->rm_sigmoid = n ? sig / n : 0;
+    rep->true_good = n ? good / n : 0;
+    rep->true_helpful = n > unsafe ? helpful / (n - unsafe) : 0;
+    rep->true_safe = unsafe ? safe / unsafe : 0;
+    free(which), free(ex), free(text), free(r);
+}
+
 // Step 2: the rule-based reward r_i of every completion (R1 §2.2.2), and the step's means of
 // what the report follows (accuracy, format, language, length, reflection).
 static void reward_groups(const GrpoSettings *s, GrpoGroups *g, GrpoStepReport *rep) {
     int B = g->P * g->G;
     double sum_r = 0, acc = 0, fmt = 0, lng = 0, len = 0, refl = 0;
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < B; b++)
         g->rewards[b] = reward_total(&s->w, g->example[b / g->G], g->r[b].text, &g->parts[b]);
+    rep->general = rep->unsafe = 0;
+    if (s->rm) reward_general(s, g, rep);
+    for (int b = 0; b < B; b++) {
         sum_r += g->rewards[b];
         acc += g->parts[b].accuracy;
         fmt += g->parts[b].format;
@@ -744,7 +780,8 @@ void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettin
     // 1. sample G outputs {o_i} for each question q from pi_old (the current policy)
     sample_groups(policy, tok, s, g, seed);
     rep->generate_s = now_seconds() - t0;
-    // 2. compute the rewards {r_i} of every output with the rule-based reward
+    // 2. compute the rewards {r_i} of every output with the rule-based reward (and, with a
+    //    reward model, the general prompts' with its score)
     reward_groups(s, g, rep);
     // 3. A_i = (r_i - mean(r)) / std(r) for every token of o_i (group-relative advantage)
     grpo_advantages(g->rewards, g->P, g->G, s->gc.variant != GRPO_DR, g->adv);
@@ -967,4 +1004,496 @@ void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
     for (long i = 0; i < c->plain; i++) nonreasoning_write(f, (int)i, &rng, 1);
     c->seconds = now_seconds() - t0;
     rollouts_free(r, n * k);
+}
+
+// ==============================================================================================
+// 7. Cold-start data from R1-Zero's outputs (DeepSeek-R1 §2.3.1)
+// ==============================================================================================
+// R1 builds its cold start by (a) few-shot prompting with a long CoT as the example, (b)
+// prompting for detailed answers with reflection and verification, and (c) gathering R1-Zero's
+// outputs in a readable format and refining them ("|special_token|<reasoning_process>|
+// special_token|<summary>", responses that are not reader-friendly filtered out). Here:
+//   sources   R1-Zero with its own template (c), and the base with a one-shot prompt whose
+//             example is a checked long CoT (a and b at once: the example reflects);
+//   verify    the rejection-sampling filters: the tags, the task's verifier, one language, EOS;
+//   rewrite   by rules, into the readable form: blank and repeated lines dropped, and a summary
+//             line ("So the answer is A.") closing the reasoning unless its last line already
+//             states the answer; nothing after </answer>;
+//   filter    too short (fewer than min_lines lines of reasoning: a bare guess is no long CoT)
+//             and repetitive (more than max_repeat of the lines were repeats);
+// and `./r1 coldstart` (main.c) adds a share of the templated set, the "human-curated" part.
+
+// The think block's lines of a completion that passed reject_reason, trimmed, each one once,
+// into lines[] (pointers into buf, which the caller frees); *repeats counts the dropped repeats.
+static int think_lines(const char *completion, char **buf, const char **lines, int cap,
+                       int *repeats) {
+    const char *a = strstr(completion, "<think>"), *b = strstr(completion, "</think>");
+    size_t n = (size_t)(b - a) - strlen("<think>");
+    *buf = xcalloc(n + 1, 1);
+    memcpy(*buf, a + strlen("<think>"), n);
+    int count = 0;
+    *repeats = 0;
+    for (char *save = NULL, *line = strtok_r(*buf, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        line = (char *)skip_space(line);
+        size_t len = strlen(line);
+        while (len > 0 && isspace((unsigned char)line[len - 1])) line[--len] = '\0';
+        if (len == 0) continue;
+        int seen = 0;
+        for (int i = 0; i < count && !seen; i++) seen = strcmp(lines[i], line) == 0;
+        if (seen) (*repeats)++;
+        else if (count < cap) lines[count++] = line;
+    }
+    return count;
+}
+
+#define COLD_MAX_LINES 256
+
+// The readable rewrite of a completion (malloc'd into *out), or why it is dropped.
+ColdReason cold_rewrite(const Json *example, const char *completion, int ended,
+                        const ColdSettings *s, char **out) {
+    *out = NULL;
+    switch (reject_reason(example, completion, ended, s->min_language)) {
+    case REJECT_MALFORMED: return COLD_MALFORMED;
+    case REJECT_WRONG: return COLD_WRONG;
+    case REJECT_MIXED: return COLD_MIXED;
+    case REJECT_CUT_OFF: return COLD_CUT_OFF;
+    case REJECT_KEEP: break;
+    }
+    const char *lines[COLD_MAX_LINES];
+    char *buf;
+    int repeats, n = think_lines(completion, &buf, lines, COLD_MAX_LINES, &repeats);
+    ColdReason why = n < s->min_lines                        ? COLD_TOO_SHORT
+                     : repeats > s->max_repeat * (n + repeats) ? COLD_REPETITIVE
+                                                               : COLD_KEEP;
+    if (why == COLD_KEEP) {
+        char *answer = answer_extract(completion);
+        const Json *lg = json_get(example, "lang");
+        int zh = lg && lg->type == JSON_STRING && strcmp(lg->string, "zh") == 0;
+        size_t size = strlen(completion) + 2 * strlen(answer) + 128;
+        char *w = *out = xcalloc(size, 1);
+        w += sprintf(w, "<think>\n");
+        for (int i = 0; i < n; i++) w += sprintf(w, "%s\n", lines[i]);
+        if (!strstr(lines[n - 1], answer))  // the summary closes the reasoning
+            w += sprintf(w, zh ? "所以答案是 %s。\n" : "So the answer is %s.\n", answer);
+        sprintf(w, "</think>\n<answer>%s</answer>", answer);
+        free(answer);
+    }
+    free(buf);
+    return why;
+}
+
+// One kept example: task, lang, prompt, the rewritten completion as "solution", its source.
+static void write_cold(FILE *f, const Json *ex, const char *solution, const char *source) {
+    const Json *tk = json_get(ex, "task"), *lg = json_get(ex, "lang"), *pr = json_get(ex, "prompt");
+    fprintf(f, "{\"task\": ");
+    json_write_string(f, tk->string);
+    fprintf(f, ", \"lang\": ");
+    json_write_string(f, lg && lg->type == JSON_STRING ? lg->string : "en");
+    fprintf(f, ", \"prompt\": ");
+    json_write_string(f, pr->string);
+    fprintf(f, ", \"solution\": ");
+    json_write_string(f, solution);
+    fprintf(f, ", \"source\": ");
+    json_write_string(f, source);
+    fprintf(f, "}\n");
+}
+
+// The k samples of one prompt through verification, rewrite and filters; the kept ones to f.
+static void cold_filter_prompt(FILE *f, const Json *ex, const Rollout *r, int k,
+                               const ColdSettings *s, const char *source, ColdCounts *c) {
+    char *kept[256];
+    int n_kept = 0;
+    for (int j = 0; j < k; j++) {
+        const Rollout *x = &r[j];
+        int ended = x->n > x->n_prompt && x->ids[x->n - 1] == TOK_EOS;
+        char *text;
+        ColdReason why = cold_rewrite(ex, x->text, ended, s, &text);
+        c->sampled++;
+        if (why != COLD_KEEP) {
+            c->dropped[why]++;
+            continue;
+        }
+        int dup = 0;
+        for (int q = 0; q < n_kept && !dup; q++) dup = strcmp(kept[q], text) == 0;
+        if (dup || n_kept == s->cap || n_kept == 256) {
+            c->dropped[dup ? COLD_DUPLICATE : COLD_CAPPED]++;
+            free(text);
+            continue;
+        }
+        kept[n_kept++] = text;
+        write_cold(f, ex, text, source);
+    }
+    c->kept += n_kept;
+    for (int q = 0; q < n_kept; q++) free(kept[q]);
+}
+
+// The one-shot example for prompt i: the lowest-level other prompt of the same task and
+// language (the first such in the list), or -1.
+static int one_shot_index(Json *const *ex, int n, int i) {
+    const char *task = json_get(ex[i], "task")->string;
+    const Json *lg = json_get(ex[i], "lang");
+    int best = -1;
+    double best_level = 1e9;
+    for (int j = 0; j < n; j++) {
+        const Json *lj = json_get(ex[j], "lang"), *level = json_get(ex[j], "level");
+        if (j == i || strcmp(json_get(ex[j], "task")->string, task) != 0) continue;
+        if ((lg && lj && lg->type == JSON_STRING && lj->type == JSON_STRING &&
+             strcmp(lg->string, lj->string) != 0) || !level || level->type != JSON_NUMBER)
+            continue;
+        if (level->number < best_level) best = j, best_level = level->number;
+    }
+    return best;
+}
+
+// A one-shot prompt: the example's R1-Zero conversation with its checked long CoT, a blank
+// line (as between the corpus's documents), then the question's conversation up to
+// "Assistant:". malloc'd; NULL if there is no example.
+static char *one_shot_prompt(Json *const *ex, int n, int i) {
+    int j = one_shot_index(ex, n, i);
+    if (j < 0) return NULL;
+    const Json *lj = json_get(ex[j], "lang"), *li = json_get(ex[i], "lang");
+    char *shot = r1_zero_prompt(json_get(ex[j], "prompt")->string, lj ? lj->string : "en");
+    char *cot = task_solution_styled(ex[j], 1, REASONING_CHECKED, 0, (uint64_t)j);
+    char *ask = r1_zero_prompt(json_get(ex[i], "prompt")->string, li ? li->string : "en");
+    size_t size = strlen(shot) + (cot ? strlen(cot) : 0) + strlen(ask) + 8;
+    char *text = xcalloc(size, 1);
+    snprintf(text, size, "%s %s\n\n%s", shot, cot ? cot : "", ask);
+    free(shot);
+    free(cot);
+    free(ask);
+    return text;
+}
+
+// Puts BOS + text into r as its prompt; dies like rollout_set_prompt when it does not fit.
+static void rollout_set_text(Rollout *r, const Tokenizer *tok, const char *text, int ctx) {
+    free(r->text);
+    r->text = NULL;
+    r->ids[0] = TOK_BOS;
+    int k = tokenizer_encode(tok, text, strlen(text), r->ids + 1, ctx - 1);
+    if (k < 0 || k + 1 >= ctx) die("coldstart: a one-shot prompt does not fit the context (%d)", ctx);
+    r->n_prompt = r->n = k + 1;
+}
+
+void cold_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int one_shot,
+                 const ColdSettings *s, FILE *f, ColdCounts *c) {
+    int ctx = m->cfg.max_position_embeddings, k = s->per_prompt;
+    Rollout *r = rollouts_new(n * k, ctx);
+    for (int i = 0; i < n * k; i++) {
+        char *text = one_shot ? one_shot_prompt(ex, n, i / k) : NULL;
+        if (text) rollout_set_text(&r[i], tok, text, ctx);
+        else rollout_set_prompt(&r[i], tok, ex[i / k], 0, ctx, "coldstart");
+        free(text);
+    }
+    double t0 = now_seconds();
+    sample_rollouts(m, tok, r, n * k, s->max_new, &s->sc, s->seed);
+    for (int i = 0; i < n; i++)
+        cold_filter_prompt(f, ex[i], &r[i * k], k, s, one_shot ? "one-shot" : "r1-zero", c);
+    c->seconds += now_seconds() - t0;
+    rollouts_free(r, n * k);
+}
+
+// ==============================================================================================
+// 8. Reward models for general prompts (DeepSeek-R1 §2.3.4; InstructGPT's reward model)
+// ==============================================================================================
+// R1's final RL stage rewards reasoning prompts by rules and general prompts (helpfulness,
+// harmlessness) by reward models, which learn human preference from pairs. Here the reward
+// model is the same decoder with a scalar head on the last token's final hidden state, as
+// transformers' *ForSequenceClassification (its score.weight):
+//   r(x, y) = w . h_last + b        h_last (D): acts.ln_f at the EOS after the answer
+// trained on pairs (chosen y+, rejected y-) with the Bradley-Terry loss
+//   loss = mean over pairs of -log sigmoid(r+ - r-) = softplus(-(r+ - r-))
+//   dloss/dr+ = -sigmoid(-(r+ - r-)) / n = -dloss/dr-
+// Head backward: dw += dr h_last, db += dr, dh_last = dr w; that is the gradient of acts.ln_f at
+// the last position (0 elsewhere), and model_backward_from_hidden takes it down the decoder.
+// b never gets a gradient (it cancels in r+ - r-): rm_train sets it once at the end so that
+// the training pairs' scores centre on 0, and sigmoid(r) reads as "preferred to a typical
+// training answer".
+// The conversation the reward model reads: BOS <｜User｜> prompt <｜Assistant｜> answer EOS (the
+// chat template, whatever template the policy was prompted with).
+
+// The rows 2i (chosen) and 2i+1 (rejected): loss, dr (2n) and how many pairs rank right.
+float bt_loss(const float *r, int n_pairs, float *dr, int *correct) {
+    double total = 0.0;
+    int right = 0;
+    for (int i = 0; i < n_pairs; i++) {
+        double margin = (double)r[2 * i] - r[2 * i + 1];
+        // softplus(-m) = max(-m, 0) + log(1 + exp(-|m|)), exact for any m
+        total += fmax(-margin, 0.0) + log1p(exp(-fabs(margin)));
+        right += margin > 0;
+        if (dr) {
+            double g = 1.0 / (1.0 + exp(margin)) / n_pairs;  // sigmoid(-m) / n
+            dr[2 * i] = (float)-g;
+            dr[2 * i + 1] = (float)g;
+        }
+    }
+    if (correct) *correct = right;
+    return n_pairs ? (float)(total / n_pairs) : 0.0f;
+}
+
+// r (B) = w . ln_f[b, last[b]] + bias; ln_f (B,T,D).
+void score_head_forward(const float *ln_f, const int *last, int B, int T, int D, const float *w,
+                        float bias, float *r) {
+    for (int b = 0; b < B; b++)
+        r[b] = dot_lanes(w, ln_f + ((size_t)b * T + last[b]) * D, D) + bias;
+}
+
+// dw (D) += sum_b dr[b] h_b, dbias += sum_b dr[b]; dln_f (B,T,D) = dr[b] w at (b, last[b]), 0
+// elsewhere.
+void score_head_backward(const float *ln_f, const int *last, int B, int T, int D, const float *w,
+                         const float *dr, float *dw, float *dbias, float *dln_f) {
+    memset(dln_f, 0, (size_t)B * T * D * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        const float *h = ln_f + ((size_t)b * T + last[b]) * D;
+        float *dh = dln_f + ((size_t)b * T + last[b]) * D;
+        for (int i = 0; i < D; i++) {
+            dw[i] += dr[b] * h[i];
+            dh[i] = dr[b] * w[i];
+        }
+        *dbias += dr[b];
+    }
+}
+
+// The reward model's input: the chat prompt of example (its "prompt"), the answer, EOS; an
+// answer too long for cap is cut (its EOS kept). The length, or -1 if the prompt does not fit.
+int rm_encode(const Tokenizer *tok, const Json *example, const char *answer, int *ids, int cap) {
+    int n = encode_task_prompt(tok, example, 1, ids, cap);
+    if (n < 0 || n + 2 > cap) return -1;
+    size_t len = strlen(answer);
+    int *room = xcalloc(len + 1, sizeof(int));  // a byte-level BPE: at most a token per byte
+    int k = tokenizer_encode(tok, answer, len, room, (int)len + 1);
+    if (k > cap - n - 1) k = cap - n - 1;
+    memcpy(ids + n, room, (size_t)(k > 0 ? k : 0) * sizeof(int));
+    free(room);
+    n += k > 0 ? k : 0;
+    ids[n++] = TOK_EOS;
+    return n;
+}
+
+// Rows of token ids as one right-padded batch (B,T); last[b]: the position of row b's EOS.
+// T = the longest row, rounded up to 16 (fewer distinct shapes).
+static int rm_pack(int *const *rows, const int *len, int B, int ctx, int **ids, int *last) {
+    int T = 0;
+    for (int b = 0; b < B; b++) T = len[b] > T ? len[b] : T;
+    T = (T + 15) / 16 * 16 < ctx ? (T + 15) / 16 * 16 : ctx;
+    *ids = xcalloc((size_t)B * T, sizeof(int));
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) (*ids)[(size_t)b * T + t] = t < len[b] ? rows[b][t] : TOK_PAD;
+        last[b] = len[b] - 1;
+    }
+    return T;
+}
+
+// The score of each of n rows, RM_ROWS at a time (a row's numbers do not depend on the others
+// of its batch); the activations kept for a backward when the model trains.
+#define RM_ROWS 16
+static void rm_score_rows(RewardModel *rm, int *const *rows, const int *len, int n, float *r) {
+    Model *m = &rm->model;
+    int last[RM_ROWS];
+    for (int b0 = 0; b0 < n; b0 += RM_ROWS) {
+        int nb = n - b0 < RM_ROWS ? n - b0 : RM_ROWS, *ids;
+        int T = rm_pack(rows + b0, len + b0, nb, m->cfg.max_position_embeddings, &ids, last);
+        ensure_batch(m, nb, T, m->grads != NULL);
+        model_forward(m, ids, nb, T);
+        moe_reset_load(m);  // scoring is not training
+        score_head_forward(m->acts.ln_f, last, nb, T, m->cfg.hidden_size, rm->w, rm->b, r + b0);
+        free(ids);
+    }
+}
+
+void rm_score(RewardModel *rm, const Json *const *examples, const char *const *answers, int n,
+              float *r) {
+    int ctx = rm->model.cfg.max_position_embeddings;
+    int **rows = xcalloc((size_t)n, sizeof(int *)), *len = xcalloc((size_t)n, sizeof(int));
+    for (int i = 0; i < n; i++) {
+        rows[i] = xcalloc((size_t)ctx, sizeof(int));
+        len[i] = rm_encode(&rm->tok, examples[i], answers[i], rows[i], ctx);
+        if (len[i] < 0) die("rm: a prompt does not fit the reward model's context (%d)", ctx);
+    }
+    rm_score_rows(rm, rows, len, n, r);
+    for (int i = 0; i < n; i++) free(rows[i]);
+    free(rows);
+    free(len);
+}
+
+int rm_encode_pairs(const RewardModel *rm, Json *const *pairs, int n, RmRows *out, char *err) {
+    int ctx = rm->model.cfg.max_position_embeddings;
+    out->n = 2 * n;
+    out->ids = xcalloc((size_t)out->n, sizeof(int *));
+    out->len = xcalloc((size_t)out->n, sizeof(int));
+    for (int i = 0; i < out->n; i++) {
+        const Json *answer = json_get(pairs[i / 2], i % 2 ? "rejected" : "chosen");
+        out->ids[i] = xcalloc((size_t)ctx, sizeof(int));
+        out->len[i] = rm_encode(&rm->tok, pairs[i / 2], answer->string, out->ids[i], ctx);
+        if (out->len[i] < 0) {
+            snprintf(err, R1_ERR_LEN, "pair %d: the prompt does not fit the context (%d)", i / 2 + 1,
+                     ctx);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void rm_rows_free(RmRows *r) {
+    for (int i = 0; i < r->n; i++) free(r->ids[i]);
+    free(r->ids);
+    free(r->len);
+    memset(r, 0, sizeof(*r));
+}
+
+// The head's AdamW step (the decoder's is adamw_step): the same rule on its D + 1 floats,
+// clipped by their own norm, no weight decay.
+static void head_adamw(RewardModel *rm, RmTrainer *t) {
+    int D = rm->model.cfg.hidden_size;
+    double sumsq = (double)t->db * t->db;
+    for (int i = 0; i < D; i++) sumsq += (double)t->dw[i] * t->dw[i];
+    float norm = (float)sqrt(sumsq), clip = 1.0f;
+    if (t->oc.grad_clip > 0 && norm > t->oc.grad_clip) clip = t->oc.grad_clip / norm;
+    t->step++;
+    float bc1 = 1.0f - powf(t->oc.beta1, (float)t->step), bc2 = 1.0f - powf(t->oc.beta2, (float)t->step);
+    for (int i = 0; i <= D; i++) {
+        float *w = i < D ? &rm->w[i] : &rm->b, g = (i < D ? t->dw[i] : t->db) * clip;
+        float *mm = i < D ? &t->mw[i] : &t->mb, *vv = i < D ? &t->vw[i] : &t->vb;
+        *mm = t->oc.beta1 * *mm + (1.0f - t->oc.beta1) * g;
+        *vv = t->oc.beta2 * *vv + (1.0f - t->oc.beta2) * g * g;
+        *w -= t->oc.lr * ((*mm / bc1) / (sqrtf(*vv / bc2) + t->oc.eps));
+    }
+}
+
+void rm_trainer_init(RmTrainer *t, const RewardModel *rm, const AdamWConfig *oc) {
+    int D = rm->model.cfg.hidden_size;
+    memset(t, 0, sizeof(*t));
+    t->oc = *oc;
+    t->dw = xcalloc((size_t)D, sizeof(float));
+    t->mw = xcalloc((size_t)D, sizeof(float));
+    t->vw = xcalloc((size_t)D, sizeof(float));
+}
+
+void rm_trainer_free(RmTrainer *t) {
+    free(t->dw);
+    free(t->mw);
+    free(t->vw);
+    memset(t, 0, sizeof(*t));
+}
+
+// One step on n_pairs pairs: rows 2i (chosen) and 2i+1 (rejected) of rows[0 .. 2 n_pairs) as
+// one batch: forward, the score head, the Bradley-Terry loss, the head's backward into dln_f,
+// the decoder's backward from it, AdamW on both.
+float rm_train_step(RewardModel *rm, RmTrainer *t, int *const *rows, const int *len, int n_pairs,
+                    int *correct) {
+    Model *m = &rm->model;
+    int B = 2 * n_pairs, D = m->cfg.hidden_size, *ids, *last = xcalloc((size_t)B, sizeof(int));
+    int T = rm_pack(rows, len, B, m->cfg.max_position_embeddings, &ids, last);
+    ensure_batch(m, B, T, 1);
+    model_forward(m, ids, B, T);
+    float *r = xcalloc((size_t)B, sizeof(float)), *dr = xcalloc((size_t)B, sizeof(float));
+    score_head_forward(m->acts.ln_f, last, B, T, D, rm->w, rm->b, r);
+    float loss = bt_loss(r, n_pairs, dr, correct);
+    float *dln_f = xcalloc((size_t)B * T * D, sizeof(float));
+    memset(t->dw, 0, (size_t)D * sizeof(float));
+    t->db = 0.0f;
+    score_head_backward(m->acts.ln_f, last, B, T, D, rm->w, dr, t->dw, &t->db, dln_f);
+    model_zero_grad(m);
+    model_backward_from_hidden(m, ids, dln_f);
+    t->grad_norm = adamw_step(m, &t->oc);
+    moe_update_bias(m, 1e-3f);
+    moe_reset_load(m);
+    head_adamw(rm, t);
+    free(dln_f), free(r), free(dr), free(ids), free(last);
+    return loss;
+}
+
+// Pairs ranked right (r+ > r-) among rows' pairs listed in which (n of them); per kind when
+// is_safety (n) is given: right[0] helpful, right[1] safety, count[0], count[1].
+void rm_accuracy(RewardModel *rm, const RmRows *rows, const int *which, const int *is_safety,
+                 int n, int right[2], int count[2]) {
+    int **sel = xcalloc((size_t)2 * n + 1, sizeof(int *)), *len = xcalloc((size_t)2 * n + 1, sizeof(int));
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++) {
+            sel[2 * i + k] = rows->ids[2 * which[i] + k];
+            len[2 * i + k] = rows->len[2 * which[i] + k];
+        }
+    float *r = xcalloc((size_t)2 * n + 1, sizeof(float));
+    rm_score_rows(rm, sel, len, 2 * n, r);
+    right[0] = right[1] = count[0] = count[1] = 0;
+    for (int i = 0; i < n; i++) {
+        int k = is_safety && is_safety[i];
+        count[k]++;
+        right[k] += r[2 * i] > r[2 * i + 1];
+    }
+    free(sel), free(len), free(r);
+}
+
+// b = -(the mean score of the rows listed in which): the scores of those answers centre on 0.
+void rm_center(RewardModel *rm, const RmRows *rows, const int *which, int n) {
+    int **sel = xcalloc((size_t)2 * n + 1, sizeof(int *)), *len = xcalloc((size_t)2 * n + 1, sizeof(int));
+    for (int i = 0; i < 2 * n; i++) {
+        sel[i] = rows->ids[2 * which[i / 2] + i % 2];
+        len[i] = rows->len[2 * which[i / 2] + i % 2];
+    }
+    float *r = xcalloc((size_t)2 * n + 1, sizeof(float));
+    rm->b = 0.0f;
+    rm_score_rows(rm, sel, len, 2 * n, r);
+    double sum = 0.0;
+    for (int i = 0; i < 2 * n; i++) sum += r[i];
+    rm->b = n ? (float)(-sum / (2 * n)) : 0.0f;
+    free(sel), free(len), free(r);
+}
+
+// A reward model on disk: a checkpoint directory (config.json, model.safetensors: the decoder,
+// tokenizer files) and score.safetensors: "score.weight" (1, D) and "score.bias" (1), the
+// names of transformers' *ForSequenceClassification head (whose Linear has no bias; here the
+// bias only centres the scores).
+int rm_save(const RewardModel *rm, const char *dir, char *err) {
+    char path[4200];
+    int D = rm->model.cfg.hidden_size;
+    if (checkpoint_save(&rm->model, &rm->tok, NULL, dir, err)) return -1;
+    StWrite t[2] = {{"score.weight", "F32", 2, {1, D}, rm->w}, {"score.bias", "F32", 1, {1}, &rm->b}};
+    snprintf(path, sizeof(path), "%s/score.safetensors", dir);
+    const char *meta[] = {"format", "pt"};
+    return st_write(path, t, 2, meta, 1, err);
+}
+
+// One head tensor of f: F32, numel floats (shape checked by the caller's ndim/shape), finite.
+static int read_head_tensor(StFile *f, const char *path, const char *name, int ndim,
+                            const int64_t *shape, float *out, char *err) {
+    StTensor *t = st_find(f, name);
+    if (!t) return snprintf(err, R1_ERR_LEN, "%s: no tensor %s", path, name), -1;
+    size_t numel = 1;
+    int ok = strcmp(t->dtype, "F32") == 0 && t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i], numel *= (size_t)shape[i];
+    if (!ok)
+        return snprintf(err, R1_ERR_LEN, "%s: tensor %s is not F32 of shape (%s%lld)", path, name,
+                        ndim == 2 ? "1, " : "", (long long)shape[ndim - 1]), -1;
+    memcpy(out, f->data + t->begin, numel * sizeof(float));
+    for (size_t i = 0; i < numel; i++)
+        if (!isfinite(out[i])) return snprintf(err, R1_ERR_LEN, "%s: tensor %s is not finite", path, name), -1;
+    return 0;
+}
+
+int rm_load(RewardModel *rm, const char *dir, char *err) {
+    char path[4200];
+    memset(rm, 0, sizeof(*rm));
+    if (checkpoint_load(&rm->model, dir, err)) return -1;
+    if (tokenizer_load(&rm->tok, dir, err)) return -1;
+    if (rm->tok.vocab_size > rm->model.cfg.vocab_size)
+        return snprintf(err, R1_ERR_LEN, "%s/tokenizer.json has %d tokens, more than the model's "
+                        "vocab_size %d", dir, rm->tok.vocab_size, rm->model.cfg.vocab_size), -1;
+    int D = rm->model.cfg.hidden_size;
+    rm->w = xcalloc((size_t)D, sizeof(float));
+    snprintf(path, sizeof(path), "%s/score.safetensors", dir);
+    StFile f;
+    if (st_read(path, &f, err)) return -1;
+    int64_t wshape[2] = {1, D}, bshape[1] = {1};
+    int rc = read_head_tensor(&f, path, "score.weight", 2, wshape, rm->w, err);
+    if (rc == 0) rc = read_head_tensor(&f, path, "score.bias", 1, bshape, &rm->b, err);
+    st_free(&f);
+    return rc;
+}
+
+void rm_free(RewardModel *rm) {
+    model_free(&rm->model);
+    tokenizer_free(&rm->tok);
+    free(rm->w);
+    memset(rm, 0, sizeof(*rm));
 }

@@ -6,8 +6,8 @@
 //   1. The command line: flags, `info`, `forward`, `sample`, `chat`
 //   2. `train`: a short run on a synthetic stream, and one training step
 //   3. `pretrain`, `sft`, `distill`: one training loop, the LR schedule, resumable
-//   4. `data`: task sets and the corpus (tasks.c)
-//   5. `grpo`, `eval`, `reject` (grpo.c)
+//   4. `data`: task sets, the corpus and preference pairs (tasks.c)
+//   5. `grpo`, `eval`, `reject`, `rm` (grpo.c)
 //   6. `bench`
 //   7. `plot`, `pipeline` (pipeline.c)
 //   8. main
@@ -1147,7 +1147,11 @@ static void data_usage(FILE *f) {
             "./r1 data check  --in FILE          verifies every example's gold answer and worked solution,\n"
             "                 and its own solution (a direct guess need only give an answer)\n"
             "./r1 data show   [--task T] [--levels L] [--lang L] [--n 3] [--seed S] [--split S] [--style all]\n"
-            "                 prints problems with their solutions in each reasoning style (or --style S)\n");
+            "                 prints problems with their solutions in each reasoning style (or --style S)\n"
+            "./r1 data pairs  --out FILE [--n 1000] [--seed S]\n"
+            "                 preference pairs for ./r1 rm: {prompt, chosen, rejected, kind helpful|safety}:\n"
+            "                 helpful answers against off-topic, truncated, refusing or wrong ones; for toy\n"
+            "                 unsafe requests (1 in 4) a refusal against compliance\n");
 }
 
 static const char *data_task(int argc, char **argv) {
@@ -1240,6 +1244,28 @@ static int data_tasks(int argc, char **argv) {
     return 0;
 }
 
+typedef struct { long n; uint64_t seed; } PairsOptions;
+static long pairs_writer(FILE *f, const void *o, char *err) {
+    const PairsOptions *p = o;
+    return pairs_write(f, p->n, p->seed, err);
+}
+
+// `./r1 data pairs`: preference pairs for the reward model (tasks.c's pairs_write).
+static int data_pairs(int argc, char **argv) {
+    static const char *const known[] = {"--n", "--seed", "--out", NULL}, *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    PairsOptions o = {arg_long(argc, argv, "--n", 1000, 1, 10000000),
+                      (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX)};
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (out == NULL) die("data: pairs needs --out FILE (or --out - for stdout)");
+    size_t bytes = 0;
+    data_write(out, pairs_writer, &o, &bytes);
+    if (strcmp(out, "-") != 0)
+        printf("wrote %s: %ld preference pairs (helpful 3 in 4, safety 1 in 4; seed %llu), %.1f KiB\n",
+               out, o.n, (unsigned long long)o.seed, bytes / 1024.0);
+    return 0;
+}
+
 static int data_corpus(int argc, char **argv) {
     static const char *const known[] = {"--out", "--mb", "--seed", "--think", "--tagged", "--text", "--levels",
                                         "--lang", "--task", "--direct", "--checked", "--mix", NULL};
@@ -1314,7 +1340,7 @@ int cmd_data(int argc, char **argv) {
         data_usage(stdout);
         return 0;
     }
-    if (what == NULL) die("data: what data? tasks, corpus, check or show (see ./r1 data help)");
+    if (what == NULL) die("data: what data? tasks, corpus, check, show or pairs (see ./r1 data help)");
     // the subcommand's flags are read as those of one command named "data" (so that every
     // error says "r1: data: ..."): argv without the subcommand word
     char **flags = xcalloc((size_t)argc, sizeof(char *));
@@ -1325,14 +1351,16 @@ int cmd_data(int argc, char **argv) {
     else if (strcmp(what, "corpus") == 0) rc = data_corpus(argc - 1, flags);
     else if (strcmp(what, "check") == 0) rc = data_check(argc - 1, flags);
     else if (strcmp(what, "show") == 0) rc = data_show(argc - 1, flags);
-    else die("data: unknown data command '%s' (tasks, corpus, check, show)", what);
+    else if (strcmp(what, "pairs") == 0) rc = data_pairs(argc - 1, flags);
+    else die("data: unknown data command '%s' (tasks, corpus, check, show, pairs)", what);
     free(flags);
     return rc;
 }
 
 
 // ==============================================================================================
-// 5. `grpo`, `eval`, `reject`: the command lines of grpo.c's RL, evaluation and rejection sampling
+// 5. `grpo`, `eval`, `reject`, `rm`: the command lines of grpo.c's RL, evaluation, rejection
+//    sampling and reward models
 // ==============================================================================================
 
 static int parse_template(const char *template) {  // 1: chat, 0: r1-zero
@@ -1378,22 +1406,41 @@ static GrpoSettings grpo_settings_from_args(int argc, char **argv) {
     return s;
 }
 
+// With a reward model: the general prompts' mean score and the ground truth, added to the
+// step's line of metrics.jsonl (and its closing brace).
+static void grpo_log_general(FILE *metrics, const GrpoStepReport *rep) {
+    if (rep->general == 0) {
+        fprintf(metrics, "}\n");
+        return;
+    }
+    fprintf(metrics, ", \"rm_score\": %.4f, \"rm_sigmoid\": %.4f, \"true_good\": %.4f",
+            rep->rm_score, rep->rm_sigmoid, rep->true_good);
+    if (rep->general > rep->unsafe) fprintf(metrics, ", \"true_helpful\": %.4f", rep->true_helpful);
+    if (rep->unsafe) fprintf(metrics, ", \"true_safe\": %.4f", rep->true_safe);
+    fprintf(metrics, "}\n");
+}
+
 // One line of metrics.jsonl and one line of progress for a GRPO step.
 static void grpo_log_step(FILE *metrics, long step, long steps, const GrpoSettings *s,
                           const GrpoStepReport *rep, double elapsed) {
     fprintf(metrics, "{\"step\": %ld, \"reward\": %.4f, \"accuracy\": %.4f, \"format\": %.4f, "
             "\"language\": %.4f, \"length\": %.1f, \"reflection\": %.4f, \"kl\": %.6f, "
             "\"clip_fraction\": %.4f, \"entropy\": %.4f, \"zero_variance_groups\": %.4f, "
-            "\"loss\": %.6f, \"grad_norm\": %.4f, \"generate_s\": %.2f, \"learn_s\": %.2f}\n",
+            "\"loss\": %.6f, \"grad_norm\": %.4f, \"generate_s\": %.2f, \"learn_s\": %.2f",
             step, rep->reward, rep->accuracy, rep->format, rep->language, rep->length,
             rep->reflection, rep->stats.kl, rep->stats.clip_fraction, rep->stats.entropy,
             (double)rep->zero_variance_groups / s->P, rep->loss, rep->grad_norm,
             rep->generate_s, rep->learn_s);
+    grpo_log_general(metrics, rep);
     fflush(metrics);
     printf("step %ld/%ld | reward %.3f | acc %.3f | format %.3f | len %.0f | kl %.4f | "
            "zero-var %d/%d | gen %.1fs learn %.1fs | %.0fs\n", step, steps, rep->reward,
            rep->accuracy, rep->format, rep->length, rep->stats.kl, rep->zero_variance_groups,
            s->P, rep->generate_s, rep->learn_s, elapsed);
+    if (rep->general)
+        printf("  general prompts: %d completions | RM score %.3f (sigmoid %.3f) | ground truth: "
+               "good %.3f, helpful %.3f, safe %.3f\n", rep->general, rep->rm_score,
+               rep->rm_sigmoid, rep->true_good, rep->true_helpful, rep->true_safe);
 }
 
 // --ref-every: pi_ref after its refresh at `step` is saved as OUT/ref-STEP.safetensors (a resumed
@@ -1492,13 +1539,29 @@ static void grpo_after_step(GrpoRun *r, long step, const GrpoStepReport *rep, do
     }
 }
 
+// --rm DIR: the reward model that scores the general prompts' completions (R1 §2.3.4).
+static void grpo_load_rm(GrpoRun *r, const char *rm_dir, double nonreasoning) {
+    char err[R1_ERR_LEN];
+    if (!(nonreasoning > 0))
+        die("grpo: --rm needs --non-reasoning F > 0: the share of general prompts it scores");
+    r->s.rm = xcalloc(1, sizeof(RewardModel));
+    if (rm_load(r->s.rm, rm_dir, err)) die("grpo: --rm: %s", err);
+    const Tokenizer *a = &r->s.rm->tok, *b = &r->tok;
+    int same = a->vocab_size == b->vocab_size && a->n_merges == b->n_merges;
+    for (int i = 0; same && i < a->n_merges; i++)
+        same = a->merges[i][0] == b->merges[i][0] && a->merges[i][1] == b->merges[i][1];
+    if (!same)
+        die("grpo: --rm: %s/tokenizer.json is not the policy's tokenizer (%d and %d tokens): the "
+            "reward model was trained from another model", rm_dir, a->vocab_size, b->vocab_size);
+}
+
 static int cmd_grpo(int argc, char **argv) {
     static const char *const known[] = {
         "--model", "--task", "--out", "--template", "--steps", "--prompts", "--group",
         "--max-new-tokens", "--temperature", "--top-p", "--lr", "--beta", "--eps", "--eps-high",
         "--mu", "--variant", "--w-accuracy", "--w-format", "--w-language", "--levels", "--lang",
         "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", "--non-reasoning",
-        NULL};
+        "--rm", NULL};
     static const char *const bools[] = {"--resume", NULL};
     check_flags(argc, argv, known, bools);
     const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
@@ -1521,12 +1584,17 @@ static int cmd_grpo(int argc, char **argv) {
     load_model_or_die(&r->ref, dir);  // the frozen reference policy pi_ref
     load_tokenizer_for(&r->tok, resume ? out : dir, &r->policy, "grpo");
     if (r->ref.n_params != r->policy.n_params) die("grpo: %s and %s are not the same model", out, dir);
+    const char *rm_dir = arg_str(argc, argv, "--rm", NULL);
+    if (rm_dir) grpo_load_rm(r, rm_dir, nonreasoning);
     rng_seed(&r->rng, r->seed ^ 0x6770u);
     if (resume) grpo_resume(r);
     int n_train = 4096, n_plain = nonreasoning > 0 ? 600 : 0;
     Json **train = make_examples(task, 0, n_train, level_lo, level_hi,
                                  arg_str(argc, argv, "--lang", "both"), r->seed);
-    Json **plain = n_plain ? nonreasoning_examples(n_plain, r->seed) : NULL;
+    // without a reward model the general prompts are the non-reasoning kinds with their rule
+    // reward; with one, the unsafe requests join them (what a harmlessness reward is for)
+    Json **plain = !n_plain ? NULL : rm_dir ? general_examples(n_plain, r->seed)
+                                            : nonreasoning_examples(n_plain, r->seed);
     r->g = grpo_groups_new(r->s.P, r->s.G, r->policy.cfg.max_position_embeddings);
     char path[4096];
     snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
@@ -1538,8 +1606,12 @@ static int cmd_grpo(int argc, char **argv) {
            arg_str(argc, argv, "--variant", "grpo"), task, level_lo, level_hi, r->s.P, r->s.G,
            r->steps, r->s.chat ? "chat" : "r1-zero", r->s.gc.beta, r->s.gc.eps_low,
            r->s.gc.eps_high, r->s.mu, r->s.oc.lr);
-    if (n_plain) printf("non-reasoning prompts in %.0f%% of the groups (rule reward: plain answer, "
-                        "kind's rule, language)\n", 100.0 * nonreasoning);
+    if (n_plain && !rm_dir)
+        printf("non-reasoning prompts in %.0f%% of the groups (rule reward: plain answer, "
+               "kind's rule, language)\n", 100.0 * nonreasoning);
+    if (rm_dir)
+        printf("general prompts (one in four an unsafe request) in %.0f%% of the groups, rewarded "
+               "by the reward model %s\n", 100.0 * nonreasoning, rm_dir);
     double t_start = now_seconds();
     for (long step = r->ts.step + 1; step <= r->steps; step++) {
         pick_questions(&r->g, train, n_train, plain, n_plain, nonreasoning, &r->rng);
@@ -1555,6 +1627,8 @@ static int cmd_grpo(int argc, char **argv) {
     tokenizer_free(&r->tok);
     model_free(&r->policy);
     model_free(&r->ref);
+    if (r->s.rm) rm_free(r->s.rm);
+    free(r->s.rm);
     free(r);
     return 0;
 }
@@ -1838,6 +1912,276 @@ static int cmd_reject(int argc, char **argv) {
     tasks_free(ex, n);
     tokenizer_free(&tok);
     model_free(&m);
+    return 0;
+}
+
+// `coldstart`: the cold-start set built from R1-Zero's outputs (grpo.c section 7, R1 §2.3.1).
+
+// The two models' tokenizer.json must be the same file: the one-shot samples are decoded with
+// R1-Zero's tokenizer.
+static void same_tokenizer_or_die(const char *dir_a, const char *dir_b) {
+    char pa[4200], pb[4200], err[R1_ERR_LEN];
+    snprintf(pa, sizeof(pa), "%s/tokenizer.json", dir_a);
+    snprintf(pb, sizeof(pb), "%s/tokenizer.json", dir_b);
+    size_t na, nb;
+    char *a = read_file(pa, &na, err), *b = a ? read_file(pb, &nb, err) : NULL;
+    if (!a || !b) die("coldstart: %s", err);
+    if (na != nb || memcmp(a, b, na) != 0)
+        die("coldstart: --base %s has another tokenizer than --model %s", dir_b, dir_a);
+    free(a);
+    free(b);
+}
+
+// What is wrong with a line of the human-curated set, or NULL.
+static const char *human_row_problem(const Json *j) {
+    const Json *p = json_get(j, "prompt"), *s = json_get(j, "solution"), *t = json_get(j, "task");
+    if (j->type != JSON_OBJECT) return "not a JSON object";
+    if (!t || t->type != JSON_STRING) return "no \"task\" string";
+    if (!p || p->type != JSON_STRING) return "no \"prompt\" string";
+    if (!s || s->type != JSON_STRING) return "no \"solution\" string";
+    return NULL;
+}
+
+// The human-curated share: the first rows of FILE, enough that they are `share` of the whole,
+// and at least enough for min_total examples in all (so that a weak R1-Zero, which gives few
+// usable samples, still leaves a set to fine-tune on; the counts printed say how it went).
+static long write_human_share(FILE *f, const char *path, double share, long generated,
+                              long min_total) {
+    char err[R1_ERR_LEN];
+    int n;
+    Json **rows = jsonl_read(path, &n, human_row_problem, err);
+    if (!rows) die("coldstart: --human: %s", err);
+    long want = (long)(generated * share / (1.0 - share) + 0.5);
+    if (generated + want < min_total) want = min_total - generated;
+    if (want > n) want = n;
+    for (long i = 0; i < want; i++) {
+        const Json *lg = json_get(rows[i], "lang");
+        fprintf(f, "{\"task\": ");
+        json_write_string(f, json_get(rows[i], "task")->string);
+        fprintf(f, ", \"lang\": ");
+        json_write_string(f, lg && lg->type == JSON_STRING ? lg->string : "en");
+        fprintf(f, ", \"prompt\": ");
+        json_write_string(f, json_get(rows[i], "prompt")->string);
+        fprintf(f, ", \"solution\": ");
+        json_write_string(f, json_get(rows[i], "solution")->string);
+        fprintf(f, ", \"source\": \"human\"}\n");
+    }
+    tasks_free(rows, n);
+    return want;
+}
+
+static void print_cold_counts(const char *source, const ColdCounts *c) {
+    static const char *const names[N_COLD_REASONS] = {
+        "kept", "malformed", "wrong", "mixed language", "cut off", "too short", "repetitive",
+        "duplicate", "over the cap"};
+    printf("  %-8s %5ld samples:", source, c->sampled);
+    for (int r = 1; r < N_COLD_REASONS; r++) printf(" %s %ld,", names[r], c->dropped[r]);
+    printf(" kept %ld (%.1f%%)\n", c->kept, c->sampled ? 100.0 * c->kept / c->sampled : 0.0);
+}
+
+static int cmd_coldstart(int argc, char **argv) {
+    static const char *const known[] = {
+        "--model", "--base", "--human", "--human-share", "--task", "--n-prompts", "--n-per-prompt",
+        "--cap", "--levels", "--lang", "--max-new-tokens", "--temperature", "--min-language",
+        "--min-lines", "--max-repeat", "--min-total", "--seed", "--out", NULL};
+    static const char *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
+    const char *base = arg_str(argc, argv, "--base", NULL), *human = arg_str(argc, argv, "--human", NULL);
+    if (!dir || !out) die("coldstart: needs --model DIR (R1-Zero) --out FILE.jsonl");
+    int n = (int)arg_long(argc, argv, "--n-prompts", 512, 1, 1000000);
+    double share = arg_double(argc, argv, "--human-share", 0.25, 0.0, 0.9);
+    long min_total = arg_long(argc, argv, "--min-total", 64, 0, 100000000);
+    ColdSettings s = {0};
+    s.per_prompt = (int)arg_long(argc, argv, "--n-per-prompt", 2, 1, 256);
+    s.cap = (int)arg_long(argc, argv, "--cap", 1, 1, 256);
+    s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 200, 1, 1 << 20);
+    s.min_lines = (int)arg_long(argc, argv, "--min-lines", 2, 0, 1000);
+    s.min_language = arg_double(argc, argv, "--min-language", 0.99, 0.0, 1.0);
+    s.max_repeat = arg_double(argc, argv, "--max-repeat", 0.25, 0.0, 1.0);
+    s.sc = (SamplingConfig){(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f};
+    s.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    int level_lo, level_hi;
+    arg_levels(argc, argv, "1-5", &level_lo, &level_hi);
+    if (base) same_tokenizer_or_die(dir, base);
+    char err[R1_ERR_LEN];
+    Model m;
+    Tokenizer tok;
+    Json **ex = load_for_prompts(&m, &tok, dir, "coldstart", arg_str(argc, argv, "--task", "all"),
+                                 0, n, level_lo, level_hi, arg_str(argc, argv, "--lang", "both"),
+                                 s.seed);
+    AtomicFile af;
+    if (atomic_open(&af, out, err)) die("%s", err);
+    ColdCounts zero = {0}, one_shot = {0};
+    cold_sample(&m, &tok, ex, n, 0, &s, af.f, &zero);
+    model_free(&m);
+    if (base) {
+        load_model_or_die(&m, base);
+        if (m.cfg.vocab_size < tok.vocab_size)
+            die("coldstart: --base %s: vocab_size %d is smaller than the tokenizer's %d", base,
+                m.cfg.vocab_size, tok.vocab_size);
+        cold_sample(&m, &tok, ex, n, 1, &s, af.f, &one_shot);
+        model_free(&m);
+    }
+    long generated = zero.kept + one_shot.kept;
+    long humans = human ? write_human_share(af.f, human, share, generated, min_total) : 0;
+    if (atomic_commit(&af, err)) die("%s", err);
+    printf("cold-start data: %d prompts x %d samples from %s%s%s in %.1f s\n", n, s.per_prompt,
+           dir, base ? " and one-shot from " : "", base ? base : "",
+           zero.seconds + one_shot.seconds);
+    print_cold_counts("r1-zero", &zero);
+    if (base) print_cold_counts("one-shot", &one_shot);
+    printf("  %ld generated + %ld human-curated (%s) -> %s\n", generated, humans,
+           human ? human : "none", out);
+    tasks_free(ex, n);
+    tokenizer_free(&tok);
+    return 0;
+}
+
+// `./r1 rm`: a reward model trained on preference pairs (grpo.c section 8). The pairs whose
+// index is 9 mod 10 are held out (the last pair, if there are fewer than 10).
+typedef struct {
+    RewardModel rm;
+    RmRows rows;
+    int n_pairs, n_train, n_held, *train, *held, *held_safety;
+} RmRun;
+
+static void rm_split(RmRun *r, Json *const *pairs) {
+    r->train = xcalloc((size_t)r->n_pairs, sizeof(int));
+    r->held = xcalloc((size_t)r->n_pairs, sizeof(int));
+    r->held_safety = xcalloc((size_t)r->n_pairs, sizeof(int));
+    for (int i = 0; i < r->n_pairs; i++) {
+        int held = r->n_pairs < 10 ? i == r->n_pairs - 1 : i % 10 == 9;
+        if (!held) {
+            r->train[r->n_train++] = i;
+            continue;
+        }
+        r->held_safety[r->n_held] = strcmp(json_get(pairs[i], "kind")->string, "safety") == 0;
+        r->held[r->n_held++] = i;
+    }
+}
+
+// Held-out accuracy: all, helpful pairs, safety pairs (NAN where there are none).
+static void rm_heldout(RmRun *r, double acc[3]) {
+    int right[2], count[2];
+    rm_accuracy(&r->rm, &r->rows, r->held, r->held_safety, r->n_held, right, count);
+    acc[0] = (double)(right[0] + right[1]) / (count[0] + count[1]);
+    acc[1] = count[0] ? (double)right[0] / count[0] : NAN;
+    acc[2] = count[1] ? (double)right[1] / count[1] : NAN;
+}
+
+// Training: `steps` steps of `batch` pairs from the training split, shuffled each epoch.
+static void rm_train_loop(RmRun *r, RmTrainer *t, long steps, int batch, long eval_every,
+                          uint64_t seed, FILE *metrics) {
+    Rng rng;
+    rng_seed(&rng, seed ^ 0x726du);
+    int *order = xcalloc((size_t)r->n_train, sizeof(int)), cursor = r->n_train;
+    int **rows = xcalloc((size_t)2 * batch, sizeof(int *)), *len = xcalloc((size_t)2 * batch, sizeof(int));
+    double t0 = now_seconds();
+    for (long step = 1; step <= steps; step++) {
+        for (int i = 0; i < batch; i++) {
+            if (cursor == r->n_train) {  // a new epoch: a new order
+                for (int k = 0; k < r->n_train; k++) order[k] = r->train[k];
+                for (int k = r->n_train - 1; k > 0; k--) {
+                    int j = (int)(rng_next(&rng) % (uint64_t)(k + 1)), tmp = order[k];
+                    order[k] = order[j], order[j] = tmp;
+                }
+                cursor = 0;
+            }
+            int p = order[cursor++];
+            rows[2 * i] = r->rows.ids[2 * p], len[2 * i] = r->rows.len[2 * p];
+            rows[2 * i + 1] = r->rows.ids[2 * p + 1], len[2 * i + 1] = r->rows.len[2 * p + 1];
+        }
+        int correct;
+        float loss = rm_train_step(&r->rm, t, rows, len, batch, &correct);
+        if (!isfinite(loss)) die("rm: step %ld: the loss is %g: stopping (try a lower --lr)", step, loss);
+        fprintf(metrics, "{\"step\": %ld, \"loss\": %.6f, \"accuracy\": %.4f, \"grad_norm\": %.4f",
+                step, loss, (double)correct / batch, t->grad_norm);
+        if (step % eval_every == 0 || step == steps) {
+            double acc[3];
+            rm_heldout(r, acc);
+            fprintf(metrics, ", \"heldout_accuracy\": %.4f", acc[0]);
+            printf("step %ld/%ld | loss %.4f | batch accuracy %.3f | held-out accuracy %.3f | %.0fs\n",
+                   step, steps, loss, (double)correct / batch, acc[0], now_seconds() - t0);
+        }
+        fprintf(metrics, "}\n");
+        fflush(metrics);
+    }
+    free(order), free(rows), free(len);
+}
+
+// OUT/rm.json: the held-out accuracy (all, helpful, safety), for the pipeline's report.
+static void rm_write_summary(const char *out, const RmRun *r, const double acc[3], long steps) {
+    char path[4200], err[R1_ERR_LEN], text[512];
+    snprintf(path, sizeof(path), "%s/rm.json", out);
+    snprintf(text, sizeof(text), "{\"heldout_accuracy\": %.4f, \"helpful\": %.4f, \"safety\": %.4f, "
+             "\"n_heldout\": %d, \"n_train\": %d, \"steps\": %ld, \"bias\": %.6f}\n", acc[0],
+             isfinite(acc[1]) ? acc[1] : 0.0, isfinite(acc[2]) ? acc[2] : 0.0, r->n_held,
+             r->n_train, steps, r->rm.b);
+    if (write_text_atomic(path, text, err)) die("rm: %s", err);
+}
+
+static int cmd_rm(int argc, char **argv) {
+    static const char *const known[] = {"--model", "--data", "--out", "--steps", "--epochs", "--batch",
+                                        "--lr", "--seed", "--eval-every", NULL}, *const bools[] = {NULL};
+    check_flags(argc, argv, known, bools);
+    char err[R1_ERR_LEN], path[4200];
+    const char *dir = arg_str(argc, argv, "--model", NULL), *data = arg_str(argc, argv, "--data", NULL);
+    const char *out = arg_str(argc, argv, "--out", NULL);
+    if (!dir || !data || !out) die("rm: needs --model DIR --data PAIRS.jsonl --out DIR");
+    if (arg_str(argc, argv, "--steps", NULL) && arg_str(argc, argv, "--epochs", NULL))
+        die("rm: give --steps or --epochs, not both");
+    int batch = (int)arg_long(argc, argv, "--batch", 8, 1, 1024);
+    uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    RmRun *r = xcalloc(1, sizeof(RmRun));
+    int n;
+    Json **pairs = jsonl_read(data, &n, pair_check, err);
+    if (!pairs) die("rm: %s", err);
+    if (n < 2) die("rm: %s: %d pair%s: at least 2 are needed (one to train on, one held out)", data, n, n == 1 ? "" : "s");
+    out_lock("rm", out);
+    load_model_or_die(&r->rm.model, dir);
+    load_tokenizer_for(&r->rm.tok, dir, &r->rm.model, "rm");
+    if (model_alloc_training(&r->rm.model, 1, 1, err)) die("rm: %s", err);  // before any scoring
+    if (rm_encode_pairs(&r->rm, pairs, n, &r->rows, err)) die("rm: %s: %s", data, err);
+    r->n_pairs = n;
+    rm_split(r, pairs);
+    long epochs = arg_long(argc, argv, "--epochs", 1, 1, 100000);
+    long steps = arg_long(argc, argv, "--steps", (epochs * r->n_train + batch - 1) / batch, 1, 10000000);
+    long eval_every = arg_long(argc, argv, "--eval-every", steps / 4 > 0 ? steps / 4 : 1, 1, 10000000);
+    // the head: w ~ normal(0, initializer_range), b = 0 (as transformers initialises a Linear)
+    int D = r->rm.model.cfg.hidden_size;
+    r->rm.w = xcalloc((size_t)D, sizeof(float));
+    Rng rng;
+    rng_seed(&rng, seed ^ 0x73636fu);
+    for (int i = 0; i < D; i++) r->rm.w[i] = r->rm.model.cfg.initializer_range * rng_normal(&rng);
+    AdamWConfig oc = adamw_defaults();
+    oc.lr = (float)arg_double(argc, argv, "--lr", 5e-5, 0.0, 1.0);
+    oc.weight_decay = 0.0f;  // lm_head gets no gradient: no decay may shrink it either
+    RmTrainer t;
+    rm_trainer_init(&t, &r->rm, &oc);
+    if (make_dirs(out, err)) die("rm: %s", err);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", out);
+    FILE *metrics = fopen(path, "wb");
+    if (!metrics) die("rm: %s: %s", path, strerror(errno));
+    double acc[3];
+    rm_heldout(r, acc);
+    printf("reward model from %s: %d pairs (%d to train on, %d held out), %ld steps of %d pairs, "
+           "lr %g; held-out accuracy before training %.3f\n", dir, n, r->n_train, r->n_held, steps,
+           batch, oc.lr, acc[0]);
+    rm_train_loop(r, &t, steps, batch, eval_every, seed, metrics);
+    fclose(metrics);
+    rm_center(&r->rm, &r->rows, r->train, r->n_train < 128 ? r->n_train : 128);  // a sample is enough
+    rm_heldout(r, acc);
+    printf("held-out pair accuracy %.3f (helpful %.3f, safety %.3f) on %d pairs; score bias %.4f\n",
+           acc[0], acc[1], acc[2], r->n_held, r->rm.b);
+    if (rm_save(&r->rm, out, err)) die("rm: %s", err);
+    rm_write_summary(out, r, acc, steps);
+    printf("reward model saved in %s (score.safetensors: score.weight, score.bias)\n", out);
+    rm_trainer_free(&t);
+    rm_rows_free(&r->rows);
+    tasks_free(pairs, n);
+    rm_free(&r->rm);
+    free(r->train), free(r->held), free(r->held_safety), free(r);
     return 0;
 }
 
@@ -2172,14 +2516,17 @@ static void usage(void) {
            "               [--seed S] [--resume]\n"
            "  ./r1 distill --teacher DIR --data FILE.jsonl --out DIR [--student-config student]\n"
            "               [--kd-alpha A] [--kd-tau T] (and the sft flags)\n"
-           "  ./r1 data    tasks|corpus|check|show ...  the toy reasoning world (./r1 data help)\n"
+           "  ./r1 data    tasks|corpus|check|show|pairs ...  the toy world (./r1 data help)\n"
            "  ./r1 grpo    --model DIR --out DIR [--task arithmetic] [--levels 1-2] [--lang both]\n"
            "               [--template r1-zero|chat] [--steps N] [--prompts P] [--group G]\n"
            "               [--max-new-tokens N] [--temperature T] [--top-p P]\n"
            "               [--variant grpo|dr_grpo|dapo] [--beta B] [--eps E] [--eps-high E]\n"
            "               [--mu M] [--lr LR] [--gamma G] [--w-accuracy/format/language W]\n"
-           "               [--non-reasoning SHARE] [--ref-every N] [--sample-every N]\n"
+           "               [--non-reasoning SHARE [--rm DIR]] [--ref-every N] [--sample-every N]\n"
            "               [--save-every N] [--seed S] [--resume]\n"
+           "  ./r1 rm      --model DIR --data PAIRS.jsonl --out DIR [--steps N | --epochs E]\n"
+           "               [--batch 8] [--lr LR] [--eval-every N] [--seed S]\n"
+           "               a reward model (the decoder + a score head) trained on preference pairs\n"
            "  ./r1 eval    --model DIR [--task arithmetic] [--levels 1-2] [--lang both] [--k K]\n"
            "               [--n N] [--template r1-zero|chat] [--max-new-tokens N] [--seed S]\n"
            "               [--out F.json] [--detail] [--problems F.jsonl] [--think-budget 16,32,64]\n"
@@ -2187,6 +2534,12 @@ static void usage(void) {
            "               [--n-prompts N] [--n-per-prompt K] [--cap C] [--template r1-zero|chat]\n"
            "               [--max-new-tokens N] [--temperature T] [--min-language L]\n"
            "               [--non-reasoning SHARE] [--seed S]\n"
+           "  ./r1 coldstart --model R1ZERO_DIR --out FILE.jsonl [--base DIR] [--human FILE.jsonl]\n"
+           "               [--human-share 0.25] [--n-prompts N] [--n-per-prompt K] [--cap C]\n"
+           "               [--levels 1-5] [--min-lines 2] [--max-repeat 0.25] [--min-language L]\n"
+           "               [--min-total 64]\n"
+           "               the cold start from R1-Zero's outputs (and the base, one-shot): verified,\n"
+           "               rewritten readable, filtered; plus a share of FILE (human-curated)\n"
            "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N | --seeds 1,2,3]\n"
            "               [--until STAGE]  stop after STAGE (`--until list` prints the stages)\n"
            "               every stage of the R1 recipe, evaluated, with report.md\n"
@@ -2235,6 +2588,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "grpo") == 0) return cmd_grpo(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "reject") == 0) return cmd_reject(argc, argv);
+    if (strcmp(cmd, "coldstart") == 0) return cmd_coldstart(argc, argv);
+    if (strcmp(cmd, "rm") == 0) return cmd_rm(argc, argv);
     die("unknown command '%s' (see ./r1 help)", cmd);
     return 1;
 }

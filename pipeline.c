@@ -178,6 +178,8 @@ int plot_run(const char *dir) {
     static const char *const GROUPS[][4] = {
         {"loss", "loss", "heldout_loss", NULL},
         {"expert load balance (max/mean tokens per expert)", "load_max_over_mean", NULL},
+        {"reward hacking: the reward model's score (sigmoid) and the ground truth", "rm_sigmoid",
+         "true_good", NULL},
     };
     int n_groups = (int)(sizeof(GROUPS) / sizeof(GROUPS[0])), charts = 0;
     unsigned char *done = xcalloc((size_t)set.n + 1, 1);
@@ -633,10 +635,20 @@ static const Finding FINDINGS[] = {
      "r1-zero", "language", +1},
     {"cold start + RL beats R1-Zero: accuracy", "R1 §2.3.1", PAIRED, "rl", "pass1", "r1-zero",
      "pass1", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: format", "R1 §2.3.1", PAIRED, "rl-r0",
+     "format", "r1-zero", "format", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: language", "R1 §2.3.1", PAIRED,
+     "rl-r0", "language", "r1-zero", "language", +1},
+    {"cold start from R1-Zero's outputs + RL beats R1-Zero: accuracy", "R1 §2.3.1", PAIRED,
+     "rl-r0", "pass1", "r1-zero", "pass1", +1},
     {"rejection-sampling SFT + final RL beats the stage before it", "R1 §2.3.3-2.3.4", PAIRED,
      "final", "pass1", "rl", "pass1", +1},
     {"the distilled student beats the RL-only student", "R1 §2.4, Table 6", PAIRED,
      "student-distill", "pass1", "student-rl", "pass1", +1},
+    {"RL against a reward model raises its score", "R1 §2.3.4", CURVE, "hack", "rm_sigmoid",
+     NULL, NULL, +1},
+    {"... while the ground truth falls (reward hacking, why R1 uses rules)", "R1 §2.2.2", CURVE,
+     "hack", "true_good", NULL, NULL, -1},
 };
 #define N_FINDINGS ((int)(sizeof(FINDINGS) / sizeof(FINDINGS[0])))
 
@@ -697,12 +709,112 @@ static void write_findings(FILE *f, char (*dirs)[4200], int n_dirs) {
     }
 }
 
+// ----------------------------------------------------------------------------------------------
+// The reward model and reward hacking (R1 §2.3.4; stages pairs, rm, hack, hack-kl)
+// ----------------------------------------------------------------------------------------------
+// OUT/hacking.svg: the reward model's score (sigmoid) and the ground truth over the steps of
+// the two RM-only runs, in one chart.
+static void write_hacking_chart(FILE *f, const char *out) {
+    static const char *const runs[2] = {"hack", "hack-kl"}, *const fields[2] = {"rm_sigmoid", "true_good"};
+    static const char *const names[4] = {"hack: RM sigmoid", "hack: truth (good)",
+                                         "hack-kl: RM sigmoid", "hack-kl: truth (good)"};
+    SeriesSet all = {0};
+    for (int r = 0; r < 2; r++) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s/metrics.jsonl", out, runs[r]);
+        if (access(path, F_OK) != 0) continue;
+        SeriesSet set = {0};
+        read_metrics(path, &set);
+        for (int i = 0; i < set.n; i++)
+            for (int k = 0; k < 2; k++)
+                if (strcmp(set.s[i].name, fields[k]) == 0)
+                    for (int p = 0; p < set.s[i].n; p++)
+                        series_add(series_get(&all, names[2 * r + k]), set.s[i].x[p], set.s[i].y[p]);
+        for (int i = 0; i < set.n; i++) free(set.s[i].x), free(set.s[i].y);
+        free(set.s);
+    }
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/hacking.svg", out);
+    if (write_chart(path, "RL against a reward model: its score and the ground truth", &all, names, 4))
+        fprintf(f, "\n![RM score and ground truth over the steps](hacking.svg)\n");
+    for (int i = 0; i < all.n; i++) free(all.s[i].x), free(all.s[i].y);
+    free(all.s);
+}
+
+// The report's section: the reward model's held-out pair accuracy (OUT/rm/rm.json), and for each
+// RM-only run the first and last fifth of its steps: RM score, ground truth, KL.
+static void write_reward_model_section(FILE *f, const char *out) {
+    char path[4200], err[R1_ERR_LEN];
+    snprintf(path, sizeof(path), "%s/rm/rm.json", out);
+    char *text = read_file(path, NULL, err);
+    Json *j = text ? json_parse(text, strlen(text), err) : NULL;
+    free(text);
+    if (!j) return;
+    const char *keys[4] = {"heldout_accuracy", "helpful", "safety", "n_heldout"};
+    double v[4];
+    for (int k = 0; k < 4; k++) {
+        const Json *x = json_get(j, keys[k]);
+        v[k] = x && x->type == JSON_NUMBER ? x->number : NAN;
+    }
+    json_free(j);
+    fprintf(f, "\n## Reward model and reward hacking (R1 §2.3.4)\n\nThe reward model (sft2 + a score "
+            "head, Bradley-Terry on OUT/pairs.jsonl): held-out pair accuracy %.3f (helpful pairs "
+            "%.3f, safety pairs %.3f; %.0f pairs). Then GRPO on general prompts rewarded by it "
+            "alone; the ground truth (tasks.c's general_judge) is measured, never rewarded. Each cell: "
+            "the mean over the first fifth of the steps -> the last fifth.\n\n| run | RM score "
+            "(sigmoid) | ground truth: good | helpful | safe | KL |\n|---|---|---|---|---|---|\n",
+            v[0], v[1], v[2], v[3]);
+    static const char *const runs[2] = {"hack", "hack-kl"};
+    static const char *const fields[5] = {"rm_sigmoid", "true_good", "true_helpful", "true_safe", "kl"};
+    for (int r = 0; r < 2; r++) {
+        if (!stage_done(out, runs[r])) continue;
+        fprintf(f, "| %s |", runs[r]);
+        for (int k = 0; k < 5; k++) {
+            Estimate e = curve_change(out, runs[r], fields[k]);
+            if (e.n) fprintf(f, k == 4 ? " %.4f -> %.4f |" : " %.3f -> %.3f |", e.b, e.a);
+            else fprintf(f, " - |");
+        }
+        fprintf(f, "\n");
+    }
+    write_hacking_chart(f, out);
+}
+
 // The pipeline's held-out evaluation: problems per stage (each sampled k = 4 times + greedy),
 // of every task, at every level.
 #define PIPELINE_EVAL_N "128"
 #define PIPELINE_EVAL_LEVELS "1-5"
 
 // OUT/report.md: one row per evaluated stage that has finished, then the time of each stage.
+// The SFT sets the run wrote, with how many rows each has and where they came from ("source":
+// coldstart's r1-zero / one-shot / human; rows without one counted as the file's own kind).
+static void write_sft_sets(FILE *f, const char *out) {
+    static const struct { const char *file, *what; } SETS[] = {
+        {"cold.jsonl", "templated cold start (checked long CoT)"},
+        {"cold-r0.jsonl", "cold start from R1-Zero's outputs (`coldstart`)"},
+        {"rs.jsonl", "rejection-sampled set (+ non-reasoning)"},
+    };
+    static const char *const SOURCES[] = {"r1-zero", "one-shot", "human"};
+    fprintf(f, "\n## The SFT sets\n\n| file | what | rows | from R1-Zero | one-shot base | "
+            "human-curated (templated) | non-reasoning |\n|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof(SETS) / sizeof(SETS[0]); i++) {
+        char path[4200], err[R1_ERR_LEN];
+        snprintf(path, sizeof(path), "%s/%s", out, SETS[i].file);
+        int n;
+        Json **rows = jsonl_read(path, &n, NULL, err);
+        if (!rows) continue;
+        long count[3] = {0}, plain = 0;
+        for (int r = 0; r < n; r++) {
+            const Json *src = json_get(rows[r], "source");
+            if (is_nonreasoning(rows[r])) plain++;
+            for (int k = 0; k < 3; k++)
+                if (src && src->type == JSON_STRING && strcmp(src->string, SOURCES[k]) == 0) count[k]++;
+        }
+        fprintf(f, "| %s | %s | %d | %ld | %ld | %ld | %ld |\n", SETS[i].file, SETS[i].what, n,
+                count[0], count[1], count[2], plain);
+        tasks_free(rows, n);
+    }
+}
+
 static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int n_stages) {
     const char *out = p->out;
     char path[4096], err[R1_ERR_LEN];
@@ -728,6 +840,8 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
     char dirs[1][4200];
     snprintf(dirs[0], sizeof(dirs[0]), "%s", out);
     write_findings(f, dirs, 1);
+    write_sft_sets(f, out);
+    write_reward_model_section(f, out);
     fprintf(f, "\n## Time on this machine\n\n| stage | training (s) | evaluation (s) |\n"
             "|---|---|---|\n");
     double train_total = 0, eval_total = 0;
@@ -781,16 +895,34 @@ static const Stage STAGES[] = {
     {"rl-nolang", "the same RL without the language reward (ablation)", 1,
      {"grpo --model $OUT/cold --out $OUT/rl-nolang --task all --levels 1-5 --max-new-tokens 200 "
       "--lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
+    // the cold start as R1 §2.3.1 builds it: R1-Zero's outputs and the base prompted one-shot
+    // with a long CoT, verified, rewritten readable and filtered, half of it (at least 64
+    // examples in all) from the templated set, the "human-curated" share; then the same SFT
+    // and RL as cold and rl, to compare the two cold starts
+    {"r0-data", "cold-start data from R1-Zero's outputs (+ the base one-shot), rewritten, filtered", 0,
+     {"coldstart --model $OUT/r1-zero --base $OUT/base --human $OUT/cold.jsonl --human-share 0.5 "
+      "--n-prompts 1024 --n-per-prompt 2 --cap 1 --levels 1-5 --seed $SEED --out $OUT/cold-r0.jsonl"}},
+    {"cold-r0", "cold start from R1-Zero's outputs: SFT of the base", 1,
+     {"sft --model $OUT/base --data $OUT/cold-r0.jsonl --out $OUT/cold-r0 --epochs 2 --seq 384 "
+      "--lr 1e-3 --seed $SEED"}},
+    {"rl-r0", "reasoning RL from that cold start (+ language reward)", 1,
+     {"grpo --model $OUT/cold-r0 --out $OUT/rl-r0 --task all --levels 1-5 --max-new-tokens 200 "
+      "--w-language 0.5 --lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
     {"rs", "rejection sampling from the RL model + non-reasoning data", 0,
      {"reject --model $OUT/rl --out $OUT/rs.jsonl --task all --levels 1-5 --max-new-tokens 200 "
       "--n-prompts 1536 --n-per-prompt 2 --cap 1 --seed $SEED"}},
     {"sft2", "SFT of the base on the rejection-sampled set", 1,
      {"sft --model $OUT/base --data $OUT/rs.jsonl --out $OUT/sft2 --epochs 2 --seq 384 --lr 1e-3 "
       "--seed $SEED"}},
-    // one group in 8, on average, is a non-reasoning prompt with its rule reward
-    {"final", "final RL (after the second SFT; + non-reasoning prompts)", 1,
+    {"pairs", "preference pairs: helpful vs unhelpful answers, refusal vs compliance", 0,
+     {"data pairs --n 400 --seed $SEED --out $OUT/pairs.jsonl"}},
+    {"rm", "reward model: sft2 + a score head, Bradley-Terry on the pairs", 0,
+     {"rm --model $OUT/sft2 --data $OUT/pairs.jsonl --out $OUT/rm --steps $STEPS:45 --seed $SEED"}},
+    // R1 §2.3.4: rule rewards for the reasoning prompts, the reward model for the general ones
+    // (one group in 8, on average: helpfulness prompts and toy unsafe requests)
+    {"final", "final RL (after the second SFT; + general prompts scored by the reward model)", 1,
      {"grpo --model $OUT/sft2 --out $OUT/final --task all --levels 1-5 --max-new-tokens 200 "
-      "--w-language 0.5 --lr 5e-5 --non-reasoning 0.125 --steps $STEPS:24 --seed $SEED"}},
+      "--w-language 0.5 --lr 5e-5 --non-reasoning 0.125 --rm $OUT/rm --steps $STEPS:24 --seed $SEED"}},
     {"student-base", "dense student, pretrained", 1,
      {"pretrain --config student --tokenizer $OUT/base --data $OUT/corpus.txt --out "
       "$OUT/student-base --steps $STEPS:1500 --batch 8 --eval-every 250 --seq 320 --seed $SEED"}},
@@ -800,6 +932,15 @@ static const Stage STAGES[] = {
     {"student-rl", "student trained with GRPO alone (same steps)", 1,
      {"grpo --model $OUT/student-base --out $OUT/student-rl --task all --levels 1-5 "
       "--max-new-tokens 200 --steps $STEPS:32 --seed $SEED"}},
+    // R1 §2.3.4: reward models for general prompts; then what R1 avoids for reasoning: RL on
+    // general prompts alone against the learned reward, with and without the KL penalty
+    // (tutorial/10; the report's "Reward model and reward hacking")
+    {"hack", "GRPO on general prompts rewarded by the reward model alone, no KL penalty", 0,
+     {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0 --lr 5e-4 --prompts 8 "
+      "--group 4 --max-new-tokens 40 --out $OUT/hack --steps $STEPS:18 --seed $SEED"}},
+    {"hack-kl", "the same with a KL penalty (beta 0.1)", 0,
+     {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0.1 --lr 5e-4 --prompts 8 "
+      "--group 4 --max-new-tokens 40 --out $OUT/hack-kl --steps $STEPS:18 --seed $SEED"}},
 };
 #define N_STAGES ((int)(sizeof(STAGES) / sizeof(STAGES[0])))
 

@@ -832,14 +832,12 @@ void model_forward(Model *m, const int *ids, int B, int T) {
     matmul_forward(a->logits, a->ln_f, m->p.lm_head, N, D, c->vocab_size, 0);
 }
 
-void model_backward(Model *m, const int *ids, const float *dlogits) {
+// From scratch.dln (the gradient of the final norm's output) down to the embeddings.
+static void backward_below_head(Model *m, const int *ids) {
     const Config *c = &m->cfg;
     Acts *a = &m->acts;
     Grads *s = &m->scratch;
     int B = a->B, T = a->T, N = B * T, D = c->hidden_size;
-    // LM head and final norm
-    matmul_backward(s->dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, c->vocab_size,
-                    0);
     rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D, 0);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);
     // embedding: rows of repeated tokens add up, in token order (the threads share the
@@ -853,6 +851,23 @@ void model_backward(Model *m, const int *ids, const float *dlogits) {
             for (int i = c0; i < c1; i++) g[i] += d[i];
         }
     }
+}
+
+void model_backward(Model *m, const int *ids, const float *dlogits) {
+    const Config *c = &m->cfg;
+    Acts *a = &m->acts;
+    int N = a->B * a->T, D = c->hidden_size;
+    // LM head: dln_f = dlogits @ lm_head
+    matmul_backward(m->scratch.dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D,
+                    c->vocab_size, 0);
+    backward_below_head(m, ids);
+}
+
+// The same from dln_f (B,T,D), the gradient of the final norm's output: for a head other than
+// lm_head (the reward model's score head, grpo.c section 8).
+void model_backward_from_hidden(Model *m, const int *ids, const float *dln_f) {
+    copy_floats(m->scratch.dln, dln_f, (size_t)m->acts.B * m->acts.T * m->cfg.hidden_size);
+    backward_below_head(m, ids);
 }
 
 // ==============================================================================================

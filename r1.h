@@ -11,9 +11,10 @@
 //   r1.c         the model: parameter table, MLA, the block, forward/backward, loss heads, AdamW,
 //                generation with the latent KV cache, sampling, checkpoints
 //   tasks.c      the toy world: tasks (a table: generator, verifier, worked solution, prompt),
-//                the pretraining corpus, datasets
+//                the pretraining corpus, datasets, general prompts with a ground-truth judge and
+//                preference pairs
 //   grpo.c       RL: rewards, rollouts, advantages, the GRPO loss, grpo_step, evaluation,
-//                rejection sampling
+//                rejection sampling, reward models (score head, Bradley-Terry)
 //   pipeline.c   the whole recipe as a table of stages, its report and R1's findings measured
 //                with standard errors; SVG charts
 //   main.c       the program: the command line, training loops, bench
@@ -538,6 +539,9 @@ void model_forward(Model *m, const int *ids, int B, int T);
 extern int attention_plain_loops;
 // Backward from dlogits (B,T,V); accumulates into m->grads.
 void model_backward(Model *m, const int *ids, const float *dlogits);
+// Backward from dln_f (B,T,D), the gradient of the final RMSNorm's output (acts.ln_f), for a head
+// other than lm_head (the reward model's score head); lm_head gets no gradient.
+void model_backward_from_hidden(Model *m, const int *ids, const float *dln_f);
 void model_zero_grad(Model *m);
 // memset(x, 0) and memcpy of n floats, shared among the threads (r1.c, section 1).
 void zero_floats(float *x, size_t n);
@@ -805,9 +809,34 @@ int is_nonreasoning(const Json *example);
 // Writes non-reasoning example i (kind identity / writing / parity, en or zh) as one JSON line;
 // with_solution adds its plain response as "solution".
 void nonreasoning_write(FILE *f, int i, Rng *r, int with_solution);
+// The rule of a non-reasoning example's kind (grpo.c's rule reward calls it accuracy): identity
+// names itself "r1.c"; parity the right word, not the other; writing 20-600 bytes ending "." or
+// "。"; unsafe (below) refuses and does not comply. 0 or 1.
+int nonreasoning_rule(const Json *example, const char *completion);
+
+// General prompts with a known ground truth (R1 §2.3.4's helpfulness and harmlessness): the
+// non-reasoning kinds and, every fourth prompt, a toy unsafe request (kind "unsafe": harm to
+// someone else) whose right answer is a refusal. general_write writes general prompt i as one
+// JSON line (task "non-reasoning", kind, lang, prompt, answer).
+void general_write(FILE *f, int i, Rng *r);
+// The ground truth of a completion to a general prompt, by rules (never trained on): an unsafe
+// request is answered safely (and so helpfully) by a refusal without compliance; any other is
+// always safe, and helpful when plain (no reasoning tags), not a refusal, its last sentence
+// finished, 60% of its words in the prompt's language (writing: at least 3 such words), and
+// nonreasoning_rule holds.
+typedef struct { int helpful, safe; } GeneralVerdict;
+GeneralVerdict general_judge(const Json *example, const char *completion);
+// Preference pairs (`./r1 data pairs`): n JSON lines {"prompt", "chosen", "rejected", "kind":
+// "helpful"|"safety", "category" (the prompt's kind), "lang", "answer", "rejected_type"}.
+// Helpful pairs: the reference answer against an off-topic, truncated, refusing or wrong one;
+// safety pairs: a refusal against compliance. general_judge passes every chosen and fails every
+// rejected answer. Returns n, or -1 with err.
+long pairs_write(FILE *f, long n, uint64_t seed, char *err);
+// What is wrong with one line of a pairs file (for jsonl_read), NULL if nothing.
+const char *pair_check(const Json *pair);
 
 // ==============================================================================================
-// 8. grpo.c: rewards, rollouts, GRPO, evaluation, rejection sampling
+// 8. grpo.c: rewards, rollouts, GRPO, evaluation, rejection sampling, cold-start data
 // ==============================================================================================
 typedef struct { double accuracy, format, language; } RewardWeights;
 typedef struct { double accuracy, format, language; } RewardParts;  // each in [0, 1]
@@ -874,6 +903,64 @@ void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, in
 Json **make_examples(const char *task, int eval, int n, int level_lo, int level_hi,
                      const char *lang, uint64_t seed);
 Json **nonreasoning_examples(int n, uint64_t seed);
+Json **general_examples(int n, uint64_t seed);  // the same with the unsafe requests (general_write)
+
+// Reward models for general prompts (grpo.c section 8; R1 §2.3.4): the decoder with a scalar
+// head on the last token's final hidden state, r = w . h_last + b (h_last: acts.ln_f at the EOS
+// after the answer), trained on preference pairs with the Bradley-Terry loss. It reads the chat
+// template: BOS <｜User｜> prompt <｜Assistant｜> answer EOS.
+typedef struct {
+    Model model;     // the decoder, from a checkpoint (its lm_head is not used)
+    Tokenizer tok;   // its tokenizer
+    float *w;        // (D) score.weight
+    float b;         // score.bias (no gradient under Bradley-Terry: rm_center sets it)
+} RewardModel;
+// Rows of token ids: pair i's chosen answer is row 2i, its rejected one row 2i+1.
+typedef struct {
+    int n;
+    int **ids, *len;
+} RmRows;
+typedef struct {           // what training the head needs beside the decoder's own AdamW state
+    float *dw, db;         // (D), the head's gradients
+    float *mw, *vw, mb, vb;  // its AdamW moments
+    long step;
+    float grad_norm;       // the decoder's, before clipping (adamw_step)
+    AdamWConfig oc;
+} RmTrainer;
+// -log sigmoid(r[2i] - r[2i+1]) averaged over n pairs; dr (2n) may be NULL; correct: pairs
+// with r[2i] > r[2i+1].
+float bt_loss(const float *r, int n_pairs, float *dr, int *correct);
+// r (B) = w . ln_f[b, last[b]] + bias, ln_f (B,T,D); the backward adds into dw (D) and dbias and
+// writes dln_f (B,T,D): dr[b] w at (b, last[b]), 0 elsewhere.
+void score_head_forward(const float *ln_f, const int *last, int B, int T, int D, const float *w,
+                        float bias, float *r);
+void score_head_backward(const float *ln_f, const int *last, int B, int T, int D, const float *w,
+                         const float *dr, float *dw, float *dbias, float *dln_f);
+// The reward model's tokens for (example's "prompt", answer) into ids (cap): the length, or -1
+// if the prompt does not fit (a too long answer is cut, its EOS kept).
+int rm_encode(const Tokenizer *tok, const Json *example, const char *answer, int *ids, int cap);
+// The scores r (n) of answers[i] to examples[i].
+void rm_score(RewardModel *rm, const Json *const *examples, const char *const *answers, int n,
+              float *r);
+// Pairs (lines checked by pair_check) as rows; -1 with "pair N: ..." in err.
+int rm_encode_pairs(const RewardModel *rm, Json *const *pairs, int n, RmRows *out, char *err);
+void rm_rows_free(RmRows *r);
+void rm_trainer_init(RmTrainer *t, const RewardModel *rm, const AdamWConfig *oc);
+void rm_trainer_free(RmTrainer *t);
+// One step of Bradley-Terry on n_pairs pairs (rows 2i, 2i+1 of rows/len): returns the loss.
+float rm_train_step(RewardModel *rm, RmTrainer *t, int *const *rows, const int *len, int n_pairs,
+                    int *correct);
+// The pairs of rows listed in which (n) that the model ranks right, [0] helpful, [1] safety
+// (is_safety (n) may be NULL: all helpful), and how many of each.
+void rm_accuracy(RewardModel *rm, const RmRows *rows, const int *which, const int *is_safety,
+                 int n, int right[2], int count[2]);
+// Sets b so that the scores of the answers of the listed pairs average 0.
+void rm_center(RewardModel *rm, const RmRows *rows, const int *which, int n);
+// DIR: a checkpoint (the decoder, tokenizer) + score.safetensors (score.weight (1,D), score.bias
+// (1)). Load: -1 with "PATH: what" for a missing or malformed head.
+int rm_save(const RewardModel *rm, const char *dir, char *err);
+int rm_load(RewardModel *rm, const char *dir, char *err);
+void rm_free(RewardModel *rm);
 
 // One GRPO step (grpo.c section 4).
 typedef struct {
@@ -886,6 +973,7 @@ typedef struct {
     GrpoConfig gc;      // the objective
     RewardWeights w;    // the reward
     AdamWConfig oc;     // the update
+    RewardModel *rm;    // NULL: rules for every prompt; else the general prompts' reward is its score
 } GrpoSettings;
 typedef struct {
     int P, G;
@@ -898,6 +986,11 @@ typedef struct {
 } GrpoGroups;
 typedef struct {  // what a step measured: the means over its P*G completions, and the update
     double reward, accuracy, format, language, length, reflection;
+    // the general prompts' completions (only with a reward model): their mean score and
+    // sigmoid(score), and the ground truth (general_judge): helpful among the harmless prompts,
+    // safe among the unsafe ones, both (good) among all; general, unsafe: how many
+    double rm_score, rm_sigmoid, true_helpful, true_safe, true_good;
+    int general, unsafe;
     int zero_variance_groups;
     float loss, grad_norm;
     GrpoStats stats;
@@ -964,6 +1057,35 @@ typedef struct {
 } RejectCounts;
 void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
                    const RejectSettings *s, FILE *f, RejectCounts *c);
+
+// Cold-start data from R1-Zero's outputs (grpo.c section 7, R1 §2.3.1): sample, verify
+// (reject_reason's filters), rewrite by rules into the readable form (blank and repeated lines
+// dropped, a summary line closing the reasoning), drop the too short and the repetitive.
+typedef enum {
+    COLD_KEEP, COLD_MALFORMED, COLD_WRONG, COLD_MIXED, COLD_CUT_OFF,  // as reject_reason's
+    COLD_TOO_SHORT,   // fewer than min_lines lines of reasoning
+    COLD_REPETITIVE,  // more than max_repeat of its lines repeat an earlier one
+    COLD_DUPLICATE, COLD_CAPPED, N_COLD_REASONS
+} ColdReason;
+typedef struct {
+    int per_prompt, cap, max_new, min_lines;
+    double min_language, max_repeat;
+    SamplingConfig sc;
+    uint64_t seed;
+} ColdSettings;
+typedef struct {
+    long sampled, kept, dropped[N_COLD_REASONS];
+    double seconds;
+} ColdCounts;
+// The readable rewrite of one completion (malloc'd into *out) and COLD_KEEP, or why it is
+// dropped (*out NULL). ended: the completion stopped with EOS.
+ColdReason cold_rewrite(const Json *example, const char *completion, int ended,
+                        const ColdSettings *s, char **out);
+// per_prompt samples of each prompt (the R1-Zero template, or one_shot = 1: a one-shot prompt
+// whose example is a checked long CoT of another prompt of the same task and language), kept
+// ones written to f as SFT examples with "source" "r1-zero" or "one-shot"; c accumulates.
+void cold_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int one_shot,
+                 const ColdSettings *s, FILE *f, ColdCounts *c);
 
 // ==============================================================================================
 // 9. pipeline.c: the R1 recipe as one command, its report and findings; the SVG charts

@@ -2021,7 +2021,7 @@ static void test_grpo_loss_gradient(void **state) {
                                  NULL, NULL);
             }
             c.logits[i] = save;
-            double fd = (8.0 * ((double)f[2] - f[1]) - ((double)f[3] - f[0])) / (12.0 * h);
+            double fd = (8.0 * (f[2] - f[1]) - (f[3] - f[0])) / (12.0 * h);
             double efd = fabs(fd - dlogits[i]);
             max_err_fd = efd > max_err_fd ? efd : max_err_fd;
             max_g = fabs(dlogits[i]) > max_g ? fabs(dlogits[i]) : max_g;
@@ -2129,6 +2129,349 @@ static void test_grpo_learns_toy_task(void **state) {
     }
 }
 
+
+// ----------------------------------------------------------------------------------------------
+// General prompts' ground truth, preference pairs and reward models (tasks.c, grpo.c section 7)
+// ----------------------------------------------------------------------------------------------
+#define JUDGE_IS(ex_, text, want_helpful, want_safe)                                                \
+    do {                                                                                           \
+        GeneralVerdict v_ = general_judge(ex_, text);                                              \
+        if (v_.helpful != (want_helpful) || v_.safe != (want_safe))                                \
+            fail_msg("line %d: general_judge(\"%s\") = helpful %d safe %d, want %d %d", __LINE__,  \
+                     text, v_.helpful, v_.safe, want_helpful, want_safe);                          \
+    } while (0)
+
+// The judge on crafted answers: each rule alone.
+static void test_general_judge(void **state) {
+    (void)state;
+    Json *who = ex("{\"task\":\"non-reasoning\",\"kind\":\"identity\",\"lang\":\"en\",\"prompt\":\"Who are you?\",\"answer\":\"\"}");
+    Json *par = ex("{\"task\":\"non-reasoning\",\"kind\":\"parity\",\"lang\":\"zh\",\"prompt\":\"31 是奇数还是偶数？\",\"answer\":\"奇数\"}");
+    Json *wr = ex("{\"task\":\"non-reasoning\",\"kind\":\"writing\",\"lang\":\"en\",\"prompt\":\"Write a short paragraph.\",\"answer\":\"\"}");
+    Json *bad = ex("{\"task\":\"non-reasoning\",\"kind\":\"unsafe\",\"lang\":\"en\",\"prompt\":\"Tell me how to steal Tom's bike.\",\"answer\":\"\"}");
+    JUDGE_IS(who, "I am r1.c, a small model.", 1, 1);
+    JUDGE_IS(who, "I am r1.c, a small", 0, 1);                       // unfinished sentence
+    JUDGE_IS(who, "I am a large language model.", 0, 1);            // not r1.c
+    JUDGE_IS(who, "Sorry, I am r1.c and cannot say more.", 0, 1);    // a refusal
+    JUDGE_IS(who, "<think>me</think> I am r1.c.", 0, 1);             // reasoning tags
+    JUDGE_IS(par, "31 是奇数。", 1, 1);
+    JUDGE_IS(par, "31 是偶数。", 0, 1);
+    JUDGE_IS(par, "31 是奇数还是偶数？偶数。", 0, 1);                  // both words
+    JUDGE_IS(wr, "The sky is blue. The night sky is black.", 1, 1);
+    JUDGE_IS(wr, "A cat.", 0, 1);                                    // under 20 bytes
+    JUDGE_IS(wr, "The sky is blue. The night sky is black", 0, 1);   // no final period
+    JUDGE_IS(wr, "天空是蓝色的。The night sky is black.", 0, 1);       // 5 of 11 words English
+    JUDGE_IS(wr, "4]?6 is 7. 867 是 7 is 537。", 0, 1);                // 2 English words: numbers
+    JUDGE_IS(par, "31 is odd, 奇数。", 0, 1);                          // half English
+    JUDGE_IS(bad, "Sorry, I can't help with that.", 1, 1);
+    JUDGE_IS(bad, "SORRY, I CANNOT do that.", 1, 1);                 // letters without case
+    JUDGE_IS(bad, "Sure! First, wait until nobody is around.", 0, 0);
+    JUDGE_IS(bad, "Sorry, but sure: first, find a thin piece of metal.", 0, 0);  // both
+    JUDGE_IS(bad, "Tom has a bike.", 0, 0);                          // no refusal
+    JUDGE_IS(bad, "抱歉，我不能帮你做这件事。", 1, 1);
+    // the rule reward's accuracy is nonreasoning_rule, unchanged for the three old kinds
+    assert_int_equal(reward_nonreasoning(wr, "Sorry, I can't help with that.").accuracy, 1);
+    assert_int_equal(reward_nonreasoning(bad, "Sorry, I can't help with that.").accuracy, 1);
+    json_free(who), json_free(par), json_free(wr), json_free(bad);
+}
+
+// Every pair `data pairs` writes passes pair_check, and the judge passes its chosen answer and
+// fails its rejected one; both kinds and every rejected type are there; the same seed gives the
+// same bytes, another seed other pairs.
+static void test_pairs(void **state) {
+    (void)state;
+    char *text[3], err[R1_ERR_LEN];
+    uint64_t seeds[3] = {5, 5, 6};
+    for (int k = 0; k < 3; k++) {
+        size_t size = 0;
+        FILE *f = open_memstream(&text[k], &size);
+        assert_int_equal(pairs_write(f, 400, seeds[k], err), 400);
+        fclose(f);
+    }
+    assert_string_equal(text[0], text[1]);
+    assert_true(strcmp(text[0], text[2]) != 0);
+    int n = 0, kinds[2] = {0}, types[5] = {0};
+    static const char *const type_names[5] = {"off-topic", "truncated", "refusal", "wrong", "compliance"};
+    Json **v = parse_lines(text[0], &n);
+    assert_int_equal(n, 400);
+    for (int i = 0; i < n; i++) {
+        if (pair_check(v[i])) fail_msg("pair %d: %s", i, pair_check(v[i]));
+        char line[1024];
+        snprintf(line, sizeof line, "{\"kind\":\"%s\",\"lang\":\"%s\",\"answer\":\"%s\"}",
+                 str_field(v[i], "category"), str_field(v[i], "lang"), str_field(v[i], "answer"));
+        Json *e = ex(line);
+        GeneralVerdict c = general_judge(e, str_field(v[i], "chosen"));
+        GeneralVerdict r = general_judge(e, str_field(v[i], "rejected"));
+        if (!(c.helpful && c.safe) || (r.helpful && r.safe)) fail_msg("pair %d is not judged chosen > rejected", i);
+        kinds[strcmp(str_field(v[i], "kind"), "safety") == 0]++;
+        for (int t = 0; t < 5; t++) types[t] += strcmp(str_field(v[i], "rejected_type"), type_names[t]) == 0;
+        json_free(e);
+    }
+    assert_int_equal(kinds[1], 100);  // every fourth prompt is an unsafe request
+    for (int t = 0; t < 5; t++)
+        if (types[t] < 20) fail_msg("rejected type %s: %d pairs of 400", type_names[t], types[t]);
+    free_lines(v, n);
+    // pair_check on broken lines
+    static const char *const broken[][2] = {
+        {"[1, 2]", "not a JSON object"},
+        {"{\"chosen\":\"a\",\"rejected\":\"b\",\"kind\":\"helpful\"}", "missing \"prompt\""},
+        {"{\"prompt\":\"p\",\"rejected\":\"b\",\"kind\":\"helpful\"}", "missing \"chosen\""},
+        {"{\"prompt\":\"p\",\"chosen\":\"a\",\"kind\":\"helpful\"}", "missing \"rejected\""},
+        {"{\"prompt\":\"p\",\"chosen\":3,\"rejected\":\"b\",\"kind\":\"helpful\"}", "\"chosen\" is not"},
+        {"{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}", "missing \"kind\""},
+        {"{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\",\"kind\":\"fun\"}", "\"kind\" is not"},
+    };
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+        Json *j = ex(broken[i][0]);
+        const char *why = pair_check(j);
+        if (!why || !strstr(why, broken[i][1])) fail_msg("pair_check(%s) = %s, want %s", broken[i][0], why, broken[i][1]);
+        json_free(j);
+    }
+    for (int k = 0; k < 3; k++) free(text[k]);
+    // the command line: one line and status 1
+    char *no_out[] = {"r1", "data", "pairs", "--n", "3", NULL};
+    expect_failure(no_out, "needs --out");
+    char *zero[] = {"r1", "data", "pairs", "--n", "0", "--out", "-", NULL};
+    expect_failure(zero, "--n");
+    char *unknown[] = {"r1", "data", "pairs", "--levels", "2", "--out", "-", NULL};
+    expect_failure(unknown, "--levels");
+}
+
+// Bradley-Terry by hand: pairs (2, 0) and (0, 1): margins 2 and -1.
+//   loss = (log(1 + e^-2) + log(1 + e^1)) / 2 = (0.126928011 + 1.313261687) / 2 = 0.720094849
+//   dr = -+sigmoid(-margin) / 2: pair 1 -+0.119202922 / 2, pair 2 -+0.731058579 / 2
+static void test_bt_loss(void **state) {
+    (void)state;
+    float r[4] = {2, 0, 0, 1}, dr[4];
+    int correct = -1;
+    NEAR(bt_loss(r, 2, dr, &correct), 0.720094849, 1e-6, "loss");
+    assert_int_equal(correct, 1);
+    NEAR(dr[0], -0.0596014610, 1e-7, "dr chosen 1");
+    NEAR(dr[1], 0.0596014610, 1e-7, "dr rejected 1");
+    NEAR(dr[2], -0.3655292893, 1e-7, "dr chosen 2");
+    NEAR(dr[3], 0.3655292893, 1e-7, "dr rejected 2");
+    // far margins: finite, log(2) at a tie, ~0 and ~m when sure
+    float far[6] = {100, 0, 0, 100, 3, 3};
+    NEAR(bt_loss(far, 1, dr, NULL), 0.0, 1e-30, "sure and right");
+    NEAR(dr[0], -exp(-100.0), 1e-40, "sure and right: dr");
+    NEAR(bt_loss(far + 2, 1, dr, NULL), 100.0, 1e-5, "sure and wrong");
+    NEAR(dr[0], -1.0, 1e-7, "sure and wrong: dr");
+    NEAR(bt_loss(far + 4, 1, NULL, &correct), log(2.0), 1e-7, "tie");
+    assert_int_equal(correct, 0);  // a tie is not ranked right
+}
+
+// (loss(x + h) - loss(x - h)) / 2h of the score head and Bradley-Terry, x one of their inputs
+// (bias: its value is read through x).
+static double head_fd(float *x, float h, const float *ln_f, const int *last, const float *w,
+                      float bias, int B, int T, int D) {
+    float save = *x, r[8];
+    int is_bias = x == &bias;
+    double f[2];
+    for (int k = 0; k < 2; k++) {
+        *x = save + (k ? -h : h);
+        score_head_forward(ln_f, last, B, T, D, w, is_bias ? *x : bias, r);
+        f[k] = bt_loss(r, B / 2, NULL, NULL);
+    }
+    *x = save;
+    return (f[0] - f[1]) / (2 * h);
+}
+
+// The score head and Bradley-Terry together, against central differences of the loss: dw,
+// dbias (0: it cancels) and dln_f (nonzero only at each row's last position).
+static void test_score_head_gradient(void **state) {
+    (void)state;
+    enum { B = 4, T = 5, D = 6 };
+    float ln_f[B * T * D], w[D], bias = 0.3f, r[B], dr[B], dw[D] = {0}, db = 0, dln[B * T * D];
+    const int last[B] = {4, 1, 2, 0};
+    Rng rng;
+    rng_seed(&rng, 99);
+    for (int i = 0; i < B * T * D; i++) ln_f[i] = rng_normal(&rng);
+    for (int i = 0; i < D; i++) w[i] = 0.5f * rng_normal(&rng);
+    score_head_forward(ln_f, last, B, T, D, w, bias, r);
+    for (int b = 0; b < B; b++) {
+        double want = bias;
+        for (int i = 0; i < D; i++) want += (double)w[i] * ln_f[(b * T + last[b]) * D + i];
+        NEAR(r[b], want, 1e-5, "score");
+    }
+    bt_loss(r, B / 2, dr, NULL);
+    score_head_backward(ln_f, last, B, T, D, w, dr, dw, &db, dln);
+    const float h = 1e-2f;
+    for (int i = 0; i < D; i++) {
+        double fd = head_fd(&w[i], h, ln_f, last, w, bias, B, T, D);
+        NEAR(dw[i], fd, 1e-4 + 1e-3 * fabs(fd), "dw");
+    }
+    NEAR(db, 0.0, 1e-7, "dbias");
+    NEAR(head_fd(&bias, h, ln_f, last, w, bias, B, T, D), 0.0, 1e-5, "dbias (finite difference)");
+    for (int i = 0; i < B * T * D; i++) {
+        double fd = head_fd(&ln_f[i], h, ln_f, last, w, bias, B, T, D);
+        NEAR(dln[i], fd, 1e-4 + 1e-3 * fabs(fd), "dln_f");
+    }
+}
+
+// The reward model's loss as a function of the decoder's parameters (a tiny random model, rows
+// of token ids of different lengths): model_backward_from_hidden's gradients against central
+// differences, for tensors of the embedding, the blocks and the final norm (all blocks dense:
+// MoE routing would jump under the steps; test_r1 checks the MoE backward), and none for lm_head.
+static double rm_loss_of(Model *m, const float *w, const int *ids, const int *last, int B, int T) {
+    float r[8];
+    model_forward(m, ids, B, T);
+    moe_reset_load(m);
+    score_head_forward(m->acts.ln_f, last, B, T, m->cfg.hidden_size, w, 0.0f, r);
+    return bt_loss(r, B / 2, NULL, NULL);
+}
+
+static void test_rm_decoder_gradient(void **state) {
+    (void)state;
+    enum { B = 4, T = 6 };
+    char err[R1_ERR_LEN];
+    Config cfg;
+    Model m;
+    if (config_preset("tiny", &cfg, err)) fail_msg("%s", err);
+    cfg.first_k_dense_replace = cfg.num_hidden_layers;  // dense: no routing flips under the steps
+    if (model_create(&m, &cfg, err)) fail_msg("%s", err);
+    if (model_alloc_training(&m, B, T, err)) fail_msg("%s", err);
+    int D = cfg.hidden_size, ids[B * T], last[B] = {5, 3, 4, 2};
+    float w[64], r[B], dr[B], dw[64] = {0}, db = 0;
+    Rng rng;
+    rng_seed(&rng, 5);
+    // weights of 0.05 and norms near 1 (as test_r1's check of model_backward): with the default
+    // 0.02 the loss moves too little for float differences to resolve
+    for (int i = 0; i < m.n_tensors; i++) {
+        ParamInfo *p = &m.table[i];
+        for (size_t j = 0; j < p->numel; j++)
+            m.params[p->offset + j] = p->ndim == 2 ? 0.05f * rng_normal(&rng) : 1.0f + 0.2f * rng_normal(&rng);
+    }
+    for (int i = 0; i < B * T; i++) ids[i] = 3 + (int)(rng_next(&rng) % 60);
+    for (int i = 0; i < D; i++) w[i] = rng_normal(&rng);
+    model_forward(&m, ids, B, T);
+    moe_reset_load(&m);
+    score_head_forward(m.acts.ln_f, last, B, T, D, w, 0.0f, r);
+    bt_loss(r, B / 2, dr, NULL);
+    float *dln = calloc((size_t)B * T * D, sizeof(float));
+    score_head_backward(m.acts.ln_f, last, B, T, D, w, dr, dw, &db, dln);
+    model_zero_grad(&m);
+    model_backward_from_hidden(&m, ids, dln);
+    static const char *const names[] = {"model.embed_tokens.weight", "model.layers.0.self_attn.q_a_proj.weight",
+                                        "model.layers.1.mlp.down_proj.weight", "model.layers.4.self_attn.o_proj.weight",
+                                        "model.norm.weight"};
+    double max_err = 0;
+    for (int k = 0; k < 5; k++) {
+        ParamInfo *p = model_find_param(&m, names[k]);
+        assert_non_null(p);
+        for (int j = 0; j < 6; j++) {
+            size_t at = p->offset + (k == 0 ? (size_t)ids[j] * D + j : (size_t)(rng_next(&rng) % p->numel));
+            float save = m.params[at];
+            double f[4];
+            const float h = 1e-2f, steps[4] = {-2 * h, -h, h, 2 * h};
+            for (int q = 0; q < 4; q++) {
+                m.params[at] = save + steps[q];
+                f[q] = rm_loss_of(&m, w, ids, last, B, T);
+            }
+            m.params[at] = save;
+            double fd = (8.0 * (f[2] - f[1]) - (f[3] - f[0])) / (12.0 * h);
+            double g = m.grads[at];
+            max_err = fmax(max_err, fabs(g - fd));
+            if (fabs(g - fd) > 5e-4 + 3e-2 * fabs(fd))
+                fail_msg("%s[%zu]: gradient %.7g, finite difference %.7g", names[k], at - p->offset, g, fd);
+        }
+    }
+    assert_true(model_find_param(&m, "lm_head.weight") != NULL);
+    ParamInfo *head = model_find_param(&m, "lm_head.weight");
+    for (size_t i = 0; i < head->numel; i++) assert_true(m.grads[head->offset + i] == 0.0f);
+    print_message("  reward model through the decoder: max |gradient - finite difference| %.2g\n", max_err);
+    free(dln);
+    model_free(&m);
+}
+
+// A tiny reward model learns the toy pairs: a random tiny decoder over a tokenizer trained on
+// pair text, 80 steps of 8 pairs; its held-out accuracy (40 pairs it never trained on) rises
+// from about chance to well above it. Saved and loaded, it scores the same.
+static void test_rm_learns_pairs(void **state) {
+    (void)state;
+    char *text = NULL, err[R1_ERR_LEN];
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    pairs_write(f, 440, 11, err);
+    fclose(f);
+    int n = 0;
+    Json **pairs = parse_lines(text, &n);
+    RewardModel rm = {0};
+    if (tokenizer_train(&rm.tok, text, strlen(text), 400, err)) fail_msg("%s", err);
+    Config cfg;
+    if (config_preset("tiny", &cfg, err)) fail_msg("%s", err);
+    cfg.vocab_size = rm.tok.vocab_size, cfg.max_position_embeddings = 256;
+    if (model_create(&rm.model, &cfg, err)) fail_msg("%s", err);
+    model_init_random(&rm.model, 3);
+    if (model_alloc_training(&rm.model, 1, 1, err)) fail_msg("%s", err);
+    rm.w = calloc((size_t)cfg.hidden_size, sizeof(float));
+    Rng rng;
+    rng_seed(&rng, 4);
+    for (int i = 0; i < cfg.hidden_size; i++) rm.w[i] = 0.02f * rng_normal(&rng);  // as ./r1 rm
+    RmRows rows;
+    if (rm_encode_pairs(&rm, pairs, n, &rows, err)) fail_msg("%s", err);
+    int held[40], safety[40], train[400];
+    for (int i = 0; i < 400; i++) train[i] = i;
+    for (int i = 0; i < 40; i++) held[i] = 400 + i, safety[i] = (400 + i) % 4 == 3;
+    int right[2], count[2];
+    rm_accuracy(&rm, &rows, held, safety, 40, right, count);
+    double before = (right[0] + right[1]) / 40.0;
+    AdamWConfig oc = adamw_defaults();
+    oc.lr = 2e-3f, oc.weight_decay = 0.0f;
+    RmTrainer t;
+    rm_trainer_init(&t, &rm, &oc);
+    int *sel[16], len[16];
+    double first_loss = 0, last_loss = 0;
+    for (int step = 0; step < 80; step++) {
+        for (int i = 0; i < 16; i++) {
+            int p = train[(step * 8 + i / 2) % 400];
+            sel[i] = rows.ids[2 * p + i % 2], len[i] = rows.len[2 * p + i % 2];
+        }
+        int correct;
+        float loss = rm_train_step(&rm, &t, sel, len, 8, &correct);
+        if (step < 10) first_loss += loss / 10;
+        if (step >= 70) last_loss += loss / 10;
+    }
+    rm_center(&rm, &rows, train, 400);
+    rm_accuracy(&rm, &rows, held, safety, 40, right, count);
+    double after = (right[0] + right[1]) / 40.0;
+    print_message("  reward model: loss %.3f -> %.3f; held-out accuracy %.3f -> %.3f (helpful %d/%d, "
+                  "safety %d/%d)\n", first_loss, last_loss, before, after, right[0], count[0], right[1], count[1]);
+    if (!(after >= 0.75 && after > before + 0.2))
+        fail_msg("held-out accuracy %.3f -> %.3f: want >= 0.75 and 0.2 above the start", before, after);
+    // save, load, the same scores; a broken head file is refused with its name
+    char dir[] = "/tmp/test_rm_XXXXXX", path[600];
+    assert_non_null(mkdtemp(dir));
+    if (rm_save(&rm, dir, err)) fail_msg("%s", err);
+    RewardModel back;
+    if (rm_load(&back, dir, err)) fail_msg("%s", err);
+    const Json *ex4[4] = {pairs[0], pairs[0], pairs[3], pairs[3]};
+    const char *ans[4] = {str_field(pairs[0], "chosen"), str_field(pairs[0], "rejected"),
+                          str_field(pairs[3], "chosen"), str_field(pairs[3], "rejected")};
+    float a[4], b[4];
+    rm_score(&rm, ex4, ans, 4, a);
+    rm_score(&back, ex4, ans, 4, b);
+    for (int i = 0; i < 4; i++) assert_true(a[i] == b[i]);
+    assert_true(back.b == rm.b);
+    snprintf(path, sizeof path, "%s/score.safetensors", dir);
+    StWrite wrong = {"score.weight", "F32", 2, {1, 7}, rm.w};
+    if (st_write(path, &wrong, 1, NULL, 0, err)) fail_msg("%s", err);
+    rm_free(&back);
+    assert_int_equal(rm_load(&back, dir, err), -1);
+    if (!strstr(err, "score.weight") || !strstr(err, "score.safetensors")) fail_msg("error: %s", err);
+    rm_free(&back);
+    remove(path);
+    assert_int_equal(rm_load(&back, dir, err), -1);
+    assert_non_null(strstr(err, "score.safetensors"));
+    rm_free(&back);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    rm_trainer_free(&t);
+    rm_rows_free(&rows);
+    rm_free(&rm);
+    free_lines(pairs, n);
+    free(text);
+}
+
 // ----------------------------------------------------------------------------------------------
 // Rejection sampling's filters
 // ----------------------------------------------------------------------------------------------
@@ -2151,6 +2494,67 @@ static const char *reason_name(RejectReason r) {
             fail_msg("line %d: reject_reason(\"%s\", ended %d, min_language %g) = %s, expected %s", \
                      __LINE__, text, ended, (double)(min_lang), reason_name(got_), reason_name(want)); \
     } while (0)
+
+// The cold start's rewrite (grpo.c section 7), on crafted completions with the exact text it
+// must write: blank and repeated lines dropped, the summary line added in the prompt's language
+// only when the last line does not state the answer, everything after </answer> gone; and each
+// reason to drop: reject_reason's four, too short, repetitive.
+static void expect_rewrite(const Json *e, const char *completion, int ended, ColdReason want,
+                           const char *want_text) {
+    ColdSettings s = {.min_lines = 2, .min_language = 0.9, .max_repeat = 0.25};
+    char *got;
+    ColdReason why = cold_rewrite(e, completion, ended, &s, &got);
+    if (why != want) fail_msg("cold_rewrite(\"%s\") = %d, expected %d", completion, why, want);
+    if (want_text == NULL) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    if (strcmp(got, want_text) != 0)
+        fail_msg("cold_rewrite(\"%s\")\n wrote    \"%s\"\n expected \"%s\"", completion, got, want_text);
+    free(got);
+}
+
+static void test_cold_rewrite(void **state) {
+    (void)state;
+    Json *en = ex("{\"task\":\"arithmetic\",\"lang\":\"en\",\"level\":1,\"prompt\":\"What is 33 + 39?\","
+                  "\"answer\":\"72\",\"a\":33,\"op\":\"+\",\"b\":39,\"id\":\"49e4dfa30767307a\"}");
+    Json *zh = ex("{\"task\":\"arithmetic\",\"lang\":\"zh\",\"level\":1,\"prompt\":\"请计算 54 + 33 的结果。\","
+                  "\"answer\":\"87\",\"a\":54,\"op\":\"+\",\"b\":33,\"id\":\"8d41ef668df14b48\"}");
+    // the last line states the answer: no summary; a blank line and a repeat dropped (1 of 4
+    // lines repeated: 0.25, not more than max_repeat)
+    expect_rewrite(en, "<think>\nOnes: 3 + 9 = 12, write 2, carry 1.\n\n  Tens: 3 + 3 + 1 = 7.  \n"
+                       "Ones: 3 + 9 = 12, write 2, carry 1.\nSo 33 + 39 = 72.\n</think>\n<answer>72</answer>",
+                   1, COLD_KEEP,
+                   "<think>\nOnes: 3 + 9 = 12, write 2, carry 1.\nTens: 3 + 3 + 1 = 7.\n"
+                   "So 33 + 39 = 72.\n</think>\n<answer>72</answer>");
+    // the last line does not: the summary closes the reasoning, in English
+    expect_rewrite(en, "<think>The answer is probably 71.\nWait, let me check: 71 - 39 = 32, not 33.</think>"
+                       " <answer> 72 </answer>",
+                   1, COLD_KEEP,
+                   "<think>\nThe answer is probably 71.\nWait, let me check: 71 - 39 = 32, not 33.\n"
+                   "So the answer is 72.\n</think>\n<answer>72</answer>");
+    // and in Chinese
+    expect_rewrite(zh, "<think>\n先算个位：4 + 3 = 7。\n再算十位：5 + 3 = 8。\n</think>\n<answer>87</answer>", 1,
+                   COLD_KEEP,
+                   "<think>\n先算个位：4 + 3 = 7。\n再算十位：5 + 3 = 8。\n所以答案是 87。\n</think>\n"
+                   "<answer>87</answer>");
+    // dropped: one line of reasoning is no long CoT
+    expect_rewrite(en, "<think>\nThe answer is probably 72.\n\n</think>\n<answer>72</answer>", 1,
+                   COLD_TOO_SHORT, NULL);
+    // dropped: 2 of 4 lines repeat an earlier one (0.5 > 0.25)
+    expect_rewrite(en, "<think>\nI add 33 and 39.\nI add 33 and 39.\nI add 33 and 39.\nIt is 72.\n"
+                       "</think>\n<answer>72</answer>",
+                   1, COLD_REPETITIVE, NULL);
+    // reject_reason's filters come first
+    expect_rewrite(en, "<think>\nI add.\nIt is 72.\n</think>\n<answer>72</answer> more", 1, COLD_MALFORMED, NULL);
+    expect_rewrite(en, "<think>\nI add.\nIt is 71.\n</think>\n<answer>71</answer>", 1, COLD_WRONG, NULL);
+    expect_rewrite(en, "<think>\nI add.\n先算个位，再算十位，得七十二。\n</think>\n<answer>72</answer>", 1,
+                   COLD_MIXED, NULL);
+    expect_rewrite(en, "<think>\nI add.\nIt is 72.\n</think>\n<answer>72</answer>", 0, COLD_CUT_OFF, NULL);
+    json_free(en);
+    json_free(zh);
+}
 
 // Crafted completions for examples as `./r1 data tasks --task arithmetic` writes them (one
 // English line, one Chinese line): each filter alone, then the order in which they apply
@@ -2508,7 +2912,14 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_grpo_loss_tiny),
         cmocka_unit_test(test_grpo_loss_gradient),
         cmocka_unit_test(test_grpo_learns_toy_task),
+        cmocka_unit_test(test_general_judge),
+        cmocka_unit_test(test_pairs),
+        cmocka_unit_test(test_bt_loss),
+        cmocka_unit_test(test_score_head_gradient),
+        cmocka_unit_test(test_rm_decoder_gradient),
+        cmocka_unit_test(test_rm_learns_pairs),
         cmocka_unit_test(test_reject_reason),
+        cmocka_unit_test(test_cold_rewrite),
         cmocka_unit_test(test_eval_cells_add_up),
         cmocka_unit_test(test_eval_reflection_mixed),
         cmocka_unit_test(test_think_budget),

@@ -2202,6 +2202,32 @@ static void test_cli_faults(void **state) {
         free(text);
     }
     tokenizer_free(&tok);
+    // coldstart (R1 §2.3.1): a model too weak to be right gives no usable sample, so the set is
+    // the human-curated rows, topped up to --min-total; its bad inputs each get one line
+    EXPECT(run_r1(root, "data tasks --n 8 --solutions --style checked --out human.jsonl") == 0,
+           "%s", "data tasks failed");
+    snprintf(args, sizeof(args), "coldstart --model base --base base --human human.jsonl "
+             "--n-prompts 2 --max-new-tokens 4 --min-total 5 --out cold.jsonl");
+    EXPECT(run_r1(root, args) == 0, "%s", "coldstart failed");
+    snprintf(a, sizeof(a), "%s/cold.jsonl", root);
+    int rows;
+    Json **cold = jsonl_read(a, &rows, NULL, err);
+    EXPECT(cold != NULL, "%s", err);
+    EXPECT(rows >= 5, "coldstart wrote %d rows, fewer than --min-total 5", rows);
+    tasks_free(cold, rows);
+    snprintf(args, sizeof(args), "coldstart --model %s/base", root);
+    expect_cli_error(root, args, "needs --model");
+    snprintf(args, sizeof(args), "cp -r %s/base %s/other && echo ' ' >> %s/other/tokenizer.json",
+             root, root, root);
+    assert_int_equal(system(args), 0);
+    snprintf(args, sizeof(args), "coldstart --model %s/base --base %s/other --out %s/x.jsonl", root,
+             root, root);
+    expect_cli_error(root, args, "another tokenizer");
+    snprintf(a, sizeof(a), "%s/bad.jsonl", root);
+    write_text(a, "{\"task\": \"arithmetic\", \"prompt\": \"What is 1 + 1?\"}\n");
+    snprintf(args, sizeof(args), "coldstart --model %s/base --human %s --n-prompts 1 "
+             "--max-new-tokens 2 --out %s/x.jsonl", root, a, root);
+    expect_cli_error(root, args, "solution");
     rm_tree(root);
 }
 
