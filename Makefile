@@ -18,7 +18,7 @@ HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_gqa test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
 
-.PHONY: all test debug asan ubsan fuzz run clean bench layers
+.PHONY: all test debug asan ubsan fuzz run clean bench layers demos handout grade tutorial-check
 all: r1
 
 r1: $(SRC) $(HDR)
@@ -33,6 +33,14 @@ r1-debug: $(SRC) $(HDR)
 
 build:
 	mkdir -p build
+
+# The tutorial's helper programs (tutorial/demos/*.c), at -O0 -g for gdb, linked with every
+# source (main.c without its main(): -DR1_TEST): `make demos` -> build/demos/bpe_demo, ...
+DEMOS = $(patsubst tutorial/demos/%.c,build/demos/%,$(wildcard tutorial/demos/*.c))
+demos: $(DEMOS)
+build/demos/%: tutorial/demos/%.c $(SRC) $(HDR)
+	@mkdir -p build/demos
+	$(CC) -O0 -g $(WARN) -Wno-unknown-pragmas -Wno-unused-function -DR1_TEST -I. -o $@ $< $(SRC) $(LDLIBS)
 
 # Each test #includes the source files whose static functions it checks (tests/test_r1.c:
 # kernels.c and r1.c, ...) and links the others; main.c is compiled with R1_TEST, which leaves
@@ -85,6 +93,27 @@ fuzz:
 	    [ -z "$$(ls build/fuzz/crash-* build/fuzz/leak-* build/fuzz/timeout-* build/fuzz/oom-* 2>/dev/null)" ] || \
 	        { echo "fuzz_$$h: see build/fuzz/ (crash-*: the input)"; exit 1; }; \
 	done; echo "fuzz: no crash"
+
+# The course kit (tutorial/assignments.md): `make handout` writes build/handout/, a copy of the
+# tree with the bodies between "// BEGIN ASSIGNMENT name" and "// END ASSIGNMENT name" replaced
+# by a TODO and a stub; `make grade` runs tests/test_assignments.c, one process per assignment,
+# and prints the points (and build/grade.json). HIDDEN=path/to/extra_tests.c adds an
+# instructor's tests (a file defining HIDDEN_TESTS[]; the header of test_assignments.c says how).
+handout:
+	@python3 tests/handout.py build/handout
+grade: | build
+	$(CC) $(TEST_CFLAGS) $(WARN) -Wno-unused-function $(OMP) -I. -DR1_TEST \
+	    $(if $(HIDDEN),-DHIDDEN='"$(abspath $(HIDDEN))"') -o build/test_assignments_grade \
+	    tests/test_assignments.c $(filter-out $(call test_includes,tests/test_assignments.c),$(SRC)) \
+	    -lcmocka $(LDLIBS)
+	@sh tests/grade.sh build/test_assignments_grade
+
+# The tutorial's command blocks, run and compared with the output the text shows
+# (tests/tutorial_check.py says how blocks are marked); TUTORIAL_FULL=1 also runs the
+# expensive ones (training: they need the pipeline's runs/). The gdb sessions are
+# tutorial/gdb/*.gdb, run by tutorial/gdb/run.sh (skipped where gdb is missing).
+tutorial-check: r1 r1-debug demos build/test_tokenizer
+	@python3 tests/tutorial_check.py
 
 clean-tests:
 	rm -rf build

@@ -180,6 +180,9 @@ int has_reflection(const char *completion) {
 // adv (n_groups * G) from rewards; scale_by_std 0 gives Dr. GRPO's r - mean. A group whose
 // rewards are all equal gets 0: no signal. std is the sample std (as TRL), plus 1e-4.
 void grpo_advantages(const double *rewards, int n_groups, int G, int scale_by_std, float *adv) {
+    // BEGIN ASSIGNMENT grpo_advantages
+    // handout: for (int i = 0; i < n_groups * G; i++) adv[i] = 0.0f;
+    // handout: (void)rewards, (void)scale_by_std;
     for (int g = 0; g < n_groups; g++) {
         const double *r = rewards + (size_t)g * G;
         double mean = 0.0, var = 0.0, lo = r[0], hi = r[0];
@@ -197,6 +200,7 @@ void grpo_advantages(const double *rewards, int n_groups, int G, int scale_by_st
             adv[(size_t)g * G + i] = (float)a;
         }
     }
+    // END ASSIGNMENT grpo_advantages
 }
 
 // lp (B,T): log-softmax(logits[b, t-1])[ids[b, t]] for t >= 1 (lp[b, 0] = 0): the log-probability
@@ -252,6 +256,9 @@ static GrpoTokenTerms grpo_token(const float *z, int o, float old_lp, float ref_
     }
     // the same arithmetic as token_logprobs, so that rho is exactly 1 on the first pass
     float lp = (float)(z[o] - lse);
+    // BEGIN ASSIGNMENT grpo_loss_k3
+    // handout: float rho = 1.0f, rho_clip = 1.0f, objective = 0.0f, dobj = 0.0f, k3 = 0.0f, dk3 = 0.0f;
+    // handout: (void)lp, (void)old_lp, (void)ref_lp, (void)A;
     float rho = expf(lp - old_lp);
     float lo = 1.0f - gc->eps_low, hi = 1.0f + gc->eps_high;
     float rho_clip = rho < lo ? lo : rho > hi ? hi : rho;
@@ -263,6 +270,7 @@ static GrpoTokenTerms grpo_token(const float *z, int o, float old_lp, float ref_
     // it never rounds below 0 when r is close to 1
     float k3 = expm1f(ref_lp - lp) - (ref_lp - lp);
     float dk3 = 1.0f - ratio_ref;
+    // END ASSIGNMENT grpo_loss_k3
     out.loss = -w * (objective - gc->beta * k3);
     out.kl = k3;
     out.entropy = (float)ent;
@@ -825,6 +833,9 @@ static void eval_add(EvalCell *c, const EvalScores *p) {
 
 // The answer most of the k completions give (NULL answers do not vote): its index, or -1.
 static int majority_answer(char **answers, int k) {
+    // BEGIN ASSIGNMENT cons_at_k
+    // handout: (void)answers, (void)k;
+    // handout: return -1;
     int best = -1, best_count = 0;
     for (int i = 0; i < k; i++) {
         if (!answers[i]) continue;
@@ -833,6 +844,7 @@ static int majority_answer(char **answers, int k) {
         if (count > best_count) best = i, best_count = count;
     }
     return best;
+    // END ASSIGNMENT cons_at_k
 }
 
 static const char *string_field(const Json *ex, const char *key, const char *missing) {

@@ -512,6 +512,9 @@ static inline void weighted_dots_rows(const float *dout, const float *inp, int s
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
                              int stride, const float *w, const float *rstd, int N, int C,
                              int accumulate) {
+    // BEGIN ASSIGNMENT rmsnorm_backward
+    // handout: for (int t = 0; t < N && !accumulate; t++) memset(dinp + (size_t)t * stride, 0, (size_t)C * sizeof(float));
+    // handout: (void)dw, (void)dout, (void)inp, (void)w, (void)rstd;
     int blocks = (N + RMS_ROWS - 1) / RMS_ROWS;
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++) {
@@ -547,6 +550,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
             for (int c = c0; c < c1; c++) dw[c] += s[c - c0];
         }
     }
+    // END ASSIGNMENT rmsnorm_backward
 }
 
 // Interleaved RoPE (rope_interleave, DeepSeek-V3's layout): the pairs (x[2i], x[2i+1]) of the
@@ -556,6 +560,8 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 // vec (dr) at position pos; sign = +1 forward, -1 backward (rotation by -angle = transpose).
 void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row,
                         float sign, int interleave) {
+    // BEGIN ASSIGNMENT rope
+    // handout: (void)vec, (void)dr, (void)cos_row, (void)sin_row, (void)sign, (void)interleave;
     int half = dr / 2;
     for (int i = 0; i < half; i++) {
         int a = interleave ? 2 * i : i, b = interleave ? 2 * i + 1 : i + half;
@@ -564,6 +570,7 @@ void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row,
         vec[a] = x0 * c - x1 * s;
         vec[b] = x1 * c + x0 * s;
     }
+    // END ASSIGNMENT rope
 }
 // The YaRN attention factor is folded into cos/sin, so a rotation can scale: the transpose of
 // [c -s; s c] is [c s; -s c], which is what sign = -1 gives, with the same scale.
@@ -586,6 +593,10 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
                      const float *x, const float *Wg, const float *Wu, const float *Wd,
                      const float *g, const float *u, const float *h, int N, int D, int I,
                      float *dh, float *dgu, int accumulate) {
+    // BEGIN ASSIGNMENT swiglu_backward
+    // handout: for (size_t i = 0; i < (size_t)N * D && !accumulate; i++) dx[i] = 0.0f;
+    // handout: (void)dWg, (void)dWu, (void)dWd, (void)dout, (void)x, (void)Wg, (void)Wu, (void)Wd;
+    // handout: (void)g, (void)u, (void)h, (void)I, (void)dh, (void)dgu;
     if (N == 0) return;
     matmul_backward(dh, dWd, dout, h, Wd, N, I, D, 0);    // dh = dout @ Wd
     float *dg = dh, *du = dgu;                             // dg overwrites dh in place
@@ -597,6 +608,7 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
     }
     matmul_backward(dx, dWg, dg, x, Wg, N, D, I, accumulate);  // dx (=, +=) dg @ Wg
     matmul_backward(dx, dWu, du, x, Wu, N, D, I, 1);           // dx += du @ Wu
+    // END ASSIGNMENT swiglu_backward
 }
 
 // ==============================================================================================

@@ -429,7 +429,8 @@ static int cmd_sample(int argc, char **argv) {
     const char *template = arg_str(argc, argv, "--template", "chat");
     if (!dir || (!prompt_ids == !prompt))
         die("sample: needs --model DIR and one of --prompt-ids \"1 2 3\" or --prompt TEXT");
-    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 64, 0, 1 << 20);
+    // by default, until the end-of-sequence token or the context is full (-1)
+    int max_new = (int)arg_long(argc, argv, "--max-new-tokens", -1, 0, 1 << 20);
     SamplingConfig sc = {(float)arg_double(argc, argv, "--temperature", 0.0, 0.0, 100.0),
                          (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0)};
     uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
@@ -449,7 +450,7 @@ static int cmd_sample(int argc, char **argv) {
     } else {
         n = parse_ids(prompt_ids, m.cfg.vocab_size, ids, ctx);
     }
-    int total = n + max_new;
+    int total = max_new < 0 ? ctx : n + max_new;
     if (total > ctx) {
         fprintf(stderr, "r1: note: stopping at the context length %d\n", ctx);
         total = ctx;
@@ -1049,6 +1050,27 @@ static SeqData sft_rows(const Tokenizer *tok, Json *const *ex, int n_ex, const c
     return d;
 }
 
+// Puts the rows in an order fixed by the data alone (a Fisher-Yates shuffle with a constant
+// seed), so that the held-out rows, the last --heldout of them, are a sample of the whole file
+// and not its tail: rejection sampling writes the non-reasoning rows last, and a tail split was
+// all of them. The same rows are held out whatever --seed is, and the same on --resume.
+static void sft_shuffle_rows(SeqData *d) {
+    Rng rng;
+    rng_seed(&rng, 0x5f74u);
+    int T = d->T;
+    for (long i = d->n_seq - 1; i > 0; i--) {  // swap row i with a row j <= i
+        long j = (long)(rng_next(&rng) % (uint64_t)(i + 1));
+        int *a = d->ids + (size_t)i * T, *b = d->ids + (size_t)j * T;
+        float *ma = d->mask + (size_t)i * T, *mb = d->mask + (size_t)j * T;
+        for (int t = 0; t < T; t++) {
+            int id = a[t];
+            a[t] = b[t], b[t] = id;
+            float m = ma[t];
+            ma[t] = mb[t], mb[t] = m;
+        }
+    }
+}
+
 static int cmd_sft(int argc, char **argv) {
     static const char *const known[] = {
         "--model", "--data", "--field", "--template", "--out", "--steps", "--epochs", "--batch",
@@ -1104,6 +1126,7 @@ static int cmd_sft(int argc, char **argv) {
     if (T > m.cfg.max_position_embeddings)
         die("sft: --seq %d exceeds max_position_embeddings %d", T, m.cfg.max_position_embeddings);
     SeqData d = sft_rows(&tok, ex, n_ex, data_path, field, template, T);
+    sft_shuffle_rows(&d);
     d.n_train = d.n_seq - (long)(d.n_seq * heldout);
     if (d.n_train == 0) die("%s: no usable training example in %s", argv[1], data_path);
     if (d.n_train < a.B) {  // a small set (rejection sampling may keep few): smaller batches
@@ -2448,7 +2471,8 @@ static int cmd_plot(int argc, char **argv) {
 }
 
 static int cmd_pipeline(int argc, char **argv) {
-    static const char *const known[] = {"--preset", "--out", "--seed", "--seeds", "--scale", NULL};
+    static const char *const known[] = {"--preset", "--out", "--seed", "--seeds", "--scale",
+                                        "--until", NULL};
     static const char *const bools[] = {NULL};
     check_flags(argc, argv, known, bools);
     PipelineRun p;
@@ -2456,6 +2480,7 @@ static int cmd_pipeline(int argc, char **argv) {
     p.out = arg_str(argc, argv, "--out", "runs/pipeline");
     p.seed = arg_str(argc, argv, "--seed", "1");
     p.scale = arg_double(argc, argv, "--scale", 1.0, 0.01, 100.0);  // multiplies the steps
+    p.until = arg_str(argc, argv, "--until", NULL);  // the last stage to run ("rl")
     const char *seeds = arg_str(argc, argv, "--seeds", NULL);  // "1,2,3": a run per seed
     char err[R1_ERR_LEN];
     Config check;
@@ -2463,7 +2488,8 @@ static int cmd_pipeline(int argc, char **argv) {
     double t_start = now_seconds();
     if (!seeds) {
         pipeline_run(&p);
-        printf("\npipeline finished in %.0f s; report: %s/report.md\n", now_seconds() - t_start, p.out);
+        printf("\npipeline %s%s in %.0f s; report: %s/report.md\n", p.until ? "stopped after " : "finished",
+               p.until ? p.until : "", now_seconds() - t_start, p.out);
         return 0;
     }
     if (arg_str(argc, argv, "--seed", NULL)) die("pipeline: give --seed or --seeds, not both");
@@ -2500,16 +2526,20 @@ static void usage(void) {
            "  ./r1 info    --config NAME | --model DIR    architecture, parameter counts, KV cache\n"
            "  ./r1 forward --model DIR --input IN.safetensors --out OUT.safetensors [--backward]\n"
            "  ./r1 sample  --model DIR (--prompt TEXT [--template chat|r1-zero|none] |\n"
-           "               --prompt-ids \"37 43 12\") [--max-new-tokens N] [--temperature T]\n"
-           "               [--top-p P] [--seed S] [--print-ids]\n"
+           "               --prompt-ids \"37 43 12\") [--max-new-tokens N (default: to the end)]\n"
+           "               [--temperature T] [--top-p P] [--seed S] [--print-ids]\n"
            "  ./r1 chat    --model DIR [--temperature T] [--top-p P]\n"
            "  ./r1 train   [--config small | --init DIR] [--steps N] [--batch B] [--seq T] [--lr LR]\n"
            "               [--gamma G] [--seed S] [--out DIR]\n"
            "  ./r1 pretrain --data FILE --out DIR [--config small] [--tokenizer DIR] [--steps N]\n"
            "               [--batch B] [--seq T] [--lr LR] [--warmup N] [--gamma G] [--alpha A]\n"
-           "               [--eval-every N] [--save-every N] [--seed S] [--resume]\n"
+           "               [--lr-min LR] [--decay-start N] [--heldout SHARE] [--eval-every N]\n"
+           "               [--save-every N] [--seed S] [--resume]\n"
            "  ./r1 sft     --model DIR --data FILE.jsonl --out DIR [--field solution]\n"
-           "               [--template r1-zero|chat] [--epochs E] [--seq T] [--lr LR] [--resume]\n"
+           "               [--template r1-zero|chat] [--epochs E | --steps N] [--batch B] [--seq T]\n"
+           "               [--lr LR] [--lr-min LR] [--warmup N] [--decay-start N] [--gamma G]\n"
+           "               [--alpha A] [--heldout SHARE] [--eval-every N] [--save-every N]\n"
+           "               [--seed S] [--resume]\n"
            "  ./r1 distill --teacher DIR --data FILE.jsonl --out DIR [--student-config student]\n"
            "               [--kd-alpha A] [--kd-tau T] (and the sft flags)\n"
            "  ./r1 data    tasks|corpus|check|show|pairs ...  the toy world (./r1 data help)\n"
@@ -2537,6 +2567,7 @@ static void usage(void) {
            "               the cold start from R1-Zero's outputs (and the base, one-shot): verified,\n"
            "               rewritten readable, filtered; plus a share of FILE (human-curated)\n"
            "  ./r1 pipeline [--preset small] [--out runs/pipeline] [--scale S] [--seed N | --seeds 1,2,3]\n"
+           "               [--until STAGE]  stop after STAGE (`--until list` prints the stages)\n"
            "               every stage of the R1 recipe, evaluated, with report.md\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n"
@@ -2561,6 +2592,9 @@ static void keep_freed_memory(void) {
 
 int main(int argc, char **argv) {
     keep_freed_memory();
+    // R1_PLAIN_ATTENTION=1: the training attention as plain loops, to step in gdb (r1.c)
+    const char *plain = getenv("R1_PLAIN_ATTENTION");
+    attention_plain_loops = plain && strcmp(plain, "1") == 0;
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         usage();
         return argc < 2 ? 1 : 0;

@@ -31,6 +31,10 @@ static int argmax_allowed(const float *v, const unsigned char *allowed, int n) {
 // The bias b_i (e_score_correction_bias) is added for SELECTION only; w uses the unbiased s.
 void moe_route_token(const Config *c, const float *logits, const float *bias, float *s,
                      int *idx, float *w) {
+    // BEGIN ASSIGNMENT moe_router
+    // handout: for (int e = 0; e < c->n_routed_experts; e++) s[e] = 0.0f;
+    // handout: for (int k = 0; k < c->num_experts_per_tok; k++) idx[k] = k, w[k] = 0.0f;
+    // handout: (void)logits, (void)bias, (void)argmax_allowed;
     int E = c->n_routed_experts, K = c->num_experts_per_tok;
     int G = c->n_group, per_group = E / G;
     float choice[E];            // s + b: the selection score
@@ -79,6 +83,7 @@ void moe_route_token(const Config *c, const float *logits, const float *bias, fl
         if (c->norm_topk_prob) w[k] /= sum + 1e-20f;
         w[k] *= c->routed_scaling_factor;
     }
+    // END ASSIGNMENT moe_router
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -299,6 +304,8 @@ float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, float 
 // After a training step: b_i += gamma * sign(mean_j c_j - c_i), with c_i the tokens routed to
 // expert i since the last reset. Overloaded experts become less attractive to the selection.
 void moe_update_bias(Model *m, float gamma) {
+    // BEGIN ASSIGNMENT moe_router
+    // handout: (void)m, (void)gamma;
     const Config *c = &m->cfg;
     int E = c->n_routed_experts;
     for (int l = c->first_k_dense_replace; l < c->num_hidden_layers; l++) {
@@ -312,6 +319,7 @@ void moe_update_bias(Model *m, float gamma) {
             b[e] += gamma * sign;
         }
     }
+    // END ASSIGNMENT moe_router
 }
 
 void moe_reset_load(Model *m) {

@@ -995,11 +995,26 @@ static void evaluate_stage(const PipelineRun *p, const Stage *s) {
     run_stage_command(a);
 }
 
-// Runs every stage not yet done into p->out, then writes p->out/report.md.
+// The index of the last stage to run: p->until's, or the last of STAGES.
+static int last_stage(const PipelineRun *p) {
+    if (!p->until) return N_STAGES - 1;
+    for (int i = 0; i < N_STAGES; i++)
+        if (strcmp(STAGES[i].name, p->until) == 0) return i;
+    char names[1024] = "";
+    for (int i = 0; i < N_STAGES; i++)
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ", " : "",
+                 STAGES[i].name);
+    die("pipeline: --until: no stage '%s' (the stages: %s)", p->until, names);
+    return -1;  // not reached: die exits
+}
+
+// Runs every stage not yet done into p->out (up to p->until's, if given), then writes
+// p->out/report.md.
 void pipeline_run(const PipelineRun *p) {
     char err[R1_ERR_LEN];
+    int last = last_stage(p);
     if (make_dirs(p->out, err)) die("%s", err);
-    for (int i = 0; i < N_STAGES; i++) {
+    for (int i = 0; i <= last; i++) {
         const Stage *s = &STAGES[i];
         if (stage_done(p->out, s->name)) {
             printf("stage %-16s done (skipped)\n", s->name);

@@ -644,6 +644,47 @@ static void attention_backward_head(const Model *m, LayerActs *a, const float *d
     }
 }
 
+// The same attention as attention_forward_head, written as plain loops for stepping in gdb:
+// row i of the scores, its softmax, then row i of O = P V. Used when attention_plain_loops is
+// set (R1_PLAIN_ATTENTION=1 in the environment, read by main); off by default, because each
+// score here is one dot product summed d = 0, 1, ... in order, while the tiled kernel sums in
+// blocks and vector lanes: the floats may differ in the last bits (test_plain_attention), and
+// ./r1 and ./r1-debug must compute the same floats (test_debug_build_same_floats). It fills P
+// (the layer's att) and att_out as the tiled form does, so the backward is the same.
+int attention_plain_loops = 0;
+
+static void attention_forward_head_loops(const Model *m, LayerActs *a, int T, int b, int h) {
+    // BEGIN ASSIGNMENT naive_mla_attention
+    // handout: (void)m, (void)a, (void)T, (void)b, (void)h;
+    const Config *c = &m->cfg;
+    int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int dv = c->v_head_dim, dc = c->kv_lora_rank, qk = dn + dr;
+    float *P = a->att + ((size_t)b * H + h) * T * T;  // (T, T) of this (b, h)
+    for (int i = 0; i < T; i++) {
+        const float *q = a->q + ((size_t)(b * T + i) * H + h) * qk;  // [q_nope | q_pe] (qk)
+        float *p = P + (size_t)i * T;
+        for (int j = 0; j <= i; j++) {  // score = (q_nope . k_nope + q_pe . k_pe) * scale
+            const float *k_nope = a->kv + ((size_t)(b * T + j) * H + h) * (dn + dv);
+            const float *k_pe = a->kv_a + (size_t)(b * T + j) * (dc + dr) + dc;
+            float score = 0.0f;
+            for (int d = 0; d < dn; d++) score += q[d] * k_nope[d];
+            for (int d = 0; d < dr; d++) score += q[dn + d] * k_pe[d];
+            p[j] = score * m->attn_scale;
+        }
+        softmax_inplace(p, i + 1);
+        for (int j = i + 1; j < T; j++) p[j] = 0.0f;  // masked: P = 0
+        float *o = a->att_out + ((size_t)(b * T + i) * H + h) * dv;  // o (dv) = sum_j p_j v_j
+        const float *v = a->kv + ((size_t)b * T * H + h) * (dn + dv) + dn;  // v_j: v[j * vs]
+        size_t vs = (size_t)H * (dn + dv);
+        for (int e = 0; e < dv; e++) {
+            float sum = 0.0f;
+            for (int j = 0; j <= i; j++) sum += p[j] * v[j * vs + e];
+            o[e] = sum;
+        }
+    }
+    // END ASSIGNMENT naive_mla_attention
+}
+
 // Applies RoPE (sign +1) or its transpose (sign -1) to the rope part of every head of q-like
 // rows (N, H, w) where the rope dims are the last dr of each head's w.
 static void rope_rows(const Model *m, float *x, int N, int T, int heads, int w, int off,
@@ -683,6 +724,11 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
     // decoupled RoPE: q_pe per head, k_pe shared by all heads (V3 eqs. 3, 8)
     rope_rows(m, a->q, N, T, H, dn + dr, dn, 1.0f);
     rope_rows(m, a->kv_a, N, T, 1, dc + dr, dc, 1.0f);
+    if (attention_plain_loops) {  // R1_PLAIN_ATTENTION=1: the plain loops, one head at a time
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) attention_forward_head_loops(m, a, T, b, h);
+        return;
+    }
 #pragma omp parallel
     {
         float *scratch = xcalloc(head_scratch_floats(c, T), sizeof(float));  // this thread's
@@ -880,6 +926,10 @@ void model_backward_from_hidden(Model *m, const int *ids, const float *dln_f) {
 // mask is NULL or mask[b, t+1] != 0. dlogits (B,T,V) = (softmax - onehot) / count, 0 elsewhere.
 float cross_entropy_forward_backward(const float *logits, const int *ids, const float *mask,
                                      int B, int T, int V, float *dlogits) {
+    // BEGIN ASSIGNMENT cross_entropy
+    // handout: if (dlogits) memset(dlogits, 0, (size_t)B * T * V * sizeof(float));
+    // handout: (void)logits, (void)ids, (void)mask;
+    // handout: return 0.0f;
     int N = B * T;
     float *row_loss = xcalloc((size_t)N, sizeof(float));
     int count = 0;
@@ -908,6 +958,7 @@ float cross_entropy_forward_backward(const float *logits, const int *ids, const 
     for (int t = 0; t < N; t++) total += row_loss[t];  // fixed order
     free(row_loss);
     return count ? (float)(total / count) : 0.0f;
+    // END ASSIGNMENT cross_entropy
 }
 
 // Distillation against a teacher's logits (Hinton et al. 2015; R1 §2.4 uses plain SFT on the
@@ -978,6 +1029,9 @@ static double sum_squares(const float *x, size_t n) {
 }
 
 float adamw_step(Model *m, const AdamWConfig *oc) {
+    // BEGIN ASSIGNMENT adamw
+    // handout: (void)m, (void)oc, (void)sum_squares;
+    // handout: return 0.0f;
     // the global norm: the tensors' sums of squares are shared among the threads, then added
     // in table order (the same double whatever thread computed each)
     double *tensor_sumsq = xcalloc((size_t)m->n_tensors, sizeof(double)), sumsq = 0.0;
@@ -1015,6 +1069,7 @@ float adamw_step(Model *m, const AdamWConfig *oc) {
         }
     }
     return norm;
+    // END ASSIGNMENT adamw
 }
 // ==============================================================================================
 // 7. Generation: one token at a time with the latent KV cache and absorbed attention

@@ -580,6 +580,10 @@ int model_alloc_training(Model *m, int B, int T, char *err);
 int model_alloc_inference(Model *m, int B, int T, char *err);
 // Training forward: ids (B,T) -> acts.logits (B,T,V).
 void model_forward(Model *m, const int *ids, int B, int T);
+// 1: the training attention runs as plain loops (attention_forward_head_loops, to step in gdb;
+// floats may differ in the last bits), 0 (default): the tiled kernel. main sets it from the
+// environment: R1_PLAIN_ATTENTION=1 ./r1-debug ...
+extern int attention_plain_loops;
 // Backward from dlogits (B,T,V); accumulates into m->grads.
 void model_backward(Model *m, const int *ids, const float *dlogits);
 // Backward from dln_f (B,T,D), the gradient of the final RMSNorm's output (acts.ln_f), for a head
@@ -1140,9 +1144,11 @@ typedef struct {
     const char *preset;  // the base model's config preset
     const char *seed;    // as it goes on the stages' command lines
     double scale;        // multiplies every stage's training steps
+    const char *until;   // NULL, or the name of the last stage to run (`--until rl`)
 } PipelineRun;
 // Runs every stage not yet done (OUT/<stage>.done marks the finished ones), evaluating each
-// model, then writes OUT/report.md. Dies, after writing the report so far, if a stage fails.
+// model, then writes OUT/report.md; with p->until, stops after that stage. Dies, after writing
+// the report so far, if a stage fails, and at once if p->until names no stage.
 void pipeline_run(const PipelineRun *p);
 // OUT/report.md over n runs of the pipeline (one per seed, in dirs): every number as the mean
 // over the seeds ± its standard error, and the findings measured in every run.

@@ -342,10 +342,14 @@ static void arith_generate(Problem *p, Rng *r) {
 // Verifier: the answer must be one integer (whitespace around it and leading zeros are fine)
 // equal to a op b. No overflow: operands are at most 10^7, answers at most 15 digits.
 static int arith_check(const Problem *p, const char *text) {
+    // BEGIN ASSIGNMENT verifier
+    // handout: (void)p, (void)text;
+    // handout: return 0;
     long long v, want;
     if (!parse_whole_integer(text, &v)) return 0;
     if (!exact_op(p->op, p->a, p->b, &want)) return 0;
     return v == want;
+    // END ASSIGNMENT verifier
 }
 
 // Names of the digit places, from the ones up (10^15 is beyond every value we handle).

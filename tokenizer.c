@@ -645,6 +645,9 @@ static int tok_made_add(TokMadeTokens *made, int a, int b) {
 // tok_pair_add may reallocate tr->pairs while we walk it. Then pair p has count 0, and the pairs
 // the merge created go on the heap.
 static void tok_merge_pair_in_words(TokTrainer *tr, TokWords *wd, int p, int c) {
+    // BEGIN ASSIGNMENT bpe_merge
+    // handout: tr->pairs[p].count = 0;
+    // handout: (void)wd, (void)c;
     TokPair *pair = &tr->pairs[p];
     int a = pair->a, b = pair->b;
     int n_list = pair->n_words;
@@ -676,6 +679,7 @@ static void tok_merge_pair_in_words(TokTrainer *tr, TokWords *wd, int p, int c) 
     free(list);
     tr->pairs[p].count = 0; // every occurrence is gone
     tok_push_fresh(tr);
+    // END ASSIGNMENT bpe_merge
 }
 
 // Step 4: merge the most frequent pair, again and again, until cap_merges merges are learned or

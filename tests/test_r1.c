@@ -1017,6 +1017,31 @@ static void check_decode_matches(Variant v) {
     model_free(&m);
 }
 
+// The plain-loop attention of the debug path (R1_PLAIN_ATTENTION=1) is the same function as the
+// tiled one: the logits agree up to float rounding (the sums run in another order), and so do
+// the gradients, since the backward reads the same P.
+static void test_plain_attention(void **state) {
+    (void)state;
+    Config c = tiny_config(V_BASE);
+    enum { B = 2, T = 19 };  // 19: rows past whole tiles
+    Model m;
+    make_model(&m, &c, 53, B, T);
+    int ids[B * T];
+    random_ids(ids, B * T, c.vocab_size, 54);
+    size_t n = (size_t)B * T * c.vocab_size;
+    float *tiled = xcalloc(n, sizeof(float));
+    model_forward(&m, ids, B, T);
+    memcpy(tiled, m.acts.logits, n * sizeof(float));
+    attention_plain_loops = 1;
+    model_forward(&m, ids, B, T);
+    attention_plain_loops = 0;
+    double r = rel_l2(m.acts.logits, tiled, n);
+    print_message("    plain-loop attention vs tiled: logits relative L2 %.2e\n", r);
+    EXPECT(r < 1e-5, "plain-loop attention differs from the tiled one: relative L2 %.3g", r);
+    free(tiled);
+    model_free(&m);
+}
+
 static void test_decode_matches_forward(void **state) {
     (void)state;
     check_decode_matches(V_BASE);
@@ -1997,7 +2022,7 @@ static void test_cli_errors(void **state) {
     (void)state;
     char root[] = "/tmp/test_r1_XXXXXX";
     cli_test_root(root);
-    char dir[512], in[512], args[2048];
+    char dir[512], in[512], args[2048], a600[600];
     save_tiny_checkpoint(root, 81, dir, sizeof(dir));
     // a well-formed forward works (status 0), so the failures below are about the input
     snprintf(in, sizeof(in), "%s/ok.safetensors", root);
@@ -2041,6 +2066,11 @@ static void test_cli_errors(void **state) {
     // sample: not a number
     snprintf(args, sizeof(args), "sample --model %s --prompt-ids '1 two 3'", dir);
     expect_cli_error(root, args, "two");
+    // pipeline --until: a stage that does not exist names the stages, and nothing is run
+    snprintf(args, sizeof(args), "pipeline --out %s/pp --until nosuch", root);
+    expect_cli_error(root, args, "student-rl");
+    snprintf(a600, sizeof(a600), "%s/pp", root);
+    EXPECT(access(a600, F_OK) != 0, "%s", "pipeline --until nosuch created its --out");
     // info: an unknown preset
     expect_cli_error(root, "info --config nonsense", "nonsense");
     // an unknown flag, a flag without its value, an unknown command
@@ -2502,6 +2532,41 @@ static void check_sft_row(const Tokenizer *tok, const char *template, const char
     *n_resp = kr;
 }
 
+// sft's held-out rows are the last --heldout of the rows after sft_shuffle_rows: a permutation
+// fixed by the data alone (a second call from the same order gives the same order), which moves
+// rows and their masks together, and which mixes a file whose last rows are all of one kind
+// (rejection sampling writes the non-reasoning rows last) into the held-out tail.
+static void test_sft_shuffle_rows(void **state) {
+    (void)state;
+    enum { N = 100, T = 3 };
+    SeqData d = {.T = T, .n_seq = N};
+    d.ids = xcalloc(N * T, sizeof(int));
+    d.mask = xcalloc(N * T, sizeof(float));
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < T; t++) d.ids[i * T + t] = i, d.mask[i * T + t] = (float)i;
+    sft_shuffle_rows(&d);
+    int seen[N] = {0}, tail_late = 0, moved = 0;
+    for (int i = 0; i < N; i++) {
+        int r = d.ids[i * T];
+        for (int t = 0; t < T; t++)
+            EXPECT(d.ids[i * T + t] == r && d.mask[i * T + t] == (float)r, "row %d was torn apart", i);
+        seen[r]++;
+        moved += r != i;
+        if (i >= 95) tail_late += r >= 80;  // the held-out 5%: rows from the file's last fifth?
+    }
+    for (int r = 0; r < N; r++) EXPECT(seen[r] == 1, "row %d appears %d times", r, seen[r]);
+    EXPECT(moved > 80, "only %d of %d rows moved", moved, N);
+    EXPECT(tail_late < 5, "the held-out rows all come from the file's tail");
+    int first[N];
+    for (int i = 0; i < N; i++) first[i] = d.ids[i * T];
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < T; t++) d.ids[i * T + t] = i, d.mask[i * T + t] = (float)i;
+    sft_shuffle_rows(&d);
+    for (int i = 0; i < N; i++) EXPECT(d.ids[i * T] == first[i], "%s", "the order is not fixed");
+    free(d.ids);
+    free(d.mask);
+}
+
 static void test_sft_row_mask(void **state) {
     (void)state;
     Tokenizer tok;
@@ -2748,9 +2813,11 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_checkpoint_shape_message_1d),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_debug_build_same_floats),
+        cmocka_unit_test(test_plain_attention),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_distill_loss_by_hand),
         cmocka_unit_test(test_distill_loss_gradient),
+        cmocka_unit_test(test_sft_shuffle_rows),
         cmocka_unit_test(test_sft_row_mask),
         cmocka_unit_test(test_sft_row_prompt_fills_row),
         cmocka_unit_test(test_sft_mask_cross_entropy),
