@@ -2180,7 +2180,30 @@ static void keep_freed_memory(void) {
 #endif
 }
 
+// OpenMP's threads wait for work between parallel regions. libgomp's default is to spin (burn
+// the core, up to ~300,000 checks) before it sleeps: fast when every thread has a core, but on a
+// laptop where another program holds a core, the spinning thread steals the time slices the
+// working one needs, and each parallel region waits for a thread that is not running. Measured
+// on the 2-core sandbox with a busy loop on one core: a training step 8x slower on 2 threads
+// than on 1, and batched decoding 90x slower (tests/BENCH.md, "OpenMP's wait policy"). With
+// OMP_WAIT_POLICY=passive a waiting thread sleeps at once, and 2 threads never lose to 1.
+// libgomp reads its environment before main runs, so the setting takes effect by starting the
+// program again with it (execv of /proc/self/exe; runtimes that read it at their first parallel
+// region, such as LLVM's libomp, see the setenv alone). A user's own OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT is left alone: OMP_WAIT_POLICY=active brings back the spinning.
+static void passive_wait_policy(char **argv) {
+#ifdef _OPENMP
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+#ifdef __linux__
+    execv("/proc/self/exe", argv);  // returns only if it failed: then go on as we are
+#endif
+#endif
+    (void)argv;
+}
+
 int main(int argc, char **argv) {
+    passive_wait_policy(argv);
     keep_freed_memory();
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         usage();
