@@ -442,9 +442,12 @@ double log_sum_exp(const float *z, int n) {
     return maxz + log((double)sum_exp_lanes(z, n, maxz, NULL));
 }
 
-// out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
+// out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation. Threads
+// share the outputs only when the product is large (~10^6 multiply-adds): below that, waking a
+// sleeping thread (OMP_WAIT_POLICY=passive, main.c) costs more than it saves, and a decode step
+// of the small preset would run slower on 2 threads than on 1.
 void matvec(float *out, const float *x, const float *W, int C, int OC) {
-#pragma omp parallel for schedule(static) if (OC >= 256)
+#pragma omp parallel for schedule(static) if ((long)OC * C >= (1L << 20))
     for (int o = 0; o < OC; o++) out[o] = dot_lanes(W + (size_t)o * C, x, C);
 }
 
@@ -507,8 +510,9 @@ static inline void weighted_dots_rows(const float *dout, const float *inp, int s
 }
 
 // With n = inp * rstd: dinp (=, or += when accumulate) rstd * (w*dout - n * mean(w*dout*n)),
-// dw += sum_t dout * n. dinp and inp rows are `stride` floats apart, dout rows C. The rows' dot
-// products are summed RMS_ROWS side by side, as in the forward.
+// dw += sum_t dout * n (t in order, going on from dw's value). dinp and inp rows are `stride`
+// floats apart, dout rows C. The rows' dot products are summed RMS_ROWS side by side, as in the
+// forward.
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
                              int stride, const float *w, const float *rstd, int N, int C,
                              int accumulate) {
@@ -532,19 +536,23 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
         }
     }
     if (dw) {
-        // dw[c] sums over t in order; the threads share the columns in blocks of 32 (two
-        // blocks or more for most norms here, so both threads work), and each walks the rows
-        // once, adding a row's 32 terms side by side (they vectorise).
+        // dw[c] sums over t in order, going on from what dw holds (as a weight gradient of
+        // matmul_backward does): a batch's rows given in parts, one call per part, add up to
+        // the same floats as one call over all of them (GRPO's micro-batches). The threads
+        // share the columns in blocks of 32 (two blocks or more for most norms here, so both
+        // threads work), and each walks the rows once, adding a row's 32 terms side by side
+        // (they vectorise).
         int col_blocks = (C + 31) / 32;
 #pragma omp parallel for schedule(static)
         for (int cb = 0; cb < col_blocks; cb++) {
             int c0 = cb * 32, c1 = c0 + 32 < C ? c0 + 32 : C;
-            float s[32] = {0};
+            float s[32];
+            for (int c = c0; c < c1; c++) s[c - c0] = dw[c];
             for (int t = 0; t < N; t++) {
                 const float *dy = dout + (size_t)t * C, *x = inp + (size_t)t * stride;
                 for (int c = c0; c < c1; c++) s[c - c0] += dy[c] * x[c] * rstd[t];
             }
-            for (int c = c0; c < c1; c++) dw[c] += s[c - c0];
+            for (int c = c0; c < c1; c++) dw[c] = s[c - c0];
         }
     }
 }
@@ -627,4 +635,30 @@ void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, con
     linear_rows(u, x, Wu, n, D, I, alone, yt);
     for (size_t i = 0; i < (size_t)n * I; i++) g[i] = silu(g[i]) * u[i];
     linear_rows(y, g, Wd, n, I, D, alone, yt);
+}
+
+// ==============================================================================================
+// 5. The machine's peak: what `./r1 bench` measures the training step against
+// ==============================================================================================
+
+// FMA_CHAINS independent chains acc = c + x * acc, each a whole vector register, advanced once
+// per round: every instruction of the loop is a fused multiply-add on registers, with no loads,
+// and there are enough independent chains (16) to cover the instruction's latency (4 cycles)
+// on two pipes. So one thread running it does the most arithmetic its core can do in float32.
+#define FMA_CHAINS 16
+// Runs `rounds` rounds on the calling thread; *flops gets the floating-point operations done (2
+// per lane and multiply-add). Returns a sum of the chains, for the caller to keep (so that the
+// compiler cannot drop the loop).
+float fma_peak_loop(long rounds, double *flops) {
+    vec acc[FMA_CHAINS], c;
+    for (int l = 0; l < VEC_FLOATS; l++) c[l] = 1e-3f;
+    for (int j = 0; j < FMA_CHAINS; j++)
+        for (int l = 0; l < VEC_FLOATS; l++) acc[j][l] = 1.0f + 0.01f * (float)j;
+    for (long i = 0; i < rounds; i++)
+        for (int j = 0; j < FMA_CHAINS; j++) acc[j] = vec_fma(0.999f, acc[j], c);
+    float sum = 0.0f;
+    for (int j = 0; j < FMA_CHAINS; j++)
+        for (int l = 0; l < VEC_FLOATS; l++) sum += acc[j][l];
+    *flops = 2.0 * (double)rounds * FMA_CHAINS * VEC_FLOATS;
+    return sum;
 }

@@ -299,6 +299,9 @@ int causal_read_end(int i, int T);
 size_t causal_pack_floats(int K, int M);
 // out (OC) = W (OC,C) @ x (C): one token's matrix-vector product.
 void matvec(float *out, const float *x, const float *W, int C, int OC);
+// The floating-point peak of one core, measured: `rounds` rounds of 16 independent chains of
+// vector fused multiply-adds (no memory traffic). Returns a value to keep; *flops: the work done.
+float fma_peak_loop(long rounds, double *flops);
 // Softmax of n scores in place.
 void softmax_inplace(float *p, int n);
 // log sum_v exp(z[v]) of a row of n logits (max + log of the shifted sum; vectorised). The one
@@ -444,6 +447,7 @@ typedef struct {
     LayerActs *layers; // [L]
     float *buffer;     // the one float allocation behind all of the above
     int *ibuffer;      // the one int allocation
+    size_t capacity, icapacity;  // floats and ints they hold: a smaller batch reuses them
 } Acts;
 
 // Scratch for the backward pass (gradients of activations, reused block after block).
@@ -454,6 +458,7 @@ typedef struct {
     float *dk_pe_h;  // (B, H, T, dr) per-head contributions to the shared rope key
     float *dex, *dex2, *dex3, *dex4; // (N*K, max(D, Im)) routed-expert buffers
     float *buffer;   // the one allocation behind all of the above
+    size_t capacity; // floats it holds: a smaller batch reuses it
 } Grads;
 
 // ----------------------------------------------------------------------------------------------
@@ -630,6 +635,11 @@ void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *
 void generate_batch_cached(const Model *m, DecodeState *const *s, DecodeBatch *b,
                            int *const *ids, int *len, int *fed, const int *max_len, int n,
                            const SamplingConfig *sc, Rng *rng, float *probs);
+// n sequences decoding at once (rollouts, evaluation) go in decode_batch_count(n) batches, one
+// per thread at a time: at least one batch per thread, at most DECODE_BATCH sequences each;
+// batch bi holds sequences *first .. *first + *count. The cut never changes a sequence's floats.
+int decode_batch_count(int n);
+void decode_batch_range(int n, int n_batches, int bi, int *first, int *count);
 
 // ----------------------------------------------------------------------------------------------
 // Checkpoints: the model on disk in the Hugging Face hub layout
@@ -853,7 +863,8 @@ void rollouts_free(Rollout *r, int n);
 void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, int chat, int ctx,
                         const char *who);
 // Samples a completion of up to max_new tokens for each of the n rollouts, DECODE_BATCH at a
-// time; rollout i draws from its own RNG seeded by (seed, i), so no result depends on threads.
+// time at most (decode_batch_count); rollout i draws from its own RNG seeded by (seed, i), so no
+// result depends on threads. tok NULL: the completions are not decoded to text (bench).
 void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                      const SamplingConfig *sc, uint64_t seed);
 // The same with a think budget (test-time scaling): a completion still inside its think block
@@ -898,6 +909,7 @@ typedef struct {  // what a step measured: the means over its P*G completions, a
     float loss, grad_norm;
     GrpoStats stats;
     double generate_s, learn_s;
+    double score_s;  // of learn_s: pi_ref's (and with mu > 1 pi_old's) log-probabilities
 } GrpoStepReport;
 GrpoGroups grpo_groups_new(int P, int G, int ctx);
 void grpo_groups_free(GrpoGroups *g);
@@ -905,6 +917,11 @@ void grpo_groups_free(GrpoGroups *g);
 // passes) against the frozen ref. seed: the step's sampling seed.
 void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettings *s,
                GrpoGroups *g, uint64_t seed, GrpoStepReport *rep);
+// Step 4 alone, on rollouts already sampled and advantages already in g->adv (rep's
+// zero_variance_groups read, its loss, grad_norm, stats and score_s written): pi_ref's
+// log-probabilities, then mu passes of forward, GRPO loss, backward and AdamW.
+void grpo_update(Model *policy, Model *ref, const GrpoSettings *s, const GrpoGroups *g,
+                 GrpoStepReport *rep);
 
 // Evaluation (grpo.c section 5): per problem one greedy completion and k samples (T 0.6,
 // top-p 0.95): greedy accuracy, pass@1 (mean over the k), cons@k (majority answer), format,
