@@ -420,8 +420,9 @@ typedef struct {
 
 // Sets up a batch whose sequences may grow max_new tokens past their prompts; their caches hold
 // `extra` tokens more (room for a second generate_batch: the think budget's answer).
+// wt: the model's transposed weights, shared by every batch (decode_weights_transposed).
 static void batch_open(RolloutBatch *b, const Model *m, Rollout *r, int first, int nb,
-                       int max_new, int extra, uint64_t seed) {
+                       int max_new, int extra, uint64_t seed, const float *wt) {
     int ctx = m->cfg.max_position_embeddings;
     b->nb = nb;
     for (int j = 0; j < nb; j++) {
@@ -437,6 +438,7 @@ static void batch_open(RolloutBatch *b, const Model *m, Rollout *r, int first, i
         b->fed[j] = 0;
     }
     decode_batch_create(&b->batch, m);
+    decode_batch_use_transposed(&b->batch, m, wt);
     b->probs = xcalloc((size_t)m->cfg.vocab_size, sizeof(float));
 }
 
@@ -465,15 +467,17 @@ static void batch_close(RolloutBatch *b, const Tokenizer *tok, Rollout *r) {
 void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                      const SamplingConfig *sc, uint64_t seed) {
     int n_batches = decode_batch_count(n);
+    float *wt = decode_weights_transposed(m);  // the weights as the batches read them
 #pragma omp parallel for schedule(dynamic)
     for (int bi = 0; bi < n_batches; bi++) {
         int first, nb;
         decode_batch_range(n, n_batches, bi, &first, &nb);
         RolloutBatch b;
-        batch_open(&b, m, r + first, first, nb, max_new, 0, seed);
+        batch_open(&b, m, r + first, first, nb, max_new, 0, seed, wt);
         batch_generate(m, &b, sc);
         batch_close(&b, tok, r + first);
     }
+    free(wt);
 }
 
 // Think budgets (test-time scaling, R1 §2.2.4 and Figure 3: accuracy grows with the thinking
@@ -528,17 +532,20 @@ void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, in
                                    THINK_CLOSE_MAX);
     if (n_close <= 0) die("think budget: cannot encode the forced close");
     int n_batches = decode_batch_count(n);
+    float *wt = decode_weights_transposed(m);  // the weights as the batches read them
 #pragma omp parallel for schedule(dynamic)
     for (int bi = 0; bi < n_batches; bi++) {
         int first, nb;
         decode_batch_range(n, n_batches, bi, &first, &nb);
         RolloutBatch b;
-        batch_open(&b, m, r + first, first, nb, budget, n_close + THINK_BUDGET_ANSWER, seed);
+        batch_open(&b, m, r + first, first, nb, budget, n_close + THINK_BUDGET_ANSWER, seed,
+                   wt);
         batch_generate(m, &b, sc);  // the thinking, up to the budget
         force_answers(&b, r + first, close, n_close);
         batch_generate(m, &b, sc);  // the answers
         batch_close(&b, tok, r + first);
     }
+    free(wt);
 }
 
 // n JSON objects from n lines of text (the program's own output); frees the text.

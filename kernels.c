@@ -612,14 +612,23 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
 // ==============================================================================================
 
 // out (n, OC) = x (n, C) @ W^T for the rows of a decode step. One sequence decoding alone
-// (alone = 1, n = 1): matvec. A batch (alone = 0): the matmul kernel, computed as out^T (OC, n)
-// = W x^T so that W (OC, C) is the kernel's A, read once for all n rows, and x^T (read in place
-// through strides) is B, a single panel when n <= MM_COLS; yt (OC, n) is scratch. The two sum
-// in different orders (r1.c's decode_block says why both stay).
-void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC, int alone,
-                 float *yt) {
+// (alone = 1, n = 1): matvec. A batch (alone = 0): the matmul kernel, W read once for all n rows.
+// With W's transposed copy Wt (C, OC) it is a forward's product, out = x Wt: x is A, Wt is B
+// read in place, and the tiles are whole (8 rows x 32 columns with AVX-512) as soon as n >= 8.
+// Without it, out^T (OC, n) = W x^T: W (OC, C) is A, read in place, and x^T is B, packed, a
+// single panel when n <= MM_COLS, of which only n columns are real (n = 16 fills half the tile:
+// half the work of each multiply-add is padding); yt (OC, n) is scratch, then transposed. Both
+// sum out[i][o] = sum_k x[i][k] W[o][k] over k in order from 0, one fused multiply-add per k:
+// the same floats. Alone and batched sum in different orders (r1.c's decode_block says why
+// both stay).
+void linear_rows(float *out, const float *x, const float *W, const float *Wt, int n, int C,
+                 int OC, int alone, float *yt) {
     if (alone) {
         matvec(out, x, W, C, OC);
+        return;
+    }
+    if (Wt) {
+        matmul_nn(out, x, C, 1, Wt, OC, 1, n, C, OC, 0);  // out (n, OC) = x (n, C) @ Wt (C, OC)
         return;
     }
     matmul_nn(yt, W, C, 1, x, 1, C, OC, C, n, 0);  // yt (OC, n)
@@ -630,11 +639,12 @@ void linear_rows(float *out, const float *x, const float *W, int n, int C, int O
 // y (n, D) = SwiGLU(x) = down(silu(gate(x)) * up(x)) for n rows, hidden width I, the products
 // by linear_rows; g, u (n, I) and yt scratch.
 void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
-                 int n, int D, int I, int alone, float *g, float *u, float *yt) {
-    linear_rows(g, x, Wg, n, D, I, alone, yt);
-    linear_rows(u, x, Wu, n, D, I, alone, yt);
+                 const float *const Wt[3], int n, int D, int I, int alone, float *g, float *u,
+                 float *yt) {
+    linear_rows(g, x, Wg, Wt[0], n, D, I, alone, yt);
+    linear_rows(u, x, Wu, Wt[1], n, D, I, alone, yt);
     for (size_t i = 0; i < (size_t)n * I; i++) g[i] = silu(g[i]) * u[i];
-    linear_rows(y, g, Wd, n, I, D, alone, yt);
+    linear_rows(y, g, Wd, Wt[2], n, I, D, alone, yt);
 }
 
 // ==============================================================================================

@@ -1918,6 +1918,7 @@ static double bench_training(const char *label, const Config *c, int B, int T, i
 static double bench_streams(const Model *m, int n, int n_new) {
     int n_batches = decode_batch_count(n), V = m->cfg.vocab_size;
     double t0 = now_seconds();
+    float *wt = decode_weights_transposed(m);  // (as sample_rollouts does: its time counts)
 #pragma omp parallel for schedule(dynamic)
     for (int bi = 0; bi < n_batches; bi++) {
         char err[R1_ERR_LEN];
@@ -1926,6 +1927,7 @@ static double bench_streams(const Model *m, int n, int n_new) {
         DecodeState s[DECODE_BATCH], *sp[DECODE_BATCH];
         DecodeBatch batch;
         decode_batch_create(&batch, m);
+        decode_batch_use_transposed(&batch, m, wt);
         for (int i = 0; i < nb; i++) {
             if (decode_state_create(&s[i], m, n_new, err)) die("%s", err);
             sp[i] = &s[i];
@@ -1940,6 +1942,7 @@ static double bench_streams(const Model *m, int n, int n_new) {
         for (int i = 0; i < nb; i++) decode_state_free(&s[i]);
         decode_batch_free(&batch);
     }
+    free(wt);
     return now_seconds() - t0;
 }
 

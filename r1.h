@@ -349,11 +349,14 @@ static inline float dot_lanes(const float *a, const float *b, int n) {
 
 // The products of a decode step's n rows: out (n, OC) = x (n, C) @ W^T, and the SwiGLU MLP on
 // them. alone = 1 (one sequence decoding by itself, n = 1): by matvec; alone = 0 (a batch): by
-// the matmul kernel, W read once for all n rows; yt (OC, n), g, u (n, I) scratch.
-void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC, int alone,
-                 float *yt);
+// the matmul kernel, W read once for all n rows, from its transposed copy Wt (C, OC) when there
+// is one (NULL: none; the same floats either way); yt (OC, n), g, u (n, I) scratch. swiglu_rows'
+// Wt holds the transposed copies of Wg, Wu, Wd (or NULLs).
+void linear_rows(float *out, const float *x, const float *W, const float *Wt, int n, int C,
+                 int OC, int alone, float *yt);
 void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
-                 int n, int D, int I, int alone, float *g, float *u, float *yt);
+                 const float *const Wt[3], int n, int D, int I, int alone, float *g, float *u,
+                 float *yt);
 // SiLU (the swish with beta 1): z * sigmoid(z).
 static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
 
@@ -492,7 +495,15 @@ typedef struct {
     float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
     float *route_w, *logits;  // logits (DECODE_BATCH, V)
     int *route_idx;
+    // the model's weights and a transposed copy of every matrix at the same offset
+    // (decode_weights_transposed; params_t NULL: none): what decode_wt looks up
+    const float *params, *params_t;
 } DecodeBatch;
+// W^T of a weight matrix W of the batch's model, (C, OC) where W is (OC, C), or NULL when the
+// batch has no transposed copy (decode_batch_use_transposed).
+static inline const float *decode_wt(const DecodeBatch *b, const float *W) {
+    return b->params_t ? b->params_t + (W - b->params) : NULL;
+}
 // ==============================================================================================
 // 5. moe.c: DeepSeekMoE (DeepSeek-V3 §2.1.2)
 // ==============================================================================================
@@ -621,6 +632,11 @@ int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int 
 
 void decode_batch_create(DecodeBatch *b, const Model *m);
 void decode_batch_free(DecodeBatch *b);
+// A copy of m's weights with every matrix transposed in place of itself (n_params floats; the
+// caller frees it), for batches to read: decode_batch_use_transposed(b, m, copy). Made again
+// whenever the weights change (sample_rollouts makes one per call).
+float *decode_weights_transposed(const Model *m);
+void decode_batch_use_transposed(DecodeBatch *b, const Model *m, const float *params_t);
 // One step: sequence i (< n <= DECODE_BATCH) feeds tokens[i] at pos[i] into s[i]'s cache; its
 // next-token logits go to b->logits + i * V.
 void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
