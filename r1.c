@@ -1296,12 +1296,13 @@ void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *
 // as possible. A sequence's numbers do not depend on its batch-mates (decode_step_batch), so the
 // cut, like the thread count, never changes what is sampled.
 int decode_batch_count(int n) {
+    if (n <= 0) return 0;  // nothing to decode: no batch
     int batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
 #ifdef _OPENMP
     int threads = omp_get_max_threads();
     if (batches < threads) batches = threads < n ? threads : n;
 #endif
-    return batches > 0 ? batches : 1;
+    return batches;
 }
 
 void decode_batch_range(int n, int n_batches, int bi, int *first, int *count) {
