@@ -12,6 +12,7 @@
 //   2. Reductions in a fixed order: dot products, max, exp sums, softmax, log-sum-exp
 //   3. RMSNorm, RoPE, SwiGLU
 //   4. The products of a decode step: a few rows at a time (linear_rows, swiglu_rows)
+//   5. The machine's peak: fma_peak_loop (what `./r1 bench` measures the training step against)
 #define _POSIX_C_SOURCE 200809L
 #include "r1.h"
 
