@@ -228,9 +228,9 @@ void gqa_decode_rows(const Model *m, const LayerParams *lp, struct DecodeState *
     int D = c->hidden_size, H = c->num_attention_heads, hd = c->head_dim;
     int qw = H * hd, kw = c->num_key_value_heads * hd;
     float *k = b->kv_a, *v = b->kv_a + (size_t)n * kw;  // (n, kw) each
-    linear_rows(b->q, b->xb, lp->q_b_proj, n, D, qw, alone, b->yt);
-    linear_rows(k, b->xb, lp->k_proj, n, D, kw, alone, b->yt);
-    linear_rows(v, b->xb, lp->v_proj, n, D, kw, alone, b->yt);
+    linear_rows(b->q, b->xb, lp->q_b_proj, decode_wt(b, lp->q_b_proj), n, D, qw, alone, b->yt);
+    linear_rows(k, b->xb, lp->k_proj, decode_wt(b, lp->k_proj), n, D, kw, alone, b->yt);
+    linear_rows(v, b->xb, lp->v_proj, decode_wt(b, lp->v_proj), n, D, kw, alone, b->yt);
     if (c->attention_bias) {
         bias_forward(b->q, lp->q_bias, n, qw);
         bias_forward(k, lp->k_bias, n, kw);

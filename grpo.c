@@ -285,28 +285,33 @@ static GrpoTokenTerms grpo_token(const float *z, int o, float old_lp, float ref_
     return out;
 }
 
-// The GRPO loss head. Sequence b is completion i = b % G of group b / G. mask (B,T) marks the
-// completion tokens (by their own position, as lp); old_lp, ref_lp (B,T) are their
-// log-probabilities under the sampling policy and the frozen reference; adv (B).
-// Writes dlogits (B,T,V) and returns the loss; stats (may be NULL) gets KL, clipping, entropy.
-float grpo_loss(const float *logits, const int *ids, const float *mask, const float *old_lp,
-                const float *ref_lp, const float *adv, int B, int T, int V,
-                const GrpoConfig *gc, float *dlogits, GrpoStats *stats) {
-    float *weight = xcalloc((size_t)B, sizeof(float));  // per-token weight of each sequence
-    grpo_sequence_weights(mask, B, T, gc, weight);
-    GrpoTokenTerms *terms = xcalloc((size_t)B * T, sizeof(GrpoTokenTerms));
+// The GRPO loss head, rows b0..b0+nb of a batch of B: logits and dlogits (nb,T,V) are those
+// rows' (row 0 is row b0); ids, mask, old_lp, ref_lp (B,T), adv and weight (B) and terms (B,T)
+// are the whole batch's. Each token's terms and gradient depend only on its own row (and the
+// sequence weights, computed once for the whole batch), so a batch scored in parts gives the
+// same floats as in one piece.
+static void grpo_loss_rows(const float *logits, const int *ids, const float *mask,
+                           const float *old_lp, const float *ref_lp, const float *adv,
+                           const float *weight, int b0, int nb, int T, int V,
+                           const GrpoConfig *gc, float *dlogits, GrpoTokenTerms *terms) {
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < B * T; r++) {
-        int b = r / T, t = r % T;
-        float *dz = dlogits ? dlogits + (size_t)r * V : NULL;
+    for (int i = 0; i < nb * T; i++) {
+        int r = b0 * T + i, b = r / T, t = r % T;  // r: the row in the whole batch
+        float *dz = dlogits ? dlogits + (size_t)i * V : NULL;
         int target = t + 1 < T ? r + 1 : -1;  // the logits at t predict the token at t+1
         if (dz) memset(dz, 0, (size_t)V * sizeof(float));
         if (target < 0 || mask[target] == 0.0f) continue;
-        terms[r] = grpo_token(logits + (size_t)r * V, ids[target], old_lp[target], ref_lp[target],
-                              adv[b], weight[b], V, gc, dz);
+        terms[r] = grpo_token(logits + (size_t)i * V, ids[target], old_lp[target],
+                              ref_lp[target], adv[b], weight[b], V, gc, dz);
     }
+}
+
+// The loss of a batch (B,T) from its tokens' terms, summed in a fixed order; stats (may be
+// NULL) gets the means of KL, clipping and entropy.
+static float grpo_loss_total(const float *mask, const GrpoTokenTerms *terms, int B, int T,
+                             GrpoStats *stats) {
     double loss = 0.0, kl = 0.0, clipped = 0.0, entropy = 0.0, n_tokens = 0.0;
-    for (int r = 0; r < B * T; r++) {  // sums in a fixed order
+    for (int r = 0; r < B * T; r++) {
         int target = r % T + 1 < T ? r + 1 : -1;
         if (target < 0 || mask[target] == 0.0f) continue;
         loss += terms[r].loss;
@@ -321,9 +326,25 @@ float grpo_loss(const float *logits, const int *ids, const float *mask, const fl
         stats->entropy = n_tokens ? entropy / n_tokens : 0.0;
         stats->tokens = n_tokens;
     }
+    return (float)loss;
+}
+
+// The GRPO loss head. Sequence b is completion i = b % G of group b / G. mask (B,T) marks the
+// completion tokens (by their own position, as lp); old_lp, ref_lp (B,T) are their
+// log-probabilities under the sampling policy and the frozen reference; adv (B).
+// Writes dlogits (B,T,V) and returns the loss; stats (may be NULL) gets KL, clipping, entropy.
+float grpo_loss(const float *logits, const int *ids, const float *mask, const float *old_lp,
+                const float *ref_lp, const float *adv, int B, int T, int V,
+                const GrpoConfig *gc, float *dlogits, GrpoStats *stats) {
+    float *weight = xcalloc((size_t)B, sizeof(float));  // per-token weight of each sequence
+    grpo_sequence_weights(mask, B, T, gc, weight);
+    GrpoTokenTerms *terms = xcalloc((size_t)B * T, sizeof(GrpoTokenTerms));
+    grpo_loss_rows(logits, ids, mask, old_lp, ref_lp, adv, weight, 0, B, T, V, gc, dlogits,
+                   terms);
+    float loss = grpo_loss_total(mask, terms, B, T, stats);
     free(weight);
     free(terms);
-    return (float)loss;
+    return loss;
 }
 
 // ==============================================================================================
@@ -376,7 +397,7 @@ void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, i
 }
 
 // Samples rollouts[i] for i in [0, n): sequence i continues its prompt. The sequences go in
-// batches of DECODE_BATCH (i = 0..15, 16..31, ...; one batch per thread at a time), which read
+// batches (decode_batch_count: at most DECODE_BATCH each, at least one per thread), which read
 // each weight once per step for the whole batch. Each sequence has its own RNG, seeded from
 // (seed, i), and its numbers do not depend on its batch-mates: the samples do not depend on the
 // number of threads.
@@ -394,8 +415,9 @@ typedef struct {
 
 // Sets up a batch whose sequences may grow max_new tokens past their prompts; their caches hold
 // `extra` tokens more (room for a second generate_batch: the think budget's answer).
+// wt: the model's transposed weights, shared by every batch (decode_weights_transposed).
 static void batch_open(RolloutBatch *b, const Model *m, Rollout *r, int first, int nb,
-                       int max_new, int extra, uint64_t seed) {
+                       int max_new, int extra, uint64_t seed, const float *wt) {
     int ctx = m->cfg.max_position_embeddings;
     b->nb = nb;
     for (int j = 0; j < nb; j++) {
@@ -411,6 +433,7 @@ static void batch_open(RolloutBatch *b, const Model *m, Rollout *r, int first, i
         b->fed[j] = 0;
     }
     decode_batch_create(&b->batch, m);
+    decode_batch_use_transposed(&b->batch, m, wt);
     b->probs = xcalloc((size_t)m->cfg.vocab_size, sizeof(float));
 }
 
@@ -428,7 +451,7 @@ static void batch_close(RolloutBatch *b, const Tokenizer *tok, Rollout *r) {
         ro->n = b->len[j];
         int end = ro->n;
         if (end > ro->n_prompt && ro->ids[end - 1] == TOK_EOS) end--;
-        ro->text = tokenizer_decode(tok, ro->ids + ro->n_prompt, end - ro->n_prompt);
+        ro->text = tok ? tokenizer_decode(tok, ro->ids + ro->n_prompt, end - ro->n_prompt) : NULL;
         if (!ro->text) ro->text = xcalloc(1, 1);
         decode_state_free(&b->states[j]);
     }
@@ -438,15 +461,18 @@ static void batch_close(RolloutBatch *b, const Tokenizer *tok, Rollout *r) {
 
 void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                      const SamplingConfig *sc, uint64_t seed) {
-    int n_batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
+    int n_batches = decode_batch_count(n);
+    float *wt = decode_weights_transposed(m);  // the weights as the batches read them
 #pragma omp parallel for schedule(dynamic)
     for (int bi = 0; bi < n_batches; bi++) {
-        int first = bi * DECODE_BATCH, nb = n - first < DECODE_BATCH ? n - first : DECODE_BATCH;
+        int first, nb;
+        decode_batch_range(n, n_batches, bi, &first, &nb);
         RolloutBatch b;
-        batch_open(&b, m, r + first, first, nb, max_new, 0, seed);
+        batch_open(&b, m, r + first, first, nb, max_new, 0, seed, wt);
         batch_generate(m, &b, sc);
         batch_close(&b, tok, r + first);
     }
+    free(wt);
 }
 
 // Think budgets (test-time scaling, R1 §2.2.4 and Figure 3: accuracy grows with the thinking
@@ -500,17 +526,21 @@ void sample_rollouts_budget(const Model *m, const Tokenizer *tok, Rollout *r, in
     int n_close = tokenizer_encode(tok, THINK_BUDGET_CLOSE, strlen(THINK_BUDGET_CLOSE), close,
                                    THINK_CLOSE_MAX);
     if (n_close <= 0) die("think budget: cannot encode the forced close");
-    int n_batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
+    int n_batches = decode_batch_count(n);
+    float *wt = decode_weights_transposed(m);  // the weights as the batches read them
 #pragma omp parallel for schedule(dynamic)
     for (int bi = 0; bi < n_batches; bi++) {
-        int first = bi * DECODE_BATCH, nb = n - first < DECODE_BATCH ? n - first : DECODE_BATCH;
+        int first, nb;
+        decode_batch_range(n, n_batches, bi, &first, &nb);
         RolloutBatch b;
-        batch_open(&b, m, r + first, first, nb, budget, n_close + THINK_BUDGET_ANSWER, seed);
+        batch_open(&b, m, r + first, first, nb, budget, n_close + THINK_BUDGET_ANSWER, seed,
+                   wt);
         batch_generate(m, &b, sc);  // the thinking, up to the budget
         force_answers(&b, r + first, close, n_close);
         batch_generate(m, &b, sc);  // the answers
         batch_close(&b, tok, r + first);
     }
+    free(wt);
 }
 
 // n JSON objects from n lines of text (the program's own output); frees the text.
@@ -682,34 +712,46 @@ static void policy_logprobs(Model *m, const int *ids, int B, int T, float *lp) {
     moe_reset_load(m);  // scoring is not training: the balancing counts only the update passes
 }
 
-// Buffers for a B x T batch, reallocated only when the shape changes; the frozen reference
-// policy gets activations only (it never runs backward).
+// Lays out a model's buffers for a B x T batch (alloc_batch in r1.c reuses the memory of a larger
+// batch laid out before); the frozen reference policy gets activations only (it never runs
+// backward).
 static void ensure_batch(Model *m, int B, int T, int backward) {
     char err[R1_ERR_LEN];
-    if (m->acts.B == B && m->acts.T == T && m->acts.buffer) return;
+    if (m->acts.B == B && m->acts.T == T && m->acts.buffer && (!backward || m->scratch.buffer))
+        return;
     int rc = backward ? model_alloc_training(m, B, T, err) : model_alloc_inference(m, B, T, err);
     if (rc) die("%s", err);
 }
 
-// The frozen reference scores the batch REF_ROWS rows at a time. A row's numbers do not depend
-// on the other rows of its batch (every product sums each row in its own fixed order), so this
-// gives the same log-probabilities as one pass with 1/8 of the activations: 64 rollouts of ~270
-// tokens hold over a gigabyte of them in the small preset.
-#define REF_ROWS 8
-static void ref_logprobs(Model *ref, const int *ids, int B, int T, float *lp) {
-    for (int b0 = 0; b0 < B; b0 += REF_ROWS) {
-        int nb = B - b0 < REF_ROWS ? B - b0 : REF_ROWS;
-        ensure_batch(ref, nb, T, 0);
-        policy_logprobs(ref, ids + (size_t)b0 * T, nb, T, lp + (size_t)b0 * T);
+// The batch of a step goes through the models BATCH_ROWS rows at a time (micro-batches). A
+// row's numbers do not depend on the other rows of its batch (every product sums each row in its
+// own fixed order), and the weight gradients sum over the tokens in order, going on from what
+// the gradient buffer holds (matmul_backward, rmsnorm_backward, the embedding's scatter, the
+// experts' rows sorted in token order), so the log-probabilities, the loss and the gradient are
+// the same floats as one pass over the whole batch. What changes is the memory: 64 rollouts of
+// ~300 tokens need ~2 GB of activations in the small preset (the attention's probabilities
+// alone are B x H x T x T floats), and 8 rows need 1/8 of that, which stays allocated from
+// micro-batch to micro-batch and from step to step instead of being faulted in afresh each time
+// (GRPO's learning half ran ~2x faster: tests/BENCH.md).
+#define BATCH_ROWS 8
+
+// lp (B,T) of ids (B,T) under m, BATCH_ROWS rows at a time.
+static void logprobs_in_rows(Model *m, const int *ids, int B, int T, int backward, float *lp) {
+    for (int b0 = 0; b0 < B; b0 += BATCH_ROWS) {
+        int nb = B - b0 < BATCH_ROWS ? B - b0 : BATCH_ROWS;
+        ensure_batch(m, nb, T, backward);
+        policy_logprobs(m, ids + (size_t)b0 * T, nb, T, lp + (size_t)b0 * T);
     }
 }
 
 // The rollouts as one training batch: tokens (B,T), the completion mask, and room for the
-// log-probabilities under pi_old and pi_ref and for dlogits (B,T,V).
+// log-probabilities under pi_old and pi_ref, each sequence's loss weight, each token's loss
+// terms, and dlogits for one micro-batch (BATCH_ROWS,T,V).
 typedef struct {
     int B, T;
     int *ids;
-    float *mask, *old_lp, *ref_lp, *dlogits;
+    float *mask, *old_lp, *ref_lp, *weight, *dlogits;
+    GrpoTokenTerms *terms;
 } GrpoBatch;
 
 static GrpoBatch grpo_batch_new(const GrpoGroups *g, int ctx, int V) {
@@ -721,7 +763,9 @@ static GrpoBatch grpo_batch_new(const GrpoGroups *g, int ctx, int V) {
     b.mask = xcalloc(n, sizeof(float));
     b.old_lp = xcalloc(n, sizeof(float));
     b.ref_lp = xcalloc(n, sizeof(float));
-    b.dlogits = xcalloc(n * V, sizeof(float));
+    b.weight = xcalloc((size_t)b.B, sizeof(float));
+    b.terms = xcalloc(n, sizeof(GrpoTokenTerms));
+    b.dlogits = xcalloc((size_t)BATCH_ROWS * b.T * V, sizeof(float));
     build_batch(g->r, b.B, b.ids, b.mask, b.T);
     return b;
 }
@@ -731,6 +775,8 @@ static void grpo_batch_free(GrpoBatch *b) {
     free(b->mask);
     free(b->old_lp);
     free(b->ref_lp);
+    free(b->weight);
+    free(b->terms);
     free(b->dlogits);
 }
 
@@ -743,30 +789,48 @@ static void mask_flat_groups(const GrpoGroups *g, GrpoBatch *b) {
                 memset(b->mask + (size_t)(p * g->G + i) * b->T, 0, (size_t)b->T * sizeof(float));
 }
 
+// One pass of the GRPO objective's gradient over the batch, BATCH_ROWS rows at a time: forward,
+// the loss head, backward (the weight gradients add up over the micro-batches). With
+// old_from_update, each micro-batch's forward also gives its pi_old log-probabilities.
+// Returns the loss; stats gets KL, clipping and entropy.
+static float grpo_gradient(Model *policy, GrpoBatch *b, const float *adv, const GrpoConfig *gc,
+                           int old_from_update, GrpoStats *stats) {
+    int V = policy->cfg.vocab_size, T = b->T;
+    model_zero_grad(policy);
+    for (int b0 = 0; b0 < b->B; b0 += BATCH_ROWS) {
+        int nb = b->B - b0 < BATCH_ROWS ? b->B - b0 : BATCH_ROWS;
+        const int *ids = b->ids + (size_t)b0 * T;
+        ensure_batch(policy, nb, T, 1);
+        model_forward(policy, ids, nb, T);
+        if (old_from_update) token_logprobs(policy->acts.logits, ids, nb, T, V, b->old_lp + (size_t)b0 * T);
+        grpo_loss_rows(policy->acts.logits, b->ids, b->mask, b->old_lp, b->ref_lp, adv, b->weight,
+                       b0, nb, T, V, gc, b->dlogits, b->terms);
+        model_backward(policy, ids, b->dlogits);
+    }
+    return grpo_loss_total(b->mask, b->terms, b->B, T, stats);
+}
+
 // Step 4: mu passes of the GRPO objective over the batch (R1 eq. 1): forward, the loss head,
 // backward, AdamW; the auxiliary-loss-free expert balancing goes on as in pretraining.
-static void update_policy(Model *policy, Model *ref, const GrpoSettings *s, const GrpoGroups *g,
-                          GrpoStepReport *rep) {
+void grpo_update(Model *policy, Model *ref, const GrpoSettings *s, const GrpoGroups *g,
+                 GrpoStepReport *rep) {
+    double t0 = now_seconds();
     int V = policy->cfg.vocab_size, dapo = s->gc.variant == GRPO_DAPO;
     GrpoBatch b = grpo_batch_new(g, policy->cfg.max_position_embeddings, V);
-    ensure_batch(policy, b.B, b.T, 1);
     // pi_old: with one pass (mu = 1) it is the policy of the update's own first forward, so
     // that forward serves twice; with mu > 1 it must be frozen before the first update
     int old_from_update = s->mu == 1;
-    if (!old_from_update) policy_logprobs(policy, b.ids, b.B, b.T, b.old_lp);
-    ref_logprobs(ref, b.ids, b.B, b.T, b.ref_lp);
+    if (!old_from_update) logprobs_in_rows(policy, b.ids, b.B, b.T, 1, b.old_lp);
+    logprobs_in_rows(ref, b.ids, b.B, b.T, 0, b.ref_lp);
+    rep->score_s = now_seconds() - t0;
     int skip = dapo && rep->zero_variance_groups == g->P;  // no group has signal
     if (dapo) mask_flat_groups(g, &b);
+    grpo_sequence_weights(b.mask, b.B, b.T, &s->gc, b.weight);
     rep->loss = 0.0f, rep->grad_norm = 0.0f;
     memset(&rep->stats, 0, sizeof(rep->stats));
     for (int pass = 0; pass < s->mu && !skip; pass++) {
-        model_forward(policy, b.ids, b.B, b.T);
-        if (old_from_update && pass == 0)
-            token_logprobs(policy->acts.logits, b.ids, b.B, b.T, V, b.old_lp);
-        rep->loss = grpo_loss(policy->acts.logits, b.ids, b.mask, b.old_lp, b.ref_lp, g->adv,
-                              b.B, b.T, V, &s->gc, b.dlogits, &rep->stats);
-        model_zero_grad(policy);
-        model_backward(policy, b.ids, b.dlogits);
+        rep->loss = grpo_gradient(policy, &b, g->adv, &s->gc, old_from_update && pass == 0,
+                                  &rep->stats);
         rep->grad_norm = adamw_step(policy, &s->oc);
         moe_update_bias(policy, s->gamma);
         moe_reset_load(policy);
@@ -787,7 +851,7 @@ void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettin
     grpo_advantages(g->rewards, g->P, g->G, s->gc.variant != GRPO_DR, g->adv);
     // 4. for mu iterations: update pi_theta by maximising the GRPO objective
     double t1 = now_seconds();
-    update_policy(policy, ref, s, g, rep);
+    grpo_update(policy, ref, s, g, rep);
     rep->learn_s = now_seconds() - t1;
 }
 

@@ -12,6 +12,7 @@
 //   2. Reductions in a fixed order: dot products, max, exp sums, softmax, log-sum-exp
 //   3. RMSNorm, RoPE, SwiGLU
 //   4. The products of a decode step: a few rows at a time (linear_rows, swiglu_rows)
+//   5. The machine's peak: fma_peak_loop (what `./r1 bench` measures the training step against)
 #define _POSIX_C_SOURCE 200809L
 #include "r1.h"
 
@@ -442,9 +443,12 @@ double log_sum_exp(const float *z, int n) {
     return maxz + log((double)sum_exp_lanes(z, n, maxz, NULL));
 }
 
-// out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation.
+// out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation. Threads
+// share the outputs only when the product is large (~10^6 multiply-adds): below that, waking a
+// sleeping thread (OMP_WAIT_POLICY=passive, main.c) costs more than it saves, and a decode step
+// of the small preset would run slower on 2 threads than on 1.
 void matvec(float *out, const float *x, const float *W, int C, int OC) {
-#pragma omp parallel for schedule(static) if (OC >= 256)
+#pragma omp parallel for schedule(static) if ((long)OC * C >= (1L << 20))
     for (int o = 0; o < OC; o++) out[o] = dot_lanes(W + (size_t)o * C, x, C);
 }
 
@@ -507,8 +511,9 @@ static inline void weighted_dots_rows(const float *dout, const float *inp, int s
 }
 
 // With n = inp * rstd: dinp (=, or += when accumulate) rstd * (w*dout - n * mean(w*dout*n)),
-// dw += sum_t dout * n. dinp and inp rows are `stride` floats apart, dout rows C. The rows' dot
-// products are summed RMS_ROWS side by side, as in the forward.
+// dw += sum_t dout * n (t in order, going on from dw's value). dinp and inp rows are `stride`
+// floats apart, dout rows C. The rows' dot products are summed RMS_ROWS side by side, as in the
+// forward.
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
                              int stride, const float *w, const float *rstd, int N, int C,
                              int accumulate) {
@@ -535,19 +540,23 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
         }
     }
     if (dw) {
-        // dw[c] sums over t in order; the threads share the columns in blocks of 32 (two
-        // blocks or more for most norms here, so both threads work), and each walks the rows
-        // once, adding a row's 32 terms side by side (they vectorise).
+        // dw[c] sums over t in order, going on from what dw holds (as a weight gradient of
+        // matmul_backward does): a batch's rows given in parts, one call per part, add up to
+        // the same floats as one call over all of them (GRPO's micro-batches). The threads
+        // share the columns in blocks of 32 (two blocks or more for most norms here, so both
+        // threads work), and each walks the rows once, adding a row's 32 terms side by side
+        // (they vectorise).
         int col_blocks = (C + 31) / 32;
 #pragma omp parallel for schedule(static)
         for (int cb = 0; cb < col_blocks; cb++) {
             int c0 = cb * 32, c1 = c0 + 32 < C ? c0 + 32 : C;
-            float s[32] = {0};
+            float s[32];
+            for (int c = c0; c < c1; c++) s[c - c0] = dw[c];
             for (int t = 0; t < N; t++) {
                 const float *dy = dout + (size_t)t * C, *x = inp + (size_t)t * stride;
                 for (int c = c0; c < c1; c++) s[c - c0] += dy[c] * x[c] * rstd[t];
             }
-            for (int c = c0; c < c1; c++) dw[c] += s[c - c0];
+            for (int c = c0; c < c1; c++) dw[c] = s[c - c0];
         }
     }
     // END ASSIGNMENT rmsnorm_backward
@@ -616,14 +625,23 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
 // ==============================================================================================
 
 // out (n, OC) = x (n, C) @ W^T for the rows of a decode step. One sequence decoding alone
-// (alone = 1, n = 1): matvec. A batch (alone = 0): the matmul kernel, computed as out^T (OC, n)
-// = W x^T so that W (OC, C) is the kernel's A, read once for all n rows, and x^T (read in place
-// through strides) is B, a single panel when n <= MM_COLS; yt (OC, n) is scratch. The two sum
-// in different orders (r1.c's decode_block says why both stay).
-void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC, int alone,
-                 float *yt) {
+// (alone = 1, n = 1): matvec. A batch (alone = 0): the matmul kernel, W read once for all n rows.
+// With W's transposed copy Wt (C, OC) it is a forward's product, out = x Wt: x is A, Wt is B
+// read in place, and the tiles are whole (8 rows x 32 columns with AVX-512) as soon as n >= 8.
+// Without it, out^T (OC, n) = W x^T: W (OC, C) is A, read in place, and x^T is B, packed, a
+// single panel when n <= MM_COLS, of which only n columns are real (n = 16 fills half the tile:
+// half the work of each multiply-add is padding); yt (OC, n) is scratch, then transposed. Both
+// sum out[i][o] = sum_k x[i][k] W[o][k] over k in order from 0, one fused multiply-add per k:
+// the same floats. Alone and batched sum in different orders (r1.c's decode_block says why
+// both stay).
+void linear_rows(float *out, const float *x, const float *W, const float *Wt, int n, int C,
+                 int OC, int alone, float *yt) {
     if (alone) {
         matvec(out, x, W, C, OC);
+        return;
+    }
+    if (Wt) {
+        matmul_nn(out, x, C, 1, Wt, OC, 1, n, C, OC, 0);  // out (n, OC) = x (n, C) @ Wt (C, OC)
         return;
     }
     matmul_nn(yt, W, C, 1, x, 1, C, OC, C, n, 0);  // yt (OC, n)
@@ -634,9 +652,36 @@ void linear_rows(float *out, const float *x, const float *W, int n, int C, int O
 // y (n, D) = SwiGLU(x) = down(silu(gate(x)) * up(x)) for n rows, hidden width I, the products
 // by linear_rows; g, u (n, I) and yt scratch.
 void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
-                 int n, int D, int I, int alone, float *g, float *u, float *yt) {
-    linear_rows(g, x, Wg, n, D, I, alone, yt);
-    linear_rows(u, x, Wu, n, D, I, alone, yt);
+                 const float *const Wt[3], int n, int D, int I, int alone, float *g, float *u,
+                 float *yt) {
+    linear_rows(g, x, Wg, Wt[0], n, D, I, alone, yt);
+    linear_rows(u, x, Wu, Wt[1], n, D, I, alone, yt);
     for (size_t i = 0; i < (size_t)n * I; i++) g[i] = silu(g[i]) * u[i];
-    linear_rows(y, g, Wd, n, I, D, alone, yt);
+    linear_rows(y, g, Wd, Wt[2], n, I, D, alone, yt);
+}
+
+// ==============================================================================================
+// 5. The machine's peak: what `./r1 bench` measures the training step against
+// ==============================================================================================
+
+// FMA_CHAINS independent chains acc = c + x * acc, each a whole vector register, advanced once
+// per round: every instruction of the loop is a fused multiply-add on registers, with no loads,
+// and there are enough independent chains (16) to cover the instruction's latency (4 cycles)
+// on two pipes. So one thread running it does the most arithmetic its core can do in float32.
+#define FMA_CHAINS 16
+// Runs `rounds` rounds on the calling thread; *flops gets the floating-point operations done (2
+// per lane and multiply-add). Returns a sum of the chains, for the caller to keep (so that the
+// compiler cannot drop the loop).
+float fma_peak_loop(long rounds, double *flops) {
+    vec acc[FMA_CHAINS], c;
+    for (int l = 0; l < VEC_FLOATS; l++) c[l] = 1e-3f;
+    for (int j = 0; j < FMA_CHAINS; j++)
+        for (int l = 0; l < VEC_FLOATS; l++) acc[j][l] = 1.0f + 0.01f * (float)j;
+    for (long i = 0; i < rounds; i++)
+        for (int j = 0; j < FMA_CHAINS; j++) acc[j] = vec_fma(0.999f, acc[j], c);
+    float sum = 0.0f;
+    for (int j = 0; j < FMA_CHAINS; j++)
+        for (int l = 0; l < VEC_FLOATS; l++) sum += acc[j][l];
+    *flops = 2.0 * (double)rounds * FMA_CHAINS * VEC_FLOATS;
+    return sum;
 }

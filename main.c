@@ -2232,8 +2232,33 @@ static double peak_rss_mb(void) {
     return ru.ru_maxrss / 1024.0;  // kilobytes on Linux
 }
 
-// Times training phases for one config; prints one line per phase.
-static void bench_training(const char *label, const Config *c, int B, int T, int steps) {
+// The FMA peak of `threads` threads running fma_peak_loop (kernels.c) side by side: GFLOP/s of
+// them all, best of 3 tries of ~0.1 s each.
+static double fma_peak_gflops(int threads) {
+    double best = 0.0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        double flops = 0.0, t0 = now_seconds();
+        float keep = 0.0f;
+#pragma omp parallel num_threads(threads)
+        {
+            double f;
+            float k = fma_peak_loop(20000000L, &f);
+#pragma omp critical
+            {
+                flops += f;
+                keep += k;
+            }
+        }
+        double rate = flops / (now_seconds() - t0) / 1e9;
+        if (rate > best && keep != 0.0f) best = rate;  // (keep: the loop's result is used)
+    }
+    return best;
+}
+
+// Times training phases for one config; prints one line per phase, the train step's with its
+// share of the FMA peak (peak, GFLOP/s, 0: not printed). Returns the forward's tokens/s.
+static double bench_training(const char *label, const Config *c, int B, int T, int steps,
+                             double peak) {
     char err[R1_ERR_LEN];
     Model m;
     if (model_create(&m, c, err) || model_alloc_training(&m, B, T, err)) die("%s", err);
@@ -2263,21 +2288,62 @@ static void bench_training(const char *label, const Config *c, int B, int T, int
         step_time += t3 - t0;
     }
     double tokens = (double)B * T * steps, f = forward_flops_per_token(c, T);
+    double step_gflops = 3 * f * tokens / step_time / 1e9;
     printf("%-22s forward   %9.0f tokens/s  %6.2f GFLOP/s\n", label, tokens / fwd,
            f * tokens / fwd / 1e9);
     printf("%-22s backward  %9.0f tokens/s  %6.2f GFLOP/s\n", label, tokens / bwd,
            2 * f * tokens / bwd / 1e9);
     printf("%-22s train step %8.0f tokens/s  %6.2f GFLOP/s  %.3f s/step  peak memory %.0f MB\n",
-           label, tokens / step_time, 3 * f * tokens / step_time / 1e9, step_time / steps,
-           peak_rss_mb());
+           label, tokens / step_time, step_gflops, step_time / steps, peak_rss_mb());
+    if (peak > 0)
+        printf("%-22s train step at %.0f%% of the FMA peak (%.1f of %.1f GFLOP/s)\n", label,
+               100 * step_gflops / peak, step_gflops, peak);
     fflush(stdout);
     free(ids);
     free(dlogits);
     model_free(&m);
+    return tokens / fwd;
 }
 
-// Generation of n_new tokens after a 1-token prompt: latent cache vs recomputing the prefix.
-static void bench_generation(const char *label, const Config *c, int n_new, int recompute) {
+// n streams decode n_new tokens each after a 1-token prompt (stream i starts with token i),
+// greedy, every stream all n_new steps (an EOS does not stop it), cut into batches as rollouts
+// are (decode_batch_count: one per thread at least, each batch on one thread). Returns seconds.
+static double bench_streams(const Model *m, int n, int n_new) {
+    int n_batches = decode_batch_count(n), V = m->cfg.vocab_size;
+    double t0 = now_seconds();
+    float *wt = decode_weights_transposed(m);  // (as sample_rollouts does: its time counts)
+#pragma omp parallel for schedule(dynamic)
+    for (int bi = 0; bi < n_batches; bi++) {
+        char err[R1_ERR_LEN];
+        int first, nb, tokens[DECODE_BATCH], pos[DECODE_BATCH];
+        decode_batch_range(n, n_batches, bi, &first, &nb);
+        DecodeState s[DECODE_BATCH], *sp[DECODE_BATCH];
+        DecodeBatch batch;
+        decode_batch_create(&batch, m);
+        decode_batch_use_transposed(&batch, m, wt);
+        for (int i = 0; i < nb; i++) {
+            if (decode_state_create(&s[i], m, n_new, err)) die("%s", err);
+            sp[i] = &s[i];
+            tokens[i] = (first + i) % V;
+        }
+        for (int p = 0; p < n_new; p++) {
+            for (int i = 0; i < nb; i++) pos[i] = p;
+            decode_step_batch(m, sp, &batch, tokens, pos, nb);
+            for (int i = 0; i < nb; i++)
+                tokens[i] = sample_token(batch.logits + (size_t)i * V, V, 0.0f, 1.0f, NULL, NULL);
+        }
+        for (int i = 0; i < nb; i++) decode_state_free(&s[i]);
+        decode_batch_free(&batch);
+    }
+    free(wt);
+    return now_seconds() - t0;
+}
+
+// Generation of n_new tokens after a 1-token prompt: one stream, 16 streams and the 64 of a
+// GRPO step's rollouts (8 x 8) batched, against the training forward's tokens/s (fwd, 0: not
+// known); then recomputing the prefix instead of the latent cache.
+static void bench_generation(const char *label, const Config *c, int n_new, int recompute,
+                             double fwd) {
     char err[R1_ERR_LEN];
     Model m;
     if (model_create(&m, c, err)) die("%s", err);
@@ -2291,32 +2357,18 @@ static void bench_generation(const char *label, const Config *c, int n_new, int 
         ids[pos + 1] = sample_token(s.logits, c->vocab_size, 0.0f, 1.0f, NULL, NULL);
     }
     double cached = now_seconds() - t0;
-    printf("%-22s generate  %9.0f tokens/s  (%d tokens, latent KV cache, absorbed MLA)\n", label,
-           n_new / cached, n_new);
-    // DECODE_BATCH streams stepping together (rollouts, evaluation): each weight read once
-    DecodeState bs[DECODE_BATCH], *bp[DECODE_BATCH];
-    DecodeBatch batch;
-    decode_batch_create(&batch, &m);
-    int tokens[DECODE_BATCH], pos[DECODE_BATCH];
-    for (int i = 0; i < DECODE_BATCH; i++) {
-        if (decode_state_create(&bs[i], &m, n_new, err)) die("%s", err);
-        bp[i] = &bs[i];
-        tokens[i] = i;  // a different first token per stream
+    printf("%-22s generate  %9.0f tokens/s  (1 stream x %d tokens, latent KV cache, absorbed "
+           "MLA)\n", label, n_new / cached, n_new);
+    // streams stepping together (rollouts, evaluation): each weight read once per batch
+    int counts[] = {16, 64};
+    for (int k = 0; k < 2; k++) {
+        int n = counts[k];
+        double t = bench_streams(&m, n, n_new), rate = n * n_new / t;
+        printf("%-22s generate  %9.0f tokens/s  (%d streams x %d tokens in %d batch(es): %.1fx "
+               "one stream", label, rate, n, n_new, decode_batch_count(n), n * cached / t);
+        if (fwd > 0) printf(", %.0f%% of the training forward's tokens/s", 100 * rate / fwd);
+        printf(")\n");
     }
-    t0 = now_seconds();
-    for (int p = 0; p < n_new; p++) {
-        for (int i = 0; i < DECODE_BATCH; i++) pos[i] = p;
-        decode_step_batch(&m, bp, &batch, tokens, pos, DECODE_BATCH);
-        for (int i = 0; i < DECODE_BATCH; i++)
-            tokens[i] = sample_token(batch.logits + (size_t)i * c->vocab_size, c->vocab_size,
-                                     0.0f, 1.0f, NULL, NULL);
-    }
-    double batched = now_seconds() - t0;
-    printf("%-22s generate  %9.0f tokens/s  (%d streams x %d tokens, batched decoding: %.1fx one "
-           "stream)\n", label, DECODE_BATCH * n_new / batched, DECODE_BATCH, n_new,
-           DECODE_BATCH * cached / batched);
-    for (int i = 0; i < DECODE_BATCH; i++) decode_state_free(&bs[i]);
-    decode_batch_free(&batch);
     if (recompute) {
         // the same tokens, recomputing the whole prefix with the training forward every time
         if (model_alloc_training(&m, 1, n_new, err)) die("%s", err);
@@ -2335,63 +2387,61 @@ static void bench_generation(const char *label, const Config *c, int n_new, int 
     model_free(&m);
 }
 
-// One GRPO step as ./r1 grpo runs it, on a random model: P x G rollouts of n_new tokens after a
-// BOS prompt (parallel, latent cache), then pi_old / pi_ref log-probabilities and one update.
-// Reports the share of the step spent generating.
-static void bench_grpo_step(const char *label, const Config *c, int P, int G, int n_new) {
+// GRPO steps as `./r1 grpo` runs them with the pipeline's settings (P x G = 8 x 8 rollouts of
+// up to n_new = 200 tokens, temperature 1, mu 1), on a random model and random prompts of
+// n_prompt tokens: sample_rollouts, then grpo_update (pi_ref's log-probabilities, then forward,
+// GRPO loss, backward and AdamW, 8 rows at a time). The rewards are left out (rules on text:
+// milliseconds); the advantages are +1 and -1 by turns. Step 1 also allocates (and faults in)
+// the buffers that later steps reuse; step 2 is the one a long run repeats.
+static void bench_grpo_step(const char *label, const Config *c, int P, int G, int n_prompt,
+                            int n_new) {
     char err[R1_ERR_LEN];
-    Model m;
-    if (model_create(&m, c, err)) die("%s", err);
+    Model m, ref;
+    if (model_create(&m, c, err) || model_create(&ref, c, err)) die("%s", err);
     model_init_random(&m, 1);
-    int B = P * G, T = n_new + 1, V = c->vocab_size;
-    int *ids = xcalloc((size_t)B * T, sizeof(int));
-    double t0 = now_seconds();
-#pragma omp parallel for schedule(dynamic)
-    for (int b = 0; b < B; b++) {
-        char e[R1_ERR_LEN];
-        DecodeState s;
-        if (decode_state_create(&s, &m, T, e)) die("%s", e);
-        Rng rng;
-        rng_seed(&rng, (uint64_t)b);
-        float *probs = xcalloc((size_t)V, sizeof(float));
-        SamplingConfig sc = {1.0f, 1.0f};
-        int *row = ids + (size_t)b * T;
-        row[0] = TOK_BOS;
-        int n = generate(&m, &s, row, 0, 1, T, &sc, &rng, probs, NULL, NULL);
-        for (int t = n; t < T; t++) row[t] = TOK_PAD;  // an EOS ended it early
-        free(probs);
-        decode_state_free(&s);
+    model_init_random(&ref, 1);
+    int B = P * G, ctx = c->max_position_embeddings;
+    if (n_prompt + n_new > ctx) n_new = ctx - n_prompt;
+    GrpoGroups g = grpo_groups_new(P, G, ctx);
+    Rng rng;
+    rng_seed(&rng, 3);
+    for (int p = 0; p < P; p++) {
+        int prompt[512];
+        prompt[0] = TOK_BOS;
+        for (int t = 1; t < n_prompt && t < 512; t++)
+            prompt[t] = 4 + (int)(rng_next(&rng) % (uint64_t)(c->vocab_size - 4));
+        for (int i = 0; i < G; i++) {
+            Rollout *r = &g.r[p * G + i];
+            memcpy(r->ids, prompt, (size_t)n_prompt * sizeof(int));
+            r->n_prompt = r->n = n_prompt;
+        }
     }
-    double t_gen = now_seconds() - t0;
-    if (model_alloc_training(&m, B, T, err)) die("%s", err);
-    float *mask = xcalloc((size_t)B * T, sizeof(float)), *adv = xcalloc((size_t)B, sizeof(float));
-    float *old_lp = xcalloc((size_t)B * T, sizeof(float)), *ref_lp = xcalloc((size_t)B * T, sizeof(float));
-    float *dlogits = xcalloc((size_t)B * T * V, sizeof(float));
-    for (int i = 0; i < B * T; i++) mask[i] = i % T > 0;
-    for (int b = 0; b < B; b++) adv[b] = b % 2 ? 1.0f : -1.0f;
-    GrpoConfig gc = {GRPO_PAPER, 0.2f, 0.2f, 0.04f, n_new};
-    AdamWConfig oc = adamw_defaults();
-    t0 = now_seconds();
-    for (int pass = 0; pass < 3; pass++) {  // pi_old, pi_ref, then the update's forward
-        model_forward(&m, ids, B, T);
-        if (pass < 2) token_logprobs(m.acts.logits, ids, B, T, V, pass ? ref_lp : old_lp);
+    for (int b = 0; b < B; b++) g.adv[b] = b % 2 ? 1.0f : -1.0f;
+    GrpoSettings s = {.P = P, .G = G, .max_new = n_new, .mu = 1, .sc = {1.0f, 1.0f},
+                      .oc = adamw_defaults(), .gamma = 1e-3f,
+                      .gc = {GRPO_PAPER, 0.2f, 0.2f, 0.04f, n_new}};
+    s.oc.lr = 2e-4f;
+    s.oc.weight_decay = 0.0f;
+    for (int step = 1; step <= 2; step++) {
+        for (int b = 0; b < B; b++) g.r[b].n = n_prompt;
+        GrpoStepReport rep = {0};
+        double t0 = now_seconds();
+        sample_rollouts(&m, NULL, g.r, B, n_new, &s.sc, (uint64_t)step);
+        double t_gen = now_seconds() - t0, t1 = now_seconds();
+        grpo_update(&m, &ref, &s, &g, &rep);
+        double t_learn = now_seconds() - t1, total = t_gen + t_learn;
+        long tokens = 0;
+        for (int b = 0; b < B; b++) tokens += g.r[b].n - n_prompt;
+        printf("%-22s grpo step %d  %.2f s: rollouts %.2f s (%.0f%%, %d x %d of %.0f tokens "
+               "on average, %.0f tokens/s), pi_ref %.2f s (%.0f%%), update %.2f s (%.0f%%)\n",
+               label, step, total, t_gen, 100 * t_gen / total, P, G, (double)tokens / B,
+               tokens / t_gen, rep.score_s, 100 * rep.score_s / total, t_learn - rep.score_s,
+               100 * (t_learn - rep.score_s) / total);
+        fflush(stdout);
     }
-    grpo_loss(m.acts.logits, ids, mask, old_lp, ref_lp, adv, B, T, V, &gc, dlogits, NULL);
-    model_zero_grad(&m);
-    model_backward(&m, ids, dlogits);
-    adamw_step(&m, &oc);
-    double t_learn = now_seconds() - t0;
-    printf("%-22s grpo step %3.0f%% generating (%d x %d rollouts of %d tokens: %.0f tokens/s), "
-           "%3.0f%% learning (%.2f s)\n", label, 100 * t_gen / (t_gen + t_learn), P, G, n_new,
-           B * n_new / t_gen, 100 * t_learn / (t_gen + t_learn), t_learn);
-    fflush(stdout);
-    free(ids);
-    free(mask);
-    free(adv);
-    free(old_lp);
-    free(ref_lp);
-    free(dlogits);
+    grpo_groups_free(&g);
     model_free(&m);
+    model_free(&ref);
 }
 
 // Runs fn in a child process so that each case's peak memory is its own.
@@ -2413,13 +2463,28 @@ typedef struct {
     const char *label;
     Config c;
     int B, T, steps, gen, recompute, grpo;
+    int peak;  // 1: measure the FMA peak first, and give the train step's share of it
 } BenchCase;
 
+// (in the case's child process: a parent that has run a parallel region must not fork, since
+// libgomp's threads do not survive into the child, which would wait for them forever)
 static void run_bench_case(void *arg) {
     BenchCase *bc = arg;
-    if (bc->steps > 0) bench_training(bc->label, &bc->c, bc->B, bc->T, bc->steps);
-    if (bc->gen > 0) bench_generation(bc->label, &bc->c, bc->gen, bc->recompute);
-    if (bc->grpo) bench_grpo_step(bc->label, &bc->c, 4, 8, 128);
+    double fwd = 0, peak = 0;
+    if (bc->peak) {
+#ifdef _OPENMP
+        int threads = omp_get_max_threads();
+#else
+        int threads = 1;
+#endif
+        double peak1 = fma_peak_gflops(1);
+        peak = threads > 1 ? fma_peak_gflops(threads) : peak1;
+        printf("FMA peak (16 chains of vector multiply-adds, no loads): %.1f GFLOP/s on 1 "
+               "thread, %.1f on %d (%.2fx)\n", peak1, peak, threads, peak / peak1);
+    }
+    if (bc->steps > 0) fwd = bench_training(bc->label, &bc->c, bc->B, bc->T, bc->steps, peak);
+    if (bc->gen > 0) bench_generation(bc->label, &bc->c, bc->gen, bc->recompute, fwd);
+    if (bc->grpo) bench_grpo_step(bc->label, &bc->c, 8, 8, 64, 200);
 }
 
 static int cmd_bench(int argc, char **argv) {
@@ -2441,7 +2506,7 @@ static int cmd_bench(int argc, char **argv) {
     printf("r1 bench: %d thread(s), batch %d x %d tokens, %d timed steps after 1 warm-up\n",
            threads, B, T, steps);
     BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = train_only ? 0 : 256,
-                    .recompute = 1, .grpo = !train_only};
+                    .recompute = 1, .grpo = !train_only, .peak = 1};
     if (config_preset(preset, &bc.c, err)) die("%s", err);
     in_child(run_bench_case, &bc);
     if (quick || train_only) return 0;
@@ -2452,6 +2517,7 @@ static int cmd_bench(int argc, char **argv) {
     wide.label = wide_label;
     wide.gen = 0;
     wide.grpo = 0;
+    wide.peak = 0;
     wide.c.n_routed_experts *= 2;
     in_child(run_bench_case, &wide);
     // the 61-block structure at the batch: memory must stay under 4 GB
@@ -2590,7 +2656,30 @@ static void keep_freed_memory(void) {
 #endif
 }
 
+// OpenMP's threads wait for work between parallel regions. libgomp's default is to spin (burn
+// the core, up to ~300,000 checks) before it sleeps: fast when every thread has a core, but on a
+// laptop where another program holds a core, the spinning thread steals the time slices the
+// working one needs, and each parallel region waits for a thread that is not running. Measured
+// on the 2-core sandbox with a busy loop on one core: a training step 8x slower on 2 threads
+// than on 1, and batched decoding 90x slower (tests/BENCH.md, "OpenMP's wait policy"). With
+// OMP_WAIT_POLICY=passive a waiting thread sleeps at once, and 2 threads never lose to 1.
+// libgomp reads its environment before main runs, so the setting takes effect by starting the
+// program again with it (execv of /proc/self/exe; runtimes that read it at their first parallel
+// region, such as LLVM's libomp, see the setenv alone). A user's own OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT is left alone: OMP_WAIT_POLICY=active brings back the spinning.
+static void passive_wait_policy(char **argv) {
+#ifdef _OPENMP
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+#ifdef __linux__
+    execv("/proc/self/exe", argv);  // returns only if it failed: then go on as we are
+#endif
+#endif
+    (void)argv;
+}
+
 int main(int argc, char **argv) {
+    passive_wait_policy(argv);
     keep_freed_memory();
     // R1_PLAIN_ATTENTION=1: the training attention as plain loops, to step in gdb (r1.c)
     const char *plain = getenv("R1_PLAIN_ATTENTION");

@@ -344,8 +344,9 @@ void moe_decode_token(const Config *c, const LayerParams *lp, DecodeBatch *b) {
     size_t mat = (size_t)Im * D;
     for (int k = 0; k < K; k++) {
         size_t e = (size_t)b->route_idx[k];
+        const float *no_wt[3] = {NULL, NULL, NULL};  // (one row: matvec, which reads W)
         swiglu_rows(b->y, b->xb, lp->experts_gate + e * mat, lp->experts_up + e * mat,
-                    lp->experts_down + e * mat, 1, D, Im, 1, b->g, b->u, b->yt);
+                    lp->experts_down + e * mat, no_wt, 1, D, Im, 1, b->g, b->u, b->yt);
         for (int i = 0; i < D; i++) b->x[i] += b->route_w[k] * b->y[i];
     }
 }
@@ -355,7 +356,7 @@ void moe_decode_token(const Config *c, const LayerParams *lp, DecodeBatch *b) {
 void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int n) {
     int D = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
     int Im = c->moe_intermediate_size;
-    linear_rows(b->router, b->xb, lp->router, n, D, E, 0, b->yt);
+    linear_rows(b->router, b->xb, lp->router, decode_wt(b, lp->router), n, D, E, 0, b->yt);
     for (int i = 0; i < n; i++)
         moe_route_token(c, b->router + (size_t)i * E, lp->router_bias, b->scores,
                         b->route_idx + (size_t)i * K, b->route_w + (size_t)i * K);
@@ -373,8 +374,10 @@ void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int
                     ne++;
                 }
         if (ne == 0) continue;
-        swiglu_rows(b->y, b->gx, lp->experts_gate + e * mat, lp->experts_up + e * mat,
-                    lp->experts_down + e * mat, ne, D, Im, 0, b->g, b->u, b->yt);
+        const float *Wg = lp->experts_gate + e * mat, *Wu = lp->experts_up + e * mat;
+        const float *Wd = lp->experts_down + e * mat;
+        const float *Wt[3] = {decode_wt(b, Wg), decode_wt(b, Wu), decode_wt(b, Wd)};
+        swiglu_rows(b->y, b->gx, Wg, Wu, Wd, Wt, ne, D, Im, 0, b->g, b->u, b->yt);
         for (int r = 0; r < ne; r++)
             for (int d = 0; d < D; d++)
                 b->x[(size_t)rows[r] * D + d] += w[r] * b->y[(size_t)r * D + d];

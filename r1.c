@@ -26,6 +26,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>  // omp_get_max_threads: decode_batch_count
+#endif
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -404,8 +407,21 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, i
     return used;
 }
 
+// buf if it holds n elements already (*capacity of them), else a new zeroed allocation of n.
+// A buffer kept this way holds the last batch's numbers, which is harmless: every activation
+// and every float of the backward's scratch is written before it is read (training reuses the
+// buffers from step to step the same way).
+static void *buffer_with_room(void *buf, size_t *capacity, size_t n, size_t size) {
+    if (buf && *capacity >= n) return buf;
+    free(buf);
+    *capacity = n;
+    return xcalloc(n ? n : 1, size);
+}
+
 // Activations for batches of B x T tokens (and, with backward, gradients, AdamW state and the
-// backward scratch): one allocation per kind. A frozen model that only scores batches (GRPO's
+// backward scratch): one allocation per kind. A batch no larger than one allocated before
+// (GRPO's micro-batches, whose length changes from step to step) is laid out in the same memory,
+// so it does not fault fresh pages in again. A frozen model that only scores batches (GRPO's
 // reference policy) needs no backward.
 static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
     const Config *c = &m->cfg;
@@ -425,42 +441,44 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
         m->g.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
         point_views(m, m->grads, &m->g);
     }
-    // activations: count, then allocate once and lay out
-    free(m->acts.buffer);
-    free(m->acts.ibuffer);
+    // activations: count, then lay out in the buffer, allocated anew only when it is too small
     free(m->acts.layers);
     m->acts.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerActs));
     size_t n_int = 0;
     Acts probe = m->acts;
     size_t n_float = layout_acts(c, &probe, B, T, NULL, NULL, &n_int);
-    m->acts.buffer = xcalloc(n_float, sizeof(float));
-    m->acts.ibuffer = xcalloc(n_int, sizeof(int));
+    m->acts.buffer = buffer_with_room(m->acts.buffer, &m->acts.capacity, n_float, sizeof(float));
+    m->acts.ibuffer = buffer_with_room(m->acts.ibuffer, &m->acts.icapacity, n_int, sizeof(int));
     layout_acts(c, &m->acts, B, T, m->acts.buffer, m->acts.ibuffer, &n_int);
     // scratch for the backward (the attention's per-head scratch is per thread: mla_forward)
     size_t N = (size_t)B * T, W = (size_t)max_width(c), D = c->hidden_size;
     size_t H = c->num_attention_heads, K = c->num_experts_per_tok;
     size_t Im = c->moe_intermediate_size, exw = D > Im ? D : Im;
     Grads *s = &m->scratch;
-    free(s->buffer);
+    float *kept = s->buffer;
+    size_t kept_capacity = s->capacity;
     memset(s, 0, sizeof(*s));  // a forward-only model keeps the backward pointers NULL
-    if (backward) {
-        size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * c->qk_rope_head_dim +
-                       4 * N * K * exw;
-        s->buffer = xcalloc(total, sizeof(float));
-        float *base = s->buffer;
-        size_t used = 0;
-        s->dx = carve(base, &used, N * D);
-        s->dln = carve(base, &used, N * D);
-        s->t1 = carve(base, &used, N * W);
-        s->t2 = carve(base, &used, N * W);
-        s->t3 = carve(base, &used, N * W);
-        s->t4 = carve(base, &used, N * W);
-        s->dk_pe_h = carve(base, &used, (size_t)B * H * T * c->qk_rope_head_dim);
-        s->dex = carve(base, &used, N * K * exw);
-        s->dex2 = carve(base, &used, N * K * exw);
-        s->dex3 = carve(base, &used, N * K * exw);
-        s->dex4 = carve(base, &used, N * K * exw);
+    if (!backward) {
+        free(kept);
+        return 0;
     }
+    size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * c->qk_rope_head_dim +
+                   4 * N * K * exw;
+    s->capacity = kept_capacity;
+    s->buffer = buffer_with_room(kept, &s->capacity, total, sizeof(float));
+    float *base = s->buffer;
+    size_t used = 0;
+    s->dx = carve(base, &used, N * D);
+    s->dln = carve(base, &used, N * D);
+    s->t1 = carve(base, &used, N * W);
+    s->t2 = carve(base, &used, N * W);
+    s->t3 = carve(base, &used, N * W);
+    s->t4 = carve(base, &used, N * W);
+    s->dk_pe_h = carve(base, &used, (size_t)B * H * T * c->qk_rope_head_dim);
+    s->dex = carve(base, &used, N * K * exw);
+    s->dex2 = carve(base, &used, N * K * exw);
+    s->dex3 = carve(base, &used, N * K * exw);
+    s->dex4 = carve(base, &used, N * K * exw);
     return 0;
 }
 
@@ -1147,6 +1165,29 @@ void decode_batch_create(DecodeBatch *b, const Model *m) {
     b->logits = xcalloc(n * V, sizeof(float));
 }
 
+// Every matrix (OC, C) of the table as its transpose (C, OC), at its own offset; vectors are
+// left 0 (decoding reads them from the model). One pass over the weights: ~10 ms for the small
+// preset, against seconds of rollouts that read the copy at every step.
+float *decode_weights_transposed(const Model *m) {
+    float *wt = xcalloc(m->n_params, sizeof(float));
+#pragma omp parallel for schedule(dynamic)
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamInfo *p = &m->table[i];
+        if (p->ndim != 2) continue;
+        const float *W = m->params + p->offset;
+        float *T = wt + p->offset;
+        int rows = p->shape[0], cols = p->shape[1];
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++) T[(size_t)k * rows + r] = W[(size_t)r * cols + k];
+    }
+    return wt;
+}
+
+void decode_batch_use_transposed(DecodeBatch *b, const Model *m, const float *params_t) {
+    b->params = m->params;
+    b->params_t = params_t;
+}
+
 void decode_batch_free(DecodeBatch *b) {
     float *bufs[] = {b->x, b->xb, b->rstd, b->yt, b->q_a, b->q, b->kv_a, b->o, b->y, b->g,
                      b->u, b->gx, b->router, b->scores, b->route_w, b->logits};
@@ -1175,7 +1216,9 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
     rope_rotate(k_pe, dr, cosr, sinr, 1.0f, c->rope_interleave);
     const float *cache_c = s->c_kv + (size_t)l * s->max_T * dc;
     const float *cache_k = s->k_pe + (size_t)l * s->max_T * dr;
-#pragma omp parallel for schedule(static) if (H >= 4 && pos >= 64)
+    // the heads in parallel only when they are worth waking a thread for (~10^6 multiply-adds;
+    // never in the small presets, where one head attends over <= 512 positions of 80 floats)
+#pragma omp parallel for schedule(static) if ((long)H * (pos + 1) * (2 * dc + dr) >= (1L << 20))
     for (int h = 0; h < H; h++) {
         float *qh = q + (size_t)h * (dn + dr);
         rope_rotate(qh + dn, dr, cosr, sinr, 1.0f, c->rope_interleave);
@@ -1212,13 +1255,17 @@ static void mla_decode_rows(const Model *m, const LayerParams *lp, DecodeState *
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dq = c->q_lora_rank;
     int dc = c->kv_lora_rank, qw = H * (dn + dr);
     if (dq > 0) {
-        linear_rows(b->q_a, b->xb, lp->q_a_proj, n, D, dq, alone, b->yt);
+        linear_rows(b->q_a, b->xb, lp->q_a_proj, decode_wt(b, lp->q_a_proj), n, D, dq, alone,
+                    b->yt);
         rmsnorm_forward(b->q_a, b->rstd, b->q_a, dq, lp->q_a_layernorm, n, dq, c->rms_norm_eps);
-        linear_rows(b->q, b->q_a, lp->q_b_proj, n, dq, qw, alone, b->yt);
+        linear_rows(b->q, b->q_a, lp->q_b_proj, decode_wt(b, lp->q_b_proj), n, dq, qw, alone,
+                    b->yt);
     } else {
-        linear_rows(b->q, b->xb, lp->q_b_proj, n, D, qw, alone, b->yt);
+        linear_rows(b->q, b->xb, lp->q_b_proj, decode_wt(b, lp->q_b_proj), n, D, qw, alone,
+                    b->yt);
     }
-    linear_rows(b->kv_a, b->xb, lp->kv_a_proj_with_mqa, n, D, dc + dr, alone, b->yt);
+    linear_rows(b->kv_a, b->xb, lp->kv_a_proj_with_mqa, decode_wt(b, lp->kv_a_proj_with_mqa), n,
+                D, dc + dr, alone, b->yt);
     for (int i = 0; i < n; i++)
         mla_decode_attend(m, lp, s[i], l, pos[i], b->kv_a + (size_t)i * (dc + dr),
                           b->q + (size_t)i * qw, b->o + (size_t)i * H * dv);
@@ -1232,7 +1279,9 @@ static void ffn_decode_rows(const Model *m, const LayerParams *lp, DecodeBatch *
     const Config *c = &m->cfg;
     int D = c->hidden_size, I = ffn_width(c, l);
     if (I > 0) {
-        swiglu_rows(b->y, b->xb, lp->mlp_gate, lp->mlp_up, lp->mlp_down, n, D, I, alone, b->g,
+        const float *Wt[3] = {decode_wt(b, lp->mlp_gate), decode_wt(b, lp->mlp_up),
+                              decode_wt(b, lp->mlp_down)};
+        swiglu_rows(b->y, b->xb, lp->mlp_gate, lp->mlp_up, lp->mlp_down, Wt, n, D, I, alone, b->g,
                     b->u, b->yt);
         for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
     }
@@ -1258,7 +1307,7 @@ static void decode_block(const Model *m, int l, DecodeState *const *s, DecodeBat
     rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->input_layernorm, n, D, eps);
     if (is_gqa(c)) gqa_decode_rows(m, lp, s, b, l, pos, n, alone);  // Qwen2 / Llama (gqa.c)
     else mla_decode_rows(m, lp, s, b, l, pos, n, alone);
-    linear_rows(b->y, b->o, lp->o_proj, n, attn_out_width(c), D, alone, b->yt);
+    linear_rows(b->y, b->o, lp->o_proj, decode_wt(b, lp->o_proj), n, attn_out_width(c), D, alone, b->yt);
     for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
     rmsnorm_forward(b->xb, b->rstd, b->x, D, lp->post_attention_layernorm, n, D, eps);
     ffn_decode_rows(m, lp, b, l, n, alone);
@@ -1274,7 +1323,8 @@ static void decode_rows(const Model *m, DecodeState *const *s, DecodeBatch *b, c
                (size_t)D * sizeof(float));
     for (int l = 0; l < c->num_hidden_layers; l++) decode_block(m, l, s, b, pos, n, alone);
     rmsnorm_forward(b->xb, b->rstd, b->x, D, m->p.norm, n, D, c->rms_norm_eps);
-    linear_rows(b->logits, b->xb, m->p.lm_head, n, D, c->vocab_size, alone, b->yt);
+    linear_rows(b->logits, b->xb, m->p.lm_head, decode_wt(b, m->p.lm_head), n, D, c->vocab_size,
+                alone, b->yt);
 }
 
 void decode_step(const Model *m, DecodeState *s, int token, int pos) {
@@ -1364,6 +1414,28 @@ void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *
                     float *probs) {
     int fed[DECODE_BATCH] = {0};  // nothing cached yet
     generate_batch_cached(m, s, b, ids, len, fed, max_len, n, sc, rng, probs);
+}
+
+// Many sequences decoding at once are shared among the threads a batch at a time: threads over
+// sequences, each batch on one thread, so that the products and heads inside a step run on that
+// thread alone (a parallel region inside another gets a team of one) and a step pays for no
+// wake-ups and no barriers. One batch per thread at least (64 rollouts on 16 threads go 4 to a
+// batch), so that no thread idles, and at most DECODE_BATCH sequences per batch; sizes as even
+// as possible. A sequence's numbers do not depend on its batch-mates (decode_step_batch), so the
+// cut, like the thread count, never changes what is sampled.
+int decode_batch_count(int n) {
+    if (n <= 0) return 0;  // nothing to decode: no batch
+    int batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    if (batches < threads) batches = threads < n ? threads : n;
+#endif
+    return batches;
+}
+
+void decode_batch_range(int n, int n_batches, int bi, int *first, int *count) {
+    *first = (int)((long)n * bi / n_batches);
+    *count = (int)((long)n * (bi + 1) / n_batches) - *first;
 }
 
 // ----------------------------------------------------------------------------------------------

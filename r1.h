@@ -321,6 +321,9 @@ int causal_read_end(int i, int T);
 size_t causal_pack_floats(int K, int M);
 // out (OC) = W (OC,C) @ x (C): one token's matrix-vector product.
 void matvec(float *out, const float *x, const float *W, int C, int OC);
+// The floating-point peak of one core, measured: `rounds` rounds of 16 independent chains of
+// vector fused multiply-adds (no memory traffic). Returns a value to keep; *flops: the work done.
+float fma_peak_loop(long rounds, double *flops);
 // Softmax of n scores in place.
 void softmax_inplace(float *p, int n);
 // log sum_v exp(z[v]) of a row of n logits (max + log of the shifted sum; vectorised). The one
@@ -368,11 +371,14 @@ static inline float dot_lanes(const float *a, const float *b, int n) {
 
 // The products of a decode step's n rows: out (n, OC) = x (n, C) @ W^T, and the SwiGLU MLP on
 // them. alone = 1 (one sequence decoding by itself, n = 1): by matvec; alone = 0 (a batch): by
-// the matmul kernel, W read once for all n rows; yt (OC, n), g, u (n, I) scratch.
-void linear_rows(float *out, const float *x, const float *W, int n, int C, int OC, int alone,
-                 float *yt);
+// the matmul kernel, W read once for all n rows, from its transposed copy Wt (C, OC) when there
+// is one (NULL: none; the same floats either way); yt (OC, n), g, u (n, I) scratch. swiglu_rows'
+// Wt holds the transposed copies of Wg, Wu, Wd (or NULLs).
+void linear_rows(float *out, const float *x, const float *W, const float *Wt, int n, int C,
+                 int OC, int alone, float *yt);
 void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
-                 int n, int D, int I, int alone, float *g, float *u, float *yt);
+                 const float *const Wt[3], int n, int D, int I, int alone, float *g, float *u,
+                 float *yt);
 // SiLU (the swish with beta 1): z * sigmoid(z).
 static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
 
@@ -473,6 +479,7 @@ typedef struct {
     LayerActs *layers; // [L]
     float *buffer;     // the one float allocation behind all of the above
     int *ibuffer;      // the one int allocation
+    size_t capacity, icapacity;  // floats and ints they hold: a smaller batch reuses them
 } Acts;
 
 // Scratch for the backward pass (gradients of activations, reused block after block).
@@ -483,6 +490,7 @@ typedef struct {
     float *dk_pe_h;  // (B, H, T, dr) per-head contributions to the shared rope key
     float *dex, *dex2, *dex3, *dex4; // (N*K, max(D, Im)) routed-expert buffers
     float *buffer;   // the one allocation behind all of the above
+    size_t capacity; // floats it holds: a smaller batch reuses it
 } Grads;
 
 // ----------------------------------------------------------------------------------------------
@@ -516,7 +524,15 @@ typedef struct {
     float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
     float *route_w, *logits;  // logits (DECODE_BATCH, V)
     int *route_idx;           // GQA: q (n, H*hd), kv_a (n, 2*Hkv*hd) = k | v, o (n, H*hd)
+    // the model's weights and a transposed copy of every matrix at the same offset
+    // (decode_weights_transposed; params_t NULL: none): what decode_wt looks up
+    const float *params, *params_t;
 } DecodeBatch;
+// W^T of a weight matrix W of the batch's model, (C, OC) where W is (OC, C), or NULL when the
+// batch has no transposed copy (decode_batch_use_transposed).
+static inline const float *decode_wt(const DecodeBatch *b, const float *W) {
+    return b->params_t ? b->params_t + (W - b->params) : NULL;
+}
 // ==============================================================================================
 // 5. moe.c: DeepSeekMoE (DeepSeek-V3 §2.1.2)
 // ==============================================================================================
@@ -672,6 +688,11 @@ int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int 
 
 void decode_batch_create(DecodeBatch *b, const Model *m);
 void decode_batch_free(DecodeBatch *b);
+// A copy of m's weights with every matrix transposed in place of itself (n_params floats; the
+// caller frees it), for batches to read: decode_batch_use_transposed(b, m, copy). Made again
+// whenever the weights change (sample_rollouts makes one per call).
+float *decode_weights_transposed(const Model *m);
+void decode_batch_use_transposed(DecodeBatch *b, const Model *m, const float *params_t);
 // One step: sequence i (< n <= DECODE_BATCH) feeds tokens[i] at pos[i] into s[i]'s cache; its
 // next-token logits go to b->logits + i * V.
 void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
@@ -686,6 +707,11 @@ void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *
 void generate_batch_cached(const Model *m, DecodeState *const *s, DecodeBatch *b,
                            int *const *ids, int *len, int *fed, const int *max_len, int n,
                            const SamplingConfig *sc, Rng *rng, float *probs);
+// n sequences decoding at once (rollouts, evaluation) go in decode_batch_count(n) batches, one
+// per thread at a time: at least one batch per thread, at most DECODE_BATCH sequences each;
+// batch bi holds sequences *first .. *first + *count. The cut never changes a sequence's floats.
+int decode_batch_count(int n);
+void decode_batch_range(int n, int n_batches, int bi, int *first, int *count);
 
 // ----------------------------------------------------------------------------------------------
 // Checkpoints: the model on disk in the Hugging Face hub layout
@@ -934,7 +960,8 @@ void rollouts_free(Rollout *r, int n);
 void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, int chat, int ctx,
                         const char *who);
 // Samples a completion of up to max_new tokens for each of the n rollouts, DECODE_BATCH at a
-// time; rollout i draws from its own RNG seeded by (seed, i), so no result depends on threads.
+// time at most (decode_batch_count); rollout i draws from its own RNG seeded by (seed, i), so no
+// result depends on threads. tok NULL: the completions are not decoded to text (bench).
 void sample_rollouts(const Model *m, const Tokenizer *tok, Rollout *r, int n, int max_new,
                      const SamplingConfig *sc, uint64_t seed);
 // The same with a think budget (test-time scaling): a completion still inside its think block
@@ -1043,6 +1070,7 @@ typedef struct {  // what a step measured: the means over its P*G completions, a
     float loss, grad_norm;
     GrpoStats stats;
     double generate_s, learn_s;
+    double score_s;  // of learn_s: pi_ref's (and with mu > 1 pi_old's) log-probabilities
 } GrpoStepReport;
 GrpoGroups grpo_groups_new(int P, int G, int ctx);
 void grpo_groups_free(GrpoGroups *g);
@@ -1050,6 +1078,11 @@ void grpo_groups_free(GrpoGroups *g);
 // passes) against the frozen ref. seed: the step's sampling seed.
 void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettings *s,
                GrpoGroups *g, uint64_t seed, GrpoStepReport *rep);
+// Step 4 alone, on rollouts already sampled and advantages already in g->adv (rep's
+// zero_variance_groups read, its loss, grad_norm, stats and score_s written): pi_ref's
+// log-probabilities, then mu passes of forward, GRPO loss, backward and AdamW.
+void grpo_update(Model *policy, Model *ref, const GrpoSettings *s, const GrpoGroups *g,
+                 GrpoStepReport *rep);
 
 // Evaluation (grpo.c section 5): per problem one greedy completion and k samples (T 0.6,
 // top-p 0.95): greedy accuracy, pass@1 (mean over the k), cons@k (majority answer), format,

@@ -2110,6 +2110,95 @@ static double toy_grpo_run(GrpoVariant variant, int steps, double *curve) {
     return last;
 }
 
+// grpo_update scores and updates the batch 8 rows at a time (micro-batches). That must give the
+// same floats as one pass over the whole batch, as the update was written before: pi_ref and
+// pi_old log-probabilities, the loss, and the weights after AdamW and the bias rule, byte for
+// byte, for each variant (DAPO weighs tokens by the whole batch's count). 12 rollouts of
+// different lengths: a whole micro-batch of 8 and a partial one of 4.
+static void grpo_update_whole_batch(Model *m, Model *ref, const GrpoSettings *s, const GrpoGroups *g,
+                                    float *loss) {
+    int B = g->P * g->G, T = 0, V = m->cfg.vocab_size;
+    for (int b = 0; b < B; b++) T = g->r[b].n > T ? g->r[b].n : T;
+    T = (T + 15) / 16 * 16 < m->cfg.max_position_embeddings ? (T + 15) / 16 * 16 : m->cfg.max_position_embeddings;
+    int *ids = calloc((size_t)B * T, sizeof(int));
+    float *mask = calloc((size_t)B * T, sizeof(float)), *old_lp = calloc((size_t)B * T, sizeof(float));
+    float *ref_lp = calloc((size_t)B * T, sizeof(float)), *dlogits = calloc((size_t)B * T * V, sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            ids[b * T + t] = t < g->r[b].n ? g->r[b].ids[t] : TOK_PAD;
+            mask[b * T + t] = t >= g->r[b].n_prompt && t < g->r[b].n;
+        }
+    char err[R1_ERR_LEN];
+    if (model_alloc_training(m, B, T, err) || model_alloc_inference(ref, B, T, err)) fail_msg("%s", err);
+    model_forward(ref, ids, B, T);
+    token_logprobs(ref->acts.logits, ids, B, T, V, ref_lp);
+    moe_reset_load(ref);
+    if (s->mu > 1) {
+        model_forward(m, ids, B, T);
+        token_logprobs(m->acts.logits, ids, B, T, V, old_lp);
+        moe_reset_load(m);
+    }
+    for (int pass = 0; pass < s->mu; pass++) {
+        model_forward(m, ids, B, T);
+        if (s->mu == 1) token_logprobs(m->acts.logits, ids, B, T, V, old_lp);
+        *loss = grpo_loss(m->acts.logits, ids, mask, old_lp, ref_lp, g->adv, B, T, V, &s->gc, dlogits, NULL);
+        model_zero_grad(m);
+        model_backward(m, ids, dlogits);
+        adamw_step(m, &s->oc);
+        moe_update_bias(m, s->gamma);
+        moe_reset_load(m);
+    }
+    free(ids), free(mask), free(old_lp), free(ref_lp), free(dlogits);
+}
+
+static void test_grpo_update_in_rows(void **state) {
+    (void)state;
+    enum { P = 3, G = 4, B = P * G };
+    const GrpoVariant variants[3] = {GRPO_PAPER, GRPO_DR, GRPO_DAPO};
+    char err[R1_ERR_LEN];
+    Config cfg;
+    if (config_preset("tiny", &cfg, err)) fail_msg("%s", err);
+    for (int k = 0; k < 3; k++)
+        for (int mu = 1; mu <= 2; mu++) {
+            Model rows, whole, ref;
+            if (model_create(&rows, &cfg, err) || model_create(&whole, &cfg, err) ||
+                model_create(&ref, &cfg, err))
+                fail_msg("%s", err);
+            model_init_random(&rows, 7);
+            model_init_random(&whole, 7);
+            model_init_random(&ref, 8);
+            GrpoGroups g = grpo_groups_new(P, G, cfg.max_position_embeddings);
+            Rng rng;
+            rng_seed(&rng, 99);
+            for (int b = 0; b < B; b++) {
+                Rollout *r = &g.r[b];
+                r->n_prompt = 3;
+                r->n = r->n_prompt + 2 + (int)(rng_next(&rng) % 20);  // 5..24 tokens
+                r->ids[0] = TOK_BOS;
+                for (int t = 1; t < r->n; t++) r->ids[t] = 4 + (int)(rng_next(&rng) % (cfg.vocab_size - 4));
+                g.adv[b] = (float)(rng_uniform(&rng) * 2.0 - 1.0);
+            }
+            GrpoSettings s = {.P = P, .G = G, .max_new = 21, .mu = mu, .oc = adamw_defaults(),
+                              .gamma = 1e-3f,
+                              .gc = {variants[k], 0.2f, variants[k] == GRPO_DAPO ? 0.28f : 0.2f, 0.04f, 21}};
+            s.oc.lr = 1e-2f;
+            GrpoStepReport rep = {0};
+            grpo_update(&rows, &ref, &s, &g, &rep);
+            float loss = 0.0f;
+            grpo_update_whole_batch(&whole, &ref, &s, &g, &loss);
+            if (memcmp(&loss, &rep.loss, sizeof(float)) != 0)
+                fail_msg("variant %d, mu %d: loss %.9g in micro-batches, %.9g whole", k, mu, rep.loss, loss);
+            for (size_t i = 0; i < rows.n_params; i++)
+                if (memcmp(&rows.params[i], &whole.params[i], sizeof(float)) != 0)
+                    fail_msg("variant %d, mu %d: parameter %zu is %.9g after micro-batches, %.9g whole", k,
+                             mu, i, rows.params[i], whole.params[i]);
+            grpo_groups_free(&g);
+            model_free(&rows);
+            model_free(&whole);
+            model_free(&ref);
+        }
+}
+
 static void test_grpo_learns_toy_task(void **state) {
     (void)state;
     enum { STEPS = 40 };
@@ -2911,6 +3000,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_token_logprobs),
         cmocka_unit_test(test_grpo_loss_tiny),
         cmocka_unit_test(test_grpo_loss_gradient),
+        cmocka_unit_test(test_grpo_update_in_rows),
         cmocka_unit_test(test_grpo_learns_toy_task),
         cmocka_unit_test(test_general_judge),
         cmocka_unit_test(test_pairs),

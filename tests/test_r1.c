@@ -1054,7 +1054,9 @@ static void test_decode_matches_forward(void **state) {
 // lengths step together. Each row's logits must equal the naive forward of that sequence up to
 // rounding, and be bit-identical to the same sequence decoded in a batch of its own: a
 // sequence's numbers may not depend on its batch-mates (else rollouts would depend on how they
-// were grouped). Then generate_batch, greedy, must give the same ids as that batch of one.
+// were grouped). The batch read from the transposed copy of the weights (as rollouts run it:
+// decode_weights_transposed) must give the same floats as the batch that reads W. Then
+// generate_batch, greedy, must give the same ids as that batch of one.
 static void check_decode_batch(Variant v) {
     Config c = tiny_config(v);
     enum { NS = 5, T = 20 };
@@ -1063,15 +1065,20 @@ static void check_decode_batch(Variant v) {
     make_model(&m, &c, 37, 1, T);
     char err[R1_ERR_LEN];
     int ids[NS][T], prompt_len[NS] = {1, 3, 7, 2, 5};
-    DecodeState st[NS], alone, *sp[NS];
-    DecodeBatch b, b1;
+    DecodeState st[NS], alone, *sp[NS], st_t[NS], *sp_t[NS];
+    DecodeBatch b, b1, bt;
     decode_batch_create(&b, &m);
     decode_batch_create(&b1, &m);
+    decode_batch_create(&bt, &m);
+    float *wt = decode_weights_transposed(&m);
+    decode_batch_use_transposed(&bt, &m, wt);
     double worst = 0.0;
     for (int i = 0; i < NS; i++) {
         random_ids(ids[i], T, V, 40 + i);
         EXPECT(decode_state_create(&st[i], &m, T, err) == 0, "%s", err);
+        EXPECT(decode_state_create(&st_t[i], &m, T, err) == 0, "%s", err);
         sp[i] = &st[i];
+        sp_t[i] = &st_t[i];
     }
     float *want = malloc(sizeof(float) * (size_t)NS * T * V);
     for (int i = 0; i < NS; i++) {  // the naive forward of each sequence
@@ -1088,6 +1095,9 @@ static void check_decode_batch(Variant v) {
         EXPECT(memcmp(b1.logits, b.logits + 2 * V, sizeof(float) * V) == 0,
                "%s: position %d: sequence 2's logits depend on its batch-mates",
                VARIANT_NAME[v], pos);
+        decode_step_batch(&m, sp_t, &bt, tokens, p, NS);  // reading the transposed weights
+        EXPECT(memcmp(bt.logits, b.logits, sizeof(float) * (size_t)NS * V) == 0,
+               "%s: position %d: the transposed weights give other logits", VARIANT_NAME[v], pos);
         for (int i = 0; i < NS; i++) {
             double r = rel_l2(b.logits + (size_t)i * V, want + ((size_t)i * T + pos) * V, V);
             if (r > worst) worst = r;
@@ -1120,13 +1130,46 @@ static void check_decode_batch(Variant v) {
         EXPECT(len[i] > prompt_len[i] && len[i] <= T, "%s: sequence %d: length %d",
                VARIANT_NAME[v], i, len[i]);
         decode_state_free(&st[i]);
+        decode_state_free(&st_t[i]);
     }
+    decode_batch_free(&bt);
+    free(wt);
     free(probs);
     free(want);
     decode_state_free(&alone);
     decode_batch_free(&b);
     decode_batch_free(&b1);
     model_free(&m);
+}
+
+// How many sequences are cut into batches for the threads: every sequence in exactly one batch,
+// in order, no batch empty or larger than DECODE_BATCH, and at least one batch per thread when
+// there are enough sequences (1 and 2 threads; 64 rollouts on 16 threads go 4 to a batch).
+static void test_decode_batch_cut(void **state) {
+    (void)state;
+    int was = omp_get_max_threads();
+    for (int threads = 1; threads <= 16; threads *= 2) {
+        omp_set_num_threads(threads);
+        for (int n = 1; n <= 70; n++) {
+            int nb = decode_batch_count(n), next = 0;
+            EXPECT(nb >= (n < threads ? n : threads), "%d sequences, %d threads: %d batches", n,
+                   threads, nb);
+            for (int bi = 0; bi < nb; bi++) {
+                int first, count;
+                decode_batch_range(n, nb, bi, &first, &count);
+                EXPECT(first == next && count >= 1 && count <= DECODE_BATCH,
+                       "%d sequences in %d batches: batch %d is %d..+%d", n, nb, bi, first, count);
+                next = first + count;
+            }
+            EXPECT(next == n, "%d sequences: the batches hold %d", n, next);
+        }
+    }
+    int first, count;
+    omp_set_num_threads(16);
+    decode_batch_range(64, decode_batch_count(64), 0, &first, &count);
+    EXPECT(decode_batch_count(64) == 16 && count == 4, "64 on 16 threads: %d batches of %d",
+           decode_batch_count(64), count);
+    omp_set_num_threads(was);
 }
 
 static void test_decode_batch(void **state) {
@@ -2798,6 +2841,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cross_entropy_mask),
         cmocka_unit_test(test_decode_matches_forward),
         cmocka_unit_test(test_decode_batch),
+        cmocka_unit_test(test_decode_batch_cut),
         cmocka_unit_test(test_decode_state_limits),
         cmocka_unit_test(test_determinism_threads),
         cmocka_unit_test(test_adamw_formula),
