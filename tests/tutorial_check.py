@@ -46,6 +46,7 @@ CHAPTERS = {
     "tutorial/07-rejection-sampling.md": "full",
     "tutorial/08-distillation.md": "full",
     "tutorial/09-bad-input-and-faults.md": "cheap",
+    "tutorial/10-reward-models.md": "full",
 }
 # Chapters whose commands write files into the current directory (c.txt, base/, ...) run in a
 # scratch directory of their own under build/, where ./r1 is a link to the program.
