@@ -37,13 +37,15 @@ static void bias_forward(float *x, const float *bias, int N, int W) {
         for (int j = 0; j < W; j++) x[(size_t)t * W + j] += bias[j];
 }
 
-// dbias (W) += sum over the N rows of dout (N, W), each column summed in row order by one thread.
+// dbias (W) += sum over the N rows of dout (N, W), each column summed in row order by one thread,
+// going on from what dbias holds: a batch taken in parts (grpo_update's micro-batches) adds the
+// same floats in the same order as the whole batch at once.
 static void bias_backward(float *dbias, const float *dout, int N, int W) {
 #pragma omp parallel for schedule(static)
     for (int j = 0; j < W; j++) {
-        float sum = 0.0f;
+        float sum = dbias[j];
         for (int t = 0; t < N; t++) sum += dout[(size_t)t * W + j];
-        dbias[j] += sum;
+        dbias[j] = sum;
     }
 }
 
