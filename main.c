@@ -2235,6 +2235,7 @@ static double peak_rss_mb(void) {
 // The FMA peak of `threads` threads running fma_peak_loop (kernels.c) side by side: GFLOP/s of
 // them all, best of 3 tries of ~0.1 s each.
 static double fma_peak_gflops(int threads) {
+    (void)threads;  // (unused in a build without OpenMP, where the region runs once)
     double best = 0.0;
     for (int attempt = 0; attempt < 3; attempt++) {
         double flops = 0.0, t0 = now_seconds();
