@@ -1626,9 +1626,12 @@ static int cmd_grpo(int argc, char **argv) {
     if (resume) truncate_metrics(path, r->ts.step);  // as if the run had never stopped
     r->metrics = fopen(path, resume ? "ab" : "wb");
     if (!r->metrics) die("%s: %s", path, strerror(errno));
-    printf("GRPO (%s) on %s levels %d-%d: %d prompts x %d rollouts per step, %ld steps, "
+    char on[160];  // what the groups' prompts are (with --non-reasoning 1: general ones only)
+    if (nonreasoning >= 1.0) snprintf(on, sizeof(on), "general prompts only");
+    else snprintf(on, sizeof(on), "%s levels %d-%d", task, level_lo, level_hi);
+    printf("GRPO (%s) on %s: %d prompts x %d rollouts per step, %ld steps, "
            "template %s, beta %g, eps [%g, %g], mu %d, lr %g\n",
-           arg_str(argc, argv, "--variant", "grpo"), task, level_lo, level_hi, r->s.P, r->s.G,
+           arg_str(argc, argv, "--variant", "grpo"), on, r->s.P, r->s.G,
            r->steps, r->s.chat ? "chat" : "r1-zero", r->s.gc.beta, r->s.gc.eps_low,
            r->s.gc.eps_high, r->s.mu, r->s.oc.lr);
     if (n_plain && !rm_dir)
