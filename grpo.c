@@ -571,30 +571,31 @@ Json **make_examples(const char *task, int eval, int n, int level_lo, int level_
     return parse_lines(buf, n);
 }
 
-Json **nonreasoning_examples(int n, uint64_t seed) {
+// n examples that write(f, i, rng) writes as JSON lines, parsed; the RNG seeded from seed ^ salt.
+static Json **examples_written(int n, uint64_t seed, uint64_t salt,
+                               void (*write)(FILE *f, int i, Rng *rng)) {
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (!f) die("out of memory");
     Rng rng;
-    rng_seed(&rng, seed ^ 0x6e72u);
-    for (int i = 0; i < n; i++) nonreasoning_write(f, i, &rng, 0);
+    rng_seed(&rng, seed ^ salt);
+    for (int i = 0; i < n; i++) write(f, i, &rng);
     fclose(f);
     return parse_lines(buf, n);
+}
+
+// nonreasoning_write without the solution, in examples_written's shape.
+static void nonreasoning_prompt_write(FILE *f, int i, Rng *rng) { nonreasoning_write(f, i, rng, 0); }
+
+Json **nonreasoning_examples(int n, uint64_t seed) {
+    return examples_written(n, seed, 0x6e72u, nonreasoning_prompt_write);
 }
 
 // n general prompts (tasks.c's general_write: the non-reasoning kinds and, one in four, an
 // unsafe request), for the final RL stage with a reward model.
 Json **general_examples(int n, uint64_t seed) {
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) die("out of memory");
-    Rng rng;
-    rng_seed(&rng, seed ^ 0x6772u);
-    for (int i = 0; i < n; i++) general_write(f, i, &rng);
-    fclose(f);
-    return parse_lines(buf, n);
+    return examples_written(n, seed, 0x6772u, general_write);
 }
 
 // ==============================================================================================
@@ -1017,8 +1018,7 @@ RejectReason reject_reason(const Json *example, const char *completion, int ende
     return REJECT_KEEP;
 }
 
-// One kept completion as an SFT example: task, lang, prompt, and the completion as "solution".
-static void write_kept(FILE *f, const Json *ex, const char *completion) {
+void sft_example_write(FILE *f, const Json *ex, const char *solution, const char *source) {
     const Json *tk = json_get(ex, "task"), *lg = json_get(ex, "lang"), *pr = json_get(ex, "prompt");
     fprintf(f, "{\"task\": ");
     json_write_string(f, tk && tk->type == JSON_STRING ? tk->string : "?");
@@ -1027,7 +1027,11 @@ static void write_kept(FILE *f, const Json *ex, const char *completion) {
     fprintf(f, ", \"prompt\": ");
     json_write_string(f, pr->string);
     fprintf(f, ", \"solution\": ");
-    json_write_string(f, completion);
+    json_write_string(f, solution);
+    if (source) {
+        fprintf(f, ", \"source\": ");
+        json_write_string(f, source);
+    }
     fprintf(f, "}\n");
 }
 
@@ -1049,7 +1053,7 @@ static void filter_prompt(FILE *f, const Json *ex, const Rollout *r, int k,
         if (kept_here == s->cap) { c->capped++; continue; }
         kept_here++;
         c->kept++;
-        write_kept(f, ex, x->text);
+        sft_example_write(f, ex, x->text, NULL);
     }
 }
 
@@ -1147,22 +1151,6 @@ ColdReason cold_rewrite(const Json *example, const char *completion, int ended,
     return why;
 }
 
-// One kept example: task, lang, prompt, the rewritten completion as "solution", its source.
-static void write_cold(FILE *f, const Json *ex, const char *solution, const char *source) {
-    const Json *tk = json_get(ex, "task"), *lg = json_get(ex, "lang"), *pr = json_get(ex, "prompt");
-    fprintf(f, "{\"task\": ");
-    json_write_string(f, tk->string);
-    fprintf(f, ", \"lang\": ");
-    json_write_string(f, lg && lg->type == JSON_STRING ? lg->string : "en");
-    fprintf(f, ", \"prompt\": ");
-    json_write_string(f, pr->string);
-    fprintf(f, ", \"solution\": ");
-    json_write_string(f, solution);
-    fprintf(f, ", \"source\": ");
-    json_write_string(f, source);
-    fprintf(f, "}\n");
-}
-
 // The k samples of one prompt through verification, rewrite and filters; the kept ones to f.
 static void cold_filter_prompt(FILE *f, const Json *ex, const Rollout *r, int k,
                                const ColdSettings *s, const char *source, ColdCounts *c) {
@@ -1186,7 +1174,7 @@ static void cold_filter_prompt(FILE *f, const Json *ex, const Rollout *r, int k,
             continue;
         }
         kept[n_kept++] = text;
-        write_cold(f, ex, text, source);
+        sft_example_write(f, ex, text, source);
     }
     c->kept += n_kept;
     for (int q = 0; q < n_kept; q++) free(kept[q]);
@@ -1229,14 +1217,15 @@ static char *one_shot_prompt(Json *const *ex, int n, int i) {
     return text;
 }
 
-// Puts BOS + text into r as its prompt; dies like rollout_set_prompt when it does not fit.
-static void rollout_set_text(Rollout *r, const Tokenizer *tok, const char *text, int ctx) {
+// Puts BOS + text into r as its prompt: 0, or -1 when it leaves no room for a completion.
+static int rollout_set_text(Rollout *r, const Tokenizer *tok, const char *text, int ctx) {
     free(r->text);
     r->text = NULL;
     r->ids[0] = TOK_BOS;
     int k = tokenizer_encode(tok, text, strlen(text), r->ids + 1, ctx - 1);
-    if (k < 0 || k + 1 >= ctx) die("coldstart: a one-shot prompt does not fit the context (%d)", ctx);
+    if (k < 0 || k + 1 >= ctx) return -1;
     r->n_prompt = r->n = k + 1;
+    return 0;
 }
 
 void cold_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n, int one_shot,
@@ -1244,9 +1233,11 @@ void cold_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n, i
     int ctx = m->cfg.max_position_embeddings, k = s->per_prompt;
     Rollout *r = rollouts_new(n * k, ctx);
     for (int i = 0; i < n * k; i++) {
+        // (no example of the same task and language, or one too long for the context: the
+        // question alone, in its template)
         char *text = one_shot ? one_shot_prompt(ex, n, i / k) : NULL;
-        if (text) rollout_set_text(&r[i], tok, text, ctx);
-        else rollout_set_prompt(&r[i], tok, ex[i / k], 0, ctx, "coldstart");
+        if (!text || rollout_set_text(&r[i], tok, text, ctx) != 0)
+            rollout_set_prompt(&r[i], tok, ex[i / k], 0, ctx, "coldstart");
         free(text);
     }
     double t0 = now_seconds();

@@ -1982,18 +1982,8 @@ static long write_human_share(FILE *f, const char *path, double share, long gene
     long want = (long)(generated * share / (1.0 - share) + 0.5);
     if (generated + want < min_total) want = min_total - generated;
     if (want > n) want = n;
-    for (long i = 0; i < want; i++) {
-        const Json *lg = json_get(rows[i], "lang");
-        fprintf(f, "{\"task\": ");
-        json_write_string(f, json_get(rows[i], "task")->string);
-        fprintf(f, ", \"lang\": ");
-        json_write_string(f, lg && lg->type == JSON_STRING ? lg->string : "en");
-        fprintf(f, ", \"prompt\": ");
-        json_write_string(f, json_get(rows[i], "prompt")->string);
-        fprintf(f, ", \"solution\": ");
-        json_write_string(f, json_get(rows[i], "solution")->string);
-        fprintf(f, ", \"source\": \"human\"}\n");
-    }
+    for (long i = 0; i < want; i++)
+        sft_example_write(f, rows[i], json_get(rows[i], "solution")->string, "human");
     tasks_free(rows, n);
     return want;
 }

@@ -1138,6 +1138,9 @@ typedef struct {
 } RejectCounts;
 void reject_sample(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
                    const RejectSettings *s, FILE *f, RejectCounts *c);
+// One SFT example as a JSON line: the example's task, lang and prompt, then solution, and
+// "source" unless it is NULL (what reject, coldstart and its human-curated share write).
+void sft_example_write(FILE *f, const Json *ex, const char *solution, const char *source);
 
 // Cold-start data from R1-Zero's outputs (grpo.c section 7, R1 §2.3.1): sample, verify
 // (reject_reason's filters), rewrite by rules into the readable form (blank and repeated lines
