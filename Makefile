@@ -13,7 +13,7 @@ CFLAGS  ?= -O3 -march=native
 WARN     = -std=c11 -fno-trapping-math -fno-math-errno -Wall -Wextra -Wno-format-truncation -Wno-psabi
 OMP      = -fopenmp
 LDLIBS   = -lm
-SRC      = formats.c tokenizer.c kernels.c moe.c gqa.c r1.c tasks.c grpo.c pipeline.c main.c
+SRC      = formats.c tokenizer.c kernels.c moe.c gqa.c r1.c mtp.c tasks.c grpo.c pipeline.c main.c
 HDR      = r1.h
 TESTS    = test_io test_r1 test_moe test_gqa test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
@@ -78,7 +78,7 @@ ubsan:
 # Needs clang with libFuzzer; skipped with a message otherwise.
 FUZZ_SECONDS ?= 20
 FUZZ         = json config st tokenizer
-FUZZ_SRC     = formats.c tokenizer.c kernels.c moe.c gqa.c r1.c tasks.c grpo.c
+FUZZ_SRC     = formats.c tokenizer.c kernels.c moe.c gqa.c r1.c mtp.c tasks.c grpo.c
 fuzz:
 	@if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' | \
 	    $(UBSAN_CC) -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null; then \

@@ -1229,6 +1229,12 @@ static int config_validate_gqa(const Config *c, char *err) {
 
 int config_validate(const Config *c, char *err) {
     NEED(c->arch >= ARCH_DEEPSEEK_V3 && c->arch <= ARCH_LLAMA, "unknown architecture %d", c->arch);
+    // multi-token prediction (mtp.c): DeepSeek-V3's depth 1, or none
+    NEED(c->num_nextn_predict_layers == 0 || c->num_nextn_predict_layers == 1,
+         "num_nextn_predict_layers must be 0 or 1 (one MTP module, DeepSeek-V3's depth), got %d",
+         c->num_nextn_predict_layers);
+    NEED(!is_gqa(c) || c->num_nextn_predict_layers == 0, "a %s model has no MTP module "
+         "(num_nextn_predict_layers must be 0)", arch_model_type(c->arch));
     NEED(c->vocab_size > 0, "vocab_size must be > 0 (got %d)", c->vocab_size);
     NEED(c->hidden_size > 0, "hidden_size must be > 0 (got %d)", c->hidden_size);
     NEED(c->num_hidden_layers > 0, "num_hidden_layers must be > 0 (got %d)", c->num_hidden_layers);
@@ -1498,7 +1504,9 @@ static int config_read_fields(const Json *root, Config *c, char *err) {
         json_bool_field(root, "tie_word_embeddings", &c->tie_word_embeddings, err) ||
         json_float_field(root, "initializer_range", &c->initializer_range, err) ||
         json_bool_field(root, "attention_bias", &attention_bias, err) ||
-        json_bool_field(root, "rope_interleave", &interleave, err))
+        json_bool_field(root, "rope_interleave", &interleave, err) ||
+        json_int_field(root, "num_nextn_predict_layers", &c->num_nextn_predict_layers, 0,
+                       1 << 16, err))
         return -1;
     if (q_null) c->q_lora_rank = 0;
     c->rope_interleave = interleave;
@@ -1617,7 +1625,7 @@ int config_write_json(const Config *c, const char *path, char *err) {
              "  \"max_position_embeddings\": %d,\n  \"tie_word_embeddings\": %s,\n"
              "  \"initializer_range\": %s,\n  \"hidden_act\": \"silu\",\n"
              "  \"attention_bias\": false,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
-             "  \"torch_dtype\": \"float32\"\n}\n",
+             "  \"num_nextn_predict_layers\": %d,\n  \"torch_dtype\": \"float32\"\n}\n",
              c->vocab_size, c->hidden_size, c->intermediate_size, c->moe_intermediate_size,
              c->num_hidden_layers, c->first_k_dense_replace, c->n_routed_experts,
              c->num_experts_per_tok, c->n_shared_experts, c->n_group, c->topk_group,
@@ -1626,7 +1634,8 @@ int config_write_json(const Config *c, const char *path, char *err) {
              c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim, c->qk_rope_head_dim,
              float_text(c->rms_norm_eps, f3), c->rope_interleave ? "true" : "false", rope,
              c->max_position_embeddings, c->tie_word_embeddings ? "true" : "false",
-             float_text(c->initializer_range, f4), c->bos_token_id, c->eos_token_id);
+             float_text(c->initializer_range, f4), c->bos_token_id, c->eos_token_id,
+             c->num_nextn_predict_layers);
     return write_text_atomic(path, buf, err);
 }
 

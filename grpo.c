@@ -411,6 +411,7 @@ typedef struct {
     int fed[DECODE_BATCH];  // positions already in each sequence's cache
     DecodeBatch batch;
     float *probs;  // (V) sample_token's scratch
+    SpecCount count[DECODE_BATCH];  // speculative decoding's drafts (mtp.c)
 } RolloutBatch;
 
 // Sets up a batch whose sequences may grow max_new tokens past their prompts; their caches hold
@@ -431,6 +432,7 @@ static void batch_open(RolloutBatch *b, const Model *m, Rollout *r, int first, i
         b->ids[j] = ro->ids;
         b->len[j] = ro->n_prompt;
         b->fed[j] = 0;
+        b->count[j] = (SpecCount){0, 0};
     }
     decode_batch_create(&b->batch, m);
     decode_batch_use_transposed(&b->batch, m, wt);
@@ -438,10 +440,15 @@ static void batch_open(RolloutBatch *b, const Model *m, Rollout *r, int first, i
 }
 
 // Runs generate_batch on the batch: every sequence grows until EOS or its max_len, going on
-// from what its cache already holds.
+// from what its cache already holds; speculatively (mtp.c) when asked and the model has the
+// MTP module (the same distribution, the same tokens at temperature 0).
 static void batch_generate(const Model *m, RolloutBatch *b, const SamplingConfig *sc) {
-    generate_batch_cached(m, b->sp, &b->batch, b->ids, b->len, b->fed, b->max_len, b->nb, sc,
-                          b->rng, b->probs);
+    if (sc->speculative && m->cfg.num_nextn_predict_layers)
+        generate_batch_speculative(m, b->sp, &b->batch, b->ids, b->len, b->fed, b->max_len, b->nb,
+                                   sc, b->rng, b->probs, b->count);
+    else
+        generate_batch_cached(m, b->sp, &b->batch, b->ids, b->len, b->fed, b->max_len, b->nb,
+                              sc, b->rng, b->probs);
 }
 
 // Ends a batch: each rollout's length and its completion decoded (EOS left out).
@@ -453,6 +460,8 @@ static void batch_close(RolloutBatch *b, const Tokenizer *tok, Rollout *r) {
         if (end > ro->n_prompt && ro->ids[end - 1] == TOK_EOS) end--;
         ro->text = tok ? tokenizer_decode(tok, ro->ids + ro->n_prompt, end - ro->n_prompt) : NULL;
         if (!ro->text) ro->text = xcalloc(1, 1);
+        ro->drafted = (int)b->count[j].drafted;
+        ro->accepted = (int)b->count[j].accepted;
         decode_state_free(&b->states[j]);
     }
     free(b->probs);
@@ -845,6 +854,11 @@ void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettin
     // 1. sample G outputs {o_i} for each question q from pi_old (the current policy)
     sample_groups(policy, tok, s, g, seed);
     rep->generate_s = now_seconds() - t0;
+    rep->drafted = rep->accepted = 0;
+    for (int i = 0; i < g->P * g->G; i++) {
+        rep->drafted += g->r[i].drafted;
+        rep->accepted += g->r[i].accepted;
+    }
     // 2. compute the rewards {r_i} of every output with the rule-based reward (and, with a
     //    reward model, the general prompts' with its score)
     reward_groups(s, g, rep);
@@ -987,13 +1001,19 @@ void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
             rollout_set_prompt(&sampled[i * k + j], tok, ex[i], s->chat, ctx, "eval");
     }
     double t0 = now_seconds();
-    SamplingConfig g = {0.0f, 1.0f}, t = {0.6f, 0.95f};
+    SamplingConfig g = {0.0f, 1.0f, s->speculative}, t = {0.6f, 0.95f, s->speculative};
     sample_rollouts_budget(m, tok, greedy, n, s->max_new, s->think_budget, &g, s->seed);
     sample_rollouts_budget(m, tok, sampled, n * k, s->max_new, s->think_budget, &t, s->seed + 1);
     double seconds = now_seconds() - t0;
     int budgeted = s->think_budget > 0 && s->think_budget < s->max_new;
     eval_score(ex, n, greedy, sampled, k, budgeted ? s->think_budget : s->max_new, res);
     res->seconds = seconds;
+    res->drafted = res->accepted = 0;
+    for (int i = 0; i < n * (k + 1); i++) {
+        const Rollout *r = i < n ? &greedy[i] : &sampled[i - n];
+        res->drafted += r->drafted;
+        res->accepted += r->accepted;
+    }
     rollouts_free(greedy, n);
     rollouts_free(sampled, n * k);
 }

@@ -95,6 +95,9 @@ static void print_info(const Config *c, const char *name) {
     print_count("MoE routers", pc.router, pc.total);
     print_count("MoE shared experts", pc.shared, pc.total);
     print_count("MoE routed experts", pc.routed, pc.total);
+    if (c->num_nextn_predict_layers)  // not in the total, as DeepSeek-V3 counts 671B + 14B
+        printf("  MTP module (block %d, not in the total): %.0f (%.2fB); with it %.2fB\n", L,
+               pc.mtp, pc.mtp / 1e9, (pc.total + pc.mtp) / 1e9);
     if (is_gqa(c)) {
         print_gqa_cache(c);
         return;
@@ -421,7 +424,7 @@ static int cmd_sample(int argc, char **argv) {
     static const char *const known[] = {"--model", "--prompt-ids", "--prompt", "--template",
                                         "--max-new-tokens", "--temperature", "--top-p", "--seed",
                                         NULL};
-    static const char *const bools[] = {"--print-ids", NULL};
+    static const char *const bools[] = {"--print-ids", "--speculative", NULL};
     check_flags(argc, argv, known, bools);
     const char *dir = arg_str(argc, argv, "--model", NULL);
     const char *prompt_ids = arg_str(argc, argv, "--prompt-ids", NULL);
@@ -432,7 +435,8 @@ static int cmd_sample(int argc, char **argv) {
     // by default, until the end-of-sequence token or the context is full (-1)
     int max_new = (int)arg_long(argc, argv, "--max-new-tokens", -1, 0, 1 << 20);
     SamplingConfig sc = {(float)arg_double(argc, argv, "--temperature", 0.0, 0.0, 100.0),
-                         (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0)};
+                         (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0),
+                         arg_flag(argc, argv, "--speculative")};
     uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     int print_ids = arg_flag(argc, argv, "--print-ids") || prompt_ids;
     char err[R1_ERR_LEN];
@@ -460,8 +464,25 @@ static int cmd_sample(int argc, char **argv) {
     Rng rng;
     rng_seed(&rng, seed);
     float *probs = xcalloc((size_t)m.cfg.vocab_size, sizeof(float));
-    int len = generate(&m, &s, ids, 0, n, total, &sc, &rng, probs,
+    int len;
+    if (sc.speculative && m.cfg.num_nextn_predict_layers) {  // mtp.c: a batch of one, printed at the end
+        DecodeBatch b;
+        decode_batch_create(&b, &m);
+        DecodeState *sp = &s;
+        int fed = 0;
+        SpecCount count = {0, 0};
+        len = n;
+        generate_batch_speculative(&m, &sp, &b, &ids, &len, &fed, &total, 1, &sc, &rng, probs,
+                                   &count);
+        decode_batch_free(&b);
+        for (int i = n; i < len && !print_ids; i++) print_token(ids[i], have_tok ? &tok : NULL);
+        fprintf(stderr, "r1: speculative: %ld of %ld MTP drafts accepted\n", count.accepted,
+                count.drafted);
+    } else {
+        if (sc.speculative) fprintf(stderr, "r1: note: the model has no MTP module\n");
+        len = generate(&m, &s, ids, 0, n, total, &sc, &rng, probs,
                        print_ids ? NULL : print_token, have_tok ? &tok : NULL);
+    }
     if (print_ids) {
         for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
     }
@@ -484,7 +505,7 @@ static int cmd_chat(int argc, char **argv) {
     if (!dir) die("chat: needs --model DIR");
     int max_new = (int)arg_long(argc, argv, "--max-new-tokens", 256, 1, 1 << 20);
     SamplingConfig sc = {(float)arg_double(argc, argv, "--temperature", 0.6, 0.0, 100.0),
-                         (float)arg_double(argc, argv, "--top-p", 0.95, 1e-6, 1.0)};
+                         (float)arg_double(argc, argv, "--top-p", 0.95, 1e-6, 1.0), 0};
     uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     char err[R1_ERR_LEN], line[4096];
     Model m;
@@ -545,6 +566,7 @@ typedef struct {
     float balance_loss;  // the sequence-wise balance loss (0 when alpha is 0)
     float grad_norm;     // global gradient norm before clipping
     float load_ratio;    // max / mean tokens per expert, averaged over the MoE layers (1 = even)
+    float mtp_loss;      // the MTP module's loss (mtp.c, before lambda); NAN when not trained
 } StepStats;
 
 // max/mean expert load of each MoE layer since the last reset, averaged over layers.
@@ -586,9 +608,13 @@ static StepStats train_step(Model *m, const int *ids, const float *mask, float *
     } else {
         st.loss = cross_entropy_forward_backward(m->acts.logits, ids, mask, B, T, V, dlogits);
     }
+    // the MTP module's loss head (DeepSeek-V3 eq. 25: L_main + lambda L_MTP), on the same pass
+    int mtp = m->mtp_lambda > 0.0f;
+    st.mtp_loss = mtp ? mtp_forward(m, ids, mask) : NAN;
     st.balance_loss = m->balance_loss;
     model_zero_grad(m);
-    model_backward(m, ids, dlogits);
+    if (mtp) mtp_backward(m);
+    model_backward_plus(m, ids, dlogits, mtp ? m->acts.mtp_dh : NULL);
     st.grad_norm = adamw_step(m, oc);
     st.load_ratio = expert_load_ratio(m);
     moe_update_bias(m, gamma);
@@ -821,6 +847,8 @@ typedef struct {
     int B;
     LrSchedule sched;
     float gamma, alpha;    // bias update speed, sequence-wise balance loss weight
+    float mtp_lambda;      // the MTP loss weight (models with the module; 0: frozen)
+    int mtp;               // a new model gets the MTP module (--mtp)
     long eval_every, save_every;
     int resume;
     const Distill *kd;     // distillation: the teacher's logits join the loss head (or NULL)
@@ -828,7 +856,8 @@ typedef struct {
 
 // Parses the flags of a supervised stage; total steps must be known for the LR schedule.
 static void parse_train_args(int argc, char **argv, TrainArgs *a, long default_steps,
-                             float default_lr) {
+                             float default_lr, float default_mtp_lambda) {
+    a->mtp_lambda = (float)arg_double(argc, argv, "--mtp-lambda", default_mtp_lambda, 0, 10);
     a->out = arg_str(argc, argv, "--out", NULL);
     a->resume = arg_flag(argc, argv, "--resume");
     a->steps = arg_long(argc, argv, "--steps", default_steps, 1, 100000000);
@@ -874,6 +903,7 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
     if (model_alloc_training(m, B, T, err)) die("%s", err);
     if (a->kd && a->kd->teacher && model_alloc_inference(a->kd->teacher, B, T, err)) die("%s", err);
     m->balance_alpha = a->alpha;
+    mtp_set_training(m, a->mtp_lambda);  // before the resume: it reads the trainable tensors
     out_lock(a->kind, a->out);  // before anything in it is written
     TrainState ts = {0};
     if (a->resume) train_resume_state(m, d, a, &ts);
@@ -893,6 +923,10 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
     printf("%s: %.2fM parameters (%.2fM activated), %ld rows of %d tokens (%ld held out), "
            "batch %d x %d, steps %ld -> %ld\n", a->kind, pc.total / 1e6, pc.activated / 1e6,
            d->n_seq, T, d->n_seq - d->n_train, B, T, ts.step, a->steps);
+    if (m->cfg.num_nextn_predict_layers)
+        printf("%s: the MTP module (%.2fM parameters) %s\n", a->kind, pc.mtp / 1e6,
+               m->mtp_lambda > 0 ? "trains with lambda" : "is frozen (--mtp-lambda 0)");
+    if (m->mtp_lambda > 0) printf("%s: MTP loss weight lambda %g\n", a->kind, m->mtp_lambda);
     double t0 = now_seconds();
     long first = ts.step;
     while (ts.step < a->steps) {
@@ -916,6 +950,7 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
                 "\"epoch\": %ld", ts.step, st.loss, st.balance_loss, oc.lr, st.grad_norm, tps,
                 st.load_ratio, ts.epoch);
         if (!isnan(eval)) fprintf(metrics, ", \"heldout_loss\": %.6f", eval);
+        if (!isnan(st.mtp_loss)) fprintf(metrics, ", \"mtp_loss\": %.6f", st.mtp_loss);
         fprintf(metrics, "}\n");
         fflush(metrics);
         if (tty || ts.step % 10 == 0 || ts.step == a->steps || !isnan(eval))
@@ -951,7 +986,9 @@ static void start_model(Model *m, Tokenizer *tok, int *have_tok, const TrainArgs
         return;
     }
     Config c;
-    if (config_preset(preset, &c, err) || model_create(m, &c, err)) die("%s", err);
+    if (config_preset(preset, &c, err)) die("%s", err);
+    c.num_nextn_predict_layers = a->mtp;  // --mtp: with DeepSeek-V3's MTP module
+    if (model_create(m, &c, err)) die("%s", err);
     model_init_random(m, seed);
 }
 
@@ -959,11 +996,11 @@ static int cmd_pretrain(int argc, char **argv) {
     static const char *const known[] = {
         "--config", "--data", "--tokenizer", "--out", "--steps", "--batch", "--seq", "--lr",
         "--lr-min", "--warmup", "--decay-start", "--gamma", "--alpha", "--eval-every",
-        "--save-every", "--heldout", "--seed", NULL};
-    static const char *const bools[] = {"--resume", NULL};
+        "--save-every", "--heldout", "--seed", "--mtp-lambda", NULL};
+    static const char *const bools[] = {"--resume", "--mtp", NULL};
     check_flags(argc, argv, known, bools);
-    TrainArgs a = {.kind = "pretraining"};
-    parse_train_args(argc, argv, &a, 1000, 3e-3f);
+    TrainArgs a = {.kind = "pretraining", .mtp = arg_flag(argc, argv, "--mtp")};
+    parse_train_args(argc, argv, &a, 1000, 3e-3f, 0.3f);  // lambda 0.3: V3's first 10T tokens
     const char *preset = arg_str(argc, argv, "--config", "small");
     const char *data_path = arg_str(argc, argv, "--data", NULL);
     const char *tok_dir = arg_str(argc, argv, "--tokenizer", NULL);
@@ -1076,7 +1113,7 @@ static int cmd_sft(int argc, char **argv) {
         "--model", "--data", "--field", "--template", "--out", "--steps", "--epochs", "--batch",
         "--seq", "--lr", "--lr-min", "--warmup", "--decay-start", "--gamma", "--alpha",
         "--eval-every", "--save-every", "--heldout", "--seed", "--teacher", "--student-config",
-        "--kd-alpha", "--kd-tau", NULL};
+        "--kd-alpha", "--kd-tau", "--mtp-lambda", NULL};
     static const char *const bools[] = {"--resume", NULL};
     check_flags(argc, argv, known, bools);
     int distill = strcmp(argv[1], "distill") == 0;
@@ -1101,7 +1138,7 @@ static int cmd_sft(int argc, char **argv) {
     TrainArgs a = {.kind = distill ? "distillation" : "SFT"};
     int B = (int)arg_long(argc, argv, "--batch", 16, 1, 4096);
     long steps = (long)(epochs * n_ex * (1.0 - heldout) / B + 0.999);
-    parse_train_args(argc, argv, &a, steps > 0 ? steps : 1, 1e-3f);
+    parse_train_args(argc, argv, &a, steps > 0 ? steps : 1, 1e-3f, 0.0f);  // MTP frozen
     Model m, teacher;
     Tokenizer tok;
     int have_tok;
@@ -1412,6 +1449,7 @@ static GrpoSettings grpo_settings_from_args(int argc, char **argv) {
     s.mu = (int)arg_long(argc, argv, "--mu", 1, 1, 100);
     s.sc.temperature = (float)arg_double(argc, argv, "--temperature", 1.0, 0.0, 10.0);
     s.sc.top_p = (float)arg_double(argc, argv, "--top-p", 1.0, 1e-6, 1.0);
+    s.sc.speculative = arg_flag(argc, argv, "--speculative");  // rollouts with the MTP's drafts
     s.oc = adamw_defaults();
     // 2e-4 for RL from a base (R1-Zero: the format has to be found); after SFT, 5e-5 (the
     // pipeline's rl and final stages): 2e-4 there undoes part of what SFT taught (tutorial/05)
@@ -1456,6 +1494,9 @@ static void grpo_log_step(FILE *metrics, long step, long steps, const GrpoSettin
             rep->reflection, rep->stats.kl, rep->stats.clip_fraction, rep->stats.entropy,
             (double)rep->zero_variance_groups / s->P, rep->loss, rep->grad_norm,
             rep->generate_s, rep->learn_s);
+    if (rep->drafted)
+        fprintf(metrics, ", \"mtp_drafted\": %ld, \"mtp_accepted\": %ld", rep->drafted,
+                rep->accepted);
     grpo_log_general(metrics, rep);
     fflush(metrics);
     printf("step %ld/%ld | reward %.3f | acc %.3f | format %.3f | len %.0f | kl %.4f | "
@@ -1587,7 +1628,7 @@ static int cmd_grpo(int argc, char **argv) {
         "--mu", "--variant", "--w-accuracy", "--w-format", "--w-language", "--levels", "--lang",
         "--seed", "--sample-every", "--save-every", "--ref-every", "--gamma", "--non-reasoning",
         "--rm", NULL};
-    static const char *const bools[] = {"--resume", NULL};
+    static const char *const bools[] = {"--resume", "--speculative", NULL};
     check_flags(argc, argv, known, bools);
     const char *dir = arg_str(argc, argv, "--model", NULL), *out = arg_str(argc, argv, "--out", NULL);
     if (!dir || !out) die("grpo: needs --model DIR --out DIR");
@@ -1856,11 +1897,20 @@ static void run_budgets(const Model *m, const Tokenizer *tok, Json *const *ex, i
     if (sweep->n) print_budget_table(sweep->budget, sweep->res, sweep->n);
 }
 
+// Speculative decoding's count: drafts verified and accepted (or why there were none).
+static void print_speculation(const Model *m, long drafted, long accepted) {
+    if (!m->cfg.num_nextn_predict_layers)
+        printf("speculative: the model has no MTP module (pretrain --mtp): decoded plainly\n");
+    else
+        printf("speculative: %ld of %ld MTP drafts accepted (%.1f%%)\n", accepted, drafted,
+               drafted ? 100.0 * accepted / drafted : 0.0);
+}
+
 static int cmd_eval(int argc, char **argv) {
     static const char *const known[] = {"--model", "--task", "--k", "--n", "--levels", "--lang",
                                         "--template", "--max-new-tokens", "--seed", "--out",
                                         "--problems", "--think-budget", NULL};
-    static const char *const bools[] = {"--detail", NULL};
+    static const char *const bools[] = {"--detail", "--speculative", NULL};
     check_flags(argc, argv, known, bools);
     const char *dir = arg_str(argc, argv, "--model", NULL);
     if (!dir) die("eval: needs --model DIR");
@@ -1874,6 +1924,7 @@ static int cmd_eval(int argc, char **argv) {
     int n = (int)arg_long(argc, argv, "--n", 64, 1, 100000);
     s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 160, 1, 1 << 20);
     s.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
+    s.speculative = arg_flag(argc, argv, "--speculative");
     int level_lo, level_hi;
     arg_levels(argc, argv, "1-2", &level_lo, &level_hi);
     s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
@@ -1886,6 +1937,7 @@ static int cmd_eval(int argc, char **argv) {
     printf("eval of %s on %d held-out %s problems (levels %d-%d), k = %d at T=0.6 top-p 0.95, "
            "%.1f s\n", dir, n, task, level_lo, level_hi, s.k, res.seconds);
     print_eval_table(&res);
+    if (s.speculative) print_speculation(&m, res.drafted, res.accepted);
     if (detail) print_eval_detail(&res);
     run_budgets(&m, &tok, ex, n, s, &sweep);
     if (out) write_eval_json(out, dir, task, s.k, &res, detail, &sweep);
@@ -1915,7 +1967,7 @@ static int cmd_reject(int argc, char **argv) {
     s.max_new = (int)arg_long(argc, argv, "--max-new-tokens", 200, 1, 1 << 20);
     s.min_language = arg_double(argc, argv, "--min-language", 0.9, 0.0, 1.0);
     s.nonreasoning = arg_double(argc, argv, "--non-reasoning", 0.2, 0.0, 10.0);
-    s.sc = (SamplingConfig){(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f};
+    s.sc = (SamplingConfig){(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f, 0};
     s.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     s.chat = parse_template(arg_str(argc, argv, "--template", "r1-zero"));
     int level_lo, level_hi;
@@ -2017,7 +2069,7 @@ static int cmd_coldstart(int argc, char **argv) {
     s.min_lines = (int)arg_long(argc, argv, "--min-lines", 2, 0, 1000);
     s.min_language = arg_double(argc, argv, "--min-language", 0.99, 0.0, 1.0);
     s.max_repeat = arg_double(argc, argv, "--max-repeat", 0.25, 0.0, 1.0);
-    s.sc = (SamplingConfig){(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f};
+    s.sc = (SamplingConfig){(float)arg_double(argc, argv, "--temperature", 0.7, 0.0, 10.0), 0.95f, 0};
     s.seed = (uint64_t)arg_long(argc, argv, "--seed", 1, 0, LONG_MAX);
     int level_lo, level_hi;
     arg_levels(argc, argv, "1-5", &level_lo, &level_hi);

@@ -308,7 +308,8 @@ void moe_update_bias(Model *m, float gamma) {
     // handout: (void)m, (void)gamma;
     const Config *c = &m->cfg;
     int E = c->n_routed_experts;
-    for (int l = c->first_k_dense_replace; l < c->num_hidden_layers; l++) {
+    for (int l = 0; l < model_blocks(c); l++) {  // the MTP module's block too
+        if (!layer_is_moe(c, l)) continue;
         const long *load = m->expert_load + (size_t)l * E;
         double mean = 0.0;
         for (int e = 0; e < E; e++) mean += load[e];
@@ -324,7 +325,7 @@ void moe_update_bias(Model *m, float gamma) {
 
 void moe_reset_load(Model *m) {
     memset(m->expert_load, 0,
-           (size_t)m->cfg.num_hidden_layers * m->cfg.n_routed_experts * sizeof(long));
+           (size_t)model_blocks(&m->cfg) * m->cfg.n_routed_experts * sizeof(long));
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -362,8 +363,8 @@ void moe_decode_rows(const Config *c, const LayerParams *lp, DecodeBatch *b, int
                         b->route_idx + (size_t)i * K, b->route_w + (size_t)i * K);
     size_t mat = (size_t)Im * D;
     for (int e = 0; e < E; e++) {
-        int rows[DECODE_BATCH];
-        float w[DECODE_BATCH];
+        int rows[DECODE_ROWS];
+        float w[DECODE_ROWS];
         int ne = 0;
         for (int i = 0; i < n; i++)
             for (int k = 0; k < K; k++)

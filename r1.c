@@ -113,13 +113,19 @@ static void build_table(const Config *c, TableBuilder *tb) {
     int Im = c->moe_intermediate_size, Is = c->moe_intermediate_size * c->n_shared_experts;
     char nm[96];
     table_add(tb, "model.embed_tokens.weight", c->vocab_size, D, 1, 0);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    for (int l = 0; l < model_blocks(c); l++) {
+        int first = tb->n;  // this block's first tensor (to mark the MTP module's)
 #define NAME(fmt) (snprintf(nm, sizeof(nm), "model.layers.%d." fmt, l), nm)
+        if (l == c->num_hidden_layers) {  // the MTP module's own tensors (hub names, V3 layout)
+            table_add(tb, NAME("enorm.weight"), D, 0, 1, 0);
+            table_add(tb, NAME("hnorm.weight"), D, 0, 1, 0);
+            table_add(tb, NAME("eh_proj.weight"), D, 2 * D, 1, 0);
+        }
         table_add(tb, NAME("input_layernorm.weight"), D, 0, 1, 0);
         if (is_gqa(c)) gqa_table_add(c, tb, l);
         else mla_table_add(c, tb, l);
         table_add(tb, NAME("post_attention_layernorm.weight"), D, 0, 1, 0);
-        if (l < c->first_k_dense_replace) {
+        if (!layer_is_moe(c, l)) {
             table_add(tb, NAME("mlp.gate_proj.weight"), c->intermediate_size, D, 1, 0);
             table_add(tb, NAME("mlp.up_proj.weight"), c->intermediate_size, D, 1, 0);
             table_add(tb, NAME("mlp.down_proj.weight"), D, c->intermediate_size, 1, 0);
@@ -140,6 +146,15 @@ static void build_table(const Config *c, TableBuilder *tb) {
                     if (k < 2) table_add(tb, nm, Im, D, 1, 1);
                     else table_add(tb, nm, D, Im, 1, 1);
                 }
+            }
+        }
+        if (l == c->num_hidden_layers) {
+            table_add(tb, NAME("shared_head.norm.weight"), D, 0, 1, 0);
+            // frozen until a run trains it (mtp_set_training), so that AdamW's weight decay
+            // never shrinks a module no loss is training
+            for (int i = first; i < tb->n; i++) {
+                tb->t[i].mtp = 1;
+                tb->t[i].trainable = 0;
             }
         }
 #undef NAME
@@ -169,7 +184,8 @@ static void point_views(Model *m, float *base, ParamPointers *pp) {
     pp->embed_tokens = find_in(base, t, n, "model.embed_tokens.weight");
     pp->norm = find_in(base, t, n, "model.norm.weight");
     pp->lm_head = c->tie_word_embeddings ? pp->embed_tokens : find_in(base, t, n, "lm_head.weight");
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    memset(&pp->mtp, 0, sizeof(pp->mtp));
+    for (int l = 0; l < model_blocks(c); l++) {
         LayerParams *lp = &pp->layers[l];
         memset(lp, 0, sizeof(*lp));
 #define AT(fmt) (snprintf(nm, sizeof(nm), "model.layers.%d." fmt, l), find_in(base, t, n, nm))
@@ -188,7 +204,13 @@ static void point_views(Model *m, float *base, ParamPointers *pp) {
         lp->kv_b_proj = AT("self_attn.kv_b_proj.weight");
         lp->o_proj = AT("self_attn.o_proj.weight");
         lp->post_attention_layernorm = AT("post_attention_layernorm.weight");
-        if (l < c->first_k_dense_replace) {
+        if (l == c->num_hidden_layers) {  // the MTP module
+            pp->mtp.enorm = AT("enorm.weight");
+            pp->mtp.hnorm = AT("hnorm.weight");
+            pp->mtp.eh_proj = AT("eh_proj.weight");
+            pp->mtp.head_norm = AT("shared_head.norm.weight");
+        }
+        if (!layer_is_moe(c, l)) {
             lp->mlp_gate = AT("mlp.gate_proj.weight");
             lp->mlp_up = AT("mlp.up_proj.weight");
             lp->mlp_down = AT("mlp.down_proj.weight");
@@ -281,9 +303,9 @@ int model_create(Model *m, const Config *c, char *err) {
                  "use `./r1 info` for this shape", pc.total / 1e9, bytes / 1e9);
         return -1;
     }
-    int L = c->num_hidden_layers;
-    int moe_layers = L - (c->first_k_dense_replace < L ? c->first_k_dense_replace : L);
-    double tensors = 3.0 + 12.0 * L + (double)moe_layers * (2.0 + 3.0 * c->n_routed_experts);
+    int L = model_blocks(c), moe_layers = 0;
+    for (int l = 0; l < L; l++) moe_layers += layer_is_moe(c, l);
+    double tensors = 7.0 + 12.0 * L + (double)moe_layers * (2.0 + 3.0 * c->n_routed_experts);
     if (tensors > (double)(1 << 22)) {
         snprintf(err, R1_ERR_LEN, "config: %.3g tensors (%d layers x %d routed experts) are too "
                  "many for the parameter table (at most %d)", tensors, L, c->n_routed_experts,
@@ -296,10 +318,9 @@ int model_create(Model *m, const Config *c, char *err) {
     m->n_tensors = tb.n;
     m->n_params = tb.offset;
     m->params = xcalloc(m->n_params, sizeof(float));
-    m->p.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
+    m->p.layers = xcalloc((size_t)model_blocks(c), sizeof(LayerParams));
     point_views(m, m->params, &m->p);
-    m->expert_load = xcalloc((size_t)c->num_hidden_layers * (size_t)c->n_routed_experts,
-                             sizeof(long));
+    m->expert_load = xcalloc((size_t)model_blocks(c) * (size_t)c->n_routed_experts, sizeof(long));
     rope_init(m);
     return 0;
 }
@@ -364,9 +385,24 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, i
     a->ln_f = carve(base, &used, N * D);
     a->ln_f_rstd = carve(base, &used, N);
     a->logits = carve(base, &used, N * c->vocab_size);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    size_t mtp_N = c->num_nextn_predict_layers ? N : 0;  // the MTP module's rows (mtp.c)
+    a->mtp_next = carve_int(ibase, &iused, mtp_N);
+    a->mtp_mask = carve(base, &used, mtp_N);
+    a->mtp_emb = carve(base, &used, mtp_N * D);
+    a->mtp_tmp = carve(base, &used, mtp_N * D);
+    a->mtp_cat = carve(base, &used, mtp_N * 2 * D);
+    a->mtp_e_rstd = carve(base, &used, mtp_N);
+    a->mtp_h_rstd = carve(base, &used, mtp_N);
+    a->mtp_x_final = carve(base, &used, mtp_N * D);
+    a->mtp_ln = carve(base, &used, mtp_N * D);
+    a->mtp_ln_rstd = carve(base, &used, mtp_N);
+    a->mtp_logits = carve(base, &used, mtp_N * c->vocab_size);
+    a->mtp_dlogits = carve(base, &used, mtp_N * c->vocab_size);
+    a->mtp_dcat = carve(base, &used, mtp_N * 2 * D);
+    a->mtp_dh = carve(base, &used, mtp_N * D);
+    for (int l = 0; l < model_blocks(c); l++) {
         LayerActs *la = &a->layers[l];
-        int moe = l >= c->first_k_dense_replace;
+        int moe = layer_is_moe(c, l);
         size_t I = moe ? Im * c->n_shared_experts : (size_t)c->intermediate_size;
         la->x_in = carve(base, &used, N * D);
         la->ln1 = carve(base, &used, N * D);
@@ -438,12 +474,12 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
         m->grads = xcalloc(m->n_params, sizeof(float));
         m->adam_m = xcalloc(m->n_params, sizeof(float));
         m->adam_v = xcalloc(m->n_params, sizeof(float));
-        m->g.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
+        m->g.layers = xcalloc((size_t)model_blocks(c), sizeof(LayerParams));
         point_views(m, m->grads, &m->g);
     }
     // activations: count, then lay out in the buffer, allocated anew only when it is too small
     free(m->acts.layers);
-    m->acts.layers = xcalloc((size_t)c->num_hidden_layers, sizeof(LayerActs));
+    m->acts.layers = xcalloc((size_t)model_blocks(c), sizeof(LayerActs));
     size_t n_int = 0;
     Acts probe = m->acts;
     size_t n_float = layout_acts(c, &probe, B, T, NULL, NULL, &n_int);
@@ -822,7 +858,7 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
 // ==============================================================================================
 // x_out = x_mid + FFN(RMSNorm(x_mid)),  x_mid = x_in + o_proj(MLA(RMSNorm(x_in)))
 
-static int is_moe_layer(const Config *c, int l) { return l >= c->first_k_dense_replace; }
+static int is_moe_layer(const Config *c, int l) { return layer_is_moe(c, l); }
 
 // The width of the attention's output, o_proj's input: H*dv (MLA) or H*hd (GQA).
 static int attn_out_width(const Config *c) {
@@ -834,7 +870,7 @@ static int ffn_width(const Config *c, int l) {
                               : c->intermediate_size;
 }
 
-static void block_forward(Model *m, int l, float *x_out, int B, int T) {
+void block_forward(Model *m, int l, float *x_out, int B, int T) {
     const Config *c = &m->cfg;
     const LayerParams *lp = &m->p.layers[l];
     LayerActs *a = &m->acts.layers[l];
@@ -854,7 +890,7 @@ static void block_forward(Model *m, int l, float *x_out, int B, int T) {
 }
 
 // dx (N,D) holds the gradient of x_out on entry and of x_in on return.
-static void block_backward(Model *m, int l, int B, int T) {
+void block_backward(Model *m, int l, int B, int T) {
     const Config *c = &m->cfg;
     const LayerParams *lp = &m->p.layers[l], *glp = &m->g.layers[l];
     LayerActs *a = &m->acts.layers[l];
@@ -906,26 +942,37 @@ static void backward_below_head(Model *m, const int *ids) {
     int B = a->B, T = a->T, N = B * T, D = c->hidden_size;
     rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D, 0);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);
-    // embedding: rows of repeated tokens add up, in token order (the threads share the
-    // columns in blocks of 32, each walking the tokens in order)
+    embedding_backward(m->g.embed_tokens, ids, s->dx, N, D);
+}
+
+void embedding_backward(float *dembed, const int *ids, const float *dx, int N, int D) {
+    // rows of repeated tokens add up, in token order (the threads share the columns in blocks
+    // of 32, each walking the tokens in order)
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < D; c0 += 32) {
         int c1 = c0 + 32 < D ? c0 + 32 : D;
         for (int t = 0; t < N; t++) {
-            float *g = m->g.embed_tokens + (size_t)ids[t] * D;
-            const float *d = s->dx + (size_t)t * D;
+            if (ids[t] < 0) continue;
+            float *g = dembed + (size_t)ids[t] * D;
+            const float *d = dx + (size_t)t * D;
             for (int i = c0; i < c1; i++) g[i] += d[i];
         }
     }
 }
 
 void model_backward(Model *m, const int *ids, const float *dlogits) {
+    model_backward_plus(m, ids, dlogits, NULL);
+}
+
+void model_backward_plus(Model *m, const int *ids, const float *dlogits, const float *dln_f_plus) {
     const Config *c = &m->cfg;
     Acts *a = &m->acts;
     int N = a->B * a->T, D = c->hidden_size;
-    // LM head: dln_f = dlogits @ lm_head
+    // LM head: dln_f = dlogits @ lm_head (+ what another head that reads ln_f sends back)
     matmul_backward(m->scratch.dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D,
                     c->vocab_size, 0);
+    if (dln_f_plus)
+        for (size_t i = 0; i < (size_t)N * D; i++) m->scratch.dln[i] += dln_f_plus[i];
     backward_below_head(m, ids);
 }
 
@@ -1106,7 +1153,7 @@ int decode_state_create(DecodeState *s, const Model *m, int max_T, char *err) {
                  max_T, c->max_position_embeddings);
         return -1;
     }
-    size_t L = c->num_hidden_layers, H = c->num_attention_heads;
+    size_t L = model_blocks(c), H = c->num_attention_heads;  // the MTP block has its cache too
     size_t dr = c->qk_rope_head_dim, dc = c->kv_lora_rank;
     size_t kv = is_gqa(c) ? (size_t)c->num_key_value_heads * c->head_dim : 0;  // GQA's cache
     s->max_T = max_T;
@@ -1131,7 +1178,7 @@ void decode_state_free(DecodeState *s) {
 
 void decode_batch_create(DecodeBatch *b, const Model *m) {
     const Config *c = &m->cfg;
-    size_t n = DECODE_BATCH, D = c->hidden_size, H = c->num_attention_heads;
+    size_t n = DECODE_ROWS, D = c->hidden_size, H = c->num_attention_heads;
     size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     size_t dc = c->kv_lora_rank, W = (size_t)max_width(c), V = c->vocab_size;
     size_t E = c->n_routed_experts, K = c->num_experts_per_tok;
@@ -1163,6 +1210,7 @@ void decode_batch_create(DecodeBatch *b, const Model *m) {
     b->route_w = xcalloc(n * (K + 1), sizeof(float));
     b->route_idx = xcalloc(n * (K + 1), sizeof(int));
     b->logits = xcalloc(n * V, sizeof(float));
+    b->cat = xcalloc(c->num_nextn_predict_layers ? n * 2 * D : 1, sizeof(float));
 }
 
 // Every matrix (OC, C) of the table as its transpose (C, OC), at its own offset; vectors are
@@ -1190,7 +1238,7 @@ void decode_batch_use_transposed(DecodeBatch *b, const Model *m, const float *pa
 
 void decode_batch_free(DecodeBatch *b) {
     float *bufs[] = {b->x, b->xb, b->rstd, b->yt, b->q_a, b->q, b->kv_a, b->o, b->y, b->g,
-                     b->u, b->gx, b->router, b->scores, b->route_w, b->logits};
+                     b->u, b->gx, b->router, b->scores, b->route_w, b->logits, b->cat};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     free(b->route_idx);
     memset(b, 0, sizeof(*b));
@@ -1298,8 +1346,8 @@ static void ffn_decode_rows(const Model *m, const LayerParams *lp, DecodeBatch *
 // kernel (each weight read once for all rows; one fused chain per output). The two sum in
 // different orders, so a sequence's logits alone and in a batch differ in the last bits; each
 // path on its own gives the same floats at any thread count and for any batch-mates.
-static void decode_block(const Model *m, int l, DecodeState *const *s, DecodeBatch *b,
-                         const int *pos, int n, int alone) {
+void decode_block(const Model *m, int l, DecodeState *const *s, DecodeBatch *b, const int *pos,
+                  int n, int alone) {
     const Config *c = &m->cfg;
     const LayerParams *lp = &m->p.layers[l];
     int D = c->hidden_size;
@@ -1519,6 +1567,14 @@ void count_params(const Config *c, ParamCount *pc) {
     pc->total = pc->embed + pc->head + pc->attention + pc->norms + pc->dense_mlp + pc->router +
                 pc->shared + pc->routed;
     pc->activated = pc->total - pc->routed + (E > 0 ? pc->routed * K / E : 0);
+    // the MTP module: its norms and eh_proj, then one more block (a MoE one when the decoder has
+    // MoE blocks); embedding and head are shared. (For the deepseek-v3 preset with
+    // num_nextn_predict_layers 1: the 14B that make V3's 685B.)
+    if (c->num_nextn_predict_layers) {
+        double ffn = moe > 0 ? E * D + E + 3.0 * D * Is + E * 3.0 * D * Im
+                             : 3.0 * D * c->intermediate_size;
+        pc->mtp = 3.0 * D + 2.0 * D * D + attn + 2.0 * D + ffn;
+    }
 }
 
 // ==============================================================================================
@@ -1573,24 +1629,47 @@ static int load_tensor(Model *m, const ParamInfo *p, StFile *f, const char *path
     return 0;
 }
 
-int model_load_weights(Model *m, const char *path, char *err) {
-    StFile f;
-    if (st_read(path, &f, err)) return -1;
-    int rc = 0;
-    for (int i = 0; i < m->n_tensors && rc == 0; i++) rc = load_tensor(m, &m->table[i], &f, path, err);
+// Every tensor of the table from f (read from path), then the check that f holds nothing else.
+// The MTP module's shared tensors may be in f as the released V3 checkpoints store them
+// (model_save_weights): each must equal the main model's.
+static int load_weights_from(Model *m, StFile *f, const char *path, char *err) {
+    int rc = 0, n_shared = 0;
+    for (int i = 0; i < m->n_tensors && rc == 0; i++) rc = load_tensor(m, &m->table[i], f, path, err);
+    for (int k = 0; k < 2 && rc == 0 && m->cfg.num_nextn_predict_layers; k++) {
+        char name[96];
+        const float *own = mtp_shared_tensor(m, k, name, sizeof(name));
+        StTensor *t = st_find(f, name);
+        if (!t) continue;
+        n_shared++;
+        size_t numel = (size_t)m->cfg.vocab_size * m->cfg.hidden_size;
+        if (strcmp(t->dtype, "F32") != 0 || t->ndim != 2 || t->shape[0] != m->cfg.vocab_size ||
+            t->shape[1] != m->cfg.hidden_size ||
+            memcmp(f->data + t->begin, own, numel * sizeof(float)) != 0) {
+            snprintf(err, R1_ERR_LEN, "%s: tensor %s differs from the main model's (r1 shares the "
+                     "MTP module's embedding and head with it)", path, name);
+            rc = -1;
+        }
+    }
     // every tensor of the file is one the config uses (a config of fewer layers, or without
     // shared experts, must not silently drop trained weights): st_read refused duplicate names,
     // so the file holds exactly the table when it holds as many tensors
-    if (rc == 0 && f.n != m->n_tensors) {
+    if (rc == 0 && f->n != m->n_tensors + n_shared) {
         rc = -1;
-        for (int i = 0; i < f.n; i++)
-            if (!model_find_param(m, f.t[i].name)) {
+        for (int i = 0; i < f->n; i++)
+            if (!model_find_param(m, f->t[i].name)) {
                 snprintf(err, R1_ERR_LEN, "%s: tensor %s is not used by the config.json beside it "
-                         "(%d tensors in the file, %d in the model)", path, f.t[i].name, f.n,
+                         "(%d tensors in the file, %d in the model)", path, f->t[i].name, f->n,
                          m->n_tensors);
                 break;
             }
     }
+    return rc;
+}
+
+int model_load_weights(Model *m, const char *path, char *err) {
+    StFile f;
+    if (st_read(path, &f, err)) return -1;
+    int rc = load_weights_from(m, &f, path, err);
     st_free(&f);
     return rc;
 }
@@ -1611,13 +1690,20 @@ int checkpoint_load(Model *m, const char *dir, char *err) {
         snprintf(err, R1_ERR_LEN, "%s/%s", dir, cerr);
         return -1;
     }
-    if (model_create(m, &c, err)) return -1;
     checkpoint_file(dir, "model.safetensors", path, sizeof(path));
-    if (model_load_weights(m, path, err)) {
-        model_free(m);
-        return -1;
+    StFile f;
+    if (st_read(path, &f, err)) return -1;
+    // the MTP module is there when its weights are (transformers writes
+    // num_nextn_predict_layers 1 without them: then the main model alone, as transformers loads)
+    if (c.num_nextn_predict_layers) {
+        char name[96];
+        snprintf(name, sizeof(name), "model.layers.%d.eh_proj.weight", c.num_hidden_layers);
+        if (!st_find(&f, name)) c.num_nextn_predict_layers = 0;
     }
-    return 0;
+    rc = model_create(m, &c, err) || load_weights_from(m, &f, path, err) ? -1 : 0;
+    st_free(&f);
+    if (rc) model_free(m);
+    return rc;
 }
 
 // optimizer.safetensors: adam_m.<name>, adam_v.<name> for every trainable tensor, and
@@ -1684,16 +1770,32 @@ done:
     return rc;
 }
 
+// The MTP module's copies of shared tensors as the released V3 checkpoints store them: k = 0
+// model.layers.L.embed_tokens.weight (the embedding), k = 1 model.layers.L.shared_head.head.weight
+// (lm_head). Returns the main model's tensor; name gets the copy's hub name.
+const float *mtp_shared_tensor(const Model *m, int k, char *name, size_t n) {
+    snprintf(name, n, "model.layers.%d.%s", m->cfg.num_hidden_layers,
+             k == 0 ? "embed_tokens.weight" : "shared_head.head.weight");
+    return k == 0 ? m->p.embed_tokens : m->p.lm_head;
+}
+
 int model_save_weights(const Model *m, const char *path, char *err) {
-    StWrite *w = xcalloc((size_t)m->n_tensors, sizeof(StWrite));
+    StWrite *w = xcalloc((size_t)m->n_tensors + 2, sizeof(StWrite));
+    char shared_names[2][96];
+    int n = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamInfo *p = &m->table[i];
-        w[i] = (StWrite){.name = p->name, .dtype = "F32", .ndim = p->ndim,
-                         .shape = {p->shape[0], p->shape[1]},
-                         .data = m->params + p->offset};
+        w[n++] = (StWrite){.name = p->name, .dtype = "F32", .ndim = p->ndim,
+                           .shape = {p->shape[0], p->shape[1]},
+                           .data = m->params + p->offset};
+    }
+    for (int k = 0; k < 2 && m->cfg.num_nextn_predict_layers; k++) {  // the MTP's shared copies
+        const float *own = mtp_shared_tensor(m, k, shared_names[k], sizeof(shared_names[k]));
+        w[n++] = (StWrite){.name = shared_names[k], .dtype = "F32", .ndim = 2,
+                           .shape = {m->cfg.vocab_size, m->cfg.hidden_size}, .data = own};
     }
     const char *meta[] = {"format", "pt"};
-    int rc = st_write(path, w, m->n_tensors, meta, 1, err);
+    int rc = st_write(path, w, n, meta, 1, err);
     free(w);
     return rc;
 }

@@ -190,10 +190,26 @@ typedef struct {
     int num_key_value_heads;     // Hkv: heads of K and V, each shared by H / Hkv query heads
     int head_dim;                // hd: the width of every query, key and value head
     int attention_bias;          // 1: q_proj, k_proj, v_proj have a bias (Qwen2 always; Llama no)
+    // multi-token prediction (DeepSeek-V3 §2.2; mtp.c): 1 = one MTP module (depth 1), stored as
+    // the extra block model.layers.<num_hidden_layers>. transformers' DeepseekV3Config says 1 by
+    // default without implementing it: a checkpoint has the module only if its weights are there
+    // (checkpoint_load), as transformers, which ignores those tensors, has it.
+    int num_nextn_predict_layers;
 } Config;
 
 // 1 for the Qwen2 / Llama family (grouped-query attention, gqa.c), 0 for DeepSeek-V3 (MLA).
 static inline int is_gqa(const Config *c) { return c->arch != ARCH_DEEPSEEK_V3; }
+// The blocks the model stores: the num_hidden_layers of the decoder, then the MTP module's
+// (layer index num_hidden_layers, when there is one). Forward passes and decoding run the first
+// num_hidden_layers; mtp.c runs the last.
+static inline int model_blocks(const Config *c) {
+    return c->num_hidden_layers + c->num_nextn_predict_layers;
+}
+// 1 if block l (< model_blocks) is a DeepSeekMoE block: l >= first_k_dense_replace, and the
+// MTP module's block is one when the decoder has any (DeepSeek-V3's layer 61 is MoE).
+static inline int layer_is_moe(const Config *c, int l) {
+    return l >= c->first_k_dense_replace && c->first_k_dense_replace < c->num_hidden_layers;
+}
 // "deepseek_v3", "qwen2" or "llama": config.json's model_type for an ARCH_* value.
 const char *arch_model_type(int arch);
 
@@ -397,6 +413,8 @@ typedef struct {
     int trainable;     // 0 for e_score_correction_bias (updated by the balancing rule, no grad)
     int decay;         // 1: AdamW weight decay applies (matrices)
     int expert;        // 1: a routed expert's weight (counted as activated only K/E of the time)
+    int mtp;           // 1: a tensor of the MTP module (frozen, trainable 0, while it is not
+                       // trained: mtp_set_training)
 } ParamInfo;
 
 // Pointers into the parameter (or gradient) buffer for one block.
@@ -424,11 +442,21 @@ typedef struct {
     float *experts_down;             // E consecutive (D, Im)
 } LayerParams;
 
+// The MTP module's own tensors (DeepSeek-V3 §2.2, eq. 21-22), hub names model.layers.L.*; its
+// transformer block is layers[L]; embedding and output head are the main model's (shared).
+typedef struct {
+    float *enorm;        // (D)     RMSNorm of the next token's embedding
+    float *hnorm;        // (D)     RMSNorm of the main model's hidden state
+    float *eh_proj;      // (D, 2D) M_1: [enorm(emb); hnorm(h)] -> the block's input
+    float *head_norm;    // (D)     shared_head.norm: RMSNorm before the shared lm_head
+} MtpParams;
+
 typedef struct {
     float *embed_tokens; // (V, D)
     float *norm;         // (D)
     float *lm_head;      // (V, D)  (== embed_tokens when tied)
-    LayerParams *layers; // [L]
+    LayerParams *layers; // [L + MTP]: the decoder's blocks, then the MTP module's (model_blocks)
+    MtpParams mtp;       // NULLs without an MTP module
 } ParamPointers;
 
 // ----------------------------------------------------------------------------------------------
@@ -476,7 +504,22 @@ typedef struct {
     float *ln_f;       // (N, D)
     float *ln_f_rstd;  // (N)
     float *logits;     // (N, V)
-    LayerActs *layers; // [L]
+    LayerActs *layers; // [L + MTP]
+    // the MTP module (mtp.c), when the model has one: row t of a sequence joins the main
+    // model's h_t (ln_f) with the embedding of token t+1 (zeros at the last position)
+    int *mtp_next;       // (N)      ids[t+1], -1 at a sequence's last position
+    float *mtp_mask;     // (N)      the MTP targets cross_entropy_forward_backward counts
+    float *mtp_emb;      // (N, D)   embed_tokens[ids[t+1]] (zeros where mtp_next is -1)
+    float *mtp_tmp;      // (N, D)   scratch: one half of mtp_cat or of its gradient
+    float *mtp_cat;      // (N, 2D)  [enorm(mtp_emb) | hnorm(ln_f)]: eh_proj's input
+    float *mtp_e_rstd, *mtp_h_rstd;  // (N) each
+    float *mtp_x_final;  // (N, D)   the MTP block's output
+    float *mtp_ln;       // (N, D)   shared_head.norm(mtp_x_final)
+    float *mtp_ln_rstd;  // (N)
+    float *mtp_logits;   // (N, V)   row t predicts token t+2
+    float *mtp_dlogits;  // (N, V)   lambda * d L_MTP / d mtp_logits
+    float *mtp_dcat;     // (N, 2D)  d / d mtp_cat
+    float *mtp_dh;       // (N, D)   d (lambda L_MTP) / d ln_f, added to the main backward
     float *buffer;     // the one float allocation behind all of the above
     int *ibuffer;      // the one int allocation
     size_t capacity, icapacity;  // floats and ints they hold: a smaller batch reuses them
@@ -514,16 +557,21 @@ typedef struct {
     long *expert_load;    // (L, E) tokens routed to each expert since the last reset
     float balance_alpha;  // sequence-wise balance loss weight alpha (DeepSeek-V3 eq. 17-20); 0 = off
     float balance_loss;   // its value in the last forward (summed over MoE layers)
+    float mtp_lambda;     // MTP loss weight lambda (DeepSeek-V3 eq. 25); 0: the module is frozen
 } Model;
 
 // Batched generation: up to DECODE_BATCH sequences step together, so each weight matrix is read
 // once per step for all of them. A sequence's numbers do not depend on its batch-mates.
 #define DECODE_BATCH 16
+// The rows a DecodeBatch holds: two per sequence, for speculative decoding (mtp.c), which feeds
+// a sequence's last token and the draft after it in one step.
+#define DECODE_ROWS (2 * DECODE_BATCH)
 typedef struct {
     // (DECODE_BATCH, width) rows: residual, normed input, and the products of one step
     float *x, *xb, *rstd, *yt, *q_a, *q, *kv_a, *o, *y, *g, *u, *gx, *router, *scores;
     float *route_w, *logits;  // logits (DECODE_BATCH, V)
     int *route_idx;           // GQA: q (n, H*hd), kv_a (n, 2*Hkv*hd) = k | v, o (n, H*hd)
+    float *cat;               // (DECODE_ROWS, 2D) the MTP module's eh_proj input (mtp.c)
     // the model's weights and a transposed copy of every matrix at the same offset
     // (decode_weights_transposed; params_t NULL: none): what decode_wt looks up
     const float *params, *params_t;
@@ -602,10 +650,21 @@ void model_forward(Model *m, const int *ids, int B, int T);
 extern int attention_plain_loops;
 // Backward from dlogits (B,T,V); accumulates into m->grads.
 void model_backward(Model *m, const int *ids, const float *dlogits);
+// The same, where another head that reads ln_f (the MTP module, mtp.c) adds dln_f_plus (B,T,D)
+// to the gradient lm_head sends back (NULL: nothing).
+void model_backward_plus(Model *m, const int *ids, const float *dlogits, const float *dln_f_plus);
+// One block of the training pass, for mtp.c, which runs the MTP module's block (l = L) on its
+// own input: block_forward reads acts.layers[l].x_in (N,D) and writes x_out (N,D);
+// block_backward takes scratch.dx = d x_out and leaves d x_in there.
+void block_forward(Model *m, int l, float *x_out, int B, int T);
+void block_backward(Model *m, int l, int B, int T);
 // Backward from dln_f (B,T,D), the gradient of the final RMSNorm's output (acts.ln_f), for a head
 // other than lm_head (the reward model's score head); lm_head gets no gradient.
 void model_backward_from_hidden(Model *m, const int *ids, const float *dln_f);
 void model_zero_grad(Model *m);
+// The embedding's backward: dembed[ids[t]] (V, D) += dx[t] (N, D) for every t with ids[t] >= 0,
+// in token order.
+void embedding_backward(float *dembed, const int *ids, const float *dx, int N, int D);
 // memset(x, 0) and memcpy of n floats, shared among the threads (r1.c, section 1).
 void zero_floats(float *x, size_t n);
 void copy_floats(float *dst, const float *src, size_t n);
@@ -616,6 +675,7 @@ ParamInfo *model_find_param(Model *m, const char *name);
 typedef struct {
     double total, activated;
     double embed, head, attention, dense_mlp, router, shared, routed, norms;
+    double mtp;  // the MTP module, not in total (DeepSeek-V3: 671B + 14B of MTP = 685B)
 } ParamCount;
 void count_params(const Config *c, ParamCount *pc);
 
@@ -678,6 +738,8 @@ int sample_token(const float *logits, int V, float temperature, float top_p, Rng
 typedef struct {
     float temperature;  // 0: greedy
     float top_p;        // 1: no nucleus truncation
+    int speculative;    // 1: self-speculative decoding with the MTP module, where the model has
+                        // one (mtp.c; the same distribution, the same tokens at temperature 0)
 } SamplingConfig;
 
 // Continues ids: feeds ids[n_cached..n) into the cache, then samples until EOS or max_len
@@ -687,6 +749,10 @@ int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int 
              void (*on_token)(int id, void *ctx), void *ctx);
 
 void decode_batch_create(DecodeBatch *b, const Model *m);
+// The decoder block l for the n rows of b->x, in place (decoding; mtp.c runs the MTP block, l = L,
+// with it): row i at position pos[i] of s[i]'s cache of block l. alone: 1 for one sequence alone.
+void decode_block(const Model *m, int l, DecodeState *const *s, DecodeBatch *b, const int *pos,
+                  int n, int alone);
 void decode_batch_free(DecodeBatch *b);
 // A copy of m's weights with every matrix transposed in place of itself (n_params floats; the
 // caller frees it), for batches to read: decode_batch_use_transposed(b, m, copy). Made again
@@ -731,6 +797,11 @@ typedef struct {
 // The weights alone: model.safetensors (hub names) from or into a model whose table exists.
 // Loading checks every tensor (present, F32, its shape, finite) and that the file holds no
 // tensor the model does not use; -1 with "PATH: tensor NAME: what" otherwise.
+// With an MTP module, the file also holds model.layers.L.embed_tokens.weight and
+// model.layers.L.shared_head.head.weight, copies of the shared embedding and lm_head, where the
+// released DeepSeek-V3 checkpoints have them (mtp_shared_tensor k = 0, 1 names them); loading
+// checks that they equal the main model's.
+const float *mtp_shared_tensor(const Model *m, int k, char *name, size_t n);
 int model_save_weights(const Model *m, const char *path, char *err);
 int model_load_weights(Model *m, const char *path, char *err);
 int checkpoint_load(Model *m, const char *dir, char *err);   // creates the model
@@ -739,6 +810,47 @@ int checkpoint_save(const Model *m, const Tokenizer *tok, const TrainState *ts, 
 // Loads the AdamW moments and the TrainState of dir/optimizer.safetensors into a model that has
 // its training buffers allocated.
 int checkpoint_load_train_state(Model *m, TrainState *ts, const char *dir, char *err);
+
+// ==============================================================================================
+// 6b. mtp.c: multi-token prediction (DeepSeek-V3 §2.2) and self-speculative decoding
+// ==============================================================================================
+// Training. mtp_set_training(m, lambda): the MTP loss weight lambda (eq. 25); > 0 makes the
+// module's tensors trainable, 0 freezes them (nothing else changes them then: no weight decay).
+// Models without the module ignore it.
+void mtp_set_training(Model *m, float lambda);
+// After model_forward on ids (B,T): the module's forward on every position, and its loss (eq. 24:
+// mean cross-entropy of token t+2 at position t, over the targets mask counts, as
+// cross_entropy_forward_backward's mask, shifted one further; NULL: all). Fills
+// acts.mtp_dlogits with lambda times its gradient. Returns L_MTP (without lambda).
+float mtp_forward(Model *m, const int *ids, const float *mask);
+// After mtp_forward and model_zero_grad: the module's backward. Adds the gradients of its
+// tensors, of the shared lm_head and embedding, and leaves acts.mtp_dh, the gradient at ln_f:
+// then model_backward_plus(m, ids, dlogits, m->acts.mtp_dh).
+void mtp_backward(Model *m);
+
+// Decoding. The module's step for n rows (<= DECODE_ROWS): row i joins hidden[i] (D: the main
+// model's final-norm output at position pos[i]) with tokens[i] (the token at pos[i] + 1), runs
+// the module's block at position pos[i] of s[i]'s cache, and leaves the logits of the token at
+// pos[i] + 2 in b->logits + i*V.
+void mtp_decode_rows(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
+                     const float *hidden, const int *pos, int n);
+// The distribution sample_token draws from: softmax(logits / temperature) on the top-p nucleus,
+// renormalised; at temperature 0 all the mass on the argmax (the lowest id among equals).
+void sampling_distribution(const float *logits, int V, const SamplingConfig *sc, float *probs);
+// Speculative sampling's rule for one draft token d ~ q: accepted (*accepted = 1, returns d) with
+// probability min(1, p(d) / q(d)), else (*accepted = 0) a draw from max(0, p - q) renormalised.
+// The token returned has distribution p whatever q is. residual (V) is scratch.
+int speculative_accept(const float *p, const float *q, int draft, Rng *rng, float *residual,
+                       int V, int *accepted);
+// Drafts verified and drafts accepted, per sequence.
+typedef struct { long drafted, accepted; } SpecCount;
+// generate_batch_cached with the MTP module drafting one token per step (the model must have
+// it): the same arguments (n <= DECODE_BATCH), the same distribution, and at temperature 0 the
+// same tokens; count[i] gets sequence i's drafts (added to what it holds).
+void generate_batch_speculative(const Model *m, DecodeState *const *s, DecodeBatch *b,
+                                int *const *ids, int *len, int *fed, const int *max_len, int n,
+                                const SamplingConfig *sc, Rng *rng, float *probs,
+                                SpecCount *count);
 
 // ==============================================================================================
 // 7. tasks.c: the toy reasoning world
@@ -952,6 +1064,7 @@ typedef struct {
     int *ids;         // (n_prompt + n_completion), room for a whole context
     int n_prompt, n;  // prompt length, total length
     char *text;       // the completion decoded (EOS left out)
+    int drafted, accepted;  // speculative decoding (mtp.c): MTP drafts verified, and accepted
 } Rollout;
 Rollout *rollouts_new(int n, int ctx);   // n rollouts with room for ctx tokens each
 void rollouts_free(Rollout *r, int n);
@@ -1071,6 +1184,7 @@ typedef struct {  // what a step measured: the means over its P*G completions, a
     GrpoStats stats;
     double generate_s, learn_s;
     double score_s;  // of learn_s: pi_ref's (and with mu > 1 pi_old's) log-probabilities
+    long drafted, accepted;  // speculative rollouts (mtp.c): drafts verified and accepted
 } GrpoStepReport;
 GrpoGroups grpo_groups_new(int P, int G, int ctx);
 void grpo_groups_free(GrpoGroups *g);
@@ -1094,6 +1208,7 @@ typedef struct {
     int think_budget;  // 0: none; B: sample_rollouts_budget's think budget
     int chat;          // 1: chat template, 0: the R1-Zero template
     uint64_t seed;
+    int speculative;   // 1: decode with the MTP module's drafts (mtp.c), where the model has it
 } EvalSettings;
 typedef struct {  // one problem: greedy and consk 0 or 1, the others means over its k samples
     double greedy, pass1, consk, format, language, length;
@@ -1114,6 +1229,7 @@ typedef struct {
     int n_problems;
     EvalScores *problem;  // (n_problems) in the examples' order; eval_result_free frees it
     double seconds;       // the sampling's time
+    long drafted, accepted;  // speculative decoding: drafts verified and accepted
 } EvalResult;
 void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
               const EvalSettings *s, EvalResult *res);

@@ -4,7 +4,7 @@
 # needs (nm), and fails, naming the call, on any that points up or sideways.
 #   usage: tests/check_layers.sh [CC]   (run by `make test`)
 set -eu
-ORDER="formats.c tokenizer.c kernels.c moe.c gqa.c r1.c tasks.c grpo.c pipeline.c main.c"
+ORDER="formats.c tokenizer.c kernels.c moe.c gqa.c r1.c mtp.c tasks.c grpo.c pipeline.c main.c"
 CC=${1:-cc}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
