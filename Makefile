@@ -15,7 +15,7 @@ OMP      = -fopenmp
 LDLIBS   = -lm
 SRC      = formats.c tokenizer.c kernels.c moe.c gqa.c r1.c mtp.c tasks.c grpo.c pipeline.c main.c
 HDR      = r1.h
-TESTS    = test_io test_r1 test_moe test_gqa test_reference test_tokenizer test_grpo
+TESTS    = test_io test_r1 test_moe test_gqa test_mtp test_reference test_tokenizer test_grpo
 TESTBIN  = $(addprefix build/,$(TESTS))
 
 .PHONY: all test debug asan ubsan fuzz run clean bench layers demos handout grade tutorial-check

@@ -1079,7 +1079,7 @@ static const Preset PRESETS[] = {
       .rope_original_max_position_embeddings = 4096, .rope_beta_fast = 32.0f,
       .rope_beta_slow = 1.0f, .rope_mscale = 1.0f, .rope_mscale_all_dim = 1.0f,
       .max_position_embeddings = 163840, .tie_word_embeddings = 0, .initializer_range = 0.006f,
-      .bos_token_id = 0, .eos_token_id = 1}},
+      .bos_token_id = 0, .eos_token_id = 1, .num_nextn_predict_layers = 1}},
     {"r1-61", "the true 61-block structure (3 dense + 58 MoE) at widths a laptop trains",
      {.vocab_size = 1024, .hidden_size = 128, .intermediate_size = 384,
       .moe_intermediate_size = 64, .num_hidden_layers = 61, .first_k_dense_replace = 3,

@@ -95,9 +95,12 @@ static void print_info(const Config *c, const char *name) {
     print_count("MoE routers", pc.router, pc.total);
     print_count("MoE shared experts", pc.shared, pc.total);
     print_count("MoE routed experts", pc.routed, pc.total);
-    if (c->num_nextn_predict_layers)  // not in the total, as DeepSeek-V3 counts 671B + 14B
-        printf("  MTP module (block %d, not in the total): %.0f (%.2fB); with it %.2fB\n", L,
-               pc.mtp, pc.mtp / 1e9, (pc.total + pc.mtp) / 1e9);
+    if (c->num_nextn_predict_layers) {  // not in the total: DeepSeek-V3 counts 671B + 14B
+        double copies = 2.0 * c->vocab_size * c->hidden_size;  // its files' embedding and head
+        printf("MTP module (block %d), not in the total: %.0f (%.2fB); %.2fB with the copies of "
+               "the embedding and lm_head its checkpoint stores; model and module %.2fB\n", L,
+               pc.mtp, pc.mtp / 1e9, (pc.mtp + copies) / 1e9, (pc.total + pc.mtp + copies) / 1e9);
+    }
     if (is_gqa(c)) {
         print_gqa_cache(c);
         return;
@@ -2533,8 +2536,62 @@ static void run_bench_case(void *arg) {
     if (bc->grpo) bench_grpo_step(bc->label, &bc->c, 8, 8, 64, 200);
 }
 
+// `bench --speculative DIR`: rollouts of 64 held-out problems (all tasks, levels 1-5, the R1-Zero
+// template, up to max_new tokens: the pipeline's RL settings) from a checkpoint with the MTP
+// module, plainly and speculatively (mtp.c), for 1 stream and for 64; at temperature 0, where
+// the tokens must be the same (checked), and at 1, GRPO's. Each is timed twice, alternating
+// with the other; the faster run counts.
+static void bench_speculative(const char *dir, int max_new) {
+    Model m;
+    Tokenizer tok;
+    enum { N = 64 };
+    Json **ex = load_for_prompts(&m, &tok, dir, "bench", "all", 1, N, 1, 5, "both", 1);
+    if (!m.cfg.num_nextn_predict_layers)
+        die("bench --speculative: %s has no MTP module (pretrain --mtp makes one)", dir);
+    int ctx = m.cfg.max_position_embeddings;
+    printf("speculative decoding with the MTP module of %s (%d new tokens at most):\n", dir,
+           max_new);
+    for (int ti = 0; ti < 2; ti++) {
+        for (int n = 1; n <= N; n *= N) {
+            Rollout *r[2] = {rollouts_new(n, ctx), rollouts_new(n, ctx)};
+            double best[2] = {1e30, 1e30};
+            long tokens[2] = {0, 0}, drafted = 0, accepted = 0;
+            for (int round = 0; round < 2; round++)
+                for (int spec = 0; spec < 2; spec++) {
+                    for (int i = 0; i < n; i++) rollout_set_prompt(&r[spec][i], &tok, ex[i], 0, ctx, "bench");
+                    SamplingConfig sc = {(float)ti, 1.0f, spec};
+                    double t0 = now_seconds();
+                    sample_rollouts(&m, &tok, r[spec], n, max_new, &sc, 1);
+                    double t = now_seconds() - t0;
+                    best[spec] = t < best[spec] ? t : best[spec];
+                    tokens[spec] = drafted = accepted = 0;
+                    for (int i = 0; i < n; i++) {
+                        tokens[spec] += r[spec][i].n - r[spec][i].n_prompt;
+                        drafted += r[spec][i].drafted, accepted += r[spec][i].accepted;
+                    }
+                }
+            int same = 1;
+            for (int i = 0; i < n && ti == 0; i++)
+                same = same && r[0][i].n == r[1][i].n &&
+                       memcmp(r[0][i].ids, r[1][i].ids, (size_t)r[0][i].n * sizeof(int)) == 0;
+            if (!same) die("bench --speculative: greedy tokens differ from plain decoding");
+            double plain = tokens[0] / best[0], fast = tokens[1] / best[1];
+            printf("  T=%d, %2d stream%s: plain %7.0f tok/s, speculative %7.0f tok/s (%.2fx); "
+                   "%ld of %ld drafts accepted (%.1f%%)%s\n", ti, n, n > 1 ? "s" : " ", plain,
+                   fast, fast / plain, accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0,
+                   ti == 0 ? "; the same tokens" : "");
+            rollouts_free(r[0], n);
+            rollouts_free(r[1], n);
+        }
+    }
+    tasks_free(ex, N);
+    tokenizer_free(&tok);
+    model_free(&m);
+}
+
 static int cmd_bench(int argc, char **argv) {
-    static const char *const known[] = {"--preset", "--batch", "--seq", "--steps", NULL};
+    static const char *const known[] = {"--preset", "--batch", "--seq", "--steps",
+                                        "--speculative", "--max-new-tokens", NULL};
     static const char *const bools[] = {"--quick", "--train-only", NULL};
     check_flags(argc, argv, known, bools);
     const char *preset = arg_str(argc, argv, "--preset", "small");
@@ -2543,6 +2600,11 @@ static int cmd_bench(int argc, char **argv) {
     int steps = (int)arg_long(argc, argv, "--steps", 3, 1, 1000);
     int quick = arg_flag(argc, argv, "--quick");
     int train_only = arg_flag(argc, argv, "--train-only");  // the training step of the preset alone
+    const char *spec_dir = arg_str(argc, argv, "--speculative", NULL);
+    if (spec_dir) {  // a trained checkpoint's MTP drafts (the random weights below accept none)
+        bench_speculative(spec_dir, (int)arg_long(argc, argv, "--max-new-tokens", 200, 1, 1 << 20));
+        return 0;
+    }
     char err[R1_ERR_LEN];
 #ifdef _OPENMP
     int threads = omp_get_max_threads();
