@@ -221,31 +221,37 @@ int speculative_accept(const float *p, const float *q, int draft, Rng *rng, floa
 
 // The state of one sequence between steps.
 typedef struct {
-    int cap;       // stop at this length
-    int draft;     // the draft for position len, or -1
-    int main_row;  // this step: the row of position fed, and of the draft (-1: none)
-    int draft_row;
-    int n_mtp;     // this step: the module's rows (positions pos_mtp[0..n_mtp))
-    int pos_mtp[2], tok_mtp[2], row_h[2];
+    int cap;        // stop at this length
+    int draft;      // the draft for position len, or -1
+    int main_row;   // this step: its first row (-1: none), and how many (positions fed, fed+1, ...)
+    int n_main;
+    int draft_row;  // the row of the draft (-1: none)
+    int mtp_pos;    // this step: the module reads positions mtp_pos .. mtp_pos + n_mtp - 1 (the h of
+    int n_mtp;      // main rows main_row, main_row + 1, ... and the tokens after them)
 } SpecSeq;
 
-// The main model's step: rows for the n sequences (the last fed token, and the draft after it
-// when there is one); their logits and final hidden states are copied to logits (rows, V) and
-// hidden (rows, D). Returns the rows, 0 when every sequence is done.
+// The main model's step: rows for the n sequences (prompt tokens, up to `share` a sequence; or
+// the last token and the draft after it); their logits and final hidden states are copied to
+// logits (rows, V) and hidden (rows, D). Returns the rows, 0 when every sequence is done.
 static int spec_main_step(const Model *m, DecodeState *const *s, DecodeBatch *b, int *const *ids,
-                          const int *len, const int *fed, int n, SpecSeq *sq, float *logits,
-                          float *hidden) {
+                          const int *len, const int *fed, int n, int share, SpecSeq *sq,
+                          float *logits, float *hidden) {
     DecodeState *rs[DECODE_ROWS];
     int tokens[DECODE_ROWS], pos[DECODE_ROWS], rows = 0;
     for (int i = 0; i < n; i++) {
-        sq[i].main_row = sq[i].draft_row = -1;
-        if (len[i] >= sq[i].cap) continue;
-        sq[i].main_row = rows;
-        rs[rows] = s[i], tokens[rows] = ids[i][fed[i]], pos[rows] = fed[i], rows++;
-        if (fed[i] == len[i] - 1 && sq[i].draft >= 0) {
-            sq[i].draft_row = rows;
-            rs[rows] = s[i], tokens[rows] = sq[i].draft, pos[rows] = len[i], rows++;
+        SpecSeq *q = &sq[i];
+        q->main_row = q->draft_row = -1;
+        q->n_main = 0;
+        if (len[i] >= q->cap) continue;
+        int k = len[i] - fed[i] < share ? len[i] - fed[i] : share;  // known tokens to feed
+        q->main_row = rows;
+        for (int j = 0; j < k; j++, rows++)
+            rs[rows] = s[i], tokens[rows] = ids[i][fed[i] + j], pos[rows] = fed[i] + j;
+        if (fed[i] + k == len[i] && q->draft >= 0) {  // the last token, then the draft after it
+            q->draft_row = rows;
+            rs[rows] = s[i], tokens[rows] = q->draft, pos[rows] = len[i], rows++;
         }
+        q->n_main = rows - q->main_row;
     }
     if (rows == 0) return 0;
     decode_step_batch(m, rs, b, tokens, pos, rows);
@@ -255,21 +261,22 @@ static int spec_main_step(const Model *m, DecodeState *const *s, DecodeBatch *b,
     return rows;
 }
 
-// Sequence i after the main step: a prompt token read, or the token at len decided (the draft
-// accepted or not) and, when accepted, one more; which positions the module runs on next.
+// Sequence i after the main step: prompt tokens read, or the token at len decided (the draft
+// accepted or not) and, when accepted, one more; then which positions the module reads.
 static void spec_advance(const Model *m, int *ids, int *len, int *fed, SpecSeq *q,
                          const float *logits, const SamplingConfig *sc, Rng *rng,
                          const float *draft_q, float *p, float *scratch, SpecCount *count) {
     int V = m->cfg.vocab_size, eos = m->cfg.eos_token_id;
-    const float *za = logits + (size_t)q->main_row * V;
-    q->n_mtp = 0;
-    if (*fed < *len - 1) {  // reading the prompt: the module reads (h, the next prompt token)
-        q->pos_mtp[0] = *fed, q->tok_mtp[0] = ids[*fed + 1], q->row_h[0] = q->main_row;
-        q->n_mtp = 1;
-        (*fed)++;
-        return;
+    int known = q->n_main - (q->draft_row >= 0);  // rows of tokens already in ids
+    q->mtp_pos = *fed;
+    *fed += known;
+    q->n_mtp = known;  // the module reads each fed position whose next token is known ...
+    if (*fed < *len) {
+        return;        // ... all of them while the prompt is still being read
     }
-    int at = *len, token, accepted = 0;  // deciding the token at position `at`
+    // the last known token's row predicts position `at`
+    int token, accepted = 0;
+    const float *za = logits + (size_t)(q->main_row + known - 1) * V;
     if (q->draft_row >= 0) {
         sampling_distribution(za, V, sc, p);
         token = speculative_accept(p, draft_q, q->draft, rng, scratch, V, &accepted);
@@ -278,19 +285,15 @@ static void spec_advance(const Model *m, int *ids, int *len, int *fed, SpecSeq *
     } else {
         token = sample_token(za, V, sc->temperature, sc->top_p, rng, scratch);
     }
-    ids[(*len)++] = token;
-    q->pos_mtp[0] = at - 1, q->tok_mtp[0] = token, q->row_h[0] = q->main_row;
-    q->n_mtp = 1;
-    *fed = at;  // position at-1 is in the cache; a rejected draft's entry at `at` is not
+    ids[(*len)++] = token;  // (a rejected draft's cache entry at `at` is written again later)
     if (token == eos) q->cap = *len;
     if (!accepted || *len >= q->cap) return;
-    // the draft stood: the second row's logits give the token at at+1
+    // the draft stood: its row is in the cache, and its logits give the token at at+1
     int bonus = sample_token(logits + (size_t)q->draft_row * V, V, sc->temperature, sc->top_p,
                              rng, scratch);
     ids[(*len)++] = bonus;
-    *fed = at + 1;
-    q->pos_mtp[1] = at, q->tok_mtp[1] = bonus, q->row_h[1] = q->draft_row;
-    q->n_mtp = 2;
+    (*fed)++;
+    q->n_mtp++;
     if (bonus == eos) q->cap = *len;
 }
 
@@ -299,6 +302,7 @@ void generate_batch_speculative(const Model *m, DecodeState *const *s, DecodeBat
                                 const SamplingConfig *sc, Rng *rng, float *probs,
                                 SpecCount *count) {
     int V = m->cfg.vocab_size, D = m->cfg.hidden_size;
+    int share = prompt_rows_per_sequence(n);  // >= 2: the last token and a draft
     SpecSeq sq[DECODE_BATCH];
     float *logits = xcalloc((size_t)DECODE_ROWS * V, sizeof(float));  // the main model's rows
     float *hidden = xcalloc((size_t)DECODE_ROWS * D, sizeof(float));
@@ -308,33 +312,33 @@ void generate_batch_speculative(const Model *m, DecodeState *const *s, DecodeBat
         sq[i].cap = max_len[i] < s[i]->max_T ? max_len[i] : s[i]->max_T;
         sq[i].draft = -1;
     }
-    while (spec_main_step(m, s, b, ids, len, fed, n, sq, logits, hidden)) {
-        // decide each sequence's tokens, then run the module on the positions now known
+    while (spec_main_step(m, s, b, ids, len, fed, n, share, sq, logits, hidden)) {
+        // decide each sequence's tokens, then run the module on the positions now known: row
+        // (position p, the main model's h at p, the token at p + 1)
         DecodeState *rs[DECODE_ROWS];
         int tokens[DECODE_ROWS], pos[DECODE_ROWS], rows = 0;
         for (int i = 0; i < n; i++) {
-            if (sq[i].main_row < 0) continue;
-            spec_advance(m, ids[i], &len[i], &fed[i], &sq[i], logits, sc, &rng[i],
+            SpecSeq *q = &sq[i];
+            if (q->main_row < 0) continue;
+            spec_advance(m, ids[i], &len[i], &fed[i], q, logits, sc, &rng[i],
                          draft_q + (size_t)i * V, p, probs, &count[i]);
-            for (int k = 0; k < sq[i].n_mtp; k++) {
-                rs[rows] = s[i], tokens[rows] = sq[i].tok_mtp[k], pos[rows] = sq[i].pos_mtp[k];
-                memcpy(h + (size_t)rows * D, hidden + (size_t)sq[i].row_h[k] * D,
+            for (int k = 0; k < q->n_mtp; k++, rows++) {
+                rs[rows] = s[i], pos[rows] = q->mtp_pos + k, tokens[rows] = ids[i][pos[rows] + 1];
+                memcpy(h + (size_t)rows * D, hidden + (size_t)(q->main_row + k) * D,
                        (size_t)D * sizeof(float));
-                rows++;
             }
         }
         mtp_decode_rows(m, rs, b, tokens, h, pos, rows);
         // the next drafts: from each sequence's last module row, when it predicts position len
         for (int i = 0, row = 0; i < n; i++) {
-            if (sq[i].main_row < 0) continue;
-            row += sq[i].n_mtp;
-            sq[i].draft = -1;
-            if (sq[i].n_mtp == 0 || sq[i].pos_mtp[sq[i].n_mtp - 1] + 2 != len[i] ||
-                len[i] >= sq[i].cap)
-                continue;
+            SpecSeq *q = &sq[i];
+            if (q->main_row < 0) continue;
+            row += q->n_mtp;
+            q->draft = -1;
+            if (q->n_mtp == 0 || q->mtp_pos + q->n_mtp + 1 != len[i] || len[i] >= q->cap) continue;
             float *qi = draft_q + (size_t)i * V;
             sampling_distribution(b->logits + (size_t)(row - 1) * V, V, sc, qi);
-            sq[i].draft = sample_from(qi, V, &rng[i]);
+            q->draft = sample_from(qi, V, &rng[i]);
         }
     }
     free(h);

@@ -1419,6 +1419,13 @@ void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, co
     decode_rows(m, s, b, tokens, pos, n, 0);
 }
 
+// Prompt tokens are fed several to a step: a sequence's rows at consecutive positions, in order
+// (each row writes its cache entry before it attends, so the next row sees it), which is the
+// matmul kernel's work on more rows for the same weight reads. The rows' floats are those of
+// one token a step (no row depends on the rows beside it). A sequence of n reads up to
+// DECODE_ROWS / n prompt tokens a step.
+int prompt_rows_per_sequence(int n) { return n > 0 ? DECODE_ROWS / n : DECODE_ROWS; }
+
 // generate() for n <= DECODE_BATCH sequences at once. Sequence i holds len[i] tokens in ids[i]
 // of which the first fed[i] are already in s[i]'s cache (0: nothing cached), and grows until
 // EOS or max_len[i] tokens (at most s[i]'s context), sampling with rng[i]; len[i] is updated,
@@ -1428,27 +1435,28 @@ void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, co
 void generate_batch_cached(const Model *m, DecodeState *const *s, DecodeBatch *b,
                            int *const *ids, int *len, int *fed, const int *max_len, int n,
                            const SamplingConfig *sc, Rng *rng, float *probs) {
-    int *pos = fed, cap[DECODE_BATCH];  // per sequence: tokens fed, length limit
-    int active[DECODE_BATCH], tokens[DECODE_BATCH], apos[DECODE_BATCH];  // per active row
-    DecodeState *as[DECODE_BATCH];
+    int *pos = fed, cap[DECODE_BATCH], last[DECODE_BATCH];  // per sequence: tokens fed, length
+                                                            // limit, its last row of this step
+    int tokens[DECODE_ROWS], rpos[DECODE_ROWS];             // per row
+    DecodeState *rs[DECODE_ROWS];
+    int share = prompt_rows_per_sequence(n);
     for (int i = 0; i < n; i++) cap[i] = max_len[i] < s[i]->max_T ? max_len[i] : s[i]->max_T;
     for (;;) {
-        int na = 0;  // the sequences still growing take this step together
-        for (int i = 0; i < n; i++)
-            if (len[i] < cap[i]) {  // then pos[i] < len[i]: ids[i][pos[i]] is fed next
-                active[na] = i;
-                as[na] = s[i];
-                tokens[na] = ids[i][pos[i]];
-                apos[na] = pos[i];
-                na++;
-            }
-        if (na == 0) return;
-        decode_step_batch(m, as, b, tokens, apos, na);
-        for (int a = 0; a < na; a++) {
-            int i = active[a];
-            pos[i]++;
-            if (pos[i] < len[i]) continue;  // still reading the prompt
-            int next = sample_token(b->logits + (size_t)a * m->cfg.vocab_size,
+        int rows = 0;  // the sequences still growing take this step together
+        for (int i = 0; i < n; i++) {
+            last[i] = -1;
+            if (len[i] >= cap[i]) continue;  // then pos[i] < len[i]: ids[i][pos[i]] is fed next
+            int k = len[i] - pos[i] < share ? len[i] - pos[i] : share;  // prompt: up to `share`
+            for (int j = 0; j < k; j++, rows++)
+                rs[rows] = s[i], tokens[rows] = ids[i][pos[i] + j], rpos[rows] = pos[i] + j;
+            last[i] = rows - 1;
+            pos[i] += k;
+        }
+        if (rows == 0) return;
+        decode_step_batch(m, rs, b, tokens, rpos, rows);
+        for (int i = 0; i < n; i++) {
+            if (last[i] < 0 || pos[i] < len[i]) continue;  // done, or still reading the prompt
+            int next = sample_token(b->logits + (size_t)last[i] * m->cfg.vocab_size,
                                     m->cfg.vocab_size, sc->temperature, sc->top_p, &rng[i],
                                     probs);
             ids[i][len[i]++] = next;

@@ -763,6 +763,9 @@ void decode_batch_use_transposed(DecodeBatch *b, const Model *m, const float *pa
 // next-token logits go to b->logits + i * V.
 void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
                        const int *pos, int n);
+// The prompt tokens a sequence of a batch of n feeds in one step (DECODE_ROWS / n: the rows a
+// DecodeBatch holds, shared; the floats are the same as one a step).
+int prompt_rows_per_sequence(int n);
 // generate() for n <= DECODE_BATCH sequences: sequence i has its prompt, len[i] tokens, in
 // ids[i] (nothing cached) and grows until EOS or max_len[i] tokens with rng[i]; len[i] updated.
 void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *const *ids,

@@ -488,6 +488,45 @@ static void test_speculative_greedy_exact(void **state) {
     EXPECT(accepted * 2 > drafted && accepted < drafted, "%ld of %ld accepted", accepted, drafted);
 }
 
+// Speculative rollouts (sample_rollouts, batches shared among the threads) are the same at 1 and
+// 3 threads: each sequence's draws come from its own RNG and its floats from its own rows.
+static void test_speculative_rollouts_threads(void **state) {
+    (void)state;
+    Model *m = trained_model();
+    enum { N = 24, CTX = 64 };
+    int out[2][N][CTX], lens[2][N];
+    long drafted = 0;
+    SamplingConfig sc = {1.0f, 1.0f, 1};
+#ifdef _OPENMP
+    int saved = omp_get_max_threads();
+#endif
+    for (int run = 0; run < 2; run++) {
+#ifdef _OPENMP
+        omp_set_num_threads(run ? 3 : 1);
+#endif
+        Rollout *r = rollouts_new(N, CTX);
+        for (int i = 0; i < N; i++) {
+            for (int t = 0; t < 6; t++) r[i].ids[t] = (2 + 5 * i + (1 + i % 4) * t) % m->cfg.vocab_size;
+            r[i].n_prompt = r[i].n = 6;
+        }
+        sample_rollouts(m, NULL, r, N, 30, &sc, 9);
+        for (int i = 0; i < N; i++) {
+            lens[run][i] = r[i].n;
+            memcpy(out[run][i], r[i].ids, sizeof(int) * CTX);
+            for (int t = r[i].n; t < CTX; t++) out[run][i][t] = 0;
+            drafted += r[i].drafted;
+        }
+        rollouts_free(r, N);
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+    EXPECT(drafted > 0, "%s", "no drafts: the rollouts were not speculative");
+    for (int i = 0; i < N; i++)
+        EXPECT(lens[0][i] == lens[1][i] && memcmp(out[0][i], out[1][i], sizeof(out[0][i])) == 0,
+               "rollout %d differs between 1 and 3 threads", i);
+}
+
 // Pearson's chi-square of counts against probabilities over V cells, the cells expected below
 // 5 merged into one; *df gets the degrees of freedom. The critical value at p = 1e-5 (Wilson-
 // Hilferty): a test with fixed seeds that passes says the two agree to this power.
@@ -654,6 +693,7 @@ int main(void) {
         cmocka_unit_test(test_speculative_accept_distribution),
         cmocka_unit_test(test_speculative_greedy_exact),
         cmocka_unit_test(test_speculative_joint_distribution),
+        cmocka_unit_test(test_speculative_rollouts_threads),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (trained_ready) model_free(&trained);
