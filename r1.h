@@ -12,6 +12,8 @@
 //                forward, backward, decoding with a K/V cache
 //   r1.c         the model: parameter table, MLA, the block, forward/backward, loss heads, AdamW,
 //                generation with the latent KV cache, sampling, checkpoints
+//   mtp.c        multi-token prediction (DeepSeek-V3 §2.2): the MTP module's loss head and
+//                backward, and self-speculative decoding with its drafts
 //   tasks.c      the toy world: tasks (a table: generator, verifier, worked solution, prompt),
 //                the pretraining corpus, datasets, general prompts with a ground-truth judge and
 //                preference pairs

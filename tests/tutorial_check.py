@@ -47,6 +47,7 @@ CHAPTERS = {
     "tutorial/08-distillation.md": "full",
     "tutorial/09-bad-input-and-faults.md": "cheap",
     "tutorial/10-reward-models.md": "full",
+    "tutorial/11-mtp-and-speculative-decoding.md": "cheap",
 }
 # Chapters whose commands write files into the current directory (c.txt, base/, ...) run in a
 # scratch directory of their own under build/, where ./r1 is a link to the program.
