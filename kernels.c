@@ -479,7 +479,7 @@ static inline void sum_squares_rows(const float *x, int stride, int C, const int
 void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride,
                             const float *w, int N, int C, float eps) {
     int blocks = (N + RMS_ROWS - 1) / RMS_ROWS;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks > 1)  // one block (a decode step): no team
     for (int blk = 0; blk < blocks; blk++) {
         int t0 = blk * RMS_ROWS, rows = N - t0 < RMS_ROWS ? N - t0 : RMS_ROWS;
         const float *x0 = inp + (size_t)t0 * stride;
@@ -521,7 +521,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
     // handout: for (int t = 0; t < N && !accumulate; t++) memset(dinp + (size_t)t * stride, 0, (size_t)C * sizeof(float));
     // handout: (void)dw, (void)dout, (void)inp, (void)w, (void)rstd;
     int blocks = (N + RMS_ROWS - 1) / RMS_ROWS;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks > 1)  // one block (a decode step): no team
     for (int blk = 0; blk < blocks; blk++) {
         int t0 = blk * RMS_ROWS, rows = N - t0 < RMS_ROWS ? N - t0 : RMS_ROWS;
         const float *dy0 = dout + (size_t)t0 * C, *x0 = inp + (size_t)t0 * stride;
