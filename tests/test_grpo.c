@@ -2880,7 +2880,7 @@ static Rollout *budget_rollouts(const Model *m, const Tokenizer *tok, Json **e, 
     int ctx = m->cfg.max_position_embeddings;
     Rollout *r = rollouts_new(n_ex * k, ctx);
     for (int i = 0; i < n_ex * k; i++) rollout_set_prompt(&r[i], tok, e[i / k], 1, ctx, "test");
-    SamplingConfig sc = {1.0f, 1.0f};
+    SamplingConfig sc = {1.0f, 1.0f, 0};
     sample_rollouts_budget(m, tok, r, n_ex * k, max_new, budget, &sc, seed);
     return r;
 }

@@ -1110,7 +1110,7 @@ static void check_decode_batch(Variant v) {
     // generate_batch, greedy: the same ids for sequence 2 in the batch and alone
     int gen[NS][T], *gp[NS], len[NS], max_len[NS], gen1[T], *g1 = gen1, len1, max1 = T;
     Rng rng[NS], rng1;
-    SamplingConfig greedy = {0.0f, 1.0f};
+    SamplingConfig greedy = {0.0f, 1.0f, 0};
     float *probs = malloc(sizeof(float) * V);
     for (int i = 0; i < NS; i++) {
         memcpy(gen[i], ids[i], sizeof(int) * T);
