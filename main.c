@@ -981,6 +981,8 @@ static void start_model(Model *m, Tokenizer *tok, int *have_tok, const TrainArgs
     *have_tok = 0;
     if (dir) {
         load_model_or_die(m, dir);
+        if (a->mtp && !m->cfg.num_nextn_predict_layers)
+            die("%s: --mtp adds the MTP module to a new model only; %s has none", a->kind, dir);
         snprintf(err, sizeof(err), "%s/tokenizer.json", dir);
         if (access(err, F_OK) == 0) {  // (a checkpoint without one: the caller finds one)
             load_tokenizer_for(tok, dir, m, a->kind);
