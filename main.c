@@ -1836,6 +1836,8 @@ static void write_eval_json(const char *out, const char *dir, const char *task, 
         write_cells_json(af.f, res);
     }
     if (sweep->n) write_budgets_json(af.f, sweep->budget, sweep->res, sweep->n);
+    if (res->drafted)
+        fprintf(af.f, ", \"mtp_drafted\": %ld, \"mtp_accepted\": %ld", res->drafted, res->accepted);
     fprintf(af.f, "}\n");
     if (atomic_commit(&af, err)) die("%s", err);
 }
@@ -2649,9 +2651,10 @@ static int cmd_plot(int argc, char **argv) {
 static int cmd_pipeline(int argc, char **argv) {
     static const char *const known[] = {"--preset", "--out", "--seed", "--seeds", "--scale",
                                         "--until", NULL};
-    static const char *const bools[] = {NULL};
+    static const char *const bools[] = {"--mtp", NULL};
     check_flags(argc, argv, known, bools);
     PipelineRun p;
+    p.mtp = arg_flag(argc, argv, "--mtp");  // the base with the MTP module, decoding with drafts
     p.preset = arg_str(argc, argv, "--preset", "small");
     p.out = arg_str(argc, argv, "--out", "runs/pipeline");
     p.seed = arg_str(argc, argv, "--seed", "1");

@@ -815,6 +815,26 @@ static void write_sft_sets(FILE *f, const char *out) {
     }
 }
 
+// `pipeline --mtp`: the share of the MTP module's drafts that each stage's evaluation accepted
+// (its greedy and sampled completions). The module is trained with the base only, so the later
+// stages show how far each moved the model away from it.
+static void write_speculation_section(FILE *f, const char *out, const Stage *stages, int n) {
+    int any = 0;
+    for (int i = 0; i < n; i++) {
+        double drafted = eval_field(out, stages[i].name, "mtp_drafted", 0.0);
+        if (drafted <= 0) continue;
+        if (!any++)
+            fprintf(f, "\n## Speculative decoding: the MTP module's drafts accepted\n\n"
+                    "The base was pretrained with the MTP module (`--mtp`, DeepSeek-V3 §2.2); "
+                    "every later stage keeps it frozen, and every rollout and evaluation decodes "
+                    "with its drafts (mtp.c). Each row: the stage's held-out evaluation.\n\n"
+                    "| stage | drafts | accepted | share |\n|---|---|---|---|\n");
+        double accepted = eval_field(out, stages[i].name, "mtp_accepted", 0.0);
+        fprintf(f, "| %s | %.0f | %.0f | %.3f |\n", stages[i].name, drafted, accepted,
+                accepted / drafted);
+    }
+}
+
 static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int n_stages) {
     const char *out = p->out;
     char path[4096], err[R1_ERR_LEN];
@@ -822,8 +842,8 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
     AtomicFile af;
     if (atomic_open(&af, path, err)) die("%s", err);
     FILE *f = af.f;
-    fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g)\n\n", p->preset, p->seed,
-            p->scale);
+    fprintf(f, "# r1.c pipeline report (preset %s, seed %s, scale %g%s)\n\n", p->preset, p->seed,
+            p->scale, p->mtp ? ", --mtp" : "");
     fprintf(f, "Held-out problems of every task (levels %s, %d problems, R1-Zero template); "
             "pass@1 = mean correctness of k = 4 samples at T = 0.6, top-p 0.95; cons@k = "
             "majority answer; greedy = temperature 0; mixed = share of samples whose reasoning "
@@ -842,6 +862,7 @@ static void write_pipeline_report(const PipelineRun *p, const Stage *stages, int
     write_findings(f, dirs, 1);
     write_sft_sets(f, out);
     write_reward_model_section(f, out);
+    write_speculation_section(f, out, stages, n_stages);
     fprintf(f, "\n## Time on this machine\n\n| stage | training (s) | evaluation (s) |\n"
             "|---|---|---|\n");
     double train_total = 0, eval_total = 0;
@@ -878,24 +899,24 @@ static const Stage STAGES[] = {
     // fit `make run`'s 20 minutes (tutorial/05).
     {"base", "pretrained base model", 1,
      {"pretrain --config $PRESET --data $OUT/corpus.txt --out $OUT/base --steps $STEPS:2000 "
-      "--batch 8 --seq 320 --eval-every 250 --seed $SEED"}},
+      "--batch 8 --seq 320 --eval-every 250 --seed $SEED $MTP"}},
     {"r1-zero", "R1-Zero: GRPO from the base (accuracy + format rewards)", 1,
      {"grpo --model $OUT/base --out $OUT/r1-zero --task all --levels 1-5 --max-new-tokens 200 "
-      "--steps $STEPS:32 --seed $SEED"}},
+      "--steps $STEPS:32 --seed $SEED $SPEC"}},
     // test-time scaling: R1-Zero's accuracy when its thinking is cut at B tokens
     {"tts", "R1-Zero evaluated with a thinking budget of 8 to 128 tokens", 0,
      {"eval --model $OUT/r1-zero --task all --levels 1-5 --k 4 --n 128 --max-new-tokens 200 "
-      "--think-budget 8,16,32,64,128 --seed 7 --out $OUT/eval-tts.json"}},
+      "--think-budget 8,16,32,64,128 --seed 7 --out $OUT/eval-tts.json $SPEC"}},
     {"cold", "cold start: SFT of the base on checked long CoT", 1,
      {"sft --model $OUT/base --data $OUT/cold.jsonl --out $OUT/cold --epochs 2 --seq 384 --lr "
       "1e-3 --seed $SEED"}},
     {"rl", "reasoning RL from the cold start (+ language reward)", 1,
      {"grpo --model $OUT/cold --out $OUT/rl --task all --levels 1-5 --max-new-tokens 200 "
-      "--w-language 0.5 --lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
+      "--w-language 0.5 --lr 5e-5 --steps $STEPS:24 --seed $SEED $SPEC"}},
     // the same RL without the language-consistency reward: what that reward costs and buys
     {"rl-nolang", "the same RL without the language reward (ablation)", 1,
      {"grpo --model $OUT/cold --out $OUT/rl-nolang --task all --levels 1-5 --max-new-tokens 200 "
-      "--lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
+      "--lr 5e-5 --steps $STEPS:24 --seed $SEED $SPEC"}},
     // the cold start as R1 §2.3.1 builds it: R1-Zero's outputs and the base prompted one-shot
     // with a long CoT, verified, rewritten readable and filtered, half of it (at least 64
     // examples in all) from the templated set, the "human-curated" share; then the same SFT
@@ -908,7 +929,7 @@ static const Stage STAGES[] = {
       "--lr 1e-3 --seed $SEED"}},
     {"rl-r0", "reasoning RL from that cold start (+ language reward)", 1,
      {"grpo --model $OUT/cold-r0 --out $OUT/rl-r0 --task all --levels 1-5 --max-new-tokens 200 "
-      "--w-language 0.5 --lr 5e-5 --steps $STEPS:24 --seed $SEED"}},
+      "--w-language 0.5 --lr 5e-5 --steps $STEPS:24 --seed $SEED $SPEC"}},
     {"rs", "rejection sampling from the RL model + non-reasoning data", 0,
      {"reject --model $OUT/rl --out $OUT/rs.jsonl --task all --levels 1-5 --max-new-tokens 200 "
       "--n-prompts 1536 --n-per-prompt 2 --cap 1 --seed $SEED"}},
@@ -923,7 +944,7 @@ static const Stage STAGES[] = {
     // (one group in 8, on average: helpfulness prompts and toy unsafe requests)
     {"final", "final RL (after the second SFT; + general prompts scored by the reward model)", 1,
      {"grpo --model $OUT/sft2 --out $OUT/final --task all --levels 1-5 --max-new-tokens 200 "
-      "--w-language 0.5 --lr 5e-5 --non-reasoning 0.125 --rm $OUT/rm --steps $STEPS:24 --seed $SEED"}},
+      "--w-language 0.5 --lr 5e-5 --non-reasoning 0.125 --rm $OUT/rm --steps $STEPS:24 --seed $SEED $SPEC"}},
     // The student is a Qwen2 model, as R1's are (§2.4: Qwen2.5 and Llama-3 students): grouped-
     // query attention and a dense SwiGLU MLP (gqa.c), the teacher's tokenizer, 0.60M parameters.
     {"student-base", "Qwen2 student (GQA, dense), pretrained", 1,
@@ -934,16 +955,16 @@ static const Stage STAGES[] = {
       "$OUT/student-distill --epochs 2 --seq 384 --lr 1e-3 --seed $SEED"}},
     {"student-rl", "Qwen2 student trained with GRPO alone (same steps)", 1,
      {"grpo --model $OUT/student-base --out $OUT/student-rl --task all --levels 1-5 "
-      "--max-new-tokens 200 --steps $STEPS:32 --seed $SEED"}},
+      "--max-new-tokens 200 --steps $STEPS:32 --seed $SEED $SPEC"}},
     // What R1 avoids for reasoning prompts (§2.2.2): RL on general prompts alone against the
     // learned reward, with and without the KL penalty (tutorial/10; the report's "Reward model
     // and reward hacking")
     {"hack", "GRPO on general prompts rewarded by the reward model alone, no KL penalty", 0,
      {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0 --lr 5e-4 --prompts 8 "
-      "--group 4 --max-new-tokens 40 --out $OUT/hack --steps $STEPS:18 --seed $SEED"}},
+      "--group 4 --max-new-tokens 40 --out $OUT/hack --steps $STEPS:18 --seed $SEED $SPEC"}},
     {"hack-kl", "the same with a KL penalty (beta 0.1)", 0,
      {"grpo --model $OUT/sft2 --rm $OUT/rm --non-reasoning 1 --beta 0.1 --lr 5e-4 --prompts 8 "
-      "--group 4 --max-new-tokens 40 --out $OUT/hack-kl --steps $STEPS:18 --seed $SEED"}},
+      "--group 4 --max-new-tokens 40 --out $OUT/hack-kl --steps $STEPS:18 --seed $SEED $SPEC"}},
 };
 #define N_STAGES ((int)(sizeof(STAGES) / sizeof(STAGES[0])))
 
@@ -953,6 +974,8 @@ static const char *expand_arg(const PipelineRun *p, const char *arg, char buf[42
     else if (strcmp(arg, "$SEED") == 0) return p->seed;
     else if (strcmp(arg, "$PRESET") == 0) return p->preset;
     else if (strncmp(arg, "$STEPS:", 7) == 0) scaled_steps(buf, atol(arg + 7), p->scale);
+    else if (strcmp(arg, "$MTP") == 0) return p->mtp ? "--mtp" : NULL;  // (NULL: no argument)
+    else if (strcmp(arg, "$SPEC") == 0) return p->mtp ? "--speculative" : NULL;
     else return arg;
     return buf;
 }
@@ -965,8 +988,8 @@ static double run_stage(const PipelineRun *p, const Stage *s) {
         const char *args[33];
         int n = 0;
         snprintf(line, sizeof(line), "%s", s->commands[c]);
-        for (char *tok = strtok(line, " "); tok && n < 32; tok = strtok(NULL, " "), n++)
-            args[n] = expand_arg(p, tok, bufs[n]);
+        for (char *tok = strtok(line, " "); tok && n < 32; tok = strtok(NULL, " "))
+            if ((args[n] = expand_arg(p, tok, bufs[n])) != NULL) n++;
         args[n] = NULL;
         double t = run_stage_command(args);
         if (t < 0) return -1.0;
@@ -983,7 +1006,8 @@ static void evaluate_stage(const PipelineRun *p, const Stage *s) {
     snprintf(problems, sizeof(problems), "%s/eval-%s.problems.jsonl", p->out, s->name);
     const char *a[] = {"eval", "--model", model, "--task", "all", "--levels", PIPELINE_EVAL_LEVELS,
                        "--k", "4", "--n", PIPELINE_EVAL_N, "--max-new-tokens", "200", "--seed",
-                       "7", "--detail", "--out", json, "--problems", problems, NULL};
+                       "7", "--detail", "--out", json, "--problems", problems,
+                       p->mtp ? "--speculative" : NULL, NULL};
     run_stage_command(a);
 }
 

@@ -1302,6 +1302,8 @@ typedef struct {
     const char *seed;    // as it goes on the stages' command lines
     double scale;        // multiplies every stage's training steps
     const char *until;   // NULL, or the name of the last stage to run (`--until rl`)
+    int mtp;             // 1: the base gets the MTP module (pretrain --mtp) and every rollout
+                         // and evaluation decodes speculatively with it (mtp.c)
 } PipelineRun;
 // Runs every stage not yet done (OUT/<stage>.done marks the finished ones), evaluating each
 // model, then writes OUT/report.md; with p->until, stops after that stage. Dies, after writing
