@@ -2773,6 +2773,36 @@ static void test_sft_mask_cross_entropy(void **state) {
     tokenizer_free(&tok);
 }
 
+// pipeline --mtp: the base's command gets --mtp and every rollout and evaluation --speculative;
+// without the flag no stage's command line holds either (the placeholders leave no argument).
+static void test_pipeline_mtp_args(void **state) {
+    (void)state;
+    for (int mtp = 0; mtp < 2; mtp++) {
+        PipelineRun p = {.out = "o", .preset = "small", .seed = "1", .scale = 1.0, .mtp = mtp};
+        int n_mtp = 0, n_spec = 0, n_grpo = 0;
+        for (int i = 0; i < N_STAGES; i++)
+            for (int c = 0; c < 2 && STAGES[i].commands[c]; c++) {
+                char line[1024], buf[4200];
+                snprintf(line, sizeof(line), "%s", STAGES[i].commands[c]);
+                n_grpo += strncmp(line, "grpo ", 5) == 0;
+                for (char *tok = strtok(line, " "); tok; tok = strtok(NULL, " ")) {
+                    const char *a = expand_arg(&p, tok, buf);
+                    EXPECT(!a || a[0] != '$', "%s: %s left unexpanded", STAGES[i].name, a);
+                    n_mtp += a && strcmp(a, "--mtp") == 0;
+                    if (a && strcmp(a, "--speculative") == 0) {
+                        n_spec++;
+                        EXPECT(strncmp(STAGES[i].commands[c], "grpo ", 5) == 0 ||
+                               strncmp(STAGES[i].commands[c], "eval ", 5) == 0,
+                               "%s: --speculative on a command that has no such flag", STAGES[i].name);
+                    }
+                }
+            }
+        EXPECT(n_mtp == mtp, "mtp %d: %d stages pretrain with --mtp", mtp, n_mtp);
+        EXPECT(n_spec == (mtp ? n_grpo + 1 : 0), "mtp %d: %d speculative commands, %d grpo ones",
+               mtp, n_spec, n_grpo);
+    }
+}
+
 // ./build/test_r1 [PATTERN] runs the tests whose names match PATTERN (e.g. 'test_gradcheck*').
 // The tests run on one thread unless OMP_NUM_THREADS says otherwise: the tiny shapes here make
 // OpenMP's per-loop start-up and barriers cost more than the work, and on a machine whose cores
@@ -2852,6 +2882,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_config_json_round_trip),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_cli_faults),
+        cmocka_unit_test(test_pipeline_mtp_args),
         cmocka_unit_test(test_checkpoint_dir_fsync),
         cmocka_unit_test(test_checkpoint_audit),
         cmocka_unit_test(test_checkpoint_shape_message_1d),
