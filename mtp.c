@@ -274,7 +274,7 @@ static void spec_advance(const Model *m, int *ids, int *len, int *fed, SpecSeq *
     if (*fed < *len) {
         return;        // ... all of them while the prompt is still being read
     }
-    // the last known token's row predicts position `at`
+    // the last known token's row predicts the token at position len
     int token, accepted = 0;
     const float *za = logits + (size_t)(q->main_row + known - 1) * V;
     if (q->draft_row >= 0) {
@@ -285,10 +285,10 @@ static void spec_advance(const Model *m, int *ids, int *len, int *fed, SpecSeq *
     } else {
         token = sample_token(za, V, sc->temperature, sc->top_p, rng, scratch);
     }
-    ids[(*len)++] = token;  // (a rejected draft's cache entry at `at` is written again later)
+    ids[(*len)++] = token;  // (a rejected draft's cache entry is written again next step)
     if (token == eos) q->cap = *len;
     if (!accepted || *len >= q->cap) return;
-    // the draft stood: its row is in the cache, and its logits give the token at at+1
+    // the draft stood: its row is in the cache, and its logits give the token after it
     int bonus = sample_token(logits + (size_t)q->draft_row * V, V, sc->temperature, sc->top_p,
                              rng, scratch);
     ids[(*len)++] = bonus;
