@@ -203,8 +203,9 @@ int speculative_accept(const float *p, const float *q, int draft, Rng *rng, floa
 // Self-speculative decoding
 // ----------------------------------------------------------------------------------------------
 // A sequence of len tokens has its main cache filled for positions 0..fed-1, and the MTP
-// module's cache (block L of the same DecodeState) for the same positions. Once its prompt is
-// in, each step feeds the main model two rows together: its last token (position len-1) and the
+// module's cache (block L of the same DecodeState) for the same positions. Its prompt goes in
+// as generate_batch_cached's does, several tokens a step (prompt_rows_per_sequence), and the
+// module reads the same positions. Once the prompt is in, each step feeds the main model two rows together: its last token (position len-1) and the
 // module's draft d for position len. The first row's logits give p, the distribution of the
 // token at len; the second's, computed with d in place, give the token at len+1 if d stands:
 //   accepted (temperature 0: d is p's argmax; else with probability min(1, p(d) / q(d)), q the
@@ -215,8 +216,8 @@ int speculative_accept(const float *p, const float *q, int draft, Rng *rng, floa
 // P(x) = q(x) min(1, p(x)/q(x)) + (1 - sum_y min(p(y), q(y))) residual(x) = p(x)), so the
 // samples are drawn from the model's own distribution, and at temperature 0 they are its
 // greedy tokens. Then the module runs on each position whose next token is now known (1 or 2
-// rows: main model's h at that position and the token after it) and the last row's logits
-// give the next draft. Each row's floats do not depend on the rows beside it (decode_rows), so
+// rows after the prompt: the main model's h at that position and the token after it), and the
+// last row's logits give the next draft. Each row's floats do not depend on the rows beside it (decode_rows), so
 // at temperature 0 the tokens are generate_batch's, bit for bit.
 
 // The state of one sequence between steps.
