@@ -297,10 +297,10 @@ int model_create(Model *m, const Config *c, char *err) {
     // expert of each MoE layer, ...), each entry of the table ~140 bytes
     ParamCount pc;
     count_params(c, &pc);
-    double bytes = pc.total * sizeof(float);
+    double bytes = (pc.total + pc.mtp) * sizeof(float);  // the MTP module is in the buffer too
     if (bytes > 64e9) {
         snprintf(err, R1_ERR_LEN, "config: %.1fB parameters (%.0f GB) is too large to allocate; "
-                 "use `./r1 info` for this shape", pc.total / 1e9, bytes / 1e9);
+                 "use `./r1 info` for this shape", (pc.total + pc.mtp) / 1e9, bytes / 1e9);
         return -1;
     }
     int L = model_blocks(c), moe_layers = 0;
@@ -858,15 +858,13 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
 // ==============================================================================================
 // x_out = x_mid + FFN(RMSNorm(x_mid)),  x_mid = x_in + o_proj(MLA(RMSNorm(x_in)))
 
-static int is_moe_layer(const Config *c, int l) { return layer_is_moe(c, l); }
-
 // The width of the attention's output, o_proj's input: H*dv (MLA) or H*hd (GQA).
 static int attn_out_width(const Config *c) {
     return c->num_attention_heads * (is_gqa(c) ? c->head_dim : c->v_head_dim);
 }
 
 static int ffn_width(const Config *c, int l) {
-    return is_moe_layer(c, l) ? c->moe_intermediate_size * c->n_shared_experts
+    return layer_is_moe(c, l) ? c->moe_intermediate_size * c->n_shared_experts
                               : c->intermediate_size;
 }
 
@@ -886,7 +884,7 @@ void block_forward(Model *m, int l, float *x_out, int B, int T) {
     if (I > 0)  // dense MLP, or the shared experts of a MoE layer
         swiglu_forward(x_out, a->ln2, lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u,
                        a->mlp_h, N, D, I, 1);
-    if (is_moe_layer(c, l)) moe_forward(m, l, a, a->ln2, x_out, N);
+    if (layer_is_moe(c, l)) moe_forward(m, l, a, a->ln2, x_out, N);
 }
 
 // dx (N,D) holds the gradient of x_out on entry and of x_in on return.
@@ -903,7 +901,7 @@ void block_backward(Model *m, int l, int B, int T) {
                         D, I, s->t1, s->t2, 0);
     else
         zero_floats(s->dln, (size_t)N * D);
-    if (is_moe_layer(c, l)) moe_backward(m, l, a, a->ln2, s->dx, s->dln, N);
+    if (layer_is_moe(c, l)) moe_backward(m, l, a, a->ln2, s->dx, s->dln, N);
     rmsnorm_backward(s->dx, glp->post_attention_layernorm, s->dln, a->x_mid, D,
                      lp->post_attention_layernorm, a->ln2_rstd, N, D, 1);  // + the residual
     // attention: o_proj, then MLA
@@ -1333,7 +1331,7 @@ static void ffn_decode_rows(const Model *m, const LayerParams *lp, DecodeBatch *
                     b->u, b->yt);
         for (size_t i = 0; i < (size_t)n * D; i++) b->x[i] += b->y[i];
     }
-    if (!is_moe_layer(c, l)) return;
+    if (!layer_is_moe(c, l)) return;
     if (alone) moe_decode_token(c, lp, b);
     else moe_decode_rows(c, lp, b, n);
 }
