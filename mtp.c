@@ -134,41 +134,8 @@ void mtp_decode_rows(const Model *m, DecodeState *const *s, DecodeBatch *b, cons
 }
 
 // ----------------------------------------------------------------------------------------------
-// The distribution a token is sampled from, and the acceptance rule
+// The acceptance rule (the distributions it compares: r1.c's sampling_distribution)
 // ----------------------------------------------------------------------------------------------
-
-static int by_prob_then_id(const void *x, const void *y) {
-    const float *a = *(const float *const *)x, *b = *(const float *const *)y;
-    if (*a != *b) return *a > *b ? -1 : 1;
-    return a < b ? -1 : 1;  // ties: the lower id first, as sample_token
-}
-
-void sampling_distribution(const float *logits, int V, const SamplingConfig *sc, float *probs) {
-    int best = 0;
-    for (int v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
-    if (sc->temperature <= 0.0f) {  // greedy: all the mass on the argmax
-        for (int v = 0; v < V; v++) probs[v] = v == best ? 1.0f : 0.0f;
-        return;
-    }
-    double sum = 0.0;
-    for (int v = 0; v < V; v++)
-        sum += (probs[v] = r1_expf((logits[v] - logits[best]) / sc->temperature));
-    for (int v = 0; v < V; v++) probs[v] = (float)(probs[v] / sum);
-    if (sc->top_p >= 1.0f) return;
-    // nucleus: the most likely tokens until their mass reaches top_p (sample_token's set), the
-    // rest 0, renormalised
-    const float **order = xcalloc((size_t)V, sizeof(float *));
-    for (int v = 0; v < V; v++) order[v] = probs + v;
-    qsort(order, (size_t)V, sizeof(float *), by_prob_then_id);
-    float mass = 0.0f;
-    int n = 0;
-    while (n < V && (n == 0 || mass < sc->top_p)) mass += *order[n++];
-    float *keep = xcalloc((size_t)V, sizeof(float));
-    for (int i = 0; i < n; i++) keep[order[i] - probs] = *order[i] / mass;
-    memcpy(probs, keep, (size_t)V * sizeof(float));
-    free(keep);
-    free(order);
-}
 
 // A draw from a distribution p (V) by its CDF (the last token with mass if rounding leaves r
 // above the total).

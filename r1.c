@@ -1503,45 +1503,75 @@ static int by_prob_desc(const void *a, const void *b) {
     return x->id - y->id;  // ties: lower id first, so the order is total and deterministic
 }
 
-int sample_token(const float *logits, int V, float temperature, float top_p, Rng *rng,
-                 float *probs) {
+// probs (V) = softmax(logits / temperature) when temperature > 0 (untouched otherwise);
+// returns the argmax, the lowest id among equals.
+static int softmax_at_temperature(const float *logits, int V, float temperature, float *probs) {
     int best = 0;
     for (int v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
     if (temperature <= 0.0f) return best;
     double sum = 0.0;
     for (int v = 0; v < V; v++) sum += (probs[v] = r1_expf((logits[v] - logits[best]) / temperature));
     for (int v = 0; v < V; v++) probs[v] = (float)(probs[v] / sum);
+    return best;
+}
+
+// The nucleus of probs (V): the smallest set of most likely tokens whose mass reaches top_p, into
+// order[0 .. *n) (most likely first, the lower id first among equals; order has room for V);
+// returns its mass. The tokens below floor_p = (1 - top_p) / 2V hold less than 1 - top_p
+// together, so the nucleus is among the others and only those are sorted (they are the head of
+// the full sorted order); should rounding leave their mass short of top_p, all V tokens are
+// sorted after all.
+static float nucleus(const float *probs, int V, float top_p, TokenProb *order, int *n) {
+    float floor_p = (1.0f - top_p) / (2.0f * (float)V), mass = 0.0f;
+    int n_sorted = 0;
+    for (int v = 0; v < V; v++)
+        if (probs[v] >= floor_p) order[n_sorted++] = (TokenProb){probs[v], v};
+    for (int pass = 0; pass < 2; pass++) {
+        qsort(order, (size_t)n_sorted, sizeof(TokenProb), by_prob_desc);
+        mass = 0.0f;
+        *n = 0;
+        while (*n < n_sorted && (*n == 0 || mass < top_p)) mass += order[(*n)++].p;
+        if (mass >= top_p || n_sorted == V) break;
+        for (int v = 0; v < V; v++) order[v] = (TokenProb){probs[v], v};  // the fallback
+        n_sorted = V;
+    }
+    return mass;
+}
+
+int sample_token(const float *logits, int V, float temperature, float top_p, Rng *rng,
+                 float *probs) {
+    int best = softmax_at_temperature(logits, V, temperature, probs);
+    if (temperature <= 0.0f) return best;
     float r = rng_uniform(rng);
     if (top_p >= 1.0f) {
         float cdf = 0.0f;
         for (int v = 0; v < V; v++) if (r < (cdf += probs[v])) return v;
         return best;
     }
-    // nucleus: the smallest set of most likely tokens whose mass reaches top_p. The tokens
-    // below floor_p = (1 - top_p) / 2V hold less than 1 - top_p together, so the nucleus is
-    // among the others and only those are sorted (they are the head of the full sorted order);
-    // should rounding leave their mass short of top_p, all V tokens are sorted after all.
     TokenProb *order = xcalloc((size_t)V, sizeof(TokenProb));
-    float floor_p = (1.0f - top_p) / (2.0f * (float)V), mass = 0.0f;
-    int n = 0, n_sorted = 0;
-    for (int v = 0; v < V; v++)
-        if (probs[v] >= floor_p) order[n_sorted++] = (TokenProb){probs[v], v};
-    for (int pass = 0; pass < 2; pass++) {
-        qsort(order, (size_t)n_sorted, sizeof(TokenProb), by_prob_desc);
-        mass = 0.0f;
-        n = 0;
-        while (n < n_sorted && (n == 0 || mass < top_p)) mass += order[n++].p;
-        if (mass >= top_p || n_sorted == V) break;
-        for (int v = 0; v < V; v++) order[v] = (TokenProb){probs[v], v};  // the fallback
-        n_sorted = V;
-    }
-    float cdf = 0.0f;
+    int n;
+    float mass = nucleus(probs, V, top_p, order, &n), cdf = 0.0f;
     int pick = order[0].id;
     for (int i = 0; i < n; i++) {
         if (r * mass < (cdf += order[i].p)) { pick = order[i].id; break; }
     }
     free(order);
     return pick;
+}
+
+void sampling_distribution(const float *logits, int V, const SamplingConfig *sc, float *probs) {
+    int best = softmax_at_temperature(logits, V, sc->temperature, probs);
+    if (sc->temperature <= 0.0f) {  // greedy: all the mass on the argmax
+        for (int v = 0; v < V; v++) probs[v] = v == best ? 1.0f : 0.0f;
+        return;
+    }
+    if (sc->top_p >= 1.0f) return;
+    TokenProb *order = xcalloc((size_t)V, sizeof(TokenProb));  // the nucleus, renormalised
+    int n;
+    float mass = nucleus(probs, V, sc->top_p, order, &n);
+    for (int v = 0; v < V; v++) probs[v] = 0.0f;
+    for (int i = 0; i < n; i++) probs[order[i].id] = order[i].p / mass;
+    free(order);
 }
 // ==============================================================================================
 // 8. Parameter counting

@@ -744,6 +744,11 @@ typedef struct {
                         // one (mtp.c; the same distribution, the same tokens at temperature 0)
 } SamplingConfig;
 
+// The distribution sample_token draws from, as probs (V): softmax(logits / temperature) on the
+// top-p nucleus (sample_token's own), renormalised; at temperature 0 all the mass on the argmax
+// (the lowest id among equals). Speculative sampling (mtp.c) compares two of them.
+void sampling_distribution(const float *logits, int V, const SamplingConfig *sc, float *probs);
+
 // Continues ids: feeds ids[n_cached..n) into the cache, then samples until EOS or max_len
 // tokens. on_token (may be NULL) sees each new token. Returns the new length.
 int generate(const Model *m, DecodeState *s, int *ids, int n_cached, int n, int max_len,
@@ -839,9 +844,6 @@ void mtp_backward(Model *m);
 // pos[i] + 2 in b->logits + i*V.
 void mtp_decode_rows(const Model *m, DecodeState *const *s, DecodeBatch *b, const int *tokens,
                      const float *hidden, const int *pos, int n);
-// The distribution sample_token draws from: softmax(logits / temperature) on the top-p nucleus,
-// renormalised; at temperature 0 all the mass on the argmax (the lowest id among equals).
-void sampling_distribution(const float *logits, int V, const SamplingConfig *sc, float *probs);
 // Speculative sampling's rule for one draft token d ~ q: accepted (*accepted = 1, returns d) with
 // probability min(1, p(d) / q(d)), else (*accepted = 0) a draw from max(0, p - q) renormalised.
 // The token returned has distribution p whatever q is. residual (V) is scratch.
