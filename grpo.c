@@ -378,6 +378,13 @@ Rollout *rollouts_new(int n, int ctx) {
     return r;
 }
 
+void rollouts_count_drafts(const Rollout *r, int n, long *drafted, long *accepted) {
+    for (int i = 0; i < n; i++) {
+        *drafted += r[i].drafted;
+        *accepted += r[i].accepted;
+    }
+}
+
 void rollouts_free(Rollout *r, int n) {
     for (int i = 0; i < n; i++) {
         free(r[i].ids);
@@ -855,10 +862,7 @@ void grpo_step(Model *policy, Model *ref, const Tokenizer *tok, const GrpoSettin
     sample_groups(policy, tok, s, g, seed);
     rep->generate_s = now_seconds() - t0;
     rep->drafted = rep->accepted = 0;
-    for (int i = 0; i < g->P * g->G; i++) {
-        rep->drafted += g->r[i].drafted;
-        rep->accepted += g->r[i].accepted;
-    }
+    rollouts_count_drafts(g->r, g->P * g->G, &rep->drafted, &rep->accepted);
     // 2. compute the rewards {r_i} of every output with the rule-based reward (and, with a
     //    reward model, the general prompts' with its score)
     reward_groups(s, g, rep);
@@ -1009,11 +1013,8 @@ void evaluate(const Model *m, const Tokenizer *tok, Json *const *ex, int n,
     eval_score(ex, n, greedy, sampled, k, budgeted ? s->think_budget : s->max_new, res);
     res->seconds = seconds;
     res->drafted = res->accepted = 0;
-    for (int i = 0; i < n * (k + 1); i++) {
-        const Rollout *r = i < n ? &greedy[i] : &sampled[i - n];
-        res->drafted += r->drafted;
-        res->accepted += r->accepted;
-    }
+    rollouts_count_drafts(greedy, n, &res->drafted, &res->accepted);
+    rollouts_count_drafts(sampled, n * k, &res->drafted, &res->accepted);
     rollouts_free(greedy, n);
     rollouts_free(sampled, n * k);
 }

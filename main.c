@@ -1618,10 +1618,7 @@ static void grpo_load_rm(GrpoRun *r, const char *rm_dir, double nonreasoning) {
     r->s.rm = xcalloc(1, sizeof(RewardModel));
     if (rm_load(r->s.rm, rm_dir, err)) die("grpo: --rm: %s", err);
     const Tokenizer *a = &r->s.rm->tok, *b = &r->tok;
-    int same = a->vocab_size == b->vocab_size && a->n_merges == b->n_merges;
-    for (int i = 0; same && i < a->n_merges; i++)
-        same = a->merges[i][0] == b->merges[i][0] && a->merges[i][1] == b->merges[i][1];
-    if (!same)
+    if (!tokenizer_same(a, b))
         die("grpo: --rm: %s/tokenizer.json is not the policy's tokenizer (%d and %d tokens): the "
             "reward model was trained from another model", rm_dir, a->vocab_size, b->vocab_size);
 }
@@ -2569,10 +2566,8 @@ static void bench_speculative(const char *dir, int max_new) {
                     double t = now_seconds() - t0;
                     best[spec] = t < best[spec] ? t : best[spec];
                     tokens[spec] = drafted = accepted = 0;
-                    for (int i = 0; i < n; i++) {
-                        tokens[spec] += r[spec][i].n - r[spec][i].n_prompt;
-                        drafted += r[spec][i].drafted, accepted += r[spec][i].accepted;
-                    }
+                    for (int i = 0; i < n; i++) tokens[spec] += r[spec][i].n - r[spec][i].n_prompt;
+                    rollouts_count_drafts(r[spec], n, &drafted, &accepted);
                 }
             int same = 1;
             for (int i = 0; i < n && ti == 0; i++)

@@ -275,6 +275,9 @@ int tokenizer_save(const Tokenizer *t, const char *dir, char *err);
 // Reads dir/tokenizer.json written by tokenizer_save.
 int tokenizer_load(Tokenizer *t, const char *dir, char *err);
 void tokenizer_free(Tokenizer *t);
+// 1 if a and b turn text into the same ids: the same vocabulary and merges (the specials and
+// the byte tokens are the same in every tokenizer).
+int tokenizer_same(const Tokenizer *a, const Tokenizer *b);
 
 // ==============================================================================================
 // 3. kernels.c: flat buffers in, flat buffers out; every sum in a fixed order
@@ -1075,6 +1078,8 @@ typedef struct {
 } Rollout;
 Rollout *rollouts_new(int n, int ctx);   // n rollouts with room for ctx tokens each
 void rollouts_free(Rollout *r, int n);
+// Adds n rollouts' speculative drafts (mtp.c) to *drafted (verified) and *accepted.
+void rollouts_count_drafts(const Rollout *r, int n, long *drafted, long *accepted);
 // Puts the example's prompt (R1-Zero template, or chat when chat = 1) into r; dies with "WHO: a
 // prompt does not fit the context" when it leaves no room for a completion.
 void rollout_set_prompt(Rollout *r, const Tokenizer *tok, const Json *example, int chat, int ctx,

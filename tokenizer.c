@@ -263,6 +263,13 @@ typedef struct {
     TokMap rank;         // pair (a, b) -> merge rank i (the merged token is TOK_FIRST_MERGE + i)
 } TokIndex;
 
+int tokenizer_same(const Tokenizer *a, const Tokenizer *b) {
+    if (a->vocab_size != b->vocab_size || a->n_merges != b->n_merges) return 0;
+    for (int i = 0; i < a->n_merges; i++)
+        if (a->merges[i][0] != b->merges[i][0] || a->merges[i][1] != b->merges[i][1]) return 0;
+    return 1;
+}
+
 void tokenizer_free(Tokenizer *t) {
     if (!t) return;
     TokIndex *x = t->index;
