@@ -196,6 +196,7 @@ typedef struct {
     int draft_row;  // the row of the draft (-1: none)
     int mtp_pos;    // this step: the module reads positions mtp_pos .. mtp_pos + n_mtp - 1 (the h of
     int n_mtp;      // main rows main_row, main_row + 1, ... and the tokens after them)
+    int decided;    // this step decided the token at len: the prompt has been read
 } SpecSeq;
 
 // The main model's step: rows for the n sequences (prompt tokens, up to `share` a sequence; or
@@ -239,9 +240,8 @@ static void spec_advance(const Model *m, int *ids, int *len, int *fed, SpecSeq *
     q->mtp_pos = *fed;
     *fed += known;
     q->n_mtp = known;  // the module reads each fed position whose next token is known ...
-    if (*fed < *len) {
-        return;        // ... all of them while the prompt is still being read
-    }
+    q->decided = *fed == *len;
+    if (!q->decided) return;  // ... all of them while the prompt is still being read
     // the last known token's row predicts the token at position len
     int token, accepted = 0;
     const float *za = logits + (size_t)(q->main_row + known - 1) * V;
@@ -303,7 +303,12 @@ void generate_batch_speculative(const Model *m, DecodeState *const *s, DecodeBat
             if (q->main_row < 0) continue;
             row += q->n_mtp;
             q->draft = -1;
-            if (q->n_mtp == 0 || q->mtp_pos + q->n_mtp + 1 != len[i] || len[i] >= q->cap) continue;
+            // No draft while the prompt is being read, even when its last token alone is left
+            // (the module's last row would predict it): the draws of each sequence's RNG must
+            // not depend on how its prompt was cut, which depends on its batch-mates.
+            if (!q->decided || q->n_mtp == 0 || q->mtp_pos + q->n_mtp + 1 != len[i] ||
+                len[i] >= q->cap)
+                continue;
             float *qi = draft_q + (size_t)i * V;
             sampling_distribution(b->logits + (size_t)(row - 1) * V, V, sc, qi);
             q->draft = sample_from(qi, V, &rng[i]);

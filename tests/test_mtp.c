@@ -505,9 +505,11 @@ static void test_speculative_rollouts_threads(void **state) {
         omp_set_num_threads(run ? 3 : 1);
 #endif
         Rollout *r = rollouts_new(N, CTX);
-        for (int i = 0; i < N; i++) {
-            for (int t = 0; t < 6; t++) r[i].ids[t] = (2 + 5 * i + (1 + i % 4) * t) % m->cfg.vocab_size;
-            r[i].n_prompt = r[i].n = 6;
+        for (int i = 0; i < N; i++) {  // prompts of 5 to 11 tokens: read in chunks of several sizes
+            int n_prompt = 5 + i % 7;
+            for (int t = 0; t < n_prompt; t++)
+                r[i].ids[t] = (2 + 5 * i + (1 + i % 4) * t) % m->cfg.vocab_size;
+            r[i].n_prompt = r[i].n = n_prompt;
         }
         sample_rollouts(m, NULL, r, N, 30, &sc, 9);
         for (int i = 0; i < N; i++) {
@@ -587,18 +589,23 @@ static void test_speculative_accept_distribution(void **state) {
     EXPECT(fabs(rate - 0.60) < 0.005, "acceptance rate %.4f, expected 0.60", rate);
 }
 
-// The first two tokens sampled after a prompt, speculatively, against their exact joint
-// distribution p(t1) p(t2 | t1) (sampling_distribution of the model's logits, a batch of one);
-// a first token that is EOS ends the sequence: its own cell, V*V.
+// Tokens 2 and 3 sampled after a prompt, speculatively, against their exact distribution
+// p(t2, t3) = sum_t1 p(t1) p(t2 | t1) p(t3 | t1, t2) (sampling_distribution of the model's
+// logits, a batch of one). The first token comes from the main model (the module drafts nothing
+// before the prompt is read); the second is the module's draft, accepted or not, and the third
+// is then the bonus token of an accepted draft (drawn from the draft's own row) or the main
+// model's after a rejected one (itself drafted): every branch of spec_advance. An EOS ends the
+// sequence: t1 = EOS is cell V*V, t2 = EOS cell V*V + 1.
 static void joint_check(Model *m, float temperature, float top_p) {
     enum { RUNS = 6000, P = 5 };
     int V = m->cfg.vocab_size, prompt[P] = {9, 12, 15, 18, 21};
     SamplingConfig sc = {temperature, top_p, 1};
     char err[R1_ERR_LEN];
-    // exact: p1 after the prompt, p2 after each t1
-    int eos = m->cfg.eos_token_id;
-    double *joint = calloc((size_t)V * V + 1, sizeof(double));
+    int eos = m->cfg.eos_token_id, cells = V * V + 2;
+    // exact: p1 after the prompt, p2 after each t1, p3 after each (t1, t2)
+    double *joint = calloc((size_t)cells, sizeof(double));
     float *p1 = calloc((size_t)V, sizeof(float)), *p2 = calloc((size_t)V, sizeof(float));
+    float *p3 = calloc((size_t)V, sizeof(float));
     DecodeBatch b;
     decode_batch_create(&b, m);
     DecodeState s, *sp = &s;
@@ -608,14 +615,20 @@ static void joint_check(Model *m, float temperature, float top_p) {
     joint[V * V] = p1[eos];
     for (int t1 = 0; t1 < V; t1++) {
         if (p1[t1] == 0.0f || t1 == eos) continue;
-        int pos = P;
-        decode_step_batch(m, &sp, &b, &t1, &pos, 1);
+        int pos1 = P, pos2 = P + 1;
+        decode_step_batch(m, &sp, &b, &t1, &pos1, 1);
         sampling_distribution(b.logits, V, &sc, p2);
-        for (int t2 = 0; t2 < V; t2++) joint[t1 * V + t2] = (double)p1[t1] * p2[t2];
+        joint[V * V + 1] += (double)p1[t1] * p2[eos];
+        for (int t2 = 0; t2 < V; t2++) {
+            if (p2[t2] == 0.0f || t2 == eos) continue;
+            decode_step_batch(m, &sp, &b, &t2, &pos2, 1);  // the cache at P still holds t1
+            sampling_distribution(b.logits, V, &sc, p3);
+            for (int t3 = 0; t3 < V; t3++) joint[t2 * V + t3] += (double)p1[t1] * p2[t2] * p3[t3];
+        }
     }
     decode_state_free(&s);
     // sampled: RUNS sequences, 8 to a batch, each with its own seed
-    long *counts = calloc((size_t)V * V + 1, sizeof(long)), drafted = 0, accepted = 0;
+    long *counts = calloc((size_t)cells, sizeof(long)), drafted = 0, accepted = 0, went_on = 0;
     float *probs = calloc((size_t)V, sizeof(float));
     for (int r0 = 0; r0 < RUNS; r0 += 8) {
         DecodeState st[8], *sps[8];
@@ -626,26 +639,31 @@ static void joint_check(Model *m, float temperature, float top_p) {
             EXPECT(decode_state_create(&st[i], m, 16, err) == 0, "%s", err);
             sps[i] = &st[i];
             memcpy(buf[i], prompt, sizeof(prompt));
-            ids[i] = buf[i], len[i] = P, fed[i] = 0, lim[i] = P + 2;
+            ids[i] = buf[i], len[i] = P, fed[i] = 0, lim[i] = P + 3;
             rng_seed(&rng[i], 7000 + r0 + i);
         }
         generate_batch_speculative(m, sps, &b, ids, len, fed, lim, 8, &sc, rng, probs, count);
         for (int i = 0; i < 8; i++) {
-            int ended = buf[i][P] == eos;
-            EXPECT(len[i] == (ended ? P + 1 : P + 2), "run %d: length %d", r0 + i, len[i]);
-            counts[ended ? V * V : buf[i][P] * V + buf[i][P + 1]]++;
+            int cell, want;
+            if (buf[i][P] == eos) cell = V * V, want = P + 1;
+            else if (buf[i][P + 1] == eos) cell = V * V + 1, want = P + 2;
+            else cell = buf[i][P + 1] * V + buf[i][P + 2], want = P + 3;
+            EXPECT(len[i] == want, "run %d: length %d, expected %d", r0 + i, len[i], want);
+            counts[cell]++;
+            went_on += buf[i][P] != eos;
             drafted += count[i].drafted, accepted += count[i].accepted;
             decode_state_free(&st[i]);
         }
     }
     int df;
-    double chi = chi_square(counts, joint, V * V + 1, RUNS, &df);
-    print_message("    T %.1f top-p %.2f: first two tokens vs p(t1) p(t2|t1): chi-square %.1f (df %d, "
-                  "critical %.1f); %ld of %ld drafts accepted\n", temperature, top_p, chi, df,
-                  chi_critical(df), accepted, drafted);
+    double chi = chi_square(counts, joint, cells, RUNS, &df);
+    print_message("    T %.1f top-p %.2f: tokens 2 and 3 vs sum_t1 p(t1) p(t2|t1) p(t3|t1,t2): "
+                  "chi-square %.1f (df %d, critical %.1f); %ld of %ld drafts accepted\n",
+                  temperature, top_p, chi, df, chi_critical(df), accepted, drafted);
     EXPECT(df >= 3, "only %d degrees of freedom: the test says little", df);
-    EXPECT(drafted >= RUNS && accepted > 0 && accepted < drafted, "%ld of %ld accepted", accepted,
-           drafted);
+    // every run that went on past t1 drafted t2; some drafted t3 too (after a rejection)
+    EXPECT(drafted > went_on, "%ld drafts in %ld runs that went on", drafted, went_on);
+    EXPECT(accepted > 0 && accepted < drafted, "%ld of %ld accepted", accepted, drafted);
     EXPECT(chi < chi_critical(df), "speculative samples are not the model's distribution: chi %.1f "
            "(df %d)", chi, df);
     decode_batch_free(&b);
@@ -654,6 +672,7 @@ static void joint_check(Model *m, float temperature, float top_p) {
     free(joint);
     free(p1);
     free(p2);
+    free(p3);
 }
 
 static void test_speculative_joint_distribution(void **state) {
