@@ -1,7 +1,9 @@
-// test_reference.c: r1.c against Hugging Face transformers 5.17's DeepseekV3ForCausalLM.
+// test_reference.c: r1.c against Hugging Face transformers 5.17's DeepseekV3ForCausalLM (and
+// Qwen2ForCausalLM / LlamaForCausalLM for gqa.c).
 //
 // Each directory under tests/fixtures/ is a checkpoint written by transformers
-// (tests/make_reference.py) plus reference.safetensors with what transformers computed on it:
+// (tests/make_reference.py; qwen2-tiny and llama-tiny, the second family of gqa.c, by
+// tests/make_qwen_reference.py) plus reference.safetensors with what transformers computed on it:
 // input_ids, logits, the loss, grad.<name> for every trainable tensor, and a greedy continuation.
 // We load the checkpoint with our own loader, run our forward and backward, and compare.
 //   logits:         relative L2 error < 1e-4
@@ -17,7 +19,10 @@
 #include <cmocka.h>
 
 static const char *CASES[] = {"hf-tiny", "base",   "qnull",         "yarn",    "yarn_hub",
-                              "groups",  "deep",   "nonorm",        "negbias", "yarn_mismatch"};
+                              "groups",  "deep",   "nonorm",        "negbias", "yarn_mismatch",
+                              // the second family (gqa.c): Qwen2ForCausalLM and LlamaForCausalLM,
+                              // written by tests/make_qwen_reference.py
+                              "qwen2-tiny", "llama-tiny"};
 #define N_CASES ((int)(sizeof(CASES) / sizeof(CASES[0])))
 
 // sqrt(sum (a-b)^2) / sqrt(sum b^2), in double

@@ -13,6 +13,7 @@ HTML comment on the line just above a ```sh block says how to treat it:
   <!-- check: run -->           run it and require exit status 0, but compare no output (it moves
                                 with the kernels' rounding, or is not shown)
   <!-- check: needs MODULE -->  run it only where Python can import MODULE (transformers, ...)
+  <!-- check: cheap -->         run and compare it even in a chapter whose blocks default to full
 
 Every other block runs and, if an output block follows, is compared with it: each non-blank line
 of the text's output must appear, in order, among the lines printed (so a block may show only
@@ -53,7 +54,7 @@ CHAPTERS = {
 # scratch directory of their own under build/, where ./r1 is a link to the program.
 SCRATCH = {"tutorial/09-bad-input-and-faults.md": "build/tutorial-09"}
 BLOCK_TIMEOUT = int(os.environ.get("TUTORIAL_TIMEOUT", "300"))  # seconds per block
-MARK = re.compile(r"<!--\s*check:\s*(full|illustrative|run|needs)\b\s*([\w.]*).*?-->")
+MARK = re.compile(r"<!--\s*check:\s*(full|cheap|illustrative|run|needs)\b\s*([\w.]*).*?-->")
 
 
 def transcript(lines, i, marker):
