@@ -1242,6 +1242,34 @@ void decode_batch_free(DecodeBatch *b) {
     memset(b, 0, sizeof(*b));
 }
 
+// out (n) = sum over j < m of w[j] * row j, the rows n floats long and `stride` floats apart:
+// each out[i] is 0 + w[0] row0[i] + w[1] row1[i] + ..., j in order, a multiply and an add per
+// term. 32 columns (then 8) go at a time through a local accumulator, which the compiler keeps
+// in registers for the whole sum, four independent chains of vector adds; a loop that adds into
+// out[] directly sends it to memory and back for every j (the compiler cannot know that out and
+// the rows do not overlap). The same floats.
+static void weighted_row_sum(float *out, const float *w, const float *rows, size_t stride, int m,
+                             int n) {
+    int i0 = 0;
+    for (; i0 + 32 <= n; i0 += 32) {
+        float acc[32] = {0};
+        for (int j = 0; j < m; j++)
+            for (int l = 0; l < 32; l++) acc[l] += w[j] * rows[(size_t)j * stride + i0 + l];
+        memcpy(out + i0, acc, sizeof(acc));
+    }
+    for (; i0 + 8 <= n; i0 += 8) {
+        float acc[8] = {0};
+        for (int j = 0; j < m; j++)
+            for (int l = 0; l < 8; l++) acc[l] += w[j] * rows[(size_t)j * stride + i0 + l];
+        memcpy(out + i0, acc, sizeof(acc));
+    }
+    for (; i0 < n; i0++) {
+        float acc = 0.0f;
+        for (int j = 0; j < m; j++) acc += w[j] * rows[(size_t)j * stride + i0];
+        out[i0] = acc;
+    }
+}
+
 // The attention of one token at position pos of layer l, once its projections are done:
 // kv_a (dc+dr) = kv_a_proj_with_mqa(xb) and q (H, dn+dr) = the queries (RoPE not yet applied).
 // Writes this position's cache entry, then attends over positions 0..pos of the cache with the
@@ -1271,9 +1299,7 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
         // q_abs (dc) = W_UK[h]^T q_nope[h]; W_UK[h] is rows h*(dn+dv) .. +dn of kv_b_proj
         float *qa = s->q_abs + (size_t)h * dc;
         const float *W = lp->kv_b_proj + (size_t)h * (dn + dv) * dc;
-        for (int i = 0; i < dc; i++) qa[i] = 0.0f;
-        for (int d = 0; d < dn; d++)
-            for (int i = 0; i < dc; i++) qa[i] += qh[d] * W[(size_t)d * dc + i];
+        weighted_row_sum(qa, qh, W, dc, dn, dc);
         // scores over the cache, softmax
         float *p = s->att + (size_t)h * s->max_T;
         for (int j = 0; j <= pos; j++) {
@@ -1284,9 +1310,7 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
         softmax_inplace(p, pos + 1);
         // o_lat (dc) = sum_j p_j c_kv[j];  o (dv) = W_UV[h] o_lat
         float *ol = s->o_lat + (size_t)h * dc;
-        for (int i = 0; i < dc; i++) ol[i] = 0.0f;
-        for (int j = 0; j <= pos; j++)
-            for (int i = 0; i < dc; i++) ol[i] += p[j] * cache_c[(size_t)j * dc + i];
+        weighted_row_sum(ol, p, cache_c, dc, pos + 1, dc);
         const float *Wv = W + (size_t)dn * dc;
         for (int d = 0; d < dv; d++) o[(size_t)h * dv + d] = dot_lanes(Wv + (size_t)d * dc, ol, dc);
     }
