@@ -2769,16 +2769,23 @@ static void keep_freed_memory(void) {
 // laptop where another program holds a core, the spinning thread steals the time slices the
 // working one needs, and each parallel region waits for a thread that is not running. Measured
 // on the 2-core sandbox with a busy loop on one core: a training step 8x slower on 2 threads
-// than on 1, and batched decoding 90x slower (tests/BENCH.md, "OpenMP's wait policy"). With
-// OMP_WAIT_POLICY=passive a waiting thread sleeps at once, and 2 threads never lose to 1.
+// than on 1, and batched decoding 90x slower (tests/BENCH.md, "OpenMP's wait policy"). Sleeping
+// at once (OMP_WAIT_POLICY=passive) never lost to 1 thread there, but waking a sleeping thread
+// costs 13-60 us per parallel region (a VM's idle core must be woken), and a training step has
+// ~345 regions: 2 threads trained only 1.5x faster than 1 on a quiet machine. So the threads
+// spin a little first (GOMP_SPINCOUNT=1000 checks, ~1-3 us: regions that follow each other
+// closely find them awake) and then sleep: 2 threads 1.7x, and with the busy loop still level
+// with 1 thread (tests/BENCH.md, stop 27). OMP_WAIT_POLICY=passive is set too, for OpenMP
+// runtimes that do not read GOMP_SPINCOUNT (libgomp lets GOMP_SPINCOUNT override it).
 // libgomp reads its environment before main runs, so the setting takes effect by starting the
 // program again with it (execv of /proc/self/exe; runtimes that read it at their first parallel
 // region, such as LLVM's libomp, see the setenv alone). A user's own OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT is left alone: OMP_WAIT_POLICY=active brings back the spinning.
-static void passive_wait_policy(char **argv) {
+// GOMP_SPINCOUNT is left alone: OMP_WAIT_POLICY=active brings back the long spinning.
+static void short_spin_wait_policy(char **argv) {
 #ifdef _OPENMP
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv("GOMP_SPINCOUNT", "1000", 1);
 #ifdef __linux__
     execv("/proc/self/exe", argv);  // returns only if it failed: then go on as we are
 #endif
@@ -2787,7 +2794,7 @@ static void passive_wait_policy(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    passive_wait_policy(argv);
+    short_spin_wait_policy(argv);
     keep_freed_memory();
     // R1_PLAIN_ATTENTION=1: the training attention as plain loops, to step in gdb (r1.c)
     const char *plain = getenv("R1_PLAIN_ATTENTION");

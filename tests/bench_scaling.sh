@@ -4,7 +4,8 @@
 # multiple of the 1-thread run. Run from the repository root after `make r1`; the raw output of
 # each run is kept in bench-scaling-T.txt. On the device's 16-core CPU: one call, ~3-5 minutes.
 # To compare OpenMP's wait policies there: OMP_WAIT_POLICY=active tests/bench_scaling.sh (spinning
-# threads; r1's own default is passive, main.c).
+# threads), OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=0 (sleeping at once); r1's own default is a
+# short spin, then sleep (GOMP_SPINCOUNT=1000, main.c).
 #   FMA peak    fma_peak_gflops of all T threads (kernels.c: 16 chains of vector FMAs)
 #   train       the training step (8 x 256 tokens), tokens/s, and its share of that peak
 #   gen 1/16/64 greedy decoding with the latent cache: 1 stream, 16 and 64 streams in batches
@@ -16,7 +17,7 @@ counts=${*:-1 2 4 8 16}
 field() {  # field FILE PATTERN AWK_FIELD: the first line matching PATTERN, one field
     grep -m1 -- "$2" "$1" | awk "{print \$$3}"
 }
-echo "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive (r1 sets it)} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset}"
+echo "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset} (unset both: r1 sets passive and 1000)"
 printf '%7s %9s %9s %6s %9s %9s %9s %8s %6s\n' threads "FMA peak" train "%peak" "gen 1" "gen 16" \
     "gen 64" "grpo s" "gen %"
 base_train=; base_g1=; base_g16=; base_g64=; base_grpo=
