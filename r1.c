@@ -1270,49 +1270,6 @@ static void weighted_row_sum(float *out, const float *w, const float *rows, size
     }
 }
 
-// The lane sums of dot_lanes(x, row, n) for 8 rows at once (row jj at rows + jj * n; n a
-// multiple of 8), transposed: t[l * 8 + jj] is lane l of row jj. Each lane is summed exactly as
-// dot_lanes sums it; only where the results land differs.
-static void lane_sums_of_8_rows(float t[64], const float *x, const float *rows, int n) {
-    for (int jj = 0; jj < 8; jj++) {
-        float lanes[8] = {0};
-        for (int c = 0; c < n; c += 8)
-            for (int l = 0; l < 8; l++) lanes[l] += x[c + l] * rows[(size_t)jj * n + c + l];
-        for (int l = 0; l < 8; l++) t[l * 8 + jj] = lanes[l];
-    }
-}
-
-// p[j] = (qa . cache_c[j] + qr . cache_k[j]) * scale for the n cached positions j: the absorbed
-// scores of one head (latent part, dc floats, and rope part, dr floats), each dot product the
-// float dot_lanes gives. dot_lanes ends every product with a tree of 7 additions across its 8
-// lanes, one position at a time. Here 8 positions go together: their lanes are laid side by
-// side (lane_sums_of_8_rows) and the same tree runs down the columns, 8 positions per addition,
-// which the compiler turns into vector adds. The same floats, ~1.8x faster for dc 32, dr 16.
-// (Sizes that are not multiples of 8, and the last n % 8 positions, go one by one.)
-static void attention_scores(float *p, const float *qa, const float *qr, const float *cache_c,
-                             const float *cache_k, int dc, int dr, int n, float scale) {
-    int j = 0;
-    if (dc % 8 == 0 && dr % 8 == 0) {
-        for (; j + 8 <= n; j += 8) {
-            float ta[64], tb[64];
-            lane_sums_of_8_rows(ta, qa, cache_c + (size_t)j * dc, dc);
-            lane_sums_of_8_rows(tb, qr, cache_k + (size_t)j * dr, dr);
-            for (int jj = 0; jj < 8; jj++) {  // add_lanes' tree, and dot_lanes' 0 + tree
-                float a = 0.0f + (((ta[0 + jj] + ta[8 + jj]) + (ta[16 + jj] + ta[24 + jj])) +
-                                  ((ta[32 + jj] + ta[40 + jj]) + (ta[48 + jj] + ta[56 + jj])));
-                float b = 0.0f + (((tb[0 + jj] + tb[8 + jj]) + (tb[16 + jj] + tb[24 + jj])) +
-                                  ((tb[32 + jj] + tb[40 + jj]) + (tb[48 + jj] + tb[56 + jj])));
-                p[j + jj] = (a + b) * scale;
-            }
-        }
-    }
-    for (; j < n; j++) {
-        float a = dot_lanes(qa, cache_c + (size_t)j * dc, dc);
-        float b = dot_lanes(qr, cache_k + (size_t)j * dr, dr);
-        p[j] = (a + b) * scale;
-    }
-}
-
 // The attention of one token at position pos of layer l, once its projections are done:
 // kv_a (dc+dr) = kv_a_proj_with_mqa(xb) and q (H, dn+dr) = the queries (RoPE not yet applied).
 // Writes this position's cache entry, then attends over positions 0..pos of the cache with the
@@ -1345,7 +1302,11 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
         weighted_row_sum(qa, qh, W, dc, dn, dc);
         // scores over the cache, softmax
         float *p = s->att + (size_t)h * s->max_T;
-        attention_scores(p, qa, qh + dn, cache_c, cache_k, dc, dr, pos + 1, m->attn_scale);
+        for (int j = 0; j <= pos; j++) {
+            float a = dot_lanes(qa, cache_c + (size_t)j * dc, dc);
+            float b = dot_lanes(qh + dn, cache_k + (size_t)j * dr, dr);
+            p[j] = (a + b) * m->attn_scale;
+        }
         softmax_inplace(p, pos + 1);
         // o_lat (dc) = sum_j p_j c_kv[j];  o (dv) = W_UV[h] o_lat
         float *ol = s->o_lat + (size_t)h * dc;
