@@ -1172,6 +1172,27 @@ static void test_decode_batch_cut(void **state) {
     omp_set_num_threads(was);
 }
 
+// weighted_row_sum (the decode attention's q_abs and o_lat) is the plain loop out[i] += w[j] *
+// row_j[i], j in order from 0, float for float: through its 32-wide blocks, its 8-wide ones and
+// its last columns one by one (n = 45 = 32 + 8 + 5), rows with a stride wider than n.
+static void test_weighted_row_sum_is_the_plain_loop(void **state) {
+    (void)state;
+    enum { M = 37, N = 45, STRIDE = 50 };
+    float w[M], rows[M * STRIDE], got[N], want[N];
+    Rng rng;
+    rng_seed(&rng, 11);
+    for (int j = 0; j < M; j++) w[j] = rng_normal(&rng);
+    for (int i = 0; i < M * STRIDE; i++) rows[i] = rng_normal(&rng);
+    for (int m = 0; m <= M; m += 12) {  // also an empty sum (m = 0): zeros
+        for (int i = 0; i < N; i++) want[i] = 0.0f;
+        for (int j = 0; j < m; j++)
+            for (int i = 0; i < N; i++) want[i] += w[j] * rows[j * STRIDE + i];
+        for (int i = 0; i < N; i++) got[i] = 99.0f;
+        weighted_row_sum(got, w, rows, STRIDE, m, N);
+        EXPECT(memcmp(got, want, sizeof(got)) == 0, "m = %d: not the plain loop's floats", m);
+    }
+}
+
 static void test_decode_batch(void **state) {
     (void)state;
     check_decode_batch(V_BASE);
@@ -2870,6 +2891,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cross_entropy_by_hand),
         cmocka_unit_test(test_cross_entropy_mask),
         cmocka_unit_test(test_decode_matches_forward),
+        cmocka_unit_test(test_weighted_row_sum_is_the_plain_loop),
         cmocka_unit_test(test_decode_batch),
         cmocka_unit_test(test_decode_batch_cut),
         cmocka_unit_test(test_decode_state_limits),
