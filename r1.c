@@ -1242,32 +1242,28 @@ void decode_batch_free(DecodeBatch *b) {
     memset(b, 0, sizeof(*b));
 }
 
-// out (n) = sum over j < m of w[j] * row j, the rows n floats long and `stride` floats apart:
-// each out[i] is 0 + w[0] row0[i] + w[1] row1[i] + ..., j in order, a multiply and an add per
-// term. 32 columns (then 8) go at a time through a local accumulator, which the compiler keeps
-// in registers for the whole sum, four independent chains of vector adds; a loop that adds into
-// out[] directly sends it to memory and back for every j (the compiler cannot know that out and
-// the rows do not overlap). The same floats.
+// out (width) = sum over j < m of w[j] * row j for `width` <= 32 columns, rows `stride` floats
+// apart, in a local accumulator: each out[i] is 0 + w[0] row0[i] + w[1] row1[i] + ..., j in
+// order, a multiply and an add per term. Called with a constant width, the compiler keeps the
+// accumulator in registers for the whole sum (32 columns: four independent chains of vector
+// adds); a loop that adds into out[] directly sends it to memory and back for every j, as the
+// compiler cannot know that out and the rows do not overlap.
+static inline void weighted_columns(float *out, const float *w, const float *rows, size_t stride,
+                                    int m, int width) {
+    float acc[32] = {0};
+    for (int j = 0; j < m; j++)
+        for (int l = 0; l < width; l++) acc[l] += w[j] * rows[(size_t)j * stride + l];
+    memcpy(out, acc, (size_t)width * sizeof(float));
+}
+
+// out (n) = sum over j < m of w[j] * row j, the rows n floats long: 32 columns at a time, then 8,
+// then one (the same floats as the plain loop, test_weighted_row_sum_is_the_plain_loop).
 static void weighted_row_sum(float *out, const float *w, const float *rows, size_t stride, int m,
                              int n) {
     int i0 = 0;
-    for (; i0 + 32 <= n; i0 += 32) {
-        float acc[32] = {0};
-        for (int j = 0; j < m; j++)
-            for (int l = 0; l < 32; l++) acc[l] += w[j] * rows[(size_t)j * stride + i0 + l];
-        memcpy(out + i0, acc, sizeof(acc));
-    }
-    for (; i0 + 8 <= n; i0 += 8) {
-        float acc[8] = {0};
-        for (int j = 0; j < m; j++)
-            for (int l = 0; l < 8; l++) acc[l] += w[j] * rows[(size_t)j * stride + i0 + l];
-        memcpy(out + i0, acc, sizeof(acc));
-    }
-    for (; i0 < n; i0++) {
-        float acc = 0.0f;
-        for (int j = 0; j < m; j++) acc += w[j] * rows[(size_t)j * stride + i0];
-        out[i0] = acc;
-    }
+    for (; i0 + 32 <= n; i0 += 32) weighted_columns(out + i0, w, rows + i0, stride, m, 32);
+    for (; i0 + 8 <= n; i0 += 8) weighted_columns(out + i0, w, rows + i0, stride, m, 8);
+    for (; i0 < n; i0++) weighted_columns(out + i0, w, rows + i0, stride, m, 1);
 }
 
 // The attention of one token at position pos of layer l, once its projections are done:
