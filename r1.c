@@ -1444,6 +1444,66 @@ void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, co
 // DECODE_ROWS / n prompt tokens a step.
 int prompt_rows_per_sequence(int n) { return n > 0 ? DECODE_ROWS / n : DECODE_ROWS; }
 
+// Positions 0..n_pos-1 of src's cache, every block (and GQA's keys and values), into dst's.
+static void decode_state_copy_prefix(DecodeState *dst, const DecodeState *src, const Model *m,
+                                     int n_pos) {
+    const Config *c = &m->cfg;
+    size_t dc = c->kv_lora_rank, dr = c->qk_rope_head_dim;
+    size_t kv = is_gqa(c) ? (size_t)c->num_key_value_heads * c->head_dim : 0;
+    for (size_t l = 0; l < (size_t)model_blocks(c); l++) {
+        size_t at_dst = l * dst->max_T, at_src = l * src->max_T, n = (size_t)n_pos;
+        memcpy(dst->c_kv + at_dst * dc, src->c_kv + at_src * dc, n * dc * sizeof(float));
+        memcpy(dst->k_pe + at_dst * dr, src->k_pe + at_src * dr, n * dr * sizeof(float));
+        memcpy(dst->k + at_dst * kv, src->k + at_src * kv, n * kv * sizeof(float));
+        memcpy(dst->v + at_dst * kv, src->v + at_src * kv, n * kv * sizeof(float));
+    }
+}
+
+// Shared prompts. GRPO's G rollouts of a question, evaluation's k samples of a problem and
+// rejection sampling's candidates begin with the same prompt, and each used to read it into its
+// own cache. Here, among the n sequences with nothing cached yet, the first of each prompt (its
+// leader) reads all of its prompt but the last token; that part of its cache is copied to the
+// others with the same prompt, and every sequence goes on from there (its last prompt token is
+// fed with the first step that samples). The copied entries are the floats each sequence would
+// have computed itself (a cache entry depends on the tokens before it, never on batch-mates), so
+// nothing sampled changes; the prompt is read once instead of G times.
+static void read_shared_prompts(const Model *m, DecodeState *const *s, DecodeBatch *b,
+                                int *const *ids, const int *len, int *fed, const int *cap, int n) {
+    int leader[DECODE_BATCH], followed[DECODE_BATCH] = {0}, n_leaders = 0;
+    for (int i = 0; i < n; i++) {
+        leader[i] = -1;
+        if (fed[i] != 0 || len[i] < 2 || len[i] >= cap[i]) continue;  // nothing to read or sample
+        for (int j = 0; j < i && leader[i] < 0; j++)
+            if (leader[j] == j && len[j] == len[i] &&
+                memcmp(ids[j], ids[i], (size_t)len[i] * sizeof(int)) == 0)
+                leader[i] = j;
+        if (leader[i] < 0) leader[i] = i;  // the first with this prompt
+        else n_leaders += followed[leader[i]]++ == 0;
+    }
+    if (n_leaders == 0) return;  // no prompt to share: the sequences read their own
+    // the leaders with followers read their prompts but the last token, several tokens a step
+    int share = prompt_rows_per_sequence(n_leaders);
+    int tokens[DECODE_ROWS], pos[DECODE_ROWS];
+    DecodeState *rs[DECODE_ROWS];
+    for (;;) {
+        int rows = 0;
+        for (int i = 0; i < n; i++) {
+            if (leader[i] != i || !followed[i]) continue;
+            int k = len[i] - 1 - fed[i] < share ? len[i] - 1 - fed[i] : share;
+            for (int j = 0; j < k; j++, rows++)
+                rs[rows] = s[i], tokens[rows] = ids[i][fed[i] + j], pos[rows] = fed[i] + j;
+            fed[i] += k;
+        }
+        if (rows == 0) break;
+        decode_step_batch(m, rs, b, tokens, pos, rows);
+    }
+    for (int i = 0; i < n; i++)
+        if (leader[i] >= 0 && leader[i] != i) {
+            decode_state_copy_prefix(s[i], s[leader[i]], m, len[i] - 1);
+            fed[i] = len[i] - 1;
+        }
+}
+
 // generate() for n <= DECODE_BATCH sequences at once. Sequence i holds len[i] tokens in ids[i]
 // of which the first fed[i] are already in s[i]'s cache (0: nothing cached), and grows until
 // EOS or max_len[i] tokens (at most s[i]'s context), sampling with rng[i]; len[i] is updated,
@@ -1459,6 +1519,7 @@ void generate_batch_cached(const Model *m, DecodeState *const *s, DecodeBatch *b
     DecodeState *rs[DECODE_ROWS];
     int share = prompt_rows_per_sequence(n);
     for (int i = 0; i < n; i++) cap[i] = max_len[i] < s[i]->max_T ? max_len[i] : s[i]->max_T;
+    read_shared_prompts(m, s, b, ids, len, fed, cap, n);
     for (;;) {
         int rows = 0;  // the sequences still growing take this step together
         for (int i = 0; i < n; i++) {

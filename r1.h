@@ -780,6 +780,8 @@ void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, co
 int prompt_rows_per_sequence(int n);
 // generate() for n <= DECODE_BATCH sequences: sequence i has its prompt, len[i] tokens, in
 // ids[i] (nothing cached) and grows until EOS or max_len[i] tokens with rng[i]; len[i] updated.
+// Sequences with the same prompt read it once (r1.c, read_shared_prompts); nothing sampled
+// depends on that.
 void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *const *ids,
                     int *len, const int *max_len, int n, const SamplingConfig *sc, Rng *rng,
                     float *probs);

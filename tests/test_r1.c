@@ -1193,6 +1193,61 @@ static void test_weighted_row_sum_is_the_plain_loop(void **state) {
     }
 }
 
+// Sequences that begin with the same prompt read it once (read_shared_prompts): the first of
+// each prompt reads all but its last token and the others get a copy of that cache. Sampling at
+// temperature 1, every sequence's tokens are those it samples decoding alone (a batch of one,
+// where nothing is shared), bit for bit; and the sharing happened: after read_shared_prompts,
+// the sequences with a twin have len - 1 positions cached, the one without has none.
+static void test_generate_batch_shared_prompts(void **state) {
+    (void)state;
+    Config c = tiny_config(V_BASE);
+    enum { NS = 6, T = 24 };
+    int V = c.vocab_size;
+    Model m;
+    make_model(&m, &c, 41, 1, T);
+    char err[R1_ERR_LEN];
+    int prompt[3][8], prompt_len[3] = {7, 4, 5}, which[NS] = {0, 1, 0, 2, 1, 0};
+    for (int p = 0; p < 3; p++) random_ids(prompt[p], 8, V, 60 + p);
+    SamplingConfig sc = {1.0f, 1.0f, 0};
+    float *probs = malloc(sizeof(float) * V);
+    DecodeBatch b;
+    decode_batch_create(&b, &m);
+    int gen[NS][T], *gp[NS], len[NS], max_len[NS], fed[NS];
+    DecodeState st[NS], *sp[NS];
+    Rng rng[NS];
+    for (int i = 0; i < NS; i++) {
+        memcpy(gen[i], prompt[which[i]], sizeof(prompt[0]));
+        gp[i] = gen[i], len[i] = prompt_len[which[i]], max_len[i] = T, fed[i] = 0;
+        EXPECT(decode_state_create(&st[i], &m, T, err) == 0, "%s", err);
+        sp[i] = &st[i];
+        rng_seed(&rng[i], 500 + i);
+    }
+    int cap[NS];
+    for (int i = 0; i < NS; i++) cap[i] = T;
+    read_shared_prompts(&m, sp, &b, gp, len, fed, cap, NS);
+    for (int i = 0; i < NS; i++)
+        EXPECT(fed[i] == (which[i] == 2 ? 0 : len[i] - 1), "sequence %d: %d positions cached", i,
+               fed[i]);
+    generate_batch_cached(&m, sp, &b, gp, len, fed, max_len, NS, &sc, rng, probs);
+    for (int i = 0; i < NS; i++) {  // each alone
+        int one[T], *op = one, len1 = prompt_len[which[i]], max1 = T;
+        memcpy(one, prompt[which[i]], sizeof(prompt[0]));
+        DecodeState s1, *s1p = &s1;
+        EXPECT(decode_state_create(&s1, &m, T, err) == 0, "%s", err);
+        Rng r1;
+        rng_seed(&r1, 500 + i);
+        generate_batch(&m, &s1p, &b, &op, &len1, &max1, 1, &sc, &r1, probs);
+        EXPECT(len1 == len[i] && memcmp(one, gen[i], sizeof(int) * len1) == 0,
+               "sequence %d: other tokens with its prompt shared than alone", i);
+        EXPECT(len[i] > prompt_len[which[i]], "sequence %d sampled nothing", i);
+        decode_state_free(&s1);
+        decode_state_free(&st[i]);
+    }
+    decode_batch_free(&b);
+    free(probs);
+    model_free(&m);
+}
+
 static void test_decode_batch(void **state) {
     (void)state;
     check_decode_batch(V_BASE);
@@ -2892,6 +2947,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cross_entropy_mask),
         cmocka_unit_test(test_decode_matches_forward),
         cmocka_unit_test(test_weighted_row_sum_is_the_plain_loop),
+        cmocka_unit_test(test_generate_batch_shared_prompts),
         cmocka_unit_test(test_decode_batch),
         cmocka_unit_test(test_decode_batch_cut),
         cmocka_unit_test(test_decode_state_limits),
