@@ -172,8 +172,10 @@ int speculative_accept(const float *p, const float *q, int draft, Rng *rng, floa
 // A sequence of len tokens has its main cache filled for positions 0..fed-1, and the MTP
 // module's cache (block L of the same DecodeState) for the same positions. Its prompt goes in
 // as generate_batch_cached's does, several tokens a step (prompt_rows_per_sequence), and the
-// module reads the same positions. Once the prompt is in, each step feeds the main model two rows together: its last token (position len-1) and the
-// module's draft d for position len. The first row's logits give p, the distribution of the
+// module reads the same positions (no prompt sharing here: each sequence reads its own, so the
+// module's cache fills with it). Once the prompt is in, each step feeds the main model two rows
+// together: its last token (position len-1) and the module's draft d for position len. The
+// first row's logits give p, the distribution of the
 // token at len; the second's, computed with d in place, give the token at len+1 if d stands:
 //   accepted (temperature 0: d is p's argmax; else with probability min(1, p(d) / q(d)), q the
 //     draft's distribution): d and, from the second row, one token more: two tokens for a step;
@@ -184,8 +186,8 @@ int speculative_accept(const float *p, const float *q, int draft, Rng *rng, floa
 // samples are drawn from the model's own distribution, and at temperature 0 they are its
 // greedy tokens. Then the module runs on each position whose next token is now known (1 or 2
 // rows after the prompt: the main model's h at that position and the token after it), and the
-// last row's logits give the next draft. Each row's floats do not depend on the rows beside it (decode_rows), so
-// at temperature 0 the tokens are generate_batch's, bit for bit.
+// last row's logits give the next draft. Each row's floats do not depend on the rows beside it
+// (decode_rows), so at temperature 0 the tokens are generate_batch's, bit for bit.
 
 // The state of one sequence between steps.
 typedef struct {
@@ -212,10 +214,8 @@ static int spec_main_step(const Model *m, DecodeState *const *s, DecodeBatch *b,
         q->main_row = q->draft_row = -1;
         q->n_main = 0;
         if (len[i] >= q->cap) continue;
-        int k = len[i] - fed[i] < share ? len[i] - fed[i] : share;  // known tokens to feed
-        q->main_row = rows;
-        for (int j = 0; j < k; j++, rows++)
-            rs[rows] = s[i], tokens[rows] = ids[i][fed[i] + j], pos[rows] = fed[i] + j;
+        q->main_row = rows;  // the known tokens not fed yet, up to `share` of them
+        int k = add_sequence_rows(s[i], ids[i], fed[i], len[i], share, rs, tokens, pos, &rows);
         if (fed[i] + k == len[i] && q->draft >= 0) {  // the last token, then the draft after it
             q->draft_row = rows;
             rs[rows] = s[i], tokens[rows] = q->draft, pos[rows] = len[i], rows++;

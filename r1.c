@@ -1444,6 +1444,14 @@ void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, co
 // DECODE_ROWS / n prompt tokens a step.
 int prompt_rows_per_sequence(int n) { return n > 0 ? DECODE_ROWS / n : DECODE_ROWS; }
 
+int add_sequence_rows(DecodeState *s, const int *ids, int from, int upto, int share,
+                      DecodeState **rs, int *tokens, int *pos, int *rows) {
+    int k = upto - from < share ? upto - from : share;
+    for (int j = 0; j < k; j++, (*rows)++)
+        rs[*rows] = s, tokens[*rows] = ids[from + j], pos[*rows] = from + j;
+    return k;
+}
+
 // Positions 0..n_pos-1 of src's cache, every block (and GQA's keys and values), into dst's.
 static void decode_state_copy_prefix(DecodeState *dst, const DecodeState *src, const Model *m,
                                      int n_pos) {
@@ -1487,13 +1495,10 @@ static void read_shared_prompts(const Model *m, DecodeState *const *s, DecodeBat
     DecodeState *rs[DECODE_ROWS];
     for (;;) {
         int rows = 0;
-        for (int i = 0; i < n; i++) {
-            if (leader[i] != i || !followed[i]) continue;
-            int k = len[i] - 1 - fed[i] < share ? len[i] - 1 - fed[i] : share;
-            for (int j = 0; j < k; j++, rows++)
-                rs[rows] = s[i], tokens[rows] = ids[i][fed[i] + j], pos[rows] = fed[i] + j;
-            fed[i] += k;
-        }
+        for (int i = 0; i < n; i++)
+            if (leader[i] == i && followed[i])
+                fed[i] += add_sequence_rows(s[i], ids[i], fed[i], len[i] - 1, share, rs, tokens,
+                                            pos, &rows);
         if (rows == 0) break;
         decode_step_batch(m, rs, b, tokens, pos, rows);
     }
@@ -1525,11 +1530,9 @@ void generate_batch_cached(const Model *m, DecodeState *const *s, DecodeBatch *b
         for (int i = 0; i < n; i++) {
             last[i] = -1;
             if (len[i] >= cap[i]) continue;  // then pos[i] < len[i]: ids[i][pos[i]] is fed next
-            int k = len[i] - pos[i] < share ? len[i] - pos[i] : share;  // prompt: up to `share`
-            for (int j = 0; j < k; j++, rows++)
-                rs[rows] = s[i], tokens[rows] = ids[i][pos[i] + j], rpos[rows] = pos[i] + j;
+            pos[i] += add_sequence_rows(s[i], ids[i], pos[i], len[i], share, rs, tokens, rpos,
+                                        &rows);  // the prompt: up to `share` tokens
             last[i] = rows - 1;
-            pos[i] += k;
         }
         if (rows == 0) return;
         decode_step_batch(m, rs, b, tokens, rpos, rows);

@@ -778,6 +778,11 @@ void decode_step_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, co
 // The prompt tokens a sequence of a batch of n feeds in one step (DECODE_ROWS / n: the rows a
 // DecodeBatch holds, shared; the floats are the same as one a step).
 int prompt_rows_per_sequence(int n);
+// Appends the rows of sequence s's next tokens, ids[from .. upto) but at most `share` of them, at
+// positions from.. to a step's row lists (rs, tokens, pos; *rows of them so far); returns how
+// many it added.
+int add_sequence_rows(DecodeState *s, const int *ids, int from, int upto, int share,
+                      DecodeState **rs, int *tokens, int *pos, int *rows);
 // generate() for n <= DECODE_BATCH sequences: sequence i has its prompt, len[i] tokens, in
 // ids[i] (nothing cached) and grows until EOS or max_len[i] tokens with rng[i]; len[i] updated.
 // Sequences with the same prompt read it once (r1.c, read_shared_prompts); nothing sampled
