@@ -216,11 +216,10 @@ static void gqa_decode_attend(const Model *m, struct DecodeState *s, int l, int 
         float *qh = q + (size_t)h * hd, *oh = o + (size_t)h * hd, *p = s->att + (size_t)h * s->max_T;
         const float *kh = cache_k + (size_t)(h / G) * hd, *vh = cache_v + (size_t)(h / G) * hd;
         rope_rotate(qh, hd, cosr, sinr, 1.0f, 0);
-        for (int j = 0; j <= pos; j++) p[j] = dot_lanes(qh, kh + (size_t)j * ks, hd) * m->attn_scale;
+        dot_lanes_rows(p, qh, kh, ks, hd, pos + 1);  // p[j] = q . k_j (dot_lanes)
+        for (int j = 0; j <= pos; j++) p[j] *= m->attn_scale;
         softmax_inplace(p, pos + 1);
-        for (int d = 0; d < hd; d++) oh[d] = 0.0f;
-        for (int j = 0; j <= pos; j++)
-            for (int d = 0; d < hd; d++) oh[d] += p[j] * vh[(size_t)j * ks + d];
+        weighted_row_sums(oh, 0, p, 0, 1, vh, ks, pos + 1, hd);  // oh = sum_j p_j v_j
     }
 }
 

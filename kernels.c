@@ -660,6 +660,135 @@ void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, con
     linear_rows(y, g, Wd, Wt[2], n, I, D, alone, yt);
 }
 
+// The attention of a decoded token over its sequence's cache (r1.c, mla_decode_attend) is two
+// kinds of short sums per cached position: a score, a dot product of dot_lanes' order, and the
+// position's share of the weighted sum of cache rows. Position by position, each ends in a
+// reduction or a chain of dependent adds that keeps the core waiting. The two kernels below do
+// the same arithmetic, in the same order, for several positions or several heads side by side.
+
+// A vector of 8 floats: the 8 lanes of dot_lanes.
+static inline lanes8 lanes8_load(const float *p) {
+    lanes8 v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+// The 8 lanes of dot_lanes(x, row r, n) before their final additions, for 8 rows r `stride`
+// floats apart (n a multiple of 8): lane l of row r sums x[c] row_r[c] over c = l, l+8, ... in
+// order, a multiply and an add per term. The 8 rows' lanes stay in registers, and each 8 floats
+// of x are loaded once for all of them.
+static inline void dot_lane_sums_8(lanes8 lanes[8], const float *x, const float *rows,
+                                   size_t stride, int n) {
+    for (int r = 0; r < 8; r++) lanes[r] = (lanes8){0};
+    for (int c = 0; c < n; c += 8) {
+        lanes8 xc = lanes8_load(x + c);
+        for (int r = 0; r < 8; r++) lanes[r] += xc * lanes8_load(rows + (size_t)r * stride + c);
+    }
+}
+
+// The first level of add_lanes' tree for two rows' lanes a and b, in one vector:
+// (a0+a1, a2+a3, b0+b1, b2+b3, a4+a5, a6+a7, b4+b5, b6+b7) (the order of the x86 `vhaddps`).
+static inline lanes8 pair_sums(lanes8 a, lanes8 b) {
+    return __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14) +
+           __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+}
+
+// add_lanes of 8 rows' lanes at once: lane r of the result is add_lanes(v[r]), the same tree
+// ((l0+l1) + (l2+l3)) + ((l4+l5) + (l6+l7)), run for 8 rows by 7 vector additions and their
+// shuffles instead of 8 x 7 scalar ones.
+static inline lanes8 add_lanes_of_8(const lanes8 v[8]) {
+    // q0123 = (r0 l0123, r1 l0123, r2 l0123, r3 l0123, r0 l4567, r1 l4567, r2 l4567, r3 l4567)
+    lanes8 q0123 = pair_sums(pair_sums(v[0], v[1]), pair_sums(v[2], v[3]));
+    lanes8 q4567 = pair_sums(pair_sums(v[4], v[5]), pair_sums(v[6], v[7]));
+    return __builtin_shufflevector(q0123, q4567, 0, 1, 2, 3, 8, 9, 10, 11) +
+           __builtin_shufflevector(q0123, q4567, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+// out[j] = dot_lanes(x, row j, n) for the m rows, `stride` floats apart, as the same floats
+// (test_dot_lanes_rows_is_dot_lanes). When n is a multiple of 8 (dot_lanes then has no lone
+// terms: its result is 0 + the tree), 8 rows go together: their lanes side by side, then the
+// tree for all 8 (add_lanes_of_8). The rest, one by one with dot_lanes.
+void dot_lanes_rows(float *out, const float *x, const float *rows, size_t stride, int n, int m) {
+    int j = 0;
+    if (n % 8 == 0)
+        for (; j + 8 <= m; j += 8) {
+            lanes8 lanes[8];
+            dot_lane_sums_8(lanes, x, rows + (size_t)j * stride, stride, n);
+            lanes8 dots = (lanes8){0} + add_lanes_of_8(lanes);  // dot_lanes' 0 + tree
+            memcpy(out + j, &dots, sizeof(dots));
+        }
+    for (; j < m; j++) out[j] = dot_lanes(x, rows + (size_t)j * stride, n);
+}
+
+// How many weight vectors weighted_row_sums takes in one pass over the rows: with 32 columns,
+// 4 x 32 sums (8 AVX-512 registers, 16 AVX2 ones) in flight.
+#define ROW_SUM_WEIGHTS 4
+#define ROW_SUM_VECS (32 / VEC_FLOATS)  // 32 columns as vector registers
+
+// Columns i0 .. i0+31 of weighted_row_sums for nw (<= ROW_SUM_WEIGHTS) weight vectors. Called
+// with a constant nw, the accumulators stay in registers for the whole sum over j.
+static inline void weighted_row_sums_32(float *out, size_t ldo, const float *w, size_t ldw,
+                                        const int nw, const float *rows, size_t stride, int m) {
+    vec acc[ROW_SUM_WEIGHTS][ROW_SUM_VECS];
+    for (int h = 0; h < nw; h++)
+        for (int v = 0; v < ROW_SUM_VECS; v++) acc[h][v] = (vec){0};
+    for (int j = 0; j < m; j++) {
+        vec row[ROW_SUM_VECS];  // row j's 32 columns, read once for every weight vector
+        for (int v = 0; v < ROW_SUM_VECS; v++) row[v] = vec_load(rows + (size_t)j * stride + v * VEC_FLOATS);
+        for (int h = 0; h < nw; h++)
+            for (int v = 0; v < ROW_SUM_VECS; v++) acc[h][v] += w[(size_t)h * ldw + j] * row[v];
+    }
+    for (int h = 0; h < nw; h++)
+        for (int v = 0; v < ROW_SUM_VECS; v++) vec_store(out + (size_t)h * ldo + v * VEC_FLOATS, acc[h][v]);
+}
+
+// Columns i0 .. i0+7 of weighted_row_sums for one weight vector w (the columns past the last
+// whole 32), in one 8-float vector; and a last column alone.
+static void weighted_row_sums_8(float *out, const float *w, const float *rows, size_t stride,
+                                int m) {
+    lanes8 acc = {0};
+    for (int j = 0; j < m; j++) acc += w[j] * lanes8_load(rows + (size_t)j * stride);
+    memcpy(out, &acc, sizeof(acc));
+}
+static float weighted_row_sums_1(const float *w, const float *rows, size_t stride, int m) {
+    float acc = 0.0f;
+    for (int j = 0; j < m; j++) acc += w[j] * rows[(size_t)j * stride];
+    return acc;
+}
+
+// out_h (n) = sum over j < m of w_h[j] * row j, for nw weight vectors w_h = w + h * ldw, into
+// out_h = out + h * ldo; the rows are n floats long, `stride` apart. Each out_h[i] is
+// 0 + w_h[0] row0[i] + w_h[1] row1[i] + ..., j in order, a multiply and an add per term: the
+// plain loop's floats (test_weighted_row_sums_is_the_plain_loop). A column's sum is a chain of
+// dependent additions, so the speed comes from running many chains side by side: 32 columns of
+// ROW_SUM_WEIGHTS weight vectors at a time (the heads of one token attend over the same cache
+// rows, which are then read once for all of them). The columns past the last 32: 8, then 1 at
+// a time, for each weight vector.
+void weighted_row_sums(float *out, size_t ldo, const float *w, size_t ldw, int nw,
+                       const float *rows, size_t stride, int m, int n) {
+    for (int h0 = 0; h0 < nw; h0 += ROW_SUM_WEIGHTS) {
+        int hn = nw - h0 < ROW_SUM_WEIGHTS ? nw - h0 : ROW_SUM_WEIGHTS;
+        int i0 = 0;
+        for (; i0 + 32 <= n; i0 += 32) {
+            float *o = out + (size_t)h0 * ldo + i0;
+            const float *wh = w + (size_t)h0 * ldw;
+            if (hn == ROW_SUM_WEIGHTS)
+                weighted_row_sums_32(o, ldo, wh, ldw, ROW_SUM_WEIGHTS, rows + i0, stride, m);
+            else
+                for (int h = 0; h < hn; h++)
+                    weighted_row_sums_32(o + (size_t)h * ldo, ldo, wh + (size_t)h * ldw, ldw, 1,
+                                         rows + i0, stride, m);
+        }
+        for (int h = h0; h < h0 + hn; h++) {
+            float *o = out + (size_t)h * ldo;
+            const float *wh = w + (size_t)h * ldw;
+            int i = i0;
+            for (; i + 8 <= n; i += 8) weighted_row_sums_8(o + i, wh, rows + i, stride, m);
+            for (; i < n; i++) o[i] = weighted_row_sums_1(wh, rows + i, stride, m);
+        }
+    }
+}
+
 // ==============================================================================================
 // 5. The machine's peak: what `./r1 bench` measures the training step against
 // ==============================================================================================

@@ -1161,13 +1161,15 @@ int decode_state_create(DecodeState *s, const Model *m, int max_T, char *err) {
     s->v = xcalloc(L * max_T * kv, sizeof(float));
     s->q_abs = xcalloc(H * dc, sizeof(float));
     s->att = xcalloc(H * (size_t)max_T, sizeof(float));
+    s->att_rope = xcalloc(H * (size_t)max_T, sizeof(float));
     s->o_lat = xcalloc(H * dc, sizeof(float));
     s->logits = xcalloc((size_t)c->vocab_size, sizeof(float));
     return 0;
 }
 
 void decode_state_free(DecodeState *s) {
-    float *bufs[] = {s->c_kv, s->k_pe, s->k, s->v, s->q_abs, s->att, s->o_lat, s->logits};
+    float *bufs[] = {s->c_kv, s->k_pe, s->k, s->v, s->q_abs, s->att, s->att_rope, s->o_lat,
+                     s->logits};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     if (s->alone) decode_batch_free(s->alone);
     free(s->alone);
@@ -1242,29 +1244,9 @@ void decode_batch_free(DecodeBatch *b) {
     memset(b, 0, sizeof(*b));
 }
 
-// out (width) = sum over j < m of w[j] * row j for `width` <= 32 columns, rows `stride` floats
-// apart, in a local accumulator: each out[i] is 0 + w[0] row0[i] + w[1] row1[i] + ..., j in
-// order, a multiply and an add per term. Called with a constant width, the compiler keeps the
-// accumulator in registers for the whole sum (32 columns: four independent chains of vector
-// adds); a loop that adds into out[] directly sends it to memory and back for every j, as the
-// compiler cannot know that out and the rows do not overlap.
-static inline void weighted_columns(float *out, const float *w, const float *rows, size_t stride,
-                                    int m, int width) {
-    float acc[32] = {0};
-    for (int j = 0; j < m; j++)
-        for (int l = 0; l < width; l++) acc[l] += w[j] * rows[(size_t)j * stride + l];
-    memcpy(out, acc, (size_t)width * sizeof(float));
-}
-
-// out (n) = sum over j < m of w[j] * row j, the rows n floats long: 32 columns at a time, then 8,
-// then one (the same floats as the plain loop, test_weighted_row_sum_is_the_plain_loop).
-static void weighted_row_sum(float *out, const float *w, const float *rows, size_t stride, int m,
-                             int n) {
-    int i0 = 0;
-    for (; i0 + 32 <= n; i0 += 32) weighted_columns(out + i0, w, rows + i0, stride, m, 32);
-    for (; i0 + 8 <= n; i0 += 8) weighted_columns(out + i0, w, rows + i0, stride, m, 8);
-    for (; i0 < n; i0++) weighted_columns(out + i0, w, rows + i0, stride, m, 1);
-}
+// Heads attended together: the weighted sums over the cache of ATTEND_HEADS heads run side by
+// side, reading each cached row once (weighted_row_sums takes up to 4 at a time).
+#define ATTEND_HEADS 4
 
 // The attention of one token at position pos of layer l, once its projections are done:
 // kv_a (dc+dr) = kv_a_proj_with_mqa(xb) and q (H, dn+dr) = the queries (RoPE not yet applied).
@@ -1286,29 +1268,35 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
     rope_rotate(k_pe, dr, cosr, sinr, 1.0f, c->rope_interleave);
     const float *cache_c = s->c_kv + (size_t)l * s->max_T * dc;
     const float *cache_k = s->k_pe + (size_t)l * s->max_T * dr;
-    // the heads in parallel only when they are worth waking a thread for (~10^6 multiply-adds;
-    // never in the small presets, where one head attends over <= 512 positions of 80 floats)
-#pragma omp parallel for schedule(static) if ((long)H * (pos + 1) * (2 * dc + dr) >= (1L << 20))
-    for (int h = 0; h < H; h++) {
-        float *qh = q + (size_t)h * (dn + dr);
-        rope_rotate(qh + dn, dr, cosr, sinr, 1.0f, c->rope_interleave);
-        // q_abs (dc) = W_UK[h]^T q_nope[h]; W_UK[h] is rows h*(dn+dv) .. +dn of kv_b_proj
-        float *qa = s->q_abs + (size_t)h * dc;
-        const float *W = lp->kv_b_proj + (size_t)h * (dn + dv) * dc;
-        weighted_row_sum(qa, qh, W, dc, dn, dc);
-        // scores over the cache, softmax
-        float *p = s->att + (size_t)h * s->max_T;
-        for (int j = 0; j <= pos; j++) {
-            float a = dot_lanes(qa, cache_c + (size_t)j * dc, dc);
-            float b = dot_lanes(qh + dn, cache_k + (size_t)j * dr, dr);
-            p[j] = (a + b) * m->attn_scale;
+    int n = pos + 1;  // cached positions, this one included
+    // the heads in groups of ATTEND_HEADS, the groups in parallel only when they are worth
+    // waking a thread for (~10^6 multiply-adds; never in the small presets, where one head
+    // attends over <= 512 positions of 80 floats)
+#pragma omp parallel for schedule(static) if ((long)H * n * (2 * dc + dr) >= (1L << 20))
+    for (int h0 = 0; h0 < H; h0 += ATTEND_HEADS) {
+        int hn = H - h0 < ATTEND_HEADS ? H - h0 : ATTEND_HEADS;
+        for (int h = h0; h < h0 + hn; h++) {
+            float *qh = q + (size_t)h * (dn + dr);
+            rope_rotate(qh + dn, dr, cosr, sinr, 1.0f, c->rope_interleave);
+            // q_abs (dc) = W_UK[h]^T q_nope[h]; W_UK[h] is rows h*(dn+dv) .. +dn of kv_b_proj
+            float *qa = s->q_abs + (size_t)h * dc;
+            const float *W = lp->kv_b_proj + (size_t)h * (dn + dv) * dc;
+            weighted_row_sums(qa, 0, qh, 0, 1, W, dc, dn, dc);
+            // scores over the cache: p[j] = (q_abs . c_kv[j] + q_pe . k_pe[j]) * scale
+            float *p = s->att + (size_t)h * s->max_T, *p_rope = s->att_rope + (size_t)h * s->max_T;
+            dot_lanes_rows(p, qa, cache_c, dc, dc, n);
+            dot_lanes_rows(p_rope, qh + dn, cache_k, dr, dr, n);
+            for (int j = 0; j < n; j++) p[j] = (p[j] + p_rope[j]) * m->attn_scale;
+            softmax_inplace(p, n);
         }
-        softmax_inplace(p, pos + 1);
-        // o_lat (dc) = sum_j p_j c_kv[j];  o (dv) = W_UV[h] o_lat
-        float *ol = s->o_lat + (size_t)h * dc;
-        weighted_row_sum(ol, p, cache_c, dc, pos + 1, dc);
-        const float *Wv = W + (size_t)dn * dc;
-        for (int d = 0; d < dv; d++) o[(size_t)h * dv + d] = dot_lanes(Wv + (size_t)d * dc, ol, dc);
+        // o_lat (dc) = sum_j p_j c_kv[j] for the group's heads, in one pass over the cache
+        weighted_row_sums(s->o_lat + (size_t)h0 * dc, dc, s->att + (size_t)h0 * s->max_T,
+                          s->max_T, hn, cache_c, dc, n, dc);
+        for (int h = h0; h < h0 + hn; h++) {  // o (dv) = W_UV[h] o_lat
+            const float *Wv = lp->kv_b_proj + ((size_t)h * (dn + dv) + dn) * dc;
+            const float *ol = s->o_lat + (size_t)h * dc;
+            for (int d = 0; d < dv; d++) o[(size_t)h * dv + d] = dot_lanes(Wv + (size_t)d * dc, ol, dc);
+        }
     }
 }
 

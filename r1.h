@@ -400,6 +400,13 @@ void linear_rows(float *out, const float *x, const float *W, const float *Wt, in
 void swiglu_rows(float *y, const float *x, const float *Wg, const float *Wu, const float *Wd,
                  const float *const Wt[3], int n, int D, int I, int alone, float *g, float *u,
                  float *yt);
+// The attention of a decoded token over its cache: out[j] = dot_lanes(x, row j, n) for m rows
+// `stride` floats apart (8 rows at a time, the same floats); and out_h (n) = sum over j < m of
+// w_h[j] * row j for nw weight vectors w_h = w + h * ldw into out + h * ldo (the plain loop's
+// floats, j in order; the rows read once for all nw).
+void dot_lanes_rows(float *out, const float *x, const float *rows, size_t stride, int n, int m);
+void weighted_row_sums(float *out, size_t ldo, const float *w, size_t ldw, int nw,
+                       const float *rows, size_t stride, int m, int n);
 // SiLU (the swish with beta 1): z * sigmoid(z).
 static inline float silu(float z) { return z / (1.0f + r1_expf(-z)); }
 
@@ -728,6 +735,7 @@ typedef struct DecodeState {
     float *c_kv;          // (L, max_T, dc)  normalised latent per position
     float *k_pe;          // (L, max_T, dr)  rotated shared rope key per position
     float *q_abs, *att, *o_lat;  // (H, dc), (H, max_T), (H, dc): one token's attention
+    float *att_rope;             // (H, max_T): the scores' rope part
     float *k, *v;         // GQA instead of c_kv, k_pe: (L, max_T, Hkv*hd) rotated keys, values
     float *logits;        // (V) the next-token logits of the last decode_step
     DecodeBatch *alone;   // decode_step's rows (a batch of one), made on its first step

@@ -1172,25 +1172,56 @@ static void test_decode_batch_cut(void **state) {
     omp_set_num_threads(was);
 }
 
-// weighted_row_sum (the decode attention's q_abs and o_lat) is the plain loop out[i] += w[j] *
-// row_j[i], j in order from 0, float for float: through its 32-wide blocks, its 8-wide ones and
-// its last columns one by one (n = 45 = 32 + 8 + 5), rows with a stride wider than n.
-static void test_weighted_row_sum_is_the_plain_loop(void **state) {
+// weighted_row_sums (the decode attention's q_abs and o_lat) is the plain loop out_h[i] +=
+// w_h[j] * row_j[i], j in order from 0, float for float: for 1 to 6 weight vectors (a group of 4
+// side by side, then the rest one by one), through the 32-wide blocks and the last columns
+// (n = 45 = 32 + 13), rows with a stride wider than n.
+static void test_weighted_row_sums_is_the_plain_loop(void **state) {
     (void)state;
-    enum { M = 37, N = 45, STRIDE = 50 };
-    float w[M], rows[M * STRIDE], got[N], want[N];
+    enum { M = 37, N = 45, STRIDE = 50, NW = 6, LDW = 40, LDO = 47 };
+    float w[NW * LDW], rows[M * STRIDE], got[NW * LDO], want[NW * LDO];
     Rng rng;
     rng_seed(&rng, 11);
-    for (int j = 0; j < M; j++) w[j] = rng_normal(&rng);
+    for (int j = 0; j < NW * LDW; j++) w[j] = rng_normal(&rng);
     for (int i = 0; i < M * STRIDE; i++) rows[i] = rng_normal(&rng);
-    for (int m = 0; m <= M; m += 12) {  // also an empty sum (m = 0): zeros
-        for (int i = 0; i < N; i++) want[i] = 0.0f;
-        for (int j = 0; j < m; j++)
-            for (int i = 0; i < N; i++) want[i] += w[j] * rows[j * STRIDE + i];
-        for (int i = 0; i < N; i++) got[i] = 99.0f;
-        weighted_row_sum(got, w, rows, STRIDE, m, N);
-        EXPECT(memcmp(got, want, sizeof(got)) == 0, "m = %d: not the plain loop's floats", m);
-    }
+    for (int nw = 1; nw <= NW; nw++)
+        for (int m = 0; m <= M; m += 12) {  // also an empty sum (m = 0): zeros
+            for (int i = 0; i < NW * LDO; i++) got[i] = want[i] = 99.0f;
+            for (int h = 0; h < nw; h++) {
+                for (int i = 0; i < N; i++) want[h * LDO + i] = 0.0f;
+                for (int j = 0; j < m; j++)
+                    for (int i = 0; i < N; i++)
+                        want[h * LDO + i] += w[h * LDW + j] * rows[j * STRIDE + i];
+            }
+            weighted_row_sums(got, LDO, w, LDW, nw, rows, STRIDE, m, N);
+            EXPECT(memcmp(got, want, sizeof(got)) == 0,
+                   "nw = %d, m = %d: not the plain loop's floats (or a float outside out_h)", nw,
+                   m);
+        }
+}
+
+// dot_lanes_rows is dot_lanes row by row, float for float: for n a multiple of 8 (8 rows at a
+// time, then the rest) and not (every row by dot_lanes), m from 0 to 21 rows.
+static void test_dot_lanes_rows_is_dot_lanes(void **state) {
+    (void)state;
+    enum { M = 21, STRIDE = 40 };
+    float x[STRIDE], rows[M * STRIDE], got[M + 1];
+    Rng rng;
+    rng_seed(&rng, 12);
+    for (int c = 0; c < STRIDE; c++) x[c] = rng_normal(&rng);
+    for (int i = 0; i < M * STRIDE; i++) rows[i] = rng_normal(&rng);
+    int ns[] = {32, 16, 8, 12, 40};
+    for (int k = 0; k < 5; k++)
+        for (int m = 0; m <= M; m++) {
+            got[m] = 99.0f;  // the float past the last row stays
+            dot_lanes_rows(got, x, rows, STRIDE, ns[k], m);
+            for (int j = 0; j < m; j++) {
+                float want = dot_lanes(x, rows + j * STRIDE, ns[k]);
+                EXPECT(memcmp(&got[j], &want, sizeof(float)) == 0,
+                       "n = %d, m = %d, row %d: %.9g, dot_lanes %.9g", ns[k], m, j, got[j], want);
+            }
+            EXPECT(got[m] == 99.0f, "n = %d, m = %d: wrote past the last row", ns[k], m);
+        }
 }
 
 // Sequences that begin with the same prompt read it once (read_shared_prompts): the first of
@@ -2946,7 +2977,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cross_entropy_by_hand),
         cmocka_unit_test(test_cross_entropy_mask),
         cmocka_unit_test(test_decode_matches_forward),
-        cmocka_unit_test(test_weighted_row_sum_is_the_plain_loop),
+        cmocka_unit_test(test_weighted_row_sums_is_the_plain_loop),
+        cmocka_unit_test(test_dot_lanes_rows_is_dot_lanes),
         cmocka_unit_test(test_generate_batch_shared_prompts),
         cmocka_unit_test(test_decode_batch),
         cmocka_unit_test(test_decode_batch_cut),
