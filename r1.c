@@ -1248,15 +1248,48 @@ void decode_batch_free(DecodeBatch *b) {
 // side, reading each cached row once (weighted_row_sums takes up to 4 at a time).
 #define ATTEND_HEADS 4
 
+// Heads h0 .. h0+hn-1 (hn <= ATTEND_HEADS) of mla_decode_attend: one token at position pos
+// attends over the n = pos + 1 cached positions of layer l, with the absorbed weights.
+// q (H, dn+dr): the queries (RoPE not yet applied); the results go to o (H*dv).
+static void mla_attend_heads(const Model *m, const LayerParams *lp, DecodeState *s, int l, int pos,
+                             int h0, int hn, float *q, float *o) {
+    const Config *c = &m->cfg;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    int dc = c->kv_lora_rank, half = dr / 2, n = pos + 1;
+    const float *cosr = m->rope_cos + (size_t)pos * half, *sinr = m->rope_sin + (size_t)pos * half;
+    const float *cache_c = s->c_kv + (size_t)l * s->max_T * dc;
+    const float *cache_k = s->k_pe + (size_t)l * s->max_T * dr;
+    for (int h = h0; h < h0 + hn; h++) {
+        float *qh = q + (size_t)h * (dn + dr);
+        rope_rotate(qh + dn, dr, cosr, sinr, 1.0f, c->rope_interleave);
+        // q_abs (dc) = W_UK[h]^T q_nope[h]; W_UK[h] is rows h*(dn+dv) .. +dn of kv_b_proj
+        float *qa = s->q_abs + (size_t)h * dc;
+        const float *W_UK = lp->kv_b_proj + (size_t)h * (dn + dv) * dc;
+        weighted_row_sums(qa, 0, qh, 0, 1, W_UK, dc, dn, dc);
+        // scores over the cache: p[j] = (q_abs . c_kv[j] + q_pe . k_pe[j]) * scale, softmax
+        float *p = s->att + (size_t)h * s->max_T, *p_rope = s->att_rope + (size_t)h * s->max_T;
+        dot_lanes_rows(p, qa, cache_c, dc, dc, n);
+        dot_lanes_rows(p_rope, qh + dn, cache_k, dr, dr, n);
+        for (int j = 0; j < n; j++) p[j] = (p[j] + p_rope[j]) * m->attn_scale;
+        softmax_inplace(p, n);
+    }
+    // o_lat (dc) = sum_j p_j c_kv[j] for the hn heads, in one pass over the cache
+    weighted_row_sums(s->o_lat + (size_t)h0 * dc, dc, s->att + (size_t)h0 * s->max_T, s->max_T,
+                      hn, cache_c, dc, n, dc);
+    for (int h = h0; h < h0 + hn; h++) {  // o (dv) = W_UV[h] o_lat: dv dot products
+        const float *W_UV = lp->kv_b_proj + ((size_t)h * (dn + dv) + dn) * dc;
+        dot_lanes_rows(o + (size_t)h * dv, s->o_lat + (size_t)h * dc, W_UV, dc, dc, dv);
+    }
+}
+
 // The attention of one token at position pos of layer l, once its projections are done:
 // kv_a (dc+dr) = kv_a_proj_with_mqa(xb) and q (H, dn+dr) = the queries (RoPE not yet applied).
 // Writes this position's cache entry, then attends over positions 0..pos of the cache with the
-// absorbed weights; the result (before o_proj) goes to o (H*dv).
+// absorbed weights, ATTEND_HEADS heads at a time; the result (before o_proj) goes to o (H*dv).
 static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState *s, int l,
                               int pos, const float *kv_a, float *q, float *o) {
     const Config *c = &m->cfg;
-    int H = c->num_attention_heads, dn = c->qk_nope_head_dim;
-    int dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
+    int H = c->num_attention_heads, dr = c->qk_rope_head_dim, dc = c->kv_lora_rank;
     int half = dr / 2;
     const float *cosr = m->rope_cos + (size_t)pos * half, *sinr = m->rope_sin + (size_t)pos * half;
     float rstd;
@@ -1266,37 +1299,19 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
     rmsnorm_forward(c_kv, &rstd, kv_a, dc + dr, lp->kv_a_layernorm, 1, dc, c->rms_norm_eps);
     memcpy(k_pe, kv_a + dc, (size_t)dr * sizeof(float));
     rope_rotate(k_pe, dr, cosr, sinr, 1.0f, c->rope_interleave);
-    const float *cache_c = s->c_kv + (size_t)l * s->max_T * dc;
-    const float *cache_k = s->k_pe + (size_t)l * s->max_T * dr;
-    int n = pos + 1;  // cached positions, this one included
-    // the heads in groups of ATTEND_HEADS, the groups in parallel only when they are worth
-    // waking a thread for (~10^6 multiply-adds; never in the small presets, where one head
-    // attends over <= 512 positions of 80 floats)
-#pragma omp parallel for schedule(static) if ((long)H * n * (2 * dc + dr) >= (1L << 20))
-    for (int h0 = 0; h0 < H; h0 += ATTEND_HEADS) {
-        int hn = H - h0 < ATTEND_HEADS ? H - h0 : ATTEND_HEADS;
-        for (int h = h0; h < h0 + hn; h++) {
-            float *qh = q + (size_t)h * (dn + dr);
-            rope_rotate(qh + dn, dr, cosr, sinr, 1.0f, c->rope_interleave);
-            // q_abs (dc) = W_UK[h]^T q_nope[h]; W_UK[h] is rows h*(dn+dv) .. +dn of kv_b_proj
-            float *qa = s->q_abs + (size_t)h * dc;
-            const float *W = lp->kv_b_proj + (size_t)h * (dn + dv) * dc;
-            weighted_row_sums(qa, 0, qh, 0, 1, W, dc, dn, dc);
-            // scores over the cache: p[j] = (q_abs . c_kv[j] + q_pe . k_pe[j]) * scale
-            float *p = s->att + (size_t)h * s->max_T, *p_rope = s->att_rope + (size_t)h * s->max_T;
-            dot_lanes_rows(p, qa, cache_c, dc, dc, n);
-            dot_lanes_rows(p_rope, qh + dn, cache_k, dr, dr, n);
-            for (int j = 0; j < n; j++) p[j] = (p[j] + p_rope[j]) * m->attn_scale;
-            softmax_inplace(p, n);
-        }
-        // o_lat (dc) = sum_j p_j c_kv[j] for the group's heads, in one pass over the cache
-        weighted_row_sums(s->o_lat + (size_t)h0 * dc, dc, s->att + (size_t)h0 * s->max_T,
-                          s->max_T, hn, cache_c, dc, n, dc);
-        for (int h = h0; h < h0 + hn; h++) {  // o (dv) = W_UV[h] o_lat
-            const float *Wv = lp->kv_b_proj + ((size_t)h * (dn + dv) + dn) * dc;
-            const float *ol = s->o_lat + (size_t)h * dc;
-            for (int d = 0; d < dv; d++) o[(size_t)h * dv + d] = dot_lanes(Wv + (size_t)d * dc, ol, dc);
-        }
+    // The groups of heads in parallel only when they are worth waking a thread for (~10^6
+    // multiply-adds; never in the small presets, where one head attends over <= 512 positions
+    // of 80 floats). Otherwise a plain loop: even a parallel region of one thread costs libgomp
+    // a team (an allocation) per call.
+    if ((long)H * (pos + 1) * (2 * dc + dr) >= (1L << 20)) {
+#pragma omp parallel for schedule(static)
+        for (int h0 = 0; h0 < H; h0 += ATTEND_HEADS)
+            mla_attend_heads(m, lp, s, l, pos, h0, H - h0 < ATTEND_HEADS ? H - h0 : ATTEND_HEADS,
+                             q, o);
+    } else {
+        for (int h0 = 0; h0 < H; h0 += ATTEND_HEADS)
+            mla_attend_heads(m, lp, s, l, pos, h0, H - h0 < ATTEND_HEADS ? H - h0 : ATTEND_HEADS,
+                             q, o);
     }
 }
 
