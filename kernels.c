@@ -11,7 +11,8 @@
 //   1. The matrix product: matmul_nn and its entry points matmul_forward / matmul_backward
 //   2. Reductions in a fixed order: dot products, max, exp sums, softmax, log-sum-exp
 //   3. RMSNorm, RoPE, SwiGLU
-//   4. The products of a decode step: a few rows at a time (linear_rows, swiglu_rows)
+//   4. The products of a decode step: a few rows at a time (linear_rows, swiglu_rows), and the
+//      sums of one token's attention over its cache (dot_lanes_rows, weighted_row_sums)
 //   5. The machine's peak: fma_peak_loop (what `./r1 bench` measures the training step against)
 #define _POSIX_C_SOURCE 200809L
 #include "r1.h"
@@ -621,7 +622,7 @@ void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float 
 }
 
 // ==============================================================================================
-// 4. The products of a decode step: a few rows at a time
+// 4. The products of a decode step: a few rows at a time; the attention over the cache
 // ==============================================================================================
 
 // out (n, OC) = x (n, C) @ W^T for the rows of a decode step. One sequence decoding alone
@@ -734,12 +735,14 @@ static inline void weighted_row_sums_32(float *out, size_t ldo, const float *w, 
         for (int v = 0; v < ROW_SUM_VECS; v++) acc[h][v] = (vec){0};
     for (int j = 0; j < m; j++) {
         vec row[ROW_SUM_VECS];  // row j's 32 columns, read once for every weight vector
-        for (int v = 0; v < ROW_SUM_VECS; v++) row[v] = vec_load(rows + (size_t)j * stride + v * VEC_FLOATS);
+        for (int v = 0; v < ROW_SUM_VECS; v++)
+            row[v] = vec_load(rows + (size_t)j * stride + v * VEC_FLOATS);
         for (int h = 0; h < nw; h++)
             for (int v = 0; v < ROW_SUM_VECS; v++) acc[h][v] += w[(size_t)h * ldw + j] * row[v];
     }
     for (int h = 0; h < nw; h++)
-        for (int v = 0; v < ROW_SUM_VECS; v++) vec_store(out + (size_t)h * ldo + v * VEC_FLOATS, acc[h][v]);
+        for (int v = 0; v < ROW_SUM_VECS; v++)
+            vec_store(out + (size_t)h * ldo + v * VEC_FLOATS, acc[h][v]);
 }
 
 // Columns i0 .. i0+7 of weighted_row_sums for one weight vector w (the columns past the last
