@@ -549,6 +549,96 @@ static int cmd_chat(int argc, char **argv) {
     return 0;
 }
 
+// ----------------------------------------------------------------------------------------------
+// Threads on a busy machine: run on the idle cores
+// ----------------------------------------------------------------------------------------------
+// A thread whose core another program keeps busy gets about half of it, and every parallel
+// region waits for its slowest thread. On the device's CPU, 2 threads pinned to 2 cores, one of
+// them running a busy loop, lost 4-10% to 1 thread with r1's short spin (short_spin_wait_policy,
+// at the end of this file) and 16-33% when sleeping at once (tests/BENCH.md, stop 27): no wait
+// policy helps there, fewer threads do. So before a command's long work, r1 looks at how busy
+// the CPUs it may run on are, for 0.1 s while it does nothing itself, and runs one thread per
+// idle core: the allowed CPUs minus the busy ones, rounded, at least 1. Only when
+// OMP_NUM_THREADS is not set: a count you choose is used as it is. No float depends on the
+// thread count (tests/test_r1.c checks it), so no result does.
+
+// Whether CPU `cpu` is in a list such as "0-3,8,10-11" (/proc/self/status' Cpus_allowed_list).
+static int cpu_in_list(const char *list, int cpu) {
+    const char *p = list;
+    for (;;) {
+        char *end;
+        long first = strtol(p, &end, 10), last = first;
+        if (end == p) return 0;
+        if (*end == '-') last = strtol(end + 1, &end, 10);
+        if (cpu >= first && cpu <= last) return 1;
+        if (*end != ',') return 0;
+        p = end + 1;
+    }
+}
+
+// The busy and total time so far of the CPUs this process may run on (clock ticks from
+// /proc/stat, summed over them; busy = all but idle and iowait). Returns how many CPUs that
+// is, 0 when it cannot tell (no /proc).
+static int cpu_times(long long *busy, long long *total) {
+    char allowed[4096] = "", line[4096];
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "Cpus_allowed_list: %4095s", allowed) == 1) break;
+    fclose(f);
+    if (!allowed[0] || !(f = fopen("/proc/stat", "r"))) return 0;
+    int n = 0;
+    *busy = *total = 0;
+    while (fgets(line, sizeof(line), f)) {
+        int cpu;
+        long long t[8] = {0};  // user nice system idle iowait irq softirq steal
+        if (strncmp(line, "cpu", 3) != 0 || line[3] < '0' || line[3] > '9') continue;
+        if (sscanf(line + 3, "%d %lld %lld %lld %lld %lld %lld %lld %lld", &cpu, &t[0], &t[1],
+                   &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]) < 5 || !cpu_in_list(allowed, cpu))
+            continue;
+        long long all = 0;
+        for (int i = 0; i < 8; i++) all += t[i];
+        *busy += all - t[3] - t[4];
+        *total += all;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+// One thread per idle core: `cores` CPUs, of which other programs keep `busy` cores' worth
+// busy; at least 1 thread, at most max_threads.
+static int threads_for_idle_cores(int max_threads, int cores, double busy) {
+    int idle = cores - (int)(busy + 0.5);
+    if (idle > max_threads) idle = max_threads;
+    return idle < 1 ? 1 : idle;
+}
+
+// Called by a command before its long work (who: its name, for the message). When
+// OMP_NUM_THREADS is not set and more than one thread would run, measures the other programs'
+// load for 0.1 s and runs on the idle cores; says so when that is fewer threads.
+static void use_idle_cores(const char *who) {
+#ifdef _OPENMP
+    int max_threads = omp_get_max_threads();
+    if (getenv("OMP_NUM_THREADS") || max_threads < 2) return;
+    long long busy0, total0, busy1, total1;
+    int cores = cpu_times(&busy0, &total0);
+    struct timespec pause = {0, 100 * 1000 * 1000};  // 0.1 s: ~10 clock ticks per CPU
+    if (cores == 0 || nanosleep(&pause, NULL) != 0) return;
+    if (cpu_times(&busy1, &total1) != cores || total1 <= total0) return;
+    double busy = (double)(busy1 - busy0) / (double)(total1 - total0) * cores;
+    int threads = threads_for_idle_cores(max_threads, cores, busy);
+    if (threads == max_threads) return;
+    omp_set_num_threads(threads);
+    printf("%s: other programs keep %.1f of %d cores busy: %d thread%s instead of %d "
+           "(OMP_NUM_THREADS sets the count)\n", who, busy, cores, threads,
+           threads == 1 ? "" : "s", max_threads);
+    fflush(stdout);
+#else
+    (void)who;
+#endif
+}
+
 // ==============================================================================================
 // 2. `train`: a short pretraining run on a synthetic stream (loss must fall)
 // ==============================================================================================
@@ -930,6 +1020,7 @@ static void train_loop(Model *m, Tokenizer *tok, SeqData *d, const TrainArgs *a,
         printf("%s: the MTP module (%.2fM parameters) %s\n", a->kind, pc.mtp / 1e6,
                m->mtp_lambda > 0 ? "trains with lambda" : "is frozen (--mtp-lambda 0)");
     if (m->mtp_lambda > 0) printf("%s: MTP loss weight lambda %g\n", a->kind, m->mtp_lambda);
+    use_idle_cores(a->kind);
     double t0 = now_seconds();
     long first = ts.step;
     while (ts.step < a->steps) {
@@ -1683,6 +1774,7 @@ static int cmd_grpo(int argc, char **argv) {
     if (rm_dir)
         printf("general prompts (one in four an unsafe request) in %.0f%% of the groups, rewarded "
                "by the reward model %s\n", 100.0 * nonreasoning, rm_dir);
+    use_idle_cores("grpo");
     double t_start = now_seconds();
     for (long step = r->ts.step + 1; step <= r->steps; step++) {
         pick_questions(&r->g, train, n_train, plain, n_plain, nonreasoning, &r->rng);
@@ -1937,6 +2029,7 @@ static int cmd_eval(int argc, char **argv) {
     Json **ex = load_for_prompts(&m, &tok, dir, "eval", task, 1, n, level_lo, level_hi,
                                  arg_str(argc, argv, "--lang", "both"), s.seed);
     EvalResult res;
+    use_idle_cores("eval");
     evaluate(&m, &tok, ex, n, &s, &res);
     printf("eval of %s on %d held-out %s problems (levels %d-%d), k = %d at T=0.6 top-p 0.95, "
            "%.1f s\n", dir, n, task, level_lo, level_hi, s.k, res.seconds);
@@ -1984,6 +2077,7 @@ static int cmd_reject(int argc, char **argv) {
     AtomicFile af;
     if (atomic_open(&af, out, err)) die("%s", err);
     RejectCounts c;
+    use_idle_cores("reject");
     reject_sample(&m, &tok, ex, n, &s, af.f, &c);
     if (atomic_commit(&af, err)) die("%s", err);
     long total = (long)n * s.per_prompt;

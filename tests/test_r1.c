@@ -1224,6 +1224,35 @@ static void test_dot_lanes_rows_is_dot_lanes(void **state) {
         }
 }
 
+// use_idle_cores' parts (main.c): the CPU list of /proc/self/status, one thread per idle core,
+// and the CPU times it reads. (The choice itself depends on the machine's load, so the test
+// checks the rule, not a count.)
+static void test_threads_for_idle_cores(void **state) {
+    (void)state;
+    EXPECT(cpu_in_list("0-3,8,10-11", 0) && cpu_in_list("0-3,8,10-11", 3) &&
+               cpu_in_list("0-3,8,10-11", 8) && cpu_in_list("0-3,8,10-11", 11),
+           "CPUs in the list not found");
+    EXPECT(!cpu_in_list("0-3,8,10-11", 4) && !cpu_in_list("0-3,8,10-11", 9) &&
+               !cpu_in_list("0-3,8,10-11", 12) && !cpu_in_list("", 0) && !cpu_in_list("5", 4),
+           "CPUs outside the list found");
+    EXPECT(cpu_in_list("5", 5) && cpu_in_list("0-1", 1), "a single CPU or a range's end missed");
+    // {max threads, cores, busy cores, threads}
+    const double cases[][4] = {{2, 2, 0.02, 2}, {2, 2, 0.4, 2}, {2, 2, 0.6, 1}, {2, 2, 1.0, 1},
+                               {2, 2, 2.0, 1},  {16, 16, 3.4, 13}, {4, 16, 0.0, 4},
+                               {16, 16, 15.9, 1}, {8, 8, 9.0, 1}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = threads_for_idle_cores((int)cases[i][0], (int)cases[i][1], cases[i][2]);
+        EXPECT(got == (int)cases[i][3], "%g threads, %g cores, %g busy: %d threads, want %g",
+               cases[i][0], cases[i][1], cases[i][2], got, cases[i][3]);
+    }
+#ifdef __linux__
+    long long busy, total;
+    int cores = cpu_times(&busy, &total);
+    EXPECT(cores >= 1 && busy >= 0 && busy <= total && total > 0,
+           "cpu_times: %d CPUs, busy %lld of %lld ticks", cores, busy, total);
+#endif
+}
+
 // Sequences that begin with the same prompt read it once (read_shared_prompts): the first of
 // each prompt reads all but its last token and the others get a copy of that cache. Sampling at
 // temperature 1, every sequence's tokens are those it samples decoding alone (a batch of one,
@@ -2979,6 +3008,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_decode_matches_forward),
         cmocka_unit_test(test_weighted_row_sums_is_the_plain_loop),
         cmocka_unit_test(test_dot_lanes_rows_is_dot_lanes),
+        cmocka_unit_test(test_threads_for_idle_cores),
         cmocka_unit_test(test_generate_batch_shared_prompts),
         cmocka_unit_test(test_decode_batch),
         cmocka_unit_test(test_decode_batch_cut),
