@@ -197,13 +197,38 @@ void gqa_backward(Model *m, const LayerParams *lp, const LayerParams *glp, Layer
 // Each layer caches every position's rotated keys and values, Hkv heads of hd each: a new
 // token computes its q, k, v, writes k and v at its position, and attends over the cache.
 
+// Query heads g*G .. g*G+G-1 (the G that share key/value head g) of one row at position pos of
+// layer l: q (H*hd) with RoPE not yet applied, the results into o (H*hd).
+static void gqa_attend_group(const Model *m, struct DecodeState *s, int l, int pos, int g,
+                             float *q, float *o) {
+    const Config *c = &m->cfg;
+    int H = c->num_attention_heads, Hkv = c->num_key_value_heads, hd = c->head_dim;
+    int G = H / Hkv, half = hd / 2, n = pos + 1;
+    size_t ks = (size_t)Hkv * hd;
+    const float *cosr = m->rope_cos + (size_t)pos * half, *sinr = m->rope_sin + (size_t)pos * half;
+    const float *kg = s->k + (size_t)l * s->max_T * ks + (size_t)g * hd;  // (n, hd), stride ks
+    const float *vg = s->v + (size_t)l * s->max_T * ks + (size_t)g * hd;
+    for (int h = g * G; h < (g + 1) * G; h++) {
+        float *qh = q + (size_t)h * hd, *p = s->att + (size_t)h * s->max_T;
+        rope_rotate(qh, hd, cosr, sinr, 1.0f, 0);
+        dot_lanes_rows(p, qh, kg, ks, hd, n);  // p[j] = q . k_j (dot_lanes)
+        for (int j = 0; j < n; j++) p[j] *= m->attn_scale;
+        softmax_inplace(p, n);
+    }
+    // o_h = sum_j p_j v_j for the G heads, which read the same values: one pass over them
+    weighted_row_sums(o + (size_t)g * G * hd, hd, s->att + (size_t)g * G * s->max_T, s->max_T, G,
+                      vg, ks, n, hd);
+}
+
 // One row's attention at position pos of layer l: q (H*hd), k and v (Hkv*hd) are its
-// projections (biases added, RoPE not yet applied); the result goes to o (H*hd).
+// projections (biases added, RoPE not yet applied); the result goes to o (H*hd). The key/value
+// heads in parallel only when they are worth waking a thread for (~10^6 multiply-adds; never in
+// the student presets); otherwise a plain loop (a region of one thread still costs a team).
 static void gqa_decode_attend(const Model *m, struct DecodeState *s, int l, int pos, float *q,
                               const float *k, const float *v, float *o) {
     const Config *c = &m->cfg;
     int H = c->num_attention_heads, Hkv = c->num_key_value_heads, hd = c->head_dim;
-    int G = H / Hkv, half = hd / 2;
+    int half = hd / 2;
     size_t ks = (size_t)Hkv * hd;
     const float *cosr = m->rope_cos + (size_t)pos * half, *sinr = m->rope_sin + (size_t)pos * half;
     float *cache_k = s->k + (size_t)l * s->max_T * ks, *cache_v = s->v + (size_t)l * s->max_T * ks;
@@ -211,15 +236,11 @@ static void gqa_decode_attend(const Model *m, struct DecodeState *s, int l, int 
     memcpy(cache_v + (size_t)pos * ks, v, ks * sizeof(float));
     for (int g = 0; g < Hkv; g++)
         rope_rotate(cache_k + (size_t)pos * ks + (size_t)g * hd, hd, cosr, sinr, 1.0f, 0);
-#pragma omp parallel for schedule(static) if (H >= 4 && pos >= 64)
-    for (int h = 0; h < H; h++) {
-        float *qh = q + (size_t)h * hd, *oh = o + (size_t)h * hd, *p = s->att + (size_t)h * s->max_T;
-        const float *kh = cache_k + (size_t)(h / G) * hd, *vh = cache_v + (size_t)(h / G) * hd;
-        rope_rotate(qh, hd, cosr, sinr, 1.0f, 0);
-        dot_lanes_rows(p, qh, kh, ks, hd, pos + 1);  // p[j] = q . k_j (dot_lanes)
-        for (int j = 0; j <= pos; j++) p[j] *= m->attn_scale;
-        softmax_inplace(p, pos + 1);
-        weighted_row_sums(oh, 0, p, 0, 1, vh, ks, pos + 1, hd);  // oh = sum_j p_j v_j
+    if ((long)H * (pos + 1) * 2 * hd >= (1L << 20)) {
+#pragma omp parallel for schedule(static)
+        for (int g = 0; g < Hkv; g++) gqa_attend_group(m, s, l, pos, g, q, o);
+    } else {
+        for (int g = 0; g < Hkv; g++) gqa_attend_group(m, s, l, pos, g, q, o);
     }
 }
 
