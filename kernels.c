@@ -477,27 +477,39 @@ static inline void sum_squares_rows(const float *x, int stride, int C, const int
         }
 }
 
+// Rows t0 .. t0+RMS_ROWS-1 of rmsnorm_forward (fewer at the end of the N rows).
+static void rmsnorm_forward_block(float *out, float *rstd, const float *inp, int stride,
+                                  const float *w, int N, int C, float eps, int t0) {
+    int rows = N - t0 < RMS_ROWS ? N - t0 : RMS_ROWS;
+    const float *x0 = inp + (size_t)t0 * stride;
+    float ss[RMS_ROWS];
+    if (rows == RMS_ROWS)
+        sum_squares_rows(x0, stride, C, RMS_ROWS, ss);
+    else
+        sum_squares_rows(x0, stride, C, rows, ss);
+    for (int l = 0; l < rows; l++) {
+        int t = t0 + l;
+        const float *x = inp + (size_t)t * stride;
+        float r = 1.0f / sqrtf(ss[l] / C + eps);
+        rstd[t] = r;
+        float *y = out + (size_t)t * C;
+        for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * r);
+    }
+}
+
+// The blocks of rows are shared among the threads; a single block (a decoded token's c_kv, a
+// small decode batch) runs as plain code: even a parallel region of one thread costs libgomp a
+// team, and this runs for every sequence, layer and token of a decode.
 void rmsnorm_forward(float *out, float *rstd, const float *inp, int stride,
                             const float *w, int N, int C, float eps) {
     int blocks = (N + RMS_ROWS - 1) / RMS_ROWS;
-#pragma omp parallel for schedule(static) if (blocks > 1)  // one block (a decode step): no team
-    for (int blk = 0; blk < blocks; blk++) {
-        int t0 = blk * RMS_ROWS, rows = N - t0 < RMS_ROWS ? N - t0 : RMS_ROWS;
-        const float *x0 = inp + (size_t)t0 * stride;
-        float ss[RMS_ROWS];
-        if (rows == RMS_ROWS)
-            sum_squares_rows(x0, stride, C, RMS_ROWS, ss);
-        else
-            sum_squares_rows(x0, stride, C, rows, ss);
-        for (int l = 0; l < rows; l++) {
-            int t = t0 + l;
-            const float *x = inp + (size_t)t * stride;
-            float r = 1.0f / sqrtf(ss[l] / C + eps);
-            rstd[t] = r;
-            float *y = out + (size_t)t * C;
-            for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * r);
-        }
+    if (blocks == 1) {
+        rmsnorm_forward_block(out, rstd, inp, stride, w, N, C, eps, 0);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < blocks; blk++)
+        rmsnorm_forward_block(out, rstd, inp, stride, w, N, C, eps, blk * RMS_ROWS);
 }
 
 // dot[l] = sum_c w[c] * dout[l][c] * inp[l][c] * rstd[l] for `rows` rows side by side, each in
