@@ -132,48 +132,67 @@ static void pack_b_panel(float *bp, const float *b, size_t bks, size_t bcs, int 
 }
 
 // tile (=, or += when accumulate) sum over k < kn of a(i,k) * bp[k*bps + j], k in order, for
-// the MM_ROWS rows and the first `vecs` registers of columns (MM_VECS: the whole tile; 1: a
-// narrow last panel, e.g. the 16 columns left of 48), with a(i,k) = a[i*ars + k*aks] (A in
-// place, or a packed sliver: ars = 1, aks = MM_ROWS) and bp a panel of B: packed
-// (bps = MM_COLS) or in place (bps = bks, B's row stride).
+// the first `rows` rows (MM_ROWS: the whole tile; fewer: an edge tile, below) and the first
+// `vecs` registers of columns (MM_VECS: the whole tile; 1: a narrow last panel, e.g. the 16
+// columns left of 48), with a(i,k) = a[i*ars + k*aks] (A in place, or a packed sliver: ars = 1,
+// aks = MM_ROWS) and bp a panel of B: packed (bps = MM_COLS) or in place (bps = bks, B's row
+// stride).
 // The accumulators acc[i][v] (row i, the v-th register of its columns) stay in registers: called
-// with a constant vecs, the function is inlined and the loops over i and v have constant
-// bounds, so the compiler unrolls them. Per k: vecs loads of the B panel's row and MM_ROWS
+// with constant rows and vecs, the function is inlined and the loops over i and v have constant
+// bounds, so the compiler unrolls them. Per k: vecs loads of the B panel's row and `rows`
 // values of A, each broadcast to all lanes.
 static inline void tile_product(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
                                 const float *bp, size_t bps, int kn, int accumulate,
-                                const int vecs) {
+                                const int rows, const int vecs) {
     vec acc[MM_ROWS][MM_VECS];
-    for (int i = 0; i < MM_ROWS; i++)
+    for (int i = 0; i < rows; i++)
         for (int v = 0; v < vecs; v++)
             acc[i][v] = accumulate ? vec_load(out + i * ldo + v * VEC_FLOATS) : (vec){0};
     for (int k = 0; k < kn; k++, a += aks, bp += bps) {
         vec b[MM_VECS];
         for (int v = 0; v < vecs; v++) b[v] = vec_load(bp + v * VEC_FLOATS);
-        for (int i = 0; i < MM_ROWS; i++)
+        for (int i = 0; i < rows; i++)
             for (int v = 0; v < vecs; v++) acc[i][v] = vec_fma(a[i * ars], b[v], acc[i][v]);
     }
-    for (int i = 0; i < MM_ROWS; i++)
+    for (int i = 0; i < rows; i++)
         for (int v = 0; v < vecs; v++) vec_store(out + i * ldo + v * VEC_FLOATS, acc[i][v]);
 }
 
+// An edge tile's product into the local tile (row stride MM_COLS, added to), for its first
+// `rows` rows rounded up to 1, 2, 4 or MM_ROWS: a decode batch of 4 sequences, or a routed
+// expert that 1-3 rows of a batch chose, then costs 4 or fewer rows' work, not MM_ROWS' (the
+// rows past the real ones are the packed sliver's zeros, computed and never stored).
+static inline void edge_tile_product(float *tile, const float *a, size_t ars, size_t aks,
+                                     const float *bp, size_t bps, int kn, int rows,
+                                     const int vecs) {
+    if (rows <= 1)
+        tile_product(tile, MM_COLS, a, ars, aks, bp, bps, kn, 1, 1, vecs);
+    else if (rows <= 2)
+        tile_product(tile, MM_COLS, a, ars, aks, bp, bps, kn, 1, 2, vecs);
+    else if (rows <= 4)
+        tile_product(tile, MM_COLS, a, ars, aks, bp, bps, kn, 1, 4, vecs);
+    else
+        tile_product(tile, MM_COLS, a, ars, aks, bp, bps, kn, 1, MM_ROWS, vecs);
+}
+
 // The MM_ROWS x MM_COLS tile at out (row stride ldo), of which the top-left rows x cols are
-// real (tile_product's terms). An edge tile is computed in a local copy, only as many
-// registers wide as its columns need.
+// real (tile_product's terms). An edge tile is computed in a local copy, only as many rows
+// (edge_tile_product) and registers as its real part needs. Its shape never changes a float:
+// each sum still takes k in order, one fused multiply-add at a time.
 static void matmul_kernel(float *out, size_t ldo, const float *a, size_t ars, size_t aks,
                           const float *bp, size_t bps, int kn, int rows, int cols,
                           int accumulate) {
     if (rows == MM_ROWS && cols == MM_COLS) {
-        tile_product(out, ldo, a, ars, aks, bp, bps, kn, accumulate, MM_VECS);
+        tile_product(out, ldo, a, ars, aks, bp, bps, kn, accumulate, MM_ROWS, MM_VECS);
         return;
     }
     float tile[MM_ROWS * MM_COLS] = {0};
     for (int i = 0; i < rows && accumulate; i++)
         memcpy(tile + i * MM_COLS, out + i * ldo, (size_t)cols * sizeof(float));
     if (cols <= VEC_FLOATS)
-        tile_product(tile, MM_COLS, a, ars, aks, bp, bps, kn, 1, 1);
+        edge_tile_product(tile, a, ars, aks, bp, bps, kn, rows, 1);
     else
-        tile_product(tile, MM_COLS, a, ars, aks, bp, bps, kn, 1, MM_VECS);
+        edge_tile_product(tile, a, ars, aks, bp, bps, kn, rows, MM_VECS);
     for (int i = 0; i < rows; i++)
         memcpy(out + i * ldo, tile + i * MM_COLS, (size_t)cols * sizeof(float));
 }

@@ -372,8 +372,9 @@ static void check_matmul_causal(int T, int d, CausalMode mode, int acc) {
 static void test_matmul_blocks(void **state) {
     (void)state;
     // {24, 20, 48}, {19, 40, 80}: a 16-wide edge after whole panels (a query head's 48)
+    // {2, 40, 33}, {10, 17, 64}, {4, 300, 40}, {19, ...}: edge tiles of 2, 4 and 3 rows
     const int shapes[][3] = {{13, 5, 17}, {7, 300, 33}, {37, 513, 150}, {600, 40, 20}, {1, 1, 1},
-                             {24, 20, 48}, {19, 40, 80}};
+                             {24, 20, 48}, {19, 40, 80}, {2, 40, 33}, {10, 17, 64}, {4, 300, 40}};
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++)
