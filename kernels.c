@@ -52,7 +52,8 @@
 //   - the kernel keeps an MM_ROWS x MM_COLS tile of out in vector registers and adds
 //     a(i,k) * b(k,j) for k in order, with fused multiply-adds.
 // Packing pads partial tiles with zeros, so one kernel serves every tile; at the bottom and
-// right edges only the valid part of the tile is stored.
+// right edges only the valid part of the tile is stored, and only as many rows (1, 2, 4) and
+// registers as the valid part needs are computed.
 //
 // The tile's shape follows the vector registers. With AVX-512 (32 registers of 16 floats) it
 // is 8 x 32, two registers a row: 16 independent sums in flight, enough to hide the fused
