@@ -606,6 +606,14 @@ static int cpu_times(long long *busy, long long *total) {
     return n;
 }
 
+// The CPU time this process has used so far, its threads' together (user and system), in seconds.
+static double own_cpu_seconds(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
 // One thread per idle core: `cores` CPUs, of which other programs keep `busy` cores' worth
 // busy; at least 1 thread, at most max_threads.
 static int threads_for_idle_cores(int max_threads, int cores, double busy) {
@@ -622,11 +630,16 @@ static void use_idle_cores(const char *who) {
     int max_threads = omp_get_max_threads();
     if (getenv("OMP_NUM_THREADS") || max_threads < 2) return;
     long long busy0, total0, busy1, total1;
+    double own0 = own_cpu_seconds();
     int cores = cpu_times(&busy0, &total0);
     struct timespec pause = {0, 100 * 1000 * 1000};  // 0.1 s: ~10 clock ticks per CPU
     if (cores == 0 || nanosleep(&pause, NULL) != 0) return;
     if (cpu_times(&busy1, &total1) != cores || total1 <= total0) return;
-    double busy = (double)(busy1 - busy0) / (double)(total1 - total0) * cores;
+    // this process's own ticks are not another program's: OpenMP threads that still spin after
+    // a parallel region (OMP_WAIT_POLICY=active) would otherwise count as a busy core
+    double own = (own_cpu_seconds() - own0) * (double)sysconf(_SC_CLK_TCK);
+    double others = (double)(busy1 - busy0) - own;
+    double busy = (others > 0 ? others : 0.0) / (double)(total1 - total0) * cores;
     int threads = threads_for_idle_cores(max_threads, cores, busy);
     if (threads == max_threads) return;
     omp_set_num_threads(threads);
