@@ -208,11 +208,12 @@ static void gqa_attend_group(const Model *m, struct DecodeState *s, int l, int p
     const float *cosr = m->rope_cos + (size_t)pos * half, *sinr = m->rope_sin + (size_t)pos * half;
     const float *kg = s->k + (size_t)l * s->max_T * ks + (size_t)g * hd;  // (n, hd), stride ks
     const float *vg = s->v + (size_t)l * s->max_T * ks + (size_t)g * hd;
+    const float scale = m->attn_scale;  // a local: the loop below then needs no reload per j
     for (int h = g * G; h < (g + 1) * G; h++) {
         float *qh = q + (size_t)h * hd, *p = s->att + (size_t)h * s->max_T;
         rope_rotate(qh, hd, cosr, sinr, 1.0f, 0);
         dot_lanes_rows(p, qh, kg, ks, hd, n);  // p[j] = q . k_j (dot_lanes)
-        for (int j = 0; j < n; j++) p[j] *= m->attn_scale;
+        for (int j = 0; j < n; j++) p[j] *= scale;
         softmax_inplace(p, n);
     }
     // o_h = sum_j p_j v_j for the G heads, which read the same values: one pass over them
@@ -222,8 +223,8 @@ static void gqa_attend_group(const Model *m, struct DecodeState *s, int l, int p
 
 // One row's attention at position pos of layer l: q (H*hd), k and v (Hkv*hd) are its
 // projections (biases added, RoPE not yet applied); the result goes to o (H*hd). The key/value
-// heads in parallel only when they are worth waking a thread for (~10^6 multiply-adds; never in
-// the student presets); otherwise a plain loop (a region of one thread still costs a team).
+// heads in parallel only when they are worth waking a thread for (TEAM_MIN_WORK, r1.h; never in
+// the student presets), otherwise as plain code.
 static void gqa_decode_attend(const Model *m, struct DecodeState *s, int l, int pos, float *q,
                               const float *k, const float *v, float *o) {
     const Config *c = &m->cfg;
@@ -236,7 +237,7 @@ static void gqa_decode_attend(const Model *m, struct DecodeState *s, int l, int 
     memcpy(cache_v + (size_t)pos * ks, v, ks * sizeof(float));
     for (int g = 0; g < Hkv; g++)
         rope_rotate(cache_k + (size_t)pos * ks + (size_t)g * hd, hd, cosr, sinr, 1.0f, 0);
-    if ((long)H * (pos + 1) * 2 * hd >= (1L << 20)) {
+    if ((long)H * (pos + 1) * 2 * hd >= TEAM_MIN_WORK) {
 #pragma omp parallel for schedule(static)
         for (int g = 0; g < Hkv; g++) gqa_attend_group(m, s, l, pos, g, q, o);
     } else {

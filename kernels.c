@@ -465,12 +465,16 @@ double log_sum_exp(const float *z, int n) {
 }
 
 // out (OC) = W (OC,C) @ x (C): the one-token matrix-vector product used by generation. Threads
-// share the outputs only when the product is large (~10^6 multiply-adds): below that, waking a
+// share the outputs only when the product is large (TEAM_MIN_WORK, r1.h): below that, waking a
 // sleeping thread (OMP_WAIT_POLICY=passive, main.c) costs more than it saves, and a decode step
 // of the small preset would run slower on 2 threads than on 1.
 void matvec(float *out, const float *x, const float *W, int C, int OC) {
-#pragma omp parallel for schedule(static) if ((long)OC * C >= (1L << 20))
-    for (int o = 0; o < OC; o++) out[o] = dot_lanes(W + (size_t)o * C, x, C);
+    if ((long)OC * C >= TEAM_MIN_WORK) {
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < OC; o++) out[o] = dot_lanes(W + (size_t)o * C, x, C);
+    } else {
+        for (int o = 0; o < OC; o++) out[o] = dot_lanes(W + (size_t)o * C, x, C);
+    }
 }
 
 // ==============================================================================================

@@ -1248,14 +1248,16 @@ void decode_batch_free(DecodeBatch *b) {
 // side, reading each cached row once (weighted_row_sums takes up to 4 at a time).
 #define ATTEND_HEADS 4
 
-// Heads h0 .. h0+hn-1 (hn <= ATTEND_HEADS) of mla_decode_attend: one token at position pos
-// attends over the n = pos + 1 cached positions of layer l, with the absorbed weights.
-// q (H, dn+dr): the queries (RoPE not yet applied); the results go to o (H*dv).
+// The group of ATTEND_HEADS heads from h0 (fewer at the end) of mla_decode_attend: one token at
+// position pos attends over the n = pos + 1 cached positions of layer l, with the absorbed
+// weights. q (H, dn+dr): the queries (RoPE not yet applied); the results go to o (H*dv).
 static void mla_attend_heads(const Model *m, const LayerParams *lp, DecodeState *s, int l, int pos,
-                             int h0, int hn, float *q, float *o) {
+                             int h0, float *q, float *o) {
     const Config *c = &m->cfg;
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    int dc = c->kv_lora_rank, half = dr / 2, n = pos + 1;
+    int dc = c->kv_lora_rank, half = dr / 2, n = pos + 1, H = c->num_attention_heads;
+    int hn = H - h0 < ATTEND_HEADS ? H - h0 : ATTEND_HEADS;
+    const float scale = m->attn_scale;  // a local: the loop below then needs no reload per j
     const float *cosr = m->rope_cos + (size_t)pos * half, *sinr = m->rope_sin + (size_t)pos * half;
     const float *cache_c = s->c_kv + (size_t)l * s->max_T * dc;
     const float *cache_k = s->k_pe + (size_t)l * s->max_T * dr;
@@ -1270,7 +1272,7 @@ static void mla_attend_heads(const Model *m, const LayerParams *lp, DecodeState 
         float *p = s->att + (size_t)h * s->max_T, *p_rope = s->att_rope + (size_t)h * s->max_T;
         dot_lanes_rows(p, qa, cache_c, dc, dc, n);
         dot_lanes_rows(p_rope, qh + dn, cache_k, dr, dr, n);
-        for (int j = 0; j < n; j++) p[j] = (p[j] + p_rope[j]) * m->attn_scale;
+        for (int j = 0; j < n; j++) p[j] = (p[j] + p_rope[j]) * scale;
         softmax_inplace(p, n);
     }
     // o_lat (dc) = sum_j p_j c_kv[j] for the hn heads, in one pass over the cache
@@ -1299,19 +1301,14 @@ static void mla_decode_attend(const Model *m, const LayerParams *lp, DecodeState
     rmsnorm_forward(c_kv, &rstd, kv_a, dc + dr, lp->kv_a_layernorm, 1, dc, c->rms_norm_eps);
     memcpy(k_pe, kv_a + dc, (size_t)dr * sizeof(float));
     rope_rotate(k_pe, dr, cosr, sinr, 1.0f, c->rope_interleave);
-    // The groups of heads in parallel only when they are worth waking a thread for (~10^6
-    // multiply-adds; never in the small presets, where one head attends over <= 512 positions
-    // of 80 floats). Otherwise a plain loop: even a parallel region of one thread costs libgomp
-    // a team (an allocation) per call.
-    if ((long)H * (pos + 1) * (2 * dc + dr) >= (1L << 20)) {
+    // The groups of heads in parallel only when they are worth waking a thread for
+    // (TEAM_MIN_WORK; never in the small presets, where one head attends over <= 512 positions
+    // of 80 floats), otherwise as plain code.
+    if ((long)H * (pos + 1) * (2 * dc + dr) >= TEAM_MIN_WORK) {
 #pragma omp parallel for schedule(static)
-        for (int h0 = 0; h0 < H; h0 += ATTEND_HEADS)
-            mla_attend_heads(m, lp, s, l, pos, h0, H - h0 < ATTEND_HEADS ? H - h0 : ATTEND_HEADS,
-                             q, o);
+        for (int h0 = 0; h0 < H; h0 += ATTEND_HEADS) mla_attend_heads(m, lp, s, l, pos, h0, q, o);
     } else {
-        for (int h0 = 0; h0 < H; h0 += ATTEND_HEADS)
-            mla_attend_heads(m, lp, s, l, pos, h0, H - h0 < ATTEND_HEADS ? H - h0 : ATTEND_HEADS,
-                             q, o);
+        for (int h0 = 0; h0 < H; h0 += ATTEND_HEADS) mla_attend_heads(m, lp, s, l, pos, h0, q, o);
     }
 }
 

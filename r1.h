@@ -340,6 +340,11 @@ void matmul_causal(float *out, size_t ldo, const float *a, size_t ars, size_t ak
                    int accumulate, float *bp);
 int causal_read_end(int i, int T);
 size_t causal_pack_floats(int K, int M);
+// The work (multiply-adds) below which a decode step's piece runs on the calling thread: waking
+// a sleeping thread costs more than sharing ~10^6 multiply-adds saves. Such a piece runs as plain
+// code, outside any parallel region: even a region of one thread (an `if` clause that is false)
+// costs libgomp a team, allocated at every call (matvec, r1.c's and gqa.c's decode attention).
+#define TEAM_MIN_WORK (1L << 20)
 // out (OC) = W (OC,C) @ x (C): one token's matrix-vector product.
 void matvec(float *out, const float *x, const float *W, int C, int OC);
 // The floating-point peak of one core, measured: `rounds` rounds of 16 independent chains of
