@@ -22,6 +22,9 @@
 #if defined(__FMA__) || defined(__AVX512F__)
 #include <immintrin.h>  // _mm256_fmadd_ps, _mm512_fmadd_ps: the matmul kernel's multiply-add
 #endif
+#ifdef _OPENMP
+#include <omp.h>  // omp_get_num_threads: how matmul_nn shares a product with few row tiles
+#endif
 
 // ==============================================================================================
 // 1. The matrix product
@@ -227,6 +230,65 @@ static void matmul_row_tile(float *out, size_t ldo, const float *a, size_t ars, 
     }
 }
 
+// The threads of the team running this code (1 outside a parallel region).
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+// matmul_nn with B in place and fewer row tiles than two per thread (a weight gradient of a few
+// dozen rows: 6-16 row tiles against 16 threads, where sharing row tiles left most threads
+// idle). The team shares (row tile, column panel) pairs instead, each summed over the whole k
+// range, block after block in order: the same floats. Panel-major, so that the row tiles that
+// follow each other on a thread read the same panel of B.
+static void matmul_tile_panels(float *out, const float *a, size_t ars, size_t aks,
+                               const float *b, size_t bks, int N, int K, int M, int accumulate) {
+    int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, panels = M / MM_COLS;  // M % MM_COLS == 0
+    float ap[MM_KC * MM_ROWS];  // this thread's packed A sliver, when needed
+#pragma omp for schedule(static)
+    for (int item = 0; item < row_tiles * panels; item++) {
+        int r0 = item % row_tiles * MM_ROWS, j0 = item / row_tiles * MM_COLS;
+        for (int k0 = 0; k0 < K; k0 += MM_KC) {
+            int kn = K - k0 < MM_KC ? K - k0 : MM_KC;
+            matmul_row_tile(out, M, a, ars, aks, b, bks, 1, NULL, kn, N, M, r0, j0,
+                            j0 + MM_COLS, k0, kn, accumulate || k0 > 0, ap);
+        }
+    }
+}
+
+// The blocks of matmul_nn, walked by the whole team (each thread runs this; the loops marked
+// omp for are shared): k blocks of MM_KC, column blocks of MM_NC, and in each the row tiles.
+static void matmul_blocks(float *out, const float *a, size_t ars, size_t aks, const float *b,
+                          size_t bks, size_t bcs, float *bp, int N, int K, int M,
+                          int accumulate) {
+    int row_tiles = (N + MM_ROWS - 1) / MM_ROWS, packs = bp != NULL;
+    for (int k0 = 0; k0 < K; k0 += MM_KC) {
+        int kn = K - k0 < MM_KC ? K - k0 : MM_KC;
+        for (int c0 = 0; c0 < M; c0 += MM_NC) {
+            int c1 = M - c0 < MM_NC ? M : c0 + MM_NC;
+            float ap[MM_KC * MM_ROWS];  // this thread's packed A sliver, when needed
+            if (packs) {
+#pragma omp for schedule(static)
+                for (int j0 = c0; j0 < c1; j0 += MM_COLS)
+                    if (!panel_in_place(bcs, j0, M))
+                        pack_b_panel(bp + (size_t)(j0 - c0) * kn, b, bks, bcs, k0, kn, j0, M);
+#pragma omp for schedule(guided)
+                for (int rt = 0; rt < row_tiles; rt++)
+                    matmul_row_tile(out, M, a, ars, aks, b, bks, bcs, bp, kn, N, M, rt * MM_ROWS,
+                                    c0, c1, k0, kn, accumulate || k0 > 0, ap);
+            } else {
+#pragma omp for schedule(static) nowait
+                for (int rt = 0; rt < row_tiles; rt++)
+                    matmul_row_tile(out, M, a, ars, aks, b, bks, bcs, bp, kn, N, M, rt * MM_ROWS,
+                                    c0, c1, k0, kn, accumulate || k0 > 0, ap);
+            }
+        }
+    }
+}
+
 void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const float *b,
                       size_t bks, size_t bcs, int N, int K, int M, int accumulate) {
     if (N == 0 || M == 0) return;
@@ -252,30 +314,15 @@ void matmul_nn(float *out, const float *a, size_t ars, size_t aks, const float *
     // every loop of this count, so a row's k blocks still follow each other in one thread) and
     // goes on to the next block without waiting (nowait). That matters for the weight
     // gradients: 12-16 row tiles per block over 8 k blocks, where each wait cost up to a tile.
-    // Which thread computes a tile never changes its value. Small products run on the calling
-    // thread: waking threads would cost more than it saves.
+    // With fewer row tiles than two per thread, the team shares tiles and panels instead
+    // (matmul_tile_panels). Which thread computes a tile never changes its value. Small
+    // products run on the calling thread: waking threads would cost more than it saves.
 #pragma omp parallel if ((double)N * K * M > 65536)
-    for (int k0 = 0; k0 < K; k0 += MM_KC) {
-        int kn = K - k0 < MM_KC ? K - k0 : MM_KC;
-        for (int c0 = 0; c0 < M; c0 += MM_NC) {
-            int c1 = M - c0 < MM_NC ? M : c0 + MM_NC;
-            float ap[MM_KC * MM_ROWS];  // this thread's packed A sliver, when needed
-            if (packs) {
-#pragma omp for schedule(static)
-                for (int j0 = c0; j0 < c1; j0 += MM_COLS)
-                    if (!panel_in_place(bcs, j0, M))
-                        pack_b_panel(bp + (size_t)(j0 - c0) * kn, b, bks, bcs, k0, kn, j0, M);
-#pragma omp for schedule(guided)
-                for (int rt = 0; rt < row_tiles; rt++)
-                    matmul_row_tile(out, M, a, ars, aks, b, bks, bcs, bp, kn, N, M, rt * MM_ROWS,
-                                    c0, c1, k0, kn, accumulate || k0 > 0, ap);
-            } else {
-#pragma omp for schedule(static) nowait
-                for (int rt = 0; rt < row_tiles; rt++)
-                    matmul_row_tile(out, M, a, ars, aks, b, bks, bcs, bp, kn, N, M, rt * MM_ROWS,
-                                    c0, c1, k0, kn, accumulate || k0 > 0, ap);
-            }
-        }
+    {
+        if (!packs && M > MM_COLS && row_tiles < 2 * team_size())
+            matmul_tile_panels(out, a, ars, aks, b, bks, N, K, M, accumulate);
+        else
+            matmul_blocks(out, a, ars, aks, b, bks, bcs, bp, N, K, M, accumulate);
     }
     free(bp);
 }

@@ -14,6 +14,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>  // omp_get_max_threads: how finely the routed experts' work is cut
+#endif
 
 // ----------------------------------------------------------------------------------------------
 // Router
@@ -120,6 +123,54 @@ static void experts_by_rows(const LayerActs *a, int E, int *order) {
     }
 }
 
+// ----------------------------------------------------------------------------------------------
+// The routed experts' work, shared among the threads
+// ----------------------------------------------------------------------------------------------
+// Whole experts, one per thread at a time, keep at most E threads busy, and the largest expert
+// sets the time: on the device's 16 threads the routed experts of the small preset (8 experts)
+// ran only 2.4x (forward) and 3.7x (backward) faster than on 1 thread, 30% of the training step
+// (tests/BENCH.md, stop 29). So the work is cut finer when there are threads to fill:
+//   - forward, and the backward's input gradient: pieces of an expert's rows (each row's numbers
+//     depend on its own row and the expert's weights only, so a piece computes the same floats);
+//   - the backward's weight gradients: slices of a gradient's rows, each summing all the
+//     expert's rows in order in one product, the same floats as the whole gradient at once.
+// Each piece or slice runs on one thread (the products inside get a team of one). With few
+// threads the cut is coarse (at 1 and 2 threads, about whole experts, as before).
+
+typedef struct { int e, r0, n; } ExpertPiece;  // rows [r0, r0+n) of expert e's (sorted) rows
+
+static int thread_count(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+// Rows per piece: about a quarter of one thread's share of all the rows, in whole row tiles of
+// the product kernel (8), at least 32.
+static int expert_piece_rows(int total_rows) {
+    int rows = total_rows / (4 * thread_count());
+    rows = (rows + 7) / 8 * 8;
+    return rows < 32 ? 32 : rows;
+}
+
+// The experts' rows as pieces of at most `rows` rows, the most-rows expert first (its pieces
+// handed out first). At most E + total/rows pieces. Returns the count; *cut: whether an expert
+// was cut in more than one piece.
+static int expert_pieces(const LayerActs *a, int E, int rows, ExpertPiece *pieces, int *cut) {
+    int order[E], count = 0;
+    experts_by_rows(a, E, order);
+    *cut = 0;
+    for (int i = 0; i < E; i++) {
+        int e = order[i], r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
+        for (int done = 0; done < n; done += rows)
+            pieces[count++] = (ExpertPiece){e, r0 + done, n - done < rows ? n - done : rows};
+        if (n > rows) *cut = 1;
+    }
+    return count;
+}
+
 // out (N,D) += sum_k w[t,k] Expert_{idx[t,k]}(inp[t]).  inp (N,D) is RMSNorm(x_mid).
 void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out, int N) {
     const Config *c = &m->cfg;
@@ -145,16 +196,15 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
     for (int row = 0; row < N * K; row++)
         memcpy(a->ex_in + (size_t)row * D, inp + (size_t)(a->slot_pair[row] / K) * D,
                (size_t)D * sizeof(float));
-    // 3. each expert over its own rows. The experts are shared among the threads, one expert
-    // per thread at a time, largest first: the products inside then run on that thread alone
-    // (a parallel region inside another gets a team of one unless nesting is switched on), so
-    // a few hundred rows need no barriers. Every expert writes only its own rows, and a
-    // product's floats never depend on the thread.
-    int order[E];
-    experts_by_rows(a, E, order);
+    // 3. each expert over its own rows, in pieces the threads share (above): the products of a
+    // piece run on its thread alone, so a few hundred rows need no barriers. Every piece writes
+    // only its own rows, and a product's floats never depend on the thread.
+    int piece_rows = expert_piece_rows(N * K), cut;
+    ExpertPiece pieces[E + N * K / piece_rows + 1];
+    int n_pieces = expert_pieces(a, E, piece_rows, pieces, &cut);
 #pragma omp parallel for schedule(dynamic)
-    for (int i = 0; i < E; i++) {
-        int e = order[i], r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
+    for (int i = 0; i < n_pieces; i++) {
+        int e = pieces[i].e, r0 = pieces[i].r0, n = pieces[i].n;
         size_t mat = (size_t)Im * D;
         swiglu_forward(a->ex_out + (size_t)r0 * D, a->ex_in + (size_t)r0 * D,
                        lp->experts_gate + e * mat, lp->experts_up + e * mat,
@@ -201,6 +251,39 @@ static void router_backward_token(const Config *c, const float *s, const int *id
     }
 }
 
+// The routed experts' weight gradients, each expert's from all its rows in token order:
+//   d gate_e (Im,D) += dg^T x,   d up_e (Im,D) += du^T x,   d down_e (D,Im) += dy^T h
+// with x = ex_in, h = ex_h, dy = dex_out (the gradient of the expert's output), dg and du the
+// gradients of its gate and up outputs (left by swiglu_backward in dex3, dex4). A task is one
+// slice of a gradient's rows (`slice` rows, whole row tiles): a product over all the expert's
+// rows, the same floats as the whole gradient's product.
+static void expert_weight_grads(const Config *c, const LayerActs *a, const LayerParams *glp,
+                                const float *dy, const float *dg, const float *du) {
+    int E = c->n_routed_experts, D = c->hidden_size, Im = c->moe_intermediate_size;
+    int widest = D > Im ? D : Im;
+    // slices per gradient: enough tasks (3 gradients per expert) for two per thread
+    int per = (2 * thread_count() + 3 * E - 1) / (3 * E);
+    int slice = ((widest + per - 1) / per + 7) / 8 * 8;
+    int slices = (widest + slice - 1) / slice, tasks = E * 3 * slices;
+    size_t mat = (size_t)Im * D;
+#pragma omp parallel for schedule(dynamic)
+    for (int task = 0; task < tasks; task++) {
+        int e = task / (3 * slices), which = task / slices % 3, o0 = task % slices * slice;
+        int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
+        // (rows OC, columns C) of this gradient; its A = the row gradient (n, OC), B = input (n, C)
+        int OC = which == 2 ? D : Im, C = which == 2 ? Im : D;
+        if (o0 >= OC || n == 0) continue;
+        int rows = OC - o0 < slice ? OC - o0 : slice;
+        float *dW = (which == 0 ? glp->experts_gate : which == 1 ? glp->experts_up
+                                                                : glp->experts_down) + e * mat;
+        const float *grad = which == 0 ? dg : which == 1 ? du : dy;
+        const float *inp = which == 2 ? a->ex_h + (size_t)r0 * Im : a->ex_in + (size_t)r0 * D;
+        // dW rows o0.. += grad[:, o0..]^T inp   (grad^T read in place: a(i,k) = grad[k*OC + i])
+        matmul_nn(dW + (size_t)o0 * C, grad + (size_t)r0 * OC + o0, 1, OC, inp, C, 1, rows, n,
+                  C, 1);
+    }
+}
+
 void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const float *dout,
                   float *dinp, int N) {
     const Config *c = &m->cfg;
@@ -227,22 +310,27 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
             dw[(size_t)t * K + k] = acc;
         }
     }
-    // 2. each expert, shared among the threads as in moe_forward (each writes only its own
-    // rows of dex_in, which together are all N*K of them, and its own weight gradients)
-    int order[E];
-    experts_by_rows(a, E, order);
+    // 2. each expert, in the pieces of moe_forward: the input gradients dex_in of its rows,
+    // leaving dg in dex3 and du in dex4. When no expert is cut (few threads), a piece is a
+    // whole expert and computes its weight gradients too, while its rows are in cache; else
+    // 2b. the weight gradients follow, in slices (expert_weight_grads).
+    int piece_rows = expert_piece_rows(N * K), cut;
+    ExpertPiece pieces[E + N * K / piece_rows + 1];
+    int n_pieces = expert_pieces(a, E, piece_rows, pieces, &cut);
 #pragma omp parallel for schedule(dynamic)
-    for (int i = 0; i < E; i++) {
-        int e = order[i], r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
+    for (int i = 0; i < n_pieces; i++) {
+        int e = pieces[i].e, r0 = pieces[i].r0, n = pieces[i].n;
         size_t mat = (size_t)Im * D;
-        swiglu_backward(dex_in + (size_t)r0 * D, glp->experts_gate + e * mat,
-                        glp->experts_up + e * mat, glp->experts_down + e * mat,
-                        dex_out + (size_t)r0 * D, a->ex_in + (size_t)r0 * D,
-                        lp->experts_gate + e * mat, lp->experts_up + e * mat,
-                        lp->experts_down + e * mat, a->ex_g + (size_t)r0 * Im,
-                        a->ex_u + (size_t)r0 * Im, a->ex_h + (size_t)r0 * Im, n, D, Im,
-                        s->dex3 + (size_t)r0 * Im, s->dex4 + (size_t)r0 * Im, 0);
+        swiglu_backward(dex_in + (size_t)r0 * D, cut ? NULL : glp->experts_gate + e * mat,
+                        cut ? NULL : glp->experts_up + e * mat,
+                        cut ? NULL : glp->experts_down + e * mat, dex_out + (size_t)r0 * D,
+                        a->ex_in + (size_t)r0 * D, lp->experts_gate + e * mat,
+                        lp->experts_up + e * mat, lp->experts_down + e * mat,
+                        a->ex_g + (size_t)r0 * Im, a->ex_u + (size_t)r0 * Im,
+                        a->ex_h + (size_t)r0 * Im, n, D, Im, s->dex3 + (size_t)r0 * Im,
+                        s->dex4 + (size_t)r0 * Im, 0);
     }
+    if (cut) expert_weight_grads(c, a, glp, dex_out, s->dex3, s->dex4);
     // 3. scatter back to tokens (k order) and route the weight gradient into the router
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {

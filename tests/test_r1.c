@@ -380,6 +380,20 @@ static void test_matmul_blocks(void **state) {
             for (int tb = 0; tb < 2; tb++)
                 for (int acc = 0; acc < 2; acc++)
                     check_matmul_nn(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, acc);
+    // Shared by a team: fewer row tiles than two per thread share (tile, panel) pairs over all
+    // k blocks (matmul_tile_panels: 1 and 3 row tiles, 2 and 3 panels, 1 and 4 k blocks), more
+    // share row tiles block by block; the same floats at 1, 3 and 4 threads.
+    const int team_shapes[][3] = {{8, 300, 64}, {20, 1000, 96}, {64, 600, 128}, {6, 70, 160}};
+    int was = omp_get_max_threads();
+    for (int threads = 1; threads <= 4; threads += threads == 1 ? 2 : 1) {
+        omp_set_num_threads(threads);
+        for (int s = 0; s < 4; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++)
+                    check_matmul_nn(team_shapes[s][0], team_shapes[s][1], team_shapes[s][2],
+                                    ta, tb, 1);
+    }
+    omp_set_num_threads(was);
     // T < d, T > d, T > MM_KC, and d = 48 (a query head's width)
     const int causal[][2] = {{7, 12}, {40, 24}, {300, 20}, {64, 48}};
     for (int c = 0; c < 4; c++)
