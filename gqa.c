@@ -100,6 +100,7 @@ void gqa_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, int T) {
     const Config *c = &m->cfg;
     int N = B * T, D = c->hidden_size, H = c->num_attention_heads;
     int Hkv = c->num_key_value_heads, hd = c->head_dim;
+    double t = now_seconds();  // the projections' time, then the heads' (step_part)
     matmul_forward(a->q, a->ln1, lp->q_b_proj, N, D, H * hd, 0);
     matmul_forward(a->k, a->ln1, lp->k_proj, N, D, Hkv * hd, 0);
     matmul_forward(a->v, a->ln1, lp->v_proj, N, D, Hkv * hd, 0);
@@ -110,6 +111,7 @@ void gqa_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, int T) {
     }
     gqa_rope_rows(m, a->q, N, T, H, 1.0f);
     gqa_rope_rows(m, a->k, N, T, Hkv, 1.0f);
+    t = step_part(m, 0, PART_ATTN_PROJ, t);
 #pragma omp parallel
     {
         float *pack = xcalloc(gqa_pack_floats(c, T), sizeof(float));  // this thread's
@@ -118,6 +120,7 @@ void gqa_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, int T) {
             for (int h = 0; h < H; h++) gqa_forward_head(m, a, T, b, h, pack);
         free(pack);
     }
+    step_part(m, 0, PART_ATTN_HEADS, t);
 }
 
 // ==============================================================================================
@@ -167,6 +170,7 @@ void gqa_backward(Model *m, const LayerParams *lp, const LayerParams *glp, Layer
     int N = B * T, D = c->hidden_size, H = c->num_attention_heads;
     int Hkv = c->num_key_value_heads, hd = c->head_dim;
     float *dq = s->t2, *dk = s->t3, *dv = s->t4;  // (N, H*hd), (N, Hkv*hd), (N, Hkv*hd)
+    double t = now_seconds();  // the heads' time, then the projections' (step_part)
 #pragma omp parallel
     {
         float *dP = xcalloc((size_t)T * T, sizeof(float));  // this thread's
@@ -178,6 +182,7 @@ void gqa_backward(Model *m, const LayerParams *lp, const LayerParams *glp, Layer
         free(dP);
         free(pack);
     }
+    t = step_part(m, 1, PART_ATTN_HEADS, t);
     // through RoPE (its transpose), then the biases and the projections
     gqa_rope_rows(m, dq, N, T, H, -1.0f);
     gqa_rope_rows(m, dk, N, T, Hkv, -1.0f);
@@ -189,6 +194,7 @@ void gqa_backward(Model *m, const LayerParams *lp, const LayerParams *glp, Layer
     matmul_backward(dln, glp->q_b_proj, dq, a->ln1, lp->q_b_proj, N, D, H * hd, 0);
     matmul_backward(dln, glp->k_proj, dk, a->ln1, lp->k_proj, N, D, Hkv * hd, 1);
     matmul_backward(dln, glp->v_proj, dv, a->ln1, lp->v_proj, N, D, Hkv * hd, 1);
+    step_part(m, 1, PART_ATTN_PROJ, t);
 }
 
 // ==============================================================================================

@@ -2414,8 +2414,28 @@ static double fma_peak_gflops(int threads) {
 
 // Times training phases for one config; prints one line per phase, the train step's with its
 // share of the FMA peak (peak, GFLOP/s, 0: not printed). Returns the forward's tokens/s.
+// `bench --parts`: the step's time part by part (Model.part_seconds; the loss and AdamW timed
+// here), ms per step, forward and backward, and each part's share of the whole step.
+static void print_step_parts(const Model *m, double loss_s, double adamw_s, double step_s,
+                             int steps) {
+    printf("  %-32s %9s %9s %6s\n", "part (ms per step)", "forward", "backward", "share");
+    double counted = loss_s + adamw_s;
+    for (int p = 0; p < PART_COUNT; p++) {
+        double f = m->part_seconds[0][p], b = m->part_seconds[1][p];
+        counted += f + b;
+        printf("  %-32s %9.2f %9.2f %5.1f%%\n", step_part_names[p], 1e3 * f / steps,
+               1e3 * b / steps, 100 * (f + b) / step_s);
+    }
+    printf("  %-32s %9.2f %9s %5.1f%%\n", "loss (cross-entropy, dlogits)", 1e3 * loss_s / steps,
+           "", 100 * loss_s / step_s);
+    printf("  %-32s %9s %9.2f %5.1f%%\n", "AdamW, bias update", "", 1e3 * adamw_s / steps,
+           100 * adamw_s / step_s);
+    printf("  %-32s %9.2f %9s %5.1f%%\n", "the rest (zeroing grads, gaps)",
+           1e3 * (step_s - counted) / steps, "", 100 * (step_s - counted) / step_s);
+}
+
 static double bench_training(const char *label, const Config *c, int B, int T, int steps,
-                             double peak) {
+                             double peak, int parts) {
     char err[R1_ERR_LEN];
     Model m;
     if (model_create(&m, c, err) || model_alloc_training(&m, B, T, err)) die("%s", err);
@@ -2427,10 +2447,12 @@ static double bench_training(const char *label, const Config *c, int B, int T, i
     synthetic_batch(&rng, ids, B, T, c->vocab_size);
     AdamWConfig oc = adamw_defaults();
     train_step(&m, ids, NULL, dlogits, &oc, 1e-3f, NULL);  // warm-up
-    double fwd = 0, bwd = 0, step_time = 0;
+    memset(m.part_seconds, 0, sizeof(m.part_seconds));
+    double fwd = 0, bwd = 0, step_time = 0, loss_time = 0, adamw_time = 0;
     for (int s = 0; s < steps; s++) {
         double t0 = now_seconds();
         model_forward(&m, ids, B, T);
+        double t_loss = now_seconds();
         cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, c->vocab_size, dlogits);
         double t1 = now_seconds();
         model_zero_grad(&m);
@@ -2440,6 +2462,8 @@ static double bench_training(const char *label, const Config *c, int B, int T, i
         moe_update_bias(&m, 1e-3f);
         moe_reset_load(&m);
         double t3 = now_seconds();
+        loss_time += t1 - t_loss;
+        adamw_time += t3 - t2;
         fwd += t1 - t0;
         bwd += t2 - t1;
         step_time += t3 - t0;
@@ -2455,6 +2479,7 @@ static double bench_training(const char *label, const Config *c, int B, int T, i
     if (peak > 0)
         printf("%-22s train step at %.0f%% of the FMA peak (%.1f of %.1f GFLOP/s)\n", label,
                100 * step_gflops / peak, step_gflops, peak);
+    if (parts) print_step_parts(&m, loss_time, adamw_time, step_time, steps);
     fflush(stdout);
     free(ids);
     free(dlogits);
@@ -2620,7 +2645,8 @@ typedef struct {
     const char *label;
     Config c;
     int B, T, steps, gen, recompute, grpo;
-    int peak;  // 1: measure the FMA peak first, and give the train step's share of it
+    int peak;   // 1: measure the FMA peak first, and give the train step's share of it
+    int parts;  // 1: the train step's time part by part (--parts)
 } BenchCase;
 
 // (in the case's child process: a parent that has run a parallel region must not fork, since
@@ -2639,7 +2665,8 @@ static void run_bench_case(void *arg) {
         printf("FMA peak (16 chains of vector multiply-adds, no loads): %.1f GFLOP/s on 1 "
                "thread, %.1f on %d (%.2fx)\n", peak1, peak, threads, peak / peak1);
     }
-    if (bc->steps > 0) fwd = bench_training(bc->label, &bc->c, bc->B, bc->T, bc->steps, peak);
+    if (bc->steps > 0)
+        fwd = bench_training(bc->label, &bc->c, bc->B, bc->T, bc->steps, peak, bc->parts);
     if (bc->gen > 0) bench_generation(bc->label, &bc->c, bc->gen, bc->recompute, fwd);
     if (bc->grpo) bench_grpo_step(bc->label, &bc->c, 8, 8, 64, 200);
 }
@@ -2698,7 +2725,7 @@ static void bench_speculative(const char *dir, int max_new) {
 static int cmd_bench(int argc, char **argv) {
     static const char *const known[] = {"--preset", "--batch", "--seq", "--steps",
                                         "--speculative", "--max-new-tokens", NULL};
-    static const char *const bools[] = {"--quick", "--train-only", NULL};
+    static const char *const bools[] = {"--quick", "--train-only", "--parts", NULL};
     check_flags(argc, argv, known, bools);
     const char *preset = arg_str(argc, argv, "--preset", "small");
     int B = (int)arg_long(argc, argv, "--batch", 8, 1, 4096);
@@ -2720,7 +2747,8 @@ static int cmd_bench(int argc, char **argv) {
     printf("r1 bench: %d thread(s), batch %d x %d tokens, %d timed steps after 1 warm-up\n",
            threads, B, T, steps);
     BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = train_only ? 0 : 256,
-                    .recompute = 1, .grpo = !train_only, .peak = 1};
+                    .recompute = 1, .grpo = !train_only, .peak = 1,
+                    .parts = arg_flag(argc, argv, "--parts")};
     if (config_preset(preset, &bc.c, err)) die("%s", err);
     in_child(run_bench_case, &bc);
     if (quick || train_only) return 0;
@@ -2852,7 +2880,7 @@ static void usage(void) {
            "               every stage of the R1 recipe, evaluated, with report.md\n"
            "  ./r1 plot    RUN_DIR                      SVG charts of RUN_DIR/metrics.jsonl\n"
            "  ./r1 bench   [--preset small] [--batch B] [--seq T] [--steps N] [--quick]\n"
-           "               [--train-only]\n\n"
+           "               [--train-only] [--parts]  (--parts: the train step part by part)\n\n"
            "presets:\n");
     config_list_presets(stdout);
 }

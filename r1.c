@@ -760,6 +760,7 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
     int N = B * T, D = c->hidden_size, H = c->num_attention_heads;
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     int dq = c->q_lora_rank, dc = c->kv_lora_rank;
+    double t = now_seconds();  // the projections' time, then the heads' (step_part)
     // queries: q = q_b_proj(RMSNorm(q_a_proj(h)))   (V3 eqs. 6-8), or q_proj(h) when dq is 0
     if (dq > 0) {
         matmul_forward(a->q_a, a->ln1, lp->q_a_proj, N, D, dq, 0);
@@ -778,19 +779,21 @@ static void mla_forward(Model *m, const LayerParams *lp, LayerActs *a, int B, in
     // decoupled RoPE: q_pe per head, k_pe shared by all heads (V3 eqs. 3, 8)
     rope_rows(m, a->q, N, T, H, dn + dr, dn, 1.0f);
     rope_rows(m, a->kv_a, N, T, 1, dc + dr, dc, 1.0f);
+    t = step_part(m, 0, PART_ATTN_PROJ, t);
     if (attention_plain_loops) {  // R1_PLAIN_ATTENTION=1: the plain loops, one head at a time
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) attention_forward_head_loops(m, a, T, b, h);
-        return;
-    }
+    } else {
 #pragma omp parallel
-    {
-        float *scratch = xcalloc(head_scratch_floats(c, T), sizeof(float));  // this thread's
+        {
+            float *scratch = xcalloc(head_scratch_floats(c, T), sizeof(float));  // this thread's
 #pragma omp for collapse(2) schedule(dynamic)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) attention_forward_head(m, a, T, b, h, scratch);
-        free(scratch);
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < H; h++) attention_forward_head(m, a, T, b, h, scratch);
+            free(scratch);
+        }
     }
+    step_part(m, 0, PART_ATTN_HEADS, t);
 }
 
 // Gradient of the MLA input: dln (N,D) = ... (overwritten); datt_out (N,H*dv) is the gradient
@@ -803,6 +806,7 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     int dq = c->q_lora_rank, dc = c->kv_lora_rank;
     float *dqv = s->t2, *dkv = s->t3, *dkv_a = s->t4;
+    double t = now_seconds();  // the heads' time, then the projections' (step_part)
     // Each thread keeps one (T,T) dP and one head scratch for the heads it takes: buffers
     // that stay in its cache instead of B*H of them (which buffer a head uses does not change
     // its numbers).
@@ -818,6 +822,7 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
         free(dP);
         free(scratch);
     }
+    t = step_part(m, 1, PART_ATTN_HEADS, t);
     // the shared rope key: sum the heads' contributions in order h = 0..H-1 into the last dr
     // columns of dkv_a (its first dc are kv_a_layernorm's, below)
 #pragma omp parallel for schedule(static)
@@ -851,6 +856,7 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     } else {
         matmul_backward(dln, glp->q_b_proj, dqv, a->ln1, lp->q_b_proj, N, D, H * (dn + dr), 1);
     }
+    step_part(m, 1, PART_ATTN_PROJ, t);
 }
 
 // ==============================================================================================
@@ -863,6 +869,16 @@ static int attn_out_width(const Config *c) {
     return c->num_attention_heads * (is_gqa(c) ? c->head_dim : c->v_head_dim);
 }
 
+const char *const step_part_names[PART_COUNT] = {
+    "embedding, final norm, lm_head", "RMSNorms of the blocks", "attention projections, RoPE",
+    "attention heads (causal)", "o_proj", "dense MLP, shared experts", "MoE: router, experts"};
+
+double step_part(Model *m, int pass, StepPart part, double since) {
+    double now = now_seconds();
+    m->part_seconds[pass][part] += now - since;
+    return now;
+}
+
 static int ffn_width(const Config *c, int l) {
     return layer_is_moe(c, l) ? c->moe_intermediate_size * c->n_shared_experts
                               : c->intermediate_size;
@@ -873,18 +889,25 @@ void block_forward(Model *m, int l, float *x_out, int B, int T) {
     const LayerParams *lp = &m->p.layers[l];
     LayerActs *a = &m->acts.layers[l];
     int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
+    double t = now_seconds();  // each part's time goes to step_part (bench --parts)
     rmsnorm_forward(a->ln1, a->ln1_rstd, a->x_in, D, lp->input_layernorm, N, D, c->rms_norm_eps);
+    step_part(m, 0, PART_NORMS, t);
     if (is_gqa(c)) gqa_forward(m, lp, a, B, T);  // Qwen2 / Llama (gqa.c)
-    else mla_forward(m, lp, a, B, T);
+    else mla_forward(m, lp, a, B, T);            // (both time their own parts)
+    t = now_seconds();
     copy_floats(a->x_mid, a->x_in, (size_t)N * D);  // residual: x_mid = x_in + o_proj(att_out)
     matmul_forward(a->x_mid, a->att_out, lp->o_proj, N, attn_out_width(c), D, 1);
+    t = step_part(m, 0, PART_O_PROJ, t);
     rmsnorm_forward(a->ln2, a->ln2_rstd, a->x_mid, D, lp->post_attention_layernorm, N, D,
                     c->rms_norm_eps);
+    t = step_part(m, 0, PART_NORMS, t);
     copy_floats(x_out, a->x_mid, (size_t)N * D);    // residual: x_out = x_mid + FFN(ln2)
     if (I > 0)  // dense MLP, or the shared experts of a MoE layer
         swiglu_forward(x_out, a->ln2, lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u,
                        a->mlp_h, N, D, I, 1);
+    t = step_part(m, 0, PART_MLP, t);
     if (layer_is_moe(c, l)) moe_forward(m, l, a, a->ln2, x_out, N);
+    step_part(m, 0, PART_MOE, t);
 }
 
 // dx (N,D) holds the gradient of x_out on entry and of x_in on return.
@@ -894,6 +917,7 @@ void block_backward(Model *m, int l, int B, int T) {
     LayerActs *a = &m->acts.layers[l];
     Grads *s = &m->scratch;
     int N = B * T, D = c->hidden_size, I = ffn_width(c, l);
+    double t = now_seconds();  // each part's time goes to step_part (bench --parts)
     // FFN: the dense MLP or shared experts write dln first; the routed experts add to it
     if (I > 0)
         swiglu_backward(s->dln, glp->mlp_gate, glp->mlp_up, glp->mlp_down, s->dx, a->ln2,
@@ -901,17 +925,23 @@ void block_backward(Model *m, int l, int B, int T) {
                         D, I, s->t1, s->t2, 0);
     else
         zero_floats(s->dln, (size_t)N * D);
+    t = step_part(m, 1, PART_MLP, t);
     if (layer_is_moe(c, l)) moe_backward(m, l, a, a->ln2, s->dx, s->dln, N);
+    t = step_part(m, 1, PART_MOE, t);
     rmsnorm_backward(s->dx, glp->post_attention_layernorm, s->dln, a->x_mid, D,
                      lp->post_attention_layernorm, a->ln2_rstd, N, D, 1);  // + the residual
+    t = step_part(m, 1, PART_NORMS, t);
     // attention: o_proj, then MLA
     float *datt_out = s->t1;
     matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, attn_out_width(c),
                     D, 0);
+    step_part(m, 1, PART_O_PROJ, t);
     if (is_gqa(c)) gqa_backward(m, lp, glp, a, datt_out, s->dln, B, T);
-    else mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);
+    else mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);  // (both time their own parts)
+    t = now_seconds();
     rmsnorm_backward(s->dx, glp->input_layernorm, s->dln, a->x_in, D, lp->input_layernorm,
                      a->ln1_rstd, N, D, 1);  // + the residual
+    step_part(m, 1, PART_NORMS, t);
 }
 
 void model_forward(Model *m, const int *ids, int B, int T) {
@@ -919,17 +949,21 @@ void model_forward(Model *m, const int *ids, int B, int T) {
     int N = B * T, D = c->hidden_size, L = c->num_hidden_layers;
     Acts *a = &m->acts;
     m->balance_loss = 0.0f;
+    double since = now_seconds();
     // embedding: x[t] = embed_tokens[ids[t]]
     float *x0 = a->layers[0].x_in;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++)
         memcpy(x0 + (size_t)t * D, m->p.embed_tokens + (size_t)ids[t] * D, D * sizeof(float));
+    step_part(m, 0, PART_EMBED_HEAD, since);
     for (int l = 0; l < L; l++) {
         float *x_out = l + 1 < L ? a->layers[l + 1].x_in : a->x_final;
         block_forward(m, l, x_out, B, T);
     }
+    since = now_seconds();
     rmsnorm_forward(a->ln_f, a->ln_f_rstd, a->x_final, D, m->p.norm, N, D, c->rms_norm_eps);
     matmul_forward(a->logits, a->ln_f, m->p.lm_head, N, D, c->vocab_size, 0);
+    step_part(m, 0, PART_EMBED_HEAD, since);
 }
 
 // From scratch.dln (the gradient of the final norm's output) down to the embeddings.
@@ -938,9 +972,13 @@ static void backward_below_head(Model *m, const int *ids) {
     Acts *a = &m->acts;
     Grads *s = &m->scratch;
     int B = a->B, T = a->T, N = B * T, D = c->hidden_size;
+    double t = now_seconds();
     rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D, 0);
+    step_part(m, 1, PART_EMBED_HEAD, t);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);
+    t = now_seconds();
     embedding_backward(m->g.embed_tokens, ids, s->dx, N, D);
+    step_part(m, 1, PART_EMBED_HEAD, t);
 }
 
 void embedding_backward(float *dembed, const int *ids, const float *dx, int N, int D) {
@@ -966,11 +1004,13 @@ void model_backward_plus(Model *m, const int *ids, const float *dlogits, const f
     const Config *c = &m->cfg;
     Acts *a = &m->acts;
     int N = a->B * a->T, D = c->hidden_size;
+    double t = now_seconds();
     // LM head: dln_f = dlogits @ lm_head (+ what another head that reads ln_f sends back)
     matmul_backward(m->scratch.dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D,
                     c->vocab_size, 0);
     if (dln_f_plus)
         for (size_t i = 0; i < (size_t)N * D; i++) m->scratch.dln[i] += dln_f_plus[i];
+    step_part(m, 1, PART_EMBED_HEAD, t);
     backward_below_head(m, ids);
 }
 

@@ -556,6 +556,21 @@ typedef struct {
 // ----------------------------------------------------------------------------------------------
 // The model
 // ----------------------------------------------------------------------------------------------
+// Where a training step's time goes, part by part (`./r1 bench --parts`). The forward and the
+// backward add the wall-clock seconds of each part to Model.part_seconds as they go (a clock read
+// between parts, on the calling thread; no float of the model depends on it). The loss head and
+// the optimizer are the caller's to time.
+typedef enum {
+    PART_EMBED_HEAD,  // the embedding, the final norm and lm_head
+    PART_NORMS,       // the RMSNorms before the attention and the FFN
+    PART_ATTN_PROJ,   // the attention's projections, their norms and RoPE (all but the heads)
+    PART_ATTN_HEADS,  // softmax(Q K^T) V of every (sequence, head), and its backward
+    PART_O_PROJ,      // o_proj and its residual
+    PART_MLP,         // the dense MLP, or the shared experts of a MoE block
+    PART_MOE,         // the router, the routed experts and their combination
+    PART_COUNT
+} StepPart;
+
 typedef struct {
     Config cfg;
     int n_tensors;
@@ -572,6 +587,7 @@ typedef struct {
     Acts acts;
     Grads scratch;
     long *expert_load;    // (L, E) tokens routed to each expert since the last reset
+    double part_seconds[2][PART_COUNT];  // [0 forward, 1 backward][part]: see StepPart
     float balance_alpha;  // sequence-wise balance loss weight alpha (DeepSeek-V3 eq. 17-20); 0 = off
     float balance_loss;   // its value in the last forward (summed over MoE layers)
     float mtp_lambda;     // MTP loss weight lambda (DeepSeek-V3 eq. 25); 0: the module is frozen
@@ -663,6 +679,11 @@ int model_alloc_training(Model *m, int B, int T, char *err);
 int model_alloc_inference(Model *m, int B, int T, char *err);
 // Training forward: ids (B,T) -> acts.logits (B,T,V).
 void model_forward(Model *m, const int *ids, int B, int T);
+// Adds the seconds since `since` to part `part` of pass `pass` (0 forward, 1 backward) and
+// returns the clock: t = step_part(m, 0, PART_NORMS, t) after each part.
+double step_part(Model *m, int pass, StepPart part, double since);
+// The names `bench --parts` prints for the parts.
+extern const char *const step_part_names[PART_COUNT];
 // 1: the training attention runs as plain loops (attention_forward_head_loops, to step in gdb;
 // floats may differ in the last bits), 0 (default): the tiled kernel. main sets it from the
 // environment: R1_PLAIN_ATTENTION=1 ./r1-debug ...

@@ -1157,6 +1157,43 @@ static void check_decode_batch(Variant v) {
     model_free(&m);
 }
 
+// `bench --parts`: one forward and backward time every part of the step, and no more than the
+// step. The tiny model (2 dense + 2 MoE blocks) has every part, so each must have some time;
+// together they are at most the wall-clock time of the pass (a part timed twice, or a clock left
+// running across a part, would add more). Time is read, never compared with a fixed figure.
+static void test_step_parts(void **state) {
+    (void)state;
+    Config c = tiny_config(V_BASE);
+    int B = 2, T = 16, N = B * T, V = c.vocab_size;
+    Model m;
+    make_model(&m, &c, 11, B, T);
+    int *ids = malloc(sizeof(int) * N);
+    float *dlogits = malloc(sizeof(float) * N * V);
+    random_ids(ids, N, V, 12);
+    memset(m.part_seconds, 0, sizeof(m.part_seconds));
+    double t0 = now_seconds();
+    model_forward(&m, ids, B, T);
+    double forward = now_seconds() - t0;
+    cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, V, dlogits);
+    model_zero_grad(&m);
+    double t1 = now_seconds();
+    model_backward(&m, ids, dlogits);
+    double backward = now_seconds() - t1;
+    double sums[2] = {0, 0}, walls[2] = {forward, backward};
+    for (int pass = 0; pass < 2; pass++) {
+        for (int p = 0; p < PART_COUNT; p++) {
+            EXPECT(m.part_seconds[pass][p] > 0.0, "%s: part '%s' has no time",
+                   pass ? "backward" : "forward", step_part_names[p]);
+            sums[pass] += m.part_seconds[pass][p];
+        }
+        EXPECT(sums[pass] <= walls[pass], "%s: the parts add up to %.6f s, the pass took %.6f s",
+               pass ? "backward" : "forward", sums[pass], walls[pass]);
+    }
+    free(ids);
+    free(dlogits);
+    model_free(&m);
+}
+
 // How many sequences are cut into batches for the threads: every sequence in exactly one batch,
 // in order, no batch empty or larger than DECODE_BATCH, and at least one batch per thread when
 // there are enough sequences (1 and 2 threads; 64 rollouts on 16 threads go 4 to a batch).
@@ -3008,6 +3045,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_blocks),
+        cmocka_unit_test(test_step_parts),
         cmocka_unit_test(test_r1_expf),
         cmocka_unit_test(test_vec_expf),
         cmocka_unit_test(test_rmsnorm),
