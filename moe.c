@@ -135,7 +135,7 @@ static void experts_by_rows(const LayerActs *a, int E, int *order) {
 //   - the backward's weight gradients: slices of a gradient's rows, each summing all the
 //     expert's rows in order in one product, the same floats as the whole gradient at once.
 // Each piece or slice runs on one thread (the products inside get a team of one). With few
-// threads the cut is coarse (at 1 and 2 threads, about whole experts, as before).
+// threads the cut is coarse: at 1 thread every piece is a whole expert, as before.
 
 typedef struct { int e, r0, n; } ExpertPiece;  // rows [r0, r0+n) of expert e's (sorted) rows
 
@@ -266,21 +266,20 @@ static void expert_weight_grads(const Config *c, const LayerActs *a, const Layer
     int slice = ((widest + per - 1) / per + 7) / 8 * 8;
     int slices = (widest + slice - 1) / slice, tasks = E * 3 * slices;
     size_t mat = (size_t)Im * D;
+    // the three gradients: (rows OC, columns C) += grad (n, OC)^T inp (n, C)
+    float *const dWs[3] = {glp->experts_gate, glp->experts_up, glp->experts_down};
+    const float *const grads[3] = {dg, du, dy}, *const inps[3] = {a->ex_in, a->ex_in, a->ex_h};
+    const int OCs[3] = {Im, Im, D}, Cs[3] = {D, D, Im};
 #pragma omp parallel for schedule(dynamic)
     for (int task = 0; task < tasks; task++) {
         int e = task / (3 * slices), which = task / slices % 3, o0 = task % slices * slice;
         int r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
-        // (rows OC, columns C) of this gradient; its A = the row gradient (n, OC), B = input (n, C)
-        int OC = which == 2 ? D : Im, C = which == 2 ? Im : D;
+        int OC = OCs[which], C = Cs[which];
         if (o0 >= OC || n == 0) continue;
         int rows = OC - o0 < slice ? OC - o0 : slice;
-        float *dW = (which == 0 ? glp->experts_gate : which == 1 ? glp->experts_up
-                                                                : glp->experts_down) + e * mat;
-        const float *grad = which == 0 ? dg : which == 1 ? du : dy;
-        const float *inp = which == 2 ? a->ex_h + (size_t)r0 * Im : a->ex_in + (size_t)r0 * D;
         // dW rows o0.. += grad[:, o0..]^T inp   (grad^T read in place: a(i,k) = grad[k*OC + i])
-        matmul_nn(dW + (size_t)o0 * C, grad + (size_t)r0 * OC + o0, 1, OC, inp, C, 1, rows, n,
-                  C, 1);
+        matmul_nn(dWs[which] + e * mat + (size_t)o0 * C, grads[which] + (size_t)r0 * OC + o0, 1,
+                  OC, inps[which] + (size_t)r0 * C, C, 1, rows, n, C, 1);
     }
 }
 
