@@ -873,12 +873,6 @@ const char *const step_part_names[PART_COUNT] = {
     "embedding, final norm, lm_head", "RMSNorms of the blocks", "attention projections, RoPE",
     "attention heads (causal)", "o_proj", "dense MLP, shared experts", "MoE: router, experts"};
 
-double step_part(Model *m, int pass, StepPart part, double since) {
-    double now = now_seconds();
-    m->part_seconds[pass][part] += now - since;
-    return now;
-}
-
 static int ffn_width(const Config *c, int l) {
     return layer_is_moe(c, l) ? c->moe_intermediate_size * c->n_shared_experts
                               : c->intermediate_size;

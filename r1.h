@@ -680,8 +680,13 @@ int model_alloc_inference(Model *m, int B, int T, char *err);
 // Training forward: ids (B,T) -> acts.logits (B,T,V).
 void model_forward(Model *m, const int *ids, int B, int T);
 // Adds the seconds since `since` to part `part` of pass `pass` (0 forward, 1 backward) and
-// returns the clock: t = step_part(m, 0, PART_NORMS, t) after each part.
-double step_part(Model *m, int pass, StepPart part, double since);
+// returns the clock: t = step_part(m, 0, PART_NORMS, t) after each part. (Here, not in r1.c:
+// gqa.c, below r1.c in the import order, times its parts too.)
+static inline double step_part(Model *m, int pass, StepPart part, double since) {
+    double now = now_seconds();
+    m->part_seconds[pass][part] += now - since;
+    return now;
+}
 // The names `bench --parts` prints for the parts.
 extern const char *const step_part_names[PART_COUNT];
 // 1: the training attention runs as plain loops (attention_forward_head_loops, to step in gdb;
