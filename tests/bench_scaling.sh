@@ -2,7 +2,8 @@
 # Thread scaling of `./r1 bench --quick` (the small preset): runs it at 1, 2, 4, 8 and 16 threads
 # (or the counts given: tests/bench_scaling.sh 1 2 4) and prints one table, each rate also as a
 # multiple of the 1-thread run. Run from the repository root after `make r1`; the raw output of
-# each run is kept in bench-scaling-T.txt. On the device's 16-core CPU: one call, ~3-5 minutes.
+# each run is kept in bench-scaling-T.txt, with the training step part by part (`--parts`: which
+# part scales worst). On the device's 16-core CPU: one call, ~3-5 minutes.
 # To compare OpenMP's wait policies there: OMP_WAIT_POLICY=active tests/bench_scaling.sh (spinning
 # threads), OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=0 (sleeping at once); r1's own default is a
 # short spin, then sleep (GOMP_SPINCOUNT=1000, main.c).
@@ -24,7 +25,7 @@ printf '%7s %9s %9s %6s %9s %9s %9s %8s %8s %6s\n' threads "FMA peak" train "%pe
 base_train=; base_g1=; base_g16=; base_g64=; base_grpo=
 for t in $counts; do
     out=bench-scaling-$t.txt
-    OMP_NUM_THREADS=$t ./r1 bench --quick --steps 3 > "$out"
+    OMP_NUM_THREADS=$t ./r1 bench --quick --steps 3 --parts > "$out"
     peak=$(grep -m1 "FMA peak" "$out" | sed 's/.*GFLOP\/s on 1 thread, \([0-9.]*\) on.*/\1/')
     train=$(field "$out" "train step " 4)
     share=$(grep -m1 "of the FMA peak" "$out" | sed 's/.*at \([0-9]*\)%.*/\1/')
