@@ -370,7 +370,9 @@ void rope_rotate(float *vec, int dr, const float *cos_row, const float *sin_row,
 void swiglu_forward(float *out, const float *x, const float *Wg, const float *Wu,
                     const float *Wd, float *g, float *u, float *h, int N, int D, int I,
                     int accumulate);
-// dx (N,D) (=, or += when accumulate) ...; dWg, dWu, dWd += ...; scratch (N,I) x 2.
+// dx (N,D) (=, or += when accumulate) ...; dWg, dWu, dWd += ...; scratch (N,I) x 2. With dWg,
+// dWu, dWd all NULL: dx alone, and the scratch left holding dg (dh_scratch) and du (dgu_scratch),
+// the gradients of the gate and up outputs (moe.c then makes the weight gradients in slices).
 void swiglu_backward(float *dx, float *dWg, float *dWu, float *dWd, const float *dout,
                      const float *x, const float *Wg, const float *Wu, const float *Wd,
                      const float *g, const float *u, const float *h, int N, int D, int I,

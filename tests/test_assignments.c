@@ -153,6 +153,7 @@ static void test_swiglu_backward(void **state) {
     swiglu_forward(out, x, Wg, Wu, Wd, g, u, h, N, D, I, 0);
     swiglu_backward(dx, dWg, dWu, dWd, dout, x, Wg, Wu, Wd, g, u, h, N, D, I, dh, dgu, 0);
     double rdx[N * D] = {0}, rWg[I * D] = {0}, rWu[I * D] = {0}, rWd[D * I] = {0};
+    double rdg[N * I], rdu[N * I];
     for (int t = 0; t < N; t++)
         for (int i = 0; i < I; i++) {
             double gi = 0, ui = 0, dhi = 0;
@@ -163,6 +164,7 @@ static void test_swiglu_backward(void **state) {
             }
             double sg = 1 / (1 + exp(-gi)), hi = silu_d(gi) * ui;
             double dgi = dhi * ui * sg * (1 + gi * (1 - sg)), dui = dhi * silu_d(gi);
+            rdg[t * I + i] = dgi, rdu[t * I + i] = dui;
             for (int d = 0; d < D; d++) {
                 rdx[t * D + d] += dgi * Wg[i * D + d] + dui * Wu[i * D + d];
                 rWg[i * D + d] += dgi * x[t * D + d];
@@ -174,6 +176,14 @@ static void test_swiglu_backward(void **state) {
     for (int i = 0; i < I * D; i++) expect_close(dWg[i], rWg[i], 1e-5, "dWg");
     for (int i = 0; i < I * D; i++) expect_close(dWu[i], rWu[i], 1e-5, "dWu");
     for (int i = 0; i < D * I; i++) expect_close(dWd[i], rWd[i], 1e-5, "dWd");
+    // Without weight gradients (all three NULL, as moe.c passes for the pieces of an expert it
+    // has cut): the same dx, and the scratch left holding dg (dh_scratch) and du (dgu_scratch),
+    // from which moe.c computes the weight gradients afterwards.
+    float dx2[N * D], dg2[N * I], du2[N * I];
+    swiglu_backward(dx2, NULL, NULL, NULL, dout, x, Wg, Wu, Wd, g, u, h, N, D, I, dg2, du2, 0);
+    for (int i = 0; i < N * D; i++) expect_close(dx2[i], rdx[i], 1e-5, "dx (no dW)");
+    for (int i = 0; i < N * I; i++) expect_close(dg2[i], rdg[i], 1e-5, "dg left in dh_scratch");
+    for (int i = 0; i < N * I; i++) expect_close(du2[i], rdu[i], 1e-5, "du left in dgu_scratch");
 }
 
 // ==============================================================================================

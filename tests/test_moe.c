@@ -264,7 +264,7 @@ typedef struct {
     int *route;  // the base routing (N*K)
 } MoeCase;
 
-static void moe_case_init(MoeCase *mc, float alpha, float r_scale) {
+static void moe_case_init_sized(MoeCase *mc, float alpha, float r_scale, int B, int T) {
     Config c;
     char err[R1_ERR_LEN];
     assert_int_equal(config_preset("tiny", &c, err), 0);
@@ -273,7 +273,6 @@ static void moe_case_init(MoeCase *mc, float alpha, float r_scale) {
     c.initializer_range = 0.1f;
     EXPECT(model_create(&mc->m, &c, err) == 0, "%s", err);
     model_init_random(&mc->m, 5);
-    int B = 2, T = 8;
     EXPECT(model_alloc_training(&mc->m, B, T, err) == 0, "%s", err);
     mc->m.balance_alpha = alpha;
     mc->N = B * T;
@@ -291,6 +290,10 @@ static void moe_case_init(MoeCase *mc, float alpha, float r_scale) {
     mc->route = malloc(sizeof(int) * mc->N * mc->K);
     for (size_t i = 0; i < nd; i++) mc->inp[i] = rng_normal(&rng);
     for (size_t i = 0; i < nd; i++) mc->R[i] = r_scale * rng_normal(&rng);
+}
+
+static void moe_case_init(MoeCase *mc, float alpha, float r_scale) {
+    moe_case_init_sized(mc, alpha, r_scale, 2, 8);
 }
 
 static void moe_case_free(MoeCase *mc) {
@@ -418,6 +421,53 @@ static void moe_gradcheck(float alpha, int balance_only) {
 }
 
 static void test_moe_gradcheck(void **state) { (void)state; moe_gradcheck(0.0f, 0); }
+
+// The routed experts' work is cut finer with more threads (moe.c: pieces of an expert's rows,
+// then its weight gradients in slices of their rows): the output, the input gradient and every
+// gradient of the layer must be the same floats at 1 thread (whole experts) and at 4 (512 rows in
+// pieces of 32: every expert cut).
+static void moe_pass(MoeCase *mc, float *dinp) {
+    size_t nd = (size_t)mc->N * mc->D;
+    model_zero_grad(&mc->m);
+    moe_loss(mc);
+    memset(dinp, 0, sizeof(float) * nd);
+    moe_backward(&mc->m, 0, &mc->m.acts.layers[0], mc->inp, mc->R, dinp, mc->N);
+}
+
+static void test_moe_same_floats_cut(void **state) {
+    (void)state;
+    MoeCase mc;
+    moe_case_init_sized(&mc, 0.0f, 1.0f, 4, 64);
+    size_t nd = (size_t)mc.N * mc.D;
+    float *dinp1 = malloc(sizeof(float) * nd), *dinp4 = malloc(sizeof(float) * nd);
+    float *out1 = malloc(sizeof(float) * nd), *grads1 = malloc(sizeof(float) * mc.m.n_params);
+    int was = omp_get_max_threads();
+    omp_set_num_threads(1);
+    moe_pass(&mc, dinp1);
+    memcpy(out1, mc.out, sizeof(float) * nd);
+    memcpy(grads1, mc.m.grads, sizeof(float) * mc.m.n_params);
+    omp_set_num_threads(4);
+    moe_pass(&mc, dinp4);
+    omp_set_num_threads(was);
+    const int *start = mc.m.acts.layers[0].expert_start;
+    int largest = 0;
+    for (int e = 0; e < mc.E; e++)
+        if (start[e + 1] - start[e] > largest) largest = start[e + 1] - start[e];
+    EXPECT(largest > 32, "the largest expert has %d rows: no expert is cut at 4 threads", largest);
+    EXPECT(memcmp(out1, mc.out, sizeof(float) * nd) == 0, "%s", "outputs differ at 4 threads");
+    EXPECT(memcmp(dinp1, dinp4, sizeof(float) * nd) == 0, "%s",
+           "input gradients differ at 4 threads");
+    size_t differ = 0, first = 0;
+    for (size_t i = 0; i < mc.m.n_params; i++)
+        if (memcmp(&grads1[i], &mc.m.grads[i], sizeof(float)) != 0 && differ++ == 0) first = i;
+    EXPECT(differ == 0, "%zu gradient floats differ at 4 threads (first at %zu: %.9g, %.9g)",
+           differ, first, grads1[first], mc.m.grads[first]);
+    free(dinp1);
+    free(dinp4);
+    free(out1);
+    free(grads1);
+    moe_case_free(&mc);
+}
 static void test_moe_gradcheck_balance_loss(void **state) {
     (void)state;
     moe_gradcheck(0.3f, 1);  // the balance loss alone
@@ -691,6 +741,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_route_no_norm),
         cmocka_unit_test(test_route_random),
         cmocka_unit_test(test_moe_gradcheck),
+        cmocka_unit_test(test_moe_same_floats_cut),
         cmocka_unit_test(test_moe_gradcheck_balance_loss),
         cmocka_unit_test(test_balance_loss_by_hand),
         cmocka_unit_test(test_bias_gets_no_gradient),
