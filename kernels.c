@@ -22,9 +22,6 @@
 #if defined(__FMA__) || defined(__AVX512F__)
 #include <immintrin.h>  // _mm256_fmadd_ps, _mm512_fmadd_ps: the matmul kernel's multiply-add
 #endif
-#ifdef _OPENMP
-#include <omp.h>  // omp_get_num_threads: how matmul_nn shares a product with few row tiles
-#endif
 
 // ==============================================================================================
 // 1. The matrix product

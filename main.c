@@ -31,9 +31,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #ifdef __GLIBC__
 #include <malloc.h>  // mallopt: keep_freed_memory
 #endif
@@ -626,8 +623,7 @@ static int threads_for_idle_cores(int max_threads, int cores, double busy) {
 // OMP_NUM_THREADS is not set and more than one thread would run, measures the other programs'
 // load for 0.1 s and runs on the idle cores; says so when that is fewer threads.
 static void use_idle_cores(const char *who) {
-#ifdef _OPENMP
-    int max_threads = omp_get_max_threads();
+    int max_threads = openmp_threads();
     if (getenv("OMP_NUM_THREADS") || max_threads < 2) return;
     long long busy0, total0, busy1, total1;
     double own0 = own_cpu_seconds();
@@ -642,14 +638,13 @@ static void use_idle_cores(const char *who) {
     double busy = (others > 0 ? others : 0.0) / (double)(total1 - total0) * cores;
     int threads = threads_for_idle_cores(max_threads, cores, busy);
     if (threads == max_threads) return;
+#ifdef _OPENMP
     omp_set_num_threads(threads);
+#endif
     printf("%s: other programs keep %.1f of %d cores busy: %d thread%s instead of %d "
            "(OMP_NUM_THREADS sets the count)\n", who, busy, cores, threads,
            threads == 1 ? "" : "s", max_threads);
     fflush(stdout);
-#else
-    (void)who;
-#endif
 }
 
 // ==============================================================================================
@@ -2412,8 +2407,6 @@ static double fma_peak_gflops(int threads) {
     return best;
 }
 
-// Times training phases for one config; prints one line per phase, the train step's with its
-// share of the FMA peak (peak, GFLOP/s, 0: not printed). Returns the forward's tokens/s.
 // `bench --parts`: the step's time part by part (Model.part_seconds; the loss and AdamW timed
 // here), ms per step, forward and backward, and each part's share of the whole step.
 static void print_step_parts(const Model *m, double loss_s, double adamw_s, double step_s,
@@ -2434,6 +2427,9 @@ static void print_step_parts(const Model *m, double loss_s, double adamw_s, doub
            1e3 * (step_s - counted) / steps, "", 100 * (step_s - counted) / step_s);
 }
 
+// Times training phases for one config; prints one line per phase, the train step's with its
+// share of the FMA peak (peak, GFLOP/s, 0: not printed), and with parts its time part by part.
+// Returns the forward's tokens/s.
 static double bench_training(const char *label, const Config *c, int B, int T, int steps,
                              double peak, int parts) {
     char err[R1_ERR_LEN];
@@ -2655,11 +2651,7 @@ static void run_bench_case(void *arg) {
     BenchCase *bc = arg;
     double fwd = 0, peak = 0;
     if (bc->peak) {
-#ifdef _OPENMP
-        int threads = omp_get_max_threads();
-#else
-        int threads = 1;
-#endif
+        int threads = openmp_threads();
         double peak1 = fma_peak_gflops(1);
         peak = threads > 1 ? fma_peak_gflops(threads) : peak1;
         printf("FMA peak (16 chains of vector multiply-adds, no loads): %.1f GFLOP/s on 1 "
@@ -2739,11 +2731,7 @@ static int cmd_bench(int argc, char **argv) {
         return 0;
     }
     char err[R1_ERR_LEN];
-#ifdef _OPENMP
-    int threads = omp_get_max_threads();
-#else
-    int threads = 1;
-#endif
+    int threads = openmp_threads();
     printf("r1 bench: %d thread(s), batch %d x %d tokens, %d timed steps after 1 warm-up\n",
            threads, B, T, steps);
     BenchCase bc = {.label = preset, .B = B, .T = T, .steps = steps, .gen = train_only ? 0 : 256,

@@ -14,9 +14,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>  // omp_get_max_threads: how finely the routed experts' work is cut
-#endif
 
 // ----------------------------------------------------------------------------------------------
 // Router
@@ -139,35 +136,28 @@ static void experts_by_rows(const LayerActs *a, int E, int *order) {
 
 typedef struct { int e, r0, n; } ExpertPiece;  // rows [r0, r0+n) of expert e's (sorted) rows
 
-static int thread_count(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 // Rows per piece: about a quarter of one thread's share of all the rows, in whole row tiles of
 // the product kernel (8), at least 32.
 static int expert_piece_rows(int total_rows) {
-    int rows = total_rows / (4 * thread_count());
+    int rows = total_rows / (4 * openmp_threads());
     rows = (rows + 7) / 8 * 8;
     return rows < 32 ? 32 : rows;
 }
 
 // The experts' rows as pieces of at most `rows` rows, the most-rows expert first (its pieces
-// handed out first). At most E + total/rows pieces. Returns the count; *cut: whether an expert
-// was cut in more than one piece.
+// handed out first). At most E + total/rows pieces. Returns the count; *cut (when not NULL):
+// whether an expert was cut in more than one piece.
 static int expert_pieces(const LayerActs *a, int E, int rows, ExpertPiece *pieces, int *cut) {
     int order[E], count = 0;
     experts_by_rows(a, E, order);
-    *cut = 0;
+    int any_cut = 0;
     for (int i = 0; i < E; i++) {
         int e = order[i], r0 = a->expert_start[e], n = a->expert_start[e + 1] - r0;
         for (int done = 0; done < n; done += rows)
             pieces[count++] = (ExpertPiece){e, r0 + done, n - done < rows ? n - done : rows};
-        if (n > rows) *cut = 1;
+        if (n > rows) any_cut = 1;
     }
+    if (cut) *cut = any_cut;
     return count;
 }
 
@@ -199,9 +189,9 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
     // 3. each expert over its own rows, in pieces the threads share (above): the products of a
     // piece run on its thread alone, so a few hundred rows need no barriers. Every piece writes
     // only its own rows, and a product's floats never depend on the thread.
-    int piece_rows = expert_piece_rows(N * K), cut;
+    int piece_rows = expert_piece_rows(N * K);
     ExpertPiece pieces[E + N * K / piece_rows + 1];
-    int n_pieces = expert_pieces(a, E, piece_rows, pieces, &cut);
+    int n_pieces = expert_pieces(a, E, piece_rows, pieces, NULL);
 #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < n_pieces; i++) {
         int e = pieces[i].e, r0 = pieces[i].r0, n = pieces[i].n;
@@ -262,7 +252,7 @@ static void expert_weight_grads(const Config *c, const LayerActs *a, const Layer
     int E = c->n_routed_experts, D = c->hidden_size, Im = c->moe_intermediate_size;
     int widest = D > Im ? D : Im;
     // slices per gradient: enough tasks (3 gradients per expert) for two per thread
-    int per = (2 * thread_count() + 3 * E - 1) / (3 * E);
+    int per = (2 * openmp_threads() + 3 * E - 1) / (3 * E);
     int slice = ((widest + per - 1) / per + 7) / 8 * 8;
     int slices = (widest + slice - 1) / slice, tasks = E * 3 * slices;
     size_t mat = (size_t)Im * D;

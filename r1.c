@@ -26,9 +26,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>  // omp_get_max_threads: decode_batch_count
-#endif
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -1598,10 +1595,8 @@ void generate_batch(const Model *m, DecodeState *const *s, DecodeBatch *b, int *
 int decode_batch_count(int n) {
     if (n <= 0) return 0;  // nothing to decode: no batch
     int batches = (n + DECODE_BATCH - 1) / DECODE_BATCH;
-#ifdef _OPENMP
-    int threads = omp_get_max_threads();
+    int threads = openmp_threads();
     if (batches < threads) batches = threads < n ? threads : n;
-#endif
     return batches;
 }
 

@@ -51,8 +51,21 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define R1_ERR_LEN 512
+
+// The threads a parallel region started here would get (OMP_NUM_THREADS, or what r1 set); 1 in
+// a build without OpenMP (`make debug`).
+static inline int openmp_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 // ==============================================================================================
 // 1. formats.c: how the program fails; files, JSON, safetensors; Config and config.json;
