@@ -186,14 +186,16 @@ void gqa_backward(Model *m, const LayerParams *lp, const LayerParams *glp, Layer
     // through RoPE (its transpose), then the biases and the projections
     gqa_rope_rows(m, dq, N, T, H, -1.0f);
     gqa_rope_rows(m, dk, N, T, Hkv, -1.0f);
+    grad_turn_wait(m);  // (turns: kernels.c, section 6)
     if (c->attention_bias) {
         bias_backward(glp->q_bias, dq, N, H * hd);
         bias_backward(glp->k_bias, dk, N, Hkv * hd);
         bias_backward(glp->v_bias, dv, N, Hkv * hd);
     }
-    matmul_backward(dln, glp->q_b_proj, dq, a->ln1, lp->q_b_proj, N, D, H * hd, 0);
-    matmul_backward(dln, glp->k_proj, dk, a->ln1, lp->k_proj, N, D, Hkv * hd, 1);
-    matmul_backward(dln, glp->v_proj, dv, a->ln1, lp->v_proj, N, D, Hkv * hd, 1);
+    grad_turn_done(m);
+    matmul_backward_turn(m, dln, glp->q_b_proj, dq, a->ln1, lp->q_b_proj, N, D, H * hd, 0);
+    matmul_backward_turn(m, dln, glp->k_proj, dk, a->ln1, lp->k_proj, N, D, Hkv * hd, 1);
+    matmul_backward_turn(m, dln, glp->v_proj, dv, a->ln1, lp->v_proj, N, D, Hkv * hd, 1);
     step_part(m, 1, PART_ATTN_PROJ, t);
 }
 

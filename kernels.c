@@ -14,9 +14,11 @@
 //   4. The products of a decode step: a few rows at a time (linear_rows, swiglu_rows), and the
 //      sums of one token's attention over its cache (dot_lanes_rows, weighted_row_sums)
 //   5. The machine's peak: fma_peak_loop (what `./r1 bench` measures the training step against)
+//   6. Turns: the order in which the shares of a batch add to the weight gradients
 #define _POSIX_C_SOURCE 200809L
 #include "r1.h"
 
+#include <sched.h>  // sched_yield: a share waiting for its turn (section 6)
 #include <stdlib.h>
 #include <string.h>
 #if defined(__FMA__) || defined(__AVX512F__)
@@ -896,4 +898,67 @@ float fma_peak_loop(long rounds, double *flops) {
         for (int l = 0; l < VEC_FLOATS; l++) sum += acc[j][l];
     *flops = 2.0 * (double)rounds * FMA_CHAINS * VEC_FLOATS;
     return sum;
+}
+
+// ==============================================================================================
+// 6. Turns: the order in which the shares of a batch add to the weight gradients
+// ==============================================================================================
+// With sequences side by side (r1.c, section 4), each thread takes a share of the batch through
+// the whole backward. The calls that add to weight gradients are its turns: the same ones in the
+// same order for every share, and share p takes turn i only after share p-1 has finished it, so
+// every gradient still sums its rows in token order. Layer by layer (m->grad_order NULL) there
+// is nothing to wait for.
+
+// Before a call that adds to weight gradients: wait until the share before has made this turn.
+// Spins briefly, then gives the core away (the share before may be on a descheduled thread).
+// A share that waits a minute has met a bug (shares that made different turns would wait
+// forever): it stops the program with a line rather than hang.
+void grad_turn_wait(const Model *m) {
+    const GradOrder *o = m->grad_order;
+    if (!o) return;
+    double since = 0.0;
+    for (int spins = 0;
+         atomic_load_explicit(&o->done[o->next], memory_order_acquire) < o->share; spins++) {
+        if (spins < 1000) continue;
+        sched_yield();
+        if (spins % 100000 != 0) continue;
+        if (since == 0.0) since = now_seconds();
+        else if (now_seconds() - since > 60.0)
+            die("backward: share %d waited a minute for turn %d (shares made different turns)",
+                o->share, o->next);
+    }
+}
+
+// After it: the turn is made, and the share after may take it.
+void grad_turn_done(Model *m) {
+    GradOrder *o = m->grad_order;
+    if (!o) return;
+    if (o->next + 1 >= o->turns) die("grad_turn_done: more turns than the %d counted", o->turns);
+    atomic_store_explicit(&o->done[o->next], o->share + 1, memory_order_release);
+    o->next++;
+}
+
+// matmul_backward with the weight gradient in a turn: the input gradient first (the share's own
+// rows: no wait), then dW. The same floats as matmul_backward.
+void matmul_backward_turn(Model *m, float *dinp, float *dW, const float *dout, const float *inp,
+                          const float *W, int N, int C, int OC, int accumulate) {
+    matmul_backward(dinp, NULL, dout, inp, W, N, C, OC, accumulate);
+    grad_turn_wait(m);
+    matmul_backward(NULL, dW, dout, inp, W, N, C, OC, accumulate);
+    grad_turn_done(m);
+}
+
+// swiglu_backward with the three weight gradients in one turn, after the input gradient (which
+// leaves dg in dh and du in dgu: swiglu_backward's contract with NULL weight gradients).
+void swiglu_backward_turn(Model *m, float *dx, float *dWg, float *dWu, float *dWd,
+                          const float *dout, const float *x, const float *Wg, const float *Wu,
+                          const float *Wd, const float *g, const float *u, const float *h, int N,
+                          int D, int I, float *dh, float *dgu, int accumulate) {
+    swiglu_backward(dx, NULL, NULL, NULL, dout, x, Wg, Wu, Wd, g, u, h, N, D, I, dh, dgu,
+                    accumulate);
+    grad_turn_wait(m);
+    matmul_backward(NULL, dWd, dout, h, Wd, N, I, D, 0);  // dWd += dout^T h
+    matmul_backward(NULL, dWg, dh, x, Wg, N, D, I, 0);    // dWg += dg^T x
+    matmul_backward(NULL, dWu, dgu, x, Wu, N, D, I, 0);   // dWu += du^T x
+    grad_turn_done(m);
 }

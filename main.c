@@ -2922,6 +2922,10 @@ int main(int argc, char **argv) {
     // R1_PLAIN_ATTENTION=1: the training attention as plain loops, to step in gdb (r1.c)
     const char *plain = getenv("R1_PLAIN_ATTENTION");
     attention_plain_loops = plain && strcmp(plain, "1") == 0;
+    // R1_LAYER_BY_LAYER=1: the training step layer by layer even where sequences could go side
+    // by side (r1.c): the same floats, to time the two
+    const char *layers = getenv("R1_LAYER_BY_LAYER");
+    if (layers && strcmp(layers, "1") == 0) sequences_side_by_side = 0;
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         usage();
         return argc < 2 ? 1 : 0;

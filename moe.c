@@ -177,7 +177,8 @@ void moe_forward(Model *m, int layer, LayerActs *a, const float *inp, float *out
                         a->topk_idx + (size_t)t * K, a->topk_w + (size_t)t * K);
     }
     if (m->balance_alpha > 0 && N == m->acts.B * m->acts.T)
-        m->balance_loss += moe_balance_loss(c, a, m->acts.B, m->acts.T, m->balance_alpha, NULL);
+        m->balance_loss +=
+            moe_balance_loss(c, a, m->acts.B, m->acts.T, m->acts.B, m->balance_alpha, NULL);
     // 2. group the (token, k) pairs by expert and gather their inputs
     sort_by_expert(c, a, N);
     long *load = m->expert_load + (size_t)layer * E;
@@ -306,6 +307,7 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
     int piece_rows = expert_piece_rows(N * K), cut;
     ExpertPiece pieces[E + N * K / piece_rows + 1];
     int n_pieces = expert_pieces(a, E, piece_rows, pieces, &cut);
+    cut = cut || m->grad_order;  // a share's view: the weight gradients in its turn, below
 #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < n_pieces; i++) {
         int e = pieces[i].e, r0 = pieces[i].r0, n = pieces[i].n;
@@ -319,7 +321,9 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
                         a->ex_h + (size_t)r0 * Im, n, D, Im, s->dex3 + (size_t)r0 * Im,
                         s->dex4 + (size_t)r0 * Im, 0);
     }
+    grad_turn_wait(m);
     if (cut) expert_weight_grads(c, a, glp, dex_out, s->dex3, s->dex4);
+    grad_turn_done(m);
     // 3. scatter back to tokens (k order) and route the weight gradient into the router
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; t++) {
@@ -332,8 +336,8 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
                               dw + (size_t)t * K, dlogits + (size_t)t * E);
     }
     if (m->balance_alpha > 0)
-        moe_balance_loss(c, a, m->acts.B, m->acts.T, m->balance_alpha, dlogits);
-    matmul_backward(dinp, glp->router, dlogits, inp, lp->router, N, D, E, 1);
+        moe_balance_loss(c, a, m->acts.B, m->acts.T, m->acts.batch, m->balance_alpha, dlogits);
+    matmul_backward_turn(m, dinp, glp->router, dlogits, inp, lp->router, N, D, E, 1);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -341,10 +345,10 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
 // ----------------------------------------------------------------------------------------------
 //   f_i = N_r / (K_r T) * sum_t 1[expert i selected for token t]      (a count: no gradient)
 //   s'_{i,t} = s_{i,t} / sum_j s_{j,t},   P_i = (1/T) sum_t s'_{i,t}
-//   L_bal = alpha * sum_i f_i P_i          per sequence; we average over the B sequences.
+//   L_bal = alpha * sum_i f_i P_i          per sequence; we average over the batch's sequences.
 // dL/ds_{j,t} = alpha/B * (1/T) * (f_j - sum_i f_i s'_{i,t}) / S_t, then through the sigmoid.
-float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, float alpha,
-                       float *dlogits) {
+float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, int batch,
+                       float alpha, float *dlogits) {
     int E = c->n_routed_experts, K = c->num_experts_per_tok;
     double total = 0.0;
     float f[E];
@@ -365,13 +369,13 @@ float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, float 
             if (!dlogits) continue;
             float *dl = dlogits + ((size_t)b * T + t) * E;
             for (int e = 0; e < E; e++) {
-                float ds = alpha / B / T * (f[e] - fs) / S;
+                float ds = alpha / batch / T * (f[e] - fs) / S;
                 dl[e] += ds * s[e] * (1.0f - s[e]);
             }
         }
         total += seq;
     }
-    return (float)(alpha * total / B);
+    return (float)(alpha * total / batch);
 }
 
 // ----------------------------------------------------------------------------------------------

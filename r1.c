@@ -353,90 +353,119 @@ static int max_width(const Config *c) {
     return w;
 }
 
-// Carves `count` floats out of a running pointer (the one-allocation-per-kind layout).
-// With base == NULL nothing is pointed at: only *used is counted (to size the allocation).
-static float *carve(float *base, size_t *used, size_t count) {
-    float *p = base ? base + *used : NULL;
-    *used += count;
+// Carves a (rows, width) array out of a running pointer (the one-allocation-per-kind layout)
+// and points at its row `first`: 0 for the whole batch, a sequence's first row for the view of
+// a slice of the batch (shard_view). With base == NULL nothing is pointed at: only *used is
+// counted (to size the allocation).
+static float *carve(float *base, size_t *used, size_t rows, size_t width, size_t first) {
+    float *p = base ? base + *used + first * width : NULL;
+    *used += rows * width;
     return p;
 }
-static int *carve_int(int *base, size_t *used, size_t count) {
-    int *p = base ? base + *used : NULL;
-    *used += count;
+static int *carve_int(int *base, size_t *used, size_t rows, size_t width, size_t first) {
+    int *p = base ? base + *used + first * width : NULL;
+    *used += rows * width;
     return p;
 }
 
-// Lays out (or, with base == NULL, just counts) the activations for B x T tokens.
-static size_t layout_acts(const Config *c, Acts *a, int B, int T, float *base, int *ibase,
-                          size_t *n_int) {
+// Lays out (or, with base == NULL, just counts) the activations for B x T tokens, and points
+// `a` at those of sequences b0.. (0: the whole batch). Every array holds a row per token (N
+// rows, token b*T + t of sequence b), or a block per sequence (att; expert_start, which a slice
+// of the batch fills for its own rows), so a slice's arrays are the batch's from its first
+// row or block on.
+static size_t layout_acts(const Config *c, Acts *a, int B, int T, int b0, float *base,
+                          int *ibase, size_t *n_int) {
     size_t N = (size_t)B * T, D = c->hidden_size, H = c->num_attention_heads;
     size_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     size_t dq = c->q_lora_rank, dc = c->kv_lora_rank, E = c->n_routed_experts;
     size_t K = c->num_experts_per_tok, Im = c->moe_intermediate_size;
     size_t Hkv = c->num_key_value_heads, hd = c->head_dim;
     int gqa = is_gqa(c);  // MLA's sizes are 0 then
-    size_t used = 0, iused = 0;
+    size_t used = 0, iused = 0, r0 = (size_t)b0 * T;  // the first row pointed at
     a->B = B;
     a->T = T;
-    a->x_final = carve(base, &used, N * D);
-    a->ln_f = carve(base, &used, N * D);
-    a->ln_f_rstd = carve(base, &used, N);
-    a->logits = carve(base, &used, N * c->vocab_size);
+    a->batch = B;
+    a->shares = 1;
+    a->x_final = carve(base, &used, N, D, r0);
+    a->ln_f = carve(base, &used, N, D, r0);
+    a->ln_f_rstd = carve(base, &used, N, 1, r0);
+    a->logits = carve(base, &used, N, c->vocab_size, r0);
     size_t mtp_N = c->num_nextn_predict_layers ? N : 0;  // the MTP module's rows (mtp.c)
-    a->mtp_next = carve_int(ibase, &iused, mtp_N);
-    a->mtp_mask = carve(base, &used, mtp_N);
-    a->mtp_emb = carve(base, &used, mtp_N * D);
-    a->mtp_tmp = carve(base, &used, mtp_N * D);
-    a->mtp_cat = carve(base, &used, mtp_N * 2 * D);
-    a->mtp_e_rstd = carve(base, &used, mtp_N);
-    a->mtp_h_rstd = carve(base, &used, mtp_N);
-    a->mtp_x_final = carve(base, &used, mtp_N * D);
-    a->mtp_ln = carve(base, &used, mtp_N * D);
-    a->mtp_ln_rstd = carve(base, &used, mtp_N);
-    a->mtp_logits = carve(base, &used, mtp_N * c->vocab_size);
-    a->mtp_dlogits = carve(base, &used, mtp_N * c->vocab_size);
-    a->mtp_dcat = carve(base, &used, mtp_N * 2 * D);
-    a->mtp_dh = carve(base, &used, mtp_N * D);
+    a->mtp_next = carve_int(ibase, &iused, mtp_N, 1, r0);
+    a->mtp_mask = carve(base, &used, mtp_N, 1, r0);
+    a->mtp_emb = carve(base, &used, mtp_N, D, r0);
+    a->mtp_tmp = carve(base, &used, mtp_N, D, r0);
+    a->mtp_cat = carve(base, &used, mtp_N, 2 * D, r0);
+    a->mtp_e_rstd = carve(base, &used, mtp_N, 1, r0);
+    a->mtp_h_rstd = carve(base, &used, mtp_N, 1, r0);
+    a->mtp_x_final = carve(base, &used, mtp_N, D, r0);
+    a->mtp_ln = carve(base, &used, mtp_N, D, r0);
+    a->mtp_ln_rstd = carve(base, &used, mtp_N, 1, r0);
+    a->mtp_logits = carve(base, &used, mtp_N, c->vocab_size, r0);
+    a->mtp_dlogits = carve(base, &used, mtp_N, c->vocab_size, r0);
+    a->mtp_dcat = carve(base, &used, mtp_N, 2 * D, r0);
+    a->mtp_dh = carve(base, &used, mtp_N, D, r0);
     for (int l = 0; l < model_blocks(c); l++) {
         LayerActs *la = &a->layers[l];
         int moe = layer_is_moe(c, l);
         size_t I = moe ? Im * c->n_shared_experts : (size_t)c->intermediate_size;
-        la->x_in = carve(base, &used, N * D);
-        la->ln1 = carve(base, &used, N * D);
-        la->ln1_rstd = carve(base, &used, N);
-        la->q_a = carve(base, &used, N * dq);
-        la->q_a_ln = carve(base, &used, N * dq);
-        la->q_a_rstd = carve(base, &used, N);
-        la->q = carve(base, &used, N * H * (gqa ? hd : dn + dr));
-        la->kv_a = carve(base, &used, N * (dc + dr));
-        la->c_kv = carve(base, &used, N * dc);
-        la->c_kv_rstd = carve(base, &used, N);
-        la->kv = carve(base, &used, N * H * (dn + dv));
-        la->k = carve(base, &used, gqa ? N * Hkv * hd : 0);  // GQA's keys and values
-        la->v = carve(base, &used, gqa ? N * Hkv * hd : 0);
-        la->att = carve(base, &used, (size_t)B * H * T * T);
-        la->att_out = carve(base, &used, N * H * (gqa ? hd : dv));
-        la->x_mid = carve(base, &used, N * D);
-        la->ln2 = carve(base, &used, N * D);
-        la->ln2_rstd = carve(base, &used, N);
-        la->mlp_g = carve(base, &used, N * I);
-        la->mlp_u = carve(base, &used, N * I);
-        la->mlp_h = carve(base, &used, N * I);
+        la->x_in = carve(base, &used, N, D, r0);
+        la->ln1 = carve(base, &used, N, D, r0);
+        la->ln1_rstd = carve(base, &used, N, 1, r0);
+        la->q_a = carve(base, &used, N, dq, r0);
+        la->q_a_ln = carve(base, &used, N, dq, r0);
+        la->q_a_rstd = carve(base, &used, N, 1, r0);
+        la->q = carve(base, &used, N, H * (gqa ? hd : dn + dr), r0);
+        la->kv_a = carve(base, &used, N, (dc + dr), r0);
+        la->c_kv = carve(base, &used, N, dc, r0);
+        la->c_kv_rstd = carve(base, &used, N, 1, r0);
+        la->kv = carve(base, &used, N, H * (dn + dv), r0);
+        la->k = carve(base, &used, N, gqa ? Hkv * hd : 0, r0);  // GQA's keys and values
+        la->v = carve(base, &used, N, gqa ? Hkv * hd : 0, r0);
+        la->att = carve(base, &used, B, H * T * T, b0);
+        la->att_out = carve(base, &used, N, H * (gqa ? hd : dv), r0);
+        la->x_mid = carve(base, &used, N, D, r0);
+        la->ln2 = carve(base, &used, N, D, r0);
+        la->ln2_rstd = carve(base, &used, N, 1, r0);
+        la->mlp_g = carve(base, &used, N, I, r0);
+        la->mlp_u = carve(base, &used, N, I, r0);
+        la->mlp_h = carve(base, &used, N, I, r0);
         if (moe) {
-            la->scores = carve(base, &used, N * E);
-            la->topk_w = carve(base, &used, N * K);
-            la->ex_in = carve(base, &used, N * K * D);
-            la->ex_g = carve(base, &used, N * K * Im);
-            la->ex_u = carve(base, &used, N * K * Im);
-            la->ex_h = carve(base, &used, N * K * Im);
-            la->ex_out = carve(base, &used, N * K * D);
-            la->topk_idx = carve_int(ibase, &iused, N * K);
-            la->slot_of = carve_int(ibase, &iused, N * K);
-            la->slot_pair = carve_int(ibase, &iused, N * K);
-            la->expert_start = carve_int(ibase, &iused, E + 1);
+            la->scores = carve(base, &used, N, E, r0);
+            la->topk_w = carve(base, &used, N, K, r0);
+            la->ex_in = carve(base, &used, N, K * D, r0);
+            la->ex_g = carve(base, &used, N, K * Im, r0);
+            la->ex_u = carve(base, &used, N, K * Im, r0);
+            la->ex_h = carve(base, &used, N, K * Im, r0);
+            la->ex_out = carve(base, &used, N, K * D, r0);
+            la->topk_idx = carve_int(ibase, &iused, N, K, r0);
+            la->slot_of = carve_int(ibase, &iused, N, K, r0);
+            la->slot_pair = carve_int(ibase, &iused, N, K, r0);
+            la->expert_start = carve_int(ibase, &iused, B, E + 1, b0);
         }
     }
     *n_int = iused;
+    return used;
+}
+
+// Lays out (or, with base == NULL, just counts) the backward's scratch for B x T tokens, and
+// points `s` at that of sequences b0.. (as layout_acts does). Returns the floats it takes.
+static size_t layout_scratch(const Config *c, Grads *s, int B, int T, int b0, float *base) {
+    size_t N = (size_t)B * T, W = (size_t)max_width(c), D = c->hidden_size;
+    size_t H = c->num_attention_heads, K = c->num_experts_per_tok;
+    size_t Im = c->moe_intermediate_size, exw = D > Im ? D : Im;
+    size_t used = 0, r0 = (size_t)b0 * T;
+    s->dx = carve(base, &used, N, D, r0);
+    s->dln = carve(base, &used, N, D, r0);
+    s->t1 = carve(base, &used, N, W, r0);
+    s->t2 = carve(base, &used, N, W, r0);
+    s->t3 = carve(base, &used, N, W, r0);
+    s->t4 = carve(base, &used, N, W, r0);
+    s->dk_pe_h = carve(base, &used, B, H * T * c->qk_rope_head_dim, b0);
+    s->dex = carve(base, &used, N, K * exw, r0);
+    s->dex2 = carve(base, &used, N, K * exw, r0);
+    s->dex3 = carve(base, &used, N, K * exw, r0);
+    s->dex4 = carve(base, &used, N, K * exw, r0);
     return used;
 }
 
@@ -479,14 +508,11 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
     m->acts.layers = xcalloc((size_t)model_blocks(c), sizeof(LayerActs));
     size_t n_int = 0;
     Acts probe = m->acts;
-    size_t n_float = layout_acts(c, &probe, B, T, NULL, NULL, &n_int);
+    size_t n_float = layout_acts(c, &probe, B, T, 0, NULL, NULL, &n_int);
     m->acts.buffer = buffer_with_room(m->acts.buffer, &m->acts.capacity, n_float, sizeof(float));
     m->acts.ibuffer = buffer_with_room(m->acts.ibuffer, &m->acts.icapacity, n_int, sizeof(int));
-    layout_acts(c, &m->acts, B, T, m->acts.buffer, m->acts.ibuffer, &n_int);
+    layout_acts(c, &m->acts, B, T, 0, m->acts.buffer, m->acts.ibuffer, &n_int);
     // scratch for the backward (the attention's per-head scratch is per thread: mla_forward)
-    size_t N = (size_t)B * T, W = (size_t)max_width(c), D = c->hidden_size;
-    size_t H = c->num_attention_heads, K = c->num_experts_per_tok;
-    size_t Im = c->moe_intermediate_size, exw = D > Im ? D : Im;
     Grads *s = &m->scratch;
     float *kept = s->buffer;
     size_t kept_capacity = s->capacity;
@@ -495,23 +521,10 @@ static int alloc_batch(Model *m, int B, int T, int backward, char *err) {
         free(kept);
         return 0;
     }
-    size_t total = 2 * N * D + 4 * N * W + (size_t)B * H * T * c->qk_rope_head_dim +
-                   4 * N * K * exw;
     s->capacity = kept_capacity;
-    s->buffer = buffer_with_room(kept, &s->capacity, total, sizeof(float));
-    float *base = s->buffer;
-    size_t used = 0;
-    s->dx = carve(base, &used, N * D);
-    s->dln = carve(base, &used, N * D);
-    s->t1 = carve(base, &used, N * W);
-    s->t2 = carve(base, &used, N * W);
-    s->t3 = carve(base, &used, N * W);
-    s->t4 = carve(base, &used, N * W);
-    s->dk_pe_h = carve(base, &used, (size_t)B * H * T * c->qk_rope_head_dim);
-    s->dex = carve(base, &used, N * K * exw);
-    s->dex2 = carve(base, &used, N * K * exw);
-    s->dex3 = carve(base, &used, N * K * exw);
-    s->dex4 = carve(base, &used, N * K * exw);
+    s->buffer = buffer_with_room(kept, &s->capacity, layout_scratch(c, s, B, T, 0, NULL),
+                                 sizeof(float));
+    layout_scratch(c, s, B, T, 0, s->buffer);
     return 0;
 }
 
@@ -836,22 +849,27 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     rope_rows(m, dqv, N, T, H, dn + dr, dn, -1.0f);
     // kv path: kv_b_proj, kv_a_layernorm, kv_a_proj_with_mqa
     float *dc_kv = s->t1;  // t1 held datt_out, which the attention backward has consumed
-    matmul_backward(dc_kv, glp->kv_b_proj, dkv, a->c_kv, lp->kv_b_proj, N, dc, H * (dn + dv),
-                    0);
+    matmul_backward_turn(m, dc_kv, glp->kv_b_proj, dkv, a->c_kv, lp->kv_b_proj, N, dc,
+                         H * (dn + dv), 0);
+    grad_turn_wait(m);
     rmsnorm_backward(dkv_a, glp->kv_a_layernorm, dc_kv, a->kv_a, dc + dr, lp->kv_a_layernorm,
                      a->c_kv_rstd, N, dc, 0);  // writes dkv_a's first dc columns
-    matmul_backward(dln, glp->kv_a_proj_with_mqa, dkv_a, a->ln1, lp->kv_a_proj_with_mqa, N, D,
-                    dc + dr, 0);  // dln's first writer
+    grad_turn_done(m);
+    matmul_backward_turn(m, dln, glp->kv_a_proj_with_mqa, dkv_a, a->ln1,
+                         lp->kv_a_proj_with_mqa, N, D, dc + dr, 0);  // dln's first writer
     // q path
     if (dq > 0) {
         float *dq_a_ln = s->t1, *dq_a = s->t4;
-        matmul_backward(dq_a_ln, glp->q_b_proj, dqv, a->q_a_ln, lp->q_b_proj, N, dq,
-                        H * (dn + dr), 0);
+        matmul_backward_turn(m, dq_a_ln, glp->q_b_proj, dqv, a->q_a_ln, lp->q_b_proj, N, dq,
+                             H * (dn + dr), 0);
+        grad_turn_wait(m);
         rmsnorm_backward(dq_a, glp->q_a_layernorm, dq_a_ln, a->q_a, dq, lp->q_a_layernorm,
                          a->q_a_rstd, N, dq, 0);
-        matmul_backward(dln, glp->q_a_proj, dq_a, a->ln1, lp->q_a_proj, N, D, dq, 1);
+        grad_turn_done(m);
+        matmul_backward_turn(m, dln, glp->q_a_proj, dq_a, a->ln1, lp->q_a_proj, N, D, dq, 1);
     } else {
-        matmul_backward(dln, glp->q_b_proj, dqv, a->ln1, lp->q_b_proj, N, D, H * (dn + dr), 1);
+        matmul_backward_turn(m, dln, glp->q_b_proj, dqv, a->ln1, lp->q_b_proj, N, D,
+                             H * (dn + dr), 1);
     }
     step_part(m, 1, PART_ATTN_PROJ, t);
 }
@@ -911,31 +929,38 @@ void block_backward(Model *m, int l, int B, int T) {
     double t = now_seconds();  // each part's time goes to step_part (bench --parts)
     // FFN: the dense MLP or shared experts write dln first; the routed experts add to it
     if (I > 0)
-        swiglu_backward(s->dln, glp->mlp_gate, glp->mlp_up, glp->mlp_down, s->dx, a->ln2,
-                        lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u, a->mlp_h, N,
-                        D, I, s->t1, s->t2, 0);
+        swiglu_backward_turn(m, s->dln, glp->mlp_gate, glp->mlp_up, glp->mlp_down, s->dx, a->ln2,
+                             lp->mlp_gate, lp->mlp_up, lp->mlp_down, a->mlp_g, a->mlp_u,
+                             a->mlp_h, N, D, I, s->t1, s->t2, 0);
     else
         zero_floats(s->dln, (size_t)N * D);
     t = step_part(m, 1, PART_MLP, t);
     if (layer_is_moe(c, l)) moe_backward(m, l, a, a->ln2, s->dx, s->dln, N);
     t = step_part(m, 1, PART_MOE, t);
+    grad_turn_wait(m);
     rmsnorm_backward(s->dx, glp->post_attention_layernorm, s->dln, a->x_mid, D,
                      lp->post_attention_layernorm, a->ln2_rstd, N, D, 1);  // + the residual
+    grad_turn_done(m);
     t = step_part(m, 1, PART_NORMS, t);
     // attention: o_proj, then MLA
     float *datt_out = s->t1;
-    matmul_backward(datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N, attn_out_width(c),
-                    D, 0);
+    matmul_backward_turn(m, datt_out, glp->o_proj, s->dx, a->att_out, lp->o_proj, N,
+                         attn_out_width(c), D, 0);
     step_part(m, 1, PART_O_PROJ, t);
     if (is_gqa(c)) gqa_backward(m, lp, glp, a, datt_out, s->dln, B, T);
     else mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);  // (both time their own parts)
     t = now_seconds();
+    grad_turn_wait(m);
     rmsnorm_backward(s->dx, glp->input_layernorm, s->dln, a->x_in, D, lp->input_layernorm,
                      a->ln1_rstd, N, D, 1);  // + the residual
+    grad_turn_done(m);
     step_part(m, 1, PART_NORMS, t);
 }
 
-void model_forward(Model *m, const int *ids, int B, int T) {
+// The whole model layer by layer over B sequences of T tokens: every product over all B*T rows,
+// shared among the threads. (model_forward runs this on the whole batch, or on each thread's
+// share of the sequences, side by side: below.)
+static void forward_layer_by_layer(Model *m, const int *ids, int B, int T) {
     const Config *c = &m->cfg;
     int N = B * T, D = c->hidden_size, L = c->num_hidden_layers;
     Acts *a = &m->acts;
@@ -957,18 +982,41 @@ void model_forward(Model *m, const int *ids, int B, int T) {
     step_part(m, 0, PART_EMBED_HEAD, since);
 }
 
-// From scratch.dln (the gradient of the final norm's output) down to the embeddings.
-static void backward_below_head(Model *m, const int *ids) {
+// The backward from the logits' gradient dlogits (plus dln_f_plus, the gradient of ln_f from
+// another head that reads it, or NULL), or, when dlogits is NULL, from dln_f, the gradient of
+// the final norm's output itself: the head, the blocks from the last, the embedding. Adds to
+// every weight gradient. A share of the batch (m->grad_order set: below) adds lm_head's weight
+// gradient last, so that its first turn is not the largest product of the backward.
+static void backward_layer_by_layer(Model *m, const int *ids, const float *dlogits,
+                                    const float *dln_f_plus, const float *dln_f) {
     const Config *c = &m->cfg;
     Acts *a = &m->acts;
     Grads *s = &m->scratch;
-    int B = a->B, T = a->T, N = B * T, D = c->hidden_size;
+    int B = a->B, T = a->T, N = B * T, D = c->hidden_size, V = c->vocab_size;
+    int head_last = m->grad_order != NULL;
     double t = now_seconds();
+    if (dlogits) {  // LM head: dln_f = dlogits @ lm_head (+ dln_f_plus); lm_head's gradient
+        matmul_backward(s->dln, head_last ? NULL : m->g.lm_head, dlogits, a->ln_f, m->p.lm_head,
+                        N, D, V, 0);
+        if (dln_f_plus)
+            for (size_t i = 0; i < (size_t)N * D; i++) s->dln[i] += dln_f_plus[i];
+    } else {
+        copy_floats(s->dln, dln_f, (size_t)N * D);
+    }
+    grad_turn_wait(m);
     rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D, 0);
+    grad_turn_done(m);
     step_part(m, 1, PART_EMBED_HEAD, t);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);
     t = now_seconds();
+    grad_turn_wait(m);
     embedding_backward(m->g.embed_tokens, ids, s->dx, N, D);
+    grad_turn_done(m);
+    if (dlogits && head_last) {
+        grad_turn_wait(m);
+        matmul_backward(NULL, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, V, 0);
+        grad_turn_done(m);
+    }
     step_part(m, 1, PART_EMBED_HEAD, t);
 }
 
@@ -987,29 +1035,171 @@ void embedding_backward(float *dembed, const int *ids, const float *dx, int N, i
     }
 }
 
+// ----------------------------------------------------------------------------------------------
+// Sequences side by side
+// ----------------------------------------------------------------------------------------------
+// Layer by layer, the threads share every product of the batch and wait for each other inside
+// and between the products (a block opens ~50 parallel regions). On the project's 2-core
+// sandbox the step ran 1.73-1.77x faster on 2 threads than on 1, while two 1-thread runs side by
+// side did 1.9-2x the work of one (tests/BENCH.md, stop 30). So when the batch has a sequence
+// or more per thread, each thread takes a share of the sequences (P shares of B/P, in order)
+// through the whole model, every product of its share on its own thread.
+//
+// The same floats as layer by layer, at any thread count:
+//   - forward: a row's numbers depend only on its own row (and the expert rows it chose).
+//     The MoE layers group their rows by expert within each share, so the backward goes by
+//     the same shares (Acts.shares).
+//   - backward: a row's input gradients depend only on its own row too. A weight gradient is a
+//     sum over all the batch's rows, one chain of additions in token order, and a product that
+//     adds to a gradient continues its chain exactly (matmul_nn with accumulate loads the
+//     partial sums and goes on; rmsnorm_backward, embedding_backward and the biases go on from
+//     what the gradient holds likewise). So each call that adds to weight gradients is a turn
+//     (grad_turn_wait, grad_turn_done: kernels.c, section 6): share p takes it after share p-1
+//     has, and the shares add to every gradient in token order. Share 0 never waits; share p
+//     runs about one turn behind share p-1. Input gradients go first, outside the turns
+//     (matmul_backward_turn, swiglu_backward_turn), and a share adds lm_head's gradient last,
+//     so that the turns are short.
+//   - the sequence-wise balance loss (moe.c) is summed over the whole batch after the forward.
+// A share's view (Model, share_view) is the batch's model with its activations and scratch
+// pointed at the share's rows: the same buffers, the same weights and gradients.
+
+int sequences_side_by_side = 1;
+
+// Shares for the forward of a batch of B x T: the threads, or 0 (layer by layer) unless there
+// are at least 2 threads and a sequence for each, the batch is laid out as allocated (the views
+// follow that layout), and the embeddings are not tied (lm_head's gradient would be the
+// embedding's, which two turns would add to out of order). Inside a parallel region
+// openmp_threads() is 1: no shares.
+static int side_by_side_shares(const Model *m, int B, int T) {
+    int P = openmp_threads();
+    if (!sequences_side_by_side || P < 2 || B < P) return 0;
+    if (B != m->acts.B || T != m->acts.T || m->cfg.tie_word_embeddings) return 0;
+    return P;
+}
+
+// The first sequence of share p of P, for a batch of B (share p is [first(p), first(p+1))).
+static int share_first(int B, int P, int p) { return (int)((long)B * p / P); }
+
+// View v of share p of P of m's batch: m itself but for its activations and scratch (pointed at
+// the share's rows; acts: room for the blocks' pointers) and the counts it adds to (load: expert
+// loads; part_seconds), which share_views_end adds up.
+static void share_view(const Model *m, Model *v, LayerActs *acts, long *load, int p, int P) {
+    const Config *c = &m->cfg;
+    int B = m->acts.B, T = m->acts.T, b0 = share_first(B, P, p);
+    size_t n_int;
+    *v = *m;
+    v->acts.layers = acts;
+    layout_acts(c, &v->acts, B, T, b0, m->acts.buffer, m->acts.ibuffer, &n_int);
+    v->acts.B = share_first(B, P, p + 1) - b0;
+    if (m->scratch.buffer) layout_scratch(c, &v->scratch, B, T, b0, m->scratch.buffer);
+    v->expert_load = load;
+    memset(v->part_seconds, 0, sizeof(v->part_seconds));
+}
+
+typedef struct {
+    Model *views;     // (P)
+    LayerActs *acts;  // (P, blocks) the views' per-block activation pointers
+    long *load;       // (P, blocks, E) tokens each view routed to each expert
+} ShareViews;
+
+static void share_views_begin(const Model *m, ShareViews *sv, int P) {
+    size_t blocks = model_blocks(&m->cfg), E = m->cfg.n_routed_experts;
+    sv->views = xcalloc((size_t)P, sizeof(Model));
+    sv->acts = xcalloc((size_t)P * blocks, sizeof(LayerActs));
+    sv->load = xcalloc((size_t)P * blocks * E + 1, sizeof(long));
+    for (int p = 0; p < P; p++)
+        share_view(m, &sv->views[p], sv->acts + p * blocks, sv->load + p * blocks * E, p, P);
+}
+
+// What the views counted goes back to the model: the expert loads (whole numbers: any order),
+// and each part's seconds over the P threads (bench --parts: the time of an average thread).
+static void share_views_end(Model *m, ShareViews *sv, int P) {
+    size_t loads = (size_t)model_blocks(&m->cfg) * m->cfg.n_routed_experts;
+    for (int p = 0; p < P; p++) {
+        for (size_t i = 0; i < loads; i++) m->expert_load[i] += sv->views[p].expert_load[i];
+        for (int pass = 0; pass < 2; pass++)
+            for (int part = 0; part < PART_COUNT; part++)
+                m->part_seconds[pass][part] += sv->views[p].part_seconds[pass][part] / P;
+    }
+    free(sv->views);
+    free(sv->acts);
+    free(sv->load);
+}
+
+void model_forward(Model *m, const int *ids, int B, int T) {
+    const Config *c = &m->cfg;
+    int P = side_by_side_shares(m, B, T);
+    m->acts.shares = P > 1 ? P : 1;
+    if (!P) {
+        forward_layer_by_layer(m, ids, B, T);
+        return;
+    }
+    ShareViews sv;
+    share_views_begin(m, &sv, P);
+#pragma omp parallel for schedule(static, 1) num_threads(P)
+    for (int p = 0; p < P; p++) {
+        sv.views[p].balance_alpha = 0.0f;  // summed over the whole batch below
+        forward_layer_by_layer(&sv.views[p], ids + (size_t)share_first(B, P, p) * T,
+                               sv.views[p].acts.B, T);
+    }
+    share_views_end(m, &sv, P);
+    // the balance loss, layer after layer over the whole batch, as moe_forward adds it
+    m->balance_loss = 0.0f;
+    for (int l = 0; l < c->num_hidden_layers && m->balance_alpha > 0; l++)
+        if (layer_is_moe(c, l))
+            m->balance_loss += moe_balance_loss(c, &m->acts.layers[l], B, T, B, m->balance_alpha,
+                                                NULL);
+}
+
+// The backward from dlogits or from dln_f (backward_layer_by_layer), by the shares of the
+// forward before it: the whole batch, or each share on its thread, turn after turn.
+static void backward_batch(Model *m, const int *ids, const float *dlogits,
+                           const float *dln_f_plus, const float *dln_f) {
+    const Config *c = &m->cfg;
+    int B = m->acts.B, T = m->acts.T, P = m->acts.shares;
+    if (P <= 1) {
+        backward_layer_by_layer(m, ids, dlogits, dln_f_plus, dln_f);
+        return;
+    }
+    size_t D = c->hidden_size, V = c->vocab_size;
+    ShareViews sv;
+    share_views_begin(m, &sv, P);
+    int turns = 8 + 16 * c->num_hidden_layers;  // more than a backward takes (grad_turn_done)
+    atomic_int *done = xcalloc((size_t)turns, sizeof(atomic_int));
+    for (int i = 0; i < turns; i++) atomic_init(&done[i], 0);
+    GradOrder *orders = xcalloc((size_t)P, sizeof(GradOrder));
+#pragma omp parallel for schedule(static, 1) num_threads(P)
+    for (int p = 0; p < P; p++) {
+        size_t r0 = (size_t)share_first(B, P, p) * T;  // the share's first row
+        orders[p] = (GradOrder){done, turns, p, 0};
+        sv.views[p].grad_order = &orders[p];
+        backward_layer_by_layer(&sv.views[p], ids + r0, dlogits ? dlogits + r0 * V : NULL,
+                                dln_f_plus ? dln_f_plus + r0 * D : NULL,
+                                dln_f ? dln_f + r0 * D : NULL);
+    }
+    // every share must have made the same turns (a turn taken only by some shares would let
+    // the others' turns run out of order): a bug in the code, never in the input
+    for (int p = 1; p < P; p++)
+        if (orders[p].next != orders[0].next)
+            die("backward: share %d made %d turns, share 0 %d", p, orders[p].next,
+                orders[0].next);
+    free(orders);
+    free(done);
+    share_views_end(m, &sv, P);
+}
+
 void model_backward(Model *m, const int *ids, const float *dlogits) {
     model_backward_plus(m, ids, dlogits, NULL);
 }
 
 void model_backward_plus(Model *m, const int *ids, const float *dlogits, const float *dln_f_plus) {
-    const Config *c = &m->cfg;
-    Acts *a = &m->acts;
-    int N = a->B * a->T, D = c->hidden_size;
-    double t = now_seconds();
-    // LM head: dln_f = dlogits @ lm_head (+ what another head that reads ln_f sends back)
-    matmul_backward(m->scratch.dln, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D,
-                    c->vocab_size, 0);
-    if (dln_f_plus)
-        for (size_t i = 0; i < (size_t)N * D; i++) m->scratch.dln[i] += dln_f_plus[i];
-    step_part(m, 1, PART_EMBED_HEAD, t);
-    backward_below_head(m, ids);
+    backward_batch(m, ids, dlogits, dln_f_plus, NULL);
 }
 
 // The same from dln_f (B,T,D), the gradient of the final norm's output: for a head other than
 // lm_head (the reward model's score head, grpo.c section 8).
 void model_backward_from_hidden(Model *m, const int *ids, const float *dln_f) {
-    copy_floats(m->scratch.dln, dln_f, (size_t)m->acts.B * m->acts.T * m->cfg.hidden_size);
-    backward_below_head(m, ids);
+    backward_batch(m, ids, NULL, NULL, dln_f);
 }
 
 // ==============================================================================================

@@ -48,6 +48,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,6 +62,8 @@
 // a build without OpenMP (`make debug`).
 static inline int openmp_threads(void) {
 #ifdef _OPENMP
+    // inside a parallel region, when no more may nest (the default), a region gets 1 thread
+    if (omp_get_active_level() >= omp_get_max_active_levels()) return 1;
     return omp_get_max_threads();
 #else
     return 1;
@@ -531,7 +534,9 @@ typedef struct {
 } LayerActs;
 
 typedef struct {
-    int B, T;
+    int B, T;          // the sequences these arrays hold, N = B*T rows
+    int batch;         // the whole batch's sequences (B, or more in a share's view)
+    int shares;        // how the last forward went: 1 layer by layer, P: P shares side by side
     float *x_final;    // (N, D)  residual after the last block
     float *ln_f;       // (N, D)
     float *ln_f_rstd;  // (N)
@@ -606,7 +611,26 @@ typedef struct {
     float balance_alpha;  // sequence-wise balance loss weight alpha (DeepSeek-V3 eq. 17-20); 0 = off
     float balance_loss;   // its value in the last forward (summed over MoE layers)
     float mtp_lambda;     // MTP loss weight lambda (DeepSeek-V3 eq. 25); 0: the module is frozen
+    struct GradOrder *grad_order;  // a share's view in the backward: its turns; else NULL
 } Model;
+
+// The turns of one share of a batch in the backward (kernels.c, section 6; r1.c, "Sequences
+// side by side"): done[i] counts the shares that have made turn i.
+typedef struct GradOrder {
+    atomic_int *done;  // (turns)
+    int turns;         // room in done: more than a backward takes
+    int share;         // this view's share: it takes a turn once done[turn] == share
+    int next;          // its next turn
+} GradOrder;
+void grad_turn_wait(const Model *m);
+void grad_turn_done(Model *m);
+void matmul_backward_turn(Model *m, float *dinp, float *dW, const float *dout, const float *inp,
+                          const float *W, int N, int C, int OC, int accumulate);
+void swiglu_backward_turn(Model *m, float *dx, float *dWg, float *dWu, float *dWd,
+                          const float *dout, const float *x, const float *Wg, const float *Wu,
+                          const float *Wd, const float *g, const float *u, const float *h, int N,
+                          int D, int I, float *dh, float *dgu, int accumulate);
+
 
 // Batched generation: up to DECODE_BATCH sequences step together, so each weight matrix is read
 // once per step for all of them. A sequence's numbers do not depend on its batch-mates. 64: the
@@ -643,10 +667,11 @@ void moe_backward(Model *m, int layer, LayerActs *a, const float *inp, const flo
 // selection only, weights normalised and scaled. idx (K), w (K).
 void moe_route_token(const Config *c, const float *logits, const float *bias, float *s,
                      int *idx, float *w);
-// Sequence-wise balance loss of one MoE layer (DeepSeek-V3 eqs. 17-20) for the routing in a:
-// returns alpha * mean over sequences of sum_i f_i P_i. With dlogits (N,E) non-NULL, adds its
-// gradient with respect to the router logits.
-float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, float alpha,
+// Sequence-wise balance loss of one MoE layer (DeepSeek-V3 eqs. 17-20) for the routing of the B
+// sequences in a, out of a batch of `batch` (B, or more when a is a share's view): returns
+// alpha / batch * the sum over a's sequences of sum_i f_i P_i, the batch's mean when B is all
+// of it. With dlogits (N,E) non-NULL, adds its gradient with respect to the router logits.
+float moe_balance_loss(const Config *c, const LayerActs *a, int B, int T, int batch, float alpha,
                        float *dlogits);
 // Auxiliary-loss-free balancing (DeepSeek-V3 §2.1.2): b_i += gamma * sign(mean load - load_i).
 void moe_update_bias(Model *m, float gamma);
@@ -708,6 +733,11 @@ extern const char *const step_part_names[PART_COUNT];
 // floats may differ in the last bits), 0 (default): the tiled kernel. main sets it from the
 // environment: R1_PLAIN_ATTENTION=1 ./r1-debug ...
 extern int attention_plain_loops;
+// 1 (default): with at least one sequence per thread, the training forward and backward give
+// each thread its share of the sequences through the whole model (r1.c, "Sequences side by
+// side": the same floats); 0: always layer by layer, all threads sharing each product. main
+// sets 0 from the environment (R1_LAYER_BY_LAYER=1), to compare the two.
+extern int sequences_side_by_side;
 // Backward from dlogits (B,T,V); accumulates into m->grads.
 void model_backward(Model *m, const int *ids, const float *dlogits);
 // The same, where another head that reads ln_f (the MTP module, mtp.c) adds dln_f_plus (B,T,D)

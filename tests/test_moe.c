@@ -497,7 +497,7 @@ static void test_balance_loss_by_hand(void **state) {
     double want = 0;
     for (int e = 0; e < 4; e++) want += f[e] * P[e];
     want *= 0.1;
-    float got = moe_balance_loss(&c, &a, 1, 2, 0.1f, NULL);
+    float got = moe_balance_loss(&c, &a, 1, 2, 1, 0.1f, NULL);
     EXPECT(fabs(got - want) < 1e-6, "balance loss %.7g, expected %.7g", got, want);
     // perfectly balanced choices and uniform scores: L = alpha * sum_i 1 * 1/E = alpha... times
     // E/E: f_i = 1 for all i and P_i = 1/E, so L = alpha.
@@ -506,7 +506,7 @@ static void test_balance_loss_by_hand(void **state) {
     int topk2[4] = {0, 1, 2, 3};
     a.scores = flat;
     a.topk_idx = topk2;
-    got = moe_balance_loss(&c2, &a, 1, 2, 0.1f, NULL);
+    got = moe_balance_loss(&c2, &a, 1, 2, 1, 0.1f, NULL);
     EXPECT(fabs(got - 0.1) < 1e-6, "balanced: loss %.7g, expected alpha = 0.1", got);
 }
 

@@ -1488,6 +1488,111 @@ static void test_determinism_threads(void **state) {
 #endif
 }
 
+// Sequences side by side (r1.c, section 4): each thread takes a share of the batch through the
+// whole forward and backward, and the shares add to the weight gradients in turns. The floats
+// must be the ones layer by layer gives at 1 thread, bit for bit: parameters after two training
+// steps, the last logits, the expert loads and the balance loss. B = 5 sequences, so that 2, 3
+// and 4 threads cut the batch into unequal shares; a MoE model with the balance loss on, the
+// same with the MTP module, a Qwen2 (GQA) model, and one with tied embeddings (which must fall
+// back to layer by layer).
+typedef struct {
+    float *params, *logits;
+    long *load;
+    float balance;
+    size_t n_params, n_logits, n_load;
+    int shares;  // Acts.shares after the first forward
+} SideRun;
+
+static void side_run(const Config *c, int threads, int side_by_side, SideRun *r) {
+    omp_set_num_threads(threads);
+    sequences_side_by_side = side_by_side;
+    enum { B = 5, T = 12 };
+    Model m;
+    make_model(&m, c, 7, B, T);
+    m.balance_alpha = c->n_routed_experts > 0 ? 0.05f : 0.0f;
+    int mtp = c->num_nextn_predict_layers > 0;
+    if (mtp) mtp_set_training(&m, 0.3f);
+    int ids[B * T];
+    random_ids(ids, B * T, c->vocab_size, 8);
+    float *dlogits = malloc(sizeof(float) * B * T * c->vocab_size);
+    AdamWConfig oc = adamw_defaults();
+    oc.lr = 1e-2f;
+    for (int step = 0; step < 2; step++) {
+        model_forward(&m, ids, B, T);
+        if (step == 0) r->shares = m.acts.shares;
+        cross_entropy_forward_backward(m.acts.logits, ids, NULL, B, T, c->vocab_size, dlogits);
+        if (mtp) mtp_forward(&m, ids, NULL);
+        model_zero_grad(&m);
+        if (mtp) mtp_backward(&m);
+        model_backward_plus(&m, ids, dlogits, mtp ? m.acts.mtp_dh : NULL);
+        adamw_step(&m, &oc);
+        moe_update_bias(&m, 1e-3f);
+    }
+    model_forward(&m, ids, B, T);
+    r->balance = m.balance_loss;
+    r->n_params = m.n_params;
+    r->params = malloc(sizeof(float) * m.n_params);
+    memcpy(r->params, m.params, sizeof(float) * m.n_params);
+    r->n_logits = (size_t)B * T * c->vocab_size;
+    r->logits = malloc(sizeof(float) * r->n_logits);
+    memcpy(r->logits, m.acts.logits, sizeof(float) * r->n_logits);
+    r->n_load = (size_t)model_blocks(c) * c->n_routed_experts;
+    r->load = malloc(sizeof(long) * (r->n_load + 1));
+    memcpy(r->load, m.expert_load, sizeof(long) * r->n_load);
+    free(dlogits);
+    model_free(&m);
+    sequences_side_by_side = 1;
+}
+
+static void side_run_free(SideRun *r) {
+    free(r->params);
+    free(r->logits);
+    free(r->load);
+}
+
+static void test_side_by_side_same_floats(void **state) {
+    (void)state;
+#ifndef _OPENMP
+    skip();
+#else
+    int saved = omp_get_max_threads();
+    char err[R1_ERR_LEN];
+    Config cs[4];
+    const char *names[4] = {"MoE", "MoE + MTP", "Qwen2 (GQA)", "tied embeddings"};
+    cs[0] = tiny_config(V_BASE);
+    cs[1] = tiny_config(V_BASE);
+    cs[1].num_nextn_predict_layers = 1;
+    assert_int_equal(config_preset("qwen-student", &cs[2], err), 0);
+    cs[3] = tiny_config(V_BASE);
+    cs[3].tie_word_embeddings = 1;
+    for (int i = 0; i < 4; i++) {
+        SideRun ref, run;
+        side_run(&cs[i], 1, 0, &ref);
+        // 4 threads three times: a missing wait shows as a race, which a run may not hit
+        int counts[5] = {2, 3, 4, 4, 4};
+        for (int k = 0; k < 5; k++) {
+            int threads = counts[k];
+            side_run(&cs[i], threads, 1, &run);
+            int want = i == 3 ? 1 : threads;
+            EXPECT(run.shares == want, "%s, %d threads: %d shares, want %d", names[i], threads,
+                   run.shares, want);
+            EXPECT(memcmp(ref.params, run.params, sizeof(float) * ref.n_params) == 0,
+                   "%s: parameters after 2 steps differ at %d threads", names[i], threads);
+            EXPECT(memcmp(ref.logits, run.logits, sizeof(float) * ref.n_logits) == 0,
+                   "%s: logits differ at %d threads", names[i], threads);
+            EXPECT(memcmp(ref.load, run.load, sizeof(long) * ref.n_load) == 0,
+                   "%s: expert loads differ at %d threads", names[i], threads);
+            EXPECT(memcmp(&ref.balance, &run.balance, sizeof(float)) == 0,
+                   "%s: balance loss %.9g at %d threads, %.9g at 1", names[i], run.balance,
+                   threads, ref.balance);
+            side_run_free(&run);
+        }
+        side_run_free(&ref);
+    }
+    omp_set_num_threads(saved);
+#endif
+}
+
 // ==============================================================================================
 // 5. AdamW
 // ==============================================================================================
@@ -3067,6 +3172,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_decode_batch_cut),
         cmocka_unit_test(test_decode_state_limits),
         cmocka_unit_test(test_determinism_threads),
+        cmocka_unit_test(test_side_by_side_same_floats),
         cmocka_unit_test(test_adamw_formula),
         cmocka_unit_test(test_adamw_lowers_loss),
         cmocka_unit_test(test_config_validate),
