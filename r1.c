@@ -1041,9 +1041,9 @@ void embedding_backward(float *dembed, const int *ids, const float *dx, int N, i
 // Layer by layer, the threads share every product of the batch and wait for each other inside
 // and between the products (a block opens ~50 parallel regions). On the project's 2-core
 // sandbox the step ran 1.73-1.77x faster on 2 threads than on 1, while two 1-thread runs side by
-// side did 1.9-2x the work of one (tests/BENCH.md, stop 30). So when the batch has a sequence
-// or more per thread, each thread takes a share of the sequences (P shares of B/P, in order)
-// through the whole model, every product of its share on its own thread.
+// side did 1.9-2x the work of one (tests/BENCH.md, stop 30). So when the batch has two
+// sequences or more per thread, each thread takes a share of the sequences (P shares of B/P, in
+// order) through the whole model, every product of its share on its own thread: 1.82-1.95x.
 //
 // The same floats as layer by layer, at any thread count:
 //   - forward: a row's numbers depend only on its own row (and the expert rows it chose).
@@ -1065,14 +1065,15 @@ void embedding_backward(float *dembed, const int *ids, const float *dx, int N, i
 
 int sequences_side_by_side = 1;
 
-// Shares for the forward of a batch of B x T: the threads, or 0 (layer by layer) unless there
-// are at least 2 threads and a sequence for each, the batch is laid out as allocated (the views
-// follow that layout), and the embeddings are not tied (lm_head's gradient would be the
-// embedding's, which two turns would add to out of order). Inside a parallel region
-// openmp_threads() is 1: no shares.
+// Shares for the forward of a batch of B x T: one per thread, or 0 (layer by layer) unless
+// there are at least 2 threads and 2 sequences per thread (shares of one sequence ran no faster
+// than layer by layer on the sandbox: a product over more rows reads its weights once for all
+// of them), the batch is laid out as allocated (the views follow that layout), and the
+// embeddings are not tied (lm_head's gradient would be the embedding's, which two turns would
+// add to out of order). Inside a parallel region openmp_threads() is 1: no shares.
 static int side_by_side_shares(const Model *m, int B, int T) {
     int P = openmp_threads();
-    if (!sequences_side_by_side || P < 2 || B < P) return 0;
+    if (!sequences_side_by_side || P < 2 || B < 2 * P) return 0;
     if (B != m->acts.B || T != m->acts.T || m->cfg.tie_word_embeddings) return 0;
     return P;
 }

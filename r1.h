@@ -733,7 +733,7 @@ extern const char *const step_part_names[PART_COUNT];
 // floats may differ in the last bits), 0 (default): the tiled kernel. main sets it from the
 // environment: R1_PLAIN_ATTENTION=1 ./r1-debug ...
 extern int attention_plain_loops;
-// 1 (default): with at least one sequence per thread, the training forward and backward give
+// 1 (default): with at least two sequences per thread, the training forward and backward give
 // each thread its share of the sequences through the whole model (r1.c, "Sequences side by
 // side": the same floats); 0: always layer by layer, all threads sharing each product. main
 // sets 0 from the environment (R1_LAYER_BY_LAYER=1), to compare the two.

@@ -1491,8 +1491,8 @@ static void test_determinism_threads(void **state) {
 // Sequences side by side (r1.c, section 4): each thread takes a share of the batch through the
 // whole forward and backward, and the shares add to the weight gradients in turns. The floats
 // must be the ones layer by layer gives at 1 thread, bit for bit: parameters after two training
-// steps, the last logits, the expert loads and the balance loss. B = 5 sequences, so that 2, 3
-// and 4 threads cut the batch into unequal shares; a MoE model with the balance loss on, the
+// steps, the last logits, the expert loads and the balance loss. B = 9 sequences, so that 2, 3
+// and 4 threads cut the batch into shares of 2 sequences or more, unequal at 2 and 4; a MoE model with the balance loss on, the
 // same with the MTP module, a Qwen2 (GQA) model, and one with tied embeddings (which must fall
 // back to layer by layer).
 typedef struct {
@@ -1506,7 +1506,7 @@ typedef struct {
 static void side_run(const Config *c, int threads, int side_by_side, SideRun *r) {
     omp_set_num_threads(threads);
     sequences_side_by_side = side_by_side;
-    enum { B = 5, T = 12 };
+    enum { B = 9, T = 12 };
     Model m;
     make_model(&m, c, 7, B, T);
     m.balance_alpha = c->n_routed_experts > 0 ? 0.05f : 0.0f;
