@@ -615,7 +615,10 @@ typedef struct {
 } Model;
 
 // The turns of one share of a batch in the backward (kernels.c, section 6; r1.c, "Sequences
-// side by side"): done[i] counts the shares that have made turn i.
+// side by side"): done[i] counts the shares that have made turn i. The functions are
+// kernels.c's (declared here, after Model): grad_turn_wait before a call that adds to weight
+// gradients, grad_turn_done after it; matmul_backward and swiglu_backward with their weight
+// gradients in a turn, after the input gradient. With m->grad_order NULL they never wait.
 typedef struct GradOrder {
     atomic_int *done;  // (turns)
     int turns;         // room in done: more than a backward takes
@@ -630,7 +633,6 @@ void swiglu_backward_turn(Model *m, float *dx, float *dWg, float *dWu, float *dW
                           const float *dout, const float *x, const float *Wg, const float *Wu,
                           const float *Wd, const float *g, const float *u, const float *h, int N,
                           int D, int I, float *dh, float *dgu, int accumulate);
-
 
 // Batched generation: up to DECODE_BATCH sequences step together, so each weight matrix is read
 // once per step for all of them. A sequence's numbers do not depend on its batch-mates. 64: the
