@@ -948,6 +948,16 @@ void matmul_backward_turn(Model *m, float *dinp, float *dW, const float *dout, c
     grad_turn_done(m);
 }
 
+// rmsnorm_backward in a turn: its input gradient and dw come out of the same passes, so the
+// whole call is the turn (a norm is small).
+void rmsnorm_backward_turn(Model *m, float *dinp, float *dw, const float *dout, const float *inp,
+                           int stride, const float *w, const float *rstd, int N, int C,
+                           int accumulate) {
+    grad_turn_wait(m);
+    rmsnorm_backward(dinp, dw, dout, inp, stride, w, rstd, N, C, accumulate);
+    grad_turn_done(m);
+}
+
 // swiglu_backward with the three weight gradients in one turn, after the input gradient (which
 // leaves dg in dh and du in dgu: swiglu_backward's contract with NULL weight gradients).
 void swiglu_backward_turn(Model *m, float *dx, float *dWg, float *dWu, float *dWd,

@@ -355,7 +355,7 @@ static int max_width(const Config *c) {
 
 // Carves a (rows, width) array out of a running pointer (the one-allocation-per-kind layout)
 // and points at its row `first`: 0 for the whole batch, a sequence's first row for the view of
-// a slice of the batch (shard_view). With base == NULL nothing is pointed at: only *used is
+// a slice of the batch (share_view). With base == NULL nothing is pointed at: only *used is
 // counted (to size the allocation).
 static float *carve(float *base, size_t *used, size_t rows, size_t width, size_t first) {
     float *p = base ? base + *used + first * width : NULL;
@@ -416,7 +416,7 @@ static size_t layout_acts(const Config *c, Acts *a, int B, int T, int b0, float 
         la->q_a_ln = carve(base, &used, N, dq, r0);
         la->q_a_rstd = carve(base, &used, N, 1, r0);
         la->q = carve(base, &used, N, H * (gqa ? hd : dn + dr), r0);
-        la->kv_a = carve(base, &used, N, (dc + dr), r0);
+        la->kv_a = carve(base, &used, N, dc + dr, r0);
         la->c_kv = carve(base, &used, N, dc, r0);
         la->c_kv_rstd = carve(base, &used, N, 1, r0);
         la->kv = carve(base, &used, N, H * (dn + dv), r0);
@@ -851,10 +851,8 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
     float *dc_kv = s->t1;  // t1 held datt_out, which the attention backward has consumed
     matmul_backward_turn(m, dc_kv, glp->kv_b_proj, dkv, a->c_kv, lp->kv_b_proj, N, dc,
                          H * (dn + dv), 0);
-    grad_turn_wait(m);
-    rmsnorm_backward(dkv_a, glp->kv_a_layernorm, dc_kv, a->kv_a, dc + dr, lp->kv_a_layernorm,
-                     a->c_kv_rstd, N, dc, 0);  // writes dkv_a's first dc columns
-    grad_turn_done(m);
+    rmsnorm_backward_turn(m, dkv_a, glp->kv_a_layernorm, dc_kv, a->kv_a, dc + dr,
+                          lp->kv_a_layernorm, a->c_kv_rstd, N, dc, 0);  // dkv_a's first dc
     matmul_backward_turn(m, dln, glp->kv_a_proj_with_mqa, dkv_a, a->ln1,
                          lp->kv_a_proj_with_mqa, N, D, dc + dr, 0);  // dln's first writer
     // q path
@@ -862,10 +860,8 @@ static void mla_backward(Model *m, const LayerParams *lp, const LayerParams *glp
         float *dq_a_ln = s->t1, *dq_a = s->t4;
         matmul_backward_turn(m, dq_a_ln, glp->q_b_proj, dqv, a->q_a_ln, lp->q_b_proj, N, dq,
                              H * (dn + dr), 0);
-        grad_turn_wait(m);
-        rmsnorm_backward(dq_a, glp->q_a_layernorm, dq_a_ln, a->q_a, dq, lp->q_a_layernorm,
-                         a->q_a_rstd, N, dq, 0);
-        grad_turn_done(m);
+        rmsnorm_backward_turn(m, dq_a, glp->q_a_layernorm, dq_a_ln, a->q_a, dq,
+                              lp->q_a_layernorm, a->q_a_rstd, N, dq, 0);
         matmul_backward_turn(m, dln, glp->q_a_proj, dq_a, a->ln1, lp->q_a_proj, N, D, dq, 1);
     } else {
         matmul_backward_turn(m, dln, glp->q_b_proj, dqv, a->ln1, lp->q_b_proj, N, D,
@@ -937,10 +933,8 @@ void block_backward(Model *m, int l, int B, int T) {
     t = step_part(m, 1, PART_MLP, t);
     if (layer_is_moe(c, l)) moe_backward(m, l, a, a->ln2, s->dx, s->dln, N);
     t = step_part(m, 1, PART_MOE, t);
-    grad_turn_wait(m);
-    rmsnorm_backward(s->dx, glp->post_attention_layernorm, s->dln, a->x_mid, D,
-                     lp->post_attention_layernorm, a->ln2_rstd, N, D, 1);  // + the residual
-    grad_turn_done(m);
+    rmsnorm_backward_turn(m, s->dx, glp->post_attention_layernorm, s->dln, a->x_mid, D,
+                          lp->post_attention_layernorm, a->ln2_rstd, N, D, 1);  // + residual
     t = step_part(m, 1, PART_NORMS, t);
     // attention: o_proj, then MLA
     float *datt_out = s->t1;
@@ -950,10 +944,8 @@ void block_backward(Model *m, int l, int B, int T) {
     if (is_gqa(c)) gqa_backward(m, lp, glp, a, datt_out, s->dln, B, T);
     else mla_backward(m, lp, glp, a, datt_out, s->dln, B, T);  // (both time their own parts)
     t = now_seconds();
-    grad_turn_wait(m);
-    rmsnorm_backward(s->dx, glp->input_layernorm, s->dln, a->x_in, D, lp->input_layernorm,
-                     a->ln1_rstd, N, D, 1);  // + the residual
-    grad_turn_done(m);
+    rmsnorm_backward_turn(m, s->dx, glp->input_layernorm, s->dln, a->x_in, D,
+                          lp->input_layernorm, a->ln1_rstd, N, D, 1);  // + the residual
     step_part(m, 1, PART_NORMS, t);
 }
 
@@ -1003,20 +995,16 @@ static void backward_layer_by_layer(Model *m, const int *ids, const float *dlogi
     } else {
         copy_floats(s->dln, dln_f, (size_t)N * D);
     }
-    grad_turn_wait(m);
-    rmsnorm_backward(s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd, N, D, 0);
-    grad_turn_done(m);
+    rmsnorm_backward_turn(m, s->dx, m->g.norm, s->dln, a->x_final, D, m->p.norm, a->ln_f_rstd,
+                          N, D, 0);
     step_part(m, 1, PART_EMBED_HEAD, t);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) block_backward(m, l, B, T);
     t = now_seconds();
     grad_turn_wait(m);
     embedding_backward(m->g.embed_tokens, ids, s->dx, N, D);
     grad_turn_done(m);
-    if (dlogits && head_last) {
-        grad_turn_wait(m);
-        matmul_backward(NULL, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, V, 0);
-        grad_turn_done(m);
-    }
+    if (dlogits && head_last)
+        matmul_backward_turn(m, NULL, m->g.lm_head, dlogits, a->ln_f, m->p.lm_head, N, D, V, 0);
     step_part(m, 1, PART_EMBED_HEAD, t);
 }
 

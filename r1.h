@@ -618,7 +618,8 @@ typedef struct {
 // side by side"): done[i] counts the shares that have made turn i. The functions are
 // kernels.c's (declared here, after Model): grad_turn_wait before a call that adds to weight
 // gradients, grad_turn_done after it; matmul_backward and swiglu_backward with their weight
-// gradients in a turn, after the input gradient. With m->grad_order NULL they never wait.
+// gradients in a turn, after the input gradient; rmsnorm_backward as a whole in a turn. With
+// m->grad_order NULL they never wait.
 typedef struct GradOrder {
     atomic_int *done;  // (turns)
     int turns;         // room in done: more than a backward takes
@@ -629,6 +630,9 @@ void grad_turn_wait(const Model *m);
 void grad_turn_done(Model *m);
 void matmul_backward_turn(Model *m, float *dinp, float *dW, const float *dout, const float *inp,
                           const float *W, int N, int C, int OC, int accumulate);
+void rmsnorm_backward_turn(Model *m, float *dinp, float *dw, const float *dout, const float *inp,
+                           int stride, const float *w, const float *rstd, int N, int C,
+                           int accumulate);
 void swiglu_backward_turn(Model *m, float *dx, float *dWg, float *dWu, float *dWd,
                           const float *dout, const float *x, const float *Wg, const float *Wu,
                           const float *Wd, const float *g, const float *u, const float *h, int N,
